@@ -1,0 +1,141 @@
+# moonopt - the one entry point: all, test, check, bench, demo, install, deps, clean.
+#
+#   make            build libmoonopt.a, libmoonopt.so and the Lua module build/moonopt/core.so
+#   make test       C tests + LuaUnit tests; last line "N passed, N failed"
+#   make check      the same suite under ASan+UBSan, and valgrind memcheck on the C tests
+#   make bench      benchmarks (ratios against references measured in the same run)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       install the Debian packages the build and tests need (as root)
+
+LUA_VERSION ?= 5.4
+LUA         ?= lua$(LUA_VERSION)
+CC          ?= cc
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BUILD       ?= build
+OPT         ?= -O2
+WERROR      ?= -Werror
+
+PKG_CONFIG  ?= pkg-config
+LUA_CFLAGS  := $(shell $(PKG_CONFIG) --cflags lua$(LUA_VERSION) 2>/dev/null)
+
+# CBLAS: openblas, then cblas, then blas; none found (or BLAS=none): the portable matmul.
+BLAS ?= auto
+ifeq ($(BLAS),auto)
+  BLAS_PKG := $(firstword $(foreach p,openblas cblas blas,$(shell $(PKG_CONFIG) --exists $(p) 2>/dev/null && echo $(p))))
+else ifeq ($(BLAS),none)
+  BLAS_PKG :=
+else
+  BLAS_PKG := $(BLAS)
+endif
+ifneq ($(BLAS_PKG),)
+  BLAS_CFLAGS := -DMO_HAVE_CBLAS $(shell $(PKG_CONFIG) --cflags $(BLAS_PKG))
+  BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs $(BLAS_PKG))
+endif
+
+WARN   := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+          -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 -Wundef \
+          -Wvla -Wwrite-strings -Wold-style-definition $(WERROR)
+CFLAGS ?= $(OPT) -g
+ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -D_POSIX_C_SOURCE=200809L -Icore $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
+LIBS   = $(BLAS_LIBS) -lm
+
+CORE_SRC    := $(sort $(wildcard core/*.c))
+BIND_SRC    := $(sort $(wildcard lua/binding/*.c))
+CTEST_SRC   := $(sort $(wildcard tests/c/*.c))
+CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
+BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
+CORE_HDR    := $(wildcard core/*.h)
+BIND_HDR    := $(wildcard lua/binding/*.h)
+
+SONAME_MAJOR := 0
+SO_VERSION   := 0.1.0
+
+.PHONY: all lib module test check bench demo install uninstall clean deps ctest luatest lint
+
+all: lib module
+
+lib: $(BUILD)/libmoonopt.a $(BUILD)/libmoonopt.so.$(SO_VERSION)
+module: $(BUILD)/moonopt/core.so
+
+$(BUILD)/core/%.o: core/%.c $(CORE_HDR) | $(BUILD)/core
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/lua/binding/%.o: lua/binding/%.c $(CORE_HDR) $(BIND_HDR) | $(BUILD)/lua/binding
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -Ilua/binding -c $< -o $@
+
+$(BUILD)/core $(BUILD)/lua/binding $(BUILD)/moonopt $(BUILD)/tests:
+	mkdir -p $@
+
+$(BUILD)/libmoonopt.a: $(CORE_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/libmoonopt.so.$(SO_VERSION): $(CORE_OBJ)
+	$(CC) -shared -Wl,-soname,libmoonopt.so.$(SONAME_MAJOR) -o $@ $^ $(LIBS)
+	ln -sf libmoonopt.so.$(SO_VERSION) $(BUILD)/libmoonopt.so.$(SONAME_MAJOR)
+	ln -sf libmoonopt.so.$(SONAME_MAJOR) $(BUILD)/libmoonopt.so
+
+# The Lua module links the core statically: one file to install, nothing to find at run time.
+$(BUILD)/moonopt/core.so: $(BIND_OBJ) $(CORE_OBJ) | $(BUILD)/moonopt
+	$(CC) -shared $(CFLAGS) $(EXTRA_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmoonopt.a $(CORE_HDR) tests/c/ctest.h | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -Itests/c $< -o $@ $(BUILD)/libmoonopt.a $(LIBS) $(EXTRA_LDFLAGS)
+
+# Programs that embed Lua + the binding (two lua_States in one process, host examples' tests).
+LUA_LIBS    := $(shell $(PKG_CONFIG) --libs lua$(LUA_VERSION) 2>/dev/null)
+EMBED_SRC   := $(sort $(wildcard tests/embed/*.c))
+$(BUILD)/tests/embed_%: tests/embed/%.c $(BIND_OBJ) $(BUILD)/libmoonopt.a $(CORE_HDR) $(BIND_HDR) tests/c/ctest.h | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -Ilua/binding -Itests/c $< -o $@ $(BIND_OBJ) $(BUILD)/libmoonopt.a $(LUA_LIBS) $(LIBS) $(EXTRA_LDFLAGS)
+
+CTEST_BIN := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRC)) \
+             $(patsubst tests/embed/%.c,$(BUILD)/tests/embed_%,$(EMBED_SRC))
+
+# Missing tools or headers: install them first (make deps says how when not root).
+DEPS_OK := $(shell command -v $(LUA) >/dev/null 2>&1 && $(PKG_CONFIG) --exists lua$(LUA_VERSION) 2>/dev/null && test -f /usr/share/lua/$(LUA_VERSION)/luaunit.lua && echo yes)
+
+test:
+ifneq ($(DEPS_OK),yes)
+	$(MAKE) deps
+endif
+	$(MAKE) all $(CTEST_BIN)
+	@BUILD=$(BUILD) LUA=$(LUA) sh tests/run.sh $(CTEST_BIN)
+
+# Sanitizers: a separate build tree; lua5.4 itself is not instrumented, so the
+# ASan runtime is preloaded into it.
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+check:
+ifneq ($(DEPS_OK),yes)
+	$(MAKE) deps
+endif
+	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" all
+	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" \
+	    $(patsubst $(BUILD)/%,build-asan/%,$(CTEST_BIN))
+	@BUILD=build-asan LUA=$(LUA) SANITIZE=1 sh tests/run.sh $(patsubst $(BUILD)/%,build-asan/%,$(CTEST_BIN))
+	$(MAKE) BUILD=build-vg OPT=-O1 all $(patsubst $(BUILD)/%,build-vg/%,$(CTEST_BIN))
+	@BUILD=build-vg VALGRIND=1 sh tests/run.sh --c-only $(patsubst $(BUILD)/%,build-vg/%,$(CTEST_BIN))
+
+bench: all
+	@sh bench/run.sh
+
+lint:
+	luacheck --codes lua tests/lua bench examples
+
+deps:
+	@sh tools/deps.sh
+
+LUA_SHARE := $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)
+LUA_LIB   := $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)
+install: all
+	install -d $(LUA_SHARE)/moonopt $(LUA_LIB)/moonopt $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 644 lua/moonopt/*.lua $(LUA_SHARE)/moonopt/
+	install -m 755 $(BUILD)/moonopt/core.so $(LUA_LIB)/moonopt/core.so
+	install -m 644 $(BUILD)/libmoonopt.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libmoonopt.so.$(SO_VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libmoonopt.so.$(SO_VERSION) $(DESTDIR)$(PREFIX)/lib/libmoonopt.so.$(SONAME_MAJOR)
+	ln -sf libmoonopt.so.$(SONAME_MAJOR) $(DESTDIR)$(PREFIX)/lib/libmoonopt.so
+	install -m 644 core/moonopt.h $(DESTDIR)$(PREFIX)/include/
+
+clean:
+	rm -rf build build-asan build-vg

@@ -1,0 +1,326 @@
+/*
+ * moonopt.h - the public C API of moonopt's core (pure C11, no Lua).
+ *
+ * The core owns float32 tensors and the kernels that act on them. It has no
+ * global mutable state, never calls exit()/abort()/longjmp, and every function
+ * that can fail returns an mo_status (MO_OK == 0). A host application may link
+ * libmoonopt.a alone and call everything here without lua.h.
+ *
+ * Usage (error handling shortened):
+ *
+ *     #include "moonopt.h"
+ *
+ *     size_t shape[2] = {2, 3};
+ *     mo_tensor a, b;
+ *     mo_tensor_init(&a);                         // valid empty handles first
+ *     mo_tensor_init(&b);
+ *     if (mo_tensor_zeros(&a, 2, shape, NULL) != MO_OK) goto fail;  // NULL: default allocator
+ *     mo_fill(&a, 1.5f);
+ *     mo_tensor_transpose(&b, &a, 0, 1);          // a 3x2 view sharing a's storage
+ *     double s;
+ *     mo_sum(&b, &s);                             // s == 9
+ *     mo_tensor_release(&b);                      // views and bases release in any order
+ *     mo_tensor_release(&a);
+ *
+ *     // host memory, borrowed without a copy; `release` runs when the last view goes
+ *     float xy[2] = {-1.5f, 2.0f};
+ *     size_t n = 2;
+ *     mo_tensor p;
+ *     mo_tensor_init(&p);
+ *     mo_tensor_wrap(&p, xy, 1, &n, NULL, NULL);  // no release callback: host keeps xy
+ *
+ * Conventions: indices and dimensions are 0-based here (the Lua binding turns
+ * Lua's 1-based ones into these). Output tensors are caller-provided handles; a
+ * function that fails leaves its output handle as it was. Strides are in
+ * elements. Operations accept strided (non-contiguous) tensors; contiguous ones
+ * take a fast path.
+ */
+#ifndef MOONOPT_H
+#define MOONOPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MO_VERSION_MAJOR 0
+#define MO_VERSION_MINOR 1
+#define MO_VERSION_PATCH 0
+#define MO_VERSION_STRING "0.1.0"
+
+/* The largest number of dimensions a tensor may have. */
+#define MO_MAX_DIMS 8
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mo_status {
+    MO_OK = 0,
+    MO_ERR_NOMEM,      /* an allocation failed */
+    MO_ERR_OVERFLOW,   /* a size or byte count does not fit in size_t */
+    MO_ERR_ARG,        /* an argument is invalid (NULL, NaN, negative, ...) */
+    MO_ERR_SHAPE,      /* shapes do not agree */
+    MO_ERR_RANGE,      /* an index or dimension is out of range */
+    MO_ERR_DIMS,       /* more than MO_MAX_DIMS dimensions */
+    MO_ERR_FREED,      /* the tensor is empty, released or revoked */
+    MO_ERR_LAYOUT,     /* the operation needs a contiguous tensor */
+    MO_ERR_IO,         /* reading or writing a file failed */
+    MO_ERR_FORMAT,     /* a file or buffer is damaged or of an unknown format */
+    MO_ERR_NONFINITE,  /* a value is NaN or infinite where it must not be */
+    MO_STATUS_COUNT_
+} mo_status;
+
+/* A static, human-readable message for a status ("out of memory", ...). */
+const char *mo_status_str(mo_status s);
+
+/* Overflow-checked size arithmetic: return MO_ERR_OVERFLOW instead of wrapping. */
+mo_status mo_size_mul(size_t a, size_t b, size_t *out);
+mo_status mo_size_add(size_t a, size_t b, size_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Allocation hooks                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Storage memory comes from an allocator the caller passes in (NULL: the
+ * default, aligned_alloc/free). The storage remembers its allocator and frees
+ * through it, so different tensors may use different allocators. Blocks are
+ * 64-byte aligned; `alloc` must honour `align` (a power of two).
+ */
+typedef struct mo_allocator {
+    void *(*alloc)(void *ud, size_t size, size_t align);
+    void (*free)(void *ud, void *ptr, size_t size);
+    void *ud;
+} mo_allocator;
+
+#define MO_ALIGN 64
+
+/* ------------------------------------------------------------------------ */
+/* Storage and tensors                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Called once when the last reference to borrowed memory goes away. */
+typedef void (*mo_release_fn)(void *ud, float *data);
+
+/*
+ * A reference-counted block of floats: owned (allocated through an
+ * mo_allocator) or borrowed (somebody else's memory, with an optional release
+ * callback). Opaque: use the functions below.
+ */
+typedef struct mo_storage mo_storage;
+
+/*
+ * A tensor is a handle: a strided view into a storage. The struct is public so
+ * it can live inside other objects (a Lua userdata, a host's struct), but its
+ * fields are read-only to callers; create and change handles through the
+ * functions below. storage == NULL means the handle is empty (initialised,
+ * released or never filled in).
+ *
+ *   element (i0, ..., i{n-1}) lives at data[offset + sum(ik * stride[k])]
+ */
+typedef struct mo_tensor {
+    mo_storage *storage;
+    size_t offset;                  /* in elements, from the storage's start */
+    size_t numel;                   /* product of shape (1 for 0-d) */
+    int ndim;                       /* 0..MO_MAX_DIMS */
+    size_t shape[MO_MAX_DIMS];
+    ptrdiff_t stride[MO_MAX_DIMS];  /* in elements */
+} mo_tensor;
+
+/* Puts a handle in the valid empty state (no allocation, cannot fail). */
+void mo_tensor_init(mo_tensor *t);
+
+/* Drops the handle's reference (freeing the storage on the last one) and
+ * leaves the handle empty. Safe on an empty handle and when called twice. */
+void mo_tensor_release(mo_tensor *t);
+
+/* New contiguous tensors. `out` must be empty (init'ed or released). */
+mo_status mo_tensor_empty(mo_tensor *out, int ndim, const size_t *shape,
+                          const mo_allocator *a);                     /* uninitialised */
+mo_status mo_tensor_zeros(mo_tensor *out, int ndim, const size_t *shape,
+                          const mo_allocator *a);
+
+/* Borrow `data` (numel floats, row-major, contiguous). `release(ud, data)`
+ * runs when the last handle sharing it is released (release may be NULL). On
+ * failure `release` is NOT called and the caller still owns data. */
+mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *shape,
+                         mo_release_fn release, void *ud);
+
+/*
+ * Revoke the storage behind `t`: every handle sharing it now reports
+ * MO_ERR_FREED (mo_tensor_data returns NULL), and the release callback runs now
+ * for borrowed memory (owned memory is freed now). The handles themselves must
+ * still be released. For hosts that take their memory back while Lua may still
+ * hold tensors on it.
+ */
+void mo_tensor_revoke(mo_tensor *t);
+
+/* True when the handle refers to live storage. */
+int mo_tensor_alive(const mo_tensor *t);
+
+/* Pointer to element (0, ..., 0), or NULL for an empty or revoked handle. */
+float *mo_tensor_data(const mo_tensor *t);
+
+/* Row-major contiguous (strides are the suffix products of the shape). */
+int mo_tensor_is_contiguous(const mo_tensor *t);
+
+/* Same ndim and shape. */
+int mo_tensor_same_shape(const mo_tensor *a, const mo_tensor *b);
+
+/* Whether two handles share one storage. */
+int mo_tensor_same_storage(const mo_tensor *a, const mo_tensor *b);
+
+/* The number of handles sharing the storage (for tests), 0 when empty. */
+size_t mo_tensor_refcount(const mo_tensor *t);
+
+/* Writes "{2, 3}" style text of the shape into buf (always NUL-terminated). */
+void mo_shape_str(const mo_tensor *t, char *buf, size_t bufsize);
+
+/* numel of a shape with overflow checking (ndim 0 gives 1). */
+mo_status mo_shape_numel(int ndim, const size_t *shape, size_t *numel);
+
+/* --- views: share storage, `out` must be empty, `src` is not changed --- */
+
+/* Another handle on exactly the same view. */
+mo_status mo_tensor_share(mo_tensor *out, const mo_tensor *src);
+/* Reshape; src must be contiguous and numel must agree. */
+mo_status mo_tensor_view(mo_tensor *out, const mo_tensor *src, int ndim, const size_t *shape);
+/* Elements start..start+len-1 along dim. */
+mo_status mo_tensor_narrow(mo_tensor *out, const mo_tensor *src, int dim, size_t start, size_t len);
+/* Swap two dimensions. */
+mo_status mo_tensor_transpose(mo_tensor *out, const mo_tensor *src, int d0, int d1);
+/* Index `index` along dim; the result has one dimension less. */
+mo_status mo_tensor_select(mo_tensor *out, const mo_tensor *src, int dim, size_t index);
+
+/* A new contiguous copy (with allocator `a`, NULL for the default). */
+mo_status mo_tensor_clone(mo_tensor *out, const mo_tensor *src, const mo_allocator *a);
+
+/* Offset in elements of the element at 0-based `idx` (ndim entries), checked. */
+mo_status mo_tensor_index(const mo_tensor *t, const size_t *idx, size_t *offset);
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise kernels                                                      */
+/*   out may be the same handle (or view) as an input: in-place is fine.    */
+/*   Shapes must agree exactly (MO_ERR_SHAPE otherwise).                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mo_unary_op {
+    MO_NEG, MO_SQRT, MO_EXP, MO_LOG, MO_TANH, MO_SIGMOID, MO_RELU, MO_ABS, MO_SIGN,
+    MO_UNARY_COUNT_
+} mo_unary_op;
+
+typedef enum mo_binary_op {
+    MO_ADD, MO_SUB, MO_MUL, MO_DIV, MO_BINARY_COUNT_
+} mo_binary_op;
+
+mo_status mo_fill(mo_tensor *t, float value);
+/* dst and src have the same numel and the same shape (any strides). */
+mo_status mo_copy(mo_tensor *dst, const mo_tensor *src);
+
+mo_status mo_unary(mo_tensor *out, const mo_tensor *a, mo_unary_op op);
+/* out = a OP b */
+mo_status mo_binary(mo_tensor *out, const mo_tensor *a, const mo_tensor *b, mo_binary_op op);
+/* out = a OP s */
+mo_status mo_binary_scalar(mo_tensor *out, const mo_tensor *a, float s, mo_binary_op op);
+/* out = s OP a (for s - a and s / a) */
+mo_status mo_scalar_binary(mo_tensor *out, float s, const mo_tensor *a, mo_binary_op op);
+/* out = a ^ p */
+mo_status mo_pow_scalar(mo_tensor *out, const mo_tensor *a, float p);
+/* out = min(max(a, lo), hi); lo <= hi, neither NaN */
+mo_status mo_clamp(mo_tensor *out, const mo_tensor *a, float lo, float hi);
+/* out = a + value * t1 * t2 */
+mo_status mo_addcmul(mo_tensor *out, const mo_tensor *a, float value,
+                     const mo_tensor *t1, const mo_tensor *t2);
+/* out = a + value * t1 / t2 */
+mo_status mo_addcdiv(mo_tensor *out, const mo_tensor *a, float value,
+                     const mo_tensor *t1, const mo_tensor *t2);
+/* m: {rows, cols}, bias: {cols}; m[i][j] += bias[j] for every row (in place). */
+mo_status mo_add_row_bias(mo_tensor *m, const mo_tensor *bias);
+
+/* ------------------------------------------------------------------------ */
+/* Reductions (accumulate in double)                                        */
+/* ------------------------------------------------------------------------ */
+
+mo_status mo_sum(const mo_tensor *t, double *out);
+mo_status mo_mean(const mo_tensor *t, double *out);            /* numel 0: ARG */
+mo_status mo_max(const mo_tensor *t, double *out);             /* numel 0: ARG */
+mo_status mo_min(const mo_tensor *t, double *out);
+/* 0-based flat (row-major) index of the first maximum; NaN counts as largest. */
+mo_status mo_argmax(const mo_tensor *t, size_t *out);
+mo_status mo_dot(const mo_tensor *a, const mo_tensor *b, double *out);  /* same numel */
+mo_status mo_norm2(const mo_tensor *t, double *out);           /* sqrt(sum x^2) */
+/* sqrt(sum over tensors of sum x^2), over n tensors (pointers). */
+mo_status mo_norm2_many(const mo_tensor *const *ts, size_t n, double *out);
+
+typedef enum mo_reduce_op { MO_RED_SUM, MO_RED_MEAN, MO_RED_MAX, MO_RED_MIN } mo_reduce_op;
+/*
+ * Along one dimension. `out` must be empty; it receives a new tensor whose
+ * shape is src's with dimension `dim` removed (ndim-1; a 1-d source gives a
+ * 0-d tensor). Allocator `a` (NULL: default).
+ */
+mo_status mo_reduce_dim(mo_tensor *out, const mo_tensor *src, int dim, mo_reduce_op op,
+                        const mo_allocator *a);
+/* argmax along dim: 0-based indices stored as floats in a new tensor as above. */
+mo_status mo_argmax_dim(mo_tensor *out, const mo_tensor *src, int dim, const mo_allocator *a);
+
+/* ------------------------------------------------------------------------ */
+/* Matrix multiply                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * C = alpha * op(A) @ op(B) + beta * C, where op(X) is X or X^T.
+ * A, B, C are 2-d; op(A): {m, k}, op(B): {k, n}, C: {m, n} (C must exist).
+ * Uses CBLAS sgemm when the library was built with it and the operands have a
+ * unit stride in one dimension; otherwise a portable blocked loop. beta == 0
+ * ignores C's old contents (NaN in C does not leak through).
+ */
+mo_status mo_matmul(mo_tensor *c, const mo_tensor *a, int trans_a,
+                    const mo_tensor *b, int trans_b, float alpha, float beta);
+
+/* The same with the portable loop forced (for tests and hosts without BLAS). */
+mo_status mo_matmul_portable(mo_tensor *c, const mo_tensor *a, int trans_a,
+                             const mo_tensor *b, int trans_b, float alpha, float beta);
+
+/* Which backend mo_matmul uses: "cblas" or "portable". */
+const char *mo_blas_backend(void);
+
+/* ------------------------------------------------------------------------ */
+/* Random numbers                                                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * xoshiro256** (Blackman & Vigna), seeded through splitmix64 from one 64-bit
+ * seed. Pure integer arithmetic, so the same seed gives the same bits on every
+ * machine. Uniform floats use the top 24 bits (exact in float32); normals use
+ * the Box-Muller transform in double precision, rounded to float.
+ */
+typedef struct mo_rng {
+    uint64_t s[4];
+    double spare;      /* the second Box-Muller normal, when has_spare */
+    int has_spare;
+} mo_rng;
+
+void mo_rng_seed(mo_rng *r, uint64_t seed);
+uint64_t mo_rng_next(mo_rng *r);                  /* 64 random bits */
+double mo_rng_uniform(mo_rng *r);                 /* [0, 1), 53 bits */
+double mo_rng_normal(mo_rng *r);                  /* mean 0, sd 1 */
+/* Uniform integer in [0, n), without modulo bias; n > 0. */
+uint64_t mo_rng_below(mo_rng *r, uint64_t n);
+
+/* Fill t with U[lo, hi) / N(mean, sd) in row-major order. */
+mo_status mo_rand_uniform(mo_tensor *t, mo_rng *r, float lo, float hi);
+mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, float mean, float sd);
+/* Fisher-Yates: perm[0..n-1] becomes a random permutation of 0..n-1. */
+mo_status mo_randperm(size_t *perm, size_t n, mo_rng *r);
+
+/* The optimizer kernels (SGD, the Adam family, ...) have their own header. */
+#include "moonopt_optim.h"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOONOPT_H */
