@@ -1,3 +1,3 @@
+-- luacheck configuration: plain Lua 5.4 everywhere.
 std = "lua54"
 max_line_length = 120
-files["tests/lua"] = { std = "+busted" }

@@ -37,8 +37,9 @@ WARN   := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
           -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 -Wundef \
           -Wvla -Wwrite-strings -Wold-style-definition $(WERROR)
 CFLAGS ?= $(OPT) -g
-ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -D_POSIX_C_SOURCE=200809L -Icore $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LIBS   = $(BLAS_LIBS) -lm
+# -fno-math-errno: nothing reads errno, and without it GCC will not vectorize loops calling sqrtf.
+ALL_CFLAGS = $(WARN) $(CFLAGS) -fno-math-errno -fPIC -D_POSIX_C_SOURCE=200809L -DMO_HAVE_ZLIB -Icore $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
+LIBS   = $(BLAS_LIBS) -lz -lm
 
 CORE_SRC    := $(sort $(wildcard core/*.c))
 BIND_SRC    := $(sort $(wildcard lua/binding/*.c))
@@ -47,11 +48,12 @@ CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
 BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
 CORE_HDR    := $(wildcard core/*.h)
 BIND_HDR    := $(wildcard lua/binding/*.h)
+PUBLIC_HDR  := core/moonopt.h core/moonopt_optim.h core/moonopt_nn.h core/moonopt_data.h lua/binding/moonopt_lua.h
 
 SONAME_MAJOR := 0
 SO_VERSION   := 0.1.0
 
-.PHONY: all lib module test check bench demo install uninstall clean deps ctest luatest lint
+.PHONY: all lib module test check bench demo install luarocks-install clean deps lint
 
 all: lib module
 
@@ -116,26 +118,40 @@ endif
 	$(MAKE) BUILD=build-vg OPT=-O1 all $(patsubst $(BUILD)/%,build-vg/%,$(CTEST_BIN))
 	@BUILD=build-vg VALGRIND=1 sh tests/run.sh --c-only $(patsubst $(BUILD)/%,build-vg/%,$(CTEST_BIN))
 
+# The main job: Fashion-MNIST MLP (DEMO_ARGS="--epochs 3" for a shorter run).
+demo: all
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/fashion_mnist.lua $(DEMO_ARGS)
+
 bench: all
 	@sh bench/run.sh
 
+LINT_DIRS := $(wildcard lua tests/lua bench examples)
 lint:
-	luacheck --codes lua tests/lua bench examples
+	luacheck --codes $(LINT_DIRS)
 
 deps:
 	@sh tools/deps.sh
 
+# Lua files keep their folder structure (moonopt/optim/*.lua -> share/lua/5.4/moonopt/optim/).
 LUA_SHARE := $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)
 LUA_LIB   := $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)
+define install_lua_tree
+	cd lua && find moonopt -name '*.lua' | while read -r f; do install -D -m 644 "$$f" "$(1)/$$f"; done
+	install -D -m 755 $(BUILD)/moonopt/core.so $(2)/moonopt/core.so
+endef
+
 install: all
-	install -d $(LUA_SHARE)/moonopt $(LUA_LIB)/moonopt $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
-	install -m 644 lua/moonopt/*.lua $(LUA_SHARE)/moonopt/
-	install -m 755 $(BUILD)/moonopt/core.so $(LUA_LIB)/moonopt/core.so
+	$(call install_lua_tree,$(LUA_SHARE),$(LUA_LIB))
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
 	install -m 644 $(BUILD)/libmoonopt.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libmoonopt.so.$(SO_VERSION) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libmoonopt.so.$(SO_VERSION) $(DESTDIR)$(PREFIX)/lib/libmoonopt.so.$(SONAME_MAJOR)
 	ln -sf libmoonopt.so.$(SONAME_MAJOR) $(DESTDIR)$(PREFIX)/lib/libmoonopt.so
-	install -m 644 core/moonopt.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(PUBLIC_HDR) $(DESTDIR)$(PREFIX)/include/
+
+# `luarocks make` (rockspec build type "make") passes LUADIR and LIBDIR of its tree.
+luarocks-install: module
+	$(call install_lua_tree,$(LUADIR),$(LIBDIR))
 
 clean:
 	rm -rf build build-asan build-vg

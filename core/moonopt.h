@@ -316,8 +316,11 @@ mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, float mean, float sd);
 /* Fisher-Yates: perm[0..n-1] becomes a random permutation of 0..n-1. */
 mo_status mo_randperm(size_t *perm, size_t n, mo_rng *r);
 
-/* The optimizer kernels (SGD, the Adam family, ...) have their own header. */
+/* The optimizer kernels (SGD, the Adam family, ...), the neural-network kernels and the
+ * file formats (IDX data sets) have headers of their own. */
 #include "moonopt_optim.h"
+#include "moonopt_nn.h"
+#include "moonopt_data.h"
 
 #ifdef __cplusplus
 }

@@ -14,4 +14,55 @@
         if (mo__st != MO_OK) return mo__st;   \
     } while (0)
 
+/* ---- strided N-d iteration (defined in ops.c) -------------------------- */
+
+/*
+ * Walks up to MO__ITER_MAX tensors of ONE logical shape together, row by row,
+ * in row-major (logical) order. Dimensions of size 1 are dropped and adjacent
+ * dimensions that are contiguous with each other in EVERY operand are merged,
+ * so contiguous operands give a single row of numel elements (the fast path)
+ * and e.g. a narrowed matrix gives one row per matrix row.
+ *
+ *     mo__iter it;
+ *     const mo_tensor *ops[2] = {out, a};
+ *     mo__iter_init(&it, 2, ops);
+ *     for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it))
+ *         kernel(it.p[0], it.inner[0], it.p[1], it.inner[1], it.n);
+ *
+ * The element k of the current row of operand j is it.p[j][k * it.inner[j]].
+ * Operands must be alive and have the same shape (callers check both).
+ */
+#define MO__ITER_MAX 4
+
+typedef struct mo__iter {
+    int nops;
+    int ndim;                                  /* merged dims, >= 1; the last is the row */
+    size_t n;                                  /* row length (elements) */
+    size_t rows;                               /* rows to visit (0 when numel == 0) */
+    size_t shape[MO_MAX_DIMS];                 /* merged shape, ndim entries */
+    size_t idx[MO_MAX_DIMS];                   /* the current row's index in dims 0..ndim-2 */
+    ptrdiff_t stride[MO__ITER_MAX][MO_MAX_DIMS];
+    ptrdiff_t inner[MO__ITER_MAX];             /* stride along the row, per operand */
+    float *p[MO__ITER_MAX];                    /* the current row's first element, per operand */
+} mo__iter;
+
+void mo__iter_init(mo__iter *it, int nops, const mo_tensor *const *ts);
+/* Moves to the next row; returns 0 (pointers back at the start) after the last. */
+int mo__iter_next(mo__iter *it);
+
+/* MO_ERR_ARG if any of the n handles is NULL, else MO_ERR_FREED if any is dead. */
+mo_status mo__check_live(int n, const mo_tensor *const *ts);
+
+/* Whether the memory spans of a and b intersect (conservative: span, not elements). */
+int mo__overlaps(const mo_tensor *a, const mo_tensor *b);
+
+/* Same first element, shape and strides (ignoring dims of size 1): in-place safe. */
+int mo__same_layout(const mo_tensor *a, const mo_tensor *b);
+
+/*
+ * out = s * out (in place, any strides), with s == 0 writing zeros so NaN or
+ * Inf in out does not leak (BLAS's beta == 0 rule); s == 1 leaves out alone.
+ */
+mo_status mo__scale(mo_tensor *out, float s);
+
 #endif /* MOONOPT_INTERNAL_H */

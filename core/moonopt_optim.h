@@ -1,7 +1,292 @@
 /*
  * moonopt_optim.h - the optimizer kernels of moonopt's core (included by moonopt.h).
+ *
+ * Every algorithm comes twice:
+ *
+ *   mo_<alg>_update(float *w, const float *g, <state arrays>, size_t n, cfg, ...)
+ *       the raw kernel on caller-owned float arrays of n elements each (a host
+ *       calls it directly on its own buffers); arrays must not overlap, except
+ *       that nothing stops a caller from passing the same g twice;
+ *   mo_<alg>_step(mo_tensor *w, const mo_tensor *g, <state tensors>, cfg, ...)
+ *       the same on tensors: checks that every tensor is alive and has w's
+ *       shape, then runs the raw kernel in place for contiguous tensors, or on
+ *       contiguous copies that are written back for strided ones.
+ *
+ * One call is one optimizer step for one parameter tensor: a single fused pass
+ * that reads w, g and the state once and writes w and the state once. Per-step
+ * scalars (bias corrections, decayed learning rates, 1 - lr*wd) are computed
+ * once per call in double and rounded to float; the per-element arithmetic is
+ * float32, in PyTorch 1.13's operation order for the algorithms PyTorch has.
+ *
+ * Step counters: `step` is the 1-based number of the step being taken (the
+ * caller keeps it per parameter; PyTorch's state['step'] after its increment).
+ *
+ * Errors (nothing is written on any error): MO_ERR_ARG for NULL pointers, a
+ * missing state array the configuration needs, step < 1 or a hyperparameter
+ * outside its domain (the same rules as PyTorch's constructors; mo_<alg>_check
+ * tells without stepping); MO_ERR_FREED for a released or revoked tensor;
+ * MO_ERR_SHAPE when a gradient or state tensor's shape differs from w's;
+ * MO_ERR_NOMEM when a strided tensor's temporary copy cannot be allocated.
  */
 #ifndef MOONOPT_OPTIM_H
 #define MOONOPT_OPTIM_H
+
+#include "moonopt.h"  /* mo_status, mo_tensor (moonopt.h includes this file at its end) */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* SGD (PyTorch 1.13 torch.optim.SGD)                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mo_sgd_config {
+    double lr;            /* PyTorch requires it; the default here is 1e-3 */
+    double momentum;      /* 0 */
+    double dampening;     /* 0 */
+    double weight_decay;  /* 0: L2, g += wd*w */
+    int nesterov;         /* 0; needs momentum > 0 and dampening == 0 */
+    int maximize;         /* 0 */
+} mo_sgd_config;
+
+void mo_sgd_defaults(mo_sgd_config *c);
+mo_status mo_sgd_check(const mo_sgd_config *c);
+
+/*
+ * buf: the momentum buffer {n}, required when momentum != 0 (NULL otherwise).
+ * first != 0 means buf holds nothing yet: it is set to the (decayed) gradient,
+ * as PyTorch does, instead of being decayed.
+ */
+mo_status mo_sgd_update(float *w, const float *g, float *buf, size_t n,
+                        const mo_sgd_config *c, int first);
+mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
+                      const mo_sgd_config *c, int first);
+
+/* ------------------------------------------------------------------------ */
+/* The Adam family: Adam / AdamW and their framework flavours               */
+/* ------------------------------------------------------------------------ */
+
+/* Where eps sits (see DESIGN.md, "The Adam family, exactly"). */
+typedef enum mo_eps_mode {
+    MO_EPS_RAW = 0,  /* w -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)   (PyTorch) */
+    MO_EPS_HAT = 1   /* lr_t = lr*sqrt(bc2)/bc1; w -= lr_t * m / (sqrt(v) + eps) */
+} mo_eps_mode;
+
+/* How weight decay is applied. */
+typedef enum mo_wd_mode {
+    MO_WD_L2 = 0,           /* g += wd*w before the moments (coupled, Adam) */
+    MO_WD_DECOUPLED = 1,    /* w *= 1 - lr*wd with the raw lr (PyTorch AdamW, Keras) */
+    MO_WD_DECOUPLED_BC = 2  /* w -= s*(m/denom + wd*w), s the (bias-corrected) step (MXNet AdamW) */
+} mo_wd_mode;
+
+typedef struct mo_adam_config {
+    double lr;              /* 1e-3 */
+    double beta1, beta2;    /* 0.9, 0.999; each in [0, 1) */
+    double eps;             /* 1e-8; > 0 */
+    double weight_decay;    /* 0 (Adam), 1e-2 (AdamW) */
+    mo_eps_mode eps_mode;   /* MO_EPS_RAW */
+    mo_wd_mode weight_decay_mode;  /* MO_WD_L2 (Adam), MO_WD_DECOUPLED (AdamW) */
+    int bias_correction;    /* 1 */
+    int amsgrad;            /* 0: vmax = max(vmax, v) on the raw v, used in the denominator */
+    int maximize;           /* 0 */
+    double rescale_grad;    /* 1: g *= rescale_grad first (MXNet) */
+    double clip_gradient;   /* <= 0: off; else g = clamp(g, -clip, clip) after rescaling (MXNet) */
+    double lr_decay;        /* 0: the step uses lr / (1 + (step-1)*lr_decay) (torch7's learningRateDecay) */
+} mo_adam_config;
+
+void mo_adam_defaults(mo_adam_config *c);   /* PyTorch Adam */
+void mo_adamw_defaults(mo_adam_config *c);  /* PyTorch AdamW: wd 1e-2, decoupled */
+mo_status mo_adam_check(const mo_adam_config *c);
+
+/*
+ * w, g, m (exp_avg), v (exp_avg_sq): {n}. vmax (max_exp_avg_sq) {n} when
+ * amsgrad, else ignored (may be NULL). m, v, vmax start at 0.
+ */
+mo_status mo_adam_update(float *w, const float *g, float *m, float *v, float *vmax, size_t n,
+                         const mo_adam_config *c, int64_t step);
+mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                       mo_tensor *vmax, const mo_adam_config *c, int64_t step);
+
+/* ------------------------------------------------------------------------ */
+/* Adamax, NAdam, RAdam (PyTorch 1.13)                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mo_adamax_config {
+    double lr;            /* 2e-3 */
+    double beta1, beta2;  /* 0.9, 0.999 */
+    double eps;           /* 1e-8 */
+    double weight_decay;  /* 0 (L2) */
+    int maximize;         /* 0 */
+} mo_adamax_config;
+
+void mo_adamax_defaults(mo_adamax_config *c);
+mo_status mo_adamax_check(const mo_adamax_config *c);
+/* m (exp_avg), u (exp_inf): {n}, start at 0. u = max(b2*u, |g| + eps). */
+mo_status mo_adamax_update(float *w, const float *g, float *m, float *u, size_t n,
+                           const mo_adamax_config *c, int64_t step);
+mo_status mo_adamax_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *u,
+                         const mo_adamax_config *c, int64_t step);
+
+typedef struct mo_nadam_config {
+    double lr;              /* 2e-3 */
+    double beta1, beta2;    /* 0.9, 0.999 */
+    double eps;             /* 1e-8 */
+    double weight_decay;    /* 0 */
+    double momentum_decay;  /* 4e-3 */
+    int decoupled_weight_decay;  /* 0: L2; 1: w *= 1 - lr*wd (as PyTorch >= 2.0) */
+    int maximize;           /* 0 */
+} mo_nadam_config;
+
+void mo_nadam_defaults(mo_nadam_config *c);
+mo_status mo_nadam_check(const mo_nadam_config *c);
+/*
+ * m, v: {n}, start at 0. *mu_product is the per-parameter product of the
+ * momentum schedule, 1 before the first step; it is updated (rounded to
+ * float32, as PyTorch keeps it in a float32 tensor) only when the call succeeds.
+ * mu_product_next = mu_product*mu_next (PyTorch >= 2.0 and 1.13's foreach path).
+ */
+mo_status mo_nadam_update(float *w, const float *g, float *m, float *v, size_t n,
+                          const mo_nadam_config *c, int64_t step, double *mu_product);
+mo_status mo_nadam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                        const mo_nadam_config *c, int64_t step, double *mu_product);
+
+typedef struct mo_radam_config {
+    double lr;              /* 1e-3 */
+    double beta1, beta2;    /* 0.9, 0.999 */
+    double eps;             /* 1e-8 */
+    double weight_decay;    /* 0 */
+    int decoupled_weight_decay;  /* 0: L2; 1: w *= 1 - lr*wd */
+    int maximize;           /* 0 */
+} mo_radam_config;
+
+void mo_radam_defaults(mo_radam_config *c);
+mo_status mo_radam_check(const mo_radam_config *c);
+/* m, v: {n}, start at 0. Rectified when rho_t > 5, plain momentum SGD otherwise. */
+mo_status mo_radam_update(float *w, const float *g, float *m, float *v, size_t n,
+                          const mo_radam_config *c, int64_t step);
+mo_status mo_radam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                        const mo_radam_config *c, int64_t step);
+
+/* ------------------------------------------------------------------------ */
+/* RMSprop, Adagrad, Adadelta (PyTorch 1.13)                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mo_rmsprop_config {
+    double lr;            /* 1e-2 */
+    double alpha;         /* 0.99 */
+    double eps;           /* 1e-8 */
+    double weight_decay;  /* 0 */
+    double momentum;      /* 0 */
+    int centered;         /* 0 */
+    int maximize;         /* 0 */
+} mo_rmsprop_config;
+
+void mo_rmsprop_defaults(mo_rmsprop_config *c);
+mo_status mo_rmsprop_check(const mo_rmsprop_config *c);
+/* square_avg {n}; grad_avg {n} when centered; buf {n} when momentum > 0; all start at 0. */
+mo_status mo_rmsprop_update(float *w, const float *g, float *square_avg, float *grad_avg,
+                            float *buf, size_t n, const mo_rmsprop_config *c);
+mo_status mo_rmsprop_step(mo_tensor *w, const mo_tensor *g, mo_tensor *square_avg,
+                          mo_tensor *grad_avg, mo_tensor *buf, const mo_rmsprop_config *c);
+
+typedef struct mo_adagrad_config {
+    double lr;            /* 1e-2 */
+    double lr_decay;      /* 0: clr = lr / (1 + (step-1)*lr_decay) */
+    double weight_decay;  /* 0 */
+    double initial_accumulator_value;  /* 0: what the caller fills `sum` with */
+    double eps;           /* 1e-10 */
+    int maximize;         /* 0 */
+} mo_adagrad_config;
+
+void mo_adagrad_defaults(mo_adagrad_config *c);
+mo_status mo_adagrad_check(const mo_adagrad_config *c);
+/* sum {n}: starts at initial_accumulator_value. */
+mo_status mo_adagrad_update(float *w, const float *g, float *sum, size_t n,
+                            const mo_adagrad_config *c, int64_t step);
+mo_status mo_adagrad_step(mo_tensor *w, const mo_tensor *g, mo_tensor *sum,
+                          const mo_adagrad_config *c, int64_t step);
+
+typedef struct mo_adadelta_config {
+    double lr;            /* 1.0 */
+    double rho;           /* 0.9 */
+    double eps;           /* 1e-6 */
+    double weight_decay;  /* 0 */
+    int maximize;         /* 0 */
+} mo_adadelta_config;
+
+void mo_adadelta_defaults(mo_adadelta_config *c);
+mo_status mo_adadelta_check(const mo_adadelta_config *c);
+/* square_avg, acc_delta: {n}, start at 0. */
+mo_status mo_adadelta_update(float *w, const float *g, float *square_avg, float *acc_delta,
+                             size_t n, const mo_adadelta_config *c);
+mo_status mo_adadelta_step(mo_tensor *w, const mo_tensor *g, mo_tensor *square_avg,
+                           mo_tensor *acc_delta, const mo_adadelta_config *c);
+
+/* ------------------------------------------------------------------------ */
+/* Lion (Chen et al. 2023) and LAMB (You et al. 2020)                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mo_lion_config {
+    double lr;            /* 1e-4 */
+    double beta1, beta2;  /* 0.9, 0.99 */
+    double weight_decay;  /* 0: w *= 1 - lr*wd (decoupled) */
+    int maximize;         /* 0 */
+} mo_lion_config;
+
+void mo_lion_defaults(mo_lion_config *c);
+mo_status mo_lion_check(const mo_lion_config *c);
+/* m {n}, starts at 0: w -= lr*sign(b1*m + (1-b1)*g); m = b2*m + (1-b2)*g. */
+mo_status mo_lion_update(float *w, const float *g, float *m, size_t n, const mo_lion_config *c);
+mo_status mo_lion_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, const mo_lion_config *c);
+
+typedef struct mo_lamb_config {
+    double lr;            /* 1e-3 */
+    double beta1, beta2;  /* 0.9, 0.999 */
+    double eps;           /* 1e-6 */
+    double weight_decay;  /* 0 */
+    int bias_correction;  /* 1 */
+    int maximize;         /* 0 */
+} mo_lamb_config;
+
+void mo_lamb_defaults(mo_lamb_config *c);
+mo_status mo_lamb_check(const mo_lamb_config *c);
+/*
+ * m, v: {n}, start at 0. r = m_hat/(sqrt(v_hat) + eps) + wd*w over the whole
+ * tensor, then w -= lr * (||w|| / ||r||) * r (ratio 1 when either norm is 0).
+ * Two passes (the trust ratio needs both norms before any w changes).
+ * *trust_ratio (may be NULL) receives the ratio used.
+ */
+mo_status mo_lamb_update(float *w, const float *g, float *m, float *v, size_t n,
+                         const mo_lamb_config *c, int64_t step, double *trust_ratio);
+mo_status mo_lamb_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                       const mo_lamb_config *c, int64_t step, double *trust_ratio);
+
+/* ------------------------------------------------------------------------ */
+/* Gradient utilities                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* *all_finite = 1 when no element is NaN or +-inf (1 for an empty array). */
+mo_status mo_all_finite_array(const float *x, size_t n, int *all_finite);
+mo_status mo_all_finite(const mo_tensor *t, int *all_finite);
+
+/*
+ * Global L2 norm over n tensors (accumulated in double); when it exceeds
+ * max_norm, every tensor is multiplied by max_norm / (norm + 1e-6), as
+ * PyTorch's clip_grad_norm_ (a NaN norm scales by NaN, as PyTorch does).
+ * *total_norm (may be NULL) receives the norm before clipping. NULL entries
+ * in ts are skipped. max_norm must be >= 0 and not NaN.
+ */
+mo_status mo_clip_grad_norm(mo_tensor *const *ts, size_t n, double max_norm, double *total_norm);
+
+/* x = clamp(x, -clip, clip) elementwise (NaN stays NaN); clip >= 0. */
+mo_status mo_clip_grad_value(mo_tensor *t, double clip);
+
+/* y += alpha * x (same shape; for L-BFGS and the torch7 layer). */
+mo_status mo_axpy(mo_tensor *y, double alpha, const mo_tensor *x);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* MOONOPT_OPTIM_H */

@@ -113,6 +113,7 @@ static void storage_free(mo_storage *s)
 
 void mo_tensor_release(mo_tensor *t)
 {
+    if (!t) return;
     mo_storage *s = t->storage;
     mo_tensor_init(t);
     if (s && --s->refs == 0) storage_free(s);
@@ -120,6 +121,7 @@ void mo_tensor_release(mo_tensor *t)
 
 void mo_tensor_revoke(mo_tensor *t)
 {
+    if (!t) return;
     mo_storage *s = t->storage;
     if (!s || !s->data) return;
     float *data = s->data;
@@ -158,13 +160,20 @@ static mo_status set_contiguous_shape(mo_tensor *t, int ndim, const size_t *shap
     MO_TRY(mo_shape_numel(ndim, shape, &n));
     /* Strides must fit ptrdiff_t; a numel that does not fit could not be indexed. */
     if (n > (size_t)PTRDIFF_MAX) return MO_ERR_OVERFLOW;
+    /* Strides skip zero-size dims (as if they were 1), so with a zero in the shape
+     * they can exceed numel: check them too rather than overflow ptrdiff_t. */
+    size_t stride = 1;
+    for (int i = ndim - 1; i > 0; i--) {
+        MO_TRY(mo_size_mul(stride, shape[i] ? shape[i] : 1, &stride));
+        if (stride > (size_t)PTRDIFF_MAX) return MO_ERR_OVERFLOW;
+    }
     t->ndim = ndim;
     t->numel = n;
-    ptrdiff_t stride = 1;
+    stride = 1;
     for (int i = ndim - 1; i >= 0; i--) {
         t->shape[i] = shape[i];
-        t->stride[i] = stride;
-        stride *= (ptrdiff_t)(shape[i] ? shape[i] : 1);
+        t->stride[i] = (ptrdiff_t)stride;
+        stride *= shape[i] ? shape[i] : 1; /* checked above (unused after i == 0) */
     }
     for (int i = ndim; i < MO_MAX_DIMS; i++) {
         t->shape[i] = 0;
@@ -237,6 +246,7 @@ mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *sh
 
 int mo_tensor_is_contiguous(const mo_tensor *t)
 {
+    if (t->numel == 0) return 1; /* no element to be out of place (e.g. a zero-length narrow) */
     ptrdiff_t expect = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->stride[i] != expect) return 0;

@@ -45,7 +45,7 @@ if [ $c_only = 0 ]; then
     rc=$?
     unset LD_PRELOAD
     cat "$log" >> "$log.all"
-    grep -v '^ok ' "$log" || true
+    grep -v -e '^ok ' -e '^# Starting class' "$log" || true
     if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$log"; then
         echo "not ok LuaUnit run exited with status $rc" | tee -a "$log.all"
     fi

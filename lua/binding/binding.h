@@ -2,6 +2,16 @@
  * binding.h - private declarations shared by the binding's .c files.
  * Each file registers its functions into the module table through one
  * mo__open_* function that module.c calls.
+ *
+ * Error conventions (every file of the binding follows them):
+ *   - a bad argument is reported with mo__argerror (the C function passes its
+ *     own name, so the message names it even when Lua's debug information
+ *     cannot, e.g. under pcall(t.get, t, 9));
+ *   - a failed core call becomes a Lua error through mo__status_error
+ *     ("<function>: <mo_status_str>");
+ *   - user text is only ever an argument of a format, never the format.
+ * Message formats are lua_pushfstring's: %s %d %I (lua_Integer) %f (lua_Number) %%;
+ * there is no %zu, so sizes are cast to lua_Integer (they are < 2^40).
  */
 #ifndef MOONOPT_BINDING_H
 #define MOONOPT_BINDING_H
@@ -13,5 +23,115 @@
 
 /* lua/binding/optim.c: adds the optimizer kernels to the module table at the top of the stack. */
 void mo__open_optim(lua_State *L);
+/* lua/binding/nn.c: the neural-network kernels, likewise. */
+void mo__open_nn(lua_State *L);
+/* lua/binding/data.c: IDX reading and batching helpers, likewise. */
+void mo__open_data(lua_State *L);
+
+/* lua/binding/tensor.c: creates the "moonopt.Tensor" metatable and its methods
+ * table, and adds is_tensor and Tensor (the methods table) to the module table
+ * at the top of the stack. Must run before the other mo__open_* functions. */
+void mo__open_tensor(lua_State *L);
+/* lua/binding/create.c: constructors (tensor, zeros, ..., rand, randn, randperm)
+ * and the in-place random fills uniform_/normal_. */
+void mo__open_create(lua_State *L);
+/* lua/binding/math.c: elementwise math, reductions, operators, matmul, norm_many. */
+void mo__open_math(lua_State *L);
+
+/* Adds the functions of `l` to the tensor methods table (any file may add methods);
+ * each gets the tensor metatable as upvalue 1 (see mo__checkarg). */
+void mo__add_methods(lua_State *L, const luaL_Reg *l);
+/* luaL_setfuncs into the table at the top of the stack, with the tensor
+ * metatable as upvalue 1 of every function. */
+void mo__setfuncs(lua_State *L, const luaL_Reg *l);
+
+/* ---- the per-lua_State default generator (module.c) ---- */
+
+/* The lua_State's default RNG (created by luaopen_moonopt_core, seeded with
+ * MO__DEFAULT_SEED; mo.manual_seed reseeds it). Never NULL once the module is open. */
+mo_rng *mo__lua_rng(lua_State *L);
+#define MO__DEFAULT_SEED 0x6d6f6f6e6f7074ULL /* "moonopt" */
+
+/* ---- errors ---- */
+
+/* Raises "bad argument #arg to 'fname' (<message>)" (or "calling 'fname' on bad
+ * self (...)" for the receiver of a method call, as luaL_argerror numbers
+ * them). fmt is a lua_pushfstring format. Never returns. */
+int mo__argerror(lua_State *L, int arg, const char *fname, const char *fmt, ...);
+/* Raises "fname: <mo_status_str(st)>". Never returns. */
+int mo__status_error(lua_State *L, mo_status st, const char *fname);
+/* Raises "fname: shape mismatch: {2, 3} vs {3, 2}". Never returns. */
+int mo__shape_error(lua_State *L, const char *fname, const mo_tensor *a, const mo_tensor *b);
+/* Raises "bad argument #arg to 'fname' (<expected> expected, got <type>)". */
+int mo__typeerror(lua_State *L, int arg, const char *fname, const char *expected);
+
+/* Pushes (and returns) a short description of the value at idx for messages:
+ * the number as Lua writes it ("-1", "2.5", "1.0", "inf"; "nan" for any NaN)
+ * or the type name ("string", "no value"). */
+const char *mo__describe(lua_State *L, int idx);
+
+/* "{2, 3}" into buf; returns buf. */
+#define MO__SHAPE_BUF 200
+const char *mo__shapestr(const mo_tensor *t, char *buf);
+/* The same for a shape given as ndim sizes. */
+const char *mo__shapestr_raw(int ndim, const size_t *shape, char *buf);
+
+/* ---- checking arguments ---- */
+
+/* The tensor userdata at idx (freed or not), or NULL when the value is not one. */
+mo_tensor *mo__totensor(lua_State *L, int idx);
+/* The live tensor at idx; raises a named error when it is not a tensor or is freed. */
+mo_tensor *mo__checktensor(lua_State *L, int idx, const char *fname);
+/* mo__checktensor with a fast path for C functions registered through
+ * mo__setfuncs / mo__add_methods (their upvalue 1 is the tensor metatable).
+ * Use it ONLY in such functions or in ones without upvalues (those take the
+ * full check): with another type's metatable as upvalue 1 it would accept
+ * that type's userdata as a tensor. */
+mo_tensor *mo__checkarg(lua_State *L, int idx, const char *fname);
+/* A number (a real Lua number; numeric strings are refused) at idx, or an error. */
+lua_Number mo__checknumber(lua_State *L, int idx, const char *fname);
+/* An optional number: `def` when the value is nil or absent. */
+lua_Number mo__optnumber(lua_State *L, int idx, const char *fname, lua_Number def);
+/* A 1-based dimension of t at idx; returns it 0-based. */
+int mo__checkdim(lua_State *L, int idx, const char *fname, const mo_tensor *t);
+
+/* Largest size of one dimension and largest element count of a tensor made from Lua. */
+#define MO__MAX_SIZE ((lua_Integer)1 << 40)
+
+/*
+ * Reads a shape given either as one table {2, 3} at `first` or as the integers
+ * first..last (varargs). With infer != NULL one size may be -1: *infer gets
+ * its 0-based dimension (else -1) and that size reads 0 until mo__infer_size. Errors read
+ * "fname: size #1 must be a non-negative integer, got -1". Returns ndim.
+ */
+int mo__readshape(lua_State *L, int first, int last, const char *fname, size_t *shape,
+                  int *infer);
+/* Sets shape[infer] (read as -1) so that the shape holds numel elements, or raises
+ * "fname: cannot infer size #k: ...". */
+void mo__infer_size(lua_State *L, const char *fname, int ndim, size_t *shape, int infer,
+                    size_t numel);
+/* Checks that the product of shape fits MO__MAX_SIZE; returns it. */
+size_t mo__shape_numel(lua_State *L, const char *fname, int ndim, const size_t *shape);
+
+/* ---- making tensors ---- */
+
+/*
+ * Pushes a new contiguous tensor of the given shape (zeroed when zero != 0)
+ * and returns its handle. Tells the garbage collector about the memory, so a
+ * loop making large temporaries does not outrun the collector.
+ */
+mo_tensor *mo__newtensor(lua_State *L, int ndim, const size_t *shape, int zero, const char *fname);
+/* Reports numel floats of memory made outside Lua's allocator to the collector. */
+void mo__gc_account(lua_State *L, size_t numel);
+/* Copies user value 2 (what the memory depends on) from the tensor at src to the tensor at dst. */
+void mo__copy_owner(lua_State *L, int src, int dst);
+
+/*
+ * For in-place operations: when *in shares storage with `out` but is not the
+ * very same view, an elementwise kernel could read elements it already wrote,
+ * so *in is copied into *tmp first and *in is pointed at *tmp. *tmp is always
+ * initialised; release it after the kernel ran (no Lua error in between).
+ */
+mo_status mo__unalias(mo_tensor *tmp, const mo_tensor *out, const mo_tensor **in);
 
 #endif /* MOONOPT_BINDING_H */

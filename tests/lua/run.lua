@@ -32,4 +32,7 @@ for _, f in ipairs(files) do
   end
 end
 
+-- LuaUnit reads the global `arg` when run() gets no arguments: leave only its own options there.
+for k = #arg, 1, -1 do arg[k] = nil end
+table.move(args, 1, #args, 1, arg)
 os.exit(lu.LuaUnit.run(table.unpack(args)))

@@ -1,0 +1,217 @@
+/*
+ * data.c - what a training loop needs on the C side besides the kernels:
+ * gathering (shuffled) rows into a batch, and feature normalization.
+ */
+#include "moonopt_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Whether the elements after dimension 0 are laid out contiguously (a row is one block). */
+static int rows_contiguous(const mo_tensor *t)
+{
+    ptrdiff_t expect = 1;
+    for (int i = t->ndim - 1; i >= 1; i--) {
+        if (t->shape[i] != 1 && t->stride[i] != expect) return 0;
+        expect *= (ptrdiff_t)t->shape[i];
+    }
+    return 1;
+}
+
+mo_status mo_gather_rows(mo_tensor *dst, const mo_tensor *src, const size_t *rows, size_t n)
+{
+    if (!dst || !src || (n > 0 && !rows)) return MO_ERR_ARG;
+    if (!mo_tensor_alive(dst) || !mo_tensor_alive(src)) return MO_ERR_FREED;
+    if (src->ndim < 1 || dst->ndim != src->ndim || dst->shape[0] != n) return MO_ERR_SHAPE;
+    for (int i = 1; i < src->ndim; i++)
+        if (dst->shape[i] != src->shape[i]) return MO_ERR_SHAPE;
+    /* Writing rows of a tensor into itself would read rows already overwritten. */
+    if (mo_tensor_same_storage(dst, src)) return MO_ERR_ARG;
+    const size_t nrows = src->shape[0];
+    for (size_t i = 0; i < n; i++)
+        if (rows[i] >= nrows) return MO_ERR_RANGE;
+    if (n == 0 || dst->numel == 0) return MO_OK;
+
+    const size_t row_len = dst->numel / n;  /* floats per row */
+    if (rows_contiguous(src) && rows_contiguous(dst)) {
+        /* src {N, row_len} and dst {n, row_len}, each row one block at stride[0]. */
+        const float *s = mo_tensor_data(src);
+        float *d = mo_tensor_data(dst);
+        const size_t bytes = row_len * sizeof(float);
+        for (size_t i = 0; i < n; i++)
+            memcpy(d + (ptrdiff_t)i * dst->stride[0], s + (ptrdiff_t)rows[i] * src->stride[0], bytes);
+        return MO_OK;
+    }
+    /* Any other layout: one strided copy per row (shapes were checked, so it cannot fail midway). */
+    for (size_t i = 0; i < n; i++) {
+        mo_tensor drow, srow;
+        mo_tensor_init(&drow);
+        mo_tensor_init(&srow);
+        mo_status st = mo_tensor_select(&drow, dst, 0, i);
+        if (st == MO_OK) st = mo_tensor_select(&srow, src, 0, rows[i]);
+        if (st == MO_OK) st = mo_copy(&drow, &srow);
+        mo_tensor_release(&drow);
+        mo_tensor_release(&srow);
+        if (st != MO_OK) return st;
+    }
+    return MO_OK;
+}
+
+/* A contiguous handle on t's values: shares t when t is contiguous, else a copy. */
+static mo_status contiguous_of(mo_tensor *out, const mo_tensor *t)
+{
+    if (mo_tensor_is_contiguous(t)) return mo_tensor_share(out, t);
+    return mo_tensor_clone(out, t, NULL);
+}
+
+mo_status mo_mean_std(const mo_tensor *t, double *mean, double *std)
+{
+    if (!t || !mean || !std) return MO_ERR_ARG;
+    if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    if (t->numel == 0) return MO_ERR_ARG;
+    mo_tensor c;
+    mo_tensor_init(&c);
+    MO_TRY(contiguous_of(&c, t));
+    const float *x = mo_tensor_data(&c);
+    const size_t n = c.numel;
+    /* Two passes: the sum of squared deviations from the exact mean does not cancel. */
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    const double m = s / (double)n;
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double dv = x[i] - m;
+        ss += dv * dv;
+    }
+    mo_tensor_release(&c);
+    *mean = m;
+    *std = sqrt(ss / (double)n);
+    return MO_OK;
+}
+
+static int is_vector_of(const mo_tensor *v, size_t d)
+{
+    return v->ndim == 1 && v->shape[0] == d;
+}
+
+mo_status mo_column_mean_std(const mo_tensor *m, mo_tensor *mean, mo_tensor *std)
+{
+    if (!m || !mean || !std) return MO_ERR_ARG;
+    if (!mo_tensor_alive(m) || !mo_tensor_alive(mean) || !mo_tensor_alive(std)) return MO_ERR_FREED;
+    if (m->ndim != 2) return MO_ERR_SHAPE;
+    const size_t n = m->shape[0], d = m->shape[1];
+    if (!is_vector_of(mean, d) || !is_vector_of(std, d)) return MO_ERR_SHAPE;
+    if (n == 0) return MO_ERR_ARG;
+    double *acc = calloc(d ? 2 * d : 1, sizeof *acc);  /* acc[0..d): sums, acc[d..2d): squares */
+    if (!acc) return MO_ERR_NOMEM;
+    const float *x = mo_tensor_data(m);
+    const ptrdiff_t s0 = m->stride[0], s1 = m->stride[1];
+    for (size_t i = 0; i < n; i++) {
+        const float *row = x + (ptrdiff_t)i * s0;
+        for (size_t j = 0; j < d; j++) acc[j] += row[(ptrdiff_t)j * s1];
+    }
+    const double inv_n = 1.0 / (double)n;
+    for (size_t j = 0; j < d; j++) acc[j] *= inv_n;
+    for (size_t i = 0; i < n; i++) {
+        const float *row = x + (ptrdiff_t)i * s0;
+        for (size_t j = 0; j < d; j++) {
+            double dv = row[(ptrdiff_t)j * s1] - acc[j];
+            acc[d + j] += dv * dv;
+        }
+    }
+    float *mean_out = mo_tensor_data(mean), *std_out = mo_tensor_data(std);
+    for (size_t j = 0; j < d; j++) {
+        mean_out[(ptrdiff_t)j * mean->stride[0]] = (float)acc[j];
+        std_out[(ptrdiff_t)j * std->stride[0]] = (float)sqrt(acc[d + j] * inv_n);
+    }
+    free(acc);
+    return MO_OK;
+}
+
+mo_status mo_normalize(mo_tensor *t, double mean, double std)
+{
+    if (!t) return MO_ERR_ARG;
+    if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    if (!isfinite(mean) || !isfinite(std) || !(std > 0)) return MO_ERR_ARG;
+    const float m = (float)mean;
+    const float inv = (float)(1.0 / std);  /* hoisted: one multiply per element, not a divide */
+    if (!isfinite(inv) || !isfinite(m)) return MO_ERR_ARG;
+    if (mo_tensor_is_contiguous(t)) {
+        float *x = mo_tensor_data(t);
+        const size_t n = t->numel;
+        for (size_t i = 0; i < n; i++) x[i] = (x[i] - m) * inv;
+        return MO_OK;
+    }
+    /* Strided: the elementwise kernels walk any layout (both calls validated the same way). */
+    MO_TRY(mo_binary_scalar(t, t, m, MO_SUB));
+    return mo_binary_scalar(t, t, inv, MO_MUL);
+}
+
+mo_status mo_normalize_columns(mo_tensor *m, const mo_tensor *mean, const mo_tensor *std)
+{
+    if (!m || !mean || !std) return MO_ERR_ARG;
+    if (!mo_tensor_alive(m) || !mo_tensor_alive(mean) || !mo_tensor_alive(std)) return MO_ERR_FREED;
+    if (m->ndim != 2) return MO_ERR_SHAPE;
+    const size_t n = m->shape[0], d = m->shape[1];
+    if (!is_vector_of(mean, d) || !is_vector_of(std, d)) return MO_ERR_SHAPE;
+    /* Per-column scalars once: mean[j] and 1/std[j], checked before anything is written. */
+    float *cols = malloc((d ? 2 * d : 1) * sizeof *cols);  /* cols[0..d): mean, cols[d..2d): 1/std */
+    if (!cols) return MO_ERR_NOMEM;
+    const float *mp = mo_tensor_data(mean), *sp = mo_tensor_data(std);
+    for (size_t j = 0; j < d; j++) {
+        float mj = mp[(ptrdiff_t)j * mean->stride[0]], sj = sp[(ptrdiff_t)j * std->stride[0]];
+        float inv = (float)(1.0 / (double)sj);
+        if (!isfinite(mj) || !isfinite(sj) || !(sj > 0) || !isfinite(inv)) {
+            free(cols);
+            return MO_ERR_ARG;
+        }
+        cols[j] = mj;
+        cols[d + j] = inv;
+    }
+    float *x = mo_tensor_data(m);
+    const ptrdiff_t s0 = m->stride[0], s1 = m->stride[1];
+    for (size_t i = 0; i < n; i++) {
+        float *row = x + (ptrdiff_t)i * s0;
+        if (s1 == 1) {
+            for (size_t j = 0; j < d; j++) row[j] = (row[j] - cols[j]) * cols[d + j];
+        } else {
+            for (size_t j = 0; j < d; j++) {
+                float *p = row + (ptrdiff_t)j * s1;
+                *p = (*p - cols[j]) * cols[d + j];
+            }
+        }
+    }
+    free(cols);
+    return MO_OK;
+}
+
+mo_status mo_count_correct(const mo_tensor *scores, const mo_tensor *labels, float base, size_t *correct)
+{
+    if (!scores || !labels || !correct || !isfinite(base)) return MO_ERR_ARG;
+    if (!mo_tensor_alive(scores) || !mo_tensor_alive(labels)) return MO_ERR_FREED;
+    if (scores->ndim != 2 || labels->ndim != 1 || labels->shape[0] != scores->shape[0]) return MO_ERR_SHAPE;
+    const size_t n = scores->shape[0], c = scores->shape[1];
+    const float *s = mo_tensor_data(scores), *y = mo_tensor_data(labels);
+    const ptrdiff_t s0 = scores->stride[0], s1 = scores->stride[1], ys = labels->stride[0];
+    for (size_t i = 0; i < n; i++) {
+        double k = (double)y[(ptrdiff_t)i * ys] - base;
+        if (!(k >= 0 && k < (double)c) || k != floor(k)) return MO_ERR_RANGE;
+    }
+    size_t hits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *row = s + (ptrdiff_t)i * s0;
+        size_t best = 0;
+        float bv = row[0];
+        for (size_t j = 1; j < c; j++) {
+            float v = row[(ptrdiff_t)j * s1];
+            if (v > bv || bv != bv) {  /* a NaN best is replaced by any number */
+                bv = v;
+                best = j;
+            }
+        }
+        if (bv == bv && best == (size_t)((double)y[(ptrdiff_t)i * ys] - base)) hits++;
+    }
+    *correct = hits;
+    return MO_OK;
+}

@@ -1,0 +1,437 @@
+/*
+ * optim_adam.c - the Adam family: Adam/AdamW with every switch and flavour
+ * (DESIGN.md, "The Adam family, exactly"), Adamax, NAdam and RAdam.
+ *
+ * Adam is the hot kernel (benchmark: one AdamW step on 16M floats). Its loop
+ * exists twice with the same operations in the same order: a scalar C loop,
+ * and an AVX loop (8 floats at a time, chosen at run time on x86-64). Neither
+ * uses fused multiply-add, so both round every operation the same way and a
+ * result never depends on which loop, or which part of a loop, produced it.
+ * The mode switches are loop-invariant branches: perfectly predicted, and
+ * in the AVX loop taken once per 8 elements.
+ */
+#include "optim_internal.h"
+
+#include <math.h>
+
+#ifdef MO__HAVE_AVX_DISPATCH
+#include <immintrin.h>
+#endif
+
+void mo_adam_defaults(mo_adam_config *c)
+{
+    c->lr = 1e-3;
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->eps = 1e-8;
+    c->weight_decay = 0.0;
+    c->eps_mode = MO_EPS_RAW;
+    c->weight_decay_mode = MO_WD_L2;
+    c->bias_correction = 1;
+    c->amsgrad = 0;
+    c->maximize = 0;
+    c->rescale_grad = 1.0;
+    c->clip_gradient = -1.0;
+    c->lr_decay = 0.0;
+}
+
+void mo_adamw_defaults(mo_adam_config *c)
+{
+    mo_adam_defaults(c);
+    c->weight_decay = 1e-2;
+    c->weight_decay_mode = MO_WD_DECOUPLED;
+}
+
+mo_status mo_adam_check(const mo_adam_config *c)
+{
+    if (!c) return MO_ERR_ARG;
+    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
+        !mo__nonneg(c->weight_decay) || !mo__is_finite(c->rescale_grad) ||
+        isnan(c->clip_gradient) || !mo__nonneg(c->lr_decay))
+        return MO_ERR_ARG;
+    if (c->eps_mode != MO_EPS_RAW && c->eps_mode != MO_EPS_HAT) return MO_ERR_ARG;
+    if (c->weight_decay_mode != MO_WD_L2 && c->weight_decay_mode != MO_WD_DECOUPLED &&
+        c->weight_decay_mode != MO_WD_DECOUPLED_BC)
+        return MO_ERR_ARG;
+    return MO_OK;
+}
+
+/*
+ * One Adam call's per-step constants, each computed once in double and
+ * rounded to float. With them every flavour is the same loop:
+ *
+ *   g  = clamp(g * scale, -clip, clip)            if pre
+ *   g += wd_l2 * w                                if l2
+ *   w *= decay                                    (decay = 1 - lr*wd, or exactly 1)
+ *   m  = m*b1 + omb1*g;  v = v*b2 + (omb2*g)*g
+ *   vv = amsgrad ? (vmax = max(vmax, v)) : v
+ *   d  = sqrt(vv)/bc2s + eps                      (bc2s = sqrt(bc2) for raw eps, else exactly 1)
+ *   w  = w + (neg_step*m)/d                       PyTorch's addcdiv order
+ *   w  = w + neg_step*(m/d + wd_bc*w)             if dbc (decoupled_bc)
+ */
+typedef struct adam_k {
+    int pre, l2, dbc, ams;
+    float scale, clip;   /* rescale_grad (negated for maximize) and the clip bound (+inf: off) */
+    float wd_l2;         /* L2 coefficient */
+    float decay;         /* decoupled: 1 - lr*wd; otherwise 1 (w*1 is exact) */
+    float b1, omb1, b2, omb2;
+    float bc2s;          /* what sqrt(v) is divided by (x/1 is exact) */
+    float eps;
+    float neg_step;      /* -(lr/bc1) raw, -(lr*sqrt(bc2)/bc1) hat, -lr without bias correction */
+    float wd_bc;         /* decoupled_bc coefficient */
+} adam_k;
+
+static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
+{
+    double lr = c->lr;
+    if (c->lr_decay != 0.0) lr = lr / (1.0 + (double)(step - 1) * c->lr_decay);
+    double wd = c->weight_decay;
+    int clipping = c->clip_gradient > 0.0;
+    k->pre = c->rescale_grad != 1.0 || clipping || c->maximize;
+    /* clamp(-x) == -clamp(x) for a symmetric clamp, so maximize folds into the scale */
+    k->scale = (float)(c->maximize ? -c->rescale_grad : c->rescale_grad);
+    k->clip = clipping ? (float)c->clip_gradient : INFINITY;
+    k->l2 = c->weight_decay_mode == MO_WD_L2 && wd != 0.0;
+    k->wd_l2 = (float)wd;
+    /* Decoupled decay shrinks w by the raw lr*wd outside the adaptive update: it is not
+       L2, whose wd*w would be divided by sqrt(v) along with the gradient (AdamW's point). */
+    k->decay = c->weight_decay_mode == MO_WD_DECOUPLED ? (float)(1.0 - lr * wd) : 1.0f;
+    k->dbc = c->weight_decay_mode == MO_WD_DECOUPLED_BC;
+    k->wd_bc = (float)wd;
+    k->ams = c->amsgrad != 0;
+    k->b1 = (float)c->beta1;
+    k->omb1 = (float)(1.0 - c->beta1);
+    k->b2 = (float)c->beta2;
+    k->omb2 = (float)(1.0 - c->beta2);
+    k->eps = (float)c->eps;
+    if (!c->bias_correction) {
+        k->bc2s = 1.0f;
+        k->neg_step = (float)-lr;
+    } else {
+        double bc1 = 1.0 - pow(c->beta1, (double)step);
+        double bc2 = 1.0 - pow(c->beta2, (double)step);
+        if (c->eps_mode == MO_EPS_RAW) {
+            k->bc2s = (float)sqrt(bc2);
+            k->neg_step = (float)-(lr / bc1);
+        } else {
+            k->bc2s = 1.0f;
+            k->neg_step = (float)-(lr * sqrt(bc2) / bc1);
+        }
+    }
+}
+
+/* Elements [from, n) one at a time. */
+static void adam_scalar(const adam_k *k, float *w, const float *g, float *m, float *v,
+                        float *vmax, size_t from, size_t n)
+{
+    for (size_t i = from; i < n; i++) {
+        float gi = g[i], wi = w[i];
+        if (k->pre) {
+            gi = gi * k->scale;
+            gi = k->clip < gi ? k->clip : gi;
+            gi = -k->clip > gi ? -k->clip : gi;
+        }
+        if (k->l2) gi = gi + k->wd_l2 * wi;
+        wi = wi * k->decay;
+        float mi = m[i] * k->b1 + k->omb1 * gi;
+        float vi = v[i] * k->b2 + (k->omb2 * gi) * gi;
+        m[i] = mi;
+        v[i] = vi;
+        if (k->ams) {
+            vi = vmax[i] > vi ? vmax[i] : vi;
+            vmax[i] = vi;
+        }
+        float d = sqrtf(vi) / k->bc2s + k->eps;
+        if (k->dbc)
+            wi = wi + k->neg_step * (mi / d + k->wd_bc * wi);
+        else
+            wi = wi + (k->neg_step * mi) / d;
+        w[i] = wi;
+    }
+}
+
+#ifdef MO__HAVE_AVX_DISPATCH
+/* The same operations, 8 lanes at a time; returns how many elements it did (a multiple of 8). */
+__attribute__((target("avx"))) static size_t adam_avx(const adam_k *k, float *w, const float *g,
+                                                       float *m, float *v, float *vmax, size_t n)
+{
+    const __m256 scale = _mm256_set1_ps(k->scale), clip = _mm256_set1_ps(k->clip);
+    const __m256 nclip = _mm256_set1_ps(-k->clip), wd_l2 = _mm256_set1_ps(k->wd_l2);
+    const __m256 decay = _mm256_set1_ps(k->decay), b1 = _mm256_set1_ps(k->b1);
+    const __m256 omb1 = _mm256_set1_ps(k->omb1), b2 = _mm256_set1_ps(k->b2);
+    const __m256 omb2 = _mm256_set1_ps(k->omb2), bc2s = _mm256_set1_ps(k->bc2s);
+    const __m256 eps = _mm256_set1_ps(k->eps), neg_step = _mm256_set1_ps(k->neg_step);
+    const __m256 wd_bc = _mm256_set1_ps(k->wd_bc);
+    size_t end = n - n % 8;
+    for (size_t i = 0; i < end; i += 8) {
+        __m256 gi = _mm256_loadu_ps(g + i), wi = _mm256_loadu_ps(w + i);
+        if (k->pre) {
+            gi = _mm256_mul_ps(gi, scale);
+            gi = _mm256_min_ps(clip, gi);   /* clip < g ? clip : g, as the scalar loop */
+            gi = _mm256_max_ps(nclip, gi);  /* -clip > g ? -clip : g */
+        }
+        if (k->l2) gi = _mm256_add_ps(gi, _mm256_mul_ps(wd_l2, wi));
+        wi = _mm256_mul_ps(wi, decay);
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), b1), _mm256_mul_ps(omb1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2),
+                                  _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        if (k->ams) {
+            vi = _mm256_max_ps(_mm256_loadu_ps(vmax + i), vi);
+            _mm256_storeu_ps(vmax + i, vi);
+        }
+        __m256 d = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2s), eps);
+        if (k->dbc)
+            wi = _mm256_add_ps(wi, _mm256_mul_ps(neg_step, _mm256_add_ps(_mm256_div_ps(mi, d),
+                                                                         _mm256_mul_ps(wd_bc, wi))));
+        else
+            wi = _mm256_add_ps(wi, _mm256_div_ps(_mm256_mul_ps(neg_step, mi), d));
+        _mm256_storeu_ps(w + i, wi);
+    }
+    return end;
+}
+#endif
+
+mo_status mo_adam_update(float *w, const float *g, float *m, float *v, float *vmax, size_t n,
+                         const mo_adam_config *c, int64_t step)
+{
+    if (!w || !g || !m || !v || !c || (c->amsgrad && !vmax) || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_adam_check(c));
+    adam_k k;
+    adam_prepare(c, step, &k);
+    size_t done = 0;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(&k, w, g, m, v, vmax, n);
+#endif
+    adam_scalar(&k, w, g, m, v, vmax, done, n);
+    return MO_OK;
+}
+
+mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                       mo_tensor *vmax, const mo_adam_config *c, int64_t step)
+{
+    if (!c || !m || !v || (c->amsgrad && !vmax) || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_adam_check(c));
+    const mo_tensor *ts[5] = {w, g, m, v, c->amsgrad ? vmax : NULL};
+    mo__opt_args a;
+    MO_TRY(mo__opt_begin(&a, 5, ts));
+    mo_status st = mo_adam_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, c, step);
+    mo__opt_finish(&a, st == MO_OK);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adamax                                                                   */
+/* ------------------------------------------------------------------------ */
+
+void mo_adamax_defaults(mo_adamax_config *c)
+{
+    c->lr = 2e-3;
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->eps = 1e-8;
+    c->weight_decay = 0.0;
+    c->maximize = 0;
+}
+
+mo_status mo_adamax_check(const mo_adamax_config *c)
+{
+    if (!c) return MO_ERR_ARG;
+    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
+        !mo__nonneg(c->weight_decay))
+        return MO_ERR_ARG;
+    return MO_OK;
+}
+
+mo_status mo_adamax_update(float *w, const float *g, float *m, float *u, size_t n,
+                           const mo_adamax_config *c, int64_t step)
+{
+    if (!w || !g || !m || !u || !c || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_adamax_check(c));
+    const int l2 = c->weight_decay != 0.0, neg = c->maximize != 0;
+    const float wd = (float)c->weight_decay, eps = (float)c->eps;
+    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1), b2 = (float)c->beta2;
+    const float neg_clr = (float)-(c->lr / (1.0 - pow(c->beta1, (double)step)));
+    for (size_t i = 0; i < n; i++) {
+        float gi = neg ? -g[i] : g[i], wi = w[i];
+        if (l2) gi = gi + wd * wi;
+        float mi = m[i] * b1 + omb1 * gi;
+        /* the infinity norm: u = max(b2*u, |g| + eps) (NaN from either side propagates) */
+        float a = u[i] * b2, b = fabsf(gi) + eps;
+        float ui = (a > b || isnan(a)) ? a : b;
+        m[i] = mi;
+        u[i] = ui;
+        w[i] = wi + (neg_clr * mi) / ui;
+    }
+    return MO_OK;
+}
+
+mo_status mo_adamax_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *u,
+                         const mo_adamax_config *c, int64_t step)
+{
+    if (!c || !m || !u || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_adamax_check(c));
+    const mo_tensor *ts[4] = {w, g, m, u};
+    mo__opt_args a;
+    MO_TRY(mo__opt_begin(&a, 4, ts));
+    mo_status st = mo_adamax_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    mo__opt_finish(&a, st == MO_OK);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* NAdam                                                                    */
+/* ------------------------------------------------------------------------ */
+
+void mo_nadam_defaults(mo_nadam_config *c)
+{
+    c->lr = 2e-3;
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->eps = 1e-8;
+    c->weight_decay = 0.0;
+    c->momentum_decay = 4e-3;
+    c->decoupled_weight_decay = 0;
+    c->maximize = 0;
+}
+
+mo_status mo_nadam_check(const mo_nadam_config *c)
+{
+    if (!c) return MO_ERR_ARG;
+    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
+        !mo__nonneg(c->weight_decay) || !mo__nonneg(c->momentum_decay))
+        return MO_ERR_ARG;
+    return MO_OK;
+}
+
+mo_status mo_nadam_update(float *w, const float *g, float *m, float *v, size_t n,
+                          const mo_nadam_config *c, int64_t step, double *mu_product)
+{
+    if (!w || !g || !m || !v || !c || !mu_product || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_nadam_check(c));
+    double t = (double)step;
+    double bc2 = 1.0 - pow(c->beta2, t);
+    /* the momentum schedule mu_t and mu_{t+1} (Dozat; PyTorch's momentum_decay) */
+    double mu = c->beta1 * (1.0 - 0.5 * pow(0.96, t * c->momentum_decay));
+    double mu_next = c->beta1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * c->momentum_decay));
+    /* PyTorch keeps mu_product in a float32 tensor, so the product is rounded to float at
+       every step (the double factor rounded to float first, as a float tensor times a scalar).
+       mu_product_next = mu_product * mu_next as PyTorch >= 2.0 and 1.13's foreach path (1.13's
+       single-tensor path multiplied mu in twice). */
+    float prod = (float)*mu_product * (float)mu;
+    const float neg_c1 = (float)(-c->lr * (1.0 - mu) / (1.0 - (double)prod));
+    const float neg_c2 = (float)(-c->lr * mu_next / (1.0 - (double)prod * mu_next));
+    const int l2 = c->weight_decay != 0.0 && !c->decoupled_weight_decay, neg = c->maximize != 0;
+    const float wd = (float)c->weight_decay;
+    const float decay = c->decoupled_weight_decay ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f;
+    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1);
+    const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
+    const float sbc2 = (float)sqrt(bc2), eps = (float)c->eps;
+    for (size_t i = 0; i < n; i++) {
+        float gi = neg ? -g[i] : g[i], wi = w[i];
+        if (l2) gi = gi + wd * wi;
+        wi = wi * decay;
+        float mi = m[i] * b1 + omb1 * gi;
+        float vi = v[i] * b2 + (omb2 * gi) * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float d = sqrtf(vi) / sbc2 + eps;
+        wi = wi + (neg_c1 * gi) / d;
+        w[i] = wi + (neg_c2 * mi) / d;
+    }
+    *mu_product = (double)prod;
+    return MO_OK;
+}
+
+mo_status mo_nadam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                        const mo_nadam_config *c, int64_t step, double *mu_product)
+{
+    if (!c || !m || !v || !mu_product || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_nadam_check(c));
+    const mo_tensor *ts[4] = {w, g, m, v};
+    mo__opt_args a;
+    MO_TRY(mo__opt_begin(&a, 4, ts));
+    mo_status st = mo_nadam_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
+    mo__opt_finish(&a, st == MO_OK);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* RAdam                                                                    */
+/* ------------------------------------------------------------------------ */
+
+void mo_radam_defaults(mo_radam_config *c)
+{
+    c->lr = 1e-3;
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->eps = 1e-8;
+    c->weight_decay = 0.0;
+    c->decoupled_weight_decay = 0;
+    c->maximize = 0;
+}
+
+mo_status mo_radam_check(const mo_radam_config *c)
+{
+    if (!c) return MO_ERR_ARG;
+    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
+        !mo__nonneg(c->weight_decay))
+        return MO_ERR_ARG;
+    return MO_OK;
+}
+
+mo_status mo_radam_update(float *w, const float *g, float *m, float *v, size_t n,
+                          const mo_radam_config *c, int64_t step)
+{
+    if (!w || !g || !m || !v || !c || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_radam_check(c));
+    double t = (double)step;
+    double bc1 = 1.0 - pow(c->beta1, t);
+    double bc2 = 1.0 - pow(c->beta2, t);
+    /* the length of the approximated simple moving average, and its limit */
+    double rho_inf = 2.0 / (1.0 - c->beta2) - 1.0;
+    double rho_t = rho_inf - 2.0 * t * pow(c->beta2, t) / bc2;
+    /* rectify only once the variance of the adaptive rate is tractable (rho_t > 5) */
+    const int rectify = rho_t > 5.0;
+    double rect = 0.0;
+    if (rectify)
+        rect = sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
+    const int l2 = c->weight_decay != 0.0 && !c->decoupled_weight_decay, neg = c->maximize != 0;
+    const float wd = (float)c->weight_decay;
+    const float decay = c->decoupled_weight_decay ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f;
+    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1);
+    const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
+    const float fbc1 = (float)bc1, lr = (float)c->lr, eps = (float)c->eps;
+    const float sbc2 = (float)sqrt(bc2), frect = (float)rect;
+    for (size_t i = 0; i < n; i++) {
+        float gi = neg ? -g[i] : g[i], wi = w[i];
+        if (l2) gi = gi + wd * wi;
+        wi = wi * decay;
+        float mi = m[i] * b1 + omb1 * gi;
+        float vi = v[i] * b2 + (omb2 * gi) * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float mhat = mi / fbc1;
+        if (rectify) {
+            float adaptive = sbc2 / (sqrtf(vi) + eps);
+            w[i] = wi + -1.0f * (((mhat * lr) * adaptive) * frect);
+        } else {
+            w[i] = wi + -1.0f * (mhat * lr);
+        }
+    }
+    return MO_OK;
+}
+
+mo_status mo_radam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                        const mo_radam_config *c, int64_t step)
+{
+    if (!c || !m || !v || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_radam_check(c));
+    const mo_tensor *ts[4] = {w, g, m, v};
+    mo__opt_args a;
+    MO_TRY(mo__opt_begin(&a, 4, ts));
+    mo_status st = mo_radam_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    mo__opt_finish(&a, st == MO_OK);
+    return st;
+}

@@ -1,0 +1,220 @@
+/*
+ * optim_util.c - what every optimizer kernel shares: turning tensors into the
+ * contiguous float arrays the raw kernels take (with a gather/scatter path for
+ * strided tensors), hyperparameter domain checks, the CPU feature test, and
+ * the gradient utilities (finiteness check, clipping, axpy).
+ */
+#include "optim_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#ifdef MO__HAVE_AVX_DISPATCH
+int mo__cpu_has_avx(void)
+{
+    /* libgcc/compiler-rt keep the CPU model (the test also checks that the OS saves YMM).
+       Its constructor may not have run in a shared object loaded by dlopen (the Lua module),
+       so initialise explicitly: idempotent and cheap after the first call. */
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx");
+}
+#endif
+
+int mo__is_finite(double x) { return isfinite(x); }
+int mo__nonneg(double x) { return isfinite(x) && x >= 0.0; }
+int mo__beta(double b) { return b >= 0.0 && b < 1.0; }
+int mo__pos(double x) { return isfinite(x) && x > 0.0; }
+
+/* ---- strided <-> contiguous ---- */
+
+/*
+ * Visit every element of t in row-major order: dst[k] = element k when
+ * `gather`, element k = src[k] otherwise. An odometer over the dimensions; the
+ * innermost dimension is a plain strided loop.
+ */
+static void strided_copy(const mo_tensor *t, float *flat, int gather)
+{
+    float *base = mo_tensor_data(t);
+    if (t->numel == 0) return;
+    if (t->ndim == 0) {
+        if (gather) flat[0] = base[0];
+        else base[0] = flat[0];
+        return;
+    }
+    size_t idx[MO_MAX_DIMS] = {0};
+    int last = t->ndim - 1;
+    size_t inner = t->shape[last];
+    ptrdiff_t istride = t->stride[last];
+    ptrdiff_t off = 0;  /* element offset of idx (with idx[last] = 0) from base */
+    size_t k = 0;
+    for (;;) {
+        float *p = base + off;
+        if (gather) {
+            for (size_t j = 0; j < inner; j++) flat[k + j] = p[(ptrdiff_t)j * istride];
+        } else {
+            for (size_t j = 0; j < inner; j++) p[(ptrdiff_t)j * istride] = flat[k + j];
+        }
+        k += inner;
+        int d = last - 1;
+        while (d >= 0) {
+            idx[d]++;
+            off += t->stride[d];
+            if (idx[d] < t->shape[d]) break;
+            off -= (ptrdiff_t)idx[d] * t->stride[d];
+            idx[d] = 0;
+            d--;
+        }
+        if (d < 0) return;
+    }
+}
+
+mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts)
+{
+    if (!a || !ts || count < 2 || count > MO__OPT_MAX || !ts[0] || !ts[1]) return MO_ERR_ARG;
+    for (int i = 0; i < count; i++) {
+        if (!ts[i]) continue;
+        if (!mo_tensor_alive(ts[i])) return MO_ERR_FREED;
+        if (i > 0 && !mo_tensor_same_shape(ts[i], ts[0])) return MO_ERR_SHAPE;
+    }
+    a->n = ts[0]->numel;
+    a->count = count;
+    size_t bytes;
+    MO_TRY(mo_size_mul(a->n ? a->n : 1, sizeof(float), &bytes));
+    for (int i = 0; i < count; i++) {
+        a->ptr[i] = NULL;
+        a->tmp[i] = NULL;
+        a->src[i] = ts[i];
+    }
+    for (int i = 0; i < count; i++) {
+        if (!ts[i]) continue;
+        if (mo_tensor_is_contiguous(ts[i])) {
+            a->ptr[i] = mo_tensor_data(ts[i]);
+            continue;
+        }
+        float *tmp = malloc(bytes);
+        if (!tmp) {
+            mo__opt_finish(a, 0);
+            return MO_ERR_NOMEM;
+        }
+        strided_copy(ts[i], tmp, 1);
+        a->tmp[i] = tmp;
+        a->ptr[i] = tmp;
+    }
+    return MO_OK;
+}
+
+void mo__opt_finish(mo__opt_args *a, int write_back)
+{
+    for (int i = 0; i < a->count; i++) {
+        if (!a->tmp[i]) continue;
+        /* index 1 is the gradient: read, never written */
+        if (write_back && i != 1) strided_copy(a->src[i], a->tmp[i], 0);
+        free(a->tmp[i]);
+        a->tmp[i] = NULL;
+    }
+}
+
+/* ---- gradient utilities ---- */
+
+mo_status mo_all_finite_array(const float *x, size_t n, int *all_finite)
+{
+    if ((!x && n) || !all_finite) return MO_ERR_ARG;
+    /* x - x is 0 for finite x and NaN for NaN and +-inf; summing keeps any NaN, branch-free. */
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++) acc += x[i] - x[i];
+    *all_finite = (acc == 0.0f);
+    return MO_OK;
+}
+
+mo_status mo_all_finite(const mo_tensor *t, int *all_finite)
+{
+    if (!t || !all_finite) return MO_ERR_ARG;
+    if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    if (mo_tensor_is_contiguous(t)) return mo_all_finite_array(mo_tensor_data(t), t->numel, all_finite);
+    mo__opt_args a;
+    const mo_tensor *ts[2] = {t, t};
+    MO_TRY(mo__opt_begin(&a, 2, ts));
+    mo_status st = mo_all_finite_array(a.ptr[0], a.n, all_finite);
+    mo__opt_finish(&a, 0);
+    return st;
+}
+
+/* Sum of squares of one tensor in double. */
+static mo_status sum_squares(const mo_tensor *t, double *out)
+{
+    mo__opt_args a;
+    const mo_tensor *ts[2] = {t, t};
+    MO_TRY(mo__opt_begin(&a, 2, ts));
+    double s = 0.0;
+    const float *x = a.ptr[0];
+    for (size_t i = 0; i < a.n; i++) s += (double)x[i] * (double)x[i];
+    mo__opt_finish(&a, 0);
+    *out = s;
+    return MO_OK;
+}
+
+static mo_status scale_tensor(mo_tensor *t, float s)
+{
+    mo__opt_args a;
+    const mo_tensor *ts[2] = {t, t};  /* entry 0 is written back; entry 1 only read */
+    MO_TRY(mo__opt_begin(&a, 2, ts));
+    float *x = a.ptr[0];
+    for (size_t i = 0; i < a.n; i++) x[i] *= s;
+    mo__opt_finish(&a, 1);
+    return MO_OK;
+}
+
+mo_status mo_clip_grad_norm(mo_tensor *const *ts, size_t n, double max_norm, double *total_norm)
+{
+    if ((!ts && n) || isnan(max_norm) || max_norm < 0.0) return MO_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (ts[i] && !mo_tensor_alive(ts[i])) return MO_ERR_FREED;
+    double sq = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ts[i]) continue;
+        double s;
+        MO_TRY(sum_squares(ts[i], &s));
+        sq += s;
+    }
+    double norm = sqrt(sq);
+    if (total_norm) *total_norm = norm;
+    /* PyTorch: coef = max_norm / (norm + 1e-6), clamped to at most 1 (NaN stays NaN). */
+    double coef = max_norm / (norm + 1e-6);
+    if (coef >= 1.0) return MO_OK;
+    float s = (float)coef;
+    for (size_t i = 0; i < n; i++)
+        if (ts[i]) MO_TRY(scale_tensor(ts[i], s));
+    return MO_OK;
+}
+
+mo_status mo_clip_grad_value(mo_tensor *t, double clip)
+{
+    if (!t || isnan(clip) || clip < 0.0) return MO_ERR_ARG;
+    if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    mo__opt_args a;
+    const mo_tensor *ts[2] = {t, t};  /* entry 0 is written back; entry 1 only read */
+    MO_TRY(mo__opt_begin(&a, 2, ts));
+    float hi = (float)clip, lo = -hi;
+    float *x = a.ptr[0];
+    for (size_t i = 0; i < a.n; i++) {
+        float v = x[i];
+        v = v > hi ? hi : v;
+        x[i] = v < lo ? lo : v;
+    }
+    mo__opt_finish(&a, 1);
+    return MO_OK;
+}
+
+mo_status mo_axpy(mo_tensor *y, double alpha, const mo_tensor *x)
+{
+    if (!y || !x || isnan(alpha)) return MO_ERR_ARG;
+    mo__opt_args a;
+    const mo_tensor *ts[2] = {y, x};
+    MO_TRY(mo__opt_begin(&a, 2, ts));
+    float al = (float)alpha;
+    float *yy = a.ptr[0];
+    const float *xx = a.ptr[1];
+    for (size_t i = 0; i < a.n; i++) yy[i] = yy[i] + al * xx[i];
+    mo__opt_finish(&a, 1);
+    return MO_OK;
+}

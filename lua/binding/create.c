@@ -1,0 +1,326 @@
+/*
+ * create.c - tensor constructors for Lua (tensor, zeros, ones, full, empty,
+ * arange, rand, randn), randperm, and the in-place random fills uniform_ and
+ * normal_. Random numbers come from the lua_State's default generator
+ * (mo__lua_rng), so two lua_States never share a stream.
+ */
+#include "binding.h"
+
+#include <limits.h>
+#include <math.h>
+
+/* ======================================================================== */
+/* From shapes                                                              */
+/* ======================================================================== */
+
+/* Reads a shape from arguments first..top (varargs or one table) and pushes the new tensor. */
+static mo_tensor *new_from_args(lua_State *L, int first, int last, int zero, const char *fname)
+{
+    size_t shape[MO_MAX_DIMS];
+    int ndim = mo__readshape(L, first, last, fname, shape, NULL);
+    mo__shape_numel(L, fname, ndim, shape);
+    return mo__newtensor(L, ndim, shape, zero, fname);
+}
+
+/* zeros(2, 3) / zeros{2, 3}; zeros() is a 0-d tensor. */
+static int f_zeros(lua_State *L)
+{
+    new_from_args(L, 1, lua_gettop(L), 1, "zeros");
+    return 1;
+}
+
+static int f_ones(lua_State *L)
+{
+    mo_tensor *t = new_from_args(L, 1, lua_gettop(L), 0, "ones");
+    mo_status st = mo_fill(t, 1.0f);
+    if (st != MO_OK) return mo__status_error(L, st, "ones");
+    return 1;
+}
+
+/* empty(...): uninitialised values. */
+static int f_empty(lua_State *L)
+{
+    new_from_args(L, 1, lua_gettop(L), 0, "empty");
+    return 1;
+}
+
+/* full(shape, value): shape a table or one integer. */
+static int f_full(lua_State *L)
+{
+    float v = (float)mo__checknumber(L, 2, "full");
+    mo_tensor *t = new_from_args(L, 1, 1, 0, "full");
+    mo_status st = mo_fill(t, v);
+    if (st != MO_OK) return mo__status_error(L, st, "full");
+    return 1;
+}
+
+/* rand(...): U[0, 1) */
+static int f_rand(lua_State *L)
+{
+    mo_tensor *t = new_from_args(L, 1, lua_gettop(L), 0, "rand");
+    mo_status st = mo_rand_uniform(t, mo__lua_rng(L), 0.0f, 1.0f);
+    if (st != MO_OK) return mo__status_error(L, st, "rand");
+    return 1;
+}
+
+/* randn(...): N(0, 1) */
+static int f_randn(lua_State *L)
+{
+    mo_tensor *t = new_from_args(L, 1, lua_gettop(L), 0, "randn");
+    mo_status st = mo_rand_normal(t, mo__lua_rng(L), 0.0f, 1.0f);
+    if (st != MO_OK) return mo__status_error(L, st, "randn");
+    return 1;
+}
+
+/* ======================================================================== */
+/* tensor(data [, shape])                                                   */
+/* ======================================================================== */
+
+/* Pushes "[2][3]" for the first `depth` entries of the 1-based path. */
+static const char *push_path(lua_State *L, const size_t *path, int depth)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < depth; i++) {
+        lua_pushfstring(L, "[%I]", (lua_Integer)path[i]);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* Copies the nested table at idx (dimension d) into *p, checking it is rectangular. */
+static void fill_nested(lua_State *L, int idx, int d, const mo_tensor *t, float **p, size_t *path)
+{
+    size_t n = (size_t)lua_rawlen(L, idx);
+    if (n != t->shape[d])
+        luaL_error(L, "tensor: ragged nested table: element %s has %I entries, expected %I",
+                   push_path(L, path, d), (lua_Integer)n, (lua_Integer)t->shape[d]);
+    int leaf = (d == t->ndim - 1);
+    luaL_checkstack(L, 2, "tensor: nested tables too deep");
+    for (size_t i = 0; i < n; i++) {
+        path[d] = i + 1;
+        int type = lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        if (leaf) {
+            if (type != LUA_TNUMBER)
+                luaL_error(L, "tensor: element %s must be a number, got %s",
+                           push_path(L, path, d + 1), luaL_typename(L, -1));
+            *(*p)++ = (float)lua_tonumber(L, -1);
+        } else {
+            if (type != LUA_TTABLE)
+                luaL_error(L, "tensor: element %s must be a table (the tensor is %d-d), got %s",
+                           push_path(L, path, d + 1), t->ndim, luaL_typename(L, -1));
+            fill_nested(L, lua_gettop(L), d + 1, t, p, path);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/*
+ * tensor{{1, 2}, {3, 4}} (nested tables; the shape is read from the first
+ * elements and every row must agree), tensor({1, 2, 3, 4}, {2, 2}) (a flat
+ * list and a shape, one size may be -1), tensor(3.5) (0-d), tensor(t) (a copy).
+ */
+static int f_tensor(lua_State *L)
+{
+    static const char *const fname = "tensor";
+    mo_tensor *src = mo__totensor(L, 1);
+    if (src != NULL) {
+        src = mo__checkarg(L, 1, fname);
+        mo_tensor *r = mo_lua_newtensor(L);
+        mo_status st = mo_tensor_clone(r, src, NULL);
+        if (st != MO_OK) return mo__status_error(L, st, fname);
+        mo__gc_account(L, r->numel);
+        return 1;
+    }
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        float v = (float)lua_tonumber(L, 1);
+        mo_tensor *t = mo__newtensor(L, 0, NULL, 0, fname);
+        mo_tensor_data(t)[0] = v;
+        return 1;
+    }
+    if (lua_type(L, 1) != LUA_TTABLE) return mo__typeerror(L, 1, fname, "table");
+
+    size_t shape[MO_MAX_DIMS];
+    int ndim = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        /* a flat list and a shape */
+        lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+        int infer;
+        ndim = mo__readshape(L, 2, 2, fname, shape, &infer);
+        if (infer >= 0) mo__infer_size(L, fname, ndim, shape, infer, (size_t)n);
+        size_t numel = mo__shape_numel(L, fname, ndim, shape);
+        if (numel != (size_t)n) {
+            char buf[MO__SHAPE_BUF];
+            return luaL_error(L, "tensor: %I values do not fill shape %s (%I elements)", n,
+                              mo__shapestr_raw(ndim, shape, buf), (lua_Integer)numel);
+        }
+        mo_tensor *t = mo__newtensor(L, ndim, shape, 0, fname);
+        float *p = mo_tensor_data(t);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, 1, i) != LUA_TNUMBER)
+                return luaL_error(L, "tensor: element [%I] must be a number, got %s", i,
+                                  luaL_typename(L, -1));
+            p[i - 1] = (float)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        return 1;
+    }
+
+    /* nested tables: follow the first elements down to find the shape */
+    int base = lua_gettop(L);
+    lua_pushvalue(L, 1);
+    while (lua_type(L, -1) == LUA_TTABLE) {
+        if (ndim == MO_MAX_DIMS)
+            return luaL_error(L, "tensor: too many dimensions (nested deeper than %d)",
+                              MO_MAX_DIMS);
+        lua_Unsigned n = lua_rawlen(L, -1);
+        if (n > (lua_Unsigned)MO__MAX_SIZE)
+            return luaL_error(L, "tensor: size #%d must be at most 2^40", ndim + 1);
+        shape[ndim++] = (size_t)n;
+        if (n == 0) break;
+        lua_rawgeti(L, -1, 1);
+    }
+    lua_settop(L, base);
+    mo__shape_numel(L, fname, ndim, shape);
+    mo_tensor *t = mo__newtensor(L, ndim, shape, 0, fname);
+    float *p = mo_tensor_data(t);
+    size_t path[MO_MAX_DIMS];
+    fill_nested(L, 1, 0, t, &p, path);
+    return 1;
+}
+
+/* ======================================================================== */
+/* arange, randperm                                                         */
+/* ======================================================================== */
+
+/* A finite number argument. */
+static lua_Number check_finite(lua_State *L, int idx, const char *fname, const char *what)
+{
+    lua_Number x = mo__checknumber(L, idx, fname);
+    if (!isfinite(x))
+        return mo__argerror(L, idx, fname, "%s must be finite, got %s", what, mo__describe(L, idx));
+    return x;
+}
+
+/* An integer count 0..max at idx. */
+static lua_Integer check_count(lua_State *L, int idx, const char *fname, lua_Integer max)
+{
+    lua_Number x = mo__checknumber(L, idx, fname);
+    if (lua_isinteger(L, idx)) {
+        lua_Integer n = lua_tointeger(L, idx);
+        if (n >= 0 && n <= max) return n;
+        return mo__argerror(L, idx, fname, "n must be an integer in 0..%I, got %I", max, n);
+    }
+    if (x == floor(x) && x >= 0 && x <= (lua_Number)max) return (lua_Integer)x;
+    return mo__argerror(L, idx, fname, "n must be an integer in 0..%I, got %s", max,
+                        mo__describe(L, idx));
+}
+
+/*
+ * arange(n) -> {1, 2, ..., n} (Lua's 1-based counting, not PyTorch's 0..n-1);
+ * arange(a, b [, step]) -> the values a, a + step, ... up to and including b,
+ * as `for i = a, b, step` visits them (computed as a + k*step). Float32 values.
+ */
+static int f_arange(lua_State *L)
+{
+    static const char *const fname = "arange";
+    lua_Number start = 1.0, step = 1.0;
+    size_t count;
+    if (lua_gettop(L) <= 1) {
+        count = (size_t)check_count(L, 1, fname, MO__MAX_SIZE);
+    } else {
+        start = check_finite(L, 1, fname, "start");
+        lua_Number stop = check_finite(L, 2, fname, "stop");
+        step = lua_isnoneornil(L, 3) ? 1.0 : check_finite(L, 3, fname, "step");
+        if (step == 0) return mo__argerror(L, 3, fname, "step must not be 0");
+        lua_Number k = floor((stop - start) / step);
+        if (k < 0) {
+            count = 0;
+        } else if (k + 1 > (lua_Number)MO__MAX_SIZE) {
+            return luaL_error(L, "arange: more than 2^40 values");
+        } else {
+            count = (size_t)k + 1;
+        }
+    }
+    mo_tensor *t = mo__newtensor(L, 1, &count, 0, fname);
+    float *p = mo_tensor_data(t);
+    for (size_t i = 0; i < count; i++) p[i] = (float)(start + (lua_Number)i * step);
+    return 1;
+}
+
+/* randperm(n) -> a Lua table holding 1..n in random order (Fisher-Yates, default generator). */
+static int f_randperm(lua_State *L)
+{
+    lua_Integer n = check_count(L, 1, "randperm", INT_MAX);
+    /* the work array lives in a userdata: no leak if a Lua error happens */
+    size_t *perm = (size_t *)lua_newuserdatauv(L, (size_t)n * sizeof *perm + 1, 0);
+    mo_status st = mo_randperm(perm, (size_t)n, mo__lua_rng(L));
+    if (st != MO_OK) return mo__status_error(L, st, "randperm");
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_pushinteger(L, (lua_Integer)perm[i] + 1);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* ======================================================================== */
+/* In-place random fills                                                    */
+/* ======================================================================== */
+
+/* t:uniform_([lo = 0, hi = 1]) fills with U[lo, hi); returns t. */
+static int m_uniform_(lua_State *L)
+{
+    static const char *const fname = "uniform_";
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    lua_Number lo = lua_isnoneornil(L, 2) ? 0.0 : check_finite(L, 2, fname, "lo");
+    lua_Number hi = lua_isnoneornil(L, 3) ? 1.0 : check_finite(L, 3, fname, "hi");
+    if (lo > hi)
+        return mo__argerror(L, 3, fname, "hi %s is less than lo %s", mo__describe(L, 3),
+                            mo__describe(L, 2));
+    mo_status st = mo_rand_uniform(t, mo__lua_rng(L), (float)lo, (float)hi);
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
+/* t:normal_([mean = 0, sd = 1]) fills with N(mean, sd^2); returns t. */
+static int m_normal_(lua_State *L)
+{
+    static const char *const fname = "normal_";
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    lua_Number mean = lua_isnoneornil(L, 2) ? 0.0 : check_finite(L, 2, fname, "mean");
+    lua_Number sd = lua_isnoneornil(L, 3) ? 1.0 : check_finite(L, 3, fname, "sd");
+    if (sd < 0)
+        return mo__argerror(L, 3, fname, "sd must be non-negative, got %s", mo__describe(L, 3));
+    mo_status st = mo_rand_normal(t, mo__lua_rng(L), (float)mean, (float)sd);
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
+static const luaL_Reg create_functions[] = {
+    {"tensor", f_tensor},
+    {"zeros", f_zeros},
+    {"ones", f_ones},
+    {"full", f_full},
+    {"empty", f_empty},
+    {"rand", f_rand},
+    {"randn", f_randn},
+    {"arange", f_arange},
+    {"randperm", f_randperm},
+    {NULL, NULL},
+};
+
+static const luaL_Reg create_methods[] = {
+    {"uniform_", m_uniform_},
+    {"normal_", m_normal_},
+    {NULL, NULL},
+};
+
+void mo__open_create(lua_State *L)
+{
+    mo__setfuncs(L, create_functions);
+    mo__add_methods(L, create_methods);
+}

@@ -1,0 +1,869 @@
+/*
+ * tensor.c - the moonopt.Tensor userdata: creation, checking, metamethods,
+ * element access and views; plus the argument and error helpers every file of
+ * the binding shares (declared in binding.h).
+ *
+ * A tensor is a full userdata whose block is one mo_tensor handle, with two
+ * user values: [1] .grad (nil or a tensor), [2] what the handle's memory
+ * depends on (a host's owner object; views copy it from their source). The
+ * handle starts empty, so an allocation error after lua_newuserdatauv leaves a
+ * valid object that __gc handles; __gc and __close release the handle and are
+ * safe to call any number of times. An empty or revoked handle makes every
+ * method raise "tensor has been freed".
+ *
+ * Indices, dimensions and starts are 1-based in Lua and become 0-based size_t
+ * here only after they were range-checked as lua_Integer.
+ */
+#include "binding.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Registry key of the methods table (its address is the key; never written). */
+static const char methods_key = 'm';
+
+/* ======================================================================== */
+/* Errors                                                                   */
+/* ======================================================================== */
+
+int mo__argerror(lua_State *L, int arg, const char *fname, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const char *msg = lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    /* Number arguments as Lua's own luaL_argerror does: in t:get(9) the 9 is #1. */
+    lua_Debug ar;
+    if (lua_getstack(L, 0, &ar)) {
+        lua_getinfo(L, "n", &ar);
+        if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) {
+            arg--;
+            if (arg == 0) return luaL_error(L, "calling '%s' on bad self (%s)", fname, msg);
+        }
+    }
+    return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
+}
+
+int mo__status_error(lua_State *L, mo_status st, const char *fname)
+{
+    return luaL_error(L, "%s: %s", fname, mo_status_str(st));
+}
+
+const char *mo__shapestr_raw(int ndim, const size_t *shape, char *buf)
+{
+    size_t used = 0;
+    buf[used++] = '{';
+    for (int i = 0; i < ndim; i++) {
+        int n = snprintf(buf + used, MO__SHAPE_BUF - used, i ? ", %llu" : "%llu",
+                         (unsigned long long)shape[i]);
+        if (n < 0 || (size_t)n >= MO__SHAPE_BUF - used - 1) break;
+        used += (size_t)n;
+    }
+    buf[used++] = '}';
+    buf[used] = '\0';
+    return buf;
+}
+
+const char *mo__shapestr(const mo_tensor *t, char *buf)
+{
+    return mo__shapestr_raw(t->ndim, t->shape, buf);
+}
+
+int mo__shape_error(lua_State *L, const char *fname, const mo_tensor *a, const mo_tensor *b)
+{
+    char sa[MO__SHAPE_BUF], sb[MO__SHAPE_BUF];
+    return luaL_error(L, "%s: shape mismatch: %s vs %s", fname, mo__shapestr(a, sa),
+                      mo__shapestr(b, sb));
+}
+
+const char *mo__describe(lua_State *L, int idx)
+{
+    if (lua_isinteger(L, idx)) return lua_pushfstring(L, "%I", lua_tointeger(L, idx));
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Number x = lua_tonumber(L, idx);
+        if (x != x) return lua_pushstring(L, "nan");
+        return lua_pushfstring(L, "%f", x);
+    }
+    return lua_pushstring(L, luaL_typename(L, idx));
+}
+
+int mo__typeerror(lua_State *L, int arg, const char *fname, const char *expected)
+{
+    const char *got;
+    if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
+        got = lua_tostring(L, -1);
+    else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA)
+        got = "light userdata";
+    else
+        got = luaL_typename(L, arg);
+    return mo__argerror(L, arg, fname, "%s expected, got %s", expected, got);
+}
+
+/* ======================================================================== */
+/* Checking arguments                                                       */
+/* ======================================================================== */
+
+mo_tensor *mo__totensor(lua_State *L, int idx)
+{
+    void *p = lua_touserdata(L, idx);
+    if (p != NULL && lua_getmetatable(L, idx)) {
+        luaL_getmetatable(L, MO_TENSOR_MT);
+        int same = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (same) return (mo_tensor *)p;
+    }
+    return NULL;
+}
+
+mo_tensor *mo__checkarg(lua_State *L, int idx, const char *fname)
+{
+    /* The hot path of every method (t:get(1, 1) must stay well under 0.2 us):
+     * compare the metatable with upvalue 1 instead of looking the registry up
+     * by name. Anything else (no such upvalue, another type) takes the full check. */
+    void *p = lua_touserdata(L, idx);
+    if (p != NULL && lua_getmetatable(L, idx)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same && mo_tensor_alive((mo_tensor *)p)) return (mo_tensor *)p;
+    }
+    return mo__checktensor(L, idx, fname);
+}
+
+mo_tensor *mo__checktensor(lua_State *L, int idx, const char *fname)
+{
+    mo_tensor *t = mo__totensor(L, idx);
+    if (t == NULL) mo__typeerror(L, idx, fname, MO_TENSOR_MT);
+    if (!mo_tensor_alive(t)) mo__argerror(L, idx, fname, "tensor has been freed");
+    return t;
+}
+
+lua_Number mo__checknumber(lua_State *L, int idx, const char *fname)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER) mo__typeerror(L, idx, fname, "number");
+    return lua_tonumber(L, idx);
+}
+
+lua_Number mo__optnumber(lua_State *L, int idx, const char *fname, lua_Number def)
+{
+    if (lua_isnoneornil(L, idx)) return def;
+    return mo__checknumber(L, idx, fname);
+}
+
+/* An integer argument (an integer, or a float with an integral value); `what`
+ * names it in the message ("index", "start", ...). */
+static lua_Integer check_integer(lua_State *L, int idx, const char *fname, const char *what)
+{
+    if (lua_isinteger(L, idx)) return lua_tointeger(L, idx);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Number x = lua_tonumber(L, idx);
+        /* Range-check before converting: a float outside lua_Integer's range has no integer. */
+        if (x == floor(x) && x >= -9.0e18 && x <= 9.0e18) return (lua_Integer)x;
+    }
+    mo__argerror(L, idx, fname, "%s must be an integer, got %s", what, mo__describe(L, idx));
+    return 0;
+}
+
+int mo__checkdim(lua_State *L, int idx, const char *fname, const mo_tensor *t)
+{
+    lua_Integer d = check_integer(L, idx, fname, "dimension");
+    if (d < 1 || d > t->ndim)
+        mo__argerror(L, idx, fname, "dimension %I out of range for a %d-d tensor", d, t->ndim);
+    return (int)(d - 1);
+}
+
+/* One size of a shape; pos is its 1-based position (for the message). */
+static size_t read_size(lua_State *L, int idx, const char *fname, int pos, int *infer, int dim)
+{
+    const char *want = infer ? "a non-negative integer or -1" : "a non-negative integer";
+    lua_Integer v = 0;
+    int ok = 0;
+    if (lua_isinteger(L, idx)) {
+        v = lua_tointeger(L, idx);
+        ok = 1;
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Number x = lua_tonumber(L, idx);
+        if (x == floor(x) && x >= -1.0 && x <= (lua_Number)MO__MAX_SIZE) {
+            v = (lua_Integer)x;
+            ok = 1;
+        } else if (x == floor(x) && x > (lua_Number)MO__MAX_SIZE && x != HUGE_VAL) {
+            luaL_error(L, "%s: size #%d must be at most 2^40, got %s", fname, pos,
+                       mo__describe(L, idx));
+        }
+    }
+    if (ok && v == -1 && infer) {
+        if (*infer >= 0) luaL_error(L, "%s: only one size may be -1", fname);
+        *infer = dim;
+        return 0;
+    }
+    if (!ok || v < 0)
+        luaL_error(L, "%s: size #%d must be %s, got %s", fname, pos, want, mo__describe(L, idx));
+    if (v > MO__MAX_SIZE)
+        luaL_error(L, "%s: size #%d must be at most 2^40, got %I", fname, pos, v);
+    return (size_t)v;
+}
+
+int mo__readshape(lua_State *L, int first, int last, const char *fname, size_t *shape, int *infer)
+{
+    int fromtable = (first == last && lua_type(L, first) == LUA_TTABLE);
+    lua_Integer n = fromtable ? (lua_Integer)lua_rawlen(L, first) : (lua_Integer)last - first + 1;
+    if (n < 0) n = 0;
+    if (n > MO_MAX_DIMS)
+        luaL_error(L, "%s: too many dimensions (%I, at most %d)", fname, n, MO_MAX_DIMS);
+    if (infer) *infer = -1;
+    for (int i = 0; i < (int)n; i++) {
+        if (fromtable) {
+            lua_rawgeti(L, first, i + 1);
+            shape[i] = read_size(L, lua_gettop(L), fname, i + 1, infer, i);
+            lua_pop(L, 1);
+        } else {
+            shape[i] = read_size(L, first + i, fname, i + 1, infer, i);
+        }
+    }
+    return (int)n;
+}
+
+size_t mo__shape_numel(lua_State *L, const char *fname, int ndim, const size_t *shape)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] == 0) return 0;
+    for (int i = 0; i < ndim; i++) {
+        /* Each size is <= 2^40 here, so compare by division and never wrap. */
+        if (n > (size_t)MO__MAX_SIZE / shape[i]) {
+            char buf[MO__SHAPE_BUF];
+            luaL_error(L, "%s: shape %s has more than 2^40 elements", fname,
+                       mo__shapestr_raw(ndim, shape, buf));
+        }
+        n *= shape[i];
+    }
+    return n;
+}
+
+void mo__infer_size(lua_State *L, const char *fname, int ndim, size_t *shape, int infer,
+                    size_t numel)
+{
+    size_t known = 1;
+    int saturated = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (i == infer) continue;
+        if (shape[i] != 0 && known > SIZE_MAX / shape[i])
+            saturated = 1;
+        else
+            known *= shape[i];
+    }
+    if (saturated || known == 0 || numel % known != 0)
+        luaL_error(L, "%s: cannot infer size #%d: %I elements are not a multiple of the other "
+                   "sizes' product", fname, infer + 1, (lua_Integer)numel);
+    shape[infer] = numel / known;
+}
+
+/* ======================================================================== */
+/* Making tensors                                                           */
+/* ======================================================================== */
+
+mo_tensor *mo_lua_newtensor(lua_State *L)
+{
+    /* The handle is valid and empty before the metatable (and its __gc) is set
+     * and before any storage exists: an error at any later point leaks nothing. */
+    mo_tensor *t = (mo_tensor *)lua_newuserdatauv(L, sizeof *t, 2);
+    mo_tensor_init(t);
+    luaL_setmetatable(L, MO_TENSOR_MT);
+    return t;
+}
+
+mo_tensor *mo_lua_testtensor(lua_State *L, int idx)
+{
+    mo_tensor *t = mo__totensor(L, idx);
+    return (t != NULL && mo_tensor_alive(t)) ? t : NULL;
+}
+
+mo_tensor *mo_lua_checktensor(lua_State *L, int idx)
+{
+    mo_tensor *t = (mo_tensor *)luaL_checkudata(L, idx, MO_TENSOR_MT);
+    if (!mo_tensor_alive(t)) luaL_argerror(L, idx, "tensor has been freed");
+    return t;
+}
+
+void mo__gc_account(lua_State *L, size_t numel)
+{
+    /* Tensor memory comes from the core's allocator, which Lua's collector
+     * never sees: it counts ~200 bytes per tensor, so a loop making 1 MB
+     * temporaries would pile up gigabytes before a cycle. Adding the bytes as
+     * collector debt paces collection as if Lua had allocated them. Small
+     * tensors are not worth the call. */
+    size_t kb = numel / (1024 / sizeof(float));
+    if (kb == 0 || !lua_gc(L, LUA_GCISRUNNING)) return;
+    lua_gc(L, LUA_GCSTEP, kb > (size_t)INT_MAX ? INT_MAX : (int)kb);
+}
+
+mo_tensor *mo__newtensor(lua_State *L, int ndim, const size_t *shape, int zero, const char *fname)
+{
+    mo_tensor *t = mo_lua_newtensor(L);
+    mo_status st =
+        zero ? mo_tensor_zeros(t, ndim, shape, NULL) : mo_tensor_empty(t, ndim, shape, NULL);
+    if (st != MO_OK) mo__status_error(L, st, fname);
+    mo__gc_account(L, t->numel);
+    return t;
+}
+
+void mo__copy_owner(lua_State *L, int src, int dst)
+{
+    src = lua_absindex(L, src);
+    dst = lua_absindex(L, dst);
+    lua_getiuservalue(L, src, 2);
+    lua_setiuservalue(L, dst, 2);
+}
+
+static int same_view(const mo_tensor *a, const mo_tensor *b)
+{
+    if (a->storage != b->storage || a->offset != b->offset || a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i] || (a->shape[i] > 1 && a->stride[i] != b->stride[i]))
+            return 0;
+    return 1;
+}
+
+mo_status mo__unalias(mo_tensor *tmp, const mo_tensor *out, const mo_tensor **in)
+{
+    mo_tensor_init(tmp);
+    if (!mo_tensor_same_storage(out, *in) || same_view(out, *in) || (*in)->numel == 0) return MO_OK;
+    mo_status st = mo_tensor_clone(tmp, *in, NULL);
+    if (st == MO_OK) *in = tmp;
+    return st;
+}
+
+/* Pushes a new tensor for a view of the tensor at src (made by the caller into
+ * the returned handle) and copies src's owner value. */
+static mo_tensor *push_view(lua_State *L, int src)
+{
+    mo_tensor *v = mo_lua_newtensor(L);
+    mo__copy_owner(L, src, -1);
+    return v;
+}
+
+/* ======================================================================== */
+/* Metamethods                                                              */
+/* ======================================================================== */
+
+/* __gc and __close (and t:__gc() by hand): release the handle, drop .grad and
+ * the owner. A second call finds an empty handle and does nothing harmful. */
+static int t_gc(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    if (t == NULL) return mo__typeerror(L, 1, "__gc", MO_TENSOR_MT);
+    mo_tensor_release(t);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 2);
+    return 0;
+}
+
+/* Walks the first `limit` elements in row-major order (any strides). */
+static size_t first_values(const mo_tensor *t, float *vals, size_t limit)
+{
+    const float *base = mo_tensor_data(t);
+    size_t idx[MO_MAX_DIMS] = {0};
+    size_t n = t->numel < limit ? t->numel : limit;
+    for (size_t k = 0; k < n; k++) {
+        ptrdiff_t off = 0;
+        for (int d = 0; d < t->ndim; d++) off += (ptrdiff_t)idx[d] * t->stride[d];
+        vals[k] = base[off];
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            if (++idx[d] < t->shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return n;
+}
+
+/* "moonopt.Tensor{2, 3}[1, 2, 3, 4, 5, 6]"; more than 6 values end in ", ...". */
+static int t_tostring(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    if (t == NULL) return mo__typeerror(L, 1, "__tostring", MO_TENSOR_MT);
+    if (!mo_tensor_alive(t)) {
+        lua_pushliteral(L, MO_TENSOR_MT " (freed)");
+        return 1;
+    }
+    enum { SHOWN = 6 };
+    float vals[SHOWN];
+    size_t n = first_values(t, vals, SHOWN);
+    char shape[MO__SHAPE_BUF];
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, MO_TENSOR_MT);
+    luaL_addstring(&b, mo__shapestr(t, shape));
+    luaL_addchar(&b, '[');
+    for (size_t k = 0; k < n; k++) {
+        char num[40];
+        snprintf(num, sizeof num, k ? ", %.6g" : "%.6g", (double)vals[k]);
+        luaL_addstring(&b, num);
+    }
+    if (t->numel > n) luaL_addstring(&b, ", ...");
+    luaL_addchar(&b, ']');
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int t_len(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "__len");
+    if (t->ndim == 0) return luaL_error(L, "__len: a 0-d tensor has no length");
+    lua_pushinteger(L, (lua_Integer)t->shape[0]);
+    return 1;
+}
+
+/* __index: methods first (upvalue 1), then .grad (user value 1). */
+static int t_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0) {
+        mo__checkarg(L, 1, "grad");
+        lua_getiuservalue(L, 1, 1);
+    }
+    return 1;
+}
+
+/* __newindex: only t.grad = nil | tensor of t's shape. */
+static int t_newindex(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "__newindex");
+    if (!(lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0)) {
+        if (lua_type(L, 2) == LUA_TSTRING)
+            return luaL_error(L, "%s: cannot set field '%s' (only .grad is assignable)",
+                              MO_TENSOR_MT, lua_tostring(L, 2));
+        return luaL_error(L, "%s: cannot set a field with a %s key (only .grad is assignable)",
+                          MO_TENSOR_MT, luaL_typename(L, 2));
+    }
+    if (!lua_isnil(L, 3)) {
+        mo_tensor *g = mo__totensor(L, 3);
+        if (g == NULL)
+            return luaL_error(L, "grad: must be nil or a %s, got %s", MO_TENSOR_MT,
+                              luaL_typename(L, 3));
+        if (!mo_tensor_alive(g)) return luaL_error(L, "grad: tensor has been freed");
+        if (!mo_tensor_same_shape(t, g)) {
+            char st[MO__SHAPE_BUF], sg[MO__SHAPE_BUF];
+            return luaL_error(L, "grad: shape mismatch: tensor %s vs grad %s", mo__shapestr(t, st),
+                              mo__shapestr(g, sg));
+        }
+    }
+    lua_settop(L, 3);
+    lua_setiuservalue(L, 1, 1);
+    return 0;
+}
+
+/* ======================================================================== */
+/* Shape queries                                                            */
+/* ======================================================================== */
+
+static void push_sizes(lua_State *L, const mo_tensor *t, int strides)
+{
+    lua_createtable(L, t->ndim, 0);
+    for (int i = 0; i < t->ndim; i++) {
+        lua_pushinteger(L, strides ? (lua_Integer)t->stride[i] : (lua_Integer)t->shape[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int m_shape(lua_State *L)
+{
+    push_sizes(L, mo__checkarg(L, 1, "shape"), 0);
+    return 1;
+}
+
+/* size() -> the shape table; size(dim) -> one size. */
+static int m_size(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "size");
+    if (lua_isnoneornil(L, 2)) {
+        push_sizes(L, t, 0);
+        return 1;
+    }
+    lua_pushinteger(L, (lua_Integer)t->shape[mo__checkdim(L, 2, "size", t)]);
+    return 1;
+}
+
+/* stride() / stride(dim), in elements. */
+static int m_stride(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "stride");
+    if (lua_isnoneornil(L, 2)) {
+        push_sizes(L, t, 1);
+        return 1;
+    }
+    lua_pushinteger(L, (lua_Integer)t->stride[mo__checkdim(L, 2, "stride", t)]);
+    return 1;
+}
+
+static int m_numel(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)mo__checkarg(L, 1, "numel")->numel);
+    return 1;
+}
+
+static int m_dim(lua_State *L)
+{
+    lua_pushinteger(L, mo__checkarg(L, 1, "dim")->ndim);
+    return 1;
+}
+
+static int m_is_contiguous(lua_State *L)
+{
+    lua_pushboolean(L, mo_tensor_is_contiguous(mo__checkarg(L, 1, "is_contiguous")));
+    return 1;
+}
+
+static int m_same_storage(lua_State *L)
+{
+    mo_tensor *a = mo__checkarg(L, 1, "same_storage");
+    mo_tensor *b = mo__checkarg(L, 2, "same_storage");
+    lua_pushboolean(L, mo_tensor_same_storage(a, b));
+    return 1;
+}
+
+/* ======================================================================== */
+/* Element access                                                           */
+/* ======================================================================== */
+
+/* The element offset (from mo_tensor_data) of the indices at first..first+ndim-1. */
+static ptrdiff_t element_offset(lua_State *L, const mo_tensor *t, int first, const char *fname)
+{
+    ptrdiff_t off = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        int arg = first + d;
+        lua_Integer i = lua_isinteger(L, arg) ? lua_tointeger(L, arg)
+                                              : check_integer(L, arg, fname, "index");
+        if (i < 1 || (lua_Unsigned)i > (lua_Unsigned)t->shape[d])
+            mo__argerror(L, arg, fname, "index %I out of range for dimension %d of size %I", i,
+                         d + 1, (lua_Integer)t->shape[d]);
+        off += (ptrdiff_t)(i - 1) * t->stride[d];
+    }
+    return off;
+}
+
+/* get(i, j, ...) -> number: one index per dimension. */
+static int m_get(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "get");
+    int n = lua_gettop(L) - 1;
+    if (n != t->ndim)
+        return luaL_error(L, "get: a %d-d tensor needs %d indices, got %d", t->ndim, t->ndim, n);
+    ptrdiff_t off = element_offset(L, t, 2, "get");
+    lua_pushnumber(L, (lua_Number)mo_tensor_data(t)[off]);
+    return 1;
+}
+
+/* set(i, j, ..., value) -> self. */
+static int m_set(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "set");
+    int top = lua_gettop(L);
+    if (top - 2 != t->ndim)
+        return luaL_error(L, "set: a %d-d tensor needs %d indices and a value, got %d arguments",
+                          t->ndim, t->ndim, top - 1);
+    ptrdiff_t off = element_offset(L, t, 2, "set");
+    float v = (float)mo__checknumber(L, top, "set");
+    mo_tensor_data(t)[off] = v;
+    lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
+/* item() -> the value of a one-element tensor. */
+static int m_item(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "item");
+    if (t->numel != 1)
+        return luaL_error(L, "item: the tensor has %I elements, expected 1", (lua_Integer)t->numel);
+    float v;
+    first_values(t, &v, 1);
+    lua_pushnumber(L, (lua_Number)v);
+    return 1;
+}
+
+/* Pushes nested tables for dimensions d.. of t starting at p. */
+static void push_nested(lua_State *L, const mo_tensor *t, const float *p, int d)
+{
+    size_t n = t->shape[d];
+    ptrdiff_t s = t->stride[d];
+    lua_createtable(L, n < (size_t)INT_MAX ? (int)n : 0, 0);
+    if (d == t->ndim - 1) {
+        for (size_t i = 0; i < n; i++) {
+            lua_pushnumber(L, (lua_Number)p[(ptrdiff_t)i * s]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        push_nested(L, t, p + (ptrdiff_t)i * s, d + 1);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+/* totable() -> nested tables ({{1, 2}, {3, 4}}); a 0-d tensor gives its number. */
+static int m_totable(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "totable");
+    if (t->ndim == 0)
+        lua_pushnumber(L, (lua_Number)mo_tensor_data(t)[0]);
+    else
+        push_nested(L, t, mo_tensor_data(t), 0);
+    return 1;
+}
+
+/* ======================================================================== */
+/* Filling and copying                                                      */
+/* ======================================================================== */
+
+static int fill_impl(lua_State *L, const char *fname)
+{
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    float v = (float)mo__checknumber(L, 2, fname);
+    mo_status st = mo_fill(t, v);
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
+static int m_fill(lua_State *L) { return fill_impl(L, "fill"); }
+static int m_fill_(lua_State *L) { return fill_impl(L, "fill_"); }
+
+static int m_zero_(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "zero_");
+    mo_status st = mo_fill(t, 0.0f);
+    if (st != MO_OK) return mo__status_error(L, st, "zero_");
+    lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
+static int copy_impl(lua_State *L, const char *fname)
+{
+    mo_tensor *dst = mo__checkarg(L, 1, fname);
+    const mo_tensor *src = mo__checkarg(L, 2, fname);
+    if (!mo_tensor_same_shape(dst, src)) return mo__shape_error(L, fname, dst, src);
+    mo_tensor tmp;
+    mo_status st = mo__unalias(&tmp, dst, &src);
+    if (st == MO_OK) st = mo_copy(dst, src);
+    mo_tensor_release(&tmp);
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
+static int m_copy(lua_State *L) { return copy_impl(L, "copy"); }
+static int m_copy_(lua_State *L) { return copy_impl(L, "copy_"); }
+
+/* clone() -> a new contiguous tensor with the same values (no .grad). */
+static int m_clone(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "clone");
+    mo_tensor *r = mo_lua_newtensor(L);
+    mo_status st = mo_tensor_clone(r, t, NULL);
+    if (st != MO_OK) return mo__status_error(L, st, "clone");
+    mo__gc_account(L, r->numel);
+    return 1;
+}
+
+/* contiguous() -> self when already contiguous, else a contiguous copy. */
+static int m_contiguous(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "contiguous");
+    if (mo_tensor_is_contiguous(t)) {
+        lua_pushvalue(L, 1); /* return self */
+        return 1;
+    }
+    return m_clone(L);
+}
+
+/* ======================================================================== */
+/* Views                                                                    */
+/* ======================================================================== */
+
+/* view(...) / reshape(...): sizes as varargs or one table; one may be -1. */
+static int reshape_impl(lua_State *L, const char *fname, int may_copy)
+{
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    size_t shape[MO_MAX_DIMS];
+    int infer;
+    int ndim = mo__readshape(L, 2, lua_gettop(L), fname, shape, &infer);
+    char buf[MO__SHAPE_BUF];
+    if (infer >= 0) mo__infer_size(L, fname, ndim, shape, infer, t->numel);
+    if (mo__shape_numel(L, fname, ndim, shape) != t->numel)
+        return luaL_error(L, "%s: shape %s does not match the tensor's %I elements", fname,
+                          mo__shapestr_raw(ndim, shape, buf), (lua_Integer)t->numel);
+    mo_status st;
+    if (mo_tensor_is_contiguous(t)) {
+        mo_tensor *v = push_view(L, 1);
+        st = mo_tensor_view(v, t, ndim, shape);
+    } else if (!may_copy) {
+        return luaL_error(L, "%s: the tensor is not contiguous (use reshape or contiguous)", fname);
+    } else {
+        mo_tensor *v = mo_lua_newtensor(L);
+        mo_tensor tmp;
+        mo_tensor_init(&tmp);
+        st = mo_tensor_clone(&tmp, t, NULL);
+        if (st == MO_OK) st = mo_tensor_view(v, &tmp, ndim, shape);
+        mo_tensor_release(&tmp); /* v holds its own reference */
+        if (st == MO_OK) mo__gc_account(L, v->numel);
+    }
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    return 1;
+}
+
+static int m_view(lua_State *L) { return reshape_impl(L, "view", 0); }
+static int m_reshape(lua_State *L) { return reshape_impl(L, "reshape", 1); }
+
+/* narrow(dim, start, len): elements start..start+len-1 along dim. */
+static int m_narrow(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "narrow");
+    int d = mo__checkdim(L, 2, "narrow", t);
+    lua_Integer size = (lua_Integer)t->shape[d];
+    lua_Integer start = check_integer(L, 3, "narrow", "start");
+    if (start < 1 || start > size + 1)
+        return mo__argerror(L, 3, "narrow", "start %I out of range for dimension %d of size %I",
+                            start, d + 1, size);
+    lua_Integer len = check_integer(L, 4, "narrow", "length");
+    if (len < 0 || len > size - start + 1)
+        return mo__argerror(L, 4, "narrow",
+                            "length %I out of range: dimension %d of size %I from start %I", len,
+                            d + 1, size, start);
+    mo_tensor *v = push_view(L, 1);
+    mo_status st = mo_tensor_narrow(v, t, d, (size_t)(start - 1), (size_t)len);
+    if (st != MO_OK) return mo__status_error(L, st, "narrow");
+    return 1;
+}
+
+static int m_transpose(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "transpose");
+    int d0 = mo__checkdim(L, 2, "transpose", t);
+    int d1 = mo__checkdim(L, 3, "transpose", t);
+    mo_tensor *v = push_view(L, 1);
+    mo_status st = mo_tensor_transpose(v, t, d0, d1);
+    if (st != MO_OK) return mo__status_error(L, st, "transpose");
+    return 1;
+}
+
+/* t(): the transpose of a 2-d tensor (a 0-d or 1-d tensor gives a view of itself). */
+static int m_t(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "t");
+    if (t->ndim > 2)
+        return luaL_error(L, "t: expects a tensor of at most 2 dimensions, got %d-d", t->ndim);
+    mo_tensor *v = push_view(L, 1);
+    mo_status st = t->ndim == 2 ? mo_tensor_transpose(v, t, 0, 1) : mo_tensor_share(v, t);
+    if (st != MO_OK) return mo__status_error(L, st, "t");
+    return 1;
+}
+
+/* select(dim, index): the slice at index along dim, one dimension less. */
+static int m_select(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "select");
+    int d = mo__checkdim(L, 2, "select", t);
+    lua_Integer i = check_integer(L, 3, "select", "index");
+    if (i < 1 || (lua_Unsigned)i > (lua_Unsigned)t->shape[d])
+        return mo__argerror(L, 3, "select", "index %I out of range for dimension %d of size %I", i,
+                            d + 1, (lua_Integer)t->shape[d]);
+    mo_tensor *v = push_view(L, 1);
+    mo_status st = mo_tensor_select(v, t, d, (size_t)(i - 1));
+    if (st != MO_OK) return mo__status_error(L, st, "select");
+    return 1;
+}
+
+/* ======================================================================== */
+/* Registration                                                             */
+/* ======================================================================== */
+
+/* is_tensor(x) -> true for a moonopt tensor (even a freed one). */
+static int f_is_tensor(lua_State *L)
+{
+    lua_pushboolean(L, mo__totensor(L, 1) != NULL);
+    return 1;
+}
+
+static const luaL_Reg tensor_methods[] = {
+    {"shape", m_shape},
+    {"size", m_size},
+    {"stride", m_stride},
+    {"numel", m_numel},
+    {"dim", m_dim},
+    {"is_contiguous", m_is_contiguous},
+    {"same_storage", m_same_storage},
+    {"get", m_get},
+    {"set", m_set},
+    {"item", m_item},
+    {"totable", m_totable},
+    {"fill", m_fill},
+    {"fill_", m_fill_},
+    {"zero_", m_zero_},
+    {"copy", m_copy},
+    {"copy_", m_copy_},
+    {"clone", m_clone},
+    {"contiguous", m_contiguous},
+    {"view", m_view},
+    {"reshape", m_reshape},
+    {"narrow", m_narrow},
+    {"transpose", m_transpose},
+    {"t", m_t},
+    {"select", m_select},
+    {"__gc", t_gc},
+    {"__close", t_gc},
+    {NULL, NULL},
+};
+
+void mo__setfuncs(lua_State *L, const luaL_Reg *l)
+{
+    luaL_getmetatable(L, MO_TENSOR_MT);
+    luaL_setfuncs(L, l, 1);
+}
+
+void mo__add_methods(lua_State *L, const luaL_Reg *l)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key);
+    mo__setfuncs(L, l);
+    lua_pop(L, 1);
+}
+
+void mo__open_tensor(lua_State *L)
+{
+    /* the metatable first: every function gets it as upvalue 1 (see mo__checkarg) */
+    luaL_newmetatable(L, MO_TENSOR_MT);
+    int mt = lua_gettop(L);
+
+    /* the methods table, shared by every tensor of this lua_State */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &methods_key);
+    }
+    int methods = lua_gettop(L);
+    mo__setfuncs(L, tensor_methods);
+
+    lua_pushcfunction(L, t_gc);
+    lua_setfield(L, mt, "__gc");
+    lua_pushcfunction(L, t_gc);
+    lua_setfield(L, mt, "__close");
+    lua_pushcfunction(L, t_tostring);
+    lua_setfield(L, mt, "__tostring");
+    lua_pushcfunction(L, t_len);
+    lua_setfield(L, mt, "__len");
+    lua_pushvalue(L, methods);
+    lua_pushcclosure(L, t_index, 1);
+    lua_setfield(L, mt, "__index");
+    lua_pushcfunction(L, t_newindex);
+    lua_setfield(L, mt, "__newindex");
+
+    /* module.Tensor: the methods table, for Lua code that adds methods */
+    lua_setfield(L, mt - 1, "Tensor");
+    lua_pop(L, 1); /* metatable */
+    lua_pushcfunction(L, f_is_tensor);
+    lua_setfield(L, -2, "is_tensor");
+}

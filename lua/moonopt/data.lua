@@ -1,0 +1,483 @@
+--- mo.data: data sets as tensors, batches, normalization, synthetic sets.
+--
+--   local mo = require "moonopt"
+--   local train, test = mo.data.fashion_mnist{normalize = true}
+--   for xb, yb, i in mo.data.batches(train, 128) do ... end
+--
+-- A data set is a table {x = Tensor {n, ...}, y = Tensor {n} or {n, k} (or nil)}.
+-- Classification labels are class numbers 1..C stored as floats. Reading,
+-- gathering and normalizing run in C (moonopt.core); see docs/data.md.
+local core = require "moonopt.core"
+
+local data = {}
+
+local floor, ceil, min = math.floor, math.ceil, math.min
+
+-- ---------------------------------------------------------------------------
+-- argument checks
+
+local function is_tensor(x) return core.is_tensor(x) end
+
+local function is_int(v) return math.type(v) == "integer" or (type(v) == "number" and v == floor(v) and v == v) end
+
+local function check_opts(fname, opts, known)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not known[k] then error(("%s: unknown option '%s'"):format(fname, tostring(k)), 3) end
+  end
+  return opts
+end
+
+local function check_count(fname, name, v, lo)
+  if not is_int(v) or v < lo then
+    error(("%s: %s must be an integer >= %d, got %s"):format(fname, name, lo, tostring(v)), 3)
+  end
+  return math.tointeger(v)
+end
+
+local function check_number(fname, name, v, lo)
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or (lo and v < lo) then
+    error(("%s: %s must be a finite number%s, got %s"):format(fname, name, lo and (" >= " .. lo) or "",
+      tostring(v)), 3)
+  end
+  return v
+end
+
+-- Wraps impl so that its errors (from C or from checks) are raised at the caller
+-- of the public function, without the position inside this file.
+local function public(impl)
+  return function(...)
+    local r = table.pack(pcall(impl, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    local msg = r[2]
+    if type(msg) == "string" then msg = msg:gsub("^[%w_%./%-]+%.lua:%d+: ", "", 1) end
+    error(msg, 2)
+  end
+end
+
+local function shape_str(t)
+  return "{" .. table.concat(t:shape(), ", ") .. "}"
+end
+
+--- Checks a data set and returns its number of examples.
+-- Errors name `fname` and say what is wrong.
+function data.check(ds, fname)
+  fname = fname or "check"
+  if type(ds) ~= "table" then error(("%s: data set must be a table {x = ..., y = ...}, got %s"):format(
+    fname, type(ds)), 3) end
+  if not is_tensor(ds.x) then error(("%s: data set field x must be a tensor, got %s"):format(
+    fname, type(ds.x)), 3) end
+  if ds.x:dim() < 1 then error(("%s: data set x must have at least one dimension"):format(fname), 3) end
+  local n = ds.x:size(1)
+  if ds.y ~= nil then
+    if not is_tensor(ds.y) then error(("%s: data set field y must be a tensor or nil, got %s"):format(
+      fname, type(ds.y)), 3) end
+    if ds.y:dim() < 1 or ds.y:size(1) ~= n then
+      error(("%s: x %s and y %s disagree on the number of examples"):format(fname, shape_str(ds.x),
+        shape_str(ds.y)), 3)
+    end
+  end
+  return n
+end
+
+--- data.dataset(x, y) -> {x = x, y = y}, checked.
+function data.dataset(x, y)
+  local ds = {x = x, y = y}
+  data.check(ds, "dataset")
+  return ds
+end
+
+--- Number of examples of a data set.
+function data.size(ds)
+  return data.check(ds, "size")
+end
+
+-- ---------------------------------------------------------------------------
+-- IDX files
+
+local idx_read_opts = {scale = true, shift = true}
+
+--- data.read_idx(path [, {scale = 1, shift = 0}]) -> float32 tensor of the file's shape.
+-- Raw or gzip (detected from the content). Each element becomes element * scale + shift.
+data.read_idx = public(function(path, opts)
+  opts = check_opts("read_idx", opts, idx_read_opts)
+  return core.read_idx(path, opts.scale, opts.shift)
+end)
+
+--- data.decode_idx(bytes [, opts]): the same from a string holding a file's bytes.
+data.decode_idx = public(function(bytes, opts)
+  opts = check_opts("decode_idx", opts, idx_read_opts)
+  return core.decode_idx(bytes, opts.scale, opts.shift)
+end)
+
+--- data.write_idx(path, t [, {type = "float32", gzip = <path ends in .gz>, level = 6}])
+data.write_idx = public(function(path, t, opts)
+  opts = check_opts("write_idx", opts, {type = true, gzip = true, level = true})
+  if type(path) ~= "string" then error("write_idx: path must be a string, got " .. type(path)) end
+  local gz = opts.gzip
+  if gz == nil then gz = path:sub(-3) == ".gz" end
+  local level = 0
+  if gz then level = opts.level or 6 end
+  core.write_idx(path, t, opts.type or "float32", level)
+end)
+
+-- ---------------------------------------------------------------------------
+-- Fashion-MNIST (and any data set in MNIST's IDX layout)
+
+local function readable(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The path of `base` or `base.gz` in dir, or nil.
+local function find_file(dir, base)
+  for _, name in ipairs{base .. ".gz", base} do
+    local p = dir .. "/" .. name
+    if readable(p) then return p end
+  end
+  return nil
+end
+
+--- data.idx_classification{images = path, labels = path, classes = C} -> data set
+-- Images {n, ...} uint8 become {n, prod(...)} floats in [0, 1]; labels 0..C-1
+-- become 1..C. Checks that the counts agree and every label is a class.
+local function idx_classification(opts)
+  opts = check_opts("idx_classification", opts, {images = true, labels = true, classes = true, flatten = true})
+  local x = core.read_idx(opts.images, 1 / 255, 0)
+  local y = core.read_idx(opts.labels, 1, 1)
+  if y:dim() ~= 1 then
+    error(("idx_classification: %s: labels must be 1-d, got %s"):format(opts.labels, shape_str(y)), 2)
+  end
+  if x:size(1) ~= y:size(1) then
+    error(("idx_classification: %s has %d images but %s has %d labels"):format(opts.images, x:size(1),
+      opts.labels, y:size(1)), 2)
+  end
+  if opts.flatten ~= false and x:dim() > 2 then
+    local features = 1
+    for d = 2, x:dim() do features = features * x:size(d) end
+    x = x:view(x:size(1), features)
+  end
+  local classes = opts.classes
+  if classes and y:numel() > 0 and (y:min() < 1 or y:max() > classes) then
+    error(("idx_classification: %s: labels must be 0..%d, found %g..%g"):format(opts.labels, classes - 1,
+      y:min() - 1, y:max() - 1), 2)
+  end
+  return {x = x, y = y, classes = classes}
+end
+data.idx_classification = public(idx_classification)
+
+data.fashion_mnist_dir = "/usr/share/datasets/fashion-mnist"
+
+data.fashion_mnist_classes = {
+  "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+}
+
+--- data.fashion_mnist{dir = "/usr/share/datasets/fashion-mnist", normalize = false,
+--                      n_train = all, n_test = all} -> train, test
+-- Images flattened to {n, 784} in [0, 1]; with normalize = true standardized by the
+-- training set's mean and std (train.stats, test.stats = {mean =, std =}); labels 1..10.
+data.fashion_mnist = public(function(opts)
+  opts = check_opts("fashion_mnist", opts, {dir = true, normalize = true, n_train = true, n_test = true})
+  local dir = opts.dir or data.fashion_mnist_dir
+  if type(dir) ~= "string" then error("fashion_mnist: dir must be a string, got " .. type(dir), 2) end
+  local files = {}
+  for _, base in ipairs{"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"} do
+    local p = find_file(dir, base)
+    if not p then
+      error(("Fashion-MNIST not found in %s (no %s[.gz]): install Debian's dataset-fashion-mnist (make deps)")
+        :format(dir, base), 2)
+    end
+    files[#files + 1] = p
+  end
+  local train = idx_classification{images = files[1], labels = files[2], classes = 10}
+  local test = idx_classification{images = files[3], labels = files[4], classes = 10}
+  if opts.n_train then train = data.subset(train, 1, min(check_count("fashion_mnist", "n_train", opts.n_train, 0),
+    data.size(train))) end
+  if opts.n_test then test = data.subset(test, 1, min(check_count("fashion_mnist", "n_test", opts.n_test, 0),
+    data.size(test))) end
+  train.class_names, test.class_names = data.fashion_mnist_classes, data.fashion_mnist_classes
+  if opts.normalize then
+    local stats = data.normalize(train.x)
+    data.normalize(test.x, stats)
+    train.stats, test.stats = stats, stats
+  end
+  return train, test
+end)
+
+-- ---------------------------------------------------------------------------
+-- normalization
+
+--- data.normalize(x [, stats]) -> stats
+-- In place: x = (x - mean) / std. Without stats, computes them from x: one mean and
+-- std over all elements (stats = {mean = number, std = number}), or per column of
+-- x {n, d} with stats = {per_feature = true} (mean and std become tensors {d};
+-- columns with std 0 are divided by 1). Pass the returned stats to normalize
+-- other sets (test data) the same way.
+function data.normalize(x, stats)
+  if not is_tensor(x) then error("normalize: x must be a tensor, got " .. type(x), 2) end
+  stats = stats or {}
+  if type(stats) ~= "table" then error("normalize: stats must be a table, got " .. type(stats), 2) end
+  local mean, std = stats.mean, stats.std
+  if is_tensor(mean) or is_tensor(std) or (stats.per_feature and mean == nil) then
+    if mean == nil then
+      mean, std = core.column_mean_std(x)
+      for j = 1, std:size(1) do
+        if std:get(j) == 0 then std:set(j, 1) end
+      end
+    end
+    core.normalize_columns_(x, mean, std)
+    return {mean = mean, std = std, per_feature = true}
+  end
+  if mean == nil then
+    mean, std = core.mean_std(x)
+    if std == 0 then std = 1 end
+  end
+  core.normalize_(x, mean, std)
+  return {mean = mean, std = std}
+end
+
+-- ---------------------------------------------------------------------------
+-- subsets and splits
+
+--- data.subset(ds, first, count) -> a data set of views on examples first..first+count-1 (no copy).
+function data.subset(ds, first, count)
+  local n = data.check(ds, "subset")
+  first = check_count("subset", "first", first, 1)
+  count = check_count("subset", "count", count, 0)
+  if first + count - 1 > n then
+    error(("subset: examples %d..%d outside 1..%d"):format(first, first + count - 1, n), 2)
+  end
+  local out = {}
+  for k, v in pairs(ds) do out[k] = v end
+  out.x = ds.x:narrow(1, first, count)
+  if ds.y then out.y = ds.y:narrow(1, first, count) end
+  return out
+end
+
+--- data.gather(ds, rows) -> a new data set holding the examples rows (a list of 1-based numbers).
+function data.gather(ds, rows)
+  data.check(ds, "gather")
+  if type(rows) ~= "table" then error("gather: rows must be a list, got " .. type(rows), 2) end
+  local out = {}
+  for k, v in pairs(ds) do out[k] = v end
+  local xs = ds.x:shape()
+  xs[1] = #rows
+  out.x = core.gather_rows(core.empty(xs), ds.x, rows, 1, #rows)
+  if ds.y then
+    local ys = ds.y:shape()
+    ys[1] = #rows
+    out.y = core.gather_rows(core.empty(ys), ds.y, rows, 1, #rows)
+  end
+  return out
+end
+
+--- data.split(ds, n_first [, {shuffle = true}]) -> first, rest
+-- n_first an integer count or a fraction in (0, 1). Shuffled (seeded by mo.manual_seed)
+-- unless shuffle = false; the parts are copies.
+function data.split(ds, n_first, opts)
+  local n = data.check(ds, "split")
+  opts = check_opts("split", opts, {shuffle = true})
+  if type(n_first) == "number" and n_first > 0 and n_first < 1 then n_first = floor(n_first * n + 0.5) end
+  n_first = check_count("split", "n_first", n_first, 0)
+  if n_first > n then error(("split: n_first %d exceeds the %d examples"):format(n_first, n), 2) end
+  local order
+  if opts.shuffle == false then
+    order = {}
+    for i = 1, n do order[i] = i end
+  else
+    order = core.randperm(n)
+  end
+  local a, b = {}, {}
+  for i = 1, n_first do a[i] = order[i] end
+  for i = n_first + 1, n do b[#b + 1] = order[i] end
+  return data.gather(ds, a), data.gather(ds, b)
+end
+
+-- ---------------------------------------------------------------------------
+-- batches
+
+local Loader = {}
+Loader.__index = Loader
+
+--- data.loader(ds, {batch_size = 32, shuffle = true, drop_last = false}) -> loader
+-- loader:epoch() -> iterator over (xb, yb, i) for one pass; loader:num_batches().
+-- Shuffled epochs draw a new permutation from the default generator (mo.manual_seed)
+-- and gather into batch buffers made once and reused: a batch is only valid until
+-- the next one is produced (copy it with :clone() to keep it). Unshuffled batches
+-- are views of the data set (no copy).
+function data.loader(ds, opts)
+  local n = data.check(ds, "loader")
+  opts = check_opts("loader", opts, {batch_size = true, shuffle = true, drop_last = true})
+  local bs = check_count("loader", "batch_size", opts.batch_size or 32, 1)
+  local self = setmetatable({ds = ds, n = n, batch_size = bs, shuffle = opts.shuffle ~= false,
+                             drop_last = opts.drop_last == true}, Loader)
+  return self
+end
+
+function Loader:num_batches()
+  if self.drop_last then return self.n // self.batch_size end
+  return ceil(self.n / self.batch_size)
+end
+
+-- Buffers {batch_size, ...} for x and y, and their views for a last, shorter batch.
+local function buffers(self, count)
+  local ds = self.ds
+  if not self.xbuf then
+    local xs = ds.x:shape()
+    xs[1] = self.batch_size
+    self.xbuf = core.empty(xs)
+    if ds.y then
+      local ys = ds.y:shape()
+      ys[1] = self.batch_size
+      self.ybuf = core.empty(ys)
+    end
+  end
+  if count == self.batch_size then return self.xbuf, self.ybuf end
+  if self.short_count ~= count then
+    self.short_count = count
+    self.xshort = self.xbuf:narrow(1, 1, count)
+    self.yshort = self.ybuf and self.ybuf:narrow(1, 1, count)
+  end
+  return self.xshort, self.yshort
+end
+
+function Loader:epoch()
+  local ds, n, bs = self.ds, self.n, self.batch_size
+  local nb = self:num_batches()
+  local perm = self.shuffle and core.randperm(n) or nil
+  local x, y = ds.x, ds.y
+  local i = 0
+  local gather = core.gather_rows
+  return function()
+    i = i + 1
+    if i > nb then return nil end
+    local first = (i - 1) * bs + 1
+    local count = min(bs, n - first + 1)
+    if not perm then
+      return x:narrow(1, first, count), y and y:narrow(1, first, count), i
+    end
+    local xb, yb = buffers(self, count)
+    gather(xb, x, perm, first, count)
+    if yb then gather(yb, y, perm, first, count) end
+    return xb, yb, i
+  end
+end
+
+--- data.batches(ds, batch_size [, {shuffle = true, drop_last = false}]) -> iterator (xb, yb, i)
+-- One pass over ds: every example exactly once (drop_last: except a last partial batch).
+function data.batches(ds, batch_size, opts)
+  opts = check_opts("batches", opts, {shuffle = true, drop_last = true})
+  local n = data.check(ds, "batches")
+  local bs = check_count("batches", "batch_size", batch_size, 1)
+  local l = setmetatable({ds = ds, n = n, batch_size = bs, shuffle = opts.shuffle ~= false,
+                          drop_last = opts.drop_last == true}, Loader)
+  return l:epoch()
+end
+
+-- ---------------------------------------------------------------------------
+-- synthetic sets (seeded by mo.manual_seed)
+
+-- n standard normals as a Lua list.
+local function normals(n)
+  if n == 0 then return {} end
+  return core.randn(n):totable()
+end
+
+-- Rows in a random order: x {n, d} from the flat list xs, y {n} or {n, k} from ys.
+local function shuffled_set(xs, d, ys, k)
+  local n = #xs // d
+  local perm = core.randperm(n)
+  local px, py = {}, {}
+  for i = 1, n do
+    local src = perm[i]
+    for j = 1, d do px[(i - 1) * d + j] = xs[(src - 1) * d + j] end
+    for j = 1, k do py[(i - 1) * k + j] = ys[(src - 1) * k + j] end
+  end
+  local x = core.tensor(px, {n, d})
+  local y = k == 1 and core.tensor(py, {n}) or core.tensor(py, {n, k})
+  return x, y
+end
+
+--- data.spirals{n = 300, classes = 3, noise = 0.2, turns = 1} -> {x {n, 2}, y {n} in 1..classes}
+-- `classes` interleaved spiral arms (n points in all, shared as evenly as possible),
+-- radius growing from 0 to 1 along each arm, angle noise of sd `noise` radians.
+function data.spirals(opts)
+  opts = check_opts("spirals", opts, {n = true, classes = true, noise = true, turns = true})
+  local n = check_count("spirals", "n", opts.n or 300, 0)
+  local classes = check_count("spirals", "classes", opts.classes or 3, 1)
+  local noise = check_number("spirals", "noise", opts.noise or 0.2, 0)
+  local turns = check_number("spirals", "turns", opts.turns or 1, 0)
+  local z = normals(n)
+  local xs, ys = {}, {}
+  local idx = 0
+  for k = 1, classes do
+    local m = n // classes + ((k <= n % classes) and 1 or 0)
+    for j = 1, m do
+      idx = idx + 1
+      local r = m > 1 and (j - 1) / (m - 1) or 0
+      local theta = 2 * math.pi * ((k - 1) / classes + turns * r) + noise * z[idx]
+      xs[#xs + 1] = r * math.sin(theta)
+      xs[#xs + 1] = r * math.cos(theta)
+      ys[#ys + 1] = k
+    end
+  end
+  local x, y = shuffled_set(xs, 2, ys, 1)
+  return {x = x, y = y, classes = classes}
+end
+data.idx_classification = public(idx_classification)
+
+--- data.moons{n = 200, noise = 0.1} -> {x {n, 2}, y {n} in 1..2}: two interleaved half circles.
+function data.moons(opts)
+  opts = check_opts("moons", opts, {n = true, noise = true})
+  local n = check_count("moons", "n", opts.n or 200, 0)
+  local noise = check_number("moons", "noise", opts.noise or 0.1, 0)
+  local z = normals(2 * n)
+  local n_out = n - n // 2
+  local xs, ys = {}, {}
+  for i = 1, n do
+    local a, b, label
+    if i <= n_out then
+      local t = n_out > 1 and math.pi * (i - 1) / (n_out - 1) or 0
+      a, b, label = math.cos(t), math.sin(t), 1
+    else
+      local m = n - n_out
+      local t = m > 1 and math.pi * (i - n_out - 1) / (m - 1) or 0
+      a, b, label = 1 - math.cos(t), 0.5 - math.sin(t), 2
+    end
+    xs[#xs + 1] = a + noise * z[2 * i - 1]
+    xs[#xs + 1] = b + noise * z[2 * i]
+    ys[#ys + 1] = label
+  end
+  local x, y = shuffled_set(xs, 2, ys, 1)
+  return {x = x, y = y, classes = 2}
+end
+
+--- data.regression{n = 200, d = 5, noise = 0.1, bias = 0} -> {x {n, d}, y {n, 1}, w {d}, b}
+-- x ~ N(0, 1), a random true weight w ~ N(0, 1), y = x w + b + noise * N(0, 1).
+function data.regression(opts)
+  opts = check_opts("regression", opts, {n = true, d = true, noise = true, bias = true})
+  local n = check_count("regression", "n", opts.n or 200, 0)
+  local d = check_count("regression", "d", opts.d or 5, 1)
+  local noise = check_number("regression", "noise", opts.noise or 0.1, 0)
+  local bias = check_number("regression", "bias", opts.bias or 0)
+  local w = normals(d)
+  local xs = normals(n * d)
+  local e = normals(n)
+  local ys = {}
+  for i = 1, n do
+    local s = bias
+    for j = 1, d do s = s + xs[(i - 1) * d + j] * w[j] end
+    ys[i] = s + noise * e[i]
+  end
+  local x = n > 0 and core.tensor(xs, {n, d}) or core.zeros(0, d)
+  local y = n > 0 and core.tensor(ys, {n, 1}) or core.zeros(0, 1)
+  return {x = x, y = y, w = core.tensor(w, {d}), b = bias}
+end
+
+return data

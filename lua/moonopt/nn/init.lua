@@ -1,0 +1,36 @@
+--- moonopt.nn (mo.nn): layers, containers and losses.
+--
+--   local nn = mo.nn
+--   local model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+--   local loss_fn = nn.CrossEntropyLoss()
+--   local out = model:forward(x)                    -- x {B, 784}
+--   local loss = loss_fn:forward(out, y)            -- y: class indices 1..10
+--   model:zero_grad()
+--   model:backward(x, loss_fn:backward(out, y))     -- accumulates into every .grad
+--   local params = model:parameters()               -- views into one flat buffer
+--
+-- Layers: Linear, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Softmax, Dropout,
+-- LayerNorm; container: Sequential; losses: MSELoss, CrossEntropyLoss,
+-- BCEWithLogitsLoss. nn.Module and nn.class(name [, parent]) build custom
+-- modules (docs/nn.md).
+local base = require "moonopt.nn.module"
+local act = require "moonopt.nn.activations"
+local losses = require "moonopt.nn.losses"
+
+return {
+  Module = base.Module,
+  class = base.class,
+  Linear = require "moonopt.nn.linear",
+  ReLU = act.ReLU,
+  LeakyReLU = act.LeakyReLU,
+  GELU = act.GELU,
+  Tanh = act.Tanh,
+  Sigmoid = act.Sigmoid,
+  Softmax = act.Softmax,
+  Dropout = require "moonopt.nn.dropout",
+  LayerNorm = require "moonopt.nn.layernorm",
+  Sequential = require "moonopt.nn.sequential",
+  MSELoss = losses.MSELoss,
+  CrossEntropyLoss = losses.CrossEntropyLoss,
+  BCEWithLogitsLoss = losses.BCEWithLogitsLoss,
+}

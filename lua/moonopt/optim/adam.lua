@@ -1,0 +1,276 @@
+--- moonopt.optim.adam: the Adam family over the C kernels: Adam and AdamW with every
+-- switch and flavor (DESIGN.md, "The Adam family, exactly"), Adamax, NAdam, RAdam.
+local core = require "moonopt.core"
+local Optimizer = require "moonopt.optim.optimizer"
+
+local C = Optimizer.checks
+local show = Optimizer.show
+local zeros = core.zeros
+local run_group = Optimizer.run_group
+local adam_group, adamax_group = core.optim_adam_group, core.optim_adamax_group
+local nadam_group, radam_group = core.optim_nadam_group, core.optim_radam_group
+
+local M = {}
+
+-- ---- Adam / AdamW -----------------------------------------------------------------------
+
+local EPS_MODES = {raw = 0, hat = 1}
+local WD_MODES = {l2 = 0, decoupled = 1, decoupled_bc = 2}
+local BERT_EXCLUDE = {"LayerNorm", "layer_norm", "bias"}
+
+local function adam_defaults(wd)
+  return {
+    lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = wd, amsgrad = false,
+    maximize = false, flavor = "pytorch", bias_correction = true, eps_mode = "raw",
+    weight_decay_mode = "l2", rescale_grad = 1, clip_gradient = false, lr_decay = 0,
+    exclude_from_weight_decay = false,
+  }
+end
+
+-- The flavors: each sets the switches and the defaults that framework uses.
+local ADAM_PRESETS = {
+  pytorch = {eps_mode = "raw", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8},
+  mxnet = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8},
+  keras = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-7},
+  torch7 = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8},
+}
+local ADAMW_PRESETS = {
+  pytorch = {eps_mode = "raw", bias_correction = true, weight_decay_mode = "decoupled", eps = 1e-8,
+             weight_decay = 1e-2},
+  mxnet = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "decoupled_bc", eps = 1e-8},
+  bert = {eps_mode = "raw", bias_correction = false, weight_decay_mode = "decoupled", eps = 1e-6,
+          weight_decay = 0.01, exclude_from_weight_decay = BERT_EXCLUDE},
+  keras = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "decoupled", eps = 1e-7,
+           weight_decay = 0.004},
+}
+
+local function check_adam(presets)
+  return function(o, err)
+    C.lr(o, err)
+    C.betas(o, err)
+    C.eps(o, err)
+    C.weight_decay(o, err)
+    C.boolean(o, err, "amsgrad")
+    C.boolean(o, err, "maximize")
+    C.boolean(o, err, "bias_correction")
+    if presets[o.flavor] == nil then err("unknown flavor %s", show(o.flavor)) end
+    if EPS_MODES[o.eps_mode] == nil then
+      err("option 'eps_mode' must be \"raw\" or \"hat\", got %s", show(o.eps_mode))
+    end
+    if WD_MODES[o.weight_decay_mode] == nil then
+      err("option 'weight_decay_mode' must be \"l2\", \"decoupled\" or \"decoupled_bc\", got %s",
+          show(o.weight_decay_mode))
+    end
+    local rs = C.number(o, err, "rescale_grad")
+    if rs == math.huge or rs == -math.huge then err("Invalid rescale_grad value: %s", show(rs)) end
+    local clip = o.clip_gradient
+    if clip ~= false and clip ~= nil then
+      if type(clip) ~= "number" or clip ~= clip then
+        err("option 'clip_gradient' must be a number or false, got %s", show(clip))
+      end
+    end
+    C.nonneg(o, err, "lr_decay")
+    local ex = o.exclude_from_weight_decay
+    if ex ~= false and ex ~= nil then
+      if type(ex) ~= "table" then
+        err("option 'exclude_from_weight_decay' must be a list of Lua patterns or false, got %s",
+            type(ex))
+      end
+      for i, pat in ipairs(ex) do
+        if type(pat) ~= "string" then
+          err("exclude_from_weight_decay[%d] must be a string, got %s", i, type(pat))
+        end
+      end
+    end
+  end
+end
+
+-- Which params of a group a name pattern list exempts from weight decay (names known only).
+local function no_decay_mask(group)
+  local ex, names = group.exclude_from_weight_decay, group.names
+  if not ex or not names then return false end
+  local mask, any = {}, false
+  for j = 1, #group.params do
+    local name = names[j]
+    if name then
+      for _, pat in ipairs(ex) do
+        if name:find(pat) then
+          mask[j], any = true, true
+          break
+        end
+      end
+    end
+  end
+  return any and mask
+end
+
+local function prepare_adam(group, cfg)
+  cfg = cfg or {args = {}}
+  local args = cfg.args
+  args[1], args[2], args[3] = group.lr, group.betas[1], group.betas[2]
+  args[4], args[5] = group.eps, group.weight_decay
+  args[6], args[7] = EPS_MODES[group.eps_mode], WD_MODES[group.weight_decay_mode]
+  args[8], args[9], args[10] = group.bias_correction, group.amsgrad, group.maximize
+  args[11], args[12], args[13] = group.rescale_grad, group.clip_gradient or -1, group.lr_decay
+  cfg.ams = group.amsgrad
+  -- the exemption mask depends on the pattern list and the names: recomputed when either
+  -- table is replaced, never per element or per step
+  local ex, names = group.exclude_from_weight_decay, group.names
+  if cfg.ex_src ~= ex or cfg.names_src ~= names or cfg.mask == nil then
+    cfg.ex_src, cfg.names_src = ex, names
+    cfg.mask = no_decay_mask(group)
+  end
+  return cfg
+end
+
+local function complete_adam(p, st, cfg)
+  if st == nil then
+    local shape = p:shape()
+    st = {step = 0, exp_avg = zeros(shape), exp_avg_sq = zeros(shape)}
+  end
+  if cfg.ams and st.max_exp_avg_sq == nil then st.max_exp_avg_sq = zeros(p:shape()) end
+  return st
+end
+
+local function update_adam(self, group, cfg)
+  run_group(adam_group, self, group, cfg, complete_adam)
+end
+
+local function effective_wd(_, group, j)
+  local mask = no_decay_mask(group)
+  if mask and mask[j] then return 0 end
+  return group.weight_decay
+end
+
+local function check_adam_state(st)
+  if type(st.step) ~= "number" then return "no numeric 'step'" end
+  for _, k in ipairs{"exp_avg", "exp_avg_sq"} do
+    if st[k] == nil then return "no '" .. k .. "'" end
+  end
+  return nil
+end
+
+M.Adam = Optimizer.class{
+  name = "Adam",
+  defaults = adam_defaults(0),
+  presets = ADAM_PRESETS,
+  check = check_adam(ADAM_PRESETS),
+  prepare = prepare_adam,
+  update = update_adam,
+  state_tensors = {"exp_avg", "exp_avg_sq"},
+  check_state = check_adam_state,
+  effective_wd = effective_wd,
+}
+
+M.AdamW = Optimizer.class{
+  name = "AdamW",
+  defaults = adam_defaults(1e-2),
+  presets = ADAMW_PRESETS,
+  check = check_adam(ADAMW_PRESETS),
+  prepare = prepare_adam,
+  update = update_adam,
+  state_tensors = {"exp_avg", "exp_avg_sq"},
+  check_state = check_adam_state,
+  effective_wd = effective_wd,
+}
+
+-- ---- Adamax -----------------------------------------------------------------------------
+
+M.Adamax = Optimizer.class{
+  name = "Adamax",
+  defaults = {lr = 2e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0, maximize = false},
+  check = function(o, err)
+    C.lr(o, err)
+    C.betas(o, err)
+    C.eps(o, err)
+    C.weight_decay(o, err)
+    C.boolean(o, err, "maximize")
+  end,
+  prepare = function(group, cfg)
+    cfg = cfg or {args = {}}
+    local args = cfg.args
+    args[1], args[2], args[3], args[4] = group.lr, group.betas[1], group.betas[2], group.eps
+    args[5], args[6] = group.weight_decay, group.maximize
+    return cfg
+  end,
+  update = function(self, group, cfg)
+    run_group(adamax_group, self, group, cfg, function(p, st)
+      if st ~= nil then return st end
+      local shape = p:shape()
+      return {step = 0, exp_avg = zeros(shape), exp_inf = zeros(shape)}
+    end)
+  end,
+  state_tensors = {"exp_avg", "exp_inf"},
+}
+
+-- ---- NAdam ------------------------------------------------------------------------------
+
+M.NAdam = Optimizer.class{
+  name = "NAdam",
+  defaults = {lr = 2e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0,
+              momentum_decay = 4e-3, decoupled_weight_decay = false, maximize = false},
+  check = function(o, err)
+    C.lr(o, err)
+    C.betas(o, err)
+    C.eps(o, err)
+    C.weight_decay(o, err)
+    C.nonneg(o, err, "momentum_decay")
+    C.boolean(o, err, "decoupled_weight_decay")
+    C.boolean(o, err, "maximize")
+  end,
+  prepare = function(group, cfg)
+    cfg = cfg or {args = {}}
+    local args = cfg.args
+    args[1], args[2], args[3], args[4] = group.lr, group.betas[1], group.betas[2], group.eps
+    args[5], args[6] = group.weight_decay, group.momentum_decay
+    args[7], args[8] = group.decoupled_weight_decay, group.maximize
+    return cfg
+  end,
+  update = function(self, group, cfg)
+    run_group(nadam_group, self, group, cfg, function(p, st)
+      if st ~= nil then return st end
+      local shape = p:shape()
+      return {step = 0, mu_product = 1.0, exp_avg = zeros(shape), exp_avg_sq = zeros(shape)}
+    end)
+  end,
+  state_tensors = {"exp_avg", "exp_avg_sq"},
+  check_state = function(st)
+    if type(st.step) ~= "number" then return "no numeric 'step'" end
+    if type(st.mu_product) ~= "number" then return "no numeric 'mu_product'" end
+    if st.exp_avg == nil or st.exp_avg_sq == nil then return "no 'exp_avg' or 'exp_avg_sq'" end
+    return nil
+  end,
+}
+
+-- ---- RAdam ------------------------------------------------------------------------------
+
+M.RAdam = Optimizer.class{
+  name = "RAdam",
+  defaults = {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0,
+              decoupled_weight_decay = false, maximize = false},
+  check = function(o, err)
+    C.lr(o, err)
+    C.betas(o, err)
+    C.eps(o, err)
+    C.weight_decay(o, err)
+    C.boolean(o, err, "decoupled_weight_decay")
+    C.boolean(o, err, "maximize")
+  end,
+  prepare = function(group, cfg)
+    cfg = cfg or {args = {}}
+    local args = cfg.args
+    args[1], args[2], args[3], args[4] = group.lr, group.betas[1], group.betas[2], group.eps
+    args[5], args[6], args[7] = group.weight_decay, group.decoupled_weight_decay, group.maximize
+    return cfg
+  end,
+  update = function(self, group, cfg)
+    run_group(radam_group, self, group, cfg, function(p, st)
+      if st ~= nil then return st end
+      local shape = p:shape()
+      return {step = 0, exp_avg = zeros(shape), exp_avg_sq = zeros(shape)}
+    end)
+  end,
+  state_tensors = {"exp_avg", "exp_avg_sq"},
+}
+
+return M

@@ -1,0 +1,431 @@
+--- moonopt.optim.functional: torch7's optim package, for ported scripts.
+--
+--   x, fs = mo.optim.sgd(opfunc, x, config, state)
+--
+-- opfunc(x) returns f(x) (a number) and df/dx (a tensor of x's shape; it may be the same
+-- tensor every call). x is updated in place and returned with {f(x)} (lbfgs and cg return
+-- the list of f values seen and the evaluation count, as torch7). config uses torch7's
+-- names (learningRate, learningRateDecay, weightDecay, momentum, dampening (default:
+-- momentum), nesterov, beta1, beta2, epsilon, ...); state defaults to config, as in torch7,
+-- and keeps the counters and buffers between calls (evalCounter, t, m, v, dfdx, ...).
+-- Where torch7's math is one of the class kernels (sgd, adam, adamax, adagrad, adadelta,
+-- rmsprop) the same C kernel runs; nag, lbfgs and cg are Lua over tensor operations.
+local core = require "moonopt.core"
+
+local zeros = core.zeros
+local axpy = core.axpy_
+local is_tensor = core.is_tensor
+
+local M = {}
+
+local function shape_str(t) return "{" .. table.concat(t:shape(), ", ") .. "}" end
+
+-- Calls opfunc and checks what it returned.
+local function evaluate(fname, opfunc, x)
+  local fx, dfdx = opfunc(x)
+  if type(fx) ~= "number" then
+    error(fname .. ": opfunc must return f(x) as a number, got " .. type(fx), 3)
+  end
+  if not is_tensor(dfdx) then
+    error(fname .. ": opfunc must return df/dx as a tensor, got " .. type(dfdx), 3)
+  end
+  local a, b = x:shape(), dfdx:shape()
+  local same = #a == #b
+  for i = 1, #a do same = same and a[i] == b[i] end
+  if not same then
+    error(fname .. ": df/dx has shape " .. shape_str(dfdx) .. ", x has shape " .. shape_str(x), 3)
+  end
+  return fx, dfdx
+end
+
+local function start(fname, opfunc, x, config, state)
+  if type(opfunc) ~= "function" then
+    error(fname .. ": opfunc must be a function, got " .. type(opfunc), 3)
+  end
+  if not is_tensor(x) then error(fname .. ": x must be a tensor, got " .. type(x), 3) end
+  config = config or {}
+  if type(config) ~= "table" then error(fname .. ": config must be a table", 3) end
+  state = state or config
+  if type(state) ~= "table" then error(fname .. ": state must be a table", 3) end
+  if config.learningRates ~= nil or config.weightDecays ~= nil then
+    error(fname .. ": per-element learningRates/weightDecays are not supported", 3)
+  end
+  return config, state
+end
+
+local function num(fname, config, key, default)
+  local v = config[key]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v then
+    error(fname .. ": config." .. key .. " must be a number, got " .. tostring(v), 3)
+  end
+  return v
+end
+
+--- SGD: learningRate 1e-3, learningRateDecay 0, weightDecay 0, momentum 0, dampening
+-- (default: momentum), nesterov false. state: evalCounter, dfdx (the momentum buffer).
+function M.sgd(opfunc, x, config, state)
+  config, state = start("sgd", opfunc, x, config, state)
+  local lr = num("sgd", config, "learningRate", 1e-3)
+  local lrd = num("sgd", config, "learningRateDecay", 0)
+  local wd = num("sgd", config, "weightDecay", 0)
+  local mom = num("sgd", config, "momentum", 0)
+  local damp = num("sgd", config, "dampening", mom)
+  local nesterov = config.nesterov or false
+  if nesterov and (mom <= 0 or damp ~= 0) then
+    error("sgd: Nesterov momentum requires a momentum and zero dampening", 2)
+  end
+  state.evalCounter = state.evalCounter or 0
+  local fx, dfdx = evaluate("sgd", opfunc, x)
+  local clr = lr / (1 + state.evalCounter * lrd)
+  if mom ~= 0 then
+    local first = state.dfdx == nil
+    local buf = state.dfdx or zeros(x:shape())
+    core.optim_sgd(x, dfdx, buf, first, clr, mom, damp, wd, nesterov, false)
+    state.dfdx = buf
+  else
+    core.optim_sgd(x, dfdx, nil, false, clr, 0, 0, wd, false, false)
+  end
+  state.evalCounter = state.evalCounter + 1
+  return x, {fx}
+end
+
+--- Adam as torch7 (moonopt's flavor "torch7"): learningRate 1e-3, learningRateDecay 0,
+-- beta1 0.9, beta2 0.999, epsilon 1e-8, weightDecay 0 (L2). state: t, m, v.
+function M.adam(opfunc, x, config, state)
+  config, state = start("adam", opfunc, x, config, state)
+  local lr = num("adam", config, "learningRate", 1e-3)
+  local lrd = num("adam", config, "learningRateDecay", 0)
+  local b1 = num("adam", config, "beta1", 0.9)
+  local b2 = num("adam", config, "beta2", 0.999)
+  local eps = num("adam", config, "epsilon", 1e-8)
+  local wd = num("adam", config, "weightDecay", 0)
+  local fx, dfdx = evaluate("adam", opfunc, x)
+  state.t = state.t or 0
+  state.m = state.m or zeros(x:shape())
+  state.v = state.v or zeros(x:shape())
+  -- eps_mode hat (1), weight_decay_mode l2 (0), bias correction on;
+  -- torch7's clr = lr / (1 + t*lrd) with t counted before this step = the kernel's lr_decay
+  core.optim_adam(x, dfdx, state.m, state.v, nil, state.t + 1, lr, b1, b2, eps, wd, 1, 0, true,
+                  false, false, 1, -1, lrd)
+  state.t = state.t + 1
+  return x, {fx}
+end
+
+--- Adamax as torch7: learningRate 2e-3, beta1 0.9, beta2 0.999, epsilon 1e-38,
+-- weightDecay 0. state: t, m, u.
+function M.adamax(opfunc, x, config, state)
+  config, state = start("adamax", opfunc, x, config, state)
+  local lr = num("adamax", config, "learningRate", 2e-3)
+  local b1 = num("adamax", config, "beta1", 0.9)
+  local b2 = num("adamax", config, "beta2", 0.999)
+  local eps = num("adamax", config, "epsilon", 1e-38)
+  local wd = num("adamax", config, "weightDecay", 0)
+  local fx, dfdx = evaluate("adamax", opfunc, x)
+  state.t = state.t or 0
+  state.m = state.m or zeros(x:shape())
+  state.u = state.u or zeros(x:shape())
+  core.optim_adamax(x, dfdx, state.m, state.u, state.t + 1, lr, b1, b2, eps, wd, false)
+  state.t = state.t + 1
+  return x, {fx}
+end
+
+--- Adagrad as torch7: learningRate 1e-3, learningRateDecay 0, weightDecay 0 (eps 1e-10).
+-- state: evalCounter, paramVariance (the sum of squares).
+function M.adagrad(opfunc, x, config, state)
+  config, state = start("adagrad", opfunc, x, config, state)
+  local lr = num("adagrad", config, "learningRate", 1e-3)
+  local lrd = num("adagrad", config, "learningRateDecay", 0)
+  local wd = num("adagrad", config, "weightDecay", 0)
+  local fx, dfdx = evaluate("adagrad", opfunc, x)
+  state.evalCounter = state.evalCounter or 0
+  state.paramVariance = state.paramVariance or zeros(x:shape())
+  core.optim_adagrad(x, dfdx, state.paramVariance, state.evalCounter + 1, lr, lrd, wd, 1e-10, false)
+  state.evalCounter = state.evalCounter + 1
+  return x, {fx}
+end
+
+--- Adadelta as torch7: rho 0.9, eps 1e-6, weightDecay 0 (the step has lr 1).
+-- state: evalCounter, paramVariance, accDelta.
+function M.adadelta(opfunc, x, config, state)
+  config, state = start("adadelta", opfunc, x, config, state)
+  local rho = num("adadelta", config, "rho", 0.9)
+  local eps = num("adadelta", config, "eps", 1e-6)
+  local wd = num("adadelta", config, "weightDecay", 0)
+  local fx, dfdx = evaluate("adadelta", opfunc, x)
+  state.evalCounter = state.evalCounter or 0
+  state.paramVariance = state.paramVariance or zeros(x:shape())
+  state.accDelta = state.accDelta or zeros(x:shape())
+  core.optim_adadelta(x, dfdx, state.paramVariance, state.accDelta, 1, rho, eps, wd, false)
+  state.evalCounter = state.evalCounter + 1
+  return x, {fx}
+end
+
+--- RMSprop as torch7: learningRate 1e-2, alpha 0.99, epsilon 1e-8, weightDecay 0.
+-- state: m (the running mean of squares).
+function M.rmsprop(opfunc, x, config, state)
+  config, state = start("rmsprop", opfunc, x, config, state)
+  local lr = num("rmsprop", config, "learningRate", 1e-2)
+  local alpha = num("rmsprop", config, "alpha", 0.99)
+  local eps = num("rmsprop", config, "epsilon", 1e-8)
+  local wd = num("rmsprop", config, "weightDecay", 0)
+  local fx, dfdx = evaluate("rmsprop", opfunc, x)
+  state.m = state.m or zeros(x:shape())
+  core.optim_rmsprop(x, dfdx, state.m, nil, nil, lr, alpha, eps, wd, 0, false, false)
+  return x, {fx}
+end
+
+--- Nesterov's accelerated gradient as torch7's nag (Sutskever et al. 2013): first step
+-- along the momentum, evaluate there, then update. learningRate 1e-3, learningRateDecay 0,
+-- weightDecay 0, momentum 0.9 (must be > 0). state: evalCounter, dfdx (the velocity).
+function M.nag(opfunc, x, config, state)
+  config, state = start("nag", opfunc, x, config, state)
+  local lr = num("nag", config, "learningRate", 1e-3)
+  local lrd = num("nag", config, "learningRateDecay", 0)
+  local wd = num("nag", config, "weightDecay", 0)
+  local mom = num("nag", config, "momentum", 0.9)
+  if mom <= 0 then
+    error("nag: Momentum must be positive for Nesterov Accelerated Gradient", 2)
+  end
+  state.evalCounter = state.evalCounter or 0
+  if state.dfdx ~= nil then axpy(x, mom, state.dfdx) end
+  local fx, dfdx = evaluate("nag", opfunc, x)
+  local g = dfdx
+  if wd ~= 0 then
+    g = dfdx:clone()
+    axpy(g, wd, x)
+  end
+  local clr = lr / (1 + state.evalCounter * lrd)
+  if state.dfdx == nil then state.dfdx = zeros(x:shape()) else state.dfdx:mul_(mom) end
+  axpy(state.dfdx, -clr, g)
+  axpy(x, -clr, g)
+  state.evalCounter = state.evalCounter + 1
+  return x, {fx}
+end
+
+--- L-BFGS as torch7's lbfgs: maxIter 20, maxEval maxIter*1.25, tolFun 1e-5 (on sum|g|),
+-- tolX 1e-9, nCorrection 100, learningRate 1, lineSearch (optional function with torch7's
+-- signature f, g, x, t, nEval = lineSearch(opfunc, x, t, d, f, g, gtd, lineSearchOptions)).
+-- Returns x, f_hist, currentFuncEval. state: funcEval, nIter, d, t, old_dirs, old_stps,
+-- Hdiag, g_old, f_old.
+function M.lbfgs(opfunc, x, config, state)
+  config, state = start("lbfgs", opfunc, x, config, state)
+  local maxIter = num("lbfgs", config, "maxIter", 20)
+  local maxEval = num("lbfgs", config, "maxEval", maxIter * 1.25)
+  local tolFun = num("lbfgs", config, "tolFun", 1e-5)
+  local tolX = num("lbfgs", config, "tolX", 1e-9)
+  local nCorrection = num("lbfgs", config, "nCorrection", 100)
+  local learningRate = num("lbfgs", config, "learningRate", 1)
+  local lineSearch = config.lineSearch
+  if lineSearch ~= nil and type(lineSearch) ~= "function" then
+    error("lbfgs: config.lineSearch must be a function", 2)
+  end
+  state.funcEval = state.funcEval or 0
+  state.nIter = state.nIter or 0
+
+  local f, g = evaluate("lbfgs", opfunc, x)
+  g = g:clone()
+  local f_hist = {f}
+  local currentFuncEval = 1
+  state.funcEval = state.funcEval + 1
+  if g:abs():sum() <= tolFun then return x, f_hist, currentFuncEval end
+
+  local d, t = state.d, state.t
+  local old_dirs, old_stps, Hdiag = state.old_dirs, state.old_stps, state.Hdiag
+  local g_old, f_old = state.g_old, state.f_old
+  local nIter = 0
+  while nIter < maxIter do
+    nIter = nIter + 1
+    state.nIter = state.nIter + 1
+    if state.nIter == 1 then
+      d = g:neg()
+      old_dirs, old_stps, Hdiag = {}, {}, 1
+    else
+      -- torch7's names: old_dirs holds the steps s, old_stps the gradient changes y
+      local y = g:sub(g_old)
+      local s = d:mul(t)
+      local ys = y:dot(s)
+      if ys > 1e-10 then
+        if #old_dirs == nCorrection then
+          table.remove(old_dirs, 1)
+          table.remove(old_stps, 1)
+        end
+        old_dirs[#old_dirs + 1] = s
+        old_stps[#old_stps + 1] = y
+        Hdiag = ys / y:dot(y)
+      end
+      local k = #old_dirs
+      local ro, al = {}, {}
+      for i = 1, k do ro[i] = 1 / old_stps[i]:dot(old_dirs[i]) end
+      local q = g:neg()
+      for i = k, 1, -1 do
+        al[i] = old_dirs[i]:dot(q) * ro[i]
+        axpy(q, -al[i], old_stps[i])
+      end
+      d = q:mul(Hdiag)
+      for i = 1, k do
+        local be_i = old_stps[i]:dot(d) * ro[i]
+        axpy(d, al[i] - be_i, old_dirs[i])
+      end
+    end
+    g_old = g:clone()
+    f_old = f
+    local gtd = g:dot(d)
+    if gtd > -tolX then break end
+    if state.nIter == 1 then
+      t = math.min(1, 1 / g:abs():sum()) * learningRate
+    else
+      t = learningRate
+    end
+    local lsFuncEval = 0
+    if lineSearch then
+      f, g, x, t, lsFuncEval = lineSearch(opfunc, x, t, d, f, g, gtd, config.lineSearchOptions)
+      f_hist[#f_hist + 1] = f
+    else
+      axpy(x, t, d)
+      if nIter ~= maxIter then
+        f, g = evaluate("lbfgs", opfunc, x)
+        g = g:clone()
+        lsFuncEval = 1
+        f_hist[#f_hist + 1] = f
+      end
+    end
+    currentFuncEval = currentFuncEval + lsFuncEval
+    state.funcEval = state.funcEval + lsFuncEval
+    if nIter == maxIter then break end
+    if currentFuncEval >= maxEval then break end
+    if g:abs():sum() <= tolFun then break end
+    if d:abs():sum() * math.abs(t) <= tolX then break end
+    if math.abs(f - f_old) < tolX then break end
+  end
+  state.d, state.t = d, t
+  state.old_dirs, state.old_stps, state.Hdiag = old_dirs, old_stps, Hdiag
+  state.g_old, state.f_old = g_old, f_old
+  return x, f_hist, currentFuncEval
+end
+
+--- Nonlinear conjugate gradient as torch7's cg (Rasmussen's minimize: Polack-Ribiere
+-- directions, a line search by cubic interpolation and extrapolation under the Wolfe-Powell
+-- conditions). config: rho 0.01, sig 0.5, int 0.1, ext 3.0, maxIter 20, ratio 100,
+-- maxEval maxIter*1.25. Returns x, fx (the values after each successful line search, the
+-- first one included), i (function evaluations). Two line-search failures in a row stop it.
+function M.cg(opfunc, x, config, state)
+  config = start("cg", opfunc, x, config, state)
+  local rho = num("cg", config, "rho", 0.01)
+  local sig = num("cg", config, "sig", 0.5)
+  local int = num("cg", config, "int", 0.1)
+  local ext = num("cg", config, "ext", 3.0)
+  local maxIter = num("cg", config, "maxIter", 20)
+  local ratio = num("cg", config, "ratio", 100)
+  local maxEval = num("cg", config, "maxEval", maxIter * 1.25)
+  local red = 1
+  local i, ls_failed = 0, false
+  local fx = {}
+  local z1, z2, z3, d1, d2, d3, f1, f2, f3
+  local f0
+  local df1, df2, x0
+
+  local function feval()
+    local f, g = evaluate("cg", opfunc, x)
+    i = i + 1
+    return f, g:clone()
+  end
+
+  f1, df1 = feval()
+  fx[#fx + 1] = f1
+  local s = df1:neg()                   -- the search direction
+  d1 = -s:dot(s)                        -- its slope
+  z1 = red / (1 - d1)                   -- the initial step
+
+  while i < math.abs(maxEval) do
+    x0, f0 = x:clone(), f1
+    axpy(x, z1, s)
+    f2, df2 = feval()
+    d2 = df2:dot(s)
+    f3, d3, z3 = f1, d1, -z1            -- point 3 starts equal to point 1
+    local m = math.min(maxIter, maxEval - i)
+    local success = false
+    local limit = -1
+    while true do
+      while (f2 > f1 + z1 * rho * d1 or d2 > -sig * d1) and m > 0 do
+        -- tighten the bracket by interpolation
+        limit = z1
+        if f2 > f1 then
+          z2 = z3 - (0.5 * d3 * z3 * z3) / (d3 * z3 + f2 - f3)
+        else
+          local A = 6 * (f2 - f3) / z3 + 3 * (d2 + d3)
+          local B = 3 * (f3 - f2) - z3 * (d3 + 2 * d2)
+          z2 = (math.sqrt(B * B - A * d2 * z3 * z3) - B) / A
+        end
+        if z2 ~= z2 or z2 == math.huge or z2 == -math.huge then z2 = z3 / 2 end
+        z2 = math.max(math.min(z2, int * z3), (1 - int) * z3)
+        z1 = z1 + z2
+        axpy(x, z2, s)
+        f2, df2 = feval()
+        m = m - 1
+        d2 = df2:dot(s)
+        z3 = z3 - z2
+      end
+      if f2 > f1 + z1 * rho * d1 or d2 > -sig * d1 then
+        break
+      elseif d2 > sig * d1 then
+        success = true
+        break
+      elseif m == 0 then
+        break
+      end
+      -- extrapolate by a cubic, within limits
+      local A = 6 * (f2 - f3) / z3 + 3 * (d2 + d3)
+      local B = 3 * (f3 - f2) - z3 * (d3 + 2 * d2)
+      z2 = -d2 * z3 * z3 / (B + math.sqrt(B * B - A * d2 * z3 * z3))
+      if z2 ~= z2 or z2 == math.huge or z2 == -math.huge or z2 < 0 then
+        if limit < -0.5 then z2 = z1 * (ext - 1) else z2 = (limit - z1) / 2 end
+      elseif limit > -0.5 and (z2 + z1) > limit then
+        z2 = (limit - z1) / 2
+      elseif limit < -0.5 and (z2 + z1) > z1 * ext then
+        z2 = z1 * (ext - 1)
+      elseif z2 < -z3 * int then
+        z2 = -z3 * int
+      elseif limit > -0.5 and z2 < (limit - z1) * (1 - int) then
+        z2 = (limit - z1) * (1 - int)
+      end
+      f3, d3, z3 = f2, d2, -z2
+      z1 = z1 + z2
+      axpy(x, z2, s)
+      f2, df2 = feval()
+      m = m - 1
+      d2 = df2:dot(s)
+    end
+    if success then
+      f1 = f2
+      fx[#fx + 1] = f1
+      -- Polack-Ribiere direction
+      local ss = (df2:dot(df2) - df2:dot(df1)) / df1:dot(df1)
+      s:mul_(ss)
+      axpy(s, -1, df2)
+      df1 = df2  -- the next line search evaluates a fresh df2
+      d2 = df1:dot(s)
+      if d2 > 0 then
+        -- not a descent direction: steepest descent instead
+        s = df1:neg()
+        d2 = -s:dot(s)
+      end
+      z1 = z1 * math.min(ratio, d1 / (d2 - 1e-320))
+      d1 = d2
+      ls_failed = false
+    else
+      x:copy(x0)
+      f1 = f0
+      if ls_failed or i > maxEval then break end
+      -- restart along the steepest descent at the last evaluated gradient (as minimize does)
+      df1 = df2
+      s = df1:neg()
+      d1 = -s:dot(s)
+      z1 = 1 / (1 - d1)
+      ls_failed = true
+    end
+  end
+  return x, fx, i
+end
+
+return M

@@ -1,0 +1,52 @@
+--- moonopt.optim.sgd: SGD with momentum, dampening, Nesterov momentum, L2 weight decay and
+-- maximize, as PyTorch 1.13's torch.optim.SGD (lr has no default there, nor here).
+local core = require "moonopt.core"
+local Optimizer = require "moonopt.optim.optimizer"
+
+local C = Optimizer.checks
+local show = Optimizer.show
+local run_group = Optimizer.run_group
+local sgd_group = core.optim_sgd_group
+
+local M = {}
+
+M.SGD = Optimizer.class{
+  name = "SGD",
+  -- lr = false: required (PyTorch's `lr=required`)
+  defaults = {lr = false, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false,
+              maximize = false},
+  check = function(o, err)
+    if o.lr == false or o.lr == nil then err("option 'lr' is required") end
+    C.lr(o, err)
+    C.nonneg(o, err, "momentum")
+    local d = C.number(o, err, "dampening")
+    if d == math.huge or d == -math.huge then err("Invalid dampening value: %s", show(d)) end
+    C.weight_decay(o, err)
+    C.boolean(o, err, "nesterov")
+    C.boolean(o, err, "maximize")
+    if o.nesterov and (o.momentum <= 0 or o.dampening ~= 0) then
+      err("Nesterov momentum requires a momentum and zero dampening")
+    end
+  end,
+  prepare = function(group, cfg)
+    cfg = cfg or {args = {}}
+    local args = cfg.args
+    args[1], args[2], args[3] = group.lr, group.momentum, group.dampening
+    args[4], args[5], args[6] = group.weight_decay, group.nesterov, group.maximize
+    return cfg
+  end,
+  -- the kernel makes the momentum buffer itself at a param's first step with momentum
+  -- (PyTorch starts it at the gradient); only the state table comes from here
+  update = function(self, group, cfg)
+    run_group(sgd_group, self, group, cfg, function(_, st) return st or {} end)
+  end,
+  state_tensors = {},
+  check_state = function(st)
+    if st.momentum_buffer ~= nil and not core.is_tensor(st.momentum_buffer) then
+      return "'momentum_buffer' must be a tensor"
+    end
+    return nil
+  end,
+}
+
+return M

@@ -1,0 +1,643 @@
+/*
+ * test_optim.c - the optimizer kernels against independent float64
+ * transcriptions of their formulas (a few steps each), hand-computed values,
+ * the strided path against the contiguous one, and bad input.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "ctest.h"
+#include "moonopt.h"
+
+#define N 11 /* more than one 8-wide vector plus a tail */
+
+static const float W0[N] = {0.5f, -1.25f, 2.0f, 0.0f, 3.5f, -0.75f, 1e-3f, -2.5f, 0.25f, 4.0f, -3.0f};
+
+/* deterministic gradients for step t (1-based), element i; include tiny and zero values */
+static float grad_at(int t, int i)
+{
+    static const float base[N] = {0.3f, -0.7f, 1.5f, 1e-8f, -2.0f, 0.0f, 0.05f, -0.4f, 2.5f, -1e-7f, 0.9f};
+    return base[i] * (float)(1.0 + 0.25 * t) * ((t + i) % 3 == 0 ? -1.0f : 1.0f);
+}
+
+/* |a-b| <= tol*max(|b|, 1e-3) elementwise */
+static int near_rel(const float *a, const double *b, size_t n, double tol)
+{
+    for (size_t i = 0; i < n; i++) {
+        double scale = fabs(b[i]) > 1e-3 ? fabs(b[i]) : 1e-3;
+        if (!(fabs((double)a[i] - b[i]) <= tol * scale)) {
+            printf("#   element %zu: got %.9g want %.9g\n", i, (double)a[i], b[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- float64 reference for the Adam family (DESIGN.md's formulas) ---- */
+
+static void ref_adam(double *w, double *m, double *v, double *vmax, const mo_adam_config *c, int t,
+                     const float *gs)
+{
+    double lr = c->lr / (1.0 + (t - 1) * c->lr_decay);
+    double bc1 = c->bias_correction ? 1 - pow(c->beta1, t) : 1;
+    double bc2 = c->bias_correction ? 1 - pow(c->beta2, t) : 1;
+    for (int i = 0; i < N; i++) {
+        double g = (double)gs[i] * c->rescale_grad;
+        if (c->clip_gradient > 0) g = fmin(fmax(g, -c->clip_gradient), c->clip_gradient);
+        if (c->maximize) g = -g;
+        if (c->weight_decay_mode == MO_WD_L2) g += c->weight_decay * w[i];
+        if (c->weight_decay_mode == MO_WD_DECOUPLED) w[i] *= 1 - lr * c->weight_decay;
+        m[i] = c->beta1 * m[i] + (1 - c->beta1) * g;
+        v[i] = c->beta2 * v[i] + (1 - c->beta2) * g * g;
+        double vv = v[i];
+        if (c->amsgrad) vv = vmax[i] = fmax(vmax[i], v[i]);
+        double s, d;
+        if (c->eps_mode == MO_EPS_RAW) {
+            s = lr / bc1;
+            d = sqrt(vv) / sqrt(bc2) + c->eps;
+        } else {
+            s = lr * sqrt(bc2) / bc1;
+            d = sqrt(vv) + c->eps;
+        }
+        if (c->weight_decay_mode == MO_WD_DECOUPLED_BC)
+            w[i] -= s * (m[i] / d + c->weight_decay * w[i]);
+        else
+            w[i] -= s * m[i] / d;
+    }
+}
+
+static int run_adam_case(const mo_adam_config *c, int steps, double tol)
+{
+    float w[N], m[N] = {0}, v[N] = {0}, vmax[N] = {0}, g[N];
+    double rw[N], rm[N] = {0}, rv[N] = {0}, rvmax[N] = {0};
+    for (int i = 0; i < N; i++) rw[i] = w[i] = W0[i];
+    for (int t = 1; t <= steps; t++) {
+        for (int i = 0; i < N; i++) g[i] = grad_at(t, i);
+        if (mo_adam_update(w, g, m, v, vmax, N, c, t) != MO_OK) return 0;
+        ref_adam(rw, rm, rv, rvmax, c, t, g);
+        if (!near_rel(w, rw, N, tol) || !near_rel(m, rm, N, tol)) {
+            printf("#   at step %d\n", t);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+TEST(adam_first_step_by_hand)
+{
+    /* step 1, PyTorch Adam: m = 0.1g, v = 0.001g^2, w -= lr*(m/0.1)/(sqrt(v/0.001)+eps) = lr*g/(|g|+eps) */
+    mo_adam_config c;
+    mo_adam_defaults(&c);
+    float w[2] = {1.0f, -2.0f}, g[2] = {0.5f, -4.0f}, m[2] = {0}, v[2] = {0};
+    CHECK_OK(mo_adam_update(w, g, m, v, NULL, 2, &c, 1));
+    CHECK_NEAR(w[0], 1.0 - 1e-3 * 0.5 / (0.5 + 1e-8), 1e-7);
+    CHECK_NEAR(w[1], -2.0 + 1e-3 * 4.0 / (4.0 + 1e-8), 1e-7);
+    CHECK_NEAR(m[0], 0.05, 1e-8);
+    CHECK_NEAR(v[1], 0.016, 1e-8);
+    /* AdamW: w first shrinks by 1 - lr*wd = 0.99999 */
+    mo_adamw_defaults(&c);
+    float w2[1] = {1.0f}, g2[1] = {0.5f}, m2[1] = {0}, v2[1] = {0};
+    CHECK_OK(mo_adam_update(w2, g2, m2, v2, NULL, 1, &c, 1));
+    CHECK_NEAR(w2[0], 0.99999 - 1e-3 * 0.5 / (0.5 + 1e-8), 1e-7);
+}
+
+TEST(adam_every_switch_matches_reference)
+{
+    int cases = 0, ok = 0;
+    for (int eps_mode = 0; eps_mode < 2; eps_mode++)
+        for (int wd_mode = 0; wd_mode < 3; wd_mode++)
+            for (int bc = 0; bc < 2; bc++)
+                for (int ams = 0; ams < 2; ams++)
+                    for (int pre = 0; pre < 3; pre++) {
+                        mo_adam_config c;
+                        mo_adam_defaults(&c);
+                        c.lr = 0.01;
+                        c.weight_decay = 0.05;
+                        c.eps_mode = (mo_eps_mode)eps_mode;
+                        c.weight_decay_mode = (mo_wd_mode)wd_mode;
+                        c.bias_correction = bc;
+                        c.amsgrad = ams;
+                        if (pre == 1) {
+                            c.rescale_grad = 0.5;
+                            c.clip_gradient = 0.6;
+                        } else if (pre == 2) {
+                            c.maximize = 1;
+                            c.lr_decay = 0.1;
+                        }
+                        cases++;
+                        if (run_adam_case(&c, 6, 2e-5)) ok++;
+                        else
+                            printf("# eps_mode %d wd_mode %d bc %d ams %d pre %d\n", eps_mode, wd_mode,
+                                   bc, ams, pre);
+                    }
+    CHECK(ok == cases);
+}
+
+TEST(adam_eps_placement_matters_for_tiny_grads)
+{
+    /* |g| ~ 1e-9: raw divides sqrt(v) by sqrt(bc2) before adding eps; hat does not */
+    mo_adam_config raw, hat;
+    mo_adam_defaults(&raw);
+    mo_adam_defaults(&hat);
+    hat.eps_mode = MO_EPS_HAT;
+    float wr[1] = {0}, wh[1] = {0}, g[1] = {1e-9f}, mr[1] = {0}, vr[1] = {0}, mh[1] = {0}, vh[1] = {0};
+    CHECK_OK(mo_adam_update(wr, g, mr, vr, NULL, 1, &raw, 1));
+    CHECK_OK(mo_adam_update(wh, g, mh, vh, NULL, 1, &hat, 1));
+    /* raw: lr * 1e-9/(1e-9 + 1e-8); hat: lr*sqrt(0.001)/0.1 * 1e-10/(sqrt(1e-21)+1e-8) */
+    CHECK_NEAR(wr[0], -1e-3 * 1e-9 / (1e-9 + 1e-8), 1e-9);
+    CHECK_NEAR(wh[0], -1e-3 * sqrt(1e-3) / 0.1 * 1e-10 / (sqrt(1e-21) + 1e-8), 1e-9);
+    CHECK(fabs(wr[0] - wh[0]) > 1e-6);
+}
+
+TEST(adam_simd_and_scalar_paths_agree_bitwise)
+{
+    /* 19 elements at once (vector body + tail) against one element per call (scalar only) */
+    mo_adam_config c;
+    mo_adamw_defaults(&c);
+    c.amsgrad = 1;
+    c.rescale_grad = 2.0;
+    c.clip_gradient = 1.0;
+    float wa[19], wb[19], ma[19] = {0}, mb[19] = {0}, va[19] = {0}, vb[19] = {0};
+    float xa[19] = {0}, xb[19] = {0}, g[19];
+    for (int i = 0; i < 19; i++) wa[i] = wb[i] = 0.1f * (float)(i - 9);
+    for (int t = 1; t <= 4; t++) {
+        for (int i = 0; i < 19; i++) g[i] = (float)sin(0.7 * i + t) * 1.3f;
+        CHECK_OK(mo_adam_update(wa, g, ma, va, xa, 19, &c, t));
+        for (int i = 0; i < 19; i++)
+            CHECK_OK(mo_adam_update(wb + i, g + i, mb + i, vb + i, xb + i, 1, &c, t));
+    }
+    CHECK(memcmp(wa, wb, sizeof wa) == 0);
+    CHECK(memcmp(va, vb, sizeof va) == 0);
+    CHECK(memcmp(xa, xb, sizeof xa) == 0);
+}
+
+TEST(adam_bad_input_writes_nothing)
+{
+    mo_adam_config c;
+    mo_adam_defaults(&c);
+    float w[2] = {1, 2}, g[2] = {1, 1}, m[2] = {0}, v[2] = {0};
+    CHECK_STATUS(mo_adam_update(NULL, g, m, v, NULL, 2, &c, 1), MO_ERR_ARG);
+    CHECK_STATUS(mo_adam_update(w, g, m, v, NULL, 2, &c, 0), MO_ERR_ARG);
+    c.amsgrad = 1;
+    CHECK_STATUS(mo_adam_update(w, g, m, v, NULL, 2, &c, 1), MO_ERR_ARG);
+    mo_adam_defaults(&c);
+    c.beta1 = 1.0;
+    CHECK_STATUS(mo_adam_update(w, g, m, v, NULL, 2, &c, 1), MO_ERR_ARG);
+    mo_adam_defaults(&c);
+    c.eps = 0.0;
+    CHECK_STATUS(mo_adam_check(&c), MO_ERR_ARG);
+    mo_adam_defaults(&c);
+    c.lr = -1;
+    CHECK_STATUS(mo_adam_check(&c), MO_ERR_ARG);
+    mo_adam_defaults(&c);
+    c.lr = NAN;
+    CHECK_STATUS(mo_adam_check(&c), MO_ERR_ARG);
+    mo_adam_defaults(&c);
+    c.weight_decay_mode = (mo_wd_mode)7;
+    CHECK_STATUS(mo_adam_check(&c), MO_ERR_ARG);
+    CHECK(w[0] == 1 && w[1] == 2 && m[0] == 0 && v[1] == 0);
+}
+
+/* ---- tensors: strided equals contiguous; shapes, NULL, freed ---- */
+
+static void make(mo_tensor *t, size_t r, size_t c, const float *vals)
+{
+    size_t shape[2] = {r, c};
+    mo_tensor_init(t);
+    mo_tensor_empty(t, 2, shape, NULL);
+    float *d = mo_tensor_data(t);
+    for (size_t i = 0; i < r * c; i++) d[i] = vals ? vals[i] : 0.0f;
+}
+
+TEST(adam_step_strided_equals_contiguous)
+{
+    /* param = the transpose of a 3x4 buffer (a {4, 3} view, not contiguous) */
+    float base[12], gv[12];
+    for (int i = 0; i < 12; i++) {
+        base[i] = 0.3f * (float)i - 1.0f;
+        gv[i] = (float)cos(i) * 0.8f;
+    }
+    mo_tensor buf, wt, g, m, v, vmax;
+    make(&buf, 3, 4, base);
+    mo_tensor_init(&wt);
+    CHECK_OK(mo_tensor_transpose(&wt, &buf, 0, 1));
+    CHECK(!mo_tensor_is_contiguous(&wt));
+    make(&g, 4, 3, gv);
+    make(&m, 4, 3, NULL);
+    make(&v, 4, 3, NULL);
+    make(&vmax, 4, 3, NULL);
+    /* the same numbers, contiguous: wc[i][j] = base[j][i] */
+    float wc[12], mc[12] = {0}, vc[12] = {0}, xc[12] = {0};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) wc[i * 3 + j] = base[j * 4 + i];
+    mo_adam_config c;
+    mo_adamw_defaults(&c);
+    c.amsgrad = 1;
+    for (int t = 1; t <= 3; t++) {
+        CHECK_OK(mo_adam_step(&wt, &g, &m, &v, &vmax, &c, t));
+        CHECK_OK(mo_adam_update(wc, gv, mc, vc, xc, 12, &c, t));
+    }
+    const float *bd = mo_tensor_data(&buf);
+    int same = 1;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) same &= bd[j * 4 + i] == wc[i * 3 + j];
+    CHECK(same);
+    CHECK(memcmp(mo_tensor_data(&v), vc, sizeof vc) == 0);
+    mo_tensor_release(&wt);
+    mo_tensor_release(&buf);
+    mo_tensor_release(&g);
+    mo_tensor_release(&m);
+    mo_tensor_release(&v);
+    mo_tensor_release(&vmax);
+}
+
+TEST(step_bad_tensors_write_nothing)
+{
+    float wv[6] = {1, 2, 3, 4, 5, 6}, gv[6] = {1, 1, 1, 1, 1, 1};
+    mo_tensor w, g, m, v, bad;
+    make(&w, 2, 3, wv);
+    make(&g, 2, 3, gv);
+    make(&m, 2, 3, NULL);
+    make(&v, 2, 3, NULL);
+    make(&bad, 3, 2, NULL);
+    mo_adam_config c;
+    mo_adam_defaults(&c);
+    CHECK_STATUS(mo_adam_step(&w, &bad, &m, &v, NULL, &c, 1), MO_ERR_SHAPE);
+    CHECK_STATUS(mo_adam_step(&w, &g, &m, &bad, NULL, &c, 1), MO_ERR_SHAPE);
+    CHECK_STATUS(mo_adam_step(&w, &g, NULL, &v, NULL, &c, 1), MO_ERR_ARG);
+    CHECK_STATUS(mo_adam_step(NULL, &g, &m, &v, NULL, &c, 1), MO_ERR_ARG);
+    mo_sgd_config sc;
+    mo_sgd_defaults(&sc);
+    sc.momentum = 0.9;
+    CHECK_STATUS(mo_sgd_step(&w, &g, NULL, &sc, 1), MO_ERR_ARG);
+    CHECK_STATUS(mo_sgd_step(&w, &bad, &m, &sc, 1), MO_ERR_SHAPE);
+    mo_tensor_release(&v);
+    CHECK_STATUS(mo_adam_step(&w, &g, &m, &v, NULL, &c, 1), MO_ERR_FREED); /* released: empty */
+    make(&v, 2, 3, NULL);
+    mo_tensor_revoke(&g);
+    CHECK_STATUS(mo_adam_step(&w, &g, &m, &v, NULL, &c, 1), MO_ERR_FREED);
+    mo_tensor_revoke(&m);
+    mo_lion_config lc;
+    mo_lion_defaults(&lc);
+    mo_tensor_release(&g);
+    make(&g, 2, 3, gv);  /* a fresh gradient; m is revoked */
+    CHECK_STATUS(mo_lion_step(&w, &g, &m, &lc), MO_ERR_FREED);
+    const float *d = mo_tensor_data(&w);
+    CHECK(memcmp(d, wv, sizeof wv) == 0);
+    const float *dv = mo_tensor_data(&v);
+    CHECK(dv[0] == 0 && dv[5] == 0);
+    mo_tensor_release(&w);
+    mo_tensor_release(&g);
+    mo_tensor_release(&m);
+    mo_tensor_release(&v);
+    mo_tensor_release(&bad);
+}
+
+/* ---- SGD ---- */
+
+TEST(sgd_by_hand)
+{
+    /* w = 1, g = 0.5 each step, lr 0.1, momentum 0.9, dampening 0.5, wd 0.1 */
+    mo_sgd_config c;
+    mo_sgd_defaults(&c);
+    c.lr = 0.1;
+    c.momentum = 0.9;
+    c.dampening = 0.5;
+    c.weight_decay = 0.1;
+    float w[1] = {1.0f}, g[1] = {0.5f}, b[1] = {0};
+    /* step 1: d = 0.5 + 0.1*1 = 0.6; buf = 0.6 (not damped); w = 1 - 0.06 = 0.94 */
+    CHECK_OK(mo_sgd_update(w, g, b, 1, &c, 1));
+    CHECK_NEAR(b[0], 0.6, 1e-7);
+    CHECK_NEAR(w[0], 0.94, 1e-7);
+    /* step 2: d = 0.5 + 0.094 = 0.594; buf = 0.54 + 0.5*0.594 = 0.837; w = 0.94 - 0.0837 */
+    CHECK_OK(mo_sgd_update(w, g, b, 1, &c, 0));
+    CHECK_NEAR(b[0], 0.837, 1e-6);
+    CHECK_NEAR(w[0], 0.8563, 1e-6);
+    /* nesterov: step 1 d = g + mu*buf = 0.5 + 0.9*0.5 = 0.95 */
+    mo_sgd_defaults(&c);
+    c.lr = 0.1;
+    c.momentum = 0.9;
+    c.nesterov = 1;
+    float w2[1] = {1.0f}, b2[1] = {0};
+    CHECK_OK(mo_sgd_update(w2, g, b2, 1, &c, 1));
+    CHECK_NEAR(w2[0], 0.905, 1e-7);
+    /* maximize, no momentum: w += lr*g */
+    mo_sgd_defaults(&c);
+    c.lr = 0.1;
+    c.maximize = 1;
+    float w3[1] = {1.0f};
+    CHECK_OK(mo_sgd_update(w3, g, NULL, 1, &c, 1));
+    CHECK_NEAR(w3[0], 1.05, 1e-7);
+    /* nesterov with dampening is refused */
+    c.maximize = 0;
+    c.momentum = 0.9;
+    c.nesterov = 1;
+    c.dampening = 0.1;
+    CHECK_STATUS(mo_sgd_check(&c), MO_ERR_ARG);
+    c.dampening = 0;
+    c.momentum = -0.1;
+    CHECK_STATUS(mo_sgd_check(&c), MO_ERR_ARG);
+}
+
+/* ---- Adamax, NAdam, RAdam ---- */
+
+TEST(adamax_matches_reference)
+{
+    mo_adamax_config c;
+    mo_adamax_defaults(&c);
+    c.weight_decay = 0.1;
+    float w[N], m[N] = {0}, u[N] = {0}, g[N];
+    double rw[N], rm[N] = {0}, ru[N] = {0};
+    for (int i = 0; i < N; i++) rw[i] = w[i] = W0[i];
+    int ok = 1;
+    for (int t = 1; t <= 5; t++) {
+        for (int i = 0; i < N; i++) {
+            g[i] = grad_at(t, i);
+            double gi = g[i] + 0.1 * rw[i];
+            rm[i] = 0.9 * rm[i] + 0.1 * gi;
+            ru[i] = fmax(0.999 * ru[i], fabs(gi) + 1e-8);
+            rw[i] -= 2e-3 / (1 - pow(0.9, t)) * rm[i] / ru[i];
+        }
+        CHECK_OK(mo_adamax_update(w, g, m, u, N, &c, t));
+        ok &= near_rel(w, rw, N, 1e-5);
+    }
+    CHECK(ok);
+}
+
+TEST(nadam_matches_reference)
+{
+    for (int dec = 0; dec < 2; dec++) {
+        mo_nadam_config c;
+        mo_nadam_defaults(&c);
+        c.weight_decay = 0.05;
+        c.decoupled_weight_decay = dec;
+        float w[N], m[N] = {0}, v[N] = {0}, g[N];
+        double rw[N], rm[N] = {0}, rv[N] = {0}, prod = 1.0, rprod = 1.0;
+        for (int i = 0; i < N; i++) rw[i] = w[i] = W0[i];
+        int ok = 1;
+        for (int t = 1; t <= 5; t++) {
+            double mu = 0.9 * (1 - 0.5 * pow(0.96, t * 4e-3));
+            double mu_next = 0.9 * (1 - 0.5 * pow(0.96, (t + 1) * 4e-3));
+            rprod *= mu;
+            double rprod_next = rprod * mu_next;
+            for (int i = 0; i < N; i++) {
+                g[i] = grad_at(t, i);
+                double gi = g[i];
+                if (dec) rw[i] *= 1 - 2e-3 * 0.05;
+                else gi += 0.05 * rw[i];
+                rm[i] = 0.9 * rm[i] + 0.1 * gi;
+                rv[i] = 0.999 * rv[i] + 0.001 * gi * gi;
+                double d = sqrt(rv[i] / (1 - pow(0.999, t))) + 1e-8;
+                rw[i] -= 2e-3 * (1 - mu) / (1 - rprod) * gi / d;
+                rw[i] -= 2e-3 * mu_next / (1 - rprod_next) * rm[i] / d;
+            }
+            CHECK_OK(mo_nadam_update(w, g, m, v, N, &c, t, &prod));
+            ok &= near_rel(w, rw, N, 2e-5);
+        }
+        CHECK(ok);
+        CHECK_NEAR(prod, rprod, 1e-6);
+    }
+}
+
+TEST(radam_matches_reference_both_branches)
+{
+    mo_radam_config c;
+    mo_radam_defaults(&c);
+    c.lr = 0.01;
+    c.weight_decay = 0.05;
+    float w[N], m[N] = {0}, v[N] = {0}, g[N];
+    double rw[N], rm[N] = {0}, rv[N] = {0};
+    for (int i = 0; i < N; i++) rw[i] = w[i] = W0[i];
+    int ok = 1, rectified = 0;
+    for (int t = 1; t <= 8; t++) { /* rho_t passes 5 at t = 6 for beta2 = 0.999 */
+        double bc1 = 1 - pow(0.9, t), bc2 = 1 - pow(0.999, t);
+        double rho_inf = 2 / (1 - 0.999) - 1, rho = rho_inf - 2 * t * pow(0.999, t) / bc2;
+        for (int i = 0; i < N; i++) {
+            g[i] = grad_at(t, i);
+            double gi = g[i] + 0.05 * rw[i];
+            rm[i] = 0.9 * rm[i] + 0.1 * gi;
+            rv[i] = 0.999 * rv[i] + 0.001 * gi * gi;
+            if (rho > 5) {
+                double r = sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho));
+                rw[i] -= 0.01 * rm[i] / bc1 * r * sqrt(bc2) / (sqrt(rv[i]) + 1e-8);
+            } else {
+                rw[i] -= 0.01 * rm[i] / bc1;
+            }
+        }
+        rectified += rho > 5;
+        CHECK_OK(mo_radam_update(w, g, m, v, N, &c, t));
+        ok &= near_rel(w, rw, N, 2e-5);
+    }
+    CHECK(ok);
+    CHECK(rectified > 0 && rectified < 8);
+}
+
+/* ---- RMSprop, Adagrad, Adadelta ---- */
+
+TEST(rmsprop_matches_reference)
+{
+    for (int variant = 0; variant < 4; variant++) {
+        mo_rmsprop_config c;
+        mo_rmsprop_defaults(&c);
+        c.centered = variant & 1;
+        c.momentum = (variant & 2) ? 0.9 : 0.0;
+        c.weight_decay = 0.01;
+        float w[N], sq[N] = {0}, ga[N] = {0}, buf[N] = {0}, g[N];
+        double rw[N], rsq[N] = {0}, rga[N] = {0}, rb[N] = {0};
+        for (int i = 0; i < N; i++) rw[i] = w[i] = W0[i];
+        int ok = 1;
+        for (int t = 1; t <= 5; t++) {
+            for (int i = 0; i < N; i++) {
+                g[i] = grad_at(t, i);
+                double gi = g[i] + 0.01 * rw[i];
+                rsq[i] = 0.99 * rsq[i] + 0.01 * gi * gi;
+                double avg;
+                if (c.centered) {
+                    rga[i] = 0.99 * rga[i] + 0.01 * gi;
+                    avg = sqrt(rsq[i] - rga[i] * rga[i]) + 1e-8;
+                } else {
+                    avg = sqrt(rsq[i]) + 1e-8;
+                }
+                if (c.momentum > 0) {
+                    rb[i] = 0.9 * rb[i] + gi / avg;
+                    rw[i] -= 0.01 * rb[i];
+                } else {
+                    rw[i] -= 0.01 * gi / avg;
+                }
+            }
+            CHECK_OK(mo_rmsprop_update(w, g, sq, ga, buf, N, &c));
+            ok &= near_rel(w, rw, N, 2e-5);
+        }
+        CHECK(ok);
+    }
+}
+
+TEST(adagrad_and_adadelta_match_reference)
+{
+    mo_adagrad_config ac;
+    mo_adagrad_defaults(&ac);
+    ac.lr_decay = 0.1;
+    ac.weight_decay = 0.02;
+    ac.initial_accumulator_value = 0.1;
+    mo_adadelta_config dc;
+    mo_adadelta_defaults(&dc);
+    dc.weight_decay = 0.02;
+    float w[N], s[N], w2[N], sq[N] = {0}, acc[N] = {0}, g[N];
+    double rw[N], rs[N], rw2[N], rsq[N] = {0}, racc[N] = {0};
+    for (int i = 0; i < N; i++) {
+        rw[i] = w[i] = rw2[i] = w2[i] = W0[i];
+        rs[i] = s[i] = 0.1f;
+    }
+    int ok = 1;
+    for (int t = 1; t <= 5; t++) {
+        double clr = 1e-2 / (1 + (t - 1) * 0.1);
+        for (int i = 0; i < N; i++) {
+            g[i] = grad_at(t, i);
+            double gi = g[i] + 0.02 * rw[i];
+            rs[i] += gi * gi;
+            rw[i] -= clr * gi / (sqrt(rs[i]) + 1e-10);
+            double gd = g[i] + 0.02 * rw2[i];
+            rsq[i] = 0.9 * rsq[i] + 0.1 * gd * gd;
+            double delta = sqrt(racc[i] + 1e-6) / sqrt(rsq[i] + 1e-6) * gd;
+            racc[i] = 0.9 * racc[i] + 0.1 * delta * delta;
+            rw2[i] -= delta;
+        }
+        CHECK_OK(mo_adagrad_update(w, g, s, N, &ac, t));
+        CHECK_OK(mo_adadelta_update(w2, g, sq, acc, N, &dc));
+        ok &= near_rel(w, rw, N, 2e-5) && near_rel(w2, rw2, N, 2e-5);
+    }
+    CHECK(ok);
+}
+
+/* ---- Lion, LAMB ---- */
+
+TEST(lion_by_hand)
+{
+    mo_lion_config c;
+    mo_lion_defaults(&c);
+    c.lr = 0.1;
+    c.weight_decay = 0.5;
+    float w[3] = {1.0f, 1.0f, 1.0f}, g[3] = {0.5f, -0.5f, 0.0f}, m[3] = {0.0f, 0.0f, 0.0f};
+    /* update = sign(0.1*g); w = w*(1 - 0.05) - 0.1*sign; m = 0.01*g */
+    CHECK_OK(mo_lion_update(w, g, m, 3, &c));
+    CHECK_NEAR(w[0], 0.85, 1e-7);
+    CHECK_NEAR(w[1], 1.05, 1e-7);
+    CHECK_NEAR(w[2], 0.95, 1e-7);
+    CHECK_NEAR(m[0], 0.005, 1e-8);
+    /* second step: interpolation 0.9*m + 0.1*g decides the sign, m was 0.005 and g now -0.01 */
+    float g2[3] = {-0.01f, 0.0f, 0.0f};
+    CHECK_OK(mo_lion_update(w, g2, m, 3, &c));
+    CHECK_NEAR(w[0], 0.85 * 0.95 - 0.1, 1e-6); /* 0.0045 - 0.001 > 0 */
+}
+
+TEST(lamb_matches_reference)
+{
+    mo_lamb_config c;
+    mo_lamb_defaults(&c);
+    c.lr = 0.01;
+    c.weight_decay = 0.1;
+    float w[N], m[N] = {0}, v[N] = {0}, g[N];
+    double rw[N], rm[N] = {0}, rv[N] = {0}, r[N];
+    for (int i = 0; i < N; i++) rw[i] = w[i] = W0[i];
+    int ok = 1;
+    double ratio = 0;
+    for (int t = 1; t <= 4; t++) {
+        double wn = 0, rn = 0;
+        for (int i = 0; i < N; i++) {
+            g[i] = grad_at(t, i);
+            rm[i] = 0.9 * rm[i] + 0.1 * g[i];
+            rv[i] = 0.999 * rv[i] + 0.001 * (double)g[i] * g[i];
+            double mh = rm[i] / (1 - pow(0.9, t)), vh = rv[i] / (1 - pow(0.999, t));
+            r[i] = mh / (sqrt(vh) + 1e-6) + 0.1 * rw[i];
+            wn += rw[i] * rw[i];
+            rn += r[i] * r[i];
+        }
+        double tr = sqrt(wn) / sqrt(rn);
+        for (int i = 0; i < N; i++) rw[i] -= 0.01 * tr * r[i];
+        CHECK_OK(mo_lamb_update(w, g, m, v, N, &c, t, &ratio));
+        CHECK_NEAR(ratio, tr, 1e-5);
+        ok &= near_rel(w, rw, N, 2e-5);
+    }
+    CHECK(ok);
+    /* a zero tensor has ||w|| = 0: ratio 1 */
+    float z[2] = {0, 0}, gz[2] = {1, -1}, mz[2] = {0}, vz[2] = {0};
+    mo_lamb_defaults(&c);
+    CHECK_OK(mo_lamb_update(z, gz, mz, vz, 2, &c, 1, &ratio));
+    CHECK(ratio == 1.0);
+    CHECK_NEAR(z[0], -1e-3 / (1 + 1e-6), 1e-7);
+}
+
+/* ---- utilities ---- */
+
+TEST(all_finite_and_clipping)
+{
+    float x[5] = {1, -2, 3, 0, 5};
+    int fin = 0;
+    CHECK_OK(mo_all_finite_array(x, 5, &fin));
+    CHECK(fin == 1);
+    x[3] = NAN;
+    CHECK_OK(mo_all_finite_array(x, 5, &fin));
+    CHECK(fin == 0);
+    x[3] = -INFINITY;
+    CHECK_OK(mo_all_finite_array(x, 5, &fin));
+    CHECK(fin == 0);
+    CHECK_OK(mo_all_finite_array(NULL, 0, &fin));
+    CHECK(fin == 1);
+
+    /* two tensors with global norm 5 (3-4-0 and 0) clipped to 1 */
+    float av[6] = {3, 0, 0, 0, 0, 0}, bv[6] = {0, 4, 0, 0, 0, 0};
+    mo_tensor a, b, t;
+    make(&a, 2, 3, av);
+    make(&b, 2, 3, bv);
+    mo_tensor *ts[3] = {&a, NULL, &b};
+    double norm = 0;
+    CHECK_OK(mo_clip_grad_norm(ts, 3, 10.0, &norm));
+    CHECK_NEAR(norm, 5.0, 1e-12);
+    CHECK(mo_tensor_data(&a)[0] == 3.0f); /* below max_norm: unchanged */
+    CHECK_OK(mo_clip_grad_norm(ts, 3, 1.0, &norm));
+    CHECK_NEAR(mo_tensor_data(&a)[0], 3.0 / (5.0 + 1e-6), 1e-7);
+    CHECK_NEAR(mo_tensor_data(&b)[1], 4.0 / (5.0 + 1e-6), 1e-7);
+    CHECK_STATUS(mo_clip_grad_norm(ts, 3, -1.0, &norm), MO_ERR_ARG);
+
+    /* clip by value on a transposed (strided) view */
+    float cv[6] = {-3, 0.5f, 2, NAN, -0.25f, 9};
+    mo_tensor_release(&b);
+    make(&b, 2, 3, cv);
+    mo_tensor_init(&t);
+    CHECK_OK(mo_tensor_transpose(&t, &b, 0, 1));
+    CHECK_OK(mo_all_finite(&t, &fin));
+    CHECK(fin == 0);
+    CHECK_OK(mo_clip_grad_value(&t, 1.0));
+    const float *d = mo_tensor_data(&b);
+    CHECK(d[0] == -1.0f && d[1] == 0.5f && d[2] == 1.0f && isnan(d[3]) && d[4] == -0.25f && d[5] == 1.0f);
+    CHECK_STATUS(mo_clip_grad_value(&t, -1.0), MO_ERR_ARG);
+
+    /* axpy */
+    CHECK_OK(mo_axpy(&a, 2.0, &a));
+    CHECK_NEAR(mo_tensor_data(&a)[0], 3 * 3.0 / (5.0 + 1e-6), 1e-6);
+    CHECK_STATUS(mo_axpy(&a, 1.0, &t), MO_ERR_SHAPE);
+    mo_tensor_release(&t);
+    mo_tensor_release(&a);
+    mo_tensor_release(&b);
+}
+
+int main(void)
+{
+    RUN(adam_first_step_by_hand);
+    RUN(adam_every_switch_matches_reference);
+    RUN(adam_eps_placement_matters_for_tiny_grads);
+    RUN(adam_simd_and_scalar_paths_agree_bitwise);
+    RUN(adam_bad_input_writes_nothing);
+    RUN(adam_step_strided_equals_contiguous);
+    RUN(step_bad_tensors_write_nothing);
+    RUN(sgd_by_hand);
+    RUN(adamax_matches_reference);
+    RUN(nadam_matches_reference);
+    RUN(radam_matches_reference_both_branches);
+    RUN(rmsprop_matches_reference);
+    RUN(adagrad_and_adadelta_match_reference);
+    RUN(lion_by_hand);
+    RUN(lamb_matches_reference);
+    RUN(all_finite_and_clipping);
+    return ctest_summary();
+}

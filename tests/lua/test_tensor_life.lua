@@ -1,0 +1,202 @@
+-- Lifetimes: views outlive their base, <close> and hand-called __gc free a
+-- tensor (which then raises "tensor has been freed" everywhere), .grad lives as
+-- long as its parameter, and tensor memory paces the garbage collector.
+local lu = require "luaunit"
+local mo = require "moonopt"
+
+local function full_gc()
+  collectgarbage()
+  collectgarbage()
+end
+
+local FREED = "tensor has been freed"
+
+local function fails(text, f, ...)
+  local ok, msg = pcall(f, ...)
+  lu.assertFalse(ok, "expected an error containing: " .. text)
+  if not tostring(msg):find(text, 1, true) then
+    lu.fail(string.format("error message %q does not contain %q", tostring(msg), text))
+  end
+end
+
+-- every method of the tensor API with arguments that would be valid for a live {2, 2} tensor
+local function method_calls(other)
+  return {
+    shape = {}, size = {1}, stride = {}, numel = {}, dim = {}, is_contiguous = {},
+    same_storage = {other}, get = {1, 1}, set = {1, 1, 0}, item = {}, totable = {},
+    fill = {1}, fill_ = {1}, zero_ = {}, copy = {other}, copy_ = {other}, clone = {},
+    contiguous = {}, view = {4}, reshape = {4}, narrow = {1, 1, 1}, transpose = {1, 2}, t = {},
+    select = {1, 1}, add = {1}, add_ = {other}, sub = {1}, sub_ = {1}, mul = {other}, mul_ = {1},
+    div = {1}, div_ = {1}, neg = {}, neg_ = {}, sqrt = {}, sqrt_ = {}, exp = {}, exp_ = {},
+    log = {}, log_ = {}, tanh = {}, tanh_ = {}, sigmoid = {}, sigmoid_ = {}, relu = {},
+    relu_ = {}, abs = {}, abs_ = {}, sign = {}, sign_ = {}, pow = {2}, pow_ = {2},
+    clamp = {0, 1}, clamp_ = {0, 1}, addcmul = {1, other, other}, addcmul_ = {1, other, other},
+    addcdiv = {1, other, other}, addcdiv_ = {1, other, other},
+    add_row_bias = {mo.zeros(2)}, add_row_bias_ = {mo.zeros(2)},
+    sum = {}, mean = {}, max = {}, min = {}, argmax = {1}, dot = {other}, norm = {},
+    matmul = {other}, uniform_ = {}, normal_ = {},
+  }
+end
+
+local TestTensorLife = {}
+
+function TestTensorLife.test_view_outlives_collected_base()
+  local weak = setmetatable({}, {__mode = "v"})
+  local v, t
+  do
+    local base = mo.arange(6)
+    weak[1] = base
+    v = base:narrow(1, 2, 3)
+    t = base:view(2, 3):t()
+  end
+  full_gc()
+  lu.assertNil(weak[1], "the base was collected")
+  lu.assertEquals(v:totable(), {2, 3, 4})
+  lu.assertEquals(t:totable(), {{1, 4}, {2, 5}, {3, 6}})
+  v:set(1, 20)
+  lu.assertEquals(t:get(2, 1), 20)          -- the two views still share the storage
+end
+
+function TestTensorLife.test_view_survives_freed_base()
+  local base = mo.arange(4)
+  local v = base:view(2, 2)
+  base:__gc()
+  fails(FREED, base.sum, base)
+  lu.assertEquals(v:sum(), 10)
+end
+
+function TestTensorLife.test_close_variable()
+  local escaped
+  do
+    local t <close> = mo.zeros(3)
+    t:fill(2)
+    lu.assertEquals(t:sum(), 6)
+    escaped = t
+  end
+  fails(FREED, function() return escaped:sum() end)
+  lu.assertEquals(tostring(escaped), "moonopt.Tensor (freed)")
+  -- also when the block is left by an error
+  local ok = pcall(function()
+    local t <close> = mo.ones(2)
+    escaped = t
+    error("boom")
+  end)
+  lu.assertFalse(ok)
+  fails(FREED, function() return escaped:numel() end)
+end
+
+function TestTensorLife.test_gc_by_hand_twice_is_safe()
+  local t = mo.ones(2, 2)
+  lu.assertIs(getmetatable(t).__gc, getmetatable(t).__close)
+  t:__gc()
+  t:__gc()
+  getmetatable(t).__gc(t)
+  getmetatable(t).__close(t, nil)
+  t:__close()
+  lu.assertTrue(mo.is_tensor(t))
+  lu.assertEquals(tostring(t), "moonopt.Tensor (freed)")
+  full_gc()                                 -- the real finalizer later is harmless too
+end
+
+function TestTensorLife.test_every_method_raises_on_a_freed_tensor()
+  local t = mo.ones(2, 2)
+  getmetatable(t).__gc(t)
+  local other = mo.ones(2, 2)
+  for name, args in pairs(method_calls(other)) do
+    lu.assertEquals(type(t[name]), "function", name)
+    fails(FREED, function() return t[name](t, table.unpack(args)) end)
+  end
+  fails(FREED, function() return #t end)
+  fails(FREED, function() return t + 1 end)
+  fails(FREED, function() return 1 - t end)
+  fails(FREED, function() return other * t end)
+  fails(FREED, function() return -t end)
+  fails(FREED, function() return t.grad end)
+  fails(FREED, function() t.grad = nil end)
+  lu.assertEquals(other:sum(), 4)
+end
+
+function TestTensorLife.test_freed_tensor_as_an_argument()
+  local a = mo.ones(2, 2)
+  local dead = mo.ones(2, 2)
+  dead:__gc()
+  fails(FREED, function() return a:add(dead) end)
+  fails(FREED, function() return a:add_(dead) end)
+  fails(FREED, function() return a:copy(dead) end)
+  fails(FREED, function() return a + dead end)
+  fails(FREED, function() return a:addcmul_(1, a, dead) end)
+  fails(FREED, function() return mo.matmul(a, dead) end)
+  fails(FREED, function() return mo.matmul(a, a, {out = dead}) end)
+  fails(FREED, function() return mo.norm_many{a, dead} end)
+  fails(FREED, function() return mo.tensor(dead) end)
+  fails(FREED, function() a.grad = dead end)
+  lu.assertEquals(a:sum(), 4)
+  lu.assertNil(a.grad)
+end
+
+function TestTensorLife.test_grad_is_kept_alive_by_its_parameter()
+  local weak = setmetatable({}, {__mode = "v"})
+  local p = mo.zeros(3)
+  lu.assertNil(p.grad)
+  do
+    local g = mo.ones(3)
+    p.grad = g
+    weak[1] = g
+  end
+  full_gc()
+  lu.assertNotNil(weak[1])
+  lu.assertIs(p.grad, weak[1])
+  lu.assertEquals(p.grad:sum(), 3)
+  -- a view of a parameter has its own (empty) .grad
+  lu.assertNil(p:view(3).grad)
+  p.grad = nil
+  full_gc()
+  lu.assertNil(weak[1])
+  lu.assertNil(p.grad)
+end
+
+function TestTensorLife.test_freeing_a_parameter_drops_its_grad()
+  local weak = setmetatable({}, {__mode = "v"})
+  local p = mo.zeros(2)
+  p.grad = mo.ones(2)
+  weak[1] = p.grad
+  p:__gc()
+  full_gc()
+  lu.assertNil(weak[1])
+end
+
+function TestTensorLife.test_grad_may_be_a_view()
+  local flat = mo.zeros(6)
+  local p = mo.zeros(2, 3)
+  p.grad = flat:view(2, 3)
+  p.grad:fill(1)
+  lu.assertEquals(flat:sum(), 6)
+end
+
+function TestTensorLife.test_tensor_memory_paces_the_collector()
+  -- ~400 MB of 1 MB temporaries: the collector must run long before that
+  -- piles up. (Skipped under ASan, whose quarantine keeps freed blocks.)
+  local preload = os.getenv("LD_PRELOAD") or ""
+  local f = io.open("/proc/self/statm")
+  if preload:find("asan") or not f then
+    if f then f:close() end
+    return
+  end
+  local function rss_mb()
+    local h = assert(io.open("/proc/self/statm"))
+    local _, rss = h:read("n", "n")
+    h:close()
+    return rss * 4096 / 2 ^ 20
+  end
+  f:close()
+  full_gc()
+  local before = rss_mb()
+  for _ = 1, 400 do
+    local t = mo.zeros(256 * 1024)
+    t:add_(1)
+  end
+  local grown = rss_mb() - before
+  lu.assertTrue(grown < 150, string.format("RSS grew by %.0f MB", grown))
+end
+
+return {TestTensorLife = TestTensorLife}
