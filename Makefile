@@ -153,5 +153,8 @@ install: all
 luarocks-install: module
 	$(call install_lua_tree,$(LUADIR),$(LIBDIR))
 
+# Feature makefiles (embedding, seed figures, fuzzing) add their own targets.
+-include $(sort $(wildcard mk/*.mk))
+
 clean:
 	rm -rf build build-asan build-vg

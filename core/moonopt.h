@@ -152,7 +152,8 @@ mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *sh
 /*
  * Revoke the storage behind `t`: every handle sharing it now reports
  * MO_ERR_FREED (mo_tensor_data returns NULL), and the release callback runs now
- * for borrowed memory (owned memory is freed now). The handles themselves must
+ * for borrowed memory (owned memory, which shares one block with the storage
+ * record, is freed with the last handle). The handles themselves must
  * still be released. For hosts that take their memory back while Lua may still
  * hold tensors on it.
  */

@@ -108,6 +108,24 @@ mo_status mo_adam_update(float *w, const float *g, float *m, float *v, float *vm
 mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
                        mo_tensor *vmax, const mo_adam_config *c, int64_t step);
 
+/*
+ * The per-step scalars of one Adam step (bias corrections, step size, decay factor,
+ * rounded to float), for callers that step many tensors with the same configuration
+ * and step count: mo_adam_prepare once, then the _prepared kernels per tensor (what
+ * mo_adam_update does in one call). Fill it only through mo_adam_prepare.
+ */
+typedef struct mo_adam_scalars {
+    int pre, l2, dbc, ams;
+    float scale, clip, wd_l2, decay, b1, omb1, b2, omb2, bc2s, eps, neg_step, wd_bc;
+} mo_adam_scalars;
+
+mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k);
+/* vmax is needed (non-NULL) when the scalars came from an amsgrad config. */
+mo_status mo_adam_update_prepared(float *w, const float *g, float *m, float *v, float *vmax,
+                                  size_t n, const mo_adam_scalars *k);
+mo_status mo_adam_step_prepared(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                                mo_tensor *vmax, const mo_adam_scalars *k);
+
 /* ------------------------------------------------------------------------ */
 /* Adamax, NAdam, RAdam (PyTorch 1.13)                                      */
 /* ------------------------------------------------------------------------ */

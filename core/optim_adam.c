@@ -68,18 +68,13 @@ mo_status mo_adam_check(const mo_adam_config *c)
  *   d  = sqrt(vv)/bc2s + eps                      (bc2s = sqrt(bc2) for raw eps, else exactly 1)
  *   w  = w + (neg_step*m)/d                       PyTorch's addcdiv order
  *   w  = w + neg_step*(m/d + wd_bc*w)             if dbc (decoupled_bc)
+ *
+ * (mo_adam_scalars, moonopt_optim.h): pre, l2, dbc, ams switch the optional lines;
+ * scale = rescale_grad negated for maximize, clip = the bound (+inf: off); decay = 1 - lr*wd
+ * for decoupled, else exactly 1 (w*1 is exact); bc2s = sqrt(bc2) for raw eps, else exactly 1;
+ * neg_step = -(lr/bc1) raw, -(lr*sqrt(bc2)/bc1) hat, -lr without bias correction.
  */
-typedef struct adam_k {
-    int pre, l2, dbc, ams;
-    float scale, clip;   /* rescale_grad (negated for maximize) and the clip bound (+inf: off) */
-    float wd_l2;         /* L2 coefficient */
-    float decay;         /* decoupled: 1 - lr*wd; otherwise 1 (w*1 is exact) */
-    float b1, omb1, b2, omb2;
-    float bc2s;          /* what sqrt(v) is divided by (x/1 is exact) */
-    float eps;
-    float neg_step;      /* -(lr/bc1) raw, -(lr*sqrt(bc2)/bc1) hat, -lr without bias correction */
-    float wd_bc;         /* decoupled_bc coefficient */
-} adam_k;
+typedef mo_adam_scalars adam_k;
 
 static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
 {
@@ -193,32 +188,54 @@ __attribute__((target("avx"))) static size_t adam_avx(const adam_k *k, float *w,
 }
 #endif
 
+mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k)
+{
+    if (!c || !k || step < 1) return MO_ERR_ARG;
+    MO_TRY(mo_adam_check(c));
+    adam_prepare(c, step, k);
+    return MO_OK;
+}
+
+mo_status mo_adam_update_prepared(float *w, const float *g, float *m, float *v, float *vmax,
+                                  size_t n, const mo_adam_scalars *k)
+{
+    if (!w || !g || !m || !v || !k || (k->ams && !vmax)) return MO_ERR_ARG;
+    size_t done = 0;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(k, w, g, m, v, vmax, n);
+#endif
+    adam_scalar(k, w, g, m, v, vmax, done, n);
+    return MO_OK;
+}
+
 mo_status mo_adam_update(float *w, const float *g, float *m, float *v, float *vmax, size_t n,
                          const mo_adam_config *c, int64_t step)
 {
     if (!w || !g || !m || !v || !c || (c->amsgrad && !vmax) || step < 1) return MO_ERR_ARG;
-    MO_TRY(mo_adam_check(c));
     adam_k k;
-    adam_prepare(c, step, &k);
-    size_t done = 0;
-#ifdef MO__HAVE_AVX_DISPATCH
-    if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(&k, w, g, m, v, vmax, n);
-#endif
-    adam_scalar(&k, w, g, m, v, vmax, done, n);
-    return MO_OK;
+    MO_TRY(mo_adam_prepare(c, step, &k));
+    return mo_adam_update_prepared(w, g, m, v, vmax, n, &k);
+}
+
+mo_status mo_adam_step_prepared(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
+                                mo_tensor *vmax, const mo_adam_scalars *k)
+{
+    if (!k || !m || !v || (k->ams && !vmax)) return MO_ERR_ARG;
+    const mo_tensor *ts[5] = {w, g, m, v, k->ams ? vmax : NULL};
+    mo__opt_args a;
+    MO_TRY(mo__opt_begin(&a, 5, ts));
+    mo_status st = mo_adam_update_prepared(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, k);
+    mo__opt_finish(&a, st == MO_OK);
+    return st;
 }
 
 mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor *v,
                        mo_tensor *vmax, const mo_adam_config *c, int64_t step)
 {
     if (!c || !m || !v || (c->amsgrad && !vmax) || step < 1) return MO_ERR_ARG;
-    MO_TRY(mo_adam_check(c));
-    const mo_tensor *ts[5] = {w, g, m, v, c->amsgrad ? vmax : NULL};
-    mo__opt_args a;
-    MO_TRY(mo__opt_begin(&a, 5, ts));
-    mo_status st = mo_adam_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, c, step);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    adam_k k;
+    MO_TRY(mo_adam_prepare(c, step, &k));
+    return mo_adam_step_prepared(w, g, m, v, vmax, &k);
 }
 
 /* ------------------------------------------------------------------------ */

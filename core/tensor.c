@@ -16,10 +16,10 @@
 struct mo_storage {
     float *data;            /* NULL once revoked */
     size_t numel;           /* floats in the block */
-    size_t bytes;           /* what was allocated (owned only) */
+    size_t bytes;           /* owned: the whole block, this record included */
     _Atomic size_t refs;    /* handles sharing it; atomic so the host may release from any thread */
-    int owned;              /* 1: allocated through `alloc`; 0: borrowed */
-    mo_allocator alloc;     /* owned: where the block (and this struct) came from */
+    int owned;              /* 1: record and data are one block from `alloc`; 0: borrowed */
+    mo_allocator alloc;     /* where this record (owned: with the data) came from */
     mo_release_fn release;  /* borrowed: called once with (release_ud, data) */
     void *release_ud;
 };
@@ -100,14 +100,12 @@ void mo_tensor_init(mo_tensor *t)
 
 static void storage_free(mo_storage *s)
 {
-    if (s->data) {
-        if (s->owned)
-            s->alloc.free(s->alloc.ud, s->data, s->bytes);
-        else if (s->release)
-            s->release(s->release_ud, s->data);
-        s->data = NULL;
-    }
     mo_allocator a = s->alloc;
+    if (s->owned) {
+        a.free(a.ud, s, s->bytes); /* the data lives in the same block */
+        return;
+    }
+    if (s->data && s->release) s->release(s->release_ud, s->data);
     a.free(a.ud, s, sizeof *s);
 }
 
@@ -126,10 +124,9 @@ void mo_tensor_revoke(mo_tensor *t)
     if (!s || !s->data) return;
     float *data = s->data;
     s->data = NULL;
-    if (s->owned)
-        s->alloc.free(s->alloc.ud, data, s->bytes);
-    else if (s->release)
-        s->release(s->release_ud, data);
+    /* Owned data shares its block with this record, which the remaining
+     * handles still point at: the block goes with the last release. */
+    if (!s->owned && s->release) s->release(s->release_ud, data);
 }
 
 int mo_tensor_alive(const mo_tensor *t)
@@ -189,19 +186,19 @@ mo_status mo_tensor_empty(mo_tensor *out, int ndim, const size_t *shape, const m
     mo_tensor t;
     mo_tensor_init(&t);
     MO_TRY(set_contiguous_shape(&t, ndim, shape));
+    /* One block: the record, padded to MO_ALIGN, then the data. One allocation
+     * per tensor keeps small temporaries cheap (a Lua t:add(1)). A zero-size
+     * tensor still gets a block, so data is never NULL while alive. */
+    const size_t head = (sizeof(mo_storage) + MO_ALIGN - 1) / MO_ALIGN * MO_ALIGN;
     size_t bytes;
     MO_TRY(mo_size_mul(t.numel, sizeof(float), &bytes));
-    mo_storage *s = a->alloc(a->ud, sizeof *s, _Alignof(mo_storage));
-    if (!s) return MO_ERR_NOMEM;
-    /* Zero-size tensors still get a real (aligned) block so data is never NULL while alive. */
-    float *data = a->alloc(a->ud, bytes ? bytes : MO_ALIGN, MO_ALIGN);
-    if (!data) {
-        a->free(a->ud, s, sizeof *s);
-        return MO_ERR_NOMEM;
-    }
-    s->data = data;
+    MO_TRY(mo_size_add(bytes, head, &bytes));
+    void *block = a->alloc(a->ud, bytes, MO_ALIGN);
+    if (!block) return MO_ERR_NOMEM;
+    mo_storage *s = block;
+    s->data = (float *)(void *)((char *)block + head);
     s->numel = t.numel;
-    s->bytes = bytes ? bytes : MO_ALIGN;
+    s->bytes = bytes;
     s->refs = 1;
     s->owned = 1;
     s->alloc = *a;

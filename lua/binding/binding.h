@@ -27,6 +27,8 @@ void mo__open_optim(lua_State *L);
 void mo__open_nn(lua_State *L);
 /* lua/binding/data.c: IDX reading and batching helpers, likewise. */
 void mo__open_data(lua_State *L);
+/* lua/binding/checkpoint.c: safetensors reading/writing and RNG state, likewise. */
+void mo__open_checkpoint(lua_State *L);
 
 /* lua/binding/tensor.c: creates the "moonopt.Tensor" metatable and its methods
  * table, and adds is_tensor and Tensor (the methods table) to the module table

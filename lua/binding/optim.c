@@ -272,9 +272,9 @@ typedef struct group_args {
     int masked;  /* mask[j] was true */
 } group_args;
 
-/* The step function of one family: 0 done, 1 state incomplete (nothing changed). */
-typedef int (*group_fn)(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g,
-                        const void *cfg);
+/* The step function of one family: 0 done, 1 state incomplete (nothing changed).
+ * cfg is the family's config (Adam: an adam_group_cfg with its scalars cache). */
+typedef int (*group_fn)(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg);
 
 /* state[key] as a live tensor, or NULL when absent (anything that is not a tensor). */
 static mo_tensor *state_tensor(lua_State *L, int st, const char *key)
@@ -311,7 +311,7 @@ static void set_step(lua_State *L, int st, int64_t step)
     lua_setfield(L, st, "step");
 }
 
-static int run_group(lua_State *L, const char *fname, const void *cfg, group_fn fn, int needs_state)
+static int run_group(lua_State *L, const char *fname, void *cfg, group_fn fn, int needs_state)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -350,20 +350,28 @@ static int run_group(lua_State *L, const char *fname, const void *cfg, group_fn 
     return 0;
 }
 
-static int g_adam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+/* Adam's per-step scalars depend on the step count: computed once per distinct step in a
+ * group call (params of one group usually share it), for the decayed and the exempt params. */
+typedef struct adam_group_cfg {
+    mo_adam_config c, nodecay;
+    mo_adam_scalars k[2];   /* [0] with weight decay, [1] exempt (weight decay 0) */
+    int64_t k_step[2];      /* the step each entry was computed for; 0: none */
+} adam_group_cfg;
+
+static int g_adam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
-    const mo_adam_config *c = cfg;
+    adam_group_cfg *gc = cfg;
+    int ams = gc->c.amsgrad;
     mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
-    mo_tensor *vmax = c->amsgrad ? state_tensor(L, a->st, "max_exp_avg_sq") : NULL;
-    if (!m || !v || (c->amsgrad && !vmax)) return 1;
+    mo_tensor *vmax = ams ? state_tensor(L, a->st, "max_exp_avg_sq") : NULL;
+    if (!m || !v || (ams && !vmax)) return 1;
     int64_t step = state_step(L, a->st) + 1;
-    mo_adam_config nodecay;
-    if (a->masked) {
-        nodecay = *c;
-        nodecay.weight_decay = 0.0;
-        c = &nodecay;
+    int which = a->masked ? 1 : 0;
+    if (gc->k_step[which] != step) {
+        check_status(L, mo_adam_prepare(which ? &gc->nodecay : &gc->c, step, &gc->k[which]), a->fname);
+        gc->k_step[which] = step;
     }
-    check_status(L, mo_adam_step(w, g, m, v, vmax, c, step), a->fname);
+    check_status(L, mo_adam_step_prepared(w, g, m, v, vmax, &gc->k[which]), a->fname);
     set_step(L, a->st, step);
     return 0;
 }
@@ -371,25 +379,29 @@ static int g_adam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g,
 static int f_adam_group(lua_State *L)
 {
     static const char fn[] = "optim_adam_group";
-    mo_adam_config c;
-    c.lr = num(L, 5, fn);
-    c.beta1 = num(L, 6, fn);
-    c.beta2 = num(L, 7, fn);
-    c.eps = num(L, 8, fn);
-    c.weight_decay = num(L, 9, fn);
-    c.eps_mode = (mo_eps_mode)(int)num(L, 10, fn);
-    c.weight_decay_mode = (mo_wd_mode)(int)num(L, 11, fn);
-    c.bias_correction = lua_toboolean(L, 12);
-    c.amsgrad = lua_toboolean(L, 13);
-    c.maximize = lua_toboolean(L, 14);
-    c.rescale_grad = num(L, 15, fn);
-    c.clip_gradient = num(L, 16, fn);
-    c.lr_decay = num(L, 17, fn);
+    adam_group_cfg gc;
+    mo_adam_config *c = &gc.c;
+    c->lr = num(L, 5, fn);
+    c->beta1 = num(L, 6, fn);
+    c->beta2 = num(L, 7, fn);
+    c->eps = num(L, 8, fn);
+    c->weight_decay = num(L, 9, fn);
+    c->eps_mode = (mo_eps_mode)(int)num(L, 10, fn);
+    c->weight_decay_mode = (mo_wd_mode)(int)num(L, 11, fn);
+    c->bias_correction = lua_toboolean(L, 12);
+    c->amsgrad = lua_toboolean(L, 13);
+    c->maximize = lua_toboolean(L, 14);
+    c->rescale_grad = num(L, 15, fn);
+    c->clip_gradient = num(L, 16, fn);
+    c->lr_decay = num(L, 17, fn);
+    gc.nodecay = *c;
+    gc.nodecay.weight_decay = 0.0;
+    gc.k_step[0] = gc.k_step[1] = 0;
     lua_settop(L, 4);
-    return run_group(L, fn, &c, g_adam, 1);
+    return run_group(L, fn, &gc, g_adam, 1);
 }
 
-static int g_adamax(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_adamax(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *u = state_tensor(L, a->st, "exp_inf");
     if (!m || !u) return 1;
@@ -413,7 +425,7 @@ static int f_adamax_group(lua_State *L)
     return run_group(L, fn, &c, g_adamax, 1);
 }
 
-static int g_nadam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_nadam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
     if (!m || !v) return 1;
@@ -445,7 +457,7 @@ static int f_nadam_group(lua_State *L)
     return run_group(L, fn, &c, g_nadam, 1);
 }
 
-static int g_radam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_radam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
     if (!m || !v) return 1;
@@ -470,7 +482,7 @@ static int f_radam_group(lua_State *L)
     return run_group(L, fn, &c, g_radam, 1);
 }
 
-static int g_sgd(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_sgd(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     const mo_sgd_config *c = cfg;
     if (c->momentum == 0.0) {
@@ -505,7 +517,7 @@ static int f_sgd_group(lua_State *L)
     return run_group(L, fn, &c, g_sgd, 0);
 }
 
-static int g_rmsprop(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_rmsprop(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     const mo_rmsprop_config *c = cfg;
     mo_tensor *sq = state_tensor(L, a->st, "square_avg");
@@ -532,7 +544,7 @@ static int f_rmsprop_group(lua_State *L)
     return run_group(L, fn, &c, g_rmsprop, 1);
 }
 
-static int g_adagrad(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_adagrad(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     mo_tensor *sum = state_tensor(L, a->st, "sum");
     if (!sum) return 1;
@@ -556,7 +568,7 @@ static int f_adagrad_group(lua_State *L)
     return run_group(L, fn, &c, g_adagrad, 1);
 }
 
-static int g_adadelta(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_adadelta(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     mo_tensor *sq = state_tensor(L, a->st, "square_avg"), *acc = state_tensor(L, a->st, "acc_delta");
     if (!sq || !acc) return 1;
@@ -578,7 +590,7 @@ static int f_adadelta_group(lua_State *L)
     return run_group(L, fn, &c, g_adadelta, 1);
 }
 
-static int g_lion(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_lion(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     mo_tensor *m = state_tensor(L, a->st, "exp_avg");
     if (!m) return 1;
@@ -600,7 +612,7 @@ static int f_lion_group(lua_State *L)
     return run_group(L, fn, &c, g_lion, 1);
 }
 
-static int g_lamb(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, const void *cfg)
+static int g_lamb(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
 {
     mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
     if (!m || !v) return 1;
@@ -629,12 +641,23 @@ static int f_lamb_group(lua_State *L)
 
 /* ---- helpers over lists of parameters ---- */
 
+/* The tensor userdata at idx (freed or not) or NULL; the function calling it must have the
+ * tensor metatable as upvalue 1 (every function here does: mo__setfuncs). */
+static mo_tensor *fast_totensor(lua_State *L, int idx)
+{
+    void *p = lua_touserdata(L, idx);
+    if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    return same ? (mo_tensor *)p : NULL;
+}
+
 /* Pushes params[i].grad (user value 1 of the tensor) and returns it, or NULL when nil. */
 static mo_tensor *push_grad(lua_State *L, int list, lua_Integer i, const char *fname,
                             mo_tensor **param)
 {
     lua_rawgeti(L, list, i);
-    mo_tensor *p = mo__totensor(L, -1);
+    mo_tensor *p = fast_totensor(L, -1);
     if (p == NULL) {
         const char *got = luaL_typename(L, -1);
         luaL_error(L, "%s: param #%d is not a tensor (got %s)", fname, (int)i, got);
@@ -644,7 +667,7 @@ static mo_tensor *push_grad(lua_State *L, int list, lua_Integer i, const char *f
     lua_remove(L, -2);
     *param = p;
     if (lua_isnil(L, -1)) return NULL;
-    mo_tensor *g = mo__totensor(L, -1);
+    mo_tensor *g = fast_totensor(L, -1);
     if (g == NULL) luaL_error(L, "%s: grad of param #%d is not a tensor", fname, (int)i);
     if (!mo_tensor_alive(g)) luaL_error(L, "%s: grad of param #%d: tensor has been freed", fname, (int)i);
     return g;

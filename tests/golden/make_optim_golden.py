@@ -580,6 +580,9 @@ def ref_cases():
                                            weight_decay=0.05),
       note="torch7 optim.adam: clr = lr / (1 + (t-1)*learningRateDecay)",
       contrast=[dict(lr_decay=None)])
+    R("adamw_lr_decay", "AdamW", dict(lr=5e-2, lr_decay=0.5, weight_decay=0.2),
+      note="lr_decay acts as a schedule: the decayed lr also drives w *= 1 - lr*wd",
+      contrast=[dict(lr_decay=None)])
     R("adam_pytorch_rescale_clip", "Adam", dict(lr=1e-2, weight_decay=0.05, **rc))
     R("adamw_pytorch_rescale_clip", "AdamW", dict(lr=1e-2, weight_decay=0.1, **rc))
     R("adam_mxnet_maximize_amsgrad", "Adam",

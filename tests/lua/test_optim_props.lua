@@ -374,6 +374,17 @@ function TestOptimPropsBert.test_bert_flavor_groups_skip_bias_and_layernorm()
       lu.assertAlmostEquals(after[k], before[i][k] * factor, 1e-6,
                             np[1] .. " element " .. k)
     end
+    before[i] = after
+  end
+  -- the exclusion belongs to the bert flavour: the pytorch flavour decays every param
+  opt = mo.optim.AdamW(mo.optim.groups(named), {lr = lr, weight_decay = wd})
+  opt:step()
+  for i, np in ipairs(named) do
+    local after = values(np[2])
+    for k = 1, #after do
+      lu.assertAlmostEquals(after[k], before[i][k] * (1 - lr * wd), 1e-6,
+                            np[1] .. " element " .. k .. " (pytorch flavour)")
+    end
   end
 end
 

@@ -422,6 +422,7 @@ end
 -- ---- describe ---------------------------------------------------------------------------
 
 local function fmt_num(v)
+  if v == nil then return "-" end
   if type(v) ~= "number" then return tostring(v) end
   return string.format("%.4g", v)
 end
