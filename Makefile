@@ -127,7 +127,7 @@ bench: all
 
 LINT_DIRS := $(wildcard lua tests/lua bench examples)
 lint:
-	luacheck --codes $(LINT_DIRS)
+	luacheck --codes --no-color -q $(LINT_DIRS)
 
 deps:
 	@sh tools/deps.sh

@@ -6,11 +6,15 @@
 --   spec.presets     optional: flavor name -> option values (Adam/AdamW); defaults < preset
 --                    < the user's options < a group's own keys
 --   spec.check(o, err) validates one group's options; `err(fmt, ...)` raises "<name>: ..."
---   spec.prepare(group) -> a table of the per-step values one group's update needs
---                    (called every step, after check; cheap)
---   spec.state_tensors list of the state keys that hold tensors of the param's shape
---   spec.init_state(p, group) -> a fresh state table {step = 0, ...}
---   spec.update(self, group, cfg) runs the kernel over the group's params (each with a grad)
+--   spec.prepare(group, cfg) -> cfg: what one group's update needs this step (cfg.args,
+--                    the hyperparameters in the group kernel's order; reuses the old cfg)
+--   spec.update(self, group, cfg) runs the kernel over the group's params (with a grad),
+--                    usually Optimizer.run_group(core.optim_<alg>_group, ..., complete)
+--   spec.state_tensors state keys that must hold tensors (checked by load_state_dict)
+--   spec.check_state(st) optional: a message when a loaded state table is incomplete
+--   spec.state_shape(self, p) optional: the shape of the state's tensors (default: p's)
+--   spec.effective_wd(self, group, j) optional: the weight decay describe() shows
+--   spec.setup(self) optional: runs after construction and after load_state_dict
 --
 -- Instances: opt.param_groups (a list of groups: {params = {...}, names = {...} or nil,
 -- every option filled in}), opt.state (param tensor -> state table), opt.skip_nonfinite,
@@ -364,6 +368,7 @@ function Optimizer:load_state_dict(sd)
       if math.type(idx) ~= "integer" then
         fail("param group %d: params[%d] must be an integer index, got %s", gi, j, show(idx))
       end
+      if params[idx] ~= nil then fail("param index %d appears twice", idx) end
       params[idx] = group.params[j]
     end
     new_groups[gi] = ng
