@@ -125,7 +125,7 @@ demo: all
 bench: all
 	@sh bench/run.sh
 
-LINT_DIRS := $(wildcard lua tests/lua bench examples)
+LINT_DIRS := $(wildcard lua tests/lua bench examples tools)
 lint:
 	luacheck --codes --no-color -q $(LINT_DIRS)
 

@@ -29,7 +29,7 @@ echo "$ratios" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk '
     printf "mo.matmul / cblas_sgemm: median ratio %.3f over %d rounds (min %.3f, max %.3f) %s\n",
         m, NR, r[1], r[NR], (m <= 1.10 ? "(target <= 1.10: met)" : "(target <= 1.10: MISSED)")}'
 
-for extra in bench/optim_bench.sh; do
+for extra in bench/*_bench.sh; do
     [ -f "$extra" ] && sh "$extra"
 done
 exit 0

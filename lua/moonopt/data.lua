@@ -306,7 +306,9 @@ local Loader = {}
 Loader.__index = Loader
 
 --- data.loader(ds, {batch_size = 32, shuffle = true, drop_last = false}) -> loader
--- loader:epoch() -> iterator over (xb, yb, i) for one pass; loader:num_batches().
+-- loader:epoch([first]) -> iterator over (xb, yb, i) for one pass (from batch `first`,
+-- default 1: the order is drawn as for a whole pass, then batches before `first` are
+-- skipped without being gathered); loader:num_batches().
 -- Shuffled epochs draw a new permutation from the default generator (mo.manual_seed)
 -- and gather into batch buffers made once and reused: a batch is only valid until
 -- the next one is produced (copy it with :clone() to keep it). Unshuffled batches
@@ -347,12 +349,13 @@ local function buffers(self, count)
   return self.xshort, self.yshort
 end
 
-function Loader:epoch()
+function Loader:epoch(start)
   local ds, n, bs = self.ds, self.n, self.batch_size
   local nb = self:num_batches()
+  start = check_count("epoch", "first", start or 1, 1)
   local perm = self.shuffle and core.randperm(n) or nil
   local x, y = ds.x, ds.y
-  local i = 0
+  local i = start - 1
   local gather = core.gather_rows
   return function()
     i = i + 1

@@ -10,6 +10,13 @@
 -- `accumulate` batches: clip, optimizer:step(), optimizer:zero_grad(), and the
 -- scheduler steps (schedule_per = "batch": after every optimizer step;
 -- "epoch": once per epoch). See docs/training.md for every option.
+--
+-- Resuming: with `state = tbl`, fit keeps its position in tbl (plain values: epoch,
+-- batch, step, running sums, the generator state at the start of the epoch, the
+-- history so far) after every batch and every epoch. mo.save(path, {..., fit = tbl})
+-- stores it and mo.load(path, {..., fit = tbl}) restores it; fit{..., state = tbl}
+-- then continues from that point (the same epoch order, the same batches) and the run
+-- is bit-identical to one that was never interrupted. See docs/checkpoints.md.
 local core = require "moonopt.core"
 local data = require "moonopt.data"
 local progress = require "moonopt.progress"
@@ -20,7 +27,7 @@ local known = {
   model = true, loss = true, optimizer = true, scheduler = true, data = true, epochs = true,
   batch_size = true, accumulate = true, clip_grad_norm = true, schedule_per = true, eval = true,
   eval_batch_size = true, on_step = true, on_epoch = true, progress = true, progress_every = true,
-  skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true,
+  skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true,
 }
 
 -- Errors of the argument checks: fail <- check_args/check_int <- fit <- the caller (level 4).
@@ -79,6 +86,9 @@ local function check_args(a)
   local p = a.progress
   if p ~= nil and type(p) ~= "boolean" and type(p) ~= "table" then
     fail("fit: progress must be a boolean or a table of progress options, got %s", type(p))
+  end
+  if a.state ~= nil and type(a.state) ~= "table" then
+    fail("fit: state must be a table, got %s", type(a.state))
   end
 end
 
@@ -151,6 +161,44 @@ end
 -- Columns of the history: one list per field, one value per epoch.
 local columns = {"train_loss", "train_acc", "eval_loss", "eval_acc", "lr", "seconds", "eval_seconds"}
 
+local STATE_VERSION = 1
+
+-- A resume state must describe a run of the same data layout; errors name the field.
+local function check_state(st, n, nb, bs, k)
+  -- errors: bad <- check_state <- fit <- the caller (level 4)
+  local function bad(fmt, ...) error(string.format("fit: state: " .. fmt, ...), 4) end
+  if st.version ~= STATE_VERSION then bad("unknown version %s", tostring(st.version)) end
+  for _, key in ipairs{"epoch", "batch", "step", "pending", "seen", "correct", "skipped_batches"} do
+    local v = st[key]
+    if math.type(v) ~= "integer" or v < 0 then
+      bad("%s must be a non-negative integer, got %s", key, tostring(v))
+    end
+  end
+  if st.epoch < 1 then bad("epoch must be >= 1, got %d", st.epoch) end
+  if type(st.loss_sum) ~= "number" then bad("loss_sum must be a number, got %s", type(st.loss_sum)) end
+  if st.n ~= n or st.num_batches ~= nb then
+    bad("the run had %s examples in %s batches per epoch, this data gives %d in %d", tostring(st.n),
+        tostring(st.num_batches), n, nb)
+  end
+  if st.batch_size ~= bs or st.accumulate ~= k then
+    bad("the run used batch_size %s and accumulate %s, this call %d and %d", tostring(st.batch_size),
+        tostring(st.accumulate), bs, k)
+  end
+  if st.batch > nb then bad("batch %d is past the %d batches of an epoch", st.batch, nb) end
+  if st.pending >= k then bad("pending %d must be below accumulate %d", st.pending, k) end
+  if st.batch > 0 and type(st.epoch_rng) ~= "string" then bad("epoch_rng is missing") end
+  if type(st.entries) ~= "table" then bad("entries must be a list of epoch entries") end
+  for i, e in ipairs(st.entries) do
+    if type(e) ~= "table" then bad("entries[%d] is not a table", i) end
+  end
+end
+
+local function copy_entry(e)
+  local c = {}
+  for key, v in pairs(e) do c[key] = v end
+  return c
+end
+
 --- train.fit{...} -> history (see docs/training.md).
 function train.fit(a)
   check_args(a)
@@ -166,6 +214,9 @@ function train.fit(a)
   local params = model:parameters()
   local loader = data.loader(ds, {batch_size = bs, shuffle = a.shuffle ~= false, drop_last = a.drop_last})
   local nb = loader:num_batches()
+  local st = a.state or {}
+  local resume = st.epoch ~= nil
+  if resume then check_state(st, loader.n, nb, bs, k) end
 
   local show = a.progress
   if show == nil then show = true end
@@ -174,6 +225,13 @@ function train.fit(a)
 
   local history = {steps = 0, skipped_batches = 0, stopped_early = false}
   for _, c in ipairs(columns) do history[c] = {} end
+  local function add_entry(entry)
+    history[#history + 1] = entry
+    for _, c in ipairs(columns) do
+      local col = history[c]
+      col[#col + 1] = entry[c] == nil and (0 / 0) or entry[c]
+    end
+  end
 
   -- one info table for every on_step call: valid during the call only
   local info = {}
@@ -181,19 +239,53 @@ function train.fit(a)
   local pending = 0         -- batches accumulated since the last optimizer step
   local want_acc = a.accuracy
   local last_lr = current_lr(opt)  -- the learning rate of the latest optimizer step
+  if resume then
+    step, pending, last_lr = st.step, st.pending, st.last_lr
+    if want_acc == nil then want_acc = st.want_acc end
+    history.skipped_batches = st.skipped_batches
+    for _, e in ipairs(st.entries) do add_entry(copy_entry(e)) end
+  else
+    st.version, st.n, st.num_batches, st.batch_size, st.accumulate = STATE_VERSION, loader.n, nb, bs, k
+    st.epoch, st.batch, st.step, st.pending, st.skipped_batches = 1, 0, 0, 0, 0
+    st.loss_sum, st.seen, st.correct, st.entries, st.epoch_rng = 0, 0, 0, {}, nil
+  end
+  history.steps = step
 
   if has_method(model, "train") then model:train() end
-  opt:zero_grad()
+  -- a resumed run may hold gradients accumulated before the save (mo.load restores them)
+  if pending == 0 then opt:zero_grad() end
 
-  local function optimizer_step(epoch)
+  -- Clips, steps, schedules. A non-finite gradient raises (naming the step), or with
+  -- skip_nonfinite drops the step and the batches accumulated for it.
+  local function optimizer_step(epoch, bi)
     if pending == 0 then return end
+    local gs = grads_of(params)
     if pending < k then
       -- a short last group: make the gradient the mean over the batches it has
       local fix = k / pending
-      for _, g in ipairs(grads_of(params)) do g:mul_(fix) end
+      for _, g in ipairs(gs) do g:mul_(fix) end
     end
     local norm
-    if max_norm then norm = train.clip_grad_norm(params, max_norm) end
+    if #gs > 0 then
+      local total = core.norm_many(gs)
+      if is_bad(total) then
+        if not skip then
+          error(string.format("fit: non-finite gradient (%s) at epoch %d, batch %d, step %d", bad_str(total),
+            epoch, bi, step + 1), 3)
+        end
+        opt:zero_grad()
+        history.skipped_batches = history.skipped_batches + pending
+        pending = 0
+        return nil
+      end
+      if max_norm then
+        norm = total
+        if total > max_norm then
+          local scale = max_norm / (total + 1e-6)
+          for i = 1, #gs do gs[i]:mul_(scale) end
+        end
+      end
+    end
     last_lr = current_lr(opt)
     opt:step()
     opt:zero_grad()
@@ -204,7 +296,7 @@ function train.fit(a)
     return norm, epoch
   end
 
-  for epoch = 1, epochs do
+  for epoch = resume and st.epoch or 1, epochs do
     local t0 = core.clock()
     local bar
     if show then
@@ -212,7 +304,21 @@ function train.fit(a)
                          every = pevery or popts.every, write = popts.write, interval = popts.interval}
     end
     local loss_sum, seen, correct, batches = 0, 0, 0, 0
-    for xb, yb, bi in loader:epoch() do
+    local batches_iter
+    if resume and st.batch > 0 then
+      -- the interrupted epoch: its order comes from the generator state it started
+      -- with; the generator then goes on from where the save left it (mo.load set it)
+      loss_sum, seen, correct, batches = st.loss_sum, st.seen, st.correct, st.batch
+      local now = core.rng_get_state()
+      core.rng_set_state(st.epoch_rng)
+      batches_iter = loader:epoch(st.batch + 1)
+      core.rng_set_state(now)
+    else
+      st.epoch, st.batch, st.epoch_rng = epoch, 0, core.rng_get_state()
+      batches_iter = loader:epoch()
+    end
+    resume = false
+    for xb, yb, bi in batches_iter do
       local out = model:forward(xb)
       local loss = loss_fn:forward(out, yb)
       local b = xb:size(1)
@@ -237,15 +343,18 @@ function train.fit(a)
       end
       batches = bi
       local norm
-      if pending == k then norm = optimizer_step(epoch) end
+      if pending == k then norm = optimizer_step(epoch, bi) end
+      -- the resumable position: after batch bi
+      st.batch, st.step, st.pending, st.skipped_batches = bi, step, pending, history.skipped_batches
+      st.loss_sum, st.seen, st.correct, st.want_acc, st.last_lr = loss_sum, seen, correct, want_acc, last_lr
       if on_step then
         info.epoch, info.batch, info.step, info.loss, info.lr = epoch, bi, step, loss, last_lr
-        info.grad_norm, info.batch_size, info.skipped = norm, b, is_bad(loss)
+        info.grad_norm, info.batch_size, info.skipped, info.state = norm, b, is_bad(loss), st
         if on_step(info) == false then history.stopped_early = true break end
       end
       if bar then bar:update(bi, {loss = seen > 0 and loss_sum / seen or loss, lr = last_lr}) end
     end
-    if not history.stopped_early then optimizer_step(epoch) end
+    if not history.stopped_early then optimizer_step(epoch, batches) end
     local seconds = core.clock() - t0
 
     local entry = {epoch = epoch, train_loss = seen > 0 and loss_sum / seen or 0 / 0,
@@ -264,10 +373,13 @@ function train.fit(a)
         sched:step()
       end
     end
-    history[#history + 1] = entry
-    for _, c in ipairs(columns) do
-      local col = history[c]
-      col[#col + 1] = entry[c] == nil and (0 / 0) or entry[c]
+    add_entry(entry)
+    if not history.stopped_early then
+      -- the resumable position: the epoch is complete
+      st.entries[#st.entries + 1] = copy_entry(entry)
+      st.epoch, st.batch, st.epoch_rng, st.step, st.pending = epoch + 1, 0, nil, step, pending
+      st.loss_sum, st.seen, st.correct, st.want_acc, st.last_lr = 0, 0, 0, want_acc, last_lr
+      st.skipped_batches = history.skipped_batches
     end
     if bar then
       local parts = {string.format("loss %.4f", entry.train_loss)}

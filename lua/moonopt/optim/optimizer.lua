@@ -215,6 +215,7 @@ function Optimizer.class(spec)
     __tostring = function() return "moonopt.optim." .. spec.name end,
   })
   cls.__index = cls
+  cls.__tostring = Optimizer.__tostring
   cls.name = spec.name
   cls.spec = spec
   cls.defaults = spec.defaults

@@ -1,0 +1,359 @@
+--- moonopt.checkpoint: saving and resuming training runs in the safetensors format.
+--
+--   mo.save("run.ckpt", {model = model, optimizer = opt, scheduler = sched,
+--                        fit = state, extra = {epoch = 3, note = "lr sweep"}})
+--   local extra = mo.load("run.ckpt", {model = model, optimizer = opt, scheduler = sched,
+--                                      fit = state})
+--   mo.save_tensors("w.safetensors", {w = w, b = b} [, {note = "text"}])
+--   local ts, meta = mo.load_tensors("w.safetensors")   -- {w = tensor, b = tensor}
+--
+-- Tensors are stored under "model.<parameter name>" (model:named_parameters(): "0.weight"),
+-- "optimizer.<path in opt:state_dict()>" ("optimizer.state.3.exp_avg"), "extra.<path>"
+-- and "fit.grad.<parameter name>"; everything else is JSON in the header's __metadata__
+-- (see lua/moonopt/json.lua for the exact encoding, docs/checkpoints.md for the keys).
+--
+-- Loading reads and checks the WHOLE file first (the C reader: header, offsets,
+-- checksum), then decodes and checks every part against the objects given (names,
+-- shapes, the optimizer's class, the generator state), and only then changes anything:
+-- a bad file raises an error that names the file and the problem and leaves the model,
+-- optimizer, scheduler, generator and fit state as they were.
+local core = require "moonopt.core"
+local json = require "moonopt.json"
+
+local M = {}
+
+local FORMAT = "1"
+local is_tensor = core.is_tensor
+local fmt, concat = string.format, table.concat
+
+local function shape_str(t)
+  return "{" .. concat(t:shape(), ", ") .. "}"
+end
+
+local function same_shape(a, b)
+  local sa, sb = a:shape(), b:shape()
+  if #sa ~= #sb then return false end
+  for i = 1, #sa do
+    if sa[i] ~= sb[i] then return false end
+  end
+  return true
+end
+
+-- Errors raised inside the implementation carry no position; `public` re-raises them at
+-- the caller of mo.save / mo.load, prefixed with the function's name.
+local function fail(msg, ...)
+  error(fmt(msg, ...), 0)
+end
+
+local function public(name, impl)
+  return function(...)
+    local ok, a, b = pcall(impl, ...)
+    if ok then return a, b end
+    local msg = a
+    if type(msg) == "string" then
+      msg = msg:gsub("^[%w_%./%-]+%.lua:%d+: ", "", 1)
+      if msg:sub(1, #name + 2) ~= name .. ": " then msg = name .. ": " .. msg end
+    end
+    error(msg, 2)
+  end
+end
+
+local function method(obj, name)
+  local ok, f = pcall(function() return obj[name] end)
+  return ok and type(f) == "function" and f or nil
+end
+
+local function check_path(path)
+  if type(path) ~= "string" then fail("path must be a string, got %s", type(path)) end
+  if path == "" or path:find("\0", 1, true) then fail("path must be a file name, got %q", path) end
+end
+
+local function check_parts(what, known)
+  if what == nil then return {} end
+  if type(what) ~= "table" then fail("expected a table {model =, optimizer =, ...}, got %s", type(what)) end
+  for k in pairs(what) do
+    if not known[k] then fail("unknown field '%s'", tostring(k)) end
+  end
+  for _, k in ipairs{"model", "optimizer", "scheduler"} do
+    if what[k] ~= nil and type(what[k]) ~= "table" then
+      fail("%s must be a table (a moonopt %s), got %s", k, k, type(what[k]))
+    end
+  end
+  if what.fit ~= nil and type(what.fit) ~= "table" then
+    fail("fit must be the state table of mo.train.fit, got %s", type(what.fit))
+  end
+  if what.rng ~= nil and type(what.rng) ~= "boolean" then
+    fail("rng must be a boolean, got %s", type(what.rng))
+  end
+  return what
+end
+
+local function named_params(model)
+  local f = method(model, "named_parameters")
+  if not f then fail("model must have a named_parameters method") end
+  local list = f(model)
+  for i, np in ipairs(list) do
+    if type(np) ~= "table" or type(np[1]) ~= "string" or not is_tensor(np[2]) then
+      fail("model:named_parameters() entry %d is not a {name, tensor} pair", i)
+    end
+  end
+  return list
+end
+
+-- ===========================================================================
+-- saving
+
+local save_known = {model = true, optimizer = true, scheduler = true, extra = true, fit = true, rng = true}
+
+local function save(path, what)
+  check_path(path)
+  what = check_parts(what, save_known)
+  local names, tensors, meta, used = {}, {}, {}, {}
+
+  -- the stored name of a tensor: unique (a path that repeats gets "#2", "#3", ...)
+  local function add(name, t)
+    local unique, k = name, 1
+    while used[unique] do
+      k = k + 1
+      unique = name .. "#" .. k
+    end
+    used[unique] = true
+    names[#names + 1], tensors[#tensors + 1] = unique, t
+    return unique
+  end
+  local function encode(value, prefix, part)
+    local ok, text = pcall(json.encode, value, {
+      is_tensor = is_tensor, path = "",
+      tensor = function(t, p)
+        if not core.is_tensor(t) then fail("%s: not a tensor", p) end
+        return add(prefix .. (p == "" and "" or ".") .. p:gsub("%[(%-?%d+)%]", ".%1"):gsub("^%.", ""), t)
+      end,
+    })
+    if not ok then fail("%s: %s", part, text) end
+    return text
+  end
+
+  local params
+  if what.model ~= nil then
+    params = named_params(what.model)
+    for _, np in ipairs(params) do add("model." .. np[1], np[2]) end
+  end
+  if what.optimizer ~= nil then
+    local opt = what.optimizer
+    local f = method(opt, "state_dict")
+    if not f then fail("optimizer must have a state_dict method") end
+    meta["moonopt.optimizer"] = encode(f(opt), "optimizer", "optimizer")
+    meta["moonopt.optimizer_class"] = tostring(opt.name or "?")
+  end
+  if what.scheduler ~= nil then
+    local f = method(what.scheduler, "state_dict")
+    if not f then fail("scheduler must have a state_dict method") end
+    meta["moonopt.scheduler"] = encode(f(what.scheduler), "scheduler", "scheduler")
+  end
+  if what.fit ~= nil then
+    local st = what.fit
+    meta["moonopt.fit"] = encode(st, "fit", "fit")
+    -- gradients accumulated over batches of an unfinished optimizer step
+    if (st.pending or 0) > 0 then
+      if not params then fail("fit: the state has %d accumulated batches: save the model too", st.pending) end
+      for _, np in ipairs(params) do
+        local g = np[2].grad
+        if g ~= nil then add("fit.grad." .. np[1], g) end
+      end
+    end
+  end
+  if what.extra ~= nil then meta["moonopt.extra"] = encode(what.extra, "extra", "extra") end
+  if what.rng ~= false then meta["moonopt.rng"] = core.rng_get_state() end
+  meta["moonopt.format"] = FORMAT
+  meta["moonopt.version"] = core._VERSION
+  core.ckpt_write(path, names, tensors, meta, "mo.save")
+end
+
+-- ===========================================================================
+-- loading
+
+local load_known = {model = true, optimizer = true, scheduler = true, fit = true, rng = true, strict = true}
+
+local function load(path, what)
+  check_path(path)
+  what = check_parts(what, load_known)
+  local tensors, meta = core.ckpt_read(path, "mo.load")
+  local function bad(msg, ...)
+    fail("%s: " .. msg, path, ...)
+  end
+  local consumed = {}
+  -- decodes the JSON of metadata `key`; tensor references must name tensors under `prefix`.
+  local function decode(key, prefix)
+    local text = meta[key]
+    if text == nil then return nil end
+    local ok, v = pcall(json.decode, text, {tensor = function(name)
+      local t = tensors[name]
+      if t == nil or name:sub(1, #prefix + 1) ~= prefix .. "." then
+        error(fmt("refers to tensor '%s', which the file does not hold", name), 0)
+      end
+      consumed[name] = true
+      return t
+    end})
+    if not ok then bad("metadata '%s': %s", key, v) end
+    return v
+  end
+  local strict = what.strict ~= false
+
+  -- 1. check everything, build what will be committed
+  local model_copies = {}
+  local params
+  if what.model ~= nil then
+    params = named_params(what.model)
+    local have = {}
+    for _, np in ipairs(params) do
+      local name, p = "model." .. np[1], np[2]
+      have[name] = true
+      local t = tensors[name]
+      if t == nil then
+        if strict then bad("the file has no tensor '%s' (the model's parameter '%s')", name, np[1]) end
+      elseif not same_shape(t, p) then
+        bad("%s: file has %s, model has %s", name, shape_str(t), shape_str(p))
+      else
+        model_copies[#model_copies + 1] = {p, t}
+      end
+    end
+    if strict then
+      for name in pairs(tensors) do
+        if name:sub(1, 6) == "model." and not have[name] then
+          bad("unexpected tensor '%s': the model has no parameter '%s'", name, name:sub(7))
+        end
+      end
+    end
+  end
+
+  local opt_sd
+  if what.optimizer ~= nil then
+    local opt = what.optimizer
+    if not method(opt, "load_state_dict") then fail("optimizer must have a load_state_dict method") end
+    opt_sd = decode("moonopt.optimizer", "optimizer")
+    if opt_sd == nil then bad("the file holds no optimizer state") end
+    local cls = meta["moonopt.optimizer_class"]
+    if cls ~= nil and opt.name ~= nil and cls ~= tostring(opt.name) then
+      bad("the file holds %s state, the optimizer is %s", cls, tostring(opt.name))
+    end
+  end
+
+  local sched_sd
+  if what.scheduler ~= nil then
+    if not method(what.scheduler, "load_state_dict") then fail("scheduler must have a load_state_dict method") end
+    sched_sd = decode("moonopt.scheduler", "scheduler")
+    if sched_sd == nil then bad("the file holds no scheduler state") end
+  end
+
+  local rng_state
+  if what.rng ~= false and meta["moonopt.rng"] ~= nil then
+    rng_state = meta["moonopt.rng"]
+    -- validate by setting it, then put the current state back
+    local current = core.rng_get_state()
+    local ok, msg = pcall(core.rng_set_state, rng_state)
+    core.rng_set_state(current)
+    if not ok then bad("metadata 'moonopt.rng': %s", (tostring(msg):gsub("^bad argument #1 to '[%w_]+' ", ""))) end
+  end
+
+  local fit_state, grad_copies
+  if what.fit ~= nil then
+    fit_state = decode("moonopt.fit", "fit")
+    if fit_state == nil then bad("the file holds no fit state") end
+    if type(fit_state) ~= "table" then bad("metadata 'moonopt.fit' is not a table") end
+    grad_copies = {}
+    if (tonumber(fit_state.pending) or 0) > 0 then
+      if not params then bad("the fit state has accumulated gradients: load the model too") end
+      for _, np in ipairs(params) do
+        local t = tensors["fit.grad." .. np[1]]
+        if t ~= nil then
+          if not same_shape(t, np[2]) then
+            bad("fit.grad.%s: file has %s, model has %s", np[1], shape_str(t), shape_str(np[2]))
+          end
+          grad_copies[#grad_copies + 1] = {np[2], t}
+        end
+      end
+    end
+  end
+
+  local extra = decode("moonopt.extra", "extra")
+
+  -- 2. commit. The scheduler and the optimizer check their state dicts before changing
+  -- anything; the scheduler goes first because restoring it (a small table) is cheap
+  -- when the optimizer then refuses its state.
+  local opt, sched = what.optimizer, what.scheduler
+  local sched_before, lrs_before
+  if sched_sd ~= nil then
+    sched_before = sched:state_dict()
+    if opt ~= nil and type(opt.param_groups) == "table" then
+      lrs_before = {}
+      for i, g in ipairs(opt.param_groups) do lrs_before[i] = g.lr end
+    end
+    local ok, msg = pcall(sched.load_state_dict, sched, sched_sd)
+    if not ok then bad("scheduler: %s", tostring(msg)) end
+  end
+  if opt_sd ~= nil then
+    local ok, msg = pcall(opt.load_state_dict, opt, opt_sd)
+    if not ok then
+      if sched_before ~= nil then
+        sched:load_state_dict(sched_before)
+        if lrs_before then
+          for i, g in ipairs(opt.param_groups) do g.lr = lrs_before[i] end
+        end
+      end
+      bad("optimizer: %s", tostring(msg))
+    end
+  end
+  for _, pt in ipairs(model_copies) do pt[1]:copy_(pt[2]) end
+  if grad_copies ~= nil then
+    for _, pt in ipairs(grad_copies) do
+      local g = pt[1].grad
+      if g == nil then
+        g = pt[2]:clone()
+        pt[1].grad = g
+      else
+        g:copy_(pt[2])
+      end
+    end
+  end
+  if rng_state ~= nil then core.rng_set_state(rng_state) end
+  if fit_state ~= nil then
+    local st = what.fit
+    for k in pairs(st) do st[k] = nil end
+    for k, v in pairs(fit_state) do st[k] = v end
+  end
+  return extra
+end
+
+-- ===========================================================================
+-- plain tensor files
+
+local function save_tensors(path, tbl, metadata)
+  check_path(path)
+  if type(tbl) ~= "table" or is_tensor(tbl) then fail("expected a table {name = tensor}, got %s", type(tbl)) end
+  local names = {}
+  for k, v in pairs(tbl) do
+    if type(k) ~= "string" then fail("names must be strings, got a %s key", type(k)) end
+    if not is_tensor(v) then fail("'%s' must be a tensor, got %s", k, type(v)) end
+    names[#names + 1] = k
+  end
+  table.sort(names)
+  local list = {}
+  for i, k in ipairs(names) do list[i] = tbl[k] end
+  if metadata ~= nil and type(metadata) ~= "table" then
+    fail("metadata must be a table {string = string}, got %s", type(metadata))
+  end
+  core.ckpt_write(path, names, list, metadata, "mo.save_tensors")
+end
+
+local function load_tensors(path)
+  check_path(path)
+  local tensors, meta = core.ckpt_read(path, "mo.load_tensors")
+  return tensors, meta
+end
+
+M.save = public("mo.save", save)
+M.load = public("mo.load", load)
+M.save_tensors = public("mo.save_tensors", save_tensors)
+M.load_tensors = public("mo.load_tensors", load_tensors)
+
+return M
