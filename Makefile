@@ -48,14 +48,14 @@ CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
 BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
 CORE_HDR    := $(wildcard core/*.h)
 BIND_HDR    := $(wildcard lua/binding/*.h)
-PUBLIC_HDR  := core/moonopt.h core/moonopt_optim.h core/moonopt_nn.h core/moonopt_data.h lua/binding/moonopt_lua.h
+PUBLIC_HDR  := core/moonopt.h core/moonopt_optim.h core/moonopt_nn.h core/moonopt_data.h core/moonopt_ckpt.h lua/binding/moonopt_lua.h
 
 SONAME_MAJOR := 0
 SO_VERSION   := 0.1.0
 
 .PHONY: all lib module test check bench demo install luarocks-install clean deps lint
 
-all: lib module
+all: lib module embed-lib
 
 lib: $(BUILD)/libmoonopt.a $(BUILD)/libmoonopt.so.$(SO_VERSION)
 module: $(BUILD)/moonopt/core.so
@@ -140,7 +140,7 @@ define install_lua_tree
 	install -D -m 755 $(BUILD)/moonopt/core.so $(2)/moonopt/core.so
 endef
 
-install: all
+install: all install-embed
 	$(call install_lua_tree,$(LUA_SHARE),$(LUA_LIB))
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
 	install -m 644 $(BUILD)/libmoonopt.a $(DESTDIR)$(PREFIX)/lib/

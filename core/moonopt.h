@@ -318,10 +318,11 @@ mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, float mean, float sd);
 mo_status mo_randperm(size_t *perm, size_t n, mo_rng *r);
 
 /* The optimizer kernels (SGD, the Adam family, ...), the neural-network kernels and the
- * file formats (IDX data sets) have headers of their own. */
+ * file formats (IDX data sets, safetensors checkpoints) have headers of their own. */
 #include "moonopt_optim.h"
 #include "moonopt_nn.h"
 #include "moonopt_data.h"
+#include "moonopt_ckpt.h"
 
 #ifdef __cplusplus
 }
