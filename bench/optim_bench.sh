@@ -12,12 +12,20 @@ CC=${CC:-cc}
 mkdir -p "$BUILD/bench"
 
 echo "== AdamW step, 16M floats, 1 thread: moonopt kernel vs plain C loop vs PyTorch"
-$CC -std=c11 -O2 -g -D_POSIX_C_SOURCE=200809L -Icore bench/optim_adamw.c \
-    -o "$BUILD/bench/optim_adamw" "$BUILD/libmoonopt.a" -lm
-out=$("$BUILD/bench/optim_adamw" 11)
-echo "$out"
+# The plain loop is built twice: with the library's own flags (-O2 -fno-math-errno, where GCC 12
+# leaves it scalar) and with -O3 (vectorized: the honest memory-bandwidth reference). The
+# target (<= 1.15) is checked against the stronger of the two.
+for opt in "-O2" "-O3"; do
+    $CC -std=c11 $opt -fno-math-errno -g -D_POSIX_C_SOURCE=200809L -Icore bench/optim_adamw.c \
+        -o "$BUILD/bench/optim_adamw$opt" "$BUILD/libmoonopt.a" -lm
+done
+out=$("$BUILD/bench/optim_adamw-O2" 11)
+echo "$out" | sed 's/^/[-O2 reference] /'
 mo=$(echo "$out" | awk '$1 == "adamw_16M_mo" {print $2}')
-echo "$out" | awk '$1 == "ratio" {printf "mo / plain loop: %.3f %s\n", $2, ($2 <= 1.15 ? "(target <= 1.15: met)" : "(target <= 1.15: MISSED)")}'
+out3=$("$BUILD/bench/optim_adamw-O3" 11)
+echo "$out3" | sed 's/^/[-O3 reference] /'
+echo "$out" | awk '$1 == "ratio" {printf "mo / plain loop (-O2, scalar): %.3f\n", $2}'
+echo "$out3" | awk '$1 == "ratio" {printf "mo / plain loop (-O3, vectorized): %.3f %s\n", $2, ($2 <= 1.15 ? "(target <= 1.15: met)" : "(target <= 1.15: MISSED)")}'
 if [ -x /usr/bin/python3 ]; then
     pt=$(/usr/bin/python3 bench/optim_torch.py 7 2>/dev/null | awk '{print $2}')
     case "$pt" in

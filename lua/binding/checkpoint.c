@@ -266,8 +266,10 @@ static int f_crc32(lua_State *L)
 static int f_rng_get_state(lua_State *L)
 {
     const mo_rng *r = mo__lua_rng(L);
-    uint64_t spare;
-    memcpy(&spare, &r->spare, sizeof spare);
+    /* without a pending normal the spare slot is stale and never read: write 0, so
+     * equal generator behaviour gives equal text */
+    uint64_t spare = 0;
+    if (r->has_spare) memcpy(&spare, &r->spare, sizeof spare);
     char buf[RNG_STATE_LEN + 1];
     snprintf(buf, sizeof buf, RNG_PREFIX "%016llx%016llx%016llx%016llx:%d:%016llx",
              (unsigned long long)r->s[0], (unsigned long long)r->s[1], (unsigned long long)r->s[2],

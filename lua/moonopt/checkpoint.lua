@@ -181,7 +181,6 @@ local function load(path, what)
   local function bad(msg, ...)
     fail("%s: " .. msg, path, ...)
   end
-  local consumed = {}
   -- decodes the JSON of metadata `key`; tensor references must name tensors under `prefix`.
   local function decode(key, prefix)
     local text = meta[key]
@@ -189,9 +188,8 @@ local function load(path, what)
     local ok, v = pcall(json.decode, text, {tensor = function(name)
       local t = tensors[name]
       if t == nil or name:sub(1, #prefix + 1) ~= prefix .. "." then
-        error(fmt("refers to tensor '%s', which the file does not hold", name), 0)
+        error(fmt("refers to tensor '%s', which is not among the file's '%s.' tensors", name, prefix), 0)
       end
-      consumed[name] = true
       return t
     end})
     if not ok then bad("metadata '%s': %s", key, v) end
@@ -292,7 +290,21 @@ local function load(path, what)
     if not ok then bad("scheduler: %s", tostring(msg)) end
   end
   if opt_sd ~= nil then
+    -- initial_lr: what a schedule records in each param group (PyTorch's name). An
+    -- optimizer's load_state_dict may not know it; mo.load restores it itself.
+    local initial_lrs = {}
+    if type(opt_sd.param_groups) == "table" and type(opt.defaults) == "table" and opt.defaults.initial_lr == nil then
+      for gi, g in ipairs(opt_sd.param_groups) do
+        if type(g) == "table" and type(g.initial_lr) == "number" then
+          initial_lrs[gi] = g.initial_lr
+          g.initial_lr = nil
+        end
+      end
+    end
     local ok, msg = pcall(opt.load_state_dict, opt, opt_sd)
+    if ok then
+      for gi, v in pairs(initial_lrs) do opt.param_groups[gi].initial_lr = v end
+    end
     if not ok then
       if sched_before ~= nil then
         sched:load_state_dict(sched_before)

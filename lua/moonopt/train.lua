@@ -176,13 +176,13 @@ local function check_state(st, n, nb, bs, k)
   end
   if st.epoch < 1 then bad("epoch must be >= 1, got %d", st.epoch) end
   if type(st.loss_sum) ~= "number" then bad("loss_sum must be a number, got %s", type(st.loss_sum)) end
-  if st.n ~= n or st.num_batches ~= nb then
-    bad("the run had %s examples in %s batches per epoch, this data gives %d in %d", tostring(st.n),
-        tostring(st.num_batches), n, nb)
-  end
   if st.batch_size ~= bs or st.accumulate ~= k then
     bad("the run used batch_size %s and accumulate %s, this call %d and %d", tostring(st.batch_size),
         tostring(st.accumulate), bs, k)
+  end
+  if st.n ~= n or st.num_batches ~= nb then
+    bad("the run had %s examples in %s batches per epoch, this data gives %d in %d", tostring(st.n),
+        tostring(st.num_batches), n, nb)
   end
   if st.batch > nb then bad("batch %d is past the %d batches of an epoch", st.batch, nb) end
   if st.pending >= k then bad("pending %d must be below accumulate %d", st.pending, k) end
