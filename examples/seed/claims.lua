@@ -335,10 +335,13 @@ function M.fit_once(o)
   local steps = o.epochs * math.ceil(mo.data.size(o.train) / o.batch)
   local sched
   if o.cosine ~= false then sched = mo.sched.CosineAnnealing(opt, {T_max = steps}) end
-  local h = mo.train.fit{model = model, loss = mo.nn.CrossEntropyLoss(), optimizer = opt,
-                         scheduler = sched, data = o.train, eval = o.test, epochs = o.epochs,
-                         batch_size = o.batch, progress = false}
-  local err = 1 - h.eval_acc[#h]
+  local loss_fn = mo.nn.CrossEntropyLoss()
+  -- no per-epoch evaluation: only the final test error is used
+  local h = mo.train.fit{model = model, loss = loss_fn, optimizer = opt, scheduler = sched,
+                         data = o.train, epochs = o.epochs, batch_size = o.batch,
+                         progress = false}
+  local _, acc = mo.train.evaluate(model, loss_fn, o.test)
+  local err = 1 - acc
   if err ~= err then err = 1 end -- a run that diverged (NaN accuracy) counts as all wrong
   return err, h
 end

@@ -14,10 +14,11 @@
 --               the paper's convention (mo.optim.AdamW, weight_decay = lambda / lr)
 -- The AdamW runs are drawn twice: over (lr, lambda), and over (lr, weight_decay = lambda / lr),
 -- PyTorch's and moonopt's convention (the same runs; cells that no run covers are grey).
--- Prints the three grids of test error, the best cell, each row's best column, and how far each
--- grid is from separable (the share of its variation that an additive row + column model
--- leaves unexplained). Writes lr_wd_heatmap_adam_l2.svg, lr_wd_heatmap_adamw.svg and
--- lr_wd_heatmap_adamw_pytorch.svg.
+-- Prints the three grids of test error, the best cell, each row's best column, and two measures
+-- of separability: the share of the grid's variation that an additive row + column model
+-- leaves unexplained, and whether the good region (cells within --slack of the best) fills its
+-- bounding box, i.e. whether it is an axis-aligned rectangle. Writes lr_wd_heatmap_adam_l2.svg,
+-- lr_wd_heatmap_adamw.svg and lr_wd_heatmap_adamw_pytorch.svg.
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist; `make deps`).
 local mo = require "moonopt"
 local common = require "seed.common"
@@ -29,6 +30,7 @@ local o = common.args(NAME, arg, {
   epochs = {"int", 20, "epochs per run"},
   hidden = {"int", 256, "hidden units"},
   batch = {"int", 128, "batch size"},
+  slack = {"number", 0.005, "cells within this much test error of the best are 'good'"},
   threads = {"int", 1, "OpenBLAS threads"},
   data = {"string", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory"},
 })
@@ -159,6 +161,22 @@ local function summary(title, values, col_logs)
   print(("%s: best error %.4f at lr %s, wd %s; unexplained by row + column: %.1f%%"):format(
     title, bv, label(LOG_LR[bi]), label(col_logs[bj]), 100 * interaction_share(values)))
   print("  best wd per lr: " .. table.concat(parts, "; "))
+  -- the good region: cells within --slack of the best. Separable means it is a rectangle: every
+  -- (lr, wd) pair combining one of its lrs with one of its wds is good too (among run cells)
+  local good, rows_in, cols_in = 0, {}, {}
+  for i, row in ipairs(values) do
+    for j, v in ipairs(row) do
+      if v == v and v <= bv + o.slack then good, rows_in[i], cols_in[j] = good + 1, true, true end
+    end
+  end
+  local box = 0
+  for i in pairs(rows_in) do
+    for j in pairs(cols_in) do
+      if values[i][j] == values[i][j] then box = box + 1 end
+    end
+  end
+  print(("  good region (error <= %.4f): %d cells; they fill %d of the %d run cells of their"
+         .. " bounding box (%.0f%%)"):format(bv + o.slack, good, good, box, 100 * good / box))
 end
 
 print_grid("Adam + L2: test error (rows lr, columns L2 wd)", l2, LOG_L2)
@@ -179,7 +197,7 @@ for _, g in ipairs{l2, aw} do
     for _, v in ipairs(row) do vmin, vmax = math.min(vmin, v), math.max(vmax, v) end
   end
 end
-vmax = math.min(vmax, vmin + 0.15) -- keep the good region readable; worse cells saturate
+vmax = math.min(vmax, vmin + 0.05) -- resolve the good region; much worse cells saturate
 local function heat(title, values, col_logs, xlabel, file)
   common.save(mo.plot.heatmap{
     title = title, xlabel = xlabel, ylabel = "learning rate (peak)",

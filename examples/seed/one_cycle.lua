@@ -31,7 +31,7 @@ local o = common.args(NAME, arg, {
   lr = {"number", 1e-3, "the constant-lr baseline"},
   wd = {"number", 1e-2, "AdamW weight_decay (PyTorch convention: w *= 1 - lr*wd)"},
   target = {"number", 0.85, "test accuracy whose first arrival is reported"},
-  every = {"int", 20, "evaluate every N steps"},
+  every = {"int", 40, "evaluate every N steps"},
   threads = {"int", 1, "OpenBLAS threads"},
   data = {"string", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory"},
 })
