@@ -45,9 +45,8 @@ void mo_adamw_defaults(mo_adam_config *c)
 mo_status mo_adam_check(const mo_adam_config *c)
 {
     if (!c) return MO_ERR_ARG;
-    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
-        !mo__nonneg(c->weight_decay) || !mo__is_finite(c->rescale_grad) ||
-        isnan(c->clip_gradient) || !mo__nonneg(c->lr_decay))
+    if (!mo__adam_family_ok(c->lr, c->beta1, c->beta2, c->eps, c->weight_decay) ||
+        !mo__is_finite(c->rescale_grad) || isnan(c->clip_gradient) || !mo__nonneg(c->lr_decay))
         return MO_ERR_ARG;
     if (c->eps_mode != MO_EPS_RAW && c->eps_mode != MO_EPS_HAT) return MO_ERR_ARG;
     if (c->weight_decay_mode != MO_WD_L2 && c->weight_decay_mode != MO_WD_DECOUPLED &&
@@ -255,9 +254,7 @@ void mo_adamax_defaults(mo_adamax_config *c)
 mo_status mo_adamax_check(const mo_adamax_config *c)
 {
     if (!c) return MO_ERR_ARG;
-    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
-        !mo__nonneg(c->weight_decay))
-        return MO_ERR_ARG;
+    if (!mo__adam_family_ok(c->lr, c->beta1, c->beta2, c->eps, c->weight_decay)) return MO_ERR_ARG;
     return MO_OK;
 }
 
@@ -316,8 +313,8 @@ void mo_nadam_defaults(mo_nadam_config *c)
 mo_status mo_nadam_check(const mo_nadam_config *c)
 {
     if (!c) return MO_ERR_ARG;
-    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
-        !mo__nonneg(c->weight_decay) || !mo__nonneg(c->momentum_decay))
+    if (!mo__adam_family_ok(c->lr, c->beta1, c->beta2, c->eps, c->weight_decay) ||
+        !mo__nonneg(c->momentum_decay))
         return MO_ERR_ARG;
     return MO_OK;
 }
@@ -392,9 +389,7 @@ void mo_radam_defaults(mo_radam_config *c)
 mo_status mo_radam_check(const mo_radam_config *c)
 {
     if (!c) return MO_ERR_ARG;
-    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
-        !mo__nonneg(c->weight_decay))
-        return MO_ERR_ARG;
+    if (!mo__adam_family_ok(c->lr, c->beta1, c->beta2, c->eps, c->weight_decay)) return MO_ERR_ARG;
     return MO_OK;
 }
 

@@ -50,5 +50,8 @@ int mo__is_finite(double x);
 int mo__nonneg(double x);   /* finite and >= 0 */
 int mo__beta(double b);     /* in [0, 1) */
 int mo__pos(double x);      /* finite and > 0 */
+/* lr >= 0, both betas in [0, 1), eps > 0, weight_decay >= 0: the domains of the options
+ * every Adam-style config shares (Adam, Adamax, NAdam, RAdam, LAMB). */
+int mo__adam_family_ok(double lr, double beta1, double beta2, double eps, double weight_decay);
 
 #endif /* MO_OPTIM_INTERNAL_H */

@@ -21,9 +21,7 @@ void mo_lamb_defaults(mo_lamb_config *c)
 mo_status mo_lamb_check(const mo_lamb_config *c)
 {
     if (!c) return MO_ERR_ARG;
-    if (!mo__nonneg(c->lr) || !mo__beta(c->beta1) || !mo__beta(c->beta2) || !mo__pos(c->eps) ||
-        !mo__nonneg(c->weight_decay))
-        return MO_ERR_ARG;
+    if (!mo__adam_family_ok(c->lr, c->beta1, c->beta2, c->eps, c->weight_decay)) return MO_ERR_ARG;
     return MO_OK;
 }
 

@@ -25,6 +25,12 @@ int mo__nonneg(double x) { return isfinite(x) && x >= 0.0; }
 int mo__beta(double b) { return b >= 0.0 && b < 1.0; }
 int mo__pos(double x) { return isfinite(x) && x > 0.0; }
 
+int mo__adam_family_ok(double lr, double beta1, double beta2, double eps, double weight_decay)
+{
+    return mo__nonneg(lr) && mo__beta(beta1) && mo__beta(beta2) && mo__pos(eps) &&
+           mo__nonneg(weight_decay);
+}
+
 /* ---- strided <-> contiguous ---- */
 
 /*

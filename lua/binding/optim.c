@@ -68,6 +68,125 @@ static int check_status(lua_State *L, mo_status st, const char *fname)
     return 0;
 }
 
+/* ---- the hyperparameters ----
+ *
+ * read_<alg>(L, arg, fname, &c) fills the algorithm's config from the stack, starting at
+ * index arg, in the order of the config struct (the lists above). The per-tensor function
+ * and the group function of an algorithm take the same list; only where it starts differs.
+ */
+
+static void read_sgd(lua_State *L, int arg, const char *fn, mo_sgd_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->momentum = num(L, arg++, fn);
+    c->dampening = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->nesterov = lua_toboolean(L, arg++);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_adam(lua_State *L, int arg, const char *fn, mo_adam_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->beta1 = num(L, arg++, fn);
+    c->beta2 = num(L, arg++, fn);
+    c->eps = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->eps_mode = (mo_eps_mode)(int)num(L, arg++, fn);
+    c->weight_decay_mode = (mo_wd_mode)(int)num(L, arg++, fn);
+    c->bias_correction = lua_toboolean(L, arg++);
+    c->amsgrad = lua_toboolean(L, arg++);
+    c->maximize = lua_toboolean(L, arg++);
+    c->rescale_grad = num(L, arg++, fn);
+    c->clip_gradient = num(L, arg++, fn);
+    c->lr_decay = num(L, arg, fn);
+}
+
+static void read_adamax(lua_State *L, int arg, const char *fn, mo_adamax_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->beta1 = num(L, arg++, fn);
+    c->beta2 = num(L, arg++, fn);
+    c->eps = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_nadam(lua_State *L, int arg, const char *fn, mo_nadam_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->beta1 = num(L, arg++, fn);
+    c->beta2 = num(L, arg++, fn);
+    c->eps = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->momentum_decay = num(L, arg++, fn);
+    c->decoupled_weight_decay = lua_toboolean(L, arg++);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_radam(lua_State *L, int arg, const char *fn, mo_radam_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->beta1 = num(L, arg++, fn);
+    c->beta2 = num(L, arg++, fn);
+    c->eps = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->decoupled_weight_decay = lua_toboolean(L, arg++);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_rmsprop(lua_State *L, int arg, const char *fn, mo_rmsprop_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->alpha = num(L, arg++, fn);
+    c->eps = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->momentum = num(L, arg++, fn);
+    c->centered = lua_toboolean(L, arg++);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_adagrad(lua_State *L, int arg, const char *fn, mo_adagrad_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->lr_decay = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->initial_accumulator_value = 0.0;  /* only used to fill `sum`, which the caller did */
+    c->eps = num(L, arg++, fn);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_adadelta(lua_State *L, int arg, const char *fn, mo_adadelta_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->rho = num(L, arg++, fn);
+    c->eps = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_lion(lua_State *L, int arg, const char *fn, mo_lion_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->beta1 = num(L, arg++, fn);
+    c->beta2 = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+static void read_lamb(lua_State *L, int arg, const char *fn, mo_lamb_config *c)
+{
+    c->lr = num(L, arg++, fn);
+    c->beta1 = num(L, arg++, fn);
+    c->beta2 = num(L, arg++, fn);
+    c->eps = num(L, arg++, fn);
+    c->weight_decay = num(L, arg++, fn);
+    c->bias_correction = lua_toboolean(L, arg++);
+    c->maximize = lua_toboolean(L, arg);
+}
+
+/* ---- one call per param tensor ---- */
+
 static int f_sgd(lua_State *L)
 {
     static const char fn[] = "optim_sgd";
@@ -75,12 +194,7 @@ static int f_sgd(lua_State *L)
     mo_tensor *buf = opt_tensor(L, 3, fn);
     int first = lua_toboolean(L, 4);
     mo_sgd_config c;
-    c.lr = num(L, 5, fn);
-    c.momentum = num(L, 6, fn);
-    c.dampening = num(L, 7, fn);
-    c.weight_decay = num(L, 8, fn);
-    c.nesterov = lua_toboolean(L, 9);
-    c.maximize = lua_toboolean(L, 10);
+    read_sgd(L, 5, fn, &c);
     check_status(L, mo_sgd_step(w, g, buf, &c, first), fn);
     return 0;
 }
@@ -93,19 +207,7 @@ static int f_adam(lua_State *L)
     mo_tensor *vmax = opt_tensor(L, 5, fn);
     int64_t step = step_arg(L, 6, fn);
     mo_adam_config c;
-    c.lr = num(L, 7, fn);
-    c.beta1 = num(L, 8, fn);
-    c.beta2 = num(L, 9, fn);
-    c.eps = num(L, 10, fn);
-    c.weight_decay = num(L, 11, fn);
-    c.eps_mode = (mo_eps_mode)(int)num(L, 12, fn);
-    c.weight_decay_mode = (mo_wd_mode)(int)num(L, 13, fn);
-    c.bias_correction = lua_toboolean(L, 14);
-    c.amsgrad = lua_toboolean(L, 15);
-    c.maximize = lua_toboolean(L, 16);
-    c.rescale_grad = num(L, 17, fn);
-    c.clip_gradient = num(L, 18, fn);
-    c.lr_decay = num(L, 19, fn);
+    read_adam(L, 7, fn, &c);
     check_status(L, mo_adam_step(w, g, m, v, vmax, &c, step), fn);
     return 0;
 }
@@ -117,12 +219,7 @@ static int f_adamax(lua_State *L)
     mo_tensor *m = mo__checkarg(L, 3, fn), *u = mo__checkarg(L, 4, fn);
     int64_t step = step_arg(L, 5, fn);
     mo_adamax_config c;
-    c.lr = num(L, 6, fn);
-    c.beta1 = num(L, 7, fn);
-    c.beta2 = num(L, 8, fn);
-    c.eps = num(L, 9, fn);
-    c.weight_decay = num(L, 10, fn);
-    c.maximize = lua_toboolean(L, 11);
+    read_adamax(L, 6, fn, &c);
     check_status(L, mo_adamax_step(w, g, m, u, &c, step), fn);
     return 0;
 }
@@ -135,14 +232,7 @@ static int f_nadam(lua_State *L)
     int64_t step = step_arg(L, 5, fn);
     double mu_product = num(L, 6, fn);
     mo_nadam_config c;
-    c.lr = num(L, 7, fn);
-    c.beta1 = num(L, 8, fn);
-    c.beta2 = num(L, 9, fn);
-    c.eps = num(L, 10, fn);
-    c.weight_decay = num(L, 11, fn);
-    c.momentum_decay = num(L, 12, fn);
-    c.decoupled_weight_decay = lua_toboolean(L, 13);
-    c.maximize = lua_toboolean(L, 14);
+    read_nadam(L, 7, fn, &c);
     check_status(L, mo_nadam_step(w, g, m, v, &c, step, &mu_product), fn);
     lua_pushnumber(L, mu_product);
     return 1;
@@ -155,13 +245,7 @@ static int f_radam(lua_State *L)
     mo_tensor *m = mo__checkarg(L, 3, fn), *v = mo__checkarg(L, 4, fn);
     int64_t step = step_arg(L, 5, fn);
     mo_radam_config c;
-    c.lr = num(L, 6, fn);
-    c.beta1 = num(L, 7, fn);
-    c.beta2 = num(L, 8, fn);
-    c.eps = num(L, 9, fn);
-    c.weight_decay = num(L, 10, fn);
-    c.decoupled_weight_decay = lua_toboolean(L, 11);
-    c.maximize = lua_toboolean(L, 12);
+    read_radam(L, 6, fn, &c);
     check_status(L, mo_radam_step(w, g, m, v, &c, step), fn);
     return 0;
 }
@@ -173,13 +257,7 @@ static int f_rmsprop(lua_State *L)
     mo_tensor *sq = mo__checkarg(L, 3, fn);
     mo_tensor *ga = opt_tensor(L, 4, fn), *buf = opt_tensor(L, 5, fn);
     mo_rmsprop_config c;
-    c.lr = num(L, 6, fn);
-    c.alpha = num(L, 7, fn);
-    c.eps = num(L, 8, fn);
-    c.weight_decay = num(L, 9, fn);
-    c.momentum = num(L, 10, fn);
-    c.centered = lua_toboolean(L, 11);
-    c.maximize = lua_toboolean(L, 12);
+    read_rmsprop(L, 6, fn, &c);
     check_status(L, mo_rmsprop_step(w, g, sq, ga, buf, &c), fn);
     return 0;
 }
@@ -191,12 +269,7 @@ static int f_adagrad(lua_State *L)
     mo_tensor *sum = mo__checkarg(L, 3, fn);
     int64_t step = step_arg(L, 4, fn);
     mo_adagrad_config c;
-    c.lr = num(L, 5, fn);
-    c.lr_decay = num(L, 6, fn);
-    c.weight_decay = num(L, 7, fn);
-    c.initial_accumulator_value = 0.0;  /* only used to fill `sum`, which the caller did */
-    c.eps = num(L, 8, fn);
-    c.maximize = lua_toboolean(L, 9);
+    read_adagrad(L, 5, fn, &c);
     check_status(L, mo_adagrad_step(w, g, sum, &c, step), fn);
     return 0;
 }
@@ -207,11 +280,7 @@ static int f_adadelta(lua_State *L)
     mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
     mo_tensor *sq = mo__checkarg(L, 3, fn), *acc = mo__checkarg(L, 4, fn);
     mo_adadelta_config c;
-    c.lr = num(L, 5, fn);
-    c.rho = num(L, 6, fn);
-    c.eps = num(L, 7, fn);
-    c.weight_decay = num(L, 8, fn);
-    c.maximize = lua_toboolean(L, 9);
+    read_adadelta(L, 5, fn, &c);
     check_status(L, mo_adadelta_step(w, g, sq, acc, &c), fn);
     return 0;
 }
@@ -222,11 +291,7 @@ static int f_lion(lua_State *L)
     mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
     mo_tensor *m = mo__checkarg(L, 3, fn);
     mo_lion_config c;
-    c.lr = num(L, 4, fn);
-    c.beta1 = num(L, 5, fn);
-    c.beta2 = num(L, 6, fn);
-    c.weight_decay = num(L, 7, fn);
-    c.maximize = lua_toboolean(L, 8);
+    read_lion(L, 4, fn, &c);
     check_status(L, mo_lion_step(w, g, m, &c), fn);
     return 0;
 }
@@ -238,13 +303,7 @@ static int f_lamb(lua_State *L)
     mo_tensor *m = mo__checkarg(L, 3, fn), *v = mo__checkarg(L, 4, fn);
     int64_t step = step_arg(L, 5, fn);
     mo_lamb_config c;
-    c.lr = num(L, 6, fn);
-    c.beta1 = num(L, 7, fn);
-    c.beta2 = num(L, 8, fn);
-    c.eps = num(L, 9, fn);
-    c.weight_decay = num(L, 10, fn);
-    c.bias_correction = lua_toboolean(L, 11);
-    c.maximize = lua_toboolean(L, 12);
+    read_lamb(L, 6, fn, &c);
     double ratio = 1.0;
     check_status(L, mo_lamb_step(w, g, m, v, &c, step, &ratio), fn);
     lua_pushnumber(L, ratio);
@@ -265,6 +324,9 @@ static int f_lamb(lua_State *L)
  * grad's shape (optim_check) and the options before; a kernel error here (out of memory,
  * a state tensor of a wrong shape) raises.
  */
+
+/* Where the hyperparameters of optim_<alg>_group start (after params, state, from, mask). */
+#define GROUP_HYPER 5
 
 typedef struct group_args {
     const char *fname;
@@ -311,8 +373,12 @@ static void set_step(lua_State *L, int st, int64_t step)
     lua_setfield(L, st, "step");
 }
 
+/* The loop every optim_<alg>_group shares; the caller has read the hyperparameters into cfg
+ * (they are dropped here). needs_state = 0: a param without a state table is passed to fn
+ * (a->st 0) instead of being returned (SGD without momentum keeps no state). */
 static int run_group(lua_State *L, const char *fname, void *cfg, group_fn fn, int needs_state)
 {
+    lua_settop(L, GROUP_HYPER - 1);
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer from = luaL_checkinteger(L, 3);
@@ -380,24 +446,10 @@ static int f_adam_group(lua_State *L)
 {
     static const char fn[] = "optim_adam_group";
     adam_group_cfg gc;
-    mo_adam_config *c = &gc.c;
-    c->lr = num(L, 5, fn);
-    c->beta1 = num(L, 6, fn);
-    c->beta2 = num(L, 7, fn);
-    c->eps = num(L, 8, fn);
-    c->weight_decay = num(L, 9, fn);
-    c->eps_mode = (mo_eps_mode)(int)num(L, 10, fn);
-    c->weight_decay_mode = (mo_wd_mode)(int)num(L, 11, fn);
-    c->bias_correction = lua_toboolean(L, 12);
-    c->amsgrad = lua_toboolean(L, 13);
-    c->maximize = lua_toboolean(L, 14);
-    c->rescale_grad = num(L, 15, fn);
-    c->clip_gradient = num(L, 16, fn);
-    c->lr_decay = num(L, 17, fn);
-    gc.nodecay = *c;
+    read_adam(L, GROUP_HYPER, fn, &gc.c);
+    gc.nodecay = gc.c;
     gc.nodecay.weight_decay = 0.0;
     gc.k_step[0] = gc.k_step[1] = 0;
-    lua_settop(L, 4);
     return run_group(L, fn, &gc, g_adam, 1);
 }
 
@@ -415,13 +467,7 @@ static int f_adamax_group(lua_State *L)
 {
     static const char fn[] = "optim_adamax_group";
     mo_adamax_config c;
-    c.lr = num(L, 5, fn);
-    c.beta1 = num(L, 6, fn);
-    c.beta2 = num(L, 7, fn);
-    c.eps = num(L, 8, fn);
-    c.weight_decay = num(L, 9, fn);
-    c.maximize = lua_toboolean(L, 10);
-    lua_settop(L, 4);
+    read_adamax(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_adamax, 1);
 }
 
@@ -445,15 +491,7 @@ static int f_nadam_group(lua_State *L)
 {
     static const char fn[] = "optim_nadam_group";
     mo_nadam_config c;
-    c.lr = num(L, 5, fn);
-    c.beta1 = num(L, 6, fn);
-    c.beta2 = num(L, 7, fn);
-    c.eps = num(L, 8, fn);
-    c.weight_decay = num(L, 9, fn);
-    c.momentum_decay = num(L, 10, fn);
-    c.decoupled_weight_decay = lua_toboolean(L, 11);
-    c.maximize = lua_toboolean(L, 12);
-    lua_settop(L, 4);
+    read_nadam(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_nadam, 1);
 }
 
@@ -471,14 +509,7 @@ static int f_radam_group(lua_State *L)
 {
     static const char fn[] = "optim_radam_group";
     mo_radam_config c;
-    c.lr = num(L, 5, fn);
-    c.beta1 = num(L, 6, fn);
-    c.beta2 = num(L, 7, fn);
-    c.eps = num(L, 8, fn);
-    c.weight_decay = num(L, 9, fn);
-    c.decoupled_weight_decay = lua_toboolean(L, 10);
-    c.maximize = lua_toboolean(L, 11);
-    lua_settop(L, 4);
+    read_radam(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_radam, 1);
 }
 
@@ -507,13 +538,7 @@ static int f_sgd_group(lua_State *L)
 {
     static const char fn[] = "optim_sgd_group";
     mo_sgd_config c;
-    c.lr = num(L, 5, fn);
-    c.momentum = num(L, 6, fn);
-    c.dampening = num(L, 7, fn);
-    c.weight_decay = num(L, 8, fn);
-    c.nesterov = lua_toboolean(L, 9);
-    c.maximize = lua_toboolean(L, 10);
-    lua_settop(L, 4);
+    read_sgd(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_sgd, 0);
 }
 
@@ -533,14 +558,7 @@ static int f_rmsprop_group(lua_State *L)
 {
     static const char fn[] = "optim_rmsprop_group";
     mo_rmsprop_config c;
-    c.lr = num(L, 5, fn);
-    c.alpha = num(L, 6, fn);
-    c.eps = num(L, 7, fn);
-    c.weight_decay = num(L, 8, fn);
-    c.momentum = num(L, 9, fn);
-    c.centered = lua_toboolean(L, 10);
-    c.maximize = lua_toboolean(L, 11);
-    lua_settop(L, 4);
+    read_rmsprop(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_rmsprop, 1);
 }
 
@@ -558,13 +576,7 @@ static int f_adagrad_group(lua_State *L)
 {
     static const char fn[] = "optim_adagrad_group";
     mo_adagrad_config c;
-    c.lr = num(L, 5, fn);
-    c.lr_decay = num(L, 6, fn);
-    c.weight_decay = num(L, 7, fn);
-    c.initial_accumulator_value = 0.0; /* only used to fill `sum`, which Lua did */
-    c.eps = num(L, 8, fn);
-    c.maximize = lua_toboolean(L, 9);
-    lua_settop(L, 4);
+    read_adagrad(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_adagrad, 1);
 }
 
@@ -581,12 +593,7 @@ static int f_adadelta_group(lua_State *L)
 {
     static const char fn[] = "optim_adadelta_group";
     mo_adadelta_config c;
-    c.lr = num(L, 5, fn);
-    c.rho = num(L, 6, fn);
-    c.eps = num(L, 7, fn);
-    c.weight_decay = num(L, 8, fn);
-    c.maximize = lua_toboolean(L, 9);
-    lua_settop(L, 4);
+    read_adadelta(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_adadelta, 1);
 }
 
@@ -603,12 +610,7 @@ static int f_lion_group(lua_State *L)
 {
     static const char fn[] = "optim_lion_group";
     mo_lion_config c;
-    c.lr = num(L, 5, fn);
-    c.beta1 = num(L, 6, fn);
-    c.beta2 = num(L, 7, fn);
-    c.weight_decay = num(L, 8, fn);
-    c.maximize = lua_toboolean(L, 9);
-    lua_settop(L, 4);
+    read_lion(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_lion, 1);
 }
 
@@ -628,14 +630,7 @@ static int f_lamb_group(lua_State *L)
 {
     static const char fn[] = "optim_lamb_group";
     mo_lamb_config c;
-    c.lr = num(L, 5, fn);
-    c.beta1 = num(L, 6, fn);
-    c.beta2 = num(L, 7, fn);
-    c.eps = num(L, 8, fn);
-    c.weight_decay = num(L, 9, fn);
-    c.bias_correction = lua_toboolean(L, 10);
-    c.maximize = lua_toboolean(L, 11);
-    lua_settop(L, 4);
+    read_lamb(L, GROUP_HYPER, fn, &c);
     return run_group(L, fn, &c, g_lamb, 1);
 }
 

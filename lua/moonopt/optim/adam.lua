@@ -2,15 +2,16 @@
 -- switch and flavor (DESIGN.md, "The Adam family, exactly"), Adamax, NAdam, RAdam.
 local core = require "moonopt.core"
 local Optimizer = require "moonopt.optim.optimizer"
+local kernel = require "moonopt.optim.kernel"
 
 local C = Optimizer.checks
 local show = Optimizer.show
 local zeros = core.zeros
-local run_group = Optimizer.run_group
-local adam_group, adamax_group = core.optim_adam_group, core.optim_adamax_group
-local nadam_group, radam_group = core.optim_nadam_group, core.optim_radam_group
 
 local M = {}
+
+-- The state tensors of Adam, AdamW, NAdam and RAdam: the first and second moments.
+local MOMENTS = {"exp_avg", "exp_avg_sq"}
 
 -- ---- Adam / AdamW -----------------------------------------------------------------------
 
@@ -46,10 +47,7 @@ local ADAMW_PRESETS = {
 
 local function check_adam(presets)
   return function(o, err)
-    C.lr(o, err)
-    C.betas(o, err)
-    C.eps(o, err)
-    C.weight_decay(o, err)
+    C.adam_family(o, err)
     C.boolean(o, err, "amsgrad")
     C.boolean(o, err, "maximize")
     C.boolean(o, err, "bias_correction")
@@ -123,18 +121,15 @@ local function prepare_adam(group, cfg)
   return cfg
 end
 
+local new_moments = kernel.zero_state(MOMENTS)
+
 local function complete_adam(p, st, cfg)
-  if st == nil then
-    local shape = p:shape()
-    st = {step = 0, exp_avg = zeros(shape), exp_avg_sq = zeros(shape)}
-  end
+  st = new_moments(p, st)
   if cfg.ams and st.max_exp_avg_sq == nil then st.max_exp_avg_sq = zeros(p:shape()) end
   return st
 end
 
-local function update_adam(self, group, cfg)
-  run_group(adam_group, self, group, cfg, complete_adam)
-end
+local update_adam = kernel.update(core.optim_adam_group, complete_adam)
 
 local function effective_wd(_, group, j)
   local mask = no_decay_mask(group)
@@ -144,35 +139,29 @@ end
 
 local function check_adam_state(st)
   if type(st.step) ~= "number" then return "no numeric 'step'" end
-  for _, k in ipairs{"exp_avg", "exp_avg_sq"} do
+  for _, k in ipairs(MOMENTS) do
     if st[k] == nil then return "no '" .. k .. "'" end
   end
   return nil
 end
 
-M.Adam = Optimizer.class{
-  name = "Adam",
-  defaults = adam_defaults(0),
-  presets = ADAM_PRESETS,
-  check = check_adam(ADAM_PRESETS),
-  prepare = prepare_adam,
-  update = update_adam,
-  state_tensors = {"exp_avg", "exp_avg_sq"},
-  check_state = check_adam_state,
-  effective_wd = effective_wd,
-}
+-- Adam and AdamW differ only in their defaults and flavors.
+local function adam_class(name, weight_decay, presets)
+  return Optimizer.class{
+    name = name,
+    defaults = adam_defaults(weight_decay),
+    presets = presets,
+    check = check_adam(presets),
+    prepare = prepare_adam,
+    update = update_adam,
+    state_tensors = MOMENTS,
+    check_state = check_adam_state,
+    effective_wd = effective_wd,
+  }
+end
 
-M.AdamW = Optimizer.class{
-  name = "AdamW",
-  defaults = adam_defaults(1e-2),
-  presets = ADAMW_PRESETS,
-  check = check_adam(ADAMW_PRESETS),
-  prepare = prepare_adam,
-  update = update_adam,
-  state_tensors = {"exp_avg", "exp_avg_sq"},
-  check_state = check_adam_state,
-  effective_wd = effective_wd,
-}
+M.Adam = adam_class("Adam", 0, ADAM_PRESETS)
+M.AdamW = adam_class("AdamW", 1e-2, ADAMW_PRESETS)
 
 -- ---- Adamax -----------------------------------------------------------------------------
 
@@ -180,26 +169,11 @@ M.Adamax = Optimizer.class{
   name = "Adamax",
   defaults = {lr = 2e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0, maximize = false},
   check = function(o, err)
-    C.lr(o, err)
-    C.betas(o, err)
-    C.eps(o, err)
-    C.weight_decay(o, err)
+    C.adam_family(o, err)
     C.boolean(o, err, "maximize")
   end,
-  prepare = function(group, cfg)
-    cfg = cfg or {args = {}}
-    local args = cfg.args
-    args[1], args[2], args[3], args[4] = group.lr, group.betas[1], group.betas[2], group.eps
-    args[5], args[6] = group.weight_decay, group.maximize
-    return cfg
-  end,
-  update = function(self, group, cfg)
-    run_group(adamax_group, self, group, cfg, function(p, st)
-      if st ~= nil then return st end
-      local shape = p:shape()
-      return {step = 0, exp_avg = zeros(shape), exp_inf = zeros(shape)}
-    end)
-  end,
+  prepare = kernel.args{"lr", "betas", "eps", "weight_decay", "maximize"},
+  update = kernel.update(core.optim_adamax_group, kernel.zero_state{"exp_avg", "exp_inf"}),
   state_tensors = {"exp_avg", "exp_inf"},
 }
 
@@ -210,30 +184,15 @@ M.NAdam = Optimizer.class{
   defaults = {lr = 2e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0,
               momentum_decay = 4e-3, decoupled_weight_decay = false, maximize = false},
   check = function(o, err)
-    C.lr(o, err)
-    C.betas(o, err)
-    C.eps(o, err)
-    C.weight_decay(o, err)
+    C.adam_family(o, err)
     C.nonneg(o, err, "momentum_decay")
     C.boolean(o, err, "decoupled_weight_decay")
     C.boolean(o, err, "maximize")
   end,
-  prepare = function(group, cfg)
-    cfg = cfg or {args = {}}
-    local args = cfg.args
-    args[1], args[2], args[3], args[4] = group.lr, group.betas[1], group.betas[2], group.eps
-    args[5], args[6] = group.weight_decay, group.momentum_decay
-    args[7], args[8] = group.decoupled_weight_decay, group.maximize
-    return cfg
-  end,
-  update = function(self, group, cfg)
-    run_group(nadam_group, self, group, cfg, function(p, st)
-      if st ~= nil then return st end
-      local shape = p:shape()
-      return {step = 0, mu_product = 1.0, exp_avg = zeros(shape), exp_avg_sq = zeros(shape)}
-    end)
-  end,
-  state_tensors = {"exp_avg", "exp_avg_sq"},
+  prepare = kernel.args{"lr", "betas", "eps", "weight_decay", "momentum_decay",
+                        "decoupled_weight_decay", "maximize"},
+  update = kernel.update(core.optim_nadam_group, kernel.zero_state(MOMENTS, {mu_product = 1.0})),
+  state_tensors = MOMENTS,
   check_state = function(st)
     if type(st.step) ~= "number" then return "no numeric 'step'" end
     if type(st.mu_product) ~= "number" then return "no numeric 'mu_product'" end
@@ -249,28 +208,13 @@ M.RAdam = Optimizer.class{
   defaults = {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0,
               decoupled_weight_decay = false, maximize = false},
   check = function(o, err)
-    C.lr(o, err)
-    C.betas(o, err)
-    C.eps(o, err)
-    C.weight_decay(o, err)
+    C.adam_family(o, err)
     C.boolean(o, err, "decoupled_weight_decay")
     C.boolean(o, err, "maximize")
   end,
-  prepare = function(group, cfg)
-    cfg = cfg or {args = {}}
-    local args = cfg.args
-    args[1], args[2], args[3], args[4] = group.lr, group.betas[1], group.betas[2], group.eps
-    args[5], args[6], args[7] = group.weight_decay, group.decoupled_weight_decay, group.maximize
-    return cfg
-  end,
-  update = function(self, group, cfg)
-    run_group(radam_group, self, group, cfg, function(p, st)
-      if st ~= nil then return st end
-      local shape = p:shape()
-      return {step = 0, exp_avg = zeros(shape), exp_avg_sq = zeros(shape)}
-    end)
-  end,
-  state_tensors = {"exp_avg", "exp_avg_sq"},
+  prepare = kernel.args{"lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize"},
+  update = kernel.update(core.optim_radam_group, kernel.zero_state(MOMENTS)),
+  state_tensors = MOMENTS,
 }
 
 return M

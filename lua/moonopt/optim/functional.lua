@@ -11,6 +11,7 @@
 -- Where torch7's math is one of the class kernels (sgd, adam, adamax, adagrad, adadelta,
 -- rmsprop) the same C kernel runs; nag, lbfgs and cg are Lua over tensor operations.
 local core = require "moonopt.core"
+local two_loop = require "moonopt.optim.lbfgs_two_loop"
 
 local zeros = core.zeros
 local axpy = core.axpy_
@@ -38,6 +39,9 @@ local function evaluate(fname, opfunc, x)
   return fx, dfdx
 end
 
+-- Checks the arguments every function takes. Returns state (a table; config when nil),
+-- num(key, default), which reads config[key] as a number (default when nil), and config (a
+-- table; {} when nil). Errors name fname and point at the caller of the public function.
 local function start(fname, opfunc, x, config, state)
   if type(opfunc) ~= "function" then
     error(fname .. ": opfunc must be a function, got " .. type(opfunc), 3)
@@ -50,27 +54,27 @@ local function start(fname, opfunc, x, config, state)
   if config.learningRates ~= nil or config.weightDecays ~= nil then
     error(fname .. ": per-element learningRates/weightDecays are not supported", 3)
   end
-  return config, state
-end
-
-local function num(fname, config, key, default)
-  local v = config[key]
-  if v == nil then return default end
-  if type(v) ~= "number" or v ~= v then
-    error(fname .. ": config." .. key .. " must be a number, got " .. tostring(v), 3)
+  local function num(key, default)
+    local v = config[key]
+    if v == nil then return default end
+    if type(v) ~= "number" or v ~= v then
+      error(fname .. ": config." .. key .. " must be a number, got " .. tostring(v), 3)
+    end
+    return v
   end
-  return v
+  return state, num, config
 end
 
 --- SGD: learningRate 1e-3, learningRateDecay 0, weightDecay 0, momentum 0, dampening
 -- (default: momentum), nesterov false. state: evalCounter, dfdx (the momentum buffer).
 function M.sgd(opfunc, x, config, state)
-  config, state = start("sgd", opfunc, x, config, state)
-  local lr = num("sgd", config, "learningRate", 1e-3)
-  local lrd = num("sgd", config, "learningRateDecay", 0)
-  local wd = num("sgd", config, "weightDecay", 0)
-  local mom = num("sgd", config, "momentum", 0)
-  local damp = num("sgd", config, "dampening", mom)
+  local num
+  state, num, config = start("sgd", opfunc, x, config, state)
+  local lr = num("learningRate", 1e-3)
+  local lrd = num("learningRateDecay", 0)
+  local wd = num("weightDecay", 0)
+  local mom = num("momentum", 0)
+  local damp = num("dampening", mom)
   local nesterov = config.nesterov or false
   if nesterov and (mom <= 0 or damp ~= 0) then
     error("sgd: Nesterov momentum requires a momentum and zero dampening", 2)
@@ -93,13 +97,14 @@ end
 --- Adam as torch7 (moonopt's flavor "torch7"): learningRate 1e-3, learningRateDecay 0,
 -- beta1 0.9, beta2 0.999, epsilon 1e-8, weightDecay 0 (L2). state: t, m, v.
 function M.adam(opfunc, x, config, state)
-  config, state = start("adam", opfunc, x, config, state)
-  local lr = num("adam", config, "learningRate", 1e-3)
-  local lrd = num("adam", config, "learningRateDecay", 0)
-  local b1 = num("adam", config, "beta1", 0.9)
-  local b2 = num("adam", config, "beta2", 0.999)
-  local eps = num("adam", config, "epsilon", 1e-8)
-  local wd = num("adam", config, "weightDecay", 0)
+  local num
+  state, num = start("adam", opfunc, x, config, state)
+  local lr = num("learningRate", 1e-3)
+  local lrd = num("learningRateDecay", 0)
+  local b1 = num("beta1", 0.9)
+  local b2 = num("beta2", 0.999)
+  local eps = num("epsilon", 1e-8)
+  local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adam", opfunc, x)
   state.t = state.t or 0
   state.m = state.m or zeros(x:shape())
@@ -115,12 +120,13 @@ end
 --- Adamax as torch7: learningRate 2e-3, beta1 0.9, beta2 0.999, epsilon 1e-38,
 -- weightDecay 0. state: t, m, u.
 function M.adamax(opfunc, x, config, state)
-  config, state = start("adamax", opfunc, x, config, state)
-  local lr = num("adamax", config, "learningRate", 2e-3)
-  local b1 = num("adamax", config, "beta1", 0.9)
-  local b2 = num("adamax", config, "beta2", 0.999)
-  local eps = num("adamax", config, "epsilon", 1e-38)
-  local wd = num("adamax", config, "weightDecay", 0)
+  local num
+  state, num = start("adamax", opfunc, x, config, state)
+  local lr = num("learningRate", 2e-3)
+  local b1 = num("beta1", 0.9)
+  local b2 = num("beta2", 0.999)
+  local eps = num("epsilon", 1e-38)
+  local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adamax", opfunc, x)
   state.t = state.t or 0
   state.m = state.m or zeros(x:shape())
@@ -133,10 +139,11 @@ end
 --- Adagrad as torch7: learningRate 1e-3, learningRateDecay 0, weightDecay 0 (eps 1e-10).
 -- state: evalCounter, paramVariance (the sum of squares).
 function M.adagrad(opfunc, x, config, state)
-  config, state = start("adagrad", opfunc, x, config, state)
-  local lr = num("adagrad", config, "learningRate", 1e-3)
-  local lrd = num("adagrad", config, "learningRateDecay", 0)
-  local wd = num("adagrad", config, "weightDecay", 0)
+  local num
+  state, num = start("adagrad", opfunc, x, config, state)
+  local lr = num("learningRate", 1e-3)
+  local lrd = num("learningRateDecay", 0)
+  local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adagrad", opfunc, x)
   state.evalCounter = state.evalCounter or 0
   state.paramVariance = state.paramVariance or zeros(x:shape())
@@ -148,10 +155,11 @@ end
 --- Adadelta as torch7: rho 0.9, eps 1e-6, weightDecay 0 (the step has lr 1).
 -- state: evalCounter, paramVariance, accDelta.
 function M.adadelta(opfunc, x, config, state)
-  config, state = start("adadelta", opfunc, x, config, state)
-  local rho = num("adadelta", config, "rho", 0.9)
-  local eps = num("adadelta", config, "eps", 1e-6)
-  local wd = num("adadelta", config, "weightDecay", 0)
+  local num
+  state, num = start("adadelta", opfunc, x, config, state)
+  local rho = num("rho", 0.9)
+  local eps = num("eps", 1e-6)
+  local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adadelta", opfunc, x)
   state.evalCounter = state.evalCounter or 0
   state.paramVariance = state.paramVariance or zeros(x:shape())
@@ -164,11 +172,12 @@ end
 --- RMSprop as torch7: learningRate 1e-2, alpha 0.99, epsilon 1e-8, weightDecay 0.
 -- state: m (the running mean of squares).
 function M.rmsprop(opfunc, x, config, state)
-  config, state = start("rmsprop", opfunc, x, config, state)
-  local lr = num("rmsprop", config, "learningRate", 1e-2)
-  local alpha = num("rmsprop", config, "alpha", 0.99)
-  local eps = num("rmsprop", config, "epsilon", 1e-8)
-  local wd = num("rmsprop", config, "weightDecay", 0)
+  local num
+  state, num = start("rmsprop", opfunc, x, config, state)
+  local lr = num("learningRate", 1e-2)
+  local alpha = num("alpha", 0.99)
+  local eps = num("epsilon", 1e-8)
+  local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("rmsprop", opfunc, x)
   state.m = state.m or zeros(x:shape())
   core.optim_rmsprop(x, dfdx, state.m, nil, nil, lr, alpha, eps, wd, 0, false, false)
@@ -179,11 +188,12 @@ end
 -- along the momentum, evaluate there, then update. learningRate 1e-3, learningRateDecay 0,
 -- weightDecay 0, momentum 0.9 (must be > 0). state: evalCounter, dfdx (the velocity).
 function M.nag(opfunc, x, config, state)
-  config, state = start("nag", opfunc, x, config, state)
-  local lr = num("nag", config, "learningRate", 1e-3)
-  local lrd = num("nag", config, "learningRateDecay", 0)
-  local wd = num("nag", config, "weightDecay", 0)
-  local mom = num("nag", config, "momentum", 0.9)
+  local num
+  state, num = start("nag", opfunc, x, config, state)
+  local lr = num("learningRate", 1e-3)
+  local lrd = num("learningRateDecay", 0)
+  local wd = num("weightDecay", 0)
+  local mom = num("momentum", 0.9)
   if mom <= 0 then
     error("nag: Momentum must be positive for Nesterov Accelerated Gradient", 2)
   end
@@ -209,13 +219,14 @@ end
 -- Returns x, f_hist, currentFuncEval. state: funcEval, nIter, d, t, old_dirs, old_stps,
 -- Hdiag, g_old, f_old.
 function M.lbfgs(opfunc, x, config, state)
-  config, state = start("lbfgs", opfunc, x, config, state)
-  local maxIter = num("lbfgs", config, "maxIter", 20)
-  local maxEval = num("lbfgs", config, "maxEval", maxIter * 1.25)
-  local tolFun = num("lbfgs", config, "tolFun", 1e-5)
-  local tolX = num("lbfgs", config, "tolX", 1e-9)
-  local nCorrection = num("lbfgs", config, "nCorrection", 100)
-  local learningRate = num("lbfgs", config, "learningRate", 1)
+  local num
+  state, num, config = start("lbfgs", opfunc, x, config, state)
+  local maxIter = num("maxIter", 20)
+  local maxEval = num("maxEval", maxIter * 1.25)
+  local tolFun = num("tolFun", 1e-5)
+  local tolX = num("tolX", 1e-9)
+  local nCorrection = num("nCorrection", 100)
+  local learningRate = num("learningRate", 1)
   local lineSearch = config.lineSearch
   if lineSearch ~= nil and type(lineSearch) ~= "function" then
     error("lbfgs: config.lineSearch must be a function", 2)
@@ -254,19 +265,9 @@ function M.lbfgs(opfunc, x, config, state)
         old_stps[#old_stps + 1] = y
         Hdiag = ys / y:dot(y)
       end
-      local k = #old_dirs
-      local ro, al = {}, {}
-      for i = 1, k do ro[i] = 1 / old_stps[i]:dot(old_dirs[i]) end
-      local q = g:neg()
-      for i = k, 1, -1 do
-        al[i] = old_dirs[i]:dot(q) * ro[i]
-        axpy(q, -al[i], old_stps[i])
-      end
-      d = q:mul(Hdiag)
-      for i = 1, k do
-        local be_i = old_stps[i]:dot(d) * ro[i]
-        axpy(d, al[i] - be_i, old_dirs[i])
-      end
+      local ro = {}
+      for i = 1, #old_dirs do ro[i] = 1 / old_stps[i]:dot(old_dirs[i]) end
+      d = two_loop(g, old_dirs, old_stps, ro, Hdiag, {})
     end
     g_old = g:clone()
     f_old = f
@@ -310,14 +311,14 @@ end
 -- maxEval maxIter*1.25. Returns x, fx (the values after each successful line search, the
 -- first one included), i (function evaluations). Two line-search failures in a row stop it.
 function M.cg(opfunc, x, config, state)
-  config = start("cg", opfunc, x, config, state)
-  local rho = num("cg", config, "rho", 0.01)
-  local sig = num("cg", config, "sig", 0.5)
-  local int = num("cg", config, "int", 0.1)
-  local ext = num("cg", config, "ext", 3.0)
-  local maxIter = num("cg", config, "maxIter", 20)
-  local ratio = num("cg", config, "ratio", 100)
-  local maxEval = num("cg", config, "maxEval", maxIter * 1.25)
+  local _, num = start("cg", opfunc, x, config, state)
+  local rho = num("rho", 0.01)
+  local sig = num("sig", 0.5)
+  local int = num("int", 0.1)
+  local ext = num("ext", 3.0)
+  local maxIter = num("maxIter", 20)
+  local ratio = num("ratio", 100)
+  local maxEval = num("maxEval", maxIter * 1.25)
   local red = 1
   local i, ls_failed = 0, false
   local fx = {}

@@ -13,6 +13,7 @@
 -- prev_flat_grad, prev_loss, al.
 local core = require "moonopt.core"
 local Optimizer = require "moonopt.optim.optimizer"
+local two_loop = require "moonopt.optim.lbfgs_two_loop"
 
 local C = Optimizer.checks
 local show = Optimizer.show
@@ -289,20 +290,11 @@ function LBFGS:step(closure)
         ro[#ro + 1] = 1 / ys
         H_diag = ys / y:dot(y)
       end
-      -- two-loop recursion: d = -H g with the limited-memory inverse Hessian
-      local num_old = #old_dirs
+      -- d = -H g with the limited-memory inverse Hessian (PyTorch's names: old_stps holds
+      -- the steps s, old_dirs the gradient changes y)
       local al = state.al
       if al == nil then al = {}; state.al = al end
-      local q = flat_grad:neg()
-      for i = num_old, 1, -1 do
-        al[i] = old_stps[i]:dot(q) * ro[i]
-        axpy(q, -al[i], old_dirs[i])
-      end
-      d = q:mul(H_diag)
-      for i = 1, num_old do
-        local be_i = old_dirs[i]:dot(d) * ro[i]
-        axpy(d, al[i] - be_i, old_stps[i])
-      end
+      d = two_loop(flat_grad, old_stps, old_dirs, ro, H_diag, al)
     end
     if prev_flat_grad == nil then prev_flat_grad = flat_grad:clone() else prev_flat_grad:copy(flat_grad) end
     prev_loss = loss

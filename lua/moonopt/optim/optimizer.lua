@@ -15,6 +15,8 @@
 --   spec.state_shape(self, p) optional: the shape of the state's tensors (default: p's)
 --   spec.effective_wd(self, group, j) optional: the weight decay describe() shows
 --   spec.setup(self) optional: runs after construction and after load_state_dict
+-- moonopt.optim.kernel (kernel.lua) builds prepare and update for a class whose group kernel
+-- takes the group's options as they are.
 --
 -- Instances: opt.param_groups (a list of groups: {params = {...}, names = {...} or nil,
 -- every option filled in}), opt.state (param tensor -> state table), opt.skip_nonfinite,
@@ -532,6 +534,14 @@ function C.betas(o, err)
       err("Invalid beta parameter at index %d: %s (betas[%d] must be in [0, 1))", i, show(b[i]), i)
     end
   end
+end
+
+-- lr, betas, eps and weight_decay, in this order: what every Adam-style optimizer checks.
+function C.adam_family(o, err)
+  C.lr(o, err)
+  C.betas(o, err)
+  C.eps(o, err)
+  C.weight_decay(o, err)
 end
 
 function C.nonneg(o, err, key, what)

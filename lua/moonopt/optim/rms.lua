@@ -2,12 +2,10 @@
 -- (alpha, centered, momentum), Adagrad (lr_decay, initial_accumulator_value), Adadelta (rho).
 local core = require "moonopt.core"
 local Optimizer = require "moonopt.optim.optimizer"
+local kernel = require "moonopt.optim.kernel"
 
 local C = Optimizer.checks
 local zeros = core.zeros
-local run_group = Optimizer.run_group
-local rmsprop_group, adagrad_group, adadelta_group =
-  core.optim_rmsprop_group, core.optim_adagrad_group, core.optim_adadelta_group
 
 local M = {}
 
@@ -24,24 +22,20 @@ M.RMSprop = Optimizer.class{
     C.boolean(o, err, "centered")
     C.boolean(o, err, "maximize")
   end,
-  prepare = function(group, cfg)
-    cfg = cfg or {args = {}}
-    local args = cfg.args
-    args[1], args[2], args[3], args[4] = group.lr, group.alpha, group.eps, group.weight_decay
-    args[5], args[6], args[7] = group.momentum, group.centered, group.maximize
-    return cfg
-  end,
-  update = function(self, group, cfg)
-    run_group(rmsprop_group, self, group, cfg, function(p, st, c)
-      st = st or {step = 0, square_avg = zeros(p:shape())}
-      -- buffers appear when an option that needs them is (or becomes) on
-      if c.args[5] > 0 and st.momentum_buffer == nil then st.momentum_buffer = zeros(p:shape()) end
-      if c.args[6] and st.grad_avg == nil then st.grad_avg = zeros(p:shape()) end
-      return st
-    end)
-  end,
+  prepare = kernel.args{"lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"},
+  update = kernel.update(core.optim_rmsprop_group, function(p, st, c)
+    st = st or {step = 0, square_avg = zeros(p:shape())}
+    -- buffers appear when an option that needs them is (or becomes) on
+    -- (c.args[5] is momentum, c.args[6] centered)
+    if c.args[5] > 0 and st.momentum_buffer == nil then st.momentum_buffer = zeros(p:shape()) end
+    if c.args[6] and st.grad_avg == nil then st.grad_avg = zeros(p:shape()) end
+    return st
+  end),
   state_tensors = {"square_avg"},
 }
+
+-- (initial_accumulator_value only fills the sum: it is not a kernel argument)
+local adagrad_args = kernel.args{"lr", "lr_decay", "weight_decay", "eps", "maximize"}
 
 M.Adagrad = Optimizer.class{
   name = "Adagrad",
@@ -56,18 +50,13 @@ M.Adagrad = Optimizer.class{
     C.boolean(o, err, "maximize")
   end,
   prepare = function(group, cfg)
-    cfg = cfg or {args = {}}
-    local args = cfg.args
-    args[1], args[2], args[3], args[4] = group.lr, group.lr_decay, group.weight_decay, group.eps
-    args[5] = group.maximize
+    cfg = adagrad_args(group, cfg)
     cfg.init = group.initial_accumulator_value
     return cfg
   end,
-  update = function(self, group, cfg)
-    run_group(adagrad_group, self, group, cfg, function(p, st, c)
-      return st or {step = 0, sum = zeros(p:shape()):fill(c.init)}
-    end)
-  end,
+  update = kernel.update(core.optim_adagrad_group, function(p, st, c)
+    return st or {step = 0, sum = zeros(p:shape()):fill(c.init)}
+  end),
   state_tensors = {"sum"},
 }
 
@@ -82,20 +71,8 @@ M.Adadelta = Optimizer.class{
     C.weight_decay(o, err)
     C.boolean(o, err, "maximize")
   end,
-  prepare = function(group, cfg)
-    cfg = cfg or {args = {}}
-    local args = cfg.args
-    args[1], args[2], args[3], args[4] = group.lr, group.rho, group.eps, group.weight_decay
-    args[5] = group.maximize
-    return cfg
-  end,
-  update = function(self, group, cfg)
-    run_group(adadelta_group, self, group, cfg, function(p, st)
-      if st ~= nil then return st end
-      local shape = p:shape()
-      return {step = 0, square_avg = zeros(shape), acc_delta = zeros(shape)}
-    end)
-  end,
+  prepare = kernel.args{"lr", "rho", "eps", "weight_decay", "maximize"},
+  update = kernel.update(core.optim_adadelta_group, kernel.zero_state{"square_avg", "acc_delta"}),
   state_tensors = {"square_avg", "acc_delta"},
 }
 

@@ -2,11 +2,10 @@
 -- maximize, as PyTorch 1.13's torch.optim.SGD (lr has no default there, nor here).
 local core = require "moonopt.core"
 local Optimizer = require "moonopt.optim.optimizer"
+local kernel = require "moonopt.optim.kernel"
 
 local C = Optimizer.checks
 local show = Optimizer.show
-local run_group = Optimizer.run_group
-local sgd_group = core.optim_sgd_group
 
 local M = {}
 
@@ -28,18 +27,11 @@ M.SGD = Optimizer.class{
       err("Nesterov momentum requires a momentum and zero dampening")
     end
   end,
-  prepare = function(group, cfg)
-    cfg = cfg or {args = {}}
-    local args = cfg.args
-    args[1], args[2], args[3] = group.lr, group.momentum, group.dampening
-    args[4], args[5], args[6] = group.weight_decay, group.nesterov, group.maximize
-    return cfg
-  end,
+  prepare = kernel.args{"lr", "momentum", "dampening", "weight_decay", "nesterov",
+                                  "maximize"},
   -- the kernel makes the momentum buffer itself at a param's first step with momentum
   -- (PyTorch starts it at the gradient); only the state table comes from here
-  update = function(self, group, cfg)
-    run_group(sgd_group, self, group, cfg, function(_, st) return st or {} end)
-  end,
+  update = kernel.update(core.optim_sgd_group, function(_, st) return st or {} end),
   state_tensors = {},
   check_state = function(st)
     if st.momentum_buffer ~= nil and not core.is_tensor(st.momentum_buffer) then
