@@ -117,6 +117,11 @@ endif
 	@BUILD=build-asan LUA=$(LUA) SANITIZE=1 sh tests/run.sh $(patsubst $(BUILD)/%,build-asan/%,$(CTEST_BIN))
 	$(MAKE) BUILD=build-vg OPT=-O1 all $(patsubst $(BUILD)/%,build-vg/%,$(CTEST_BIN))
 	@BUILD=build-vg VALGRIND=1 sh tests/run.sh --c-only $(patsubst $(BUILD)/%,build-vg/%,$(CTEST_BIN))
+	$(MAKE) fuzz-smoke
+	@echo "== valgrind: a whole small training run (examples/small_train.lua)"
+	OPENBLAS_NUM_THREADS=1 LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build-vg/?.so;;" \
+	    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    $(LUA) examples/small_train.lua >/dev/null
 
 # The main job: Fashion-MNIST MLP (DEMO_ARGS="--epochs 3" for a shorter run).
 demo: all

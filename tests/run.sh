@@ -37,7 +37,7 @@ if [ $c_only = 0 ]; then
     if [ "${SANITIZE:-0}" = 1 ]; then
         LD_PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $(${CC:-cc} -print-file-name=libubsan.so)"
         export LD_PRELOAD
-        ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+        ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
         export ASAN_OPTIONS
     fi
     \

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tools/deps.sh - install the Debian packages moonopt builds and tests with (`make deps`).
 # As root it runs apt-get; otherwise it prints the exact command and stops.
-PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-unit luarocks lua-check libopenblas-dev valgrind zlib1g-dev dataset-fashion-mnist"
+PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-unit luarocks lua-check libopenblas-dev valgrind zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -27,6 +27,11 @@ for name, value in pairs(core) do
   mo[name] = value
 end
 
+-- checkpoints (lua/moonopt/checkpoint.lua, docs/checkpoints.md)
+local checkpoint = require "moonopt.checkpoint"
+mo.save, mo.load = checkpoint.save, checkpoint.load
+mo.save_tensors, mo.load_tensors = checkpoint.save_tensors, checkpoint.load_tensors
+
 local function find_submodule(key)
   if type(key) ~= "string" or key == "init" or not key:match("^[%a_][%w_]*$") then
     return nil

@@ -184,7 +184,7 @@ end
 -- ---------------------------------------------------------------------------
 -- decoding
 
-local function decode_fail(s, pos, msg)
+local function decode_fail(_, pos, msg)
   error(fmt("JSON error at byte %d: %s", pos, msg), 0)
 end
 

@@ -554,5 +554,41 @@ function TestCkptNumerics.test_cross_entropy_stays_finite_for_large_logits()
   for _, x in ipairs(g) do lu.assertTrue(x == x and math.abs(x) <= 1) end
 end
 
-return {TestCkptTensors = TestCkptTensors, TestCkptResume = TestCkptResume,
+-- ---------------------------------------------------------------------------
+-- the JSON of the metadata
+
+local TestCkptJson = {}
+
+function TestCkptJson.test_numbers_round_trip_exactly()
+  local json = require "moonopt.json"
+  local values = {0, 1, -1, math.maxinteger, math.mininteger, 0.0, -0.0, 0.1, 1 / 3, 1e300, 5e-324, 2 ^ 53, -2 ^ 63,
+                  1 / 0, -1 / 0, 1e16, 123456789.125}
+  for _, v in ipairs(values) do
+    local text = json.encode(v)
+    local back = json.decode(text)
+    lu.assertEquals(math.type(back), math.type(v), text)
+    lu.assertTrue(back == v and (v ~= 0 or 1 / back == 1 / v), text)
+  end
+  local nan = json.decode(json.encode(0 / 0))
+  lu.assertTrue(nan ~= nan)
+  -- the shortest text that reads back, floats always marked as floats (Python reads the same)
+  lu.assertEquals(json.encode{0.1, 1.0, 1e300, 3, -0.0, 1 / 0, 0 / 0}, "[0.1,1.0,1e+300,3,-0.0,Infinity,NaN]")
+end
+
+function TestCkptJson.test_tables_and_strings()
+  local json = require "moonopt.json"
+  lu.assertEquals(json.encode{b = 1, a = {true, false}, c = {}}, '{"a":[true,false],"b":1,"c":{}}')
+  lu.assertEquals(json.encode{[2] = "x"}, '{"__pairs__":[[2,"x"]]}')
+  lu.assertEquals(json.encode{__tensor__ = "x"}, '{"__pairs__":[["__tensor__","x"]]}')
+  lu.assertEquals(json.encode("a\"\\\n\0\127é"), '"a\\"\\\\\\n\\u0000\\u007fé"')
+  lu.assertEquals(json.decode('"\\u00e9\\ud83d\\ude00\\/"'), "é😀/")
+  lu.assertEquals(json.decode(' {"a" : [1, 2.5e1, "x", null, true]} '), {a = {1, 25.0, "x", nil, true}})
+  for _, bad in ipairs{"", "[1,]", "{\"a\"}", "[1 2]", "01", "1.", "\"\\ud800\"", "\"\1\"", "[]x", "tru", "\"\xff\""} do
+    local ok, msg = pcall(json.decode, bad)
+    lu.assertFalse(ok, bad)
+    lu.assertStrContains(msg, "JSON error", false)
+  end
+end
+
+return {TestCkptJson = TestCkptJson, TestCkptTensors = TestCkptTensors, TestCkptResume = TestCkptResume,
         TestCkptLoadErrors = TestCkptLoadErrors, TestCkptNumerics = TestCkptNumerics}

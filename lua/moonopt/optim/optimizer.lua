@@ -361,7 +361,10 @@ function Optimizer:load_state_dict(sd)
     for k, v in pairs(group) do ng[k] = v end
     for k, v in pairs(sg) do
       if not NOT_OPTIONS[k] then
-        if self.spec.defaults[k] == nil then fail("param group %d: unknown option '%s'", gi, tostring(k)) end
+        -- initial_lr is what a schedule records in each group (as PyTorch's do)
+        if self.spec.defaults[k] == nil and k ~= "initial_lr" then
+          fail("param group %d: unknown option '%s'", gi, tostring(k))
+        end
         ng[k] = copy(v)
       end
     end
