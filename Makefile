@@ -82,7 +82,7 @@ $(BUILD)/libmoonopt.so.$(SO_VERSION): $(CORE_OBJ)
 $(BUILD)/moonopt/core.so: $(BIND_OBJ) $(CORE_OBJ) | $(BUILD)/moonopt
 	$(CC) -shared $(CFLAGS) $(EXTRA_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmoonopt.a $(CORE_HDR) tests/c/ctest.h | $(BUILD)/tests
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmoonopt.a $(CORE_HDR) $(wildcard tests/c/*.h) | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -Itests/c $< -o $@ $(BUILD)/libmoonopt.a $(LIBS) $(EXTRA_LDFLAGS)
 
 # Programs that embed Lua + the binding (two lua_States in one process, host examples' tests).

@@ -36,23 +36,6 @@
 /* Bytes per staging step: a multiple of every element size (8), small enough for L2. */
 #define STAGE ((size_t)1 << 16)
 
-#if defined(__GNUC__)
-#define MO__PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define MO__PRINTF(f, a)
-#endif
-
-static void say(char *why, size_t why_size, const char *fmt, ...) MO__PRINTF(3, 4);
-
-/* Write the problem into the caller's buffer, when it gave one. */
-static void say(char *why, size_t why_size, const char *fmt, ...)
-{
-    if (!why || why_size == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_size, fmt, ap);
-    va_end(ap);
-}
 
 /* strerror without its shared static buffer (core functions may run in several threads). */
 static void say_errno(char *why, size_t why_size, const char *what, const char *name, int err)
@@ -60,9 +43,9 @@ static void say_errno(char *why, size_t why_size, const char *what, const char *
     char buf[128];
     if (strerror_r(err, buf, sizeof buf) != 0) snprintf(buf, sizeof buf, "error %d", err);
     if (name)
-        say(why, why_size, "%s %.200s: %s", what, name, buf);
+        mo__say(why, why_size, "%s %.200s: %s", what, name, buf);
     else
-        say(why, why_size, "%s: %s", what, buf);
+        mo__say(why, why_size, "%s: %s", what, buf);
 }
 
 /* ======================================================================== */
@@ -403,37 +386,37 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
                               char *why, size_t why_size)
 {
     if ((n > 0 && !items) || (nmeta > 0 && !meta)) {
-        say(why, why_size, "NULL list of tensors or metadata");
+        mo__say(why, why_size, "NULL list of tensors or metadata");
         return MO_ERR_ARG;
     }
     for (size_t i = 0; i < n; i++) {
         const char *name = items[i].name;
         if (!name || !items[i].tensor) {
-            say(why, why_size, "tensor #%zu: NULL name or tensor", i + 1);
+            mo__say(why, why_size, "tensor #%zu: NULL name or tensor", i + 1);
             return MO_ERR_ARG;
         }
         if (!*name || strcmp(name, "__metadata__") == 0 || !utf8_valid(name)) {
-            say(why, why_size, "tensor #%zu: the name '%.80s' is %s", i + 1, name,
+            mo__say(why, why_size, "tensor #%zu: the name '%.80s' is %s", i + 1, name,
                 *name ? (utf8_valid(name) ? "reserved" : "not valid UTF-8") : "empty");
             return MO_ERR_ARG;
         }
         if (!mo_tensor_alive(items[i].tensor)) {
-            say(why, why_size, "tensor '%.80s' has been freed", name);
+            mo__say(why, why_size, "tensor '%.80s' has been freed", name);
             return MO_ERR_FREED;
         }
     }
     for (size_t i = 0; i < nmeta; i++) {
         const char *k = meta[i].key, *v = meta[i].value;
         if (!k || !v) {
-            say(why, why_size, "metadata entry #%zu: NULL key or value", i + 1);
+            mo__say(why, why_size, "metadata entry #%zu: NULL key or value", i + 1);
             return MO_ERR_ARG;
         }
         if (strcmp(k, MO_CKPT_CRC_KEY) == 0) {
-            say(why, why_size, "metadata key '%s' is reserved (the writer computes it)", k);
+            mo__say(why, why_size, "metadata key '%s' is reserved (the writer computes it)", k);
             return MO_ERR_ARG;
         }
         if (!utf8_valid(k) || !utf8_valid(v)) {
-            say(why, why_size, "metadata entry '%.80s': %s is not valid UTF-8", k,
+            mo__say(why, why_size, "metadata entry '%.80s': %s is not valid UTF-8", k,
                 utf8_valid(k) ? "the value" : "the key");
             return MO_ERR_ARG;
         }
@@ -448,14 +431,14 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
     for (size_t i = 0; i < n; i++) v[i] = items[i].name;
     st = find_duplicate(v, n, &dup);
     if (st == MO_OK && dup) {
-        say(why, why_size, "duplicate tensor name '%.80s'", dup);
+        mo__say(why, why_size, "duplicate tensor name '%.80s'", dup);
         st = MO_ERR_ARG;
     }
     if (st == MO_OK) {
         for (size_t i = 0; i < nmeta; i++) v[i] = meta[i].key;
         st = find_duplicate(v, nmeta, &dup);
         if (st == MO_OK && dup) {
-            say(why, why_size, "duplicate metadata key '%.80s'", dup);
+            mo__say(why, why_size, "duplicate metadata key '%.80s'", dup);
             st = MO_ERR_ARG;
         }
     }
@@ -508,12 +491,12 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
     sb_putc(hb, '}');
     while (hb->len % 8 != 0) sb_putc(hb, ' ');
     if (hb->failed) {
-        say(why, why_size, "out of memory");
+        mo__say(why, why_size, "out of memory");
         return MO_ERR_NOMEM;
     }
     uint64_t hlen = (uint64_t)(hb->len - 8);
     if (hlen > MO_CKPT_MAX_HEADER) {
-        say(why, why_size, "the header would be %llu bytes, over the limit of %llu",
+        mo__say(why, why_size, "the header would be %llu bytes, over the limit of %llu",
             (unsigned long long)hlen, (unsigned long long)MO_CKPT_MAX_HEADER);
         return MO_ERR_ARG;
     }
@@ -557,7 +540,7 @@ mo_status mo_ckpt_encode(unsigned char **out, size_t *len, const mo_ckpt_item *i
                          const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size)
 {
     if (!out || !len) {
-        say(why, why_size, "NULL output");
+        mo__say(why, why_size, "NULL output");
         return MO_ERR_ARG;
     }
     *out = NULL;
@@ -580,7 +563,7 @@ mo_status mo_ckpt_encode(unsigned char **out, size_t *len, const mo_ckpt_item *i
         *len = total;
     } else {
         free(k.mem);
-        if (st == MO_ERR_NOMEM || st == MO_ERR_OVERFLOW) say(why, why_size, "%s", mo_status_str(st));
+        if (st == MO_ERR_NOMEM || st == MO_ERR_OVERFLOW) mo__say(why, why_size, "%s", mo_status_str(st));
     }
     free(hb.p);
     free(stage);
@@ -635,7 +618,7 @@ mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t
                              const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size)
 {
     if (!path || !*path) {
-        say(why, why_size, "no file name");
+        mo__say(why, why_size, "no file name");
         return MO_ERR_ARG;
     }
     strbuf hb;
@@ -693,7 +676,7 @@ mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t
     }
     if (st != MO_OK && tmp && fd >= 0) remove(tmp);
     if (st == MO_OK) st = sync_dir(path, why, why_size);
-    if (st == MO_ERR_NOMEM || st == MO_ERR_OVERFLOW) say(why, why_size, "%s", mo_status_str(st));
+    if (st == MO_ERR_NOMEM || st == MO_ERR_OVERFLOW) mo__say(why, why_size, "%s", mo_status_str(st));
     free(tmp);
     free(hb.p);
     free(stage);
@@ -800,7 +783,7 @@ typedef struct jparse {
 
 static mo_status jfail(jparse *p, const char *what)
 {
-    say(p->why, p->why_size, "header JSON: %s at byte %zu of the header", what, p->pos);
+    mo__say(p->why, p->why_size, "header JSON: %s at byte %zu of the header", what, p->pos);
     return MO_ERR_FORMAT;
 }
 
@@ -926,7 +909,7 @@ static mo_status jstring(jparse *p, char **out)
     }
     *out = sb_take(&b);
     if (!*out) {
-        say(p->why, p->why_size, "out of memory");
+        mo__say(p->why, p->why_size, "out of memory");
         return MO_ERR_NOMEM;
     }
     return MO_OK;
@@ -937,7 +920,7 @@ static mo_status juint(jparse *p, size_t *v, const char *name, const char *what)
 {
     int c = jpeek(p);
     if (c < '0' || c > '9') {
-        say(p->why, p->why_size, "tensor '%.80s': %s must be a non-negative integer (header byte %zu)",
+        mo__say(p->why, p->why_size, "tensor '%.80s': %s must be a non-negative integer (header byte %zu)",
             name, what, p->pos);
         return MO_ERR_FORMAT;
     }
@@ -951,7 +934,7 @@ static mo_status juint(jparse *p, size_t *v, const char *name, const char *what)
         p->pos++;
     }
     if (p->pos < p->n && (p->s[p->pos] == '.' || p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
-        say(p->why, p->why_size, "tensor '%.80s': %s must be an integer (header byte %zu)", name, what,
+        mo__say(p->why, p->why_size, "tensor '%.80s': %s must be an integer (header byte %zu)", name, what,
             start);
         return MO_ERR_FORMAT;
     }
@@ -960,7 +943,7 @@ static mo_status juint(jparse *p, size_t *v, const char *name, const char *what)
         return jfail(p, "number with a leading zero");
     }
     if (overflow || x > (uint64_t)SIZE_MAX) {
-        say(p->why, p->why_size, "tensor '%.80s': %s is too large (header byte %zu)", name, what, start);
+        mo__say(p->why, p->why_size, "tensor '%.80s': %s is too large (header byte %zu)", name, what, start);
         return MO_ERR_FORMAT;
     }
     *v = (size_t)x;
@@ -983,12 +966,12 @@ static mo_status jtensor(jparse *p, entry *e)
             int which = strcmp(key, "dtype") == 0 ? 0 : strcmp(key, "shape") == 0 ? 1
                       : strcmp(key, "data_offsets") == 0 ? 2 : -1;
             if (st == MO_OK && which < 0) {
-                say(p->why, p->why_size, "tensor '%.80s': unknown field '%.60s'", name, key);
+                mo__say(p->why, p->why_size, "tensor '%.80s': unknown field '%.60s'", name, key);
                 st = MO_ERR_FORMAT;
             }
             int *have = which == 0 ? &have_dtype : which == 1 ? &have_shape : &have_offsets;
             if (st == MO_OK && *have) {
-                say(p->why, p->why_size, "tensor '%.80s': field '%s' appears twice", name, key);
+                mo__say(p->why, p->why_size, "tensor '%.80s': field '%s' appears twice", name, key);
                 st = MO_ERR_FORMAT;
             }
             free(key);
@@ -1007,11 +990,11 @@ static mo_status jtensor(jparse *p, entry *e)
                     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
                         if (strcmp(dt, other[i]) == 0) known = 1;
                     if (known)
-                        say(p->why, p->why_size,
+                        mo__say(p->why, p->why_size,
                             "tensor '%.80s': dtype %s is not supported (moonopt reads F32, F64, F16, BF16)",
                             name, dt);
                     else
-                        say(p->why, p->why_size, "tensor '%.80s': unknown dtype '%.40s'", name, dt);
+                        mo__say(p->why, p->why_size, "tensor '%.80s': unknown dtype '%.40s'", name, dt);
                     free(dt);
                     return MO_ERR_FORMAT;
                 }
@@ -1025,7 +1008,7 @@ static mo_status jtensor(jparse *p, entry *e)
                 } else {
                     for (;;) {
                         if (e->ndim == MO_MAX_DIMS) {
-                            say(p->why, p->why_size, "tensor '%.80s': more than %d dimensions", name,
+                            mo__say(p->why, p->why_size, "tensor '%.80s': more than %d dimensions", name,
                                 MO_MAX_DIMS);
                             return MO_ERR_DIMS;
                         }
@@ -1057,7 +1040,7 @@ static mo_status jtensor(jparse *p, entry *e)
         }
     }
     if (!have_dtype || !have_shape || !have_offsets) {
-        say(p->why, p->why_size, "tensor '%.80s': missing '%s'", name,
+        mo__say(p->why, p->why_size, "tensor '%.80s': missing '%s'", name,
             !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
         return MO_ERR_FORMAT;
     }
@@ -1101,7 +1084,7 @@ static mo_status jmetadata(jparse *p, mo_ckpt *c)
         MO_TRY(jstring(p, &key));
         mo_status st = jexpect(p, ':', "expected ':'");
         if (st == MO_OK && jpeek(p) != '"') {
-            say(p->why, p->why_size, "__metadata__: the value of '%.80s' is not a string", key);
+            mo__say(p->why, p->why_size, "__metadata__: the value of '%.80s' is not a string", key);
             st = MO_ERR_FORMAT;
         }
         if (st == MO_OK) st = jstring(p, &val);
@@ -1109,7 +1092,7 @@ static mo_status jmetadata(jparse *p, mo_ckpt *c)
             st = add_meta(c, key, val);
             if (st != MO_OK) {
                 free(val);
-                say(p->why, p->why_size, "out of memory");
+                mo__say(p->why, p->why_size, "out of memory");
             }
         }
         if (st != MO_OK) {
@@ -1158,7 +1141,7 @@ static mo_status parse_header(jparse *p, mo_ckpt *c)
             if (st == MO_OK && strcmp(key, "__metadata__") == 0) {
                 free(key);
                 if (have_meta) {
-                    say(p->why, p->why_size, "__metadata__ appears twice");
+                    mo__say(p->why, p->why_size, "__metadata__ appears twice");
                     return MO_ERR_FORMAT;
                 }
                 have_meta = 1;
@@ -1233,7 +1216,7 @@ static mo_status check_entries(mo_ckpt *c, size_t data_len, char *why, size_t wh
         qsort(v, c->count, sizeof *v, cmp_entry_name);
         for (size_t i = 1; i < c->count && st == MO_OK; i++) {
             if (strcmp(v[i - 1]->name, v[i]->name) == 0) {
-                say(why, why_size, "the tensor name '%.80s' appears twice", v[i]->name);
+                mo__say(why, why_size, "the tensor name '%.80s' appears twice", v[i]->name);
                 st = MO_ERR_FORMAT;
             }
         }
@@ -1247,7 +1230,7 @@ static mo_status check_entries(mo_ckpt *c, size_t data_len, char *why, size_t wh
         qsort(v, c->nmeta, sizeof *v, cmp_cstr_ptr);
         for (size_t i = 1; i < c->nmeta && st == MO_OK; i++) {
             if (strcmp(v[i - 1], v[i]) == 0) {
-                say(why, why_size, "the metadata key '%.80s' appears twice", v[i]);
+                mo__say(why, why_size, "the metadata key '%.80s' appears twice", v[i]);
                 st = MO_ERR_FORMAT;
             }
         }
@@ -1261,21 +1244,21 @@ static mo_status check_entries(mo_ckpt *c, size_t data_len, char *why, size_t wh
         size_t numel = 1, bytes;
         if (mo_shape_numel(e->ndim, e->shape, &numel) != MO_OK ||
             mo_size_mul(numel, dtype_sizes[e->dtype], &bytes) != MO_OK) {
-            say(why, why_size, "tensor '%.80s': shape %s is too large", e->name, sh);
+            mo__say(why, why_size, "tensor '%.80s': shape %s is too large", e->name, sh);
             return MO_ERR_FORMAT;
         }
         if (e->begin > e->end) {
-            say(why, why_size, "tensor '%.80s': data_offsets [%zu, %zu] end before they begin",
+            mo__say(why, why_size, "tensor '%.80s': data_offsets [%zu, %zu] end before they begin",
                 e->name, e->begin, e->end);
             return MO_ERR_FORMAT;
         }
         if (e->end - e->begin != bytes) {
-            say(why, why_size, "tensor '%.80s': data_offsets [%zu, %zu] hold %zu bytes, but %s %s needs %zu",
+            mo__say(why, why_size, "tensor '%.80s': data_offsets [%zu, %zu] hold %zu bytes, but %s %s needs %zu",
                 e->name, e->begin, e->end, e->end - e->begin, sh, dtype_names[e->dtype], bytes);
             return MO_ERR_FORMAT;
         }
         if (e->end > data_len) {
-            say(why, why_size,
+            mo__say(why, why_size,
                 "truncated: tensor '%.80s' (data_offsets [%zu, %zu]) ends past the %zu bytes of "
                 "data the file holds", e->name, e->begin, e->end, data_len);
             return MO_ERR_FORMAT;
@@ -1287,12 +1270,12 @@ static mo_status check_entries(mo_ckpt *c, size_t data_len, char *why, size_t wh
         const entry *e = &c->e[i];
         if (e->begin < at) {
             const entry *o = &c->e[i - 1];
-            say(why, why_size, "tensor '%.80s' (data_offsets [%zu, %zu]) overlaps tensor '%.80s' ([%zu, %zu])",
+            mo__say(why, why_size, "tensor '%.80s' (data_offsets [%zu, %zu]) overlaps tensor '%.80s' ([%zu, %zu])",
                 e->name, e->begin, e->end, o->name, o->begin, o->end);
             return MO_ERR_FORMAT;
         }
         if (e->begin > at) {
-            say(why, why_size,
+            mo__say(why, why_size,
                 "%zu unused bytes before tensor '%.80s' (data_offsets [%zu, %zu]): tensors must be "
                 "packed without gaps", e->begin - at, e->name, e->begin, e->end);
             return MO_ERR_FORMAT;
@@ -1300,7 +1283,7 @@ static mo_status check_entries(mo_ckpt *c, size_t data_len, char *why, size_t wh
         at = e->end;
     }
     if (at != data_len) {
-        say(why, why_size, "trailing bytes: the tensors end at data byte %zu, the file holds %zu", at,
+        mo__say(why, why_size, "trailing bytes: the tensors end at data byte %zu, the file holds %zu", at,
             data_len);
         return MO_ERR_FORMAT;
     }
@@ -1322,13 +1305,13 @@ static mo_status src_read(source *s, void *dst, size_t n, char *why, size_t why_
                 say_errno(why, why_size, "read error", NULL, errno);
                 return MO_ERR_IO;
             }
-            say(why, why_size, "truncated: the file ended early (was it changed while being read?)");
+            mo__say(why, why_size, "truncated: the file ended early (was it changed while being read?)");
             return MO_ERR_FORMAT;
         }
         return MO_OK;
     }
     if (s->len - s->pos < n) {
-        say(why, why_size, "truncated");
+        mo__say(why, why_size, "truncated");
         return MO_ERR_FORMAT;
     }
     memcpy(dst, s->buf + s->pos, n);
@@ -1378,19 +1361,19 @@ static mo_status read_all(mo_ckpt **out, source *s, size_t size, const mo_alloca
 {
     *out = NULL;
     if (size < 8) {
-        say(why, why_size, "the file is %zu bytes, too short for the 8-byte header length", size);
+        mo__say(why, why_size, "the file is %zu bytes, too short for the 8-byte header length", size);
         return MO_ERR_FORMAT;
     }
     unsigned char lenbuf[8];
     MO_TRY(src_read(s, lenbuf, 8, why, why_size));
     uint64_t hlen = get_u64le(lenbuf);
     if (hlen > (uint64_t)(size - 8)) {
-        say(why, why_size, "the header length %llu exceeds the %zu bytes that follow it (not a "
+        mo__say(why, why_size, "the header length %llu exceeds the %zu bytes that follow it (not a "
             "safetensors file, or truncated)", (unsigned long long)hlen, size - 8);
         return MO_ERR_FORMAT;
     }
     if (hlen > MO_CKPT_MAX_HEADER) {
-        say(why, why_size, "the header length %llu is over the limit of %llu bytes",
+        mo__say(why, why_size, "the header length %llu is over the limit of %llu bytes",
             (unsigned long long)hlen, (unsigned long long)MO_CKPT_MAX_HEADER);
         return MO_ERR_FORMAT;
     }
@@ -1416,7 +1399,7 @@ static mo_status read_all(mo_ckpt **out, source *s, size_t size, const mo_alloca
             else want = want << 4 | (uint32_t)h;
         }
         if (!ok) {
-            say(why, why_size, "metadata %s is '%.40s', not 8 hex digits", MO_CKPT_CRC_KEY, crctext);
+            mo__say(why, why_size, "metadata %s is '%.40s', not 8 hex digits", MO_CKPT_CRC_KEY, crctext);
             st = MO_ERR_FORMAT;
         }
     }
@@ -1426,17 +1409,17 @@ static mo_status read_all(mo_ckpt **out, source *s, size_t size, const mo_alloca
         if (st != MO_OK) {
             char sh[160];
             shape_text(e, sh, sizeof sh);
-            say(why, why_size, "tensor '%.80s' (shape %s): %s", e->name, sh, mo_status_str(st));
+            mo__say(why, why_size, "tensor '%.80s' (shape %s): %s", e->name, sh, mo_status_str(st));
             break;
         }
         st = read_tensor(s, e, stage, &got, why, why_size);
     }
     if (st == MO_OK && crctext && got != want) {
-        say(why, why_size, "checksum mismatch: %s says %08lx, the data gives %08lx (the file is damaged)",
+        mo__say(why, why_size, "checksum mismatch: %s says %08lx, the data gives %08lx (the file is damaged)",
             MO_CKPT_CRC_KEY, (unsigned long)want, (unsigned long)got);
         st = MO_ERR_FORMAT;
     }
-    if (st == MO_ERR_NOMEM) say(why, why_size, "out of memory");
+    if (st == MO_ERR_NOMEM) mo__say(why, why_size, "out of memory");
     free(head);
     free(stage);
     if (st != MO_OK) {
@@ -1451,7 +1434,7 @@ mo_status mo_ckpt_decode(mo_ckpt **out, const void *buf, size_t len, const mo_al
                          char *why, size_t why_size)
 {
     if (!out || (!buf && len > 0)) {
-        say(why, why_size, "NULL argument");
+        mo__say(why, why_size, "NULL argument");
         if (out) *out = NULL;
         return MO_ERR_ARG;
     }
@@ -1463,7 +1446,7 @@ mo_status mo_ckpt_read_file(mo_ckpt **out, const char *path, const mo_allocator 
                             size_t why_size)
 {
     if (!out || !path) {
-        say(why, why_size, "NULL argument");
+        mo__say(why, why_size, "NULL argument");
         if (out) *out = NULL;
         return MO_ERR_ARG;
     }
@@ -1479,10 +1462,10 @@ mo_status mo_ckpt_read_file(mo_ckpt **out, const char *path, const mo_allocator 
         say_errno(why, why_size, "cannot stat", NULL, errno);
         st = MO_ERR_IO;
     } else if (!S_ISREG(sb.st_mode)) {
-        say(why, why_size, "not a regular file");
+        mo__say(why, why_size, "not a regular file");
         st = MO_ERR_IO;
     } else if ((uintmax_t)sb.st_size > (uintmax_t)SIZE_MAX) {
-        say(why, why_size, "the file is too large for this machine's address space");
+        mo__say(why, why_size, "the file is too large for this machine's address space");
         st = MO_ERR_OVERFLOW;
     } else {
         source s = {fp, NULL, 0, 0};

@@ -38,30 +38,13 @@
  * input of n bytes can decompress to. */
 #define GZ_MAX_RATIO 1040
 
-#if defined(__GNUC__)
-#define MO__PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define MO__PRINTF(f, a)
-#endif
-
-static void say(char *why, size_t why_size, const char *fmt, ...) MO__PRINTF(3, 4);
-
-/* Write the problem into the caller's buffer, when it gave one. */
-static void say(char *why, size_t why_size, const char *fmt, ...)
-{
-    if (!why || why_size == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_size, fmt, ap);
-    va_end(ap);
-}
 
 /* strerror without its shared static buffer (core functions may run in several threads). */
 static void say_errno(char *why, size_t why_size, const char *what, int err)
 {
     char buf[128];
     if (strerror_r(err, buf, sizeof buf) != 0) snprintf(buf, sizeof buf, "error %d", err);
-    say(why, why_size, "%s: %s", what, buf);
+    mo__say(why, why_size, "%s: %s", what, buf);
 }
 
 size_t mo_idx_type_size(int type)
@@ -123,19 +106,19 @@ static uint64_t be64(const unsigned char *p)
 static mo_status parse_magic(const unsigned char *m, mo_idx_header *h, char *why, size_t why_size)
 {
     if (m[0] != 0 || m[1] != 0) {
-        say(why, why_size, "wrong magic 0x%02x%02x%02x%02x: not an IDX file (it must start with two zero bytes)",
+        mo__say(why, why_size, "wrong magic 0x%02x%02x%02x%02x: not an IDX file (it must start with two zero bytes)",
             m[0], m[1], m[2], m[3]);
         return MO_ERR_FORMAT;
     }
     size_t es = mo_idx_type_size(m[2]);
     if (es == 0) {
-        say(why, why_size, "unknown element type 0x%02x in magic 0x%02x%02x%02x%02x "
+        mo__say(why, why_size, "unknown element type 0x%02x in magic 0x%02x%02x%02x%02x "
             "(known: 0x08 uint8, 0x09 int8, 0x0b int16, 0x0c int32, 0x0d float32, 0x0e float64)",
             m[2], m[0], m[1], m[2], m[3]);
         return MO_ERR_FORMAT;
     }
     if (m[3] > MO_MAX_DIMS) {
-        say(why, why_size, "%u dimensions; at most %d are supported", (unsigned)m[3], MO_MAX_DIMS);
+        mo__say(why, why_size, "%u dimensions; at most %d are supported", (unsigned)m[3], MO_MAX_DIMS);
         return MO_ERR_DIMS;
     }
     memset(h, 0, sizeof *h);
@@ -162,7 +145,7 @@ static mo_status parse_sizes(const unsigned char *p, mo_idx_header *h, char *why
     if (overflow) {
         char d[160];
         describe(h, d, sizeof d);
-        say(why, why_size, "sizes %s: their product overflows", d);
+        mo__say(why, why_size, "sizes %s: their product overflows", d);
         return MO_ERR_OVERFLOW;
     }
     h->numel = numel;
@@ -173,18 +156,18 @@ static mo_status parse_sizes(const unsigned char *p, mo_idx_header *h, char *why
 mo_status mo_idx_parse_header(const void *buf, size_t len, mo_idx_header *h, char *why, size_t why_size)
 {
     if (!buf || !h) {
-        say(why, why_size, "NULL argument");
+        mo__say(why, why_size, "NULL argument");
         return MO_ERR_ARG;
     }
     const unsigned char *p = buf;
     if (len < 4) {
-        say(why, why_size, "truncated: %zu bytes, too short for the 4-byte IDX magic", len);
+        mo__say(why, why_size, "truncated: %zu bytes, too short for the 4-byte IDX magic", len);
         return MO_ERR_FORMAT;
     }
     mo_idx_header tmp;
     MO_TRY(parse_magic(p, &tmp, why, why_size));
     if (len < tmp.header_bytes) {
-        say(why, why_size, "truncated header: %d dimensions need %zu header bytes, got %zu",
+        mo__say(why, why_size, "truncated header: %d dimensions need %zu header bytes, got %zu",
             tmp.ndim, tmp.header_bytes, len);
         return MO_ERR_FORMAT;
     }
@@ -256,11 +239,11 @@ static mo_status gz_read(source *s, unsigned char *dst, size_t n, size_t *got)
             if (s->zs.avail_in == 0) MO_TRY(gz_fill(s));
             if (s->zs.avail_in == 0) break;
             if (s->zs.next_in[0] != 0x1f) {
-                say(s->why, s->why_size, "trailing bytes after the gzip data");
+                mo__say(s->why, s->why_size, "trailing bytes after the gzip data");
                 return MO_ERR_FORMAT;
             }
             if (inflateReset(&s->zs) != Z_OK) {
-                say(s->why, s->why_size, "corrupt gzip data (cannot restart for the next member)");
+                mo__say(s->why, s->why_size, "corrupt gzip data (cannot restart for the next member)");
                 return MO_ERR_FORMAT;
             }
             s->member_done = 0;
@@ -268,7 +251,7 @@ static mo_status gz_read(source *s, unsigned char *dst, size_t n, size_t *got)
         if (s->zs.avail_in == 0) {
             MO_TRY(gz_fill(s));
             if (s->zs.avail_in == 0) {
-                say(s->why, s->why_size, "truncated: the gzip stream ends before its end marker");
+                mo__say(s->why, s->why_size, "truncated: the gzip stream ends before its end marker");
                 return MO_ERR_FORMAT;
             }
         }
@@ -281,12 +264,12 @@ static mo_status gz_read(source *s, unsigned char *dst, size_t n, size_t *got)
         if (ret == Z_STREAM_END) {
             s->member_done = 1;
         } else if (ret == Z_MEM_ERROR) {
-            say(s->why, s->why_size, "out of memory in zlib");
+            mo__say(s->why, s->why_size, "out of memory in zlib");
             return MO_ERR_NOMEM;
         } else if (ret == Z_BUF_ERROR && s->zs.avail_in == 0) {
             continue;  /* needs more input: the loop refills */
         } else if (ret != Z_OK) {
-            say(s->why, s->why_size, "corrupt gzip data (%s)", s->zs.msg ? s->zs.msg : "inflate failed");
+            mo__say(s->why, s->why_size, "corrupt gzip data (%s)", s->zs.msg ? s->zs.msg : "inflate failed");
             return MO_ERR_FORMAT;
         }
     }
@@ -347,7 +330,7 @@ static mo_status src_start(source *s)
     /* 16 + MAX_WBITS: a gzip wrapper (header, CRC-32 and length checked by zlib). */
     int ret = inflateInit2(&s->zs, 16 + MAX_WBITS);
     if (ret != Z_OK) {
-        say(s->why, s->why_size, "cannot start zlib (%s)", ret == Z_MEM_ERROR ? "out of memory" : "error");
+        mo__say(s->why, s->why_size, "cannot start zlib (%s)", ret == Z_MEM_ERROR ? "out of memory" : "error");
         return ret == Z_MEM_ERROR ? MO_ERR_NOMEM : MO_ERR_IO;
     }
     s->zs_live = 1;
@@ -358,7 +341,7 @@ static mo_status src_start(source *s)
     }
     return MO_OK;
 #else
-    say(s->why, s->why_size, "gzip-compressed, but moonopt was built without zlib: gunzip it first");
+    mo__say(s->why, s->why_size, "gzip-compressed, but moonopt was built without zlib: gunzip it first");
     return MO_ERR_FORMAT;
 #endif
 }
@@ -452,14 +435,14 @@ static mo_status decode(source *s, mo_tensor *out, float scale, float shift, con
 
     MO_TRY(src_read(s, chunk, 4, &got));
     if (got < 4) {
-        say(why, why_size, "truncated: %zu bytes of data, too short for the 4-byte IDX magic", got);
+        mo__say(why, why_size, "truncated: %zu bytes of data, too short for the 4-byte IDX magic", got);
         return MO_ERR_FORMAT;
     }
     MO_TRY(parse_magic(chunk, &h, why, why_size));
     size_t size_bytes = 4 * (size_t)h.ndim;
     MO_TRY(src_read(s, chunk + 4, size_bytes, &got));
     if (got < size_bytes) {
-        say(why, why_size, "truncated header: %d dimensions need %zu header bytes, got %zu",
+        mo__say(why, why_size, "truncated header: %d dimensions need %zu header bytes, got %zu",
             h.ndim, h.header_bytes, 4 + got);
         return MO_ERR_FORMAT;
     }
@@ -471,19 +454,19 @@ static mo_status decode(source *s, mo_tensor *out, float scale, float shift, con
         /* Raw: the exact size is known, so say exactly how far off it is. */
         size_t have = s->total - h.header_bytes;
         if (have < h.data_bytes) {
-            say(why, why_size, "truncated: the header says %s, which needs %zu data bytes; there are %zu",
+            mo__say(why, why_size, "truncated: the header says %s, which needs %zu data bytes; there are %zu",
                 d, h.data_bytes, have);
             return MO_ERR_FORMAT;
         }
         if (have > h.data_bytes) {
-            say(why, why_size, "%zu trailing bytes after the %zu data bytes of %s (sizes disagree with the file size)",
+            mo__say(why, why_size, "%zu trailing bytes after the %zu data bytes of %s (sizes disagree with the file size)",
                 have - h.data_bytes, h.data_bytes, d);
             return MO_ERR_FORMAT;
         }
     } else if (s->size_known) {
         size_t most;
         if (mo_size_mul(s->total, GZ_MAX_RATIO, &most) == MO_OK && h.data_bytes > most) {
-            say(why, why_size, "truncated: the header says %s, which needs %zu data bytes; "
+            mo__say(why, why_size, "truncated: the header says %s, which needs %zu data bytes; "
                 "%zu bytes of gzip cannot hold that many", d, h.data_bytes, s->total);
             return MO_ERR_FORMAT;
         }
@@ -493,7 +476,7 @@ static mo_status decode(source *s, mo_tensor *out, float scale, float shift, con
     mo_tensor_init(&t);
     mo_status st = mo_tensor_empty(&t, h.ndim, h.shape, a);
     if (st != MO_OK) {
-        say(why, why_size, "%s for a tensor of %s", mo_status_str(st), d);
+        mo__say(why, why_size, "%s for a tensor of %s", mo_status_str(st), d);
         return st;
     }
     float *dst = mo_tensor_data(&t);
@@ -504,7 +487,7 @@ static mo_status decode(source *s, mo_tensor *out, float scale, float shift, con
         st = src_read(s, chunk, want, &got);
         if (st != MO_OK) goto fail;
         if (got < want) {
-            say(why, why_size, "truncated: the header says %s, which needs %zu data bytes; there are %zu",
+            mo__say(why, why_size, "truncated: the header says %s, which needs %zu data bytes; there are %zu",
                 d, h.data_bytes, h.data_bytes - left + got);
             st = MO_ERR_FORMAT;
             goto fail;
@@ -518,7 +501,7 @@ static mo_status decode(source *s, mo_tensor *out, float scale, float shift, con
     st = src_read(s, chunk, 1, &got);
     if (st != MO_OK) goto fail;
     if (got != 0) {
-        say(why, why_size, "trailing bytes after the %zu data bytes of %s (sizes disagree with the data)",
+        mo__say(why, why_size, "trailing bytes after the %zu data bytes of %s (sizes disagree with the data)",
             h.data_bytes, d);
         st = MO_ERR_FORMAT;
         goto fail;
@@ -534,7 +517,7 @@ mo_status mo_idx_decode(mo_tensor *out, const void *buf, size_t len, float scale
                         const mo_allocator *a, char *why, size_t why_size)
 {
     if (!out || (!buf && len > 0)) {
-        say(why, why_size, "NULL argument");
+        mo__say(why, why_size, "NULL argument");
         return MO_ERR_ARG;
     }
     static const unsigned char nothing[1] = {0};
@@ -548,7 +531,7 @@ mo_status mo_idx_decode(mo_tensor *out, const void *buf, size_t len, float scale
     s.why_size = why_size;
     unsigned char *chunk = malloc(CHUNK);
     if (!chunk) {
-        say(why, why_size, "out of memory");
+        mo__say(why, why_size, "out of memory");
         return MO_ERR_NOMEM;
     }
     mo_status st = src_start(&s);
@@ -562,7 +545,7 @@ mo_status mo_idx_read_file(mo_tensor *out, const char *path, float scale, float 
                            const mo_allocator *a, char *why, size_t why_size)
 {
     if (!out || !path) {
-        say(why, why_size, "NULL argument");
+        mo__say(why, why_size, "NULL argument");
         return MO_ERR_ARG;
     }
     source s;
@@ -581,7 +564,7 @@ mo_status mo_idx_read_file(mo_tensor *out, const char *path, float scale, float 
         return MO_ERR_IO;
     }
     if (S_ISDIR(sb.st_mode)) {
-        say(why, why_size, "is a directory, not an IDX file");
+        mo__say(why, why_size, "is a directory, not an IDX file");
         fclose(s.fp);
         return MO_ERR_IO;
     }
@@ -595,7 +578,7 @@ mo_status mo_idx_read_file(mo_tensor *out, const char *path, float scale, float 
     s.inbuf = malloc(CHUNK);
     mo_status st = MO_OK;
     if (!chunk || !s.inbuf) {
-        say(why, why_size, "out of memory");
+        mo__say(why, why_size, "out of memory");
         st = MO_ERR_NOMEM;
     }
     if (st == MO_OK) st = src_start(&s);
@@ -658,7 +641,7 @@ static mo_status check_range(const mo_tensor *t, mo_idx_type type, char *why, si
     for (size_t i = 0; i < t->numel; i++) {
         double v = walk_next(&w);
         if (!(v >= lo && v <= hi) || v != (double)(int64_t)v) {
-            say(why, why_size, "element %zu (0-based, row-major) is %.9g: not a whole number in %s's range",
+            mo__say(why, why_size, "element %zu (0-based, row-major) is %.9g: not a whole number in %s's range",
                 i, v, mo_idx_type_name((int)type));
             return MO_ERR_RANGE;
         }
@@ -699,7 +682,7 @@ static mo_status sink_deflate(sink *k, const unsigned char *p, size_t n, int flu
         k->zs.avail_out = (uInt)CHUNK;
         int ret = deflate(&k->zs, flush);
         if (ret == Z_STREAM_ERROR) {
-            say(k->why, k->why_size, "zlib deflate failed");
+            mo__say(k->why, k->why_size, "zlib deflate failed");
             return MO_ERR_IO;
         }
         MO_TRY(sink_fwrite(k, k->zbuf, CHUNK - k->zs.avail_out));
@@ -792,30 +775,30 @@ mo_status mo_idx_write_file(const char *path, const mo_tensor *t, mo_idx_type ty
                             int gzip_level, char *why, size_t why_size)
 {
     if (!path || !t) {
-        say(why, why_size, "NULL argument");
+        mo__say(why, why_size, "NULL argument");
         return MO_ERR_ARG;
     }
     if (!mo_tensor_alive(t)) {
-        say(why, why_size, "%s", mo_status_str(MO_ERR_FREED));
+        mo__say(why, why_size, "%s", mo_status_str(MO_ERR_FREED));
         return MO_ERR_FREED;
     }
     if (mo_idx_type_size((int)type) == 0) {
-        say(why, why_size, "unknown element type 0x%02x", (unsigned)type);
+        mo__say(why, why_size, "unknown element type 0x%02x", (unsigned)type);
         return MO_ERR_ARG;
     }
     if (gzip_level < 0 || gzip_level > 9) {
-        say(why, why_size, "gzip level %d outside 0..9", gzip_level);
+        mo__say(why, why_size, "gzip level %d outside 0..9", gzip_level);
         return MO_ERR_ARG;
     }
 #ifndef MO_HAVE_ZLIB
     if (gzip_level > 0) {
-        say(why, why_size, "moonopt was built without zlib: cannot compress");
+        mo__say(why, why_size, "moonopt was built without zlib: cannot compress");
         return MO_ERR_ARG;
     }
 #endif
     for (int i = 0; i < t->ndim; i++) {
         if (t->shape[i] > UINT32_MAX) {
-            say(why, why_size, "dimension %d has size %zu; IDX sizes are 32-bit", i + 1, t->shape[i]);
+            mo__say(why, why_size, "dimension %d has size %zu; IDX sizes are 32-bit", i + 1, t->shape[i]);
             return MO_ERR_RANGE;
         }
     }
@@ -834,7 +817,7 @@ mo_status mo_idx_write_file(const char *path, const mo_tensor *t, mo_idx_type ty
     k.zbuf = malloc(CHUNK);
     mo_status st = MO_OK;
     if (!tmp || !buf || !k.zbuf) {
-        say(why, why_size, "out of memory");
+        mo__say(why, why_size, "out of memory");
         st = MO_ERR_NOMEM;
         goto done;
     }
@@ -844,7 +827,7 @@ mo_status mo_idx_write_file(const char *path, const mo_tensor *t, mo_idx_type ty
     if (k.gz) {
         /* 16 + MAX_WBITS: gzip wrapper; memLevel 8 is zlib's default. */
         if (deflateInit2(&k.zs, gzip_level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-            say(why, why_size, "cannot start zlib");
+            mo__say(why, why_size, "cannot start zlib");
             st = MO_ERR_NOMEM;
             goto done;
         }

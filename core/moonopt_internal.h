@@ -65,4 +65,16 @@ int mo__same_layout(const mo_tensor *a, const mo_tensor *b);
  */
 mo_status mo__scale(mo_tensor *out, float s);
 
+#if defined(__GNUC__)
+#define MO__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MO__PRINTF(f, a)
+#endif
+
+/*
+ * Writes a message about a problem into the caller's buffer, when it gave one
+ * (why may be NULL or why_size 0): the file readers' "why" out-parameters.
+ */
+void mo__say(char *why, size_t why_size, const char *fmt, ...) MO__PRINTF(3, 4);
+
 #endif /* MOONOPT_INTERNAL_H */

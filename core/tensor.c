@@ -9,6 +9,7 @@
  */
 #include "moonopt_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,4 +382,13 @@ mo_status mo_tensor_index(const mo_tensor *t, const size_t *idx, size_t *offset)
     }
     *offset = (size_t)off - t->offset;
     return MO_OK;
+}
+
+void mo__say(char *why, size_t why_size, const char *fmt, ...)
+{
+    if (!why || why_size == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, why_size, fmt, ap);
+    va_end(ap);
 }

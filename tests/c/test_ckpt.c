@@ -20,44 +20,14 @@
 #include <unistd.h>
 
 #include "ctest.h"
+#include "ctest_files.h"
 
-static char dir[64];
 static char why[MO_CKPT_WHY_SIZE];
-
-static const char *path_of(const char *name)
-{
-    static char buf[2][256];
-    static int which;
-    which ^= 1;
-    snprintf(buf[which], sizeof buf[which], "%s/%s", dir, name);
-    return buf[which];
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(p, 1, (size_t)n, f);
-    fclose(f);
-    return p;
-}
-
-static void spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(buf, 1, len, f);
-    fclose(f);
-}
 
 /* Number of directory entries whose name contains `part`. */
 static int count_files(const char *part)
 {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(ctest_dir);
     int n = 0;
     if (!d) return -1;
     struct dirent *e;
@@ -329,7 +299,7 @@ TEST(atomic_replace_and_failures)
     c = (mo_ckpt *)1;
     CHECK_STATUS(mo_ckpt_read_file(&c, path_of("missing"), NULL, why, sizeof why), MO_ERR_IO);
     CHECK(c == NULL && strstr(why, "cannot open") != NULL);
-    CHECK_STATUS(mo_ckpt_read_file(&c, dir, NULL, why, sizeof why), MO_ERR_IO);
+    CHECK_STATUS(mo_ckpt_read_file(&c, ctest_dir, NULL, why, sizeof why), MO_ERR_IO);
     CHECK(count_files(".tmp") == 0);
     mo_tensor_release(&t);
 }
@@ -622,8 +592,8 @@ TEST(refcount_and_shrunk_file)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/moonopt-ckpt-XXXXXX");
-    if (!mkdtemp(dir)) {
+    snprintf(ctest_dir, sizeof ctest_dir, "/tmp/moonopt-ckpt-XXXXXX");
+    if (!mkdtemp(ctest_dir)) {
         perror("mkdtemp");
         return 1;
     }
@@ -640,13 +610,13 @@ int main(void)
     RUN(truncations_and_byte_flips);
     RUN(refcount_and_shrunk_file);
     /* clean up: every file made here, then the directory */
-    DIR *d = opendir(dir);
+    DIR *d = opendir(ctest_dir);
     if (d) {
         struct dirent *e;
         while ((e = readdir(d)) != NULL)
             if (e->d_name[0] != '.') remove(path_of(e->d_name));
         closedir(d);
     }
-    rmdir(dir);
+    rmdir(ctest_dir);
     return ctest_summary();
 }

@@ -18,40 +18,9 @@
 #include <zlib.h>
 
 #include "ctest.h"
+#include "ctest_files.h"
 
-static char dir[64];
 static char why[MO_IDX_WHY_SIZE];
-
-/* dir/name in a static buffer (one path at a time is enough here). */
-static const char *path_of(const char *name)
-{
-    static char buf[2][256];
-    static int which;
-    which ^= 1;
-    snprintf(buf[which], sizeof buf[which], "%s/%s", dir, name);
-    return buf[which];
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(p, 1, (size_t)n, f);
-    fclose(f);
-    return p;
-}
-
-static void spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(buf, 1, len, f);
-    fclose(f);
-}
 
 static int file_exists(const char *path)
 {
@@ -370,7 +339,7 @@ static void expect_bad_file(const char *p, mo_status want, const char *words)
 TEST(damaged_files_say_what_is_wrong)
 {
     expect_bad_file(path_of("missing.idx"), MO_ERR_IO, "cannot open: No such file or directory");
-    expect_bad_file(dir, MO_ERR_IO, "directory");
+    expect_bad_file(ctest_dir, MO_ERR_IO, "directory");
 
     /* raw, one byte short and one byte long */
     const char *p = path_of("d.idx");
@@ -674,8 +643,8 @@ TEST(fashion_mnist_when_installed)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/mo_idx_XXXXXX");
-    if (!mkdtemp(dir)) {
+    snprintf(ctest_dir, sizeof ctest_dir, "/tmp/mo_idx_XXXXXX");
+    if (!mkdtemp(ctest_dir)) {
         printf("not ok mkdtemp\n");
         return 1;
     }
@@ -697,6 +666,6 @@ int main(void)
     const char *names[] = {"rt.idx", "rt.idx.gz", "tr.idx", "bad.idx", "d.idx", "g.idx.gz", "bad.idx.gz",
                            "hdr.idx.gz"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) remove(path_of(names[i]));
-    if (rmdir(dir) != 0) printf("# could not remove %s\n", dir);
+    if (rmdir(ctest_dir) != 0) printf("# could not remove %s\n", ctest_dir);
     return ctest_summary();
 }
