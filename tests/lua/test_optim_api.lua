@@ -638,6 +638,14 @@ function TestOptimApiTorch7.test_errors()
                         "opfunc must return f(x) as a number")
   assert_error_contains(function() mo.optim.adam(opfunc, mo.zeros(4), {learningRate = "big"}) end,
                         "config.learningRate must be a number")
+  -- a bad opfunc result is reported at the caller's line, for every function (cg included)
+  local bad = function() return "x", mo.zeros(4) end
+  for _, name in ipairs{"sgd", "adam", "lbfgs", "cg"} do
+    local ok, err = pcall(function() local r = mo.optim[name](bad, mo.zeros(4), {}) return r end)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, "test_optim_api.lua:")
+    lu.assertStrContains(err, name .. ": opfunc must return f(x) as a number")
+  end
 end
 
 return {

@@ -21,20 +21,23 @@ local M = {}
 
 local function shape_str(t) return "{" .. table.concat(t:shape(), ", ") .. "}" end
 
--- Calls opfunc and checks what it returned.
-local function evaluate(fname, opfunc, x)
+-- Calls opfunc and checks what it returned. Errors point at the caller of the
+-- torch7-style function: `level` is 3 (evaluate <- that function <- caller), one
+-- more from a helper closure inside it.
+local function evaluate(fname, opfunc, x, level)
+  level = level or 3
   local fx, dfdx = opfunc(x)
   if type(fx) ~= "number" then
-    error(fname .. ": opfunc must return f(x) as a number, got " .. type(fx), 3)
+    error(fname .. ": opfunc must return f(x) as a number, got " .. type(fx), level)
   end
   if not is_tensor(dfdx) then
-    error(fname .. ": opfunc must return df/dx as a tensor, got " .. type(dfdx), 3)
+    error(fname .. ": opfunc must return df/dx as a tensor, got " .. type(dfdx), level)
   end
   local a, b = x:shape(), dfdx:shape()
   local same = #a == #b
   for i = 1, #a do same = same and a[i] == b[i] end
   if not same then
-    error(fname .. ": df/dx has shape " .. shape_str(dfdx) .. ", x has shape " .. shape_str(x), 3)
+    error(fname .. ": df/dx has shape " .. shape_str(dfdx) .. ", x has shape " .. shape_str(x), level)
   end
   return fx, dfdx
 end
@@ -327,7 +330,7 @@ function M.cg(opfunc, x, config, state)
   local df1, df2, x0
 
   local function feval()
-    local f, g = evaluate("cg", opfunc, x)
+    local f, g = evaluate("cg", opfunc, x, 4)
     i = i + 1
     return f, g:clone()
   end
