@@ -5,8 +5,8 @@
 --
 -- Each iteration makes five temporaries of size x size floats (256 KB each at 256; 12.5 GB
 -- allocated over 10,000 iterations) and drops them. Tensor memory comes from the core's
--- allocator, which Lua's collector cannot see; the binding reports every tensor of 1 KB
--- or more to the collector as debt (lua_gc(LUA_GCSTEP, kb)), so collection keeps pace
+-- allocator, which Lua's collector cannot see; the binding adds up every tensor of 1 KB
+-- or more and reports it as collector debt per 16 MB (lua_gc(LUA_GCSTEP, kb)), so collection keeps pace
 -- with the allocations. Prints the peak resident set (VmHWM of /proc/self/status) before
 -- and after the loop. With --no-gc the same loop runs 200 iterations with the collector
 -- stopped, to show what the accounting prevents.

@@ -197,6 +197,21 @@ function TestTensorLife.test_tensor_memory_paces_the_collector()
   end
   local grown = rss_mb() - before
   lu.assertTrue(grown < 150, string.format("RSS grew by %.0f MB", grown))
+
+  -- chains of large temporaries that are still referenced when the next one is made:
+  -- reported one by one, each tensor started a minor cycle in generational mode, the
+  -- temporaries turned old and ~230 of them (900 MB here) waited for a major cycle
+  local mode = collectgarbage("generational")
+  full_gc()
+  before = rss_mb()
+  local x = mo.ones(1024, 1024)
+  for _ = 1, 120 do
+    local y = x:add(1):mul(2):sub(x):abs():sqrt()
+    lu.assertAlmostEquals(y:get(1, 1), math.sqrt(3), 1e-6)
+  end
+  grown = rss_mb() - before
+  collectgarbage(mode)
+  lu.assertTrue(grown < 250, string.format("RSS grew by %.0f MB with 4 MB temporaries", grown))
 end
 
 return {TestTensorLife = TestTensorLife}
