@@ -53,7 +53,7 @@ PUBLIC_HDR  := core/moonopt.h core/moonopt_optim.h core/moonopt_nn.h core/moonop
 SONAME_MAJOR := 0
 SO_VERSION   := 0.1.0
 
-.PHONY: all lib module test check bench demo install luarocks-install clean deps lint
+.PHONY: all lib module test check bench demo demo-check install luarocks-install clean deps lint
 
 all: lib module embed-lib
 
@@ -126,6 +126,14 @@ endif
 # The main job: Fashion-MNIST MLP (DEMO_ARGS="--epochs 3" for a shorter run).
 demo: all
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/fashion_mnist.lua $(DEMO_ARGS)
+
+# The main job must still reach its accuracy (issue target: >= 0.89 after 10 epochs).
+demo-check: all
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/fashion_mnist.lua --quiet \
+	    > $(BUILD)/demo.log 2>&1 || { cat $(BUILD)/demo.log; exit 1; }
+	@tail -n 1 $(BUILD)/demo.log
+	@tail -n 1 $(BUILD)/demo.log | awk -F'[= ]' '$$1 == "final" && $$3 + 0 >= 0.89 {ok = 1} END {exit !ok}' \
+	    || { echo "demo-check: test accuracy below 0.89"; exit 1; }
 
 bench: all
 	@sh bench/run.sh
