@@ -63,6 +63,13 @@ function TestOptimApiGroups.test_param_groups_have_every_option()
   lu.assertEquals(g2.betas[1], 0.8)
 end
 
+function TestOptimApiGroups.test_tostring_names_class_and_group_count()
+  local a, b = mo.zeros(2), mo.zeros(3)
+  lu.assertEquals(tostring(mo.optim.AdamW({a, b}, {})), "moonopt.optim.AdamW (1 param group)")
+  lu.assertEquals(tostring(mo.optim.SGD({{params = {a}}, {params = {b}}}, {lr = 0.1})),
+                  "moonopt.optim.SGD (2 param groups)")
+end
+
 function TestOptimApiGroups.test_group_keys_override_options_in_the_update()
   -- SGD, lr 0.1 in group 1 and the default 0.01 in group 2: w -= lr*g
   local a, b = mo.tensor{1, 1}, mo.tensor{1, 1}

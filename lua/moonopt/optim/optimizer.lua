@@ -465,7 +465,8 @@ function Optimizer:describe(file)
 end
 
 function Optimizer:__tostring()
-  return string.format("moonopt.optim.%s (%d param groups)", self.name, #self.param_groups)
+  local n = #self.param_groups
+  return string.format("moonopt.optim.%s (%d param group%s)", self.name, n, n == 1 and "" or "s")
 end
 
 -- ---- the update of one group ------------------------------------------------------------
