@@ -25,7 +25,7 @@ local M = {}
 M.PUBLIC_MODULES = {"nn", "optim", "sched", "train", "data", "plot", "progress"}
 
 --- Modules that are implementation details (reachable as mo.<name>, but not documented API).
-M.INTERNAL_MODULES = {"checkpoint", "json"}
+M.INTERNAL_MODULES = {"apierror", "checkpoint", "json"}
 
 --- Functions of mo.optim.Optimizer that are called on the class, not on an optimizer.
 M.STATICS = {class = true, run_group = true, copy = true, show = true}

@@ -30,35 +30,8 @@ local MISSING_FILL = "#d9d9d9"          -- heatmap cells holding NaN/inf (or <= 
 -------------------------------------------------------------------------------------------
 -- Errors: raised as tagged tables inside, re-raised at the caller's line by `api`.
 
-local Err = {}
-
-local function fail(...)
-  error(setmetatable({msg = fmt(...)}, Err), 0)
-end
-
-local function api(f)
-  return function(...)
-    local ok, r = pcall(f, ...)
-    if ok then return r end
-    if getmetatable(r) == Err then error(r.msg, 2) end
-    error(r, 0)
-  end
-end
-
-local function show(v)
-  local t = type(v)
-  if t == "number" then
-    if v ~= v then return "nan" end
-    if v == huge then return "inf" elseif v == -huge then return "-inf" end
-    if math.type(v) == "integer" then return tostring(v) end
-    return fmt("%.14g", v)
-  elseif t == "string" then
-    return fmt("%q", v)
-  elseif t == "nil" or t == "boolean" then
-    return tostring(v)
-  end
-  return "a " .. t
-end
+local apierror = require "moonopt.apierror"
+local fail, api, show = apierror.fail, apierror.api, apierror.show
 
 local function finite(v)
   return v == v and v ~= huge and v ~= -huge

@@ -22,37 +22,8 @@ local fmt = string.format
 -- Errors. Internal code raises a tagged table; the public entry points (wrapped by `api`)
 -- re-raise its message at level 2, so the position in the message is the user's call.
 
-local Err = {}
-
-local function fail(...)
-  error(setmetatable({msg = fmt(...)}, Err), 0)
-end
-
-local function api(f)
-  return function(...)
-    local ok, r = pcall(f, ...)
-    if ok then return r end
-    if getmetatable(r) == Err then error(r.msg, 2) end
-    error(r, 0)                  -- an error from user code (a lr_lambda): pass it on untouched
-  end
-end
-
--- a value as it should read in an error message
-local function show(v)
-  local t = type(v)
-  if t == "number" then
-    if v ~= v then return "nan" end
-    if v == huge then return "inf" end
-    if v == -huge then return "-inf" end
-    if math.type(v) == "integer" then return tostring(v) end
-    return fmt("%.14g", v)
-  elseif t == "string" then
-    return fmt("%q", v)
-  elseif t == "nil" or t == "boolean" then
-    return tostring(v)
-  end
-  return "a " .. t
-end
+local apierror = require "moonopt.apierror"
+local fail, api, show = apierror.fail, apierror.api, apierror.show
 
 local function finite(v)
   return type(v) == "number" and v == v and v ~= huge and v ~= -huge
