@@ -62,6 +62,8 @@ mo_rng *mo__lua_rng(lua_State *L);
 int mo__argerror(lua_State *L, int arg, const char *fname, const char *fmt, ...);
 /* Raises "fname: <mo_status_str(st)>". Never returns. */
 int mo__status_error(lua_State *L, mo_status st, const char *fname);
+/* Raises "fname: <mo_status_str(st)>" when st is not MO_OK; returns otherwise. */
+void mo__check(lua_State *L, mo_status st, const char *fname);
 /* Raises "fname: shape mismatch: {2, 3} vs {3, 2}". Never returns. */
 int mo__shape_error(lua_State *L, const char *fname, const mo_tensor *a, const mo_tensor *b);
 /* Raises "bad argument #arg to 'fname' (<expected> expected, got <type>)". */
@@ -71,6 +73,9 @@ int mo__typeerror(lua_State *L, int arg, const char *fname, const char *expected
  * the number as Lua writes it ("-1", "2.5", "1.0", "inf"; "nan" for any NaN)
  * or the type name ("string", "no value"). */
 const char *mo__describe(lua_State *L, int idx);
+
+/* 1 when t has exactly ndim dimensions of the given sizes (the one shape-equality test). */
+int mo__shape_is(const mo_tensor *t, int ndim, const size_t *shape);
 
 /* "{2, 3}" into buf; returns buf. */
 #define MO__SHAPE_BUF 200
@@ -92,6 +97,8 @@ mo_tensor *mo__checktensor(lua_State *L, int idx, const char *fname);
 mo_tensor *mo__checkarg(lua_State *L, int idx, const char *fname);
 /* A number (a real Lua number; numeric strings are refused) at idx, or an error. */
 lua_Number mo__checknumber(lua_State *L, int idx, const char *fname);
+/* An optional tensor argument: NULL for nil or none, else as mo__checkarg. */
+mo_tensor *mo__opttensor(lua_State *L, int idx, const char *fname);
 /* An optional number: `def` when the value is nil or absent. */
 lua_Number mo__optnumber(lua_State *L, int idx, const char *fname, lua_Number def);
 /* A 1-based dimension of t at idx; returns it 0-based. */

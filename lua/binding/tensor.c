@@ -146,6 +146,25 @@ lua_Number mo__checknumber(lua_State *L, int idx, const char *fname)
     return lua_tonumber(L, idx);
 }
 
+mo_tensor *mo__opttensor(lua_State *L, int idx, const char *fname)
+{
+    if (lua_isnoneornil(L, idx)) return NULL;
+    return mo__checkarg(L, idx, fname);
+}
+
+void mo__check(lua_State *L, mo_status st, const char *fname)
+{
+    if (st != MO_OK) mo__status_error(L, st, fname);
+}
+
+int mo__shape_is(const mo_tensor *t, int ndim, const size_t *shape)
+{
+    if (t->ndim != ndim) return 0;
+    for (int d = 0; d < ndim; d++)
+        if (t->shape[d] != shape[d]) return 0;
+    return 1;
+}
+
 lua_Number mo__optnumber(lua_State *L, int idx, const char *fname, lua_Number def)
 {
     if (lua_isnoneornil(L, idx)) return def;
