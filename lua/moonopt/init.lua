@@ -2,7 +2,7 @@
 --
 --   local mo = require "moonopt"
 --
--- Tensors (float32, row-major, 1-based indices), made by the C module moonopt.core:
+-- The module table holds what a user calls, and nothing else (see docs/api.md):
 --   mo.tensor{{1, 2}, {3, 4}}   mo.tensor({1, 2, 3, 4}, {2, 2})   mo.tensor(3.5) (0-d)
 --   mo.zeros(2, 3) / mo.zeros{2, 3}   mo.ones   mo.empty   mo.full({2, 3}, 0.5)
 --   mo.rand(...) U[0, 1)   mo.randn(...) N(0, 1)   (per-lua_State generator)
@@ -11,44 +11,61 @@
 --   mo.randperm(n) -> a Lua table with 1..n shuffled
 --   mo.manual_seed(n)   mo.clock() (monotonic seconds)   mo.is_tensor(x)
 --   mo.matmul(a, b [, {trans_a =, trans_b =, alpha =, beta =, out =}])
---   mo.norm_many(list) -> global L2 norm of a list of tensors
+--   mo.save / mo.load / mo.save_tensors / mo.load_tensors (checkpoints)
+--   mo.blas_set_threads(n)   mo.blas_get_threads()
 --   mo.Tensor: the methods table shared by every tensor (t:add, t:view, ...)
 --   mo._VERSION = "moonopt 0.1.0"; mo.blas_backend = "cblas" | "portable"
+--   mo.nn  mo.optim  mo.sched  mo.train  mo.data  mo.plot  mo.progress: submodules,
+--   loaded on first use.
 --
--- Submodules (mo.optim, mo.nn, mo.sched, mo.train, mo.data, ...) load on first
--- use: reading mo.X requires "moonopt.X" when such a module is already loaded,
--- in package.preload, or found on package.path / package.cpath, so a new
--- lua/moonopt/X.lua or lua/moonopt/X/init.lua becomes mo.X without changing
--- this file. A name that matches no module reads as nil.
-local core = require "moonopt.core"
+-- The positional C kernels (nn_*, optim_*, ckpt_*, norm_many, ...) are the low-level
+-- layer: `require "moonopt.core"` gives the whole C module, for embedders, tests and the
+-- library's own modules (docs/api.md, "The low-level layer: moonopt.core").
 
-local mo = {}
-for name, value in pairs(core) do
-  mo[name] = value
+-- The C module is built against Lua 5.4's ABI; under another Lua, loading it dies with
+-- an undefined symbol (Debian's plain `lua` is 5.1), so say what to run instead.
+-- This part must stay valid Lua 5.1.
+local function check_lua_version(version)
+  if version ~= "Lua 5.4" then
+    return nil, "moonopt needs Lua 5.4, this is " .. tostring(version)
+      .. ": run it with lua5.4 (on Debian plain `lua` is Lua 5.1)"
+  end
+  return true
 end
 
--- checkpoints (lua/moonopt/checkpoint.lua, docs/checkpoints.md)
+do
+  local ok, msg = check_lua_version(_VERSION)
+  -- level 3: the line that called require (level 2 is require itself)
+  if not ok then error(msg, 3) end
+end
+
+local core = require "moonopt.core"
 local checkpoint = require "moonopt.checkpoint"
+
+-- The exported names of the C module (tests/lua/test_surface.lua checks the full list).
+local FROM_CORE = {
+  "Tensor", "_VERSION", "blas_backend",
+  "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "arange", "randperm",
+  "manual_seed", "clock", "is_tensor", "matmul", "blas_set_threads", "blas_get_threads",
+}
+
+--- The public submodules, loaded on first use (a submodule's `require` costs time and
+-- memory that a script using only tensors need not pay).
+local SUBMODULES = {
+  nn = true, optim = true, sched = true, train = true, data = true, plot = true, progress = true,
+}
+
+local mo = {}
+for _, name in ipairs(FROM_CORE) do
+  mo[name] = core[name]
+end
 mo.save, mo.load = checkpoint.save, checkpoint.load
 mo.save_tensors, mo.load_tensors = checkpoint.save_tensors, checkpoint.load_tensors
 
-local function find_submodule(key)
-  if type(key) ~= "string" or key == "init" or not key:match("^[%a_][%w_]*$") then
-    return nil
-  end
-  local name = "moonopt." .. key
-  if package.loaded[name] ~= nil or package.preload[name] ~= nil
-      or package.searchpath(name, package.path) or package.searchpath(name, package.cpath) then
-    return name
-  end
-  return nil
-end
-
 return setmetatable(mo, {
   __index = function(t, key)
-    local name = find_submodule(key)
-    if not name then return nil end
-    local module = require(name)
+    if not SUBMODULES[key] then return nil end
+    local module = require("moonopt." .. key)
     rawset(t, key, module)
     return module
   end,

@@ -3,6 +3,7 @@
 -- mo.data.write_idx) into temporary files that are removed again.
 local lu = require "luaunit"
 local mo = require "moonopt"
+local core = require "moonopt.core"
 
 local data = mo.data
 
@@ -242,7 +243,7 @@ function TestDataFashion.test_normalize_uses_training_statistics_for_both()
   local dir = fake_fashion(30, 20)
   local train, test = data.fashion_mnist{dir = dir, normalize = true, n_train = 25}
   lu.assertEquals(train.x:shape(), {25, 784})
-  local m, s = mo.mean_std(train.x)
+  local m, s = core.mean_std(train.x)
   lu.assertAlmostEquals(m, 0, 1e-5)
   lu.assertAlmostEquals(s, 1, 1e-5)
   lu.assertIs(test.stats, train.stats)
@@ -383,9 +384,9 @@ function TestDataBatches.test_bad_arguments()
   expect_error({"batches: unknown option 'shufle'"}, data.batches, ds, 2, {shufle = true})
   expect_error({"batches: data set must be a table"}, data.batches, 42, 2)
   expect_error({"x {5, 2} and y {4} disagree"}, data.batches, {x = ds.x, y = mo.zeros(4)}, 2)
-  expect_error({"row number at position 2 must be an integer in 1..5"}, mo.gather_rows, mo.zeros(2, 2), ds.x,
+  expect_error({"row number at position 2 must be an integer in 1..5"}, core.gather_rows, mo.zeros(2, 2), ds.x,
     {1, 6}, 1, 2)
-  expect_error({"destination {3, 2} cannot hold 2 rows of {5, 2}"}, mo.gather_rows, mo.zeros(3, 2), ds.x,
+  expect_error({"destination {3, 2} cannot hold 2 rows of {5, 2}"}, core.gather_rows, mo.zeros(3, 2), ds.x,
     {1, 2}, 1, 2)
 end
 

@@ -44,7 +44,7 @@ local function entry_names(doc)
       local name = span:match("^([%w_%.:]+)")
       -- only names in API form: mo.x, mo.x.y, t:x, Class:x (not `t + u`, `#t`, options)
       if name and not name:find("__", 1, true)
-          and (name:match("^mo%.") or name:match("^[%a_][%w_]*:[%a_][%w_]*$")) then
+          and (name:match("^mo%.") or name:match("^core%.") or name:match("^[%a_][%w_]*:[%a_][%w_]*$")) then
         names[#names + 1] = name
       end
     end

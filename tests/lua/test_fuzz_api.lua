@@ -173,7 +173,7 @@ local function build_targets()
   add_module("mo.plot.", mo.plot)
   add_module("mo.train.", mo.train)
   add_module("mo.progress.", mo.progress)
-  add_module("mo.json.", mo.json)
+  add_module("mo.json.", require("moonopt.json"))
   add_module("mo.checkpoint.", require("moonopt.checkpoint"), {writers = writers})
 
   -- instances

@@ -2,6 +2,7 @@
 -- zero_grad, train/evaluate with Dropout, buffer reuse, __tostring, state_dict.
 local lu = require "luaunit"
 local mo = require "moonopt"
+local core = require "moonopt.core"
 local nn = mo.nn
 
 local function values(t)
@@ -180,7 +181,7 @@ function TestNnParams.test_add_reflattens()
   local fp = seq:flat_parameters()
   lu.assertEquals(fp:numel(), 2 * 3 + 3 + 3 + 1)
   lu.assertTrue(seq.modules[3].bias:same_storage(fp))
-  lu.assertEquals(seq._fuse[1], mo.NN_ACT_RELU)
+  lu.assertEquals(seq._fuse[1], core.NN_ACT_RELU)
 end
 
 function TestNnParams.test_state_dict_round_trip()

@@ -8,6 +8,7 @@
 -- percent (test_checker_catches_wrong_gradients shows it does).
 local lu = require "luaunit"
 local mo = require "moonopt"
+local core = require "moonopt.core"
 local nn = mo.nn
 
 local STEP = 1e-2
@@ -171,9 +172,9 @@ function TestNnGrad.test_sequential_with_fused_activations()
     nn.Linear(5, 4), nn.GELU(),
     nn.Linear(4, 3), nn.Softmax(2))
   -- the three Linear + activation pairs run fused
-  lu.assertEquals(model._fuse[1], mo.NN_ACT_RELU)
-  lu.assertEquals(model._fuse[3], mo.NN_ACT_TANH)
-  lu.assertEquals(model._fuse[5], mo.NN_ACT_SIGMOID)
+  lu.assertEquals(model._fuse[1], core.NN_ACT_RELU)
+  lu.assertEquals(model._fuse[3], core.NN_ACT_TANH)
+  lu.assertEquals(model._fuse[5], core.NN_ACT_SIGMOID)
   lu.assertNil(model._fuse[8])
   check_module(model, mo.randn(3, 4))
 end

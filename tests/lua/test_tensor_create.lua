@@ -215,36 +215,4 @@ function TestTensorCreate.test_clock_is_monotonic()
   lu.assertTrue(b >= a)
 end
 
-function TestTensorCreate.test_submodules_load_lazily()
-  -- a throwaway module on package.path becomes mo.<name> on first read
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir .. "/moonopt"))
-  local f = assert(io.open(dir .. "/moonopt/zz_lazy_probe.lua", "w"))
-  f:write("return {loaded = true}\n")
-  f:close()
-  local old = package.path
-  package.path = dir .. "/?.lua;" .. old
-  local ok, m = pcall(function() return mo.zz_lazy_probe end)
-  package.path = old
-  os.remove(dir .. "/moonopt/zz_lazy_probe.lua")
-  os.remove(dir .. "/moonopt")
-  os.remove(dir)
-  lu.assertTrue(ok, m)
-  lu.assertEquals(m, {loaded = true})
-  lu.assertIs(mo.zz_lazy_probe, m)             -- cached
-  lu.assertIs(package.loaded["moonopt.zz_lazy_probe"], m)
-  package.loaded["moonopt.zz_lazy_probe"] = nil
-  rawset(mo, "zz_lazy_probe", nil)
-  -- package.preload counts too (hosts that bundle their Lua files)
-  package.preload["moonopt.zz_preloaded"] = function() return {preloaded = true} end
-  lu.assertEquals(mo.zz_preloaded, {preloaded = true})
-  package.preload["moonopt.zz_preloaded"] = nil
-  package.loaded["moonopt.zz_preloaded"] = nil
-  rawset(mo, "zz_preloaded", nil)
-  lu.assertNil(mo.no_such_submodule)
-  lu.assertNil(mo[1])
-  lu.assertNil(mo.init)
-end
-
 return {TestTensorCreate = TestTensorCreate}

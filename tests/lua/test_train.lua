@@ -4,6 +4,7 @@
 -- only on mo.nn (the real optimizers are exercised in the last test when present).
 local lu = require "luaunit"
 local mo = require "moonopt"
+local core = require "moonopt.core"
 
 local nn, data, train = mo.nn, mo.data, mo.train
 
@@ -327,8 +328,8 @@ end
 
 function TestTrainProgress.test_terminal_detection_answers_a_boolean()
   lu.assertEquals(type(mo.progress.is_terminal()), "boolean")
-  lu.assertEquals(type(mo.isatty(1)), "boolean")
-  lu.assertFalse(mo.isatty(99))
+  lu.assertEquals(type(core.isatty(1)), "boolean")
+  lu.assertFalse(core.isatty(99))
 end
 
 -- ---------------------------------------------------------------------------
