@@ -14,86 +14,64 @@ local data = {}
 local floor, ceil, min = math.floor, math.ceil, math.min
 
 -- ---------------------------------------------------------------------------
--- argument checks
+-- argument checks: every public function is wrapped by apierror.api (`public` below),
+-- so a failed check is reported at the caller's line
+
+local apierror = require "moonopt.apierror"
+local fail, show, check_opts = apierror.fail, apierror.show, apierror.check_options
 
 local function is_tensor(x) return core.is_tensor(x) end
 
-local function is_int(v) return math.type(v) == "integer" or (type(v) == "number" and v == floor(v) and v == v) end
-
-local function check_opts(fname, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not known[k] then error(("%s: unknown option '%s'"):format(fname, tostring(k)), 3) end
-  end
-  return opts
-end
-
 local function check_count(fname, name, v, lo)
-  if not is_int(v) or v < lo then
-    error(("%s: %s must be an integer >= %d, got %s"):format(fname, name, lo, tostring(v)), 3)
-  end
-  return math.tointeger(v)
+  return apierror.check_int(fname, name, v, lo)
 end
 
 local function check_number(fname, name, v, lo)
   if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or (lo and v < lo) then
-    error(("%s: %s must be a finite number%s, got %s"):format(fname, name, lo and (" >= " .. lo) or "",
-      tostring(v)), 3)
+    fail("%s: %s must be a finite number%s, got %s", fname, name, lo and (" >= " .. lo) or "", show(v))
   end
   return v
 end
 
--- Wraps impl so that its errors (from C or from checks) are raised at the caller
--- of the public function, without the position inside this file.
-local function public(impl)
-  return function(...)
-    local r = table.pack(pcall(impl, ...))
-    if r[1] then return table.unpack(r, 2, r.n) end
-    local msg = r[2]
-    if type(msg) == "string" then msg = msg:gsub("^[%w_%./%-]+%.lua:%d+: ", "", 1) end
-    error(msg, 2)
-  end
-end
+local public = apierror.api
 
 local function shape_str(t)
   return "{" .. table.concat(t:shape(), ", ") .. "}"
 end
 
---- Checks a data set and returns its number of examples.
--- Errors name `fname` and say what is wrong.
-function data.check(ds, fname)
+-- The number of examples of a data set; errors name `fname` and say what is wrong.
+local function check(ds, fname)
   fname = fname or "check"
-  if type(ds) ~= "table" then error(("%s: data set must be a table {x = ..., y = ...}, got %s"):format(
-    fname, type(ds)), 3) end
-  if not is_tensor(ds.x) then error(("%s: data set field x must be a tensor, got %s"):format(
-    fname, type(ds.x)), 3) end
-  if ds.x:dim() < 1 then error(("%s: data set x must have at least one dimension"):format(fname), 3) end
+  if type(ds) ~= "table" then fail("%s: data set must be a table {x = ..., y = ...}, got %s", fname, show(ds)) end
+  if not is_tensor(ds.x) then fail("%s: data set field x must be a tensor, got %s", fname, show(ds.x)) end
+  if ds.x:dim() < 1 then fail("%s: data set x must have at least one dimension", fname) end
   local n = ds.x:size(1)
   if ds.y ~= nil then
-    if not is_tensor(ds.y) then error(("%s: data set field y must be a tensor or nil, got %s"):format(
-      fname, type(ds.y)), 3) end
+    if not is_tensor(ds.y) then fail("%s: data set field y must be a tensor or nil, got %s", fname, show(ds.y)) end
     if ds.y:dim() < 1 or ds.y:size(1) ~= n then
-      error(("%s: x %s and y %s disagree on the number of examples"):format(fname, shape_str(ds.x),
-        shape_str(ds.y)), 3)
+      fail("%s: x %s and y %s disagree on the number of examples", fname, shape_str(ds.x), shape_str(ds.y))
     end
   end
   return n
 end
 
+--- data.check(ds [, fname = "check"]) -> the number of examples of a checked data set.
+data.check = public(check)
+
 --- data.dataset(x, y) -> {x = x, y = y}, checked.
-function data.dataset(x, y)
+data.dataset = public(function(x, y)
   local ds = {x = x, y = y}
-  data.check(ds, "dataset")
+  check(ds, "dataset")
   return ds
-end
+end)
 
 --- Number of examples of a data set.
-function data.size(ds)
-  return data.check(ds, "size")
-end
+data.size = public(function(ds)
+  return check(ds, "size")
+end)
+
+-- defined below, used by fashion_mnist
+local normalize, subset
 
 -- ---------------------------------------------------------------------------
 -- IDX files
@@ -116,7 +94,7 @@ end)
 --- data.write_idx(path, t [, {type = "float32", gzip = <path ends in .gz>, level = 6}])
 data.write_idx = public(function(path, t, opts)
   opts = check_opts("write_idx", opts, {type = true, gzip = true, level = true})
-  if type(path) ~= "string" then error("write_idx: path must be a string, got " .. type(path)) end
+  if type(path) ~= "string" then fail("write_idx: path must be a string, got %s", show(path)) end
   local gz = opts.gzip
   if gz == nil then gz = path:sub(-3) == ".gz" end
   local level = 0
@@ -150,11 +128,11 @@ local function idx_classification(opts)
   local x = core.read_idx(opts.images, 1 / 255, 0)
   local y = core.read_idx(opts.labels, 1, 1)
   if y:dim() ~= 1 then
-    error(("idx_classification: %s: labels must be 1-d, got %s"):format(opts.labels, shape_str(y)), 2)
+    fail("idx_classification: %s: labels must be 1-d, got %s", opts.labels, shape_str(y))
   end
   if x:size(1) ~= y:size(1) then
-    error(("idx_classification: %s has %d images but %s has %d labels"):format(opts.images, x:size(1),
-      opts.labels, y:size(1)), 2)
+    fail("idx_classification: %s has %d images but %s has %d labels", opts.images, x:size(1), opts.labels,
+      y:size(1))
   end
   if opts.flatten ~= false and x:dim() > 2 then
     local features = 1
@@ -163,8 +141,8 @@ local function idx_classification(opts)
   end
   local classes = opts.classes
   if classes and y:numel() > 0 and (y:min() < 1 or y:max() > classes) then
-    error(("idx_classification: %s: labels must be 0..%d, found %g..%g"):format(opts.labels, classes - 1,
-      y:min() - 1, y:max() - 1), 2)
+    fail("idx_classification: %s: labels must be 0..%d, found %g..%g", opts.labels, classes - 1, y:min() - 1,
+      y:max() - 1)
   end
   return {x = x, y = y, classes = classes}
 end
@@ -184,27 +162,27 @@ data.fashion_mnist_classes = {
 data.fashion_mnist = public(function(opts)
   opts = check_opts("fashion_mnist", opts, {dir = true, normalize = true, n_train = true, n_test = true})
   local dir = opts.dir or data.fashion_mnist_dir
-  if type(dir) ~= "string" then error("fashion_mnist: dir must be a string, got " .. type(dir), 2) end
+  if type(dir) ~= "string" then fail("fashion_mnist: dir must be a string, got %s", show(dir)) end
   local files = {}
   for _, base in ipairs{"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"} do
     local p = find_file(dir, base)
     if not p then
-      error(("Fashion-MNIST not found in %s (no %s[.gz]): install Debian's dataset-fashion-mnist (make deps)")
-        :format(dir, base), 2)
+      fail("Fashion-MNIST not found in %s (no %s[.gz]): install Debian's dataset-fashion-mnist (make deps)", dir,
+        base)
     end
     files[#files + 1] = p
   end
   local train = idx_classification{images = files[1], labels = files[2], classes = 10}
   local test = idx_classification{images = files[3], labels = files[4], classes = 10}
-  if opts.n_train then train = data.subset(train, 1, min(check_count("fashion_mnist", "n_train", opts.n_train, 0),
-    data.size(train))) end
-  if opts.n_test then test = data.subset(test, 1, min(check_count("fashion_mnist", "n_test", opts.n_test, 0),
-    data.size(test))) end
+  if opts.n_train then train = subset(train, 1, min(check_count("fashion_mnist", "n_train", opts.n_train, 0),
+    check(train))) end
+  if opts.n_test then test = subset(test, 1, min(check_count("fashion_mnist", "n_test", opts.n_test, 0),
+    check(test))) end
   train.class_names, test.class_names = data.fashion_mnist_classes, data.fashion_mnist_classes
   if opts.normalize then
-    local stats = data.normalize(train.x)
-    data.normalize(test.x, stats)
+    local stats = normalize(train.x)
+    normalize(test.x, stats)
     train.stats, test.stats = stats, stats
   end
   return train, test
@@ -219,10 +197,11 @@ end)
 -- x {n, d} with stats = {per_feature = true} (mean and std become tensors {d};
 -- columns with std 0 are divided by 1). Pass the returned stats to normalize
 -- other sets (test data) the same way.
-function data.normalize(x, stats)
-  if not is_tensor(x) then error("normalize: x must be a tensor, got " .. type(x), 2) end
+function normalize(x, stats, ...)
+  apierror.check_nargs("normalize", 2, "x, stats", x, stats, ...)
+  if not is_tensor(x) then fail("normalize: x must be a tensor, got %s", show(x)) end
   stats = stats or {}
-  if type(stats) ~= "table" then error("normalize: stats must be a table, got " .. type(stats), 2) end
+  if type(stats) ~= "table" then fail("normalize: stats must be a table, got %s", show(stats)) end
   local mean, std = stats.mean, stats.std
   if is_tensor(mean) or is_tensor(std) or (stats.per_feature and mean == nil) then
     if mean == nil then
@@ -241,17 +220,18 @@ function data.normalize(x, stats)
   core.normalize_(x, mean, std)
   return {mean = mean, std = std}
 end
+data.normalize = public(normalize)
 
 -- ---------------------------------------------------------------------------
 -- subsets and splits
 
 --- data.subset(ds, first, count) -> a data set of views on examples first..first+count-1 (no copy).
-function data.subset(ds, first, count)
-  local n = data.check(ds, "subset")
+function subset(ds, first, count)
+  local n = check(ds, "subset")
   first = check_count("subset", "first", first, 1)
   count = check_count("subset", "count", count, 0)
   if first + count - 1 > n then
-    error(("subset: examples %d..%d outside 1..%d"):format(first, first + count - 1, n), 2)
+    fail("subset: examples %d..%d outside 1..%d", first, first + count - 1, n)
   end
   local out = {}
   for k, v in pairs(ds) do out[k] = v end
@@ -259,11 +239,12 @@ function data.subset(ds, first, count)
   if ds.y then out.y = ds.y:narrow(1, first, count) end
   return out
 end
+data.subset = public(subset)
 
 --- data.gather(ds, rows) -> a new data set holding the examples rows (a list of 1-based numbers).
-function data.gather(ds, rows)
-  data.check(ds, "gather")
-  if type(rows) ~= "table" then error("gather: rows must be a list, got " .. type(rows), 2) end
+local function gather(ds, rows)
+  check(ds, "gather")
+  if type(rows) ~= "table" then fail("gather: rows must be a list, got %s", show(rows)) end
   local out = {}
   for k, v in pairs(ds) do out[k] = v end
   local xs = ds.x:shape()
@@ -276,16 +257,17 @@ function data.gather(ds, rows)
   end
   return out
 end
+data.gather = public(gather)
 
 --- data.split(ds, n_first [, {shuffle = true}]) -> first, rest
 -- n_first an integer count or a fraction in (0, 1). Shuffled (seeded by mo.manual_seed)
 -- unless shuffle = false; the parts are copies.
-function data.split(ds, n_first, opts)
-  local n = data.check(ds, "split")
+data.split = public(function(ds, n_first, opts)
+  local n = check(ds, "split")
   opts = check_opts("split", opts, {shuffle = true})
   if type(n_first) == "number" and n_first > 0 and n_first < 1 then n_first = floor(n_first * n + 0.5) end
   n_first = check_count("split", "n_first", n_first, 0)
-  if n_first > n then error(("split: n_first %d exceeds the %d examples"):format(n_first, n), 2) end
+  if n_first > n then fail("split: n_first %d exceeds the %d examples", n_first, n) end
   local order
   if opts.shuffle == false then
     order = {}
@@ -296,8 +278,8 @@ function data.split(ds, n_first, opts)
   local a, b = {}, {}
   for i = 1, n_first do a[i] = order[i] end
   for i = n_first + 1, n do b[#b + 1] = order[i] end
-  return data.gather(ds, a), data.gather(ds, b)
-end
+  return gather(ds, a), gather(ds, b)
+end)
 
 -- ---------------------------------------------------------------------------
 -- batches
@@ -313,14 +295,14 @@ Loader.__index = Loader
 -- and gather into batch buffers made once and reused: a batch is only valid until
 -- the next one is produced (copy it with :clone() to keep it). Unshuffled batches
 -- are views of the data set (no copy).
-function data.loader(ds, opts)
-  local n = data.check(ds, "loader")
+data.loader = public(function(ds, opts)
+  local n = check(ds, "loader")
   opts = check_opts("loader", opts, {batch_size = true, shuffle = true, drop_last = true})
   local bs = check_count("loader", "batch_size", opts.batch_size or 32, 1)
   local self = setmetatable({ds = ds, n = n, batch_size = bs, shuffle = opts.shuffle ~= false,
                              drop_last = opts.drop_last == true}, Loader)
   return self
-end
+end)
 
 function Loader:num_batches()
   if self.drop_last then return self.n // self.batch_size end
@@ -349,14 +331,14 @@ local function buffers(self, count)
   return self.xshort, self.yshort
 end
 
-function Loader:epoch(start)
+-- The iterator over batches first.. of one pass (start checked by the caller).
+local function epoch(self, start)
   local ds, n, bs = self.ds, self.n, self.batch_size
   local nb = self:num_batches()
-  start = check_count("epoch", "first", start or 1, 1)
   local perm = self.shuffle and core.randperm(n) or nil
   local x, y = ds.x, ds.y
   local i = start - 1
-  local gather = core.gather_rows
+  local gather_rows = core.gather_rows
   return function()
     i = i + 1
     if i > nb then return nil end
@@ -366,22 +348,27 @@ function Loader:epoch(start)
       return x:narrow(1, first, count), y and y:narrow(1, first, count), i
     end
     local xb, yb = buffers(self, count)
-    gather(xb, x, perm, first, count)
-    if yb then gather(yb, y, perm, first, count) end
+    gather_rows(xb, x, perm, first, count)
+    if yb then gather_rows(yb, y, perm, first, count) end
     return xb, yb, i
   end
 end
 
+function Loader:epoch(start)
+  return epoch(self, check_count("loader:epoch", "first", start or 1, 1))
+end
+Loader.epoch = public(Loader.epoch)
+
 --- data.batches(ds, batch_size [, {shuffle = true, drop_last = false}]) -> iterator (xb, yb, i)
 -- One pass over ds: every example exactly once (drop_last: except a last partial batch).
-function data.batches(ds, batch_size, opts)
+data.batches = public(function(ds, batch_size, opts)
   opts = check_opts("batches", opts, {shuffle = true, drop_last = true})
-  local n = data.check(ds, "batches")
+  local n = check(ds, "batches")
   local bs = check_count("batches", "batch_size", batch_size, 1)
   local l = setmetatable({ds = ds, n = n, batch_size = bs, shuffle = opts.shuffle ~= false,
                           drop_last = opts.drop_last == true}, Loader)
-  return l:epoch()
-end
+  return epoch(l, 1)
+end)
 
 -- ---------------------------------------------------------------------------
 -- synthetic sets (seeded by mo.manual_seed)
@@ -410,7 +397,7 @@ end
 --- data.spirals{n = 300, classes = 3, noise = 0.2, turns = 1} -> {x {n, 2}, y {n} in 1..classes}
 -- `classes` interleaved spiral arms (n points in all, shared as evenly as possible),
 -- radius growing from 0 to 1 along each arm, angle noise of sd `noise` radians.
-function data.spirals(opts)
+data.spirals = public(function(opts)
   opts = check_opts("spirals", opts, {n = true, classes = true, noise = true, turns = true})
   local n = check_count("spirals", "n", opts.n or 300, 0)
   local classes = check_count("spirals", "classes", opts.classes or 3, 1)
@@ -432,11 +419,10 @@ function data.spirals(opts)
   end
   local x, y = shuffled_set(xs, 2, ys, 1)
   return {x = x, y = y, classes = classes}
-end
-data.idx_classification = public(idx_classification)
+end)
 
 --- data.moons{n = 200, noise = 0.1} -> {x {n, 2}, y {n} in 1..2}: two interleaved half circles.
-function data.moons(opts)
+data.moons = public(function(opts)
   opts = check_opts("moons", opts, {n = true, noise = true})
   local n = check_count("moons", "n", opts.n or 200, 0)
   local noise = check_number("moons", "noise", opts.noise or 0.1, 0)
@@ -459,11 +445,11 @@ function data.moons(opts)
   end
   local x, y = shuffled_set(xs, 2, ys, 1)
   return {x = x, y = y, classes = 2}
-end
+end)
 
 --- data.regression{n = 200, d = 5, noise = 0.1, bias = 0} -> {x {n, d}, y {n, 1}, w {d}, b}
 -- x ~ N(0, 1), a random true weight w ~ N(0, 1), y = x w + b + noise * N(0, 1).
-function data.regression(opts)
+data.regression = public(function(opts)
   opts = check_opts("regression", opts, {n = true, d = true, noise = true, bias = true})
   local n = check_count("regression", "n", opts.n or 200, 0)
   local d = check_count("regression", "d", opts.d or 5, 1)
@@ -481,6 +467,6 @@ function data.regression(opts)
   local x = n > 0 and core.tensor(xs, {n, d}) or core.zeros(0, d)
   local y = n > 0 and core.tensor(ys, {n, 1}) or core.zeros(0, 1)
   return {x = x, y = y, w = core.tensor(w, {d}), b = bias}
-end
+end)
 
 return data

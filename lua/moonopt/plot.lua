@@ -908,7 +908,7 @@ local function save(self, path)
   end
   local doc = self:_render()
   local f, err = io.open(path, "wb")
-  if not f then fail("%s:save: cannot write %s: %s", self.fname, show(path), err) end
+  if not f then fail("%s:save: cannot write %q: %s", self.fname, path, err) end
   local ok, werr = f:write(doc)
   local cok, cerr = f:close()
   if not ok or not cok then fail("%s:save: writing %s failed: %s", self.fname, show(path), werr or cerr) end

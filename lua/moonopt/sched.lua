@@ -23,7 +23,7 @@ local fmt = string.format
 -- re-raise its message at level 2, so the position in the message is the user's call.
 
 local apierror = require "moonopt.apierror"
-local fail, api, show = apierror.fail, apierror.api, apierror.show
+local fail, api, show, to_int = apierror.fail, apierror.api, apierror.show, apierror.to_int
 
 local function finite(v)
   return type(v) == "number" and v == v and v ~= huge and v ~= -huge
@@ -45,10 +45,9 @@ local function bad(s, name, what, v)
 end
 
 local function integer(min)
-  local what = min == 0 and "a non-negative integer" or min == 1 and "a positive integer"
-    or ("an integer >= " .. min)
+  local what = apierror.int_range(min)
   return function(s, name, v)
-    local i = type(v) == "number" and math.tointeger(v)
+    local i = to_int(v)
     if not i or i < min then bad(s, name, what, v) end
     return i
   end
@@ -112,7 +111,7 @@ local function milestones_check(min)
     if type(v) ~= "table" or #v == 0 then bad(s, name, what, v) end
     local r = {}
     for i = 1, #v do
-      local k = type(v[i]) == "number" and math.tointeger(v[i])
+      local k = to_int(v[i])
       if not k or k < min or (i > 1 and k <= r[i - 1]) then
         fail("%s: option '%s' must be %s, got %s at position %d", s, name, what, show(v[i]), i)
       end
@@ -212,7 +211,7 @@ local function check_lrs(self, lrs, t)
 end
 
 local function check_step(self, method, t)
-  local i = type(t) == "number" and math.tointeger(t)
+  local i = to_int(t)
   if not i or i < 0 then
     fail("%s: %s: argument 'step' must be a non-negative integer, got %s", self.name, method, show(t))
   end
@@ -296,7 +295,7 @@ local function number_list(top, sd, key, path, n, min)
 end
 
 local function load_integer(top, sd, key, path)
-  local v = type(sd[key]) == "number" and math.tointeger(sd[key])
+  local v = to_int(sd[key])
   if not v or v < 0 then
     fail("%s: load_state_dict: %s%s must be a non-negative integer, got %s", top, path, key, show(sd[key]))
   end
@@ -888,7 +887,7 @@ Sequential.init = function(self, _, args)
   end
   self.milestones = {}
   for i = 1, want do
-    local k = type(ms[i]) == "number" and math.tointeger(ms[i])
+    local k = to_int(ms[i])
     if not k or k < 1 or (i > 1 and k <= self.milestones[i - 1]) then
       fail("Sequential: milestones[%d] must be a positive integer greater than the one before, got %s", i, show(ms[i]))
     end

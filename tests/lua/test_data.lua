@@ -379,8 +379,8 @@ end
 
 function TestDataBatches.test_bad_arguments()
   local ds = numbered(5)
-  expect_error({"batches: batch_size must be an integer >= 1, got 0"}, data.batches, ds, 0)
-  expect_error({"batches: batch_size must be an integer >= 1, got 2.5"}, data.batches, ds, 2.5)
+  expect_error({"batches: batch_size must be a positive integer, got 0"}, data.batches, ds, 0)
+  expect_error({"batches: batch_size must be a positive integer, got 2.5"}, data.batches, ds, 2.5)
   expect_error({"batches: unknown option 'shufle'"}, data.batches, ds, 2, {shufle = true})
   expect_error({"batches: data set must be a table"}, data.batches, 42, 2)
   expect_error({"x {5, 2} and y {4} disagree"}, data.batches, {x = ds.x, y = mo.zeros(4)}, 2)
@@ -479,7 +479,7 @@ function TestDataSynthetic.test_spirals()
   mo.manual_seed(1)
   local again = data.spirals{n = 301, classes = 3, noise = 0}
   lu.assertEquals(again.x:totable(), ds.x:totable())
-  expect_error({"spirals: classes must be an integer >= 1, got 0"}, data.spirals, {classes = 0})
+  expect_error({"spirals: classes must be a positive integer, got 0"}, data.spirals, {classes = 0})
   expect_error({"spirals: unknown option 'noisy'"}, data.spirals, {noisy = 1})
 end
 

@@ -281,13 +281,13 @@ end
 function TestPlotLine.test_errors()
   local F = plot.line
   assert_err("mo.plot.line: argument must be a table of options, got nil", F)
-  assert_err("mo.plot.line: series[1].y[2] must be a number, got \"a\"", F, {series = {{y = {1, "a"}}}})
+  assert_err("mo.plot.line: series[1].y[2] must be a number, got string \"a\"", F, {series = {{y = {1, "a"}}}})
   assert_err("mo.plot.line: series[1]: x has 3 values but y has 2", F, {series = {{x = {1, 2, 3}, y = {1, 2}}}})
   assert_err("mo.plot.line: series[2].x[1] must be a number, got true", F,
              {series = {{y = {1}}, {x = {true}, y = {1}}}})
   assert_err("mo.plot.line: series[1].y is required (a list of numbers)", F, {series = {{name = "a"}}})
   assert_err("mo.plot.line: series[1].y must be a list of numbers, got 5", F, {series = {{y = 5}}})
-  assert_err("mo.plot.line: series[1].y must be a list (keys 1..n), has key \"k\"", F,
+  assert_err("mo.plot.line: series[1].y must be a list (keys 1..n), has key string \"k\"", F,
              {series = {{y = {1, k = 2}}}})
   assert_err("mo.plot.line: series[1] must be a table {name=, x=, y=}, got 3", F, {series = {3}})
   assert_err("mo.plot.line: series[1]: unknown field 'colour'", F, {series = {{y = {1}, colour = "red"}}})
@@ -302,7 +302,7 @@ function TestPlotLine.test_errors()
   assert_err("mo.plot.line: option 'ylim' must be {lo, hi} with finite numbers lo < hi (both > 0 on a log axis)",
              F, {logy = true, ylim = {0, 1}})
   assert_err("mo.plot.line: option 'legend' must be one of 'best', 'upper right'", F, {legend = "top"})
-  assert_err("mo.plot.line: option 'series' must be a list of series, got \"a\"", F, {series = "a"})
+  assert_err("mo.plot.line: option 'series' must be a list of series, got string \"a\"", F, {series = "a"})
   local p = F{}
   assert_err("mo.plot.line: svg must be called as a method: plot:svg()", p.svg)
   -- the position is the caller's line (not a tail call: that leaves no line to report)
@@ -388,24 +388,24 @@ function TestPlotHeatmap.test_errors()
   local H = plot.heatmap
   assert_err("mo.plot.heatmap: option 'values' must be a non-empty list of rows (lists of numbers), got nil", H, {})
   assert_err("mo.plot.heatmap: values[2] has 1 values, values[1] has 2", H, {values = {{1, 2}, {3}}})
-  assert_err("mo.plot.heatmap: values[1][2] must be a number, got \"x\"", H, {values = {{1, "x"}}})
+  assert_err("mo.plot.heatmap: values[1][2] must be a number, got string \"x\"", H, {values = {{1, "x"}}})
   assert_err("mo.plot.heatmap: values[1] is empty", H, {values = {{}}})
   assert_err("mo.plot.heatmap: option 'xticks' must be a list of 2 labels (one per column), got 3 labels", H,
              {values = {{1, 2}}, xticks = {"a", "b", "c"}})
-  assert_err("mo.plot.heatmap: option 'yticks' must be a list of 1 labels (one per row), got \"a\"", H,
+  assert_err("mo.plot.heatmap: option 'yticks' must be a list of 1 labels (one per row), got string \"a\"", H,
              {values = {{1, 2}}, yticks = "a"})
   assert_err("mo.plot.heatmap: xticks[2] must be a string or a number, got a table", H,
              {values = {{1, 2}}, xticks = {"a", {}}})
   assert_err("mo.plot.heatmap: option 'vmin' must be below vmax (1), got 2", H, {values = {{1}}, vmin = 2, vmax = 1})
   assert_err("mo.plot.heatmap: option 'vmin' must be a finite number > 0 (logcolor), got 0", H,
              {values = {{1}}, vmin = 0, logcolor = true})
-  assert_err("mo.plot.heatmap: option 'cmap' must be one of 'viridis', 'magma', got \"jet\"", H,
+  assert_err("mo.plot.heatmap: option 'cmap' must be one of 'viridis', 'magma', got string \"jet\"", H,
              {values = {{1}}, cmap = "jet"})
   assert_err("mo.plot.heatmap: unknown option 'annotation'", H, {values = {{1}}, annotation = true})
   assert_err("mo.plot.heatmap: option 'fmt' must be a format string or a function, got 3", H,
              {values = {{1}}, fmt = 3})
   local bad = H{values = {{1.5}}, annotate = true, fmt = "%d"}
-  assert_err("mo.plot.heatmap: option 'fmt' \"%d\" does not format a number", bad.svg, bad)
+  assert_err("mo.plot.heatmap: option 'fmt' string \"%d\" does not format a number", bad.svg, bad)
 end
 
 function TestPlotHeatmap.test_nice_ticks()

@@ -452,7 +452,7 @@ function TestSchedErrors.test_option_errors()
     {"WarmupCosine", {warmup = 2, total = 10, warmpu = 1},
      "WarmupCosine: unknown option 'warmpu' (options: warmup, total, eta_min, min_lr, warmup_start)"},
     {"WarmupCosine", {total = 10}, "WarmupCosine: option 'warmup' is required"},
-    {"WarmupCosine", {warmup = 2, total = "10"}, "option 'total' must be a positive integer, got \"10\""},
+    {"WarmupCosine", {warmup = 2, total = "10"}, "option 'total' must be a positive integer, got string \"10\""},
     {"WarmupLinear", {warmup = 2, total = 0}, "WarmupLinear: option 'total' must be a positive integer, got 0"},
     {"Step", {}, "Step: option 'step_size' is required"},
     {"Step", {step_size = 0}, "Step: option 'step_size' must be a positive integer, got 0"},
@@ -478,7 +478,7 @@ function TestSchedErrors.test_option_errors()
     {"OneCycle", {total_steps = 10, epochs = 2, steps_per_epoch = 5},
      "OneCycle: give total_steps or epochs and steps_per_epoch, not both"},
     {"OneCycle", {total_steps = 10, anneal_strategy = "cosine"},
-     "OneCycle: option 'anneal_strategy' must be one of 'cos', 'linear', got \"cosine\""},
+     "OneCycle: option 'anneal_strategy' must be one of 'cos', 'linear', got string \"cosine\""},
     {"OneCycle", {total_steps = 10, max_lr = {0.1}},
      "OneCycle: option 'max_lr' must be a positive number or a list of 2 of them (one per param group), " ..
      "got a table"},
@@ -487,17 +487,17 @@ function TestSchedErrors.test_option_errors()
     {"OneCycle", {total_steps = 10, pct_start = 0.1}, "OneCycle: phase 1 has zero length with pct_start=0.1"},
     {"OneCycle", {total_steps = 10, pct_start = 1}, "OneCycle: phase 2 has zero length"},
     {"OneCycle", {total_steps = 10, three_phase = "yes"},
-     "OneCycle: option 'three_phase' must be a boolean, got \"yes\""},
+     "OneCycle: option 'three_phase' must be a boolean, got string \"yes\""},
     {"OneCycle", {total_steps = 10, cycle_momentum = true},
      "OneCycle: option 'cycle_momentum' = true is not supported"},
     {"OneCycle", {epochs = math.maxinteger, steps_per_epoch = 2}, "OneCycle: epochs * steps_per_epoch overflows"},
     {"Cyclic", {base_lr = 0.1}, "Cyclic: option 'max_lr' is required"},
     {"Cyclic", {max_lr = 1, mode = "sine"},
-     "Cyclic: option 'mode' must be one of 'triangular', 'triangular2', 'exp_range', got \"sine\""},
+     "Cyclic: option 'mode' must be one of 'triangular', 'triangular2', 'exp_range', got string \"sine\""},
     {"Cyclic", {max_lr = 1, scale_mode = "cycle"}, "Cyclic: option 'scale_mode' needs 'scale_fn'"},
     {"Cyclic", {max_lr = 1, scale_fn = 3}, "Cyclic: option 'scale_fn' must be a function, got 3"},
     {"ReduceLROnPlateau", {mode = "minimum"},
-     "ReduceLROnPlateau: option 'mode' must be one of 'min', 'max', got \"minimum\""},
+     "ReduceLROnPlateau: option 'mode' must be one of 'min', 'max', got string \"minimum\""},
     {"ReduceLROnPlateau", {factor = 1}, "ReduceLROnPlateau: option 'factor' must be a number in (0, 1), got 1"},
     {"ReduceLROnPlateau", {patience = -1},
      "ReduceLROnPlateau: option 'patience' must be a non-negative integer, got -1"},
@@ -522,7 +522,7 @@ function TestSchedErrors.test_bad_optimizer()
              {param_groups = {}}, {step_size = 1})
   assert_err("Step: optimizer.param_groups[2] must be a table, got 3", S.Step, {param_groups = {{lr = 1}, 3}},
              {step_size = 1})
-  assert_err("Step: optimizer.param_groups[1].lr must be a non-negative number, got \"x\"", S.Step,
+  assert_err("Step: optimizer.param_groups[1].lr must be a non-negative number, got string \"x\"", S.Step,
              {param_groups = {{lr = "x"}}}, {step_size = 1})
   assert_err("Step: optimizer.param_groups[1].lr must be a non-negative number, got -1", S.Step,
              {param_groups = {{lr = -1}}}, {step_size = 1})
@@ -544,7 +544,7 @@ function TestSchedErrors.test_lambda_bad_results_leave_state_unchanged()
   lu.assertEquals(s.last_epoch, 1)
   bad_at = -1
   local n = S.Lambda(optim(1), function(t) if t > 0 then return "x" end return 1 end)
-  assert_err("Lambda: lr_lambda returned \"x\" at step 1, expected a finite number", n.step, n)
+  assert_err("Lambda: lr_lambda returned string \"x\" at step 1, expected a finite number", n.step, n)
   -- an error raised by the user's function comes through unchanged
   local r = S.Lambda(optim(1), function(t) if t > 0 then error("boom", 0) end return 1 end)
   lu.assertEquals(err_of(r.step, r), "boom")
@@ -567,9 +567,9 @@ function TestSchedErrors.test_method_errors()
   local s = S.Step(opt, {step_size = 1})
   assert_err("mo.sched: step must be called as a method: sched:step(...), got nil as self", s.step)
   assert_err("Step: lr_at: argument 'step' must be a non-negative integer, got 1.5", s.lr_at, s, 1.5)
-  assert_err("Step: lr_at: argument 'step' must be a non-negative integer, got \"3\"", s.lr_at, s, "3")
+  assert_err("Step: lr_at: argument 'step' must be a non-negative integer, got string \"3\"", s.lr_at, s, "3")
   local p = S.ReduceLROnPlateau(opt)
-  assert_err("ReduceLROnPlateau: step(metric): 'metric' must be a number, got \"low\"", p.step, p, "low")
+  assert_err("ReduceLROnPlateau: step(metric): 'metric' must be a number, got string \"low\"", p.step, p, "low")
   assert_err("ReduceLROnPlateau: step(metric) needs the metric (a number), got nil", p.step, p)
   assert_err("ReduceLROnPlateau: lr_at is not available: ReduceLROnPlateau's lr depends on the metrics",
              p.lr_at, p, 0)
@@ -588,7 +588,7 @@ function TestSchedErrors.test_load_state_dict_errors_change_nothing()
     return sd
   end
   assert_err("Step: load_state_dict: the state must be a table, got nil", s.load_state_dict, s)
-  assert_err("Step: load_state_dict: the state is for schedule \"Exponential\", not Step", s.load_state_dict, s,
+  assert_err("Step: load_state_dict: the state is for schedule string \"Exponential\", not Step", s.load_state_dict, s,
              with("schedule", "Exponential"))
   assert_err("Step: load_state_dict: last_epoch must be a non-negative integer, got -1", s.load_state_dict, s,
              with("last_epoch", -1))
@@ -611,7 +611,7 @@ function TestSchedErrors.test_load_state_dict_errors_change_nothing()
   lu.assertEquals(c:state_dict(), before)
   sd.members[2].scale = {1, 1}
   sd.members[2].schedule = "Step"
-  assert_err("Chained: load_state_dict: members[2] is for schedule \"Step\", not ReduceLROnPlateau",
+  assert_err("Chained: load_state_dict: members[2] is for schedule string \"Step\", not ReduceLROnPlateau",
              c.load_state_dict, c, sd)
   sd.members = {sd.members[1]}
   assert_err("Chained: load_state_dict: members must be a list of 2 states, got a table", c.load_state_dict, c, sd)
