@@ -3,8 +3,8 @@
 -- Errors found deep inside a module are reported at the user's call:
 --   * internal code calls `fail(fmt, ...)`, which raises a tagged table;
 --   * a public entry point is wrapped with `api(f)`: a tagged error, a message without a
---     position (raised by the C module) or one positioned in a library file (a file with
---     api-wrapped functions) is raised again at level 2, without that position, so the
+--     position (raised by the C module) or one positioned in a library file (lua/moonopt/)
+--     is raised again at level 2, without that position, so the
 --     position in the message is the line that called the public function. Any other
 --     error (raised by user code, such as a schedule's lr_lambda or fit's on_step, which
 --     carries its own position) passes through untouched.
@@ -21,9 +21,17 @@ function M.fail(...)
   error(setmetatable({msg = fmt(...)}, Err), 0)
 end
 
--- The source files of the functions api() wrapped: a message positioned in one of them
--- was raised inside the library (by error() or by a C function called from there).
+-- A message positioned in a library file was raised inside the library (by error() or by
+-- a C function called from there). Library files: those under the directory this file
+-- was loaded from (unless Lua shortened its name to "...tail"), and those of the
+-- functions api() wrapped.
 local library = {}
+local root = debug.getinfo(1, "S").short_src:match("^(.*)apierror%.lua$")
+if root and (root == "" or root:sub(1, 3) == "...") then root = nil end
+
+local function in_library(src)
+  return library[src] or (root ~= nil and src:sub(1, #root) == root)
+end
 
 -- pcall's results -> the function's results, or the error raised at the wrapper's caller.
 -- Called in tail position by the wrapper, so level 2 here is the wrapper's caller.
@@ -34,7 +42,7 @@ local function pass(ok, ...)
   if type(r) ~= "string" then error(r, 0) end
   local src, rest = r:match("^([^\n]-):%d+: (.*)$")
   if src == nil then error(r, 2) end                 -- no position: from C
-  if library[src] then error(rest, 2) end            -- positioned inside the library
+  if in_library(src) then error(rest, 2) end         -- positioned inside the library
   error(r, 0)                                        -- user code: keep its position
 end
 

@@ -5,11 +5,14 @@
 --                                epochs = 10, batch_size = 128}
 --   print(history.eval_acc[#history.eval_acc])
 --
--- One step: out = model:forward(xb); loss = loss:forward(out, yb);
--- model:backward(xb, loss:backward(out, yb)) accumulates gradients; every
--- `accumulate` batches: clip, optimizer:step(), optimizer:zero_grad(), and the
--- scheduler steps (schedule_per = "batch": after every optimizer step;
--- "epoch": once per epoch). See docs/training.md for every option.
+-- One training step (Run:train_batch, then Run:optimizer_step every `accumulate` batches):
+--   out = model:forward(xb)
+--   loss, g = loss_fn:forward_backward(out, yb)     -- a non-finite loss: the NaN policy
+--   model:backward(xb, g / accumulate)              -- adds into every parameter's .grad
+--   norm = clip (mo.optim.clip_grad_norm) or measure the gradient norm
+--   optimizer:step(); optimizer:zero_grad(); scheduler:step()   (schedule_per = "batch")
+-- At the end of an epoch (Run:finish_epoch): evaluation, the per-epoch schedule, the
+-- history entry, the progress summary and on_epoch. See docs/training.md for every option.
 --
 -- Resuming: with `state = tbl`, fit keeps its position in tbl (plain values: epoch,
 -- batch, step, running sums, the generator state at the start of the epoch, the
@@ -19,87 +22,25 @@
 -- is bit-identical to one that was never interrupted. See docs/checkpoints.md.
 local core = require "moonopt.core"
 local data = require "moonopt.data"
+local optim = require "moonopt.optim"
 local progress = require "moonopt.progress"
+local apierror = require "moonopt.apierror"
+
+local fail, show, check_int = apierror.fail, apierror.show, apierror.check_int
+local check_data = apierror.unwrap(data.check)
 
 local train = {}
 
-local known = {
-  model = true, loss = true, optimizer = true, scheduler = true, data = true, epochs = true,
-  batch_size = true, accumulate = true, clip_grad_norm = true, schedule_per = true, eval = true,
-  eval_batch_size = true, on_step = true, on_epoch = true, progress = true, progress_every = true,
-  skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true,
-}
-
--- Errors of the argument checks: fail <- check_args/check_int <- fit <- the caller (level 4).
-local function fail(fmt, ...)
-  error(string.format(fmt, ...), 4)
-end
-
-local function check_int(name, v, lo)
-  if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v) and v == v
-                                        and math.abs(v) < 2^53) then
-    fail("fit: %s must be an integer, got %s", name, tostring(v))
-  end
-  v = math.tointeger(v)
-  if v < lo then fail("fit: %s must be an integer >= %d, got %d", name, lo, v) end
-  return v
-end
+-------------------------------------------------------------------------------------------
+-- Small helpers
 
 local function has_method(obj, name)
   local ok, f = pcall(function() return obj[name] end)
   return ok and type(f) == "function"
 end
 
-local function check_args(a)
-  if type(a) ~= "table" then fail("fit: expected one table of options, got %s", type(a)) end
-  for k in pairs(a) do
-    if not known[k] then fail("fit: unknown option '%s'", tostring(k)) end
-  end
-  for _, m in ipairs{"forward", "backward", "parameters"} do
-    if a.model == nil or not has_method(a.model, m) then fail("fit: model must have a %s method", m) end
-  end
-  for _, m in ipairs{"forward", "backward"} do
-    if a.loss == nil or not has_method(a.loss, m) then fail("fit: loss must have a %s method", m) end
-  end
-  for _, m in ipairs{"step", "zero_grad"} do
-    if a.optimizer == nil or not has_method(a.optimizer, m) then fail("fit: optimizer must have a %s method", m) end
-  end
-  if a.scheduler ~= nil and not has_method(a.scheduler, "step") then fail("fit: scheduler must have a step method") end
-  if a.data == nil then fail("fit: data (a data set {x =, y =}) is required") end
-  for _, field in ipairs{"data", "eval"} do
-    if a[field] ~= nil then
-      local ok, msg = pcall(data.check, a[field], field == "data" and "fit" or "fit (eval)")
-      if not ok then fail("%s", (tostring(msg):gsub("^[%w_%./%-]+%.lua:%d+: ", "", 1))) end
-    end
-  end
-  local per = a.schedule_per or "batch"
-  if per ~= "batch" and per ~= "epoch" then
-    fail("fit: schedule_per must be \"batch\" or \"epoch\", got %s", tostring(a.schedule_per))
-  end
-  local c = a.clip_grad_norm
-  if c ~= nil and (type(c) ~= "number" or c ~= c or c <= 0 or c == math.huge) then
-    fail("fit: clip_grad_norm must be a positive finite number, got %s", tostring(a.clip_grad_norm))
-  end
-  for _, f in ipairs{"on_step", "on_epoch"} do
-    if a[f] ~= nil and type(a[f]) ~= "function" then fail("fit: %s must be a function, got %s", f, type(a[f])) end
-  end
-  local p = a.progress
-  if p ~= nil and type(p) ~= "boolean" and type(p) ~= "table" then
-    fail("fit: progress must be a boolean or a table of progress options, got %s", type(p))
-  end
-  if a.state ~= nil and type(a.state) ~= "table" then
-    fail("fit: state must be a table, got %s", type(a.state))
-  end
-end
-
 local function is_bad(x)
   return x ~= x or x == math.huge or x == -math.huge
-end
-
--- "nan", "inf", "-inf" (tostring gives "-nan" or "nan" depending on the platform).
-local function bad_str(x)
-  if x ~= x then return "nan" end
-  return x > 0 and "inf" or "-inf"
 end
 
 --- The first group's learning rate (what the schedule sets), or nil.
@@ -118,71 +59,102 @@ local function grads_of(params)
   return gs
 end
 
---- train.clip_grad_norm(params, max_norm) -> the total norm before clipping.
--- Scales every gradient by max_norm / (norm + 1e-6) when the global L2 norm exceeds
--- max_norm (PyTorch's clip_grad_norm_).
-function train.clip_grad_norm(params, max_norm)
-  local gs = grads_of(params)
-  if #gs == 0 then return 0 end
-  local norm = core.norm_many(gs)
-  if norm > max_norm then
-    local scale = max_norm / (norm + 1e-6)
-    for i = 1, #gs do gs[i]:mul_(scale) end
-  end
-  return norm
-end
-
 -- Whether out/y look like classification with class numbers: out {B, C>1}, y {B}.
 local function looks_classification(out, y)
   return y ~= nil and out:dim() == 2 and out:size(2) > 1 and y:dim() == 1
 end
 
---- train.evaluate(model, loss, ds [, {batch_size = 1000, accuracy = auto}]) -> mean loss, accuracy or nil
--- The model runs in evaluation mode (restored to training mode afterwards when it was).
-function train.evaluate(model, loss_fn, ds, opts)
-  opts = opts or {}
-  local n = data.check(ds, "evaluate")
-  local bs = opts.batch_size or 1000
-  local was_training = model.training
-  if has_method(model, "evaluate") then model:evaluate() end
-  local total, correct, want_acc = 0, 0, opts.accuracy
-  for xb, yb in data.batches(ds, bs, {shuffle = false}) do
-    local out = model:forward(xb)
-    local b = xb:size(1)
-    total = total + loss_fn:forward(out, yb) * b
-    if want_acc == nil then want_acc = looks_classification(out, yb) end
-    if want_acc then correct = correct + core.count_correct(out, yb) end
+-- loss, dloss/dout: one pass when the loss has forward_backward. The gradient is nil
+-- when the loss is not finite (the batch is dropped or training stops).
+local function loss_and_grad(loss_fn, out, y)
+  if loss_fn.forward_backward then
+    local loss, g = loss_fn:forward_backward(out, y)
+    return loss, not is_bad(loss) and g or nil
   end
-  if was_training ~= false and has_method(model, "train") then model:train() end
-  if n == 0 then return 0 / 0, nil end
-  return total / n, want_acc and correct / n or nil
+  local loss = loss_fn:forward(out, y)
+  if is_bad(loss) then return loss, nil end
+  return loss, loss_fn:backward(out, y)
 end
 
--- Columns of the history: one list per field, one value per epoch.
-local columns = {"train_loss", "train_acc", "eval_loss", "eval_acc", "lr", "seconds", "eval_seconds"}
+-- Calls opt:eval() / opt:train() when the optimizer has both (schedule-free optimizers
+-- evaluate at other weights than they train at).
+local function optimizer_mode(opt, mode)
+  if has_method(opt, "eval") and has_method(opt, "train") then opt[mode](opt) end
+end
+
+-------------------------------------------------------------------------------------------
+-- Arguments
+
+local known = {
+  model = true, loss = true, optimizer = true, scheduler = true, data = true, epochs = true,
+  batch_size = true, accumulate = true, clip_grad_norm = true, schedule_per = true, eval = true,
+  eval_batch_size = true, on_step = true, on_epoch = true, progress = true, progress_every = true,
+  skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true,
+}
+
+-- The objects fit calls must have these methods.
+local function check_objects(a)
+  for _, m in ipairs{"forward", "backward", "parameters"} do
+    if a.model == nil or not has_method(a.model, m) then fail("fit: model must have a %s method", m) end
+  end
+  for _, m in ipairs{"forward", "backward"} do
+    if a.loss == nil or not has_method(a.loss, m) then fail("fit: loss must have a %s method", m) end
+  end
+  for _, m in ipairs{"step", "zero_grad"} do
+    if a.optimizer == nil or not has_method(a.optimizer, m) then fail("fit: optimizer must have a %s method", m) end
+  end
+  if a.scheduler ~= nil and not has_method(a.scheduler, "step") then fail("fit: scheduler must have a step method") end
+end
+
+local function check_args(a)
+  if type(a) ~= "table" then fail("fit: expected one table of options, got %s", show(a)) end
+  for k in pairs(a) do
+    if not known[k] then fail("fit: unknown option %s", type(k) == "string" and ("'" .. k .. "'") or show(k)) end
+  end
+  check_objects(a)
+  if a.data == nil then fail("fit: data (a data set {x =, y =}) is required") end
+  check_data(a.data, "fit")
+  if a.eval ~= nil then check_data(a.eval, "fit (eval)") end
+  local per = a.schedule_per
+  if per ~= nil and per ~= "batch" and per ~= "epoch" then
+    fail("fit: schedule_per must be \"batch\" or \"epoch\", got %s", show(per))
+  end
+  local c = a.clip_grad_norm
+  if c ~= nil and (type(c) ~= "number" or c ~= c or c <= 0 or c == math.huge) then
+    fail("fit: clip_grad_norm must be a positive finite number, got %s", show(c))
+  end
+  for _, f in ipairs{"on_step", "on_epoch"} do
+    if a[f] ~= nil and type(a[f]) ~= "function" then fail("fit: %s must be a function, got %s", f, show(a[f])) end
+  end
+  local p = a.progress
+  if p ~= nil and type(p) ~= "boolean" and type(p) ~= "table" then
+    fail("fit: progress must be a boolean or a table of progress options, got %s", show(p))
+  end
+  if a.state ~= nil and type(a.state) ~= "table" then fail("fit: state must be a table, got %s", show(a.state)) end
+end
+
+-------------------------------------------------------------------------------------------
+-- The resumable state
 
 local STATE_VERSION = 1
 
 -- A resume state must describe a run of the same data layout; errors name the field.
 local function check_state(st, n, nb, bs, k)
-  -- errors: bad <- check_state <- fit <- the caller (level 4)
-  local function bad(fmt, ...) error(string.format("fit: state: " .. fmt, ...), 4) end
-  if st.version ~= STATE_VERSION then bad("unknown version %s", tostring(st.version)) end
+  local function bad(f, ...) fail("fit: state: " .. f, ...) end
+  if st.version ~= STATE_VERSION then bad("unknown version %s", show(st.version)) end
   for _, key in ipairs{"epoch", "batch", "step", "pending", "seen", "correct", "skipped_batches"} do
     local v = st[key]
-    if math.type(v) ~= "integer" or v < 0 then
-      bad("%s must be a non-negative integer, got %s", key, tostring(v))
-    end
+    if math.type(v) ~= "integer" or v < 0 then bad("%s must be a non-negative integer, got %s", key, show(v)) end
   end
   if st.epoch < 1 then bad("epoch must be >= 1, got %d", st.epoch) end
-  if type(st.loss_sum) ~= "number" then bad("loss_sum must be a number, got %s", type(st.loss_sum)) end
+  if type(st.loss_sum) ~= "number" then bad("loss_sum must be a number, got %s", show(st.loss_sum)) end
   if st.batch_size ~= bs or st.accumulate ~= k then
-    bad("the run used batch_size %s and accumulate %s, this call %d and %d", tostring(st.batch_size),
-        tostring(st.accumulate), bs, k)
+    bad("the run used batch_size %s and accumulate %s, this call %d and %d", show(st.batch_size),
+        show(st.accumulate), bs, k)
   end
   if st.n ~= n or st.num_batches ~= nb then
-    bad("the run had %s examples in %s batches per epoch, this data gives %d in %d", tostring(st.n),
-        tostring(st.num_batches), n, nb)
+    bad("the run had %s examples in %s batches per epoch, this data gives %d in %d", show(st.n),
+        show(st.num_batches), n, nb)
   end
   if st.batch > nb then bad("batch %d is past the %d batches of an epoch", st.batch, nb) end
   if st.pending >= k then bad("pending %d must be below accumulate %d", st.pending, k) end
@@ -199,200 +171,290 @@ local function copy_entry(e)
   return c
 end
 
---- train.fit{...} -> history (see docs/training.md).
-function train.fit(a)
-  check_args(a)
-  local model, loss_fn, opt, sched, ds = a.model, a.loss, a.optimizer, a.scheduler, a.data
-  local epochs = check_int("epochs", a.epochs or 1, 0)
-  local bs = check_int("batch_size", a.batch_size or 32, 1)
-  local k = check_int("accumulate", a.accumulate or 1, 1)
-  local eval_bs = check_int("eval_batch_size", a.eval_batch_size or math.max(bs, 1000), 1)
-  local max_norm = a.clip_grad_norm
-  local per_batch = (a.schedule_per or "batch") == "batch" and not (sched and sched.needs_metric)
-  local on_step, on_epoch, skip = a.on_step, a.on_epoch, a.skip_nonfinite
-  local inv_k = 1 / k
-  local params = model:parameters()
-  local loader = data.loader(ds, {batch_size = bs, shuffle = a.shuffle ~= false, drop_last = a.drop_last})
-  local nb = loader:num_batches()
-  local st = a.state or {}
-  local resume = st.epoch ~= nil
-  if resume then check_state(st, loader.n, nb, bs, k) end
+-------------------------------------------------------------------------------------------
+-- One fit call: a Run holds the options, the counters and the history.
 
-  local show = a.progress
-  if show == nil then show = true end
-  local popts = type(show) == "table" and show or {}
-  local pevery = a.progress_every
+local Run = {}
+Run.__index = Run
 
+-- Columns of the history: one list per field, one value per epoch.
+local columns = {"train_loss", "train_acc", "eval_loss", "eval_acc", "lr", "seconds", "eval_seconds"}
+
+local function new_history()
   local history = {steps = 0, skipped_batches = 0, stopped_early = false}
   for _, c in ipairs(columns) do history[c] = {} end
-  local function add_entry(entry)
-    history[#history + 1] = entry
-    for _, c in ipairs(columns) do
-      local col = history[c]
-      col[#col + 1] = entry[c] == nil and (0 / 0) or entry[c]
-    end
-  end
+  return history
+end
 
-  -- one info table for every on_step call: valid during the call only
-  local info = {}
-  local step = 0            -- optimizer steps taken
-  local pending = 0         -- batches accumulated since the last optimizer step
-  local want_acc = a.accuracy
-  local last_lr = current_lr(opt)  -- the learning rate of the latest optimizer step
-  if resume then
-    step, pending, last_lr = st.step, st.pending, st.last_lr
-    if want_acc == nil then want_acc = st.want_acc end
+function Run:add_entry(entry)
+  local history = self.history
+  history[#history + 1] = entry
+  for _, c in ipairs(columns) do
+    local col = history[c]
+    col[#col + 1] = entry[c] == nil and (0 / 0) or entry[c]
+  end
+end
+
+local function new_run(a)
+  check_args(a)
+  local bs = check_int("fit", "batch_size", a.batch_size or 32, 1)
+  local sched = a.scheduler
+  local r = setmetatable({
+    a = a, model = a.model, loss_fn = a.loss, opt = a.optimizer, sched = sched,
+    epochs = check_int("fit", "epochs", a.epochs or 1, 0),
+    k = check_int("fit", "accumulate", a.accumulate or 1, 1),
+    eval_bs = check_int("fit", "eval_batch_size", a.eval_batch_size or math.max(bs, 1000), 1),
+    max_norm = a.clip_grad_norm, skip = a.skip_nonfinite,
+    per_batch = (a.schedule_per or "batch") == "batch" and not (sched and sched.needs_metric),
+    params = a.model:parameters(),
+    loader = data.loader(a.data, {batch_size = bs, shuffle = a.shuffle ~= false, drop_last = a.drop_last}),
+    history = new_history(), info = {},   -- one info table for every on_step call
+    step = 0,                              -- optimizer steps taken
+    pending = 0,                           -- batches accumulated since the last optimizer step
+    want_acc = a.accuracy, last_lr = current_lr(a.optimizer),
+    st = a.state or {},
+  }, Run)
+  r.inv_k, r.nb = 1 / r.k, r.loader:num_batches()
+  r.resume = r.st.epoch ~= nil
+  if r.resume then check_state(r.st, r.loader.n, r.nb, bs, r.k) end
+  return r
+end
+
+-- Restores the counters and history of a resumed run, or starts a fresh state.
+function Run:restore()
+  local st, history = self.st, self.history
+  if self.resume then
+    self.step, self.pending, self.last_lr = st.step, st.pending, st.last_lr
+    if self.want_acc == nil then self.want_acc = st.want_acc end
     history.skipped_batches = st.skipped_batches
-    for _, e in ipairs(st.entries) do add_entry(copy_entry(e)) end
+    for _, e in ipairs(st.entries) do self:add_entry(copy_entry(e)) end
   else
-    st.version, st.n, st.num_batches, st.batch_size, st.accumulate = STATE_VERSION, loader.n, nb, bs, k
+    st.version, st.n, st.num_batches, st.batch_size, st.accumulate = STATE_VERSION, self.loader.n, self.nb,
+      self.loader.batch_size, self.k
     st.epoch, st.batch, st.step, st.pending, st.skipped_batches = 1, 0, 0, 0, 0
     st.loss_sum, st.seen, st.correct, st.entries, st.epoch_rng = 0, 0, 0, {}, nil
   end
-  history.steps = step
-
-  if has_method(model, "train") then model:train() end
-  -- a resumed run may hold gradients accumulated before the save (mo.load restores them)
-  if pending == 0 then opt:zero_grad() end
-
-  -- Clips, steps, schedules. A non-finite gradient raises (naming the step), or with
-  -- skip_nonfinite drops the step and the batches accumulated for it.
-  local function optimizer_step(epoch, bi)
-    if pending == 0 then return end
-    local gs = grads_of(params)
-    if pending < k then
-      -- a short last group: make the gradient the mean over the batches it has
-      local fix = k / pending
-      for _, g in ipairs(gs) do g:mul_(fix) end
-    end
-    local norm
-    if #gs > 0 then
-      local total = core.norm_many(gs)
-      if is_bad(total) then
-        if not skip then
-          error(string.format("fit: non-finite gradient (%s) at epoch %d, batch %d, step %d", bad_str(total),
-            epoch, bi, step + 1), 3)
-        end
-        opt:zero_grad()
-        history.skipped_batches = history.skipped_batches + pending
-        pending = 0
-        return nil
-      end
-      if max_norm then
-        norm = total
-        if total > max_norm then
-          local scale = max_norm / (total + 1e-6)
-          for i = 1, #gs do gs[i]:mul_(scale) end
-        end
-      end
-    end
-    last_lr = current_lr(opt)
-    opt:step()
-    opt:zero_grad()
-    pending = 0
-    step = step + 1
-    history.steps = step
-    if sched and per_batch then sched:step() end
-    return norm, epoch
-  end
-
-  for epoch = resume and st.epoch or 1, epochs do
-    local t0 = core.clock()
-    local bar
-    if show then
-      bar = progress.new{total = nb, epoch = epoch, epochs = epochs, live = popts.live,
-                         every = pevery or popts.every, write = popts.write, interval = popts.interval}
-    end
-    local loss_sum, seen, correct, batches = 0, 0, 0, 0
-    local batches_iter
-    if resume and st.batch > 0 then
-      -- the interrupted epoch: its order comes from the generator state it started
-      -- with; the generator then goes on from where the save left it (mo.load set it)
-      loss_sum, seen, correct, batches = st.loss_sum, st.seen, st.correct, st.batch
-      local now = core.rng_get_state()
-      core.rng_set_state(st.epoch_rng)
-      batches_iter = loader:epoch(st.batch + 1)
-      core.rng_set_state(now)
-    else
-      st.epoch, st.batch, st.epoch_rng = epoch, 0, core.rng_get_state()
-      batches_iter = loader:epoch()
-    end
-    resume = false
-    for xb, yb, bi in batches_iter do
-      local out = model:forward(xb)
-      local loss = loss_fn:forward(out, yb)
-      local b = xb:size(1)
-      if is_bad(loss) then
-        if not skip then
-          error(string.format("fit: non-finite loss (%s) at epoch %d, batch %d, step %d", bad_str(loss), epoch, bi,
-            step + 1), 2)
-        end
-        -- drop this batch and whatever was accumulated with it
-        opt:zero_grad()
-        pending = 0
-        history.skipped_batches = history.skipped_batches + 1
-      else
-        local g = loss_fn:backward(out, yb)
-        if k > 1 then g:mul_(inv_k) end
-        model:backward(xb, g, false)  -- false: the input gradient is not needed
-        pending = pending + 1
-        loss_sum = loss_sum + loss * b
-        seen = seen + b
-        if want_acc == nil then want_acc = looks_classification(out, yb) end
-        if want_acc then correct = correct + core.count_correct(out, yb) end
-      end
-      batches = bi
-      local norm
-      if pending == k then norm = optimizer_step(epoch, bi) end
-      -- the resumable position: after batch bi
-      st.batch, st.step, st.pending, st.skipped_batches = bi, step, pending, history.skipped_batches
-      st.loss_sum, st.seen, st.correct, st.want_acc, st.last_lr = loss_sum, seen, correct, want_acc, last_lr
-      if on_step then
-        info.epoch, info.batch, info.step, info.loss, info.lr = epoch, bi, step, loss, last_lr
-        info.grad_norm, info.batch_size, info.skipped, info.state = norm, b, is_bad(loss), st
-        if on_step(info) == false then history.stopped_early = true break end
-      end
-      if bar then bar:update(bi, {loss = seen > 0 and loss_sum / seen or loss, lr = last_lr}) end
-    end
-    if not history.stopped_early then optimizer_step(epoch, batches) end
-    local seconds = core.clock() - t0
-
-    local entry = {epoch = epoch, train_loss = seen > 0 and loss_sum / seen or 0 / 0,
-                   train_acc = (want_acc and seen > 0) and correct / seen or nil,
-                   lr = last_lr, seconds = seconds, batches = batches, steps = step}
-    if a.eval then
-      local e0 = core.clock()
-      entry.eval_loss, entry.eval_acc = train.evaluate(model, loss_fn, a.eval,
-        {batch_size = eval_bs, accuracy = a.accuracy})
-      entry.eval_seconds = core.clock() - e0
-    end
-    if sched and not per_batch then
-      if sched.needs_metric then
-        sched:step(entry.eval_loss or entry.train_loss)
-      else
-        sched:step()
-      end
-    end
-    add_entry(entry)
-    if not history.stopped_early then
-      -- the resumable position: the epoch is complete
-      st.entries[#st.entries + 1] = copy_entry(entry)
-      st.epoch, st.batch, st.epoch_rng, st.step, st.pending = epoch + 1, 0, nil, step, pending
-      st.loss_sum, st.seen, st.correct, st.want_acc, st.last_lr = 0, 0, 0, want_acc, last_lr
-      st.skipped_batches = history.skipped_batches
-    end
-    if bar then
-      local parts = {string.format("loss %.4f", entry.train_loss)}
-      if entry.train_acc then parts[#parts + 1] = string.format("acc %.4f", entry.train_acc) end
-      if entry.eval_loss then parts[#parts + 1] = string.format("eval_loss %.4f", entry.eval_loss) end
-      if entry.eval_acc then parts[#parts + 1] = string.format("eval_acc %.4f", entry.eval_acc) end
-      if entry.lr then parts[#parts + 1] = string.format("lr %.2e", entry.lr) end
-      bar:finish(table.concat(parts, "  "))
-    end
-    if on_epoch and on_epoch(entry) == false then history.stopped_early = true end
-    if history.stopped_early then break end
-  end
-  return history
+  history.steps = self.step
 end
+
+-- The resumable position after batch bi of the current epoch.
+function Run:save_position(bi, sums)
+  local st = self.st
+  st.batch, st.step, st.pending, st.skipped_batches = bi, self.step, self.pending, self.history.skipped_batches
+  st.loss_sum, st.seen, st.correct = sums.loss_sum, sums.seen, sums.correct
+  st.want_acc, st.last_lr = self.want_acc, self.last_lr
+end
+
+-- The batches of an epoch, and the running sums it starts from (not zero when resuming
+-- inside the epoch: its order then comes from the generator state it started with, and
+-- the generator goes on from where the save left it, which mo.load restored).
+function Run:epoch_batches(epoch)
+  local st = self.st
+  local sums = {loss_sum = 0, seen = 0, correct = 0, batches = 0}
+  local batches
+  if self.resume and st.batch > 0 then
+    sums.loss_sum, sums.seen, sums.correct, sums.batches = st.loss_sum, st.seen, st.correct, st.batch
+    local now = core.rng_get_state()
+    core.rng_set_state(st.epoch_rng)
+    batches = self.loader:epoch(st.batch + 1)
+    core.rng_set_state(now)
+  else
+    st.epoch, st.batch, st.epoch_rng = epoch, 0, core.rng_get_state()
+    batches = self.loader:epoch()
+  end
+  self.resume = false
+  return batches, sums
+end
+
+-------------------------------------------------------------------------------------------
+-- The step
+
+-- A non-finite loss or gradient: raise (naming the step), or with skip_nonfinite drop the
+-- `dropped` batches accumulated for this step.
+function Run:nonfinite(what, value, epoch, bi, dropped)
+  if not self.skip then
+    fail("fit: non-finite %s (%s) at epoch %d, batch %d, step %d", what, show(value), epoch, bi, self.step + 1)
+  end
+  self.opt:zero_grad()
+  self.history.skipped_batches = self.history.skipped_batches + dropped
+  self.pending = 0
+end
+
+-- Forward, loss and backward of one batch; returns the loss. The gradient (scaled by
+-- 1/accumulate) is added into the parameters' .grad.
+function Run:train_batch(xb, yb, epoch, bi, sums)
+  local out = self.model:forward(xb)
+  local loss, g = loss_and_grad(self.loss_fn, out, yb)
+  if not g then
+    self:nonfinite("loss", loss, epoch, bi, 1)
+    return loss
+  end
+  if self.k > 1 then g:mul_(self.inv_k) end
+  self.model:backward(xb, g, false)  -- false: the input gradient is not needed
+  self.pending = self.pending + 1
+  local b = xb:size(1)
+  sums.loss_sum, sums.seen = sums.loss_sum + loss * b, sums.seen + b
+  if self.want_acc == nil then self.want_acc = looks_classification(out, yb) end
+  if self.want_acc then sums.correct = sums.correct + core.count_correct(out, yb) end
+  return loss
+end
+
+-- The global gradient norm before clipping; clips when clip_grad_norm is set.
+function Run:grad_norm(gs)
+  if self.max_norm then return optim.clip_grad_norm(self.params, self.max_norm) end
+  return core.norm_many(gs)
+end
+
+-- Clips, steps, schedules (when batches are pending). Returns the norm before clipping
+-- when clip_grad_norm is set and a step was taken.
+function Run:optimizer_step(epoch, bi)
+  if self.pending == 0 then return nil end
+  local gs = grads_of(self.params)
+  if self.pending < self.k then
+    -- a short last group: make the gradient the mean over the batches it has
+    local fix = self.k / self.pending
+    for _, g in ipairs(gs) do g:mul_(fix) end
+  end
+  local norm = #gs > 0 and self:grad_norm(gs) or 0
+  if is_bad(norm) then return self:nonfinite("gradient", norm, epoch, bi, self.pending) end
+  self.last_lr = current_lr(self.opt)
+  self.opt:step()
+  self.opt:zero_grad()
+  self.pending, self.step = 0, self.step + 1
+  self.history.steps = self.step
+  if self.sched and self.per_batch then self.sched:step() end
+  return self.max_norm and norm or nil
+end
+
+-- on_step(info); false when it asks to stop.
+function Run:report_step(epoch, bi, loss, norm, b)
+  local on_step = self.a.on_step
+  if not on_step then return true end
+  local info = self.info
+  info.epoch, info.batch, info.step, info.loss, info.lr = epoch, bi, self.step, loss, self.last_lr
+  info.grad_norm, info.batch_size, info.skipped, info.state = norm, b, is_bad(loss), self.st
+  return on_step(info) ~= false
+end
+
+-------------------------------------------------------------------------------------------
+-- The epoch
+
+function Run:progress_bar(epoch)
+  local show_bar = self.a.progress
+  if show_bar == false then return nil end
+  local popts = type(show_bar) == "table" and show_bar or {}
+  return progress.new{total = self.nb, epoch = epoch, epochs = self.epochs, live = popts.live,
+                      every = self.a.progress_every or popts.every, write = popts.write,
+                      interval = popts.interval, columns = popts.columns}
+end
+
+-- "loss 0.3012  acc 0.8890  eval_loss 0.3311  eval_acc 0.8801  lr 8.54e-04"
+local function summary(entry)
+  local parts = {string.format("loss %.4f", entry.train_loss)}
+  if entry.train_acc then parts[#parts + 1] = string.format("acc %.4f", entry.train_acc) end
+  if entry.eval_loss then parts[#parts + 1] = string.format("eval_loss %.4f", entry.eval_loss) end
+  if entry.eval_acc then parts[#parts + 1] = string.format("eval_acc %.4f", entry.eval_acc) end
+  if entry.lr then parts[#parts + 1] = string.format("lr %.2e", entry.lr) end
+  return table.concat(parts, "  ")
+end
+
+-- The history entry of a finished epoch, with the evaluation (optimizer in eval mode).
+function Run:epoch_entry(epoch, sums, seconds)
+  local seen = sums.seen
+  local entry = {epoch = epoch, train_loss = seen > 0 and sums.loss_sum / seen or 0 / 0,
+                 train_acc = (self.want_acc and seen > 0) and sums.correct / seen or nil,
+                 lr = self.last_lr, seconds = seconds, batches = sums.batches, steps = self.step}
+  if self.a.eval then
+    local e0 = core.clock()
+    entry.eval_loss, entry.eval_acc = train.evaluate(self.model, self.loss_fn, self.a.eval,
+      {batch_size = self.eval_bs, accuracy = self.a.accuracy})
+    entry.eval_seconds = core.clock() - e0
+  end
+  return entry
+end
+
+-- After the last batch: evaluation, the per-epoch schedule, the history, the resumable
+-- position, the summary line and on_epoch. A schedule-free optimizer is in eval mode
+-- from the evaluation to the end of on_epoch (a checkpoint saved there holds the weights
+-- that were evaluated), then back in train mode.
+function Run:finish_epoch(epoch, sums, seconds, bar)
+  local stopped = self.history.stopped_early
+  optimizer_mode(self.opt, "eval")
+  local entry = self:epoch_entry(epoch, sums, seconds)
+  if self.sched and not self.per_batch then
+    if self.sched.needs_metric then self.sched:step(entry.eval_loss or entry.train_loss) else self.sched:step() end
+  end
+  self:add_entry(entry)
+  if not stopped then
+    local st = self.st
+    st.entries[#st.entries + 1] = copy_entry(entry)
+    st.epoch, st.batch, st.epoch_rng = epoch + 1, 0, nil
+    self:save_position(0, {loss_sum = 0, seen = 0, correct = 0})
+  end
+  if bar then bar:finish(summary(entry)) end
+  local on_epoch = self.a.on_epoch
+  if on_epoch and on_epoch(entry) == false then self.history.stopped_early = true end
+  optimizer_mode(self.opt, "train")
+end
+
+-- One pass over the data; false when a callback stopped training.
+function Run:run_epoch(epoch)
+  local bar = self:progress_bar(epoch)
+  local t0 = core.clock()
+  local batches, sums = self:epoch_batches(epoch)
+  for xb, yb, bi in batches do
+    local loss = self:train_batch(xb, yb, epoch, bi, sums)
+    sums.batches = bi
+    local norm = self.pending == self.k and self:optimizer_step(epoch, bi) or nil
+    self:save_position(bi, sums)
+    if not self:report_step(epoch, bi, loss, norm, xb:size(1)) then
+      self.history.stopped_early = true
+      break
+    end
+    if bar then bar:update(bi, {loss = sums.seen > 0 and sums.loss_sum / sums.seen or loss, lr = self.last_lr}) end
+  end
+  if not self.history.stopped_early then self:optimizer_step(epoch, sums.batches) end
+  self:finish_epoch(epoch, sums, core.clock() - t0, bar)
+  return not self.history.stopped_early
+end
+
+-------------------------------------------------------------------------------------------
+-- Public functions
+
+--- train.fit{...} -> history (see docs/training.md).
+local function fit(a)
+  local run = new_run(a)
+  run:restore()
+  if has_method(run.model, "train") then run.model:train() end
+  optimizer_mode(run.opt, "train")
+  -- a resumed run may hold gradients accumulated before the save (mo.load restores them)
+  if run.pending == 0 then run.opt:zero_grad() end
+  for epoch = run.resume and run.st.epoch or 1, run.epochs do
+    if not run:run_epoch(epoch) then break end
+  end
+  return run.history
+end
+train.fit = apierror.api(fit)
+
+--- train.evaluate(model, loss, ds [, {batch_size = 1000, accuracy = auto}]) -> mean loss, accuracy or nil
+-- The model runs in evaluation mode (restored to training mode afterwards when it was).
+local function evaluate(model, loss_fn, ds, opts)
+  opts = apierror.check_options("evaluate", opts, {batch_size = true, accuracy = true})
+  local n = check_data(ds, "evaluate")
+  local bs = check_int("evaluate", "batch_size", opts.batch_size or 1000, 1)
+  local was_training = model.training
+  if has_method(model, "evaluate") then model:evaluate() end
+  local total, correct, want_acc = 0, 0, opts.accuracy
+  for xb, yb in data.batches(ds, bs, {shuffle = false}) do
+    local out = model:forward(xb)
+    total = total + loss_fn:forward(out, yb) * xb:size(1)
+    if want_acc == nil then want_acc = looks_classification(out, yb) end
+    if want_acc then correct = correct + core.count_correct(out, yb) end
+  end
+  if was_training ~= false and has_method(model, "train") then model:train() end
+  if n == 0 then return 0 / 0, nil end
+  return total / n, want_acc and correct / n or nil
+end
+train.evaluate = apierror.api(evaluate)
 
 return train

@@ -215,10 +215,12 @@ function TestTrainFit.test_clip_grad_norm()
   p.grad = mo.tensor{3, 4}
   local q = mo.zeros(1)
   q.grad = mo.tensor{0}
-  lu.assertAlmostEquals(train.clip_grad_norm({p, q}, 1), 5, 1e-6)
+  -- fit clips with the one clip_grad_norm, mo.optim's (train.clip_grad_norm is gone)
+  lu.assertNil(train.clip_grad_norm)
+  lu.assertAlmostEquals(mo.optim.clip_grad_norm({p, q}, 1), 5, 1e-6)
   lu.assertAlmostEquals(p.grad:get(1), 0.6, 1e-6)
   lu.assertAlmostEquals(p.grad:get(2), 0.8, 1e-6)
-  lu.assertAlmostEquals(train.clip_grad_norm({p, q}, 10), 1, 1e-5)  -- under the limit: unchanged
+  lu.assertAlmostEquals(mo.optim.clip_grad_norm({p, q}, 10), 1, 1e-5)  -- under the limit: unchanged
   lu.assertAlmostEquals(p.grad:get(2), 0.8, 1e-6)
   -- in fit: the reported norm is before clipping, the step uses the clipped gradient
   mo.manual_seed(8)
@@ -250,12 +252,24 @@ function TestTrainFit.test_bad_arguments()
     {with("model", nil), "fit: model must have a forward method"},
     {with("optimizer", {}), "fit: optimizer must have a step method"},
     {with("data", {x = ds.x, y = mo.zeros(3)}), "fit: x {4, 2} and y {3} disagree"},
-    {with("schedule_per", "step"), "fit: schedule_per must be \"batch\" or \"epoch\", got step"},
+    {with("schedule_per", "step"), "fit: schedule_per must be \"batch\" or \"epoch\", got string \"step\""},
     {with("clip_grad_norm", -1), "fit: clip_grad_norm must be a positive finite number, got -1"},
-    {with("batch_size", 0), "fit: batch_size must be an integer >= 1, got 0"},
-    {with("accumulate", 1.5), "fit: accumulate must be an integer, got 1.5"},
-    {with("on_step", 3), "fit: on_step must be a function, got number"},
-    {with("progress", "yes"), "fit: progress must be a boolean or a table"},
+    {with("clip_grad_norm", 0 / 0), "fit: clip_grad_norm must be a positive finite number, got nan"},
+    {with("batch_size", 0), "fit: batch_size must be a positive integer, got 0"},
+    {with("accumulate", 1.5), "fit: accumulate must be a positive integer, got 1.5"},
+    {with("epochs", "3"), "fit: epochs must be a non-negative integer, got string \"3\""},
+    {with("epochs", -1), "fit: epochs must be a non-negative integer, got -1"},
+    {with("eval_batch_size", true), "fit: eval_batch_size must be a positive integer, got true"},
+    {with("on_step", 3), "fit: on_step must be a function, got 3"},
+    {with("on_epoch", "f"), "fit: on_epoch must be a function, got string \"f\""},
+    {with("progress", "yes"), "fit: progress must be a boolean or a table of progress options, got string \"yes\""},
+    {with("state", 5), "fit: state must be a table, got 5"},
+    {with("scheduler", {}), "fit: scheduler must have a step method"},
+    {with("loss", {forward = true}), "fit: loss must have a forward method"},
+    {with("data", nil), "fit: data (a data set {x =, y =}) is required"},
+    {with("data", {x = 3}), "fit: data set field x must be a tensor, got 3"},
+    {with("eval", {x = mo.zeros(2, 2), y = mo.zeros(3)}), "fit (eval): x {2, 2} and y {3} disagree"},
+    {with("state", {epoch = 1, version = 7}), "fit: state: unknown version 7"},
   }
   for _, c in ipairs(cases) do
     local ok, msg = pcall(function()
@@ -266,7 +280,107 @@ function TestTrainFit.test_bad_arguments()
     lu.assertStrContains(msg, c[2])
     lu.assertStrContains(msg, "test_train.lua:")  -- raised at the caller's line
   end
-  lu.assertErrorMsgContains("fit: expected one table of options", train.fit, 3)
+  lu.assertErrorMsgContains("fit: expected one table of options, got 3", train.fit, 3)
+  local ok, msg = pcall(function()
+    local h = train.fit{model = model, loss = nn.MSELoss(), optimizer = opt, data = ds, progress = false, [1] = 2}
+    return h
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(msg, "fit: unknown option 1")
+end
+
+function TestTrainFit.test_errors_inside_fit_point_at_the_caller()
+  local ds = data.regression{n = 4, d = 2}
+  local model = nn.Linear(3, 1)   -- the data has 2 features: forward raises inside fit
+  local opt = sgd(model:parameters(), 0.1)
+  local ok, msg = pcall(function()
+    local h = train.fit{model = model, loss = nn.MSELoss(), optimizer = opt, data = ds, progress = false}
+    return h
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(msg, "Linear")
+  lu.assertStrMatches(msg, "^tests/lua/test_train.lua:%d+: .*")
+  lu.assertNil(msg:find("train.lua:%d+: .*train.lua"), msg)
+  -- an error of the user's own callback keeps its position
+  model = nn.Linear(2, 1)
+  opt = sgd(model:parameters(), 0.1)
+  ok, msg = pcall(train.fit, {model = model, loss = nn.MSELoss(), optimizer = opt, data = ds, progress = false,
+                              on_step = function() error("callback failed") end})
+  lu.assertFalse(ok)
+  lu.assertStrMatches(msg, "^tests/lua/test_train.lua:%d+: callback failed$")
+  -- evaluate checks its arguments the same way
+  ok, msg = pcall(function()
+    local l = train.evaluate(model, nn.MSELoss(), ds, {batch_size = 0})
+    return l
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrMatches(msg, "^tests/lua/test_train.lua:%d+: evaluate: batch_size must be a positive integer, got 0$")
+  lu.assertErrorMsgContains("evaluate: unknown option 'bs'", train.evaluate, model, nn.MSELoss(), ds, {bs = 1})
+end
+
+-- A loss that only works through forward_backward (forward or backward alone raise).
+local function one_pass_loss()
+  local inner = nn.MSELoss()
+  local l = {calls = 0}
+  function l.forward_backward(_, out, y)
+    l.calls = l.calls + 1
+    return inner:forward_backward(out, y)
+  end
+  function l.forward(_, out, y)
+    if not l.evaluating then error("forward called outside evaluation") end
+    return inner:forward(out, y)
+  end
+  function l.backward() error("backward called: fit should use forward_backward") end
+  return l
+end
+
+function TestTrainFit.test_uses_forward_backward()
+  mo.manual_seed(3)
+  local ds = data.regression{n = 30, d = 2}
+  local model = nn.Linear(2, 1)
+  local l = one_pass_loss()
+  local h = train.fit{model = model, loss = l, optimizer = sgd(model:parameters(), 0.05), data = ds, epochs = 2,
+                      batch_size = 10, progress = false}
+  lu.assertEquals(l.calls, 6)
+  lu.assertEquals(h.steps, 6)
+  -- the same weights as a run with forward and backward called separately
+  mo.manual_seed(3)
+  ds = data.regression{n = 30, d = 2}
+  local model2 = nn.Linear(2, 1)
+  local inner = nn.MSELoss()
+  local separate = {forward = function(_, o, y) return inner:forward(o, y) end,
+                    backward = function(_, o, y) return inner:backward(o, y) end}
+  train.fit{model = model2, loss = separate, optimizer = sgd(model2:parameters(), 0.05), data = ds, epochs = 2,
+            batch_size = 10, progress = false}
+  lu.assertEquals(params_table(model2), params_table(model))
+end
+
+function TestTrainFit.test_schedule_free_optimizer_evaluates_in_eval_mode()
+  mo.manual_seed(5)
+  local ds = data.regression{n = 20, d = 2}
+  local model = nn.Linear(2, 1)
+  local opt = sgd(model:parameters(), 0.01)
+  local events = {}
+  opt.mode = "eval"   -- as after a checkpoint saved in on_epoch: fit puts it back in train mode
+  function opt.eval() events[#events + 1] = "eval"; opt.mode = "eval" end
+  function opt.train() events[#events + 1] = "train"; opt.mode = "train" end
+  local step = opt.step
+  function opt.step()
+    lu.assertEquals(opt.mode, "train")
+    events[#events + 1] = "step"
+    step()
+  end
+  local inner = nn.MSELoss()
+  local loss = {forward = function(_, o, y)
+                  if not model.training then events[#events + 1] = "evaluate:" .. opt.mode end
+                  return inner:forward(o, y)
+                end,
+                backward = function(_, o, y) return inner:backward(o, y) end}
+  train.fit{model = model, loss = loss, optimizer = opt, data = ds, eval = ds, eval_batch_size = 20, epochs = 2,
+            batch_size = 10, progress = false,
+            on_epoch = function() events[#events + 1] = "on_epoch:" .. opt.mode end}
+  lu.assertEquals(events, {"train", "step", "step", "eval", "evaluate:eval", "on_epoch:eval", "train",
+                           "step", "step", "eval", "evaluate:eval", "on_epoch:eval", "train"})
 end
 
 -- ---------------------------------------------------------------------------
