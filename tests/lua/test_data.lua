@@ -451,6 +451,36 @@ end
 -- ---------------------------------------------------------------------------
 -- synthetic sets
 
+function TestDataNormalize.test_errors_name_the_argument_at_the_caller()
+  local x = mo.tensor{{1, 2}, {3, 4}}
+  local function at_caller(f, ...)
+    local args = table.pack(...)
+    local ok, msg = pcall(function()
+      local r = f(table.unpack(args, 1, args.n))   -- not a tail call: this line is the caller
+      return r
+    end)
+    lu.assertFalse(ok)
+    lu.assertStrMatches(msg, "^tests/lua/test_data.lua:%d+: .*")
+    return msg
+  end
+  -- a third argument is a mistake, not something to ignore
+  lu.assertStrContains(at_caller(data.normalize, x, nil, {per_feature = true}),
+    "normalize: expected at most 2 arguments (x, stats), got 3")
+  lu.assertEquals(x:totable(), {{1, 2}, {3, 4}})   -- nothing changed
+  lu.assertStrContains(at_caller(data.normalize, "x"), "normalize: x must be a tensor, got string \"x\"")
+  lu.assertStrContains(at_caller(data.normalize, x, 3), "normalize: stats must be a table, got 3")
+  lu.assertStrContains(at_caller(data.subset, {x = x}, "1", 1),
+    "subset: first must be a positive integer, got string \"1\"")
+  lu.assertStrContains(at_caller(data.subset, {x = x}, 2, 2), "subset: examples 2..3 outside 1..2")
+  lu.assertStrContains(at_caller(data.loader, {x = x}, {batch_size = 1, size = 2}), "loader: unknown option 'size'")
+  local loader = data.loader({x = x})
+  lu.assertStrContains(at_caller(loader.epoch, loader, 0), "loader:epoch: first must be a positive integer, got 0")
+  lu.assertStrContains(at_caller(data.size, {x = mo.zeros(2), y = mo.zeros(3)}), "size: x {2} and y {3} disagree")
+  lu.assertStrContains(at_caller(data.moons, {noise = -1}), "moons: noise must be a finite number >= 0, got -1")
+  -- errors of the C functions under mo.data are positioned at the caller too
+  lu.assertStrContains(at_caller(data.decode_idx, "hello world!"), "decode_idx: wrong magic")
+end
+
 local TestDataSynthetic = {}
 
 local function class_counts(y, classes)

@@ -422,7 +422,7 @@ function TestTrainProgress.test_live_line_on_a_terminal()
   local out, write = capture()
   local t = 0
   local bar = mo.progress.new{total = 4, epoch = 2, epochs = 5, live = true, write = write, interval = 0,
-                              clock = function() return t end}
+                              columns = 200, clock = function() return t end}
   t = 1
   bar:update(1, {loss = 0.5, lr = 1e-3})
   t = 2
@@ -438,6 +438,58 @@ function TestTrainProgress.test_live_line_on_a_terminal()
   for i = 1, 50 do bar:update(i) end
   lu.assertEquals(#out, 1)
   lu.assertEquals(mo.progress.clock_str(3725), "1:02:05")
+end
+
+function TestTrainProgress.test_live_line_fits_the_terminal()
+  local t = 0
+  local function bar_for(columns, width)
+    t = 0   -- started at 0, drawn at 0.5 s
+    local bar = mo.progress.new{total = 469, epoch = 3, epochs = 10, live = true, write = function() end,
+                                interval = 0, columns = columns, width = width, clock = function() return t end}
+    t = 0.5
+    return bar
+  end
+  local stats = {loss = 0.4321, lr = 9.8e-4}
+  local full = bar_for(200):line(211, stats)
+  lu.assertEquals(#full, 101)   -- a 20-character bar and everything else: wider than 80
+  for _, columns in ipairs{80, 60, 40, 10, 1} do
+    local s = bar_for(columns):line(211, stats)
+    lu.assertTrue(#s <= columns - 1, columns .. " columns: " .. #s .. " characters: " .. s)
+  end
+  -- the bar shrinks first: at 100 columns the line is 99 characters with an 18-character bar
+  local s = bar_for(100):line(211, stats)
+  lu.assertEquals(#s, 99)
+  lu.assertStrContains(s, "[########..........]")
+  lu.assertStrContains(s, "loss 0.4321  lr 9.80e-04")
+  -- then the end of the line is cut
+  s = bar_for(60):line(211, stats)
+  lu.assertEquals(s, "epoch 3/10 []  45%  211/469  422.0 batch/s  ETA 0:00:01  lo")
+  -- the drawn text too ("\r" + line + padding, never more than columns - 1 visible characters)
+  local out, write = capture()
+  local bar = bar_for(80)
+  bar.write = write
+  bar:update(211, stats)
+  bar:update(212, {loss = 0.5})
+  for _, chunk in ipairs(out) do lu.assertTrue(#chunk - 1 <= 79, chunk) end
+end
+
+function TestTrainProgress.test_terminal_width()
+  local W = mo.progress.terminal_width
+  local function env(v) return function(k) if k == "COLUMNS" then return v end end end
+  local function tput(v) return function() return v end end
+  lu.assertEquals(W(env("132"), tput("100\n")), 132)
+  lu.assertEquals(W(env(nil), tput("100\n")), 100)
+  lu.assertEquals(W(env("abc"), tput(nil)), 80)
+  lu.assertEquals(W(env("0"), tput("0\n")), 80)
+  lu.assertEquals(W(env(""), tput("tput: unknown terminal")), 80)
+  lu.assertEquals(type(W()), "number")
+  -- progress.new's own checks
+  local function err(opts) local ok, m = pcall(mo.progress.new, opts) lu.assertFalse(ok) return m end
+  lu.assertStrContains(err{total = 2, columns = 0}, "progress.new: columns must be a positive integer, got 0")
+  lu.assertStrContains(err{total = "2"}, "progress.new: total must be a non-negative integer, got string \"2\"")
+  lu.assertStrContains(err{total = 2, colums = 80}, "progress.new: unknown option 'colums'")
+  local bar = mo.progress.new{total = 2, live = false, write = function() end}
+  lu.assertErrorMsgContains("bar:update: done must be a number, got nil", bar.update, bar)
 end
 
 function TestTrainProgress.test_terminal_detection_answers_a_boolean()
