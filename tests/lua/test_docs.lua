@@ -3,7 +3,7 @@
 --     entry in docs/api.md: a code span that starts with the name, e.g. `mo.zeros(...)`,
 --     `t:add(v)`, `mo.data.fashion_mnist_dir`;
 --   * every entry of docs/api.md (a heading or a table row starting with a code span) names
---     something that exists (or is listed as pending in tools/api_names.lua);
+--     something that exists;
 --   * every top-level module under lua/moonopt/ is classified as public or internal;
 --   * relative links in docs/*.md point at files that exist (and anchors at headings).
 -- (tests/lua/test_guide.lua runs every Lua example of docs/guide.md.)
@@ -87,10 +87,10 @@ function TestDocsApi:test_every_public_name_has_an_entry()
 end
 
 function TestDocsApi:test_every_entry_names_something_real()
-  local names, pending = set_of(self.names), set_of(api.PENDING)
+  local names = set_of(self.names)
   local stale = {}
   for _, name in ipairs(entry_names(self.doc)) do
-    if not names[name] and not pending[name] then stale[#stale + 1] = name end
+    if not names[name] then stale[#stale + 1] = name end
   end
   lu.assertEquals(stale, {}, "docs/api.md documents names the code does not have: "
                   .. table.concat(stale, ", "))
