@@ -94,8 +94,15 @@ $(BUILD)/tests/embed_%: tests/embed/%.c $(BIND_OBJ) $(BUILD)/libmoonopt.a $(CORE
 CTEST_BIN := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRC)) \
              $(patsubst tests/embed/%.c,$(BUILD)/tests/embed_%,$(EMBED_SRC))
 
-# Missing tools or headers: install them first (make deps says how when not root).
-DEPS_OK := $(shell command -v $(LUA) >/dev/null 2>&1 && $(PKG_CONFIG) --exists lua$(LUA_VERSION) 2>/dev/null && test -f /usr/share/lua/$(LUA_VERSION)/luaunit.lua && echo yes)
+# Missing tools, headers or data: install them first (make deps; it says how when not root).
+# test, check and demo all need the compiler, Lua 5.4 with its headers, zlib's header and
+# LuaUnit, and the demo (and the docs' examples under make test) need Fashion-MNIST. This is
+# a quick check of files, not of every package of tools/deps.sh; `make deps` installs the rest.
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+DEPS_OK := $(shell command -v $(CC) >/dev/null 2>&1 && command -v $(LUA) >/dev/null 2>&1 \
+             && $(PKG_CONFIG) --exists lua$(LUA_VERSION) 2>/dev/null && test -f /usr/include/zlib.h \
+             && test -f /usr/share/lua/$(LUA_VERSION)/luaunit.lua \
+             && test -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz && echo yes)
 
 test:
 ifneq ($(DEPS_OK),yes)
@@ -123,8 +130,14 @@ endif
 	    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    $(LUA) examples/small_train.lua >/dev/null
 
-# The main job: Fashion-MNIST MLP (DEMO_ARGS="--epochs 3" for a shorter run).
-demo: all
+# The main job: Fashion-MNIST MLP (DEMO_ARGS="--epochs 3" for a shorter run). Like test, it
+# installs what is missing before it builds (the build itself needs liblua5.4-dev), so the
+# README's two commands work first, in either order.
+demo:
+ifneq ($(DEPS_OK),yes)
+	$(MAKE) deps
+endif
+	$(MAKE) all
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/fashion_mnist.lua $(DEMO_ARGS)
 
 # The main job must still reach its accuracy (issue target: >= 0.89 after 10 epochs).

@@ -7,7 +7,9 @@
 #   make seed-variants                               one script (seed-<script name>)
 #
 # Every script prints its numbers; lr_wd_heatmap and one_cycle need Fashion-MNIST
-# (make deps) and take a few minutes together on one core.
+# (make deps), run every setting with 3 seeds (--seeds N; printed as mean ± std) and take
+# about 6 minutes together on one core. Their numbers depend on OpenBLAS's kernel:
+# docs/seed.md's were measured with `OPENBLAS_CORETYPE=Haswell make seed-figures`.
 
 SEED_OUT     ?= out/seed
 SEED_ARGS    ?=

@@ -2,6 +2,12 @@
 # tools/deps.sh - install the Debian packages moonopt builds and tests with (`make deps`).
 # As root it runs apt-get; otherwise it prints the exact command and stops.
 PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-unit luarocks lua-check libopenblas-dev valgrind zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev"
+# make test and make demo call this when a quick file check (DEPS_OK in the Makefile) fails.
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "deps: not a Debian system; install the equivalents of: $PKGS"
+    echo "deps: (Fashion-MNIST: the four *-ubyte.gz files in /usr/share/datasets/fashion-mnist)"
+    exit 1
+fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -4,7 +4,7 @@
 --
 --   local claims = require "seed.claims"     (or dofile "examples/seed/claims.lua")
 --
--- Conventions used throughout (DESIGN.md, "The Adam family, exactly"): t counts steps from 1,
+-- Conventions used throughout (docs/design.md, "The Adam family"): t counts steps from 1,
 -- bc1 = 1 - b1^t, bc2 = 1 - b2^t. "L2" adds wd * w to the gradient before the optimizer sees
 -- it; "decoupled" multiplies the weights by (1 - lr * wd) with the raw lr (PyTorch's AdamW).
 local mo = require "moonopt"

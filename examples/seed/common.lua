@@ -39,18 +39,19 @@ end
 --- Parses `argv` (a script's `arg`): `--name value` pairs and `--flag`s.
 -- spec: name -> {kind, default, help} with kind "int", "number", "string" or "flag"; the
 -- common options (out, quick, seed, help) are added. Bad arguments exit with a message.
--- Returns a table of the values.
+-- Returns a table of the values and the set of the names given on the command line.
 function M.args(name, argv, spec)
   local all = {}
   for k, v in pairs(COMMON) do all[k] = v end
   for k, v in pairs(spec or {}) do all[k] = v end
-  local o = {}
+  local o, given = {}, {}
   for k, v in pairs(all) do o[k] = v[2] end
   local i = 1
   while i <= #argv do
     local key = argv[i]:match("^%-%-([%w_]+)$")
     local s = key and all[key]
     if not s then M.die(name, "unknown argument '" .. argv[i] .. "'\n" .. usage_text(name, all)) end
+    given[key] = true
     if s[1] == "flag" then
       o[key] = true
       i = i + 1
@@ -73,7 +74,7 @@ function M.args(name, argv, spec)
     io.stdout:write(usage_text(name, all))
     os.exit(0)
   end
-  return o
+  return o, given
 end
 
 --- Creates `dir` (and its parents) unless it exists.
@@ -96,13 +97,18 @@ end
 -- Columns are right-aligned to their widest cell.
 function M.print_table(header, rows)
   local width = {}
-  for j, h in ipairs(header) do width[j] = #h end
+  -- widths in characters, not bytes: cells may hold "±"
+  local function len(c) return utf8.len(c) or #c end
+  for j, h in ipairs(header) do width[j] = len(h) end
   for _, r in ipairs(rows) do
-    for j, c in ipairs(r) do width[j] = math.max(width[j] or 0, #c) end
+    for j, c in ipairs(r) do width[j] = math.max(width[j] or 0, len(c)) end
   end
   local function line(r)
     local cells = {}
-    for j = 1, #header do cells[j] = ("%" .. width[j] .. "s"):format(r[j] or "") end
+    for j = 1, #header do
+      local c = r[j] or ""
+      cells[j] = string.rep(" ", width[j] - len(c)) .. c
+    end
     print(table.concat(cells, "  "))
   end
   line(header)
@@ -124,6 +130,31 @@ function M.values(t)
   end
   walk(t:totable())
   return out
+end
+
+--- The seeds of a multi-seed run: --seeds N consecutive seeds from --seed on.
+function M.seed_list(o)
+  local seeds = {}
+  for k = 1, o.seeds do seeds[k] = o.seed + k - 1 end
+  return seeds
+end
+
+--- Mean and sample standard deviation (n - 1 in the denominator; 0 for one value) of a list.
+function M.mean_std(list)
+  local n, s = #list, 0
+  for _, v in ipairs(list) do s = s + v end
+  local mean = s / n
+  if n < 2 then return mean, 0 end
+  local ss = 0
+  for _, v in ipairs(list) do ss = ss + (v - mean) ^ 2 end
+  return mean, math.sqrt(ss / (n - 1))
+end
+
+--- "mean ± std" of a list with the given format for both numbers (default "%.4f").
+function M.pm(list, fmt)
+  fmt = fmt or "%.4f"
+  local m, s = M.mean_std(list)
+  return (fmt .. " ± " .. fmt):format(m, s)
 end
 
 --- Median of a list of numbers (NaN for an empty list).

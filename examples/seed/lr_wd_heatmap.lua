@@ -3,21 +3,23 @@
 -- (axis-aligned), where with L2 in Adam the two hyperparameters are coupled.
 --
 --   lua5.4 examples/seed/lr_wd_heatmap.lua [--out out/seed] [--train 5000] [--epochs 20]
---                                          [--hidden 256] [--threads 1] [--quick]
+--                                          [--hidden 256] [--seeds 3] [--threads 1] [--quick]
 --
 -- Fashion-MNIST: the first --train training images and the full 10,000-image test set; an MLP
 -- 784-hidden-10 (ReLU); batch 128; a cosine schedule from lr to 0 over the run; the same
--- initialization and batch order in every cell. Few images and many epochs, so that the model
+-- initialization and batch order in every cell for a given seed; every cell is run with --seeds
+-- consecutive seeds from --seed on and reported as mean ± std. Few images and many epochs, so that the model
 -- overfits and weight decay has something to do. Grids of half-decade steps, 5 lrs x 6 wds:
 --   Adam + L2:  lr x wd, g <- g + wd * w            (mo.optim.Adam, weight_decay = wd)
 --   AdamW:      lr x lambda, w <- w * (1 - eta_t lambda) with eta_t the schedule's factor,
 --               the paper's convention (mo.optim.AdamW, weight_decay = lambda / lr)
 -- The AdamW runs are drawn twice: over (lr, lambda), and over (lr, weight_decay = lambda / lr),
 -- PyTorch's and moonopt's convention (the same runs; cells that no run covers are grey).
--- Prints the three grids of test error, the best cell, each row's best column, and two measures
--- of separability: the share of the grid's variation that an additive row + column model
--- leaves unexplained, and whether the good region (cells within --slack of the best) fills its
--- bounding box, i.e. whether it is an axis-aligned rectangle. Writes lr_wd_heatmap_adam_l2.svg,
+-- Prints the three grids of test error (mean ± std over the seeds), the best cell of the means,
+-- each row's best column, and two measures of separability: the share of the grid's variation
+-- that an additive row + column model leaves unexplained, and whether the good region (cells
+-- within --slack of the best) fills its bounding box, i.e. whether it is an axis-aligned
+-- rectangle. Writes lr_wd_heatmap_adam_l2.svg,
 -- lr_wd_heatmap_adamw.svg and lr_wd_heatmap_adamw_pytorch.svg.
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist; `make deps`).
 local mo = require "moonopt"
@@ -25,18 +27,24 @@ local common = require "seed.common"
 local claims = require "seed.claims"
 
 local NAME = "lr_wd_heatmap"
-local o = common.args(NAME, arg, {
+local o, given = common.args(NAME, arg, {
   train = {"int", 5000, "training images used"},
   epochs = {"int", 20, "epochs per run"},
   hidden = {"int", 256, "hidden units"},
   batch = {"int", 128, "batch size"},
   slack = {"number", 0.005, "cells within this much test error of the best are 'good'"},
+  seeds = {"int", 3, "seeds per cell (mean ± std)"},
   threads = {"int", 1, "OpenBLAS threads"},
   data = {"string", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory"},
 })
-if o.quick then o.train, o.epochs, o.hidden = 1000, 1, 32 end
+if o.quick then
+  o.train, o.epochs, o.hidden = 1000, 1, 32
+  if not given.seeds then o.seeds = 1 end
+end
 if o.train < o.batch then common.die(NAME, "--train must be at least --batch") end
-if o.epochs < 1 or o.hidden < 1 then common.die(NAME, "--epochs and --hidden must be at least 1") end
+if o.epochs < 1 or o.hidden < 1 or o.seeds < 1 then
+  common.die(NAME, "--epochs, --hidden and --seeds must be at least 1")
+end
 mo.blas_set_threads(o.threads)
 
 -- log10 of the axes: half decades, so lambda / lr falls on the same half-decade grid
@@ -59,28 +67,37 @@ local function label(l)
   return ("%.2g"):format(m) .. ("e%d"):format(e)
 end
 
+local SEEDS = common.seed_list(o)
+
+-- Two grids of the same shape: the mean and the standard deviation of the test error of one
+-- cell over the seeds.
 local function grid(kind, log_wd)
-  local rows = {}
+  local mean, std = {}, {}
   for i, llr in ipairs(LOG_LR) do
-    rows[i] = {}
+    mean[i], std[i] = {}, {}
     for j, lwd in ipairs(log_wd) do
-      rows[i][j] = claims.fit_once{train = train, test = test, sizes = {784, o.hidden, 10},
-                                   kind = kind, lr = 10 ^ llr, wd = 10 ^ lwd, epochs = o.epochs,
-                                   batch = o.batch, seed = o.seed}
+      local errs = {}
+      for k, seed in ipairs(SEEDS) do
+        errs[k] = claims.fit_once{train = train, test = test, sizes = {784, o.hidden, 10},
+                                  kind = kind, lr = 10 ^ llr, wd = 10 ^ lwd, epochs = o.epochs,
+                                  batch = o.batch, seed = seed}
+      end
+      mean[i][j], std[i][j] = common.mean_std(errs)
     end
   end
-  return rows
+  return mean, std
 end
 
 print(("Fashion-MNIST: %d training images, %d test; MLP 784-%d-10; %d epochs, batch %d, cosine"
-       .. " lr schedule"):format(mo.data.size(train), mo.data.size(test), o.hidden, o.epochs,
-                                o.batch))
+       .. " lr schedule; seeds %s"):format(mo.data.size(train), mo.data.size(test), o.hidden,
+                                          o.epochs, o.batch, table.concat(SEEDS, ", ")))
 local t0 = mo.clock()
-local l2 = grid("l2", LOG_L2)
+local l2, l2_sd = grid("l2", LOG_L2)
 io.stderr:write(("  Adam+L2 grid done, %.0f s\n"):format(mo.clock() - t0))
-local aw = grid("adamw", LOG_LAM)
+local aw, aw_sd = grid("adamw", LOG_LAM)
 io.stderr:write(("  AdamW grid done, %.0f s\n"):format(mo.clock() - t0))
 local awpt, log_pt = claims.shear(aw, LOG_LR, LOG_LAM)
+local awpt_sd = claims.shear(aw_sd, LOG_LR, LOG_LAM)
 
 local function labels(logs)
   local out = {}
@@ -88,7 +105,7 @@ local function labels(logs)
   return out
 end
 
-local function print_grid(title, values, col_logs)
+local function print_grid(title, values, sd, col_logs)
   print()
   print(title)
   local header = {"lr \\ wd"}
@@ -98,7 +115,7 @@ local function print_grid(title, values, col_logs)
     local r = {label(l)}
     for j = 1, #col_logs do
       local v = values[i][j]
-      r[#r + 1] = v == v and ("%.4f"):format(v) or "-"
+      r[#r + 1] = v == v and ("%.4f ± %.4f"):format(v, sd[i][j]) or "-"
     end
     rows[#rows + 1] = r
   end
@@ -145,7 +162,7 @@ local function interaction_share(values)
   return ss_tot > 0 and ss_res / ss_tot or 0
 end
 
-local function summary(title, values, col_logs)
+local function summary(title, values, sd, col_logs)
   local bi, bj, bv = 1, 1, math.huge
   for i, row in ipairs(values) do
     for j, v in ipairs(row) do
@@ -158,8 +175,17 @@ local function summary(title, values, col_logs)
     parts[#parts + 1] = ("lr %s -> %s (%.4f)"):format(label(LOG_LR[i]), label(col_logs[b.col]),
                                                      b.err)
   end
-  print(("%s: best error %.4f at lr %s, wd %s; unexplained by row + column: %.1f%%"):format(
-    title, bv, label(LOG_LR[bi]), label(col_logs[bj]), 100 * interaction_share(values)))
+  -- the run-to-run noise: the mean of the cells' standard deviations over the seeds
+  local sd_sum, sd_n = 0, 0
+  for _, row in ipairs(sd) do
+    for _, v in ipairs(row) do
+      if v == v then sd_sum, sd_n = sd_sum + v, sd_n + 1 end
+    end
+  end
+  print(("%s: best mean error %.4f ± %.4f at lr %s, wd %s; unexplained by row + column: %.1f%%;"
+         .. " mean std of a cell over %d seeds: %.4f"):format(
+    title, bv, sd[bi][bj], label(LOG_LR[bi]), label(col_logs[bj]), 100 * interaction_share(values),
+    #SEEDS, sd_n > 0 and sd_sum / sd_n or 0))
   print("  best wd per lr: " .. table.concat(parts, "; "))
   -- the good region: cells within --slack of the best. Separable means it is a rectangle: every
   -- (lr, wd) pair combining one of its lrs with one of its wds is good too (among run cells)
@@ -179,16 +205,16 @@ local function summary(title, values, col_logs)
          .. " bounding box (%.0f%%)"):format(bv + o.slack, good, good, box, 100 * good / box))
 end
 
-print_grid("Adam + L2: test error (rows lr, columns L2 wd)", l2, LOG_L2)
+print_grid("Adam + L2: test error (rows lr, columns L2 wd)", l2, l2_sd, LOG_L2)
 print_grid("AdamW: test error (rows lr, columns lambda, the decay per step at the schedule's peak)",
-           aw, LOG_LAM)
+           aw, aw_sd, LOG_LAM)
 print_grid("AdamW, the same runs in PyTorch's convention (columns weight_decay = lambda / lr)",
-           awpt, log_pt)
+           awpt, awpt_sd, log_pt)
 print()
-summary("Adam+L2", l2, LOG_L2)
-summary("AdamW (lr, lambda)", aw, LOG_LAM)
-summary("AdamW (lr, weight_decay)", awpt, log_pt)
-print(("%d runs in %.0f s"):format(#LOG_LR * (#LOG_L2 + #LOG_LAM), mo.clock() - t0))
+summary("Adam+L2", l2, l2_sd, LOG_L2)
+summary("AdamW (lr, lambda)", aw, aw_sd, LOG_LAM)
+summary("AdamW (lr, weight_decay)", awpt, awpt_sd, log_pt)
+print(("%d runs in %.0f s"):format(#SEEDS * #LOG_LR * (#LOG_L2 + #LOG_LAM), mo.clock() - t0))
 
 -- figures: one colour scale for all three, so they compare
 local vmin, vmax = math.huge, -math.huge
@@ -202,7 +228,8 @@ local function heat(title, values, col_logs, xlabel, file)
   common.save(mo.plot.heatmap{
     title = title, xlabel = xlabel, ylabel = "learning rate (peak)",
     xticks = labels(col_logs), yticks = labels(LOG_LR), values = values, origin = "lower",
-    annotate = true, fmt = "%.3f", vmin = vmin, vmax = vmax, colorbar_label = "test error",
+    annotate = true, fmt = "%.3f", vmin = vmin, vmax = vmax,
+    colorbar_label = ("test error, mean of %d seeds"):format(#SEEDS),
     width = 120 + 72 * #col_logs + 120,
   }, o.out, file)
 end

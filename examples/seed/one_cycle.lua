@@ -3,7 +3,8 @@
 -- learning-rate schedule trains fastest.
 --
 --   lua5.4 examples/seed/one_cycle.lua [--out out/seed] [--train 20000] [--epochs 8]
---                                      [--max_lr 5e-3] [--lr 1e-3] [--target 0.85] [--quick]
+--                                      [--max_lr 5e-3] [--lr 1e-3] [--target 0.85] [--seeds 3]
+--                                      [--quick]
 --
 -- Fashion-MNIST (the first --train training images; the full 10,000-image test set), the MLP
 -- 784-256-128-10 of the main example, AdamW (weight_decay 1e-2, PyTorch convention), batch 128.
@@ -11,7 +12,10 @@
 -- batch order: OneCycle (max_lr, cosine, pct_start 0.3, starting at max_lr/25) over exactly the
 -- budget; a cosine decay from max_lr to 0 over the budget without warmup (is it the one-cycle
 -- shape or just the annealing?); a constant lr (--lr, Adam's usual 1e-3); a constant max_lr. Each run is
--- evaluated on the test set every --every steps. Prints the final test accuracy per budget, the
+-- evaluated on the test set every --every steps. Every run is repeated with --seeds consecutive
+-- seeds from --seed on (initialization and batch order change with the seed); accuracies are
+-- reported as mean ± std over the seeds, and the curves are their means. Prints the final
+-- test accuracy per budget, the
 -- smallest budget whose final accuracy reaches --target (the super-convergence question: how
 -- short a run does each need?), and the first step at which each run of the longest budget
 -- passes --target on the way (a different question: a one-cycle run starts slowly); writes
@@ -23,7 +27,7 @@ local common = require "seed.common"
 local claims = require "seed.claims"
 
 local NAME = "one_cycle"
-local o = common.args(NAME, arg, {
+local o, given = common.args(NAME, arg, {
   train = {"int", 20000, "training images used"},
   epochs = {"int", 8, "the longest budget, in epochs"},
   batch = {"int", 128, "batch size"},
@@ -32,13 +36,17 @@ local o = common.args(NAME, arg, {
   wd = {"number", 1e-2, "AdamW weight_decay (PyTorch convention: w *= 1 - lr*wd)"},
   target = {"number", 0.85, "test accuracy whose first arrival is reported"},
   every = {"int", 40, "evaluate every N steps"},
+  seeds = {"int", 3, "seeds per run (mean ± std)"},
   threads = {"int", 1, "OpenBLAS threads"},
   data = {"string", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory"},
 })
-if o.quick then o.train, o.epochs, o.every = 2000, 2, 8 end
+if o.quick then
+  o.train, o.epochs, o.every = 2000, 2, 8
+  if not given.seeds then o.seeds = 1 end
+end
 if o.train < o.batch then common.die(NAME, "--train must be at least --batch") end
-if o.epochs < 1 or o.every < 1 or o.batch < 1 then
-  common.die(NAME, "--epochs, --every and --batch must be at least 1")
+if o.epochs < 1 or o.every < 1 or o.batch < 1 or o.seeds < 1 then
+  common.die(NAME, "--epochs, --every, --batch and --seeds must be at least 1")
 end
 mo.blas_set_threads(o.threads)
 
@@ -71,47 +79,67 @@ do
   budgets[#budgets + 1] = o.epochs
 end
 
+local SEEDS = common.seed_list(o)
+
+-- The mean of curves run with different seeds: they evaluate at the same steps.
+local function mean_curve(list)
+  local c = {step = list[1].step, lr = list[1].lr, acc = {}}
+  for i = 1, #c.step do
+    local s = 0
+    for _, one in ipairs(list) do s = s + one.acc[i] end
+    c.acc[i] = s / #list
+  end
+  return c
+end
+
 print(("Fashion-MNIST: %d training images, %d test; MLP 784-256-128-10; AdamW wd %g; batch %d"
-       .. " (%d steps per epoch)"):format(mo.data.size(train), mo.data.size(test), o.wd, o.batch,
-                                          steps_per_epoch))
+       .. " (%d steps per epoch); seeds %s"):format(mo.data.size(train), mo.data.size(test), o.wd,
+                                                   o.batch, steps_per_epoch,
+                                                   table.concat(SEEDS, ", ")))
+-- curves[b][key]: the mean curve over the seeds; final[b][key]: the final accuracy of each seed
 local curves, final = {}, {}
 local t0 = mo.clock()
 for _, b in ipairs(budgets) do
   curves[b], final[b] = {}, {}
   for _, r in ipairs(RUNS) do
-    local curve = claims.train_curve{train = train, test = test, sizes = SIZES, lr = r.lr,
-                                     weight_decay = o.wd, epochs = b, batch = o.batch,
-                                     seed = o.seed, schedule = r.schedule, every = o.every}
-    curves[b][r.key] = curve
-    final[b][r.key] = curve.acc[#curve.acc]
+    local list, finals = {}, {}
+    for k, seed in ipairs(SEEDS) do
+      list[k] = claims.train_curve{train = train, test = test, sizes = SIZES, lr = r.lr,
+                                   weight_decay = o.wd, epochs = b, batch = o.batch,
+                                   seed = seed, schedule = r.schedule, every = o.every}
+      finals[k] = list[k].acc[#list[k].acc]
+    end
+    curves[b][r.key] = mean_curve(list)
+    final[b][r.key] = finals
   end
   io.stderr:write(("  budget %d epoch(s) done, %.0f s\n"):format(b, mo.clock() - t0))
 end
 
 print()
-print("final test accuracy for each budget (the schedule spans the whole budget):")
+print(("final test accuracy for each budget, mean ± std over %d seed(s) (the schedule spans the"
+       .. " whole budget):"):format(#SEEDS))
 local header, rows = {"budget (epochs)", "steps"}, {}
 for _, r in ipairs(RUNS) do header[#header + 1] = r.name end
 for _, b in ipairs(budgets) do
   local row = {tostring(b), tostring(b * steps_per_epoch)}
-  for _, r in ipairs(RUNS) do row[#row + 1] = ("%.4f"):format(final[b][r.key]) end
+  for _, r in ipairs(RUNS) do row[#row + 1] = common.pm(final[b][r.key]) end
   rows[#rows + 1] = row
 end
 common.print_table(header, rows)
 print()
-print(("smallest budget whose final test accuracy reaches %.3f:"):format(o.target))
+print(("smallest budget whose mean final test accuracy reaches %.3f:"):format(o.target))
 for _, r in ipairs(RUNS) do
   local found
   for _, b in ipairs(budgets) do
-    if final[b][r.key] >= o.target then found = b; break end
+    if (common.mean_std(final[b][r.key])) >= o.target then found = b; break end
   end
   print(("  %-24s %s"):format(r.name, found and (found .. " epoch(s)") or ("none up to " .. o.epochs)))
 end
 
 local longest = budgets[#budgets]
 print()
-print(("budget %d epochs: first step at which the test accuracy reaches %.3f (evaluated every %d"
-       .. " steps), and the best accuracy seen:"):format(longest, o.target, o.every))
+print(("budget %d epochs: first step at which the mean test accuracy reaches %.3f (evaluated"
+       .. " every %d steps), and the best mean accuracy seen:"):format(longest, o.target, o.every))
 rows = {}
 local first, first_at = nil, math.huge
 for _, r in ipairs(RUNS) do
@@ -125,11 +153,13 @@ end
 common.print_table({"run", ("steps to %.3f"):format(o.target), "best"}, rows)
 print(first and ("first to reach %.3f: %s (step %d)"):format(o.target, first, first_at)
       or ("no run reached %.3f"):format(o.target))
-local best_final, best_name = -1, nil
+local best_final, best_run = -1, RUNS[1]
 for _, r in ipairs(RUNS) do
-  if final[longest][r.key] > best_final then best_final, best_name = final[longest][r.key], r.name end
+  local m = common.mean_std(final[longest][r.key])
+  if m > best_final then best_final, best_run = m, r end
 end
-print(("best final accuracy after %d epochs: %s (%.4f)"):format(longest, best_name, best_final))
+print(("best mean final accuracy after %d epochs: %s (%s)"):format(
+  longest, best_run.name, common.pm(final[longest][best_run.key])))
 
 -- figures
 local acc_series, lr_series = {}, {}
@@ -146,8 +176,8 @@ for _, s in ipairs(acc_series) do
   for i = 2, #s.y do lo = math.min(lo, s.y[i]) end
 end
 common.save(mo.plot.line{
-  title = ("AdamW on Fashion-MNIST (%d images), %d epochs: test accuracy"):format(
-    mo.data.size(train), longest),
+  title = ("AdamW on Fashion-MNIST (%d images), %d epochs: test accuracy, mean of %d seed(s)"):format(
+    mo.data.size(train), longest, #SEEDS),
   xlabel = "step", ylabel = "test accuracy", ylim = {math.max(lo, 0.6), nil},
   series = acc_series, legend = "lower right",
 }, o.out, "one_cycle.svg")
@@ -158,12 +188,12 @@ common.save(mo.plot.line{
 local budget_series = {}
 for _, r in ipairs(RUNS) do
   local y = {}
-  for i, b in ipairs(budgets) do y[i] = final[b][r.key] end
+  for i, b in ipairs(budgets) do y[i] = (common.mean_std(final[b][r.key])) end
   budget_series[#budget_series + 1] = {name = r.name, x = budgets, y = y, color = r.color,
                                        marker = true}
 end
 common.save(mo.plot.line{
-  title = "Final test accuracy against the training budget",
+  title = ("Final test accuracy against the training budget, mean of %d seed(s)"):format(#SEEDS),
   xlabel = "budget (epochs)", ylabel = "test accuracy", series = budget_series, logx = true,
   legend = "lower right",
 }, o.out, "one_cycle_budget.svg")

@@ -3,10 +3,10 @@
 --     entry in docs/api.md: a code span that starts with the name, e.g. `mo.zeros(...)`,
 --     `t:add(v)`, `mo.data.fashion_mnist_dir`;
 --   * every entry of docs/api.md (a heading or a table row starting with a code span) names
---     something that exists (or is listed as pending in tools/api_names.lua);
+--     something that exists;
 --   * every top-level module under lua/moonopt/ is classified as public or internal;
---   * relative links in docs/*.md point at files that exist;
---   * the Lua examples of docs/guide.md that start with `local mo = require "moonopt"` run.
+--   * relative links in docs/*.md point at files that exist (and anchors at headings).
+-- (tests/lua/test_guide.lua runs every Lua example of docs/guide.md.)
 -- Run from the repository root (tests/run.sh does).
 local lu = require "luaunit"
 
@@ -87,10 +87,10 @@ function TestDocsApi:test_every_public_name_has_an_entry()
 end
 
 function TestDocsApi:test_every_entry_names_something_real()
-  local names, pending = set_of(self.names), set_of(api.PENDING)
+  local names = set_of(self.names)
   local stale = {}
   for _, name in ipairs(entry_names(self.doc)) do
-    if not names[name] and not pending[name] then stale[#stale + 1] = name end
+    if not names[name] then stale[#stale + 1] = name end
   end
   lu.assertEquals(stale, {}, "docs/api.md documents names the code does not have: "
                   .. table.concat(stale, ", "))
@@ -122,9 +122,6 @@ end
 
 local TestDocsLinks = {}
 
--- Pages other helpers are writing; a link to one of them may dangle until it lands.
-local PENDING_PAGES = {["checkpoints.md"] = true, ["embedding.md"] = true, ["seed.md"] = true}
-
 -- GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.
 local function slug(heading)
   return (heading:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
@@ -146,7 +143,7 @@ function TestDocsLinks.test_relative_links_resolve()
     local doc = read(path)
     for target in doc:gmatch("%]%(([^)%s]+)%)") do
       local file, anchor = target:match("^([^#]*)#?(.*)$")
-      if not file:match("^%a+:") and not PENDING_PAGES[file] then
+      if not file:match("^%a+:") then
         local text = file == "" and doc or nil
         if file ~= "" then
           local f = io.open("docs/" .. file, "r")
@@ -163,34 +160,4 @@ function TestDocsLinks.test_relative_links_resolve()
   lu.assertEquals(slug("`mo.clock()`"), "moclock")
 end
 
-local TestDocsGuide = {}
-
--- The ```lua blocks of a page that are complete programs (start with the require line).
-local function programs(doc)
-  local out = {}
-  for block in doc:gmatch("```lua\n(.-)```") do
-    if block:match('^local mo = require "moonopt"') then out[#out + 1] = block end
-  end
-  return out
-end
-
-function TestDocsGuide.test_guide_examples_run()
-  local blocks = programs(read("docs/guide.md"))
-  lu.assertTrue(#blocks >= 4, "docs/guide.md should hold runnable examples")
-  -- run quietly: print and the progress display (which writes to io.stdout) write nowhere
-  local iolib = require "io"
-  local real_stdout = iolib.stdout
-  local sink = {}
-  function sink.write(s) return s end
-  function sink.flush() end
-  for i, code in ipairs(blocks) do
-    local env = setmetatable({print = function() end}, {__index = _G})
-    local chunk = assert(load(code, "=docs/guide.md example " .. i, "t", env))
-    iolib.stdout = sink
-    local ok, err = pcall(chunk)
-    iolib.stdout = real_stdout
-    lu.assertTrue(ok, "docs/guide.md example " .. i .. " failed: " .. tostring(err))
-  end
-end
-
-return {TestDocsApi = TestDocsApi, TestDocsLinks = TestDocsLinks, TestDocsGuide = TestDocsGuide}
+return {TestDocsApi = TestDocsApi, TestDocsLinks = TestDocsLinks}

@@ -187,6 +187,46 @@ function TestSeedTraining.test_tiny_runs_learn()
   lu.assertNil(claims.steps_to_target(curve, 1.01))
 end
 
+-- The two training scripts end to end at --quick sizes (a second or two each; they read the
+-- real Fashion-MNIST, which `make deps` installs), with two seeds: the mean ± std path.
+local function run_script(name, extra)
+  local exe, i = "lua5.4", -1
+  while arg and arg[i] do exe, i = arg[i], i - 1 end
+  local out = os.tmpname()
+  os.remove(out)
+  local cmd = ("LUA_PATH='lua/?.lua;lua/?/init.lua;examples/?.lua;;' %s examples/seed/%s.lua"
+               .. " --quick --out %s %s 2>&1"):format(exe, name, out, extra)
+  local p = assert(io.popen(cmd))
+  local text = p:read("a")
+  local ok = p:close()
+  os.execute("rm -rf '" .. out .. "'")
+  return ok == true, text
+end
+
+function TestSeedTraining.test_one_cycle_script_prints_mean_and_std()
+  local ok, text = run_script("one_cycle", "--seeds 2")
+  lu.assertTrue(ok, text)
+  lu.assertStrContains(text, "seeds 42, 43")
+  lu.assertStrContains(text, "mean ± std over 2 seed(s)")
+  -- every accuracy cell of the budget table is "0.xxxx ± 0.xxxx", and seeds differ
+  local cells, spread = 0, false
+  for m, sd in text:gmatch("(0%.%d%d%d%d) ± (0%.%d%d%d%d)") do
+    cells = cells + 1
+    lu.assertTrue(tonumber(m) > 0.1 and tonumber(m) <= 1)
+    if tonumber(sd) > 0 then spread = true end
+  end
+  lu.assertEquals(cells, 2 * 4 + 1) -- 2 budgets x 4 runs, and the best run's line
+  lu.assertTrue(spread, "two seeds should not give identical accuracies")
+end
+
+function TestSeedTraining.test_lr_wd_heatmap_script_runs_one_seed_when_quick()
+  local ok, text = run_script("lr_wd_heatmap", "")
+  lu.assertTrue(ok, text)
+  lu.assertStrContains(text, "seeds 42\n")
+  lu.assertStrContains(text, "best mean error")
+  lu.assertStrContains(text, "mean std of a cell over 1 seeds: 0.0000")
+end
+
 -- ==========================================================================================
 -- Claim 7
 
@@ -231,6 +271,44 @@ function TestSeedCommon.test_args()
   o = common.args("x", {}, {})
   lu.assertEquals(o.out, "out/seed")
   lu.assertFalse(o.quick)
+end
+
+function TestSeedCommon.test_args_reports_what_was_given()
+  local o, given = common.args("x", {"--seeds", "5", "--quick"}, {seeds = {"int", 3}})
+  lu.assertEquals(o.seeds, 5)
+  lu.assertEquals(given, {seeds = true, quick = true})
+  o, given = common.args("x", {}, {seeds = {"int", 3}})
+  lu.assertEquals(o.seeds, 3)
+  lu.assertEquals(given, {})
+end
+
+function TestSeedCommon.test_seed_list()
+  lu.assertEquals(common.seed_list{seed = 42, seeds = 3}, {42, 43, 44})
+  lu.assertEquals(common.seed_list{seed = 7, seeds = 1}, {7})
+end
+
+function TestSeedCommon.test_mean_std()
+  -- sample standard deviation (n - 1): {1, 2, 3, 4} has mean 2.5, variance 5/3
+  local m, sd = common.mean_std{1, 2, 3, 4}
+  lu.assertEquals(m, 2.5)
+  lu.assertAlmostEquals(sd, math.sqrt(5 / 3), 1e-15)
+  m, sd = common.mean_std{0.8}
+  lu.assertEquals(m, 0.8)
+  lu.assertEquals(sd, 0)
+  lu.assertEquals(common.pm({0.84, 0.86}), "0.8500 ± 0.0141")
+  lu.assertEquals(common.pm({1, 3}, "%.1f"), "2.0 ± 1.4")
+end
+
+function TestSeedCommon.test_print_table_aligns_characters_not_bytes()
+  local lines = {}
+  local real_print = print
+  print = function(s) lines[#lines + 1] = s end -- luacheck: ignore 121
+  local ok, err = pcall(common.print_table, {"a", "b"}, {{"0.1 ± 0.2", "x"}, {"1", "yy"}})
+  print = real_print -- luacheck: ignore 121
+  lu.assertTrue(ok, err)
+  lu.assertEquals(lines[1], "        a   b")
+  lu.assertEquals(lines[3], "0.1 ± 0.2   x")
+  lu.assertEquals(lines[4], "        1  yy")
 end
 
 function TestSeedCommon.test_median()
