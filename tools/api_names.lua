@@ -32,10 +32,6 @@ M.INTERNAL_MODULES = {"apierror", "checkpoint", "json"}
 --- Functions of mo.optim.Optimizer that are called on the class, not on an optimizer.
 M.STATICS = {class = true, run_group = true, copy = true, show = true}
 
---- Names docs/api.md may document ahead of the code that will provide them; test_docs.lua
--- accepts entries for these without a matching function. Empty: everything documented exists.
-M.PENDING = {}
-
 local function public_key(k)
   return type(k) == "string" and (k:sub(1, 1) ~= "_" or k == "_VERSION")
 end
