@@ -25,6 +25,7 @@ switch) must move the trajectory by more than CONTRAST x the tolerance, so a wro
 import math
 import os
 import sys
+import zlib
 
 import numpy as np
 import torch
@@ -349,7 +350,7 @@ CASES = []
 
 # The two float32 constant derivations moonopt does not reproduce (it derives every per-step
 # constant in double and rounds once), with the relative tolerance each one needs here.
-MX_ONE_MINUS_BETA = (5e-6, "MXNet's kernel computes 1.f - beta in float32 (1 - 0.999f = "
+MX_ONE_MINUS_BETA = (2e-5, "MXNet's kernel computes 1.f - beta in float32 (1 - 0.999f = "
                      "0.00099998713; moonopt rounds 1 - 0.999 = 0.001): 1.3e-5 relative in v's "
                      "increment")
 KERAS_POW = (2e-5, "Keras computes beta**t and 1 - beta**t in float32 (1 - 0.999f = "
@@ -365,7 +366,7 @@ def case(name, cls, mirror, follows, opts, hp, contrast=None, sets=None, names=N
     CASES.append(dict(name=name, cls=cls, mirror=mirror, follows=follows, opts=opts,
                       rtol=rtol, why=why,
                       hp={**COMMON, **hp}, contrast=contrast, sets=sets or {}, names=names,
-                      sizes=sizes, seed=seed if seed is not None else len(CASES) + 11,
+                      sizes=sizes, seed=seed if seed is not None else zlib.crc32(name.encode()),
                       grad_scale=grad_scale))
 
 

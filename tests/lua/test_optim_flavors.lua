@@ -7,7 +7,7 @@
 -- ..., opt:step(), option changes written into param_groups before their step) and after EVERY
 -- step every element must satisfy |got - want| <= rtol * max(|want|, floor), rtol 2e-6: the
 -- remaining differences are rounding (docs/optimizers.md lists them per flavor). The MXNet and
--- Keras cases carry a wider rtol (5e-6, 2e-5) and its reason (`why`): those frameworks derive
+-- Keras cases carry a wider rtol (2e-5) and its reason (`why`): those frameworks derive
 -- 1 - beta or beta^t in float32 where moonopt uses double.
 local lu = require "luaunit"
 local mo = require "moonopt"
