@@ -41,7 +41,7 @@ local function run_case(case)
       local got, want = values(p), case.want[t][j]
       for i = 1, #want do
         local err = math.abs(got[i] - want[i]) / (rtol * math.max(math.abs(want[i]), floor))
-        if not (err <= 1) then
+        if err ~= err or err > 1 then  -- NaN fails too
           lu.fail(string.format("%s (%s): step %d, param %d, element %d: want %.9g, got %.9g "
                                 .. "(%.3g x tolerance %g)", case.name, case.follows, t, j, i,
                                 want[i], got[i], err, rtol))
