@@ -1,6 +1,7 @@
 /*
  * optim_adam.c - the Adam family: Adam/AdamW with every switch and flavour
- * (DESIGN.md, "The Adam family, exactly"), Adamax, NAdam and RAdam.
+ * (docs/design.md "The Adam family"; the framework code each flavour follows is named in
+ * docs/optimizers.md), Adamax, NAdam and RAdam.
  *
  * Adam is the hot kernel (benchmark: one AdamW step on 16M floats). Its loop
  * exists twice with the same operations in the same order: a scalar C loop,
