@@ -93,6 +93,9 @@ typedef struct mo_adam_config {
     double rescale_grad;    /* 1: g *= rescale_grad first (MXNet) */
     double clip_gradient;   /* <= 0: off; else g = clamp(g, -clip, clip) after rescaling (MXNet) */
     double lr_decay;        /* 0: the step uses lr / (1 + (step-1)*lr_decay) (torch7's learningRateDecay) */
+    int clip_weight_decay;      /* 0; MXNet <= 1.9.1: clip(rescale*g + wd*w), the sum (L2 mode) */
+    int skip_nonfinite_rescale; /* 0; MXNet AdamW: rescale_grad 0 or not finite (as a float)
+                                   skips the whole update, decay included */
 } mo_adam_config;
 
 void mo_adam_defaults(mo_adam_config *c);   /* PyTorch Adam */
@@ -115,7 +118,7 @@ mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor
  * mo_adam_update does in one call). Fill it only through mo_adam_prepare.
  */
 typedef struct mo_adam_scalars {
-    int pre, l2, dbc, ams;
+    int pre, l2, l2_pre, dbc, ams, skip;
     float scale, clip, wd_l2, decay, b1, omb1, b2, omb2, bc2s, eps, neg_step, wd_bc;
 } mo_adam_scalars;
 

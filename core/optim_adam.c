@@ -1,6 +1,7 @@
 /*
  * optim_adam.c - the Adam family: Adam/AdamW with every switch and flavour
- * (DESIGN.md, "The Adam family, exactly"), Adamax, NAdam and RAdam.
+ * (docs/design.md "The Adam family"; the framework code each flavour follows is named in
+ * docs/optimizers.md), Adamax, NAdam and RAdam.
  *
  * Adam is the hot kernel (benchmark: one AdamW step on 16M floats). Its loop
  * exists twice with the same operations in the same order: a scalar C loop,
@@ -12,6 +13,7 @@
  */
 #include "optim_internal.h"
 
+#include <float.h>
 #include <math.h>
 
 #ifdef MO__HAVE_AVX_DISPATCH
@@ -33,6 +35,8 @@ void mo_adam_defaults(mo_adam_config *c)
     c->rescale_grad = 1.0;
     c->clip_gradient = -1.0;
     c->lr_decay = 0.0;
+    c->clip_weight_decay = 0;
+    c->skip_nonfinite_rescale = 0;
 }
 
 void mo_adamw_defaults(mo_adam_config *c)
@@ -45,8 +49,10 @@ void mo_adamw_defaults(mo_adam_config *c)
 mo_status mo_adam_check(const mo_adam_config *c)
 {
     if (!c) return MO_ERR_ARG;
+    /* a non-finite rescale_grad is an error, unless it is the signal to skip the step */
     if (!mo__adam_family_ok(c->lr, c->beta1, c->beta2, c->eps, c->weight_decay) ||
-        !mo__is_finite(c->rescale_grad) || isnan(c->clip_gradient) || !mo__nonneg(c->lr_decay))
+        (!mo__is_finite(c->rescale_grad) && !c->skip_nonfinite_rescale) ||
+        isnan(c->clip_gradient) || !mo__nonneg(c->lr_decay))
         return MO_ERR_ARG;
     if (c->eps_mode != MO_EPS_RAW && c->eps_mode != MO_EPS_HAT) return MO_ERR_ARG;
     if (c->weight_decay_mode != MO_WD_L2 && c->weight_decay_mode != MO_WD_DECOUPLED &&
@@ -60,6 +66,7 @@ mo_status mo_adam_check(const mo_adam_config *c)
  * rounded to float. With them every flavour is the same loop:
  *
  *   g  = clamp(g * scale, -clip, clip)            if pre
+ *        (g * scale + wd_l2 * w before the clamp   if l2_pre: MXNet <= 1.9.1 clips the sum)
  *   g += wd_l2 * w                                if l2
  *   w *= decay                                    (decay = 1 - lr*wd, or exactly 1)
  *   m  = m*b1 + omb1*g;  v = v*b2 + (omb2*g)*g
@@ -68,12 +75,25 @@ mo_status mo_adam_check(const mo_adam_config *c)
  *   w  = w + (neg_step*m)/d                       PyTorch's addcdiv order
  *   w  = w + neg_step*(m/d + wd_bc*w)             if dbc (decoupled_bc)
  *
- * (mo_adam_scalars, moonopt_optim.h): pre, l2, dbc, ams switch the optional lines;
+ * skip: the call changes nothing (MXNet AdamW's rescale_grad 0 / not finite).
+ *
+ * (mo_adam_scalars, moonopt_optim.h): pre, l2, l2_pre, dbc, ams switch the optional lines;
  * scale = rescale_grad negated for maximize, clip = the bound (+inf: off); decay = 1 - lr*wd
  * for decoupled, else exactly 1 (w*1 is exact); bc2s = sqrt(bc2) for raw eps, else exactly 1;
  * neg_step = -(lr/bc1) raw, -(lr*sqrt(bc2)/bc1) hat, -lr without bias correction.
  */
 typedef mo_adam_scalars adam_k;
+
+/* MXNet's AdamW receives rescale_grad as a float32 tensor and skips the update when that
+   float is 0 or not finite: so a double that rounds to 0 or overflows to inf skips too. */
+static int rescale_skips(double r)
+{
+    if (!mo__is_finite(r)) return 1;
+    /* |r| >= FLT_MAX + half its ulp (2^103) rounds to inf; tested before converting, as an
+       out-of-range conversion is undefined in C */
+    if (fabs(r) >= (double)FLT_MAX + 0x1p103) return 1;
+    return (float)r == 0.0f;
+}
 
 static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
 {
@@ -81,11 +101,17 @@ static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
     if (c->lr_decay != 0.0) lr = lr / (1.0 + (double)(step - 1) * c->lr_decay);
     double wd = c->weight_decay;
     int clipping = c->clip_gradient > 0.0;
-    k->pre = c->rescale_grad != 1.0 || clipping || c->maximize;
+    k->skip = c->skip_nonfinite_rescale && rescale_skips(c->rescale_grad);
+    double rescale = k->skip ? 0.0 : c->rescale_grad;  /* unused when skipping */
+    k->pre = rescale != 1.0 || clipping || c->maximize;
     /* clamp(-x) == -clamp(x) for a symmetric clamp, so maximize folds into the scale */
-    k->scale = (float)(c->maximize ? -c->rescale_grad : c->rescale_grad);
+    k->scale = (float)(c->maximize ? -rescale : rescale);
     k->clip = clipping ? (float)c->clip_gradient : INFINITY;
-    k->l2 = c->weight_decay_mode == MO_WD_L2 && wd != 0.0;
+    int l2 = c->weight_decay_mode == MO_WD_L2 && wd != 0.0;
+    /* clipping the sum differs from clipping the gradient only when something is clipped;
+       without pre the two orders are the same operations */
+    k->l2_pre = l2 && k->pre && c->clip_weight_decay;
+    k->l2 = l2 && !k->l2_pre;
     k->wd_l2 = (float)wd;
     /* Decoupled decay shrinks w by the raw lr*wd outside the adaptive update: it is not
        L2, whose wd*w would be divided by sqrt(v) along with the gradient (AdamW's point). */
@@ -122,6 +148,7 @@ static void adam_scalar(const adam_k *k, float *w, const float *g, float *m, flo
         float gi = g[i], wi = w[i];
         if (k->pre) {
             gi = gi * k->scale;
+            if (k->l2_pre) gi = gi + k->wd_l2 * wi;
             gi = k->clip < gi ? k->clip : gi;
             gi = -k->clip > gi ? -k->clip : gi;
         }
@@ -161,6 +188,7 @@ __attribute__((target("avx"))) static size_t adam_avx(const adam_k *k, float *w,
         __m256 gi = _mm256_loadu_ps(g + i), wi = _mm256_loadu_ps(w + i);
         if (k->pre) {
             gi = _mm256_mul_ps(gi, scale);
+            if (k->l2_pre) gi = _mm256_add_ps(gi, _mm256_mul_ps(wd_l2, wi));
             gi = _mm256_min_ps(clip, gi);   /* clip < g ? clip : g, as the scalar loop */
             gi = _mm256_max_ps(nclip, gi);  /* -clip > g ? -clip : g */
         }
@@ -199,6 +227,7 @@ mo_status mo_adam_update_prepared(float *w, const float *g, float *m, float *v, 
                                   size_t n, const mo_adam_scalars *k)
 {
     if (!w || !g || !m || !v || !k || (k->ams && !vmax)) return MO_ERR_ARG;
+    if (k->skip) return MO_OK;
     size_t done = 0;
 #ifdef MO__HAVE_AVX_DISPATCH
     if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(k, w, g, m, v, vmax, n);

@@ -12,7 +12,8 @@
  *
  *   optim_sgd(w, g, buf|nil, first, lr, momentum, dampening, wd, nesterov, maximize)
  *   optim_adam(w, g, m, v, vmax|nil, step, lr, b1, b2, eps, wd, eps_mode, wd_mode,
- *              bias_correction, amsgrad, maximize, rescale_grad, clip_gradient, lr_decay)
+ *              bias_correction, amsgrad, maximize, rescale_grad, clip_gradient, lr_decay,
+ *              [clip_weight_decay, skip_nonfinite_rescale])
  *   optim_adamax(w, g, m, u, step, lr, b1, b2, eps, wd, maximize)
  *   optim_nadam(w, g, m, v, step, mu_product, lr, b1, b2, eps, wd, momentum_decay,
  *               decoupled, maximize) -> new mu_product
@@ -99,7 +100,9 @@ static void read_adam(lua_State *L, int arg, const char *fn, mo_adam_config *c)
     c->maximize = lua_toboolean(L, arg++);
     c->rescale_grad = num(L, arg++, fn);
     c->clip_gradient = num(L, arg++, fn);
-    c->lr_decay = num(L, arg, fn);
+    c->lr_decay = num(L, arg++, fn);
+    c->clip_weight_decay = lua_toboolean(L, arg++);
+    c->skip_nonfinite_rescale = lua_toboolean(L, arg);
 }
 
 static void read_adamax(lua_State *L, int arg, const char *fn, mo_adamax_config *c)

@@ -621,6 +621,100 @@ TEST(all_finite_and_clipping)
     mo_tensor_release(&b);
 }
 
+/* ---- the MXNet switches: clip_weight_decay (MXNet <= 1.9.1), skip_nonfinite_rescale ---- */
+
+TEST(adam_clip_weight_decay_clips_the_sum)
+{
+    /* one element, hat eps, one step: MXNet 1.x g = clip(rs*g + wd*w), 2.x clip(rs*g) + wd*w.
+       w 2, g 0.1, rs 0.5, wd 0.5, clip 0.3: 1.x clip(0.05 + 1) = 0.3; 2.x 0.05 + 1 = 1.05.
+       The first hat step is w - lr * g/(|g| + eps) whatever g is, so look at m and v. */
+    mo_adam_config c;
+    mo_adam_defaults(&c);
+    c.eps_mode = MO_EPS_HAT;
+    c.rescale_grad = 0.5;
+    c.weight_decay = 0.5;
+    c.clip_gradient = 0.3;
+    float w1 = 2, g = 0.1f, m1 = 0, v1 = 0, w2 = 2, m2 = 0, v2 = 0;
+    c.clip_weight_decay = 1;
+    CHECK_OK(mo_adam_update(&w1, &g, &m1, &v1, NULL, 1, &c, 1));
+    c.clip_weight_decay = 0;
+    CHECK_OK(mo_adam_update(&w2, &g, &m2, &v2, NULL, 1, &c, 1));
+    CHECK_NEAR(m1, 0.1 * 0.3, 1e-7);
+    CHECK_NEAR(v1, 0.001 * 0.09, 1e-9);
+    CHECK_NEAR(m2, 0.1 * 1.05, 1e-7);
+    CHECK_NEAR(v2, 0.001 * 1.05 * 1.05, 1e-9);
+    /* without clipping the two orders are the same operations: bit-identical */
+    c.clip_gradient = -1;
+    float wa = 2, ma = 0, va = 0, wb = 2, mb = 0, vb = 0;
+    c.clip_weight_decay = 1;
+    CHECK_OK(mo_adam_update(&wa, &g, &ma, &va, NULL, 1, &c, 1));
+    c.clip_weight_decay = 0;
+    CHECK_OK(mo_adam_update(&wb, &g, &mb, &vb, NULL, 1, &c, 1));
+    CHECK(wa == wb && ma == mb && va == vb);
+}
+
+TEST(adam_mxnet_switches_simd_and_scalar_agree_bitwise)
+{
+    /* clip_weight_decay with L2, and the skip switch armed but not firing, through the vector
+       body + tail at once and one element per call */
+    mo_adam_config c;
+    mo_adam_defaults(&c);
+    c.eps_mode = MO_EPS_HAT;
+    c.weight_decay = 0.7;
+    c.rescale_grad = 0.5;
+    c.clip_gradient = 0.6;
+    c.clip_weight_decay = 1;
+    c.skip_nonfinite_rescale = 1;
+    c.maximize = 1;
+    float wa[19], wb[19], ma[19] = {0}, mb[19] = {0}, va[19] = {0}, vb[19] = {0}, g[19];
+    for (int i = 0; i < 19; i++) wa[i] = wb[i] = 0.15f * (float)(i - 9);
+    for (int t = 1; t <= 4; t++) {
+        for (int i = 0; i < 19; i++) g[i] = (float)cos(0.9 * i + t) * 1.7f;
+        CHECK_OK(mo_adam_update(wa, g, ma, va, NULL, 19, &c, t));
+        for (int i = 0; i < 19; i++)
+            CHECK_OK(mo_adam_update(wb + i, g + i, mb + i, vb + i, NULL, 1, &c, t));
+    }
+    CHECK(memcmp(wa, wb, sizeof wa) == 0);
+    CHECK(memcmp(ma, mb, sizeof ma) == 0);
+    CHECK(memcmp(va, vb, sizeof va) == 0);
+}
+
+TEST(adamw_skip_nonfinite_rescale_changes_nothing)
+{
+    /* MXNet AdamW: rescale_grad 0, +-inf, NaN, or a double that is 0 or inf as a float32
+       skips the whole update (decay included); without the switch a non-finite one is an
+       error and 0 is an ordinary zero gradient (the decay still applies) */
+    static const double skips[] = {0.0, INFINITY, -INFINITY, NAN, 1e-50, -1e-46, 1e300, 3.5e38};
+    mo_adam_config c;
+    mo_adamw_defaults(&c);
+    c.eps_mode = MO_EPS_HAT;
+    c.weight_decay_mode = MO_WD_DECOUPLED_BC;
+    c.weight_decay = 0.5;
+    c.skip_nonfinite_rescale = 1;
+    for (size_t k = 0; k < sizeof skips / sizeof skips[0]; k++) {
+        float w[9], m[9], v[9], g[9];
+        for (int i = 0; i < 9; i++) w[i] = m[i] = v[i] = g[i] = 0.25f * (float)(i + 1);
+        c.rescale_grad = skips[k];
+        CHECK_OK(mo_adam_update(w, g, m, v, NULL, 9, &c, 3));
+        for (int i = 0; i < 9; i++) CHECK(w[i] == m[i] && m[i] == v[i] && v[i] == g[i]);
+    }
+    /* a finite rescale that stays finite and non-zero as a float updates */
+    float w = 1, m = 0, v = 0, g = 1;
+    c.rescale_grad = 3e38;
+    CHECK_OK(mo_adam_update(&w, &g, &m, &v, NULL, 1, &c, 1));
+    CHECK(w != 1 && m != 0);
+    /* without the switch */
+    c.skip_nonfinite_rescale = 0;
+    c.rescale_grad = INFINITY;
+    CHECK_STATUS(mo_adam_check(&c), MO_ERR_ARG);
+    c.rescale_grad = NAN;
+    CHECK_STATUS(mo_adam_update(&w, &g, &m, &v, NULL, 1, &c, 1), MO_ERR_ARG);
+    c.rescale_grad = 0.0;
+    w = 1, m = 0, v = 0;
+    CHECK_OK(mo_adam_update(&w, &g, &m, &v, NULL, 1, &c, 1));
+    CHECK(w < 1 && m == 0);
+}
+
 int main(void)
 {
     RUN(adam_first_step_by_hand);
@@ -639,5 +733,8 @@ int main(void)
     RUN(lion_by_hand);
     RUN(lamb_matches_reference);
     RUN(all_finite_and_clipping);
+    RUN(adam_clip_weight_decay_clips_the_sum);
+    RUN(adam_mxnet_switches_simd_and_scalar_agree_bitwise);
+    RUN(adamw_skip_nonfinite_rescale_changes_nothing);
     return ctest_summary();
 }

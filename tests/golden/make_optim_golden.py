@@ -296,7 +296,9 @@ def lamb_step(w, g, st, hp, t):
 STEP_FN = {"Adam": adam_step, "AdamW": adam_step, "NAdam": nadam_step, "RAdam": radam_step,
            "Lion": lion_step, "LAMB": lamb_step}
 
-# DESIGN.md's flavour table: each flavour is a preset of the switches plus defaults.
+# The flavour table (lua/moonopt/optim/adam.lua ADAM_PRESETS / ADAMW_PRESETS): each flavour is
+# a preset of the switches plus defaults. The flavours' exactness to their frameworks' code is
+# tested by make_flavor_golden.py; here they only exercise the switches.
 FLAVORS = {
     ("Adam", "pytorch"): dict(bias_correction=True, eps_mode="raw", weight_decay_mode="l2",
                               eps=1e-8, weight_decay=0.0),
@@ -305,10 +307,10 @@ FLAVORS = {
     ("Adam", "mxnet"): dict(bias_correction=True, eps_mode="hat", weight_decay_mode="l2",
                             eps=1e-8, weight_decay=0.0),
     ("AdamW", "mxnet"): dict(bias_correction=True, eps_mode="hat",
-                             weight_decay_mode="decoupled_bc", eps=1e-8),
+                             weight_decay_mode="decoupled_bc", eps=1e-6, weight_decay=0.0),
     ("AdamW", "bert"): dict(bias_correction=False, eps_mode="raw",
-                            weight_decay_mode="decoupled", eps=1e-6, weight_decay=0.01),
-    ("Adam", "keras"): dict(bias_correction=True, eps_mode="hat", weight_decay_mode="l2",
+                            weight_decay_mode="decoupled_bc", eps=1e-6, weight_decay=0.01),
+    ("Adam", "keras"): dict(bias_correction=True, eps_mode="hat", weight_decay_mode="decoupled",
                             eps=1e-7, weight_decay=0.0),
     ("AdamW", "keras"): dict(bias_correction=True, eps_mode="hat",
                              weight_decay_mode="decoupled", eps=1e-7, weight_decay=0.004),

@@ -24,23 +24,44 @@ local function adam_defaults(wd)
     lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = wd, amsgrad = false,
     maximize = false, flavor = "pytorch", bias_correction = true, eps_mode = "raw",
     weight_decay_mode = "l2", rescale_grad = 1, clip_gradient = false, lr_decay = 0,
-    exclude_from_weight_decay = false,
+    exclude_from_weight_decay = false, clip_weight_decay = false, skip_nonfinite_rescale = false,
   }
 end
 
--- The flavors: each sets the switches and the defaults that framework uses.
+-- The flavors: each sets the switches and the defaults that framework uses. The source file
+-- and function each one follows, and where it differs, are in docs/optimizers.md ("Adam and
+-- AdamW: switches and flavors"); tests/golden/make_flavor_golden.py mirrors each source.
 local ADAM_PRESETS = {
+  -- torch/optim/adam.py (1.13) _single_tensor_adam
   pytorch = {eps_mode = "raw", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8},
-  mxnet = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8},
-  keras = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-7},
+  -- MXNet 2.x python/mxnet/optimizer/adam.py Adam.fused_step -> AdamUpdateKernel:
+  -- clip(rescale*g) + wd*w
+  mxnet = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8,
+           clip_weight_decay = false},
+  -- MXNet <= 1.9.1 optimizer.py Adam.update -> AdamUpdateKernel: clip(rescale*g + wd*w)
+  mxnet1 = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8,
+            clip_weight_decay = true},
+  -- Keras 3 keras/src/optimizers/adam.py update_step; base_optimizer.py _apply_weight_decay
+  -- decays every optimizer's weights (w -= w*wd*lr) before the step
+  keras = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "decoupled", eps = 1e-7},
+  -- torch/optim adam.lua (final version): weightDecay is L2, clr = lr/(1 + t*lrd)
   torch7 = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "l2", eps = 1e-8},
 }
+-- MXNet's AdamW (python/mxnet/optimizer/adamW.py AdamW.fused_step -> contrib adamw-inl.h,
+-- lr 1 and eta = the bias-corrected lr): the same code in 1.x and 2.x, so mxnet1 is an alias.
+local MXNET_ADAMW = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "decoupled_bc",
+                     eps = 1e-6, weight_decay = 0, skip_nonfinite_rescale = true}
 local ADAMW_PRESETS = {
+  -- torch/optim/adamw.py (1.13) _single_tensor_adamw
   pytorch = {eps_mode = "raw", bias_correction = true, weight_decay_mode = "decoupled", eps = 1e-8,
              weight_decay = 1e-2},
-  mxnet = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "decoupled_bc", eps = 1e-8},
-  bert = {eps_mode = "raw", bias_correction = false, weight_decay_mode = "decoupled", eps = 1e-6,
+  mxnet = MXNET_ADAMW,
+  mxnet1 = MXNET_ADAMW,
+  -- google-research/bert optimization.py AdamWeightDecayOptimizer.apply_gradients:
+  -- w -= lr*(m/(sqrt(v) + eps) + wd*w), no bias correction; wd 0.01 as create_optimizer
+  bert = {eps_mode = "raw", bias_correction = false, weight_decay_mode = "decoupled_bc", eps = 1e-6,
           weight_decay = 0.01, exclude_from_weight_decay = BERT_EXCLUDE},
+  -- Keras 3 keras/src/optimizers/adamw.py (Adam's update_step, weight_decay 0.004)
   keras = {eps_mode = "hat", bias_correction = true, weight_decay_mode = "decoupled", eps = 1e-7,
            weight_decay = 0.004},
 }
@@ -51,6 +72,8 @@ local function check_adam(presets)
     C.boolean(o, err, "amsgrad")
     C.boolean(o, err, "maximize")
     C.boolean(o, err, "bias_correction")
+    C.boolean(o, err, "clip_weight_decay")
+    C.boolean(o, err, "skip_nonfinite_rescale")
     if presets[o.flavor] == nil then err("unknown flavor %s", show(o.flavor)) end
     if EPS_MODES[o.eps_mode] == nil then
       err("option 'eps_mode' must be \"raw\" or \"hat\", got %s", show(o.eps_mode))
@@ -59,8 +82,14 @@ local function check_adam(presets)
       err("option 'weight_decay_mode' must be \"l2\", \"decoupled\" or \"decoupled_bc\", got %s",
           show(o.weight_decay_mode))
     end
-    local rs = C.number(o, err, "rescale_grad")
-    if rs == math.huge or rs == -math.huge then err("Invalid rescale_grad value: %s", show(rs)) end
+    -- a non-finite rescale_grad is MXNet AdamW's signal to skip the step; else an error
+    local rs = o.rescale_grad
+    if not o.skip_nonfinite_rescale then
+      rs = C.number(o, err, "rescale_grad")
+      if rs == math.huge or rs == -math.huge then err("Invalid rescale_grad value: %s", show(rs)) end
+    elseif type(rs) ~= "number" then
+      err("option 'rescale_grad' must be a number, got %s", type(rs))
+    end
     local clip = o.clip_gradient
     if clip ~= false and clip ~= nil then
       if type(clip) ~= "number" or clip ~= clip then
@@ -110,6 +139,7 @@ local function prepare_adam(group, cfg)
   args[6], args[7] = EPS_MODES[group.eps_mode], WD_MODES[group.weight_decay_mode]
   args[8], args[9], args[10] = group.bias_correction, group.amsgrad, group.maximize
   args[11], args[12], args[13] = group.rescale_grad, group.clip_gradient or -1, group.lr_decay
+  args[14], args[15] = group.clip_weight_decay, group.skip_nonfinite_rescale
   cfg.ams = group.amsgrad
   -- the exemption mask depends on the pattern list and the names: recomputed when either
   -- table is replaced, never per element or per step
