@@ -10,6 +10,7 @@
 --   spec.presets     optional: flavor name -> option values (Adam/AdamW); defaults < preset
 --                    < the user's options < a group's own keys
 --   spec.check(o, err) validates one group's options; `err(fmt, ...)` raises "<name>: ..."
+--   spec.before_step(self, err) optional: refuses a step (ScheduleFreeAdamW in eval mode)
 --   spec.masks(self) optional: {[gi] = {[j] = true}}: params that step with weight decay 0
 --   spec.state_shape(self, p) optional: the shape of the state's tensors (default: p's)
 --   spec.check_state(st) optional: a message when a loaded state is wrong (classes
@@ -282,6 +283,7 @@ local function step(self, closure)
   end
   local groups, spec = self.param_groups, self.spec
   for gi = 1, #groups do check_group(self, groups[gi], gi) end
+  if spec.before_step then spec.before_step(self, self._err) end
   local masks = spec.masks and spec.masks(self) or nil
   local ok, stepped = pcall(optim_step, spec.kernel, self.name, groups, self.state,
                             self.skip_nonfinite, masks)
