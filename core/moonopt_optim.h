@@ -67,7 +67,7 @@ mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
 /* The Adam family: Adam / AdamW and their framework flavours               */
 /* ------------------------------------------------------------------------ */
 
-/* Where eps sits (see DESIGN.md, "The Adam family, exactly"). */
+/* Where eps sits (see docs/design.md, "The Adam family"). */
 typedef enum mo_eps_mode {
     MO_EPS_RAW = 0,  /* w -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)   (PyTorch) */
     MO_EPS_HAT = 1   /* lr_t = lr*sqrt(bc2)/bc1; w -= lr_t * m / (sqrt(v) + eps) */

@@ -1,6 +1,6 @@
 /*
  * optim_adam.c - the Adam family: Adam/AdamW with every switch and flavour
- * (DESIGN.md, "The Adam family, exactly"), Adamax, NAdam and RAdam.
+ * (docs/design.md, "The Adam family"), Adamax, NAdam and RAdam.
  *
  * Adam is the hot kernel (benchmark: one AdamW step on 16M floats). Its loop
  * exists twice with the same operations in the same order: a scalar C loop,

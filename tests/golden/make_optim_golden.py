@@ -11,7 +11,7 @@ Two sources of truth:
 
 * "torch-1.13": torch.optim itself, float32, for every option PyTorch 1.13 has.
 * "numpy-f64": a float64 NumPy transcription of a published formula (one small function per
-  algorithm below, each quoting DESIGN.md "The Adam family, exactly" or the paper), for what
+  algorithm below, each quoting docs/design.md "The Adam family" or the paper), for what
   PyTorch 1.13 does not have: the mxnet / bert / keras / torch7 flavours of Adam and AdamW, the
   hand-set switches, NAdam/RAdam decoupled_weight_decay (PyTorch >= 2.0), Lion and LAMB.
   Inputs are float32 values; the arithmetic is float64; the expected values are rounded to
@@ -139,7 +139,7 @@ def _s(x, w):
 
 
 def preprocess(g, hp):
-    """DESIGN.md: g = g * rescale_grad; g = clamp(g, -clip_gradient, clip_gradient);
+    """docs/design.md "The Adam family": g = g * rescale_grad; g = clamp(g, -clip_gradient, clip_gradient);
     g = -g when maximize."""
     if hp.get("rescale_grad", 1.0) != 1.0:
         g = g * _s(hp["rescale_grad"], g)
@@ -152,7 +152,7 @@ def preprocess(g, hp):
 
 
 def adam_step(w, g, st, hp, t):
-    """DESIGN.md "The Adam family, exactly":
+    """docs/design.md "The Adam family":
       l2:           g += wd*w before the moments
       m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  amsgrad: vmax = max(vmax, v), used for v
       bias_correction, eps_mode "raw":  w -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
@@ -328,7 +328,7 @@ def sfadamw_step(w, g, st, hp, t):
 STEP_FN = {"Adam": adam_step, "AdamW": adam_step, "NAdam": nadam_step, "RAdam": radam_step,
            "Lion": lion_step, "LAMB": lamb_step, "ScheduleFreeAdamW": sfadamw_step}
 
-# DESIGN.md's flavour table: each flavour is a preset of the switches plus defaults.
+# docs/design.md "The Adam family": the flavour table: each flavour is a preset of the switches plus defaults.
 FLAVORS = {
     ("Adam", "pytorch"): dict(bias_correction=True, eps_mode="raw", weight_decay_mode="l2",
                               eps=1e-8, weight_decay=0.0),
@@ -577,7 +577,7 @@ def torch_cases():
 
 
 def ref_cases():
-    # Adam / AdamW flavours (DESIGN.md's table), each also with rescale_grad and clip_gradient
+    # Adam / AdamW flavours (docs/design.md "The Adam family"), each also with rescale_grad and clip_gradient
     rc = dict(rescale_grad=0.5, clip_gradient=0.6)
     R("adam_mxnet", "Adam", dict(flavor="mxnet", lr=1e-2, weight_decay=0.05),
       note="seed variant 1: hat, bias correction, l2")
