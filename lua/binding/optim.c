@@ -111,7 +111,7 @@ static void option_error(const step_ctx *c, lua_Integer gi, const mo_optim_optio
                          const char *want, int idx)
 {
     const char *got = mo__describe(c->L, idx);
-    luaL_error(c->L, "%s: param group %d: option '%s' must be %s, got %s", c->fname, (int)gi,
+    luaL_error(c->L, "%s: param group %I: option '%s' must be %s, got %s", c->fname, (lua_Integer)gi,
                o->name, want, got);
 }
 
@@ -176,8 +176,8 @@ static void read_group(const step_ctx *c, lua_Integer gi, int group)
         lua_pop(L, 1);
     }
     if (d->check(cfg) != MO_OK)
-        luaL_error(L, "%s: param group %d: a hyper-parameter is outside its domain", c->fname,
-                   (int)gi);
+        luaL_error(L, "%s: param group %I: a hyper-parameter is outside its domain", c->fname,
+                   (lua_Integer)gi);
     memcpy(nodecay, cfg, d->config_size);
     if (c->wd_option >= 0) {
         double zero = 0.0;
@@ -245,10 +245,10 @@ static int each_param(step_ctx *c, param_fn fn, void *ud)
     a.index = 0;
     for (a.gi = 1; a.gi <= c->ngroups; a.gi++) {
         if (lua_rawgeti(L, A_GROUPS, a.gi) != LUA_TTABLE)
-            luaL_error(L, "%s: param group %d is not a table", c->fname, (int)a.gi);
+            luaL_error(L, "%s: param group %I is not a table", c->fname, (lua_Integer)a.gi);
         a.group = lua_gettop(L);
         if (rawget_key(L, a.group, c->k_params) != LUA_TTABLE)
-            luaL_error(L, "%s: param group %d has no 'params' list", c->fname, (int)a.gi);
+            luaL_error(L, "%s: param group %I has no 'params' list", c->fname, (lua_Integer)a.gi);
         int params = lua_gettop(L);
         int has_mask = lua_istable(L, A_MASKS) && lua_rawgeti(L, A_MASKS, a.gi) == LUA_TTABLE;
         if (lua_istable(L, A_MASKS) && !has_mask) lua_pop(L, 1);
@@ -260,7 +260,7 @@ static int each_param(step_ctx *c, param_fn fn, void *ud)
             a.p = lua_gettop(L);
             mo_tensor *p = fast_totensor(L, a.p);
             if (p == NULL || !mo_tensor_alive(p))
-                luaL_error(L, "%s: param #%d: %s", c->fname, (int)a.index,
+                luaL_error(L, "%s: param #%I: %s", c->fname, (lua_Integer)a.index,
                            p ? "tensor has been freed" : "not a tensor");
             if (!push_grad(c, &a)) {
                 lua_pop(L, 1);
@@ -331,8 +331,8 @@ static void new_buffer(step_ctx *c, const param_at *a, const mo_optim_buffer *b,
     } else if (b->init == MO_OPTI_PARAM) {
         p = fast_totensor(L, a->p);  /* the allocation may have run a finalizer */
         if (!mo_tensor_alive(p) || !mo__shape_is(p, ndim, shape))
-            luaL_error(L, "%s: param #%d changed while its state was made", c->fname,
-                       (int)a->index);
+            luaL_error(L, "%s: param #%I changed while its state was made", c->fname,
+                       (lua_Integer)a->index);
         mo__check(L, mo_copy(t, p), c->fname);
     }
 }
@@ -374,7 +374,7 @@ static int complete_state(step_ctx *c, const param_at *a, void *ud)
 
 static void state_error(step_ctx *c, const param_at *a, const char *key, const char *what)
 {
-    luaL_error(c->L, "%s: step: state of param #%d: '%s' %s", c->fname, (int)a->index, key, what);
+    luaL_error(c->L, "%s: step: state of param #%I: '%s' %s", c->fname, (lua_Integer)a->index, key, what);
 }
 
 /* The step count at the top of the stack, checked: an integer in [0, 2^53]. */
@@ -389,8 +389,8 @@ static int64_t checked_step(step_ctx *c, const param_at *a)
         if (s >= 0 && s <= MAX_STEP && s == floor(s)) return (int64_t)s;
     }
     const char *got = mo__describe(L, -1);
-    luaL_error(L, "%s: step: state of param #%d: 'step' must be an integer in [0, 2^53], got %s",
-               c->fname, (int)a->index, got);
+    luaL_error(L, "%s: step: state of param #%I: 'step' must be an integer in [0, 2^53], got %s",
+               c->fname, (lua_Integer)a->index, got);
     return 0;
 }
 
@@ -416,16 +416,16 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
     mo_tensor *p = fast_totensor(L, a->p), *g = fast_totensor(L, a->g);
     char s1[MO__SHAPE_BUF], s2[MO__SHAPE_BUF];
     if (g == NULL || !mo_tensor_alive(g))
-        luaL_error(L, "%s: grad of param #%d: %s", c->fname, (int)a->index,
+        luaL_error(L, "%s: grad of param #%I: %s", c->fname, (lua_Integer)a->index,
                    g ? "tensor has been freed" : "not a tensor");
     if (!mo_tensor_same_shape(g, p))
-        luaL_error(L, "%s: grad shape %s does not match param #%d shape %s", c->fname,
-                   mo__shapestr(g, s1), (int)a->index, mo__shapestr(p, s2));
+        luaL_error(L, "%s: grad shape %s does not match param #%I shape %s", c->fname,
+                   mo__shapestr(g, s1), (lua_Integer)a->index, mo__shapestr(p, s2));
     if (acc->check_finite && acc->all_finite) mo__check(L, mo_all_finite(g, &acc->all_finite), c->fname);
     unsigned on = *group_on(c, a->gi);
     int st = (push_state(c, a), lua_gettop(L));
     if (!lua_isnil(L, st) && !lua_istable(L, st))
-        luaL_error(L, "%s: step: the state of param #%d must be a table", c->fname, (int)a->index);
+        luaL_error(L, "%s: step: the state of param #%I must be a table", c->fname, (lua_Integer)a->index);
     for (size_t i = 0; i < d->nbuffers; i++) {
         if (!(on >> i & 1u)) continue;
         const char *key = d->buffers[i].name;
@@ -433,8 +433,8 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
         mo_tensor *t = fast_totensor(L, -1);
         if (t == NULL || !mo_tensor_alive(t)) state_error(c, a, key, t ? "is a freed tensor" : "is not a tensor");
         if (!mo_tensor_same_shape(t, p))
-            luaL_error(L, "%s: step: state of param #%d: '%s' has shape %s, the param has shape %s",
-                       c->fname, (int)a->index, key, mo__shapestr(t, s1), mo__shapestr(p, s2));
+            luaL_error(L, "%s: step: state of param #%I: '%s' has shape %s, the param has shape %s",
+                       c->fname, (lua_Integer)a->index, key, mo__shapestr(t, s1), mo__shapestr(p, s2));
         lua_pop(L, 1);
     }
     if (d->counts_steps) {
@@ -592,7 +592,7 @@ static int f_step(lua_State *L)
     /* options, once per group */
     for (lua_Integer gi = 1; gi <= c.ngroups; gi++) {
         if (lua_rawgeti(L, A_GROUPS, gi) != LUA_TTABLE)
-            luaL_error(L, "%s: param group %d is not a table", c.fname, (int)gi);
+            luaL_error(L, "%s: param group %I is not a table", c.fname, (lua_Integer)gi);
         read_group(&c, gi, lua_gettop(L));
         lua_pop(L, 1);
     }
@@ -663,16 +663,16 @@ static mo_tensor *push_param_grad(lua_State *L, int list, lua_Integer i, const c
     mo_tensor *p = fast_totensor(L, -1);
     if (p == NULL) {
         const char *got = luaL_typename(L, -1);
-        luaL_error(L, "%s: param #%d is not a tensor (got %s)", fname, (int)i, got);
+        luaL_error(L, "%s: param #%I is not a tensor (got %s)", fname, i, got);
     }
-    if (!mo_tensor_alive(p)) luaL_error(L, "%s: param #%d: tensor has been freed", fname, (int)i);
+    if (!mo_tensor_alive(p)) luaL_error(L, "%s: param #%I: tensor has been freed", fname, i);
     lua_getiuservalue(L, -1, 1);
     lua_remove(L, -2);
     *param = p;
     if (lua_isnil(L, -1)) return NULL;
     mo_tensor *g = fast_totensor(L, -1);
-    if (g == NULL) luaL_error(L, "%s: grad of param #%d is not a tensor", fname, (int)i);
-    if (!mo_tensor_alive(g)) luaL_error(L, "%s: grad of param #%d: tensor has been freed", fname, (int)i);
+    if (g == NULL) luaL_error(L, "%s: grad of param #%I is not a tensor", fname, i);
+    if (!mo_tensor_alive(g)) luaL_error(L, "%s: grad of param #%I: tensor has been freed", fname, i);
     return g;
 }
 
@@ -689,8 +689,8 @@ static int f_check(lua_State *L)
         if (g != NULL) {
             if (!mo_tensor_same_shape(g, p)) {
                 char sg[MO__SHAPE_BUF], sp[MO__SHAPE_BUF];
-                return luaL_error(L, "%s: grad shape %s does not match param #%d shape %s", fname,
-                                  mo__shapestr(g, sg), (int)i, mo__shapestr(p, sp));
+                return luaL_error(L, "%s: grad shape %s does not match param #%I shape %s", fname,
+                                  mo__shapestr(g, sg), i, mo__shapestr(p, sp));
             }
             if (want_finite && all_finite) mo__check(L, mo_all_finite(g, &all_finite), fname);
         }

@@ -453,7 +453,50 @@ function TestOptimScheduleFree.test_fit_resumes_exactly()
   lu.assertTrue(params_bits(m3) == params_bits(m1), "the averages differ")
 end
 
+-- ======================================================================================
+
+local TestOptimFinalizers = {}
+
+-- Finalizers that run inside opt:step() (the collector runs at every allocation the step
+-- makes: new state tensors and tables) and free or replace grads and state. The step must
+-- either raise a message or finish; never crash, never read a freed tensor (ASan in make
+-- check).
+function TestOptimFinalizers.test_hostile_finalizers_during_step()
+  collectgarbage("incremental", 1, 1000)  -- pause 1%: the collector works at every allocation
+  local ok_runs, errors = 0, 0
+  for round = 1, 40 do
+    for _, case in ipairs(CLASSES) do
+      local opt, ps = make(case[1], case[2], round % 2 == 0)
+      local k = round % 4
+      -- garbage whose finalizer attacks the step in progress
+      setmetatable({}, {__gc = function()
+        local p = ps[1 + round % 3]
+        local st = opt.state[p]
+        if k == 0 and p.grad then p.grad:__gc()
+        elseif k == 1 and st then
+          for key, v in pairs(st) do
+            if core.is_tensor(v) then st[key] = mo.zeros(1) end
+          end
+        elseif k == 2 then opt.state[p] = nil
+        elseif st then
+          for _, v in pairs(st) do if core.is_tensor(v) then v:__gc() end end
+        end
+      end})
+      local ok, e = pcall(opt.step, opt)
+      if ok then ok_runs = ok_runs + 1 else
+        errors = errors + 1
+        lu.assertEquals(type(e), "string")
+      end
+    end
+  end
+  collectgarbage("incremental", 200, 100)  -- Lua 5.4's defaults
+  collectgarbage()
+  lu.assertTrue(ok_runs + errors == 40 * #CLASSES)
+  lu.assertTrue(errors > 0, "the finalizers never hit a step")
+end
+
 return {
+  TestOptimFinalizers = TestOptimFinalizers,
   TestOptimHalfChanged = TestOptimHalfChanged,
   TestOptimTampered = TestOptimTampered,
   TestOptimMessages = TestOptimMessages,
