@@ -67,7 +67,7 @@ mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
 /* The Adam family: Adam / AdamW and their framework flavours               */
 /* ------------------------------------------------------------------------ */
 
-/* Where eps sits (see DESIGN.md, "The Adam family, exactly"). */
+/* Where eps sits (see docs/design.md, "The Adam family"). */
 typedef enum mo_eps_mode {
     MO_EPS_RAW = 0,  /* w -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)   (PyTorch) */
     MO_EPS_HAT = 1   /* lr_t = lr*sqrt(bc2)/bc1; w -= lr_t * m / (sqrt(v) + eps) */
@@ -284,6 +284,122 @@ mo_status mo_lamb_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor
                        const mo_lamb_config *c, int64_t step, double *trust_ratio);
 
 /* ------------------------------------------------------------------------ */
+/* Schedule-free AdamW (Defazio et al. 2024)                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mo_sfadamw_config {
+    double lr;               /* 0.0025 */
+    double beta1, beta2;     /* 0.9, 0.999; beta1 in (0, 1), beta2 in [0, 1) */
+    double eps;              /* 1e-8 */
+    double weight_decay;     /* 0: gradient += wd*y after the normalisation */
+    double warmup_steps;     /* 0: a non-negative integer; linear warm-up of lr */
+    double r;                /* 0: the average weights steps by (k+1)^r */
+    double weight_lr_power;  /* 2: ... and by lr_max^weight_lr_power */
+} mo_sfadamw_config;
+
+void mo_sfadamw_defaults(mo_sfadamw_config *c);
+mo_status mo_sfadamw_check(const mo_sfadamw_config *c);
+/*
+ * y (the parameter in train mode), z (starts as a copy of y), v (exp_avg_sq, starts
+ * at 0): {n}. *weight_sum (starts at 0) and *lr_max (starts at -1) are the per-param
+ * averaging state, updated only when the call succeeds. See optim_sfadamw.c.
+ */
+mo_status mo_sfadamw_update(float *y, const float *g, float *z, float *v, size_t n,
+                            const mo_sfadamw_config *c, int64_t step, double *weight_sum,
+                            double *lr_max);
+mo_status mo_sfadamw_step(mo_tensor *y, const mo_tensor *g, mo_tensor *z, mo_tensor *v,
+                          const mo_sfadamw_config *c, int64_t step, double *weight_sum,
+                          double *lr_max);
+
+/* ------------------------------------------------------------------------ */
+/* Optimizer descriptors: every algorithm above, described by name          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Each kernel file (core/optim_<alg>.c) ends with one mo_optim_desc: the names of
+ * its hyper-parameters and where they live in its config struct, the names of its
+ * per-parameter state, and one step function. A host that keeps options and state
+ * by name (the Lua binding, lua/binding/optim.c) drives every algorithm through
+ * the descriptor alone, so an algorithm's names are spelled in exactly one place.
+ * See docs/design.md "Adding an optimizer".
+ */
+
+/* How one option is read into the config struct. */
+typedef enum mo_optim_type {
+    MO_OPTT_NUMBER = 0,  /* a double field */
+    MO_OPTT_BOOL = 1,    /* an int field, 0 or 1 */
+    MO_OPTT_PAIR = 2,    /* two consecutive double fields, given as a list of two ("betas") */
+    MO_OPTT_CHOICE = 3,  /* an int (enum) field: the index of the name in `choices` */
+    MO_OPTT_OFF = 4      /* a double field; "off" (Lua false or nil) is stored as -1 */
+} mo_optim_type;
+
+typedef struct mo_optim_option {
+    const char *name;             /* the option's key in a param group ("lr", "betas") */
+    mo_optim_type type;
+    size_t offset;                /* offsetof(<alg> config, field) */
+    const char *const *choices;   /* MO_OPTT_CHOICE: names of values 0, 1, ...; NULL-ended */
+} mo_optim_option;
+
+/* How a state buffer starts. */
+typedef enum mo_optim_init {
+    MO_OPTI_ZERO = 0,    /* zeros */
+    MO_OPTI_OPTION = 1,  /* every element = the number option named by `arg` */
+    MO_OPTI_KERNEL = 2,  /* the step function fills it (it is told by `fresh`) */
+    MO_OPTI_PARAM = 3    /* a copy of the parameter */
+} mo_optim_init;
+
+/* A per-parameter state tensor of the parameter's shape. */
+typedef struct mo_optim_buffer {
+    const char *name;     /* the state key ("exp_avg") */
+    const char *when;     /* NULL: always kept; else kept while that option is non-zero / true */
+    mo_optim_init init;
+    const char *arg;      /* MO_OPTI_OPTION: the option holding the initial value */
+} mo_optim_buffer;
+
+/* A per-parameter state number (NAdam's mu_product, LAMB's trust_ratio). */
+typedef struct mo_optim_scalar {
+    const char *name;
+    double init;          /* its value in a new state */
+    int input;            /* 1: the step reads it (a loaded state must have it, finite) */
+} mo_optim_scalar;
+
+#define MO_OPTIM_MAX_BUFFERS 4
+#define MO_OPTIM_MAX_SCALARS 2
+
+/* One parameter's step as the descriptor's step function sees it. */
+typedef struct mo_optim_call {
+    mo_tensor *w;                          /* the parameter (written) */
+    const mo_tensor *g;                    /* its gradient, of w's shape */
+    mo_tensor *buf[MO_OPTIM_MAX_BUFFERS];  /* desc->buffers order; NULL when not kept */
+    int fresh[MO_OPTIM_MAX_BUFFERS];       /* 1: buf[i] was made for this step */
+    int64_t step;                          /* the 1-based step being taken */
+    double scalar[MO_OPTIM_MAX_SCALARS];   /* desc->scalars order: in the state's values, out the new ones */
+    void *cache;                           /* desc->cache_size bytes, zeroed per config and call */
+} mo_optim_call;
+
+typedef struct mo_optim_desc {
+    const char *name;                  /* "adam": what a host looks it up by */
+    size_t config_size;                /* sizeof(<alg> config) */
+    void (*defaults)(void *config);
+    mo_status (*check)(const void *config);   /* MO_ERR_ARG: a hyper-parameter out of domain */
+    const mo_optim_option *options;
+    size_t noptions;
+    const mo_optim_buffer *buffers;
+    size_t nbuffers;                   /* <= MO_OPTIM_MAX_BUFFERS */
+    const mo_optim_scalar *scalars;
+    size_t nscalars;                   /* <= MO_OPTIM_MAX_SCALARS */
+    int counts_steps;                  /* 1: the state keeps "step" (every algorithm but SGD) */
+    size_t cache_size;                 /* scratch the step function may keep across params */
+    /* One step of one parameter; config already checked, buffers of w's shape. */
+    mo_status (*step)(const void *config, mo_optim_call *call);
+} mo_optim_desc;
+
+/* The descriptor named `name`, or NULL. */
+const mo_optim_desc *mo_optim_find(const char *name);
+/* The i-th descriptor (0-based), or NULL past the last. */
+const mo_optim_desc *mo_optim_at(size_t i);
+
+/* ------------------------------------------------------------------------ */
 /* Gradient utilities                                                       */
 /* ------------------------------------------------------------------------ */
 
@@ -299,6 +415,27 @@ mo_status mo_all_finite(const mo_tensor *t, int *all_finite);
  * in ts are skipped. max_norm must be >= 0 and not NaN.
  */
 mo_status mo_clip_grad_norm(mo_tensor *const *ts, size_t n, double max_norm, double *total_norm);
+
+/*
+ * The one gradient-norm clipping (mo_clip_grad_norm is the PyTorch formula of this). The
+ * norm is the L2 norm over every element of the n tensors, accumulated in double.
+ *   MO_CLIP_PYTORCH (torch.nn.utils.clip_grad_norm_): coef = max_norm/(norm + 1e-6),
+ *       applied when coef < 1. A NaN norm gives coef NaN (every element NaN), an
+ *       infinite norm coef 0 (finite elements 0, infinite ones NaN), as PyTorch.
+ *   MO_CLIP_GLOBAL (TF's tf.clip_by_global_norm, used by BERT's create_optimizer):
+ *       coef = max_norm / max(norm, max_norm), applied when norm > max_norm. A NaN or
+ *       infinite norm sets every element to NaN, as TF.
+ * error_if_nonfinite != 0: a NaN or infinite norm returns MO_ERR_ARG, changing nothing
+ * (*total_norm is still set). max_norm must be >= 0 and not NaN.
+ */
+typedef enum mo_clip_formula {
+    MO_CLIP_PYTORCH = 0,
+    MO_CLIP_GLOBAL = 1
+} mo_clip_formula;
+
+mo_status mo_clip_grad_norm_ex(mo_tensor *const *ts, size_t n, double max_norm,
+                               mo_clip_formula formula, int error_if_nonfinite,
+                               double *total_norm);
 
 /* x = clamp(x, -clip, clip) elementwise (NaN stays NaN); clip >= 0. */
 mo_status mo_clip_grad_value(mo_tensor *t, double clip);

@@ -476,3 +476,138 @@ mo_status mo_radam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tenso
     mo__opt_finish(&a, st == MO_OK);
     return st;
 }
+
+/* ---- descriptors (see moonopt_optim.h "Optimizer descriptors") ---- */
+
+static const char *const adam_eps_modes[] = {"raw", "hat", NULL};              /* mo_eps_mode */
+static const char *const adam_wd_modes[] = {"l2", "decoupled", "decoupled_bc", NULL}; /* mo_wd_mode */
+
+static void adam_defaults_v(void *c) { mo_adam_defaults(c); }
+static mo_status adam_check_v(const void *c) { return mo_adam_check(c); }
+
+/* The per-step scalars, computed once per step count for every param of a group (the
+ * params of a group share their step count, so once per group call in practice). */
+typedef struct adam_cache {
+    int64_t step;          /* 0 (zeroed): none yet */
+    mo_adam_scalars k;
+} adam_cache;
+
+static mo_status adam_step_v(const void *c, mo_optim_call *a)
+{
+    adam_cache *k = a->cache;
+    if (k->step != a->step) {
+        mo_status st = mo_adam_prepare(c, a->step, &k->k);
+        if (st != MO_OK) return st;
+        k->step = a->step;
+    }
+    return mo_adam_step_prepared(a->w, a->g, a->buf[0], a->buf[1], a->buf[2], &k->k);
+}
+
+MO__PAIR_OK(mo_adam_config, beta1, beta2);
+static const mo_optim_option adam_options[] = {
+    MO__OPTION(mo_adam_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__PAIR(mo_adam_config, "betas", beta1),
+    MO__OPTION(mo_adam_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_adam_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__CHOICE(mo_adam_config, "eps_mode", eps_mode, adam_eps_modes),
+    MO__CHOICE(mo_adam_config, "weight_decay_mode", weight_decay_mode, adam_wd_modes),
+    MO__OPTION(mo_adam_config, "bias_correction", MO_OPTT_BOOL, bias_correction),
+    MO__OPTION(mo_adam_config, "amsgrad", MO_OPTT_BOOL, amsgrad),
+    MO__OPTION(mo_adam_config, "maximize", MO_OPTT_BOOL, maximize),
+    MO__OPTION(mo_adam_config, "rescale_grad", MO_OPTT_NUMBER, rescale_grad),
+    MO__OPTION(mo_adam_config, "clip_gradient", MO_OPTT_OFF, clip_gradient),
+    MO__OPTION(mo_adam_config, "lr_decay", MO_OPTT_NUMBER, lr_decay),
+    MO__OPTION(mo_adam_config, "clip_weight_decay", MO_OPTT_BOOL, clip_weight_decay),
+    MO__OPTION(mo_adam_config, "skip_nonfinite_rescale", MO_OPTT_BOOL, skip_nonfinite_rescale),
+};
+static const mo_optim_buffer adam_buffers[] = {
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+    {"max_exp_avg_sq", "amsgrad", MO_OPTI_ZERO, NULL},
+};
+
+const mo_optim_desc mo__optim_adam = {
+    "adam", sizeof(mo_adam_config), adam_defaults_v, adam_check_v,
+    adam_options, MO__COUNT(adam_options), adam_buffers, MO__COUNT(adam_buffers), NULL, 0,
+    1, sizeof(adam_cache), adam_step_v,
+};
+
+static const mo_optim_buffer moment_buffers[] = {
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+};
+
+static void adamax_defaults_v(void *c) { mo_adamax_defaults(c); }
+static mo_status adamax_check_v(const void *c) { return mo_adamax_check(c); }
+static mo_status adamax_step_v(const void *c, mo_optim_call *a)
+{
+    return mo_adamax_step(a->w, a->g, a->buf[0], a->buf[1], c, a->step);
+}
+
+MO__PAIR_OK(mo_adamax_config, beta1, beta2);
+static const mo_optim_option adamax_options[] = {
+    MO__OPTION(mo_adamax_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__PAIR(mo_adamax_config, "betas", beta1),
+    MO__OPTION(mo_adamax_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_adamax_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_adamax_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+static const mo_optim_buffer adamax_buffers[] = {
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_inf", NULL, MO_OPTI_ZERO, NULL},
+};
+
+const mo_optim_desc mo__optim_adamax = {
+    "adamax", sizeof(mo_adamax_config), adamax_defaults_v, adamax_check_v,
+    adamax_options, MO__COUNT(adamax_options), adamax_buffers, MO__COUNT(adamax_buffers),
+    NULL, 0, 1, 0, adamax_step_v,
+};
+
+static void nadam_defaults_v(void *c) { mo_nadam_defaults(c); }
+static mo_status nadam_check_v(const void *c) { return mo_nadam_check(c); }
+static mo_status nadam_step_v(const void *c, mo_optim_call *a)
+{
+    return mo_nadam_step(a->w, a->g, a->buf[0], a->buf[1], c, a->step, &a->scalar[0]);
+}
+
+MO__PAIR_OK(mo_nadam_config, beta1, beta2);
+static const mo_optim_option nadam_options[] = {
+    MO__OPTION(mo_nadam_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__PAIR(mo_nadam_config, "betas", beta1),
+    MO__OPTION(mo_nadam_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_nadam_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_nadam_config, "momentum_decay", MO_OPTT_NUMBER, momentum_decay),
+    MO__OPTION(mo_nadam_config, "decoupled_weight_decay", MO_OPTT_BOOL, decoupled_weight_decay),
+    MO__OPTION(mo_nadam_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+/* the product of the momentum schedule so far (PyTorch's state['mu_product']) */
+static const mo_optim_scalar nadam_scalars[] = {{"mu_product", 1.0, 1}};
+
+const mo_optim_desc mo__optim_nadam = {
+    "nadam", sizeof(mo_nadam_config), nadam_defaults_v, nadam_check_v,
+    nadam_options, MO__COUNT(nadam_options), moment_buffers, MO__COUNT(moment_buffers),
+    nadam_scalars, MO__COUNT(nadam_scalars), 1, 0, nadam_step_v,
+};
+
+static void radam_defaults_v(void *c) { mo_radam_defaults(c); }
+static mo_status radam_check_v(const void *c) { return mo_radam_check(c); }
+static mo_status radam_step_v(const void *c, mo_optim_call *a)
+{
+    return mo_radam_step(a->w, a->g, a->buf[0], a->buf[1], c, a->step);
+}
+
+MO__PAIR_OK(mo_radam_config, beta1, beta2);
+static const mo_optim_option radam_options[] = {
+    MO__OPTION(mo_radam_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__PAIR(mo_radam_config, "betas", beta1),
+    MO__OPTION(mo_radam_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_radam_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_radam_config, "decoupled_weight_decay", MO_OPTT_BOOL, decoupled_weight_decay),
+    MO__OPTION(mo_radam_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+
+const mo_optim_desc mo__optim_radam = {
+    "radam", sizeof(mo_radam_config), radam_defaults_v, radam_check_v,
+    radam_options, MO__COUNT(radam_options), moment_buffers, MO__COUNT(moment_buffers),
+    NULL, 0, 1, 0, radam_step_v,
+};

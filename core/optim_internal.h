@@ -6,6 +6,8 @@
 
 #include "moonopt_internal.h"
 
+#include <stddef.h>  /* offsetof (the descriptors) */
+
 /* Force inlining where a tiny helper sits in a hot loop (plain inline elsewhere). */
 #if defined(__GNUC__) || defined(__clang__)
 #define MO__INLINE static inline __attribute__((always_inline))
@@ -53,5 +55,26 @@ int mo__pos(double x);      /* finite and > 0 */
 /* lr >= 0, both betas in [0, 1), eps > 0, weight_decay >= 0: the domains of the options
  * every Adam-style config shares (Adam, Adamax, NAdam, RAdam, LAMB). */
 int mo__adam_family_ok(double lr, double beta1, double beta2, double eps, double weight_decay);
+
+/* ---- descriptors (mo_optim_desc, moonopt_optim.h) ----
+ * Every kernel file defines one `const mo_optim_desc mo__optim_<alg>`; MO__OPTIMIZERS lists
+ * them once, in the order mo_optim_at returns them (optim_util.c builds the table from it). */
+#define MO__OPTIMIZERS(X) \
+    X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(adadelta) X(lion) \
+    X(lamb) X(sfadamw)
+
+#define MO__DECLARE_OPTIMIZER(alg) extern const mo_optim_desc mo__optim_##alg;
+MO__OPTIMIZERS(MO__DECLARE_OPTIMIZER)
+
+#define MO__COUNT(a) (sizeof(a) / sizeof((a)[0]))
+/* Option table entries: MO__OPTION(mo_adam_config, "lr", MO_OPTT_NUMBER, lr). */
+#define MO__OPTION(cfg, key, type, field) {key, type, offsetof(cfg, field), NULL}
+#define MO__CHOICE(cfg, key, field, names) {key, MO_OPTT_CHOICE, offsetof(cfg, field), names}
+/* A pair of doubles (betas) read into two consecutive fields; the static assertion in
+ * MO__PAIR_OK proves they are consecutive. */
+#define MO__PAIR(cfg, key, first) {key, MO_OPTT_PAIR, offsetof(cfg, first), NULL}
+#define MO__PAIR_OK(cfg, first, second) \
+    _Static_assert(offsetof(cfg, second) == offsetof(cfg, first) + sizeof(double), \
+                   #cfg ": " #first " and " #second " must be consecutive doubles")
 
 #endif /* MO_OPTIM_INTERNAL_H */

@@ -88,3 +88,34 @@ mo_status mo_lamb_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor
     mo__opt_finish(&a, st == MO_OK);
     return st;
 }
+
+/* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */
+
+static void lamb_defaults(void *c) { mo_lamb_defaults(c); }
+static mo_status lamb_check(const void *c) { return mo_lamb_check(c); }
+static mo_status lamb_step(const void *c, mo_optim_call *a)
+{
+    return mo_lamb_step(a->w, a->g, a->buf[0], a->buf[1], c, a->step, &a->scalar[0]);
+}
+
+MO__PAIR_OK(mo_lamb_config, beta1, beta2);
+static const mo_optim_option lamb_options[] = {
+    MO__OPTION(mo_lamb_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__PAIR(mo_lamb_config, "betas", beta1),
+    MO__OPTION(mo_lamb_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_lamb_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_lamb_config, "bias_correction", MO_OPTT_BOOL, bias_correction),
+    MO__OPTION(mo_lamb_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+static const mo_optim_buffer lamb_buffers[] = {
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+};
+/* the last trust ratio, kept for inspection only */
+static const mo_optim_scalar lamb_scalars[] = {{"trust_ratio", 1.0, 0}};
+
+const mo_optim_desc mo__optim_lamb = {
+    "lamb", sizeof(mo_lamb_config), lamb_defaults, lamb_check,
+    lamb_options, MO__COUNT(lamb_options), lamb_buffers, MO__COUNT(lamb_buffers),
+    lamb_scalars, MO__COUNT(lamb_scalars), 1, 0, lamb_step,
+};

@@ -54,3 +54,27 @@ mo_status mo_lion_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, const mo_
     mo__opt_finish(&a, st == MO_OK);
     return st;
 }
+
+/* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */
+
+static void lion_defaults(void *c) { mo_lion_defaults(c); }
+static mo_status lion_check(const void *c) { return mo_lion_check(c); }
+static mo_status lion_step(const void *c, mo_optim_call *a)
+{
+    return mo_lion_step(a->w, a->g, a->buf[0], c);
+}
+
+MO__PAIR_OK(mo_lion_config, beta1, beta2);
+static const mo_optim_option lion_options[] = {
+    MO__OPTION(mo_lion_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__PAIR(mo_lion_config, "betas", beta1),
+    MO__OPTION(mo_lion_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_lion_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+static const mo_optim_buffer lion_buffers[] = {{"exp_avg", NULL, MO_OPTI_ZERO, NULL}};
+
+const mo_optim_desc mo__optim_lion = {
+    "lion", sizeof(mo_lion_config), lion_defaults, lion_check,
+    lion_options, MO__COUNT(lion_options), lion_buffers, MO__COUNT(lion_buffers), NULL, 0,
+    1, 0, lion_step,
+};

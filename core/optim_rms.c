@@ -187,3 +187,85 @@ mo_status mo_adadelta_step(mo_tensor *w, const mo_tensor *g, mo_tensor *square_a
     mo__opt_finish(&a, st == MO_OK);
     return st;
 }
+
+/* ---- descriptors (see moonopt_optim.h "Optimizer descriptors") ---- */
+
+static void rmsprop_defaults(void *c) { mo_rmsprop_defaults(c); }
+static mo_status rmsprop_check(const void *c) { return mo_rmsprop_check(c); }
+static mo_status rmsprop_step(const void *c, mo_optim_call *a)
+{
+    return mo_rmsprop_step(a->w, a->g, a->buf[0], a->buf[1], a->buf[2], c);
+}
+
+static const mo_optim_option rmsprop_options[] = {
+    MO__OPTION(mo_rmsprop_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__OPTION(mo_rmsprop_config, "alpha", MO_OPTT_NUMBER, alpha),
+    MO__OPTION(mo_rmsprop_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_rmsprop_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_rmsprop_config, "momentum", MO_OPTT_NUMBER, momentum),
+    MO__OPTION(mo_rmsprop_config, "centered", MO_OPTT_BOOL, centered),
+    MO__OPTION(mo_rmsprop_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+/* the optional buffers appear when their option is (or becomes) on */
+static const mo_optim_buffer rmsprop_buffers[] = {
+    {"square_avg", NULL, MO_OPTI_ZERO, NULL},
+    {"grad_avg", "centered", MO_OPTI_ZERO, NULL},
+    {"momentum_buffer", "momentum", MO_OPTI_ZERO, NULL},
+};
+
+const mo_optim_desc mo__optim_rmsprop = {
+    "rmsprop", sizeof(mo_rmsprop_config), rmsprop_defaults, rmsprop_check,
+    rmsprop_options, MO__COUNT(rmsprop_options), rmsprop_buffers, MO__COUNT(rmsprop_buffers),
+    NULL, 0, 1, 0, rmsprop_step,
+};
+
+static void adagrad_defaults(void *c) { mo_adagrad_defaults(c); }
+static mo_status adagrad_check(const void *c) { return mo_adagrad_check(c); }
+static mo_status adagrad_step(const void *c, mo_optim_call *a)
+{
+    return mo_adagrad_step(a->w, a->g, a->buf[0], c, a->step);
+}
+
+static const mo_optim_option adagrad_options[] = {
+    MO__OPTION(mo_adagrad_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__OPTION(mo_adagrad_config, "lr_decay", MO_OPTT_NUMBER, lr_decay),
+    MO__OPTION(mo_adagrad_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_adagrad_config, "initial_accumulator_value", MO_OPTT_NUMBER,
+               initial_accumulator_value),
+    MO__OPTION(mo_adagrad_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_adagrad_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+static const mo_optim_buffer adagrad_buffers[] = {
+    {"sum", NULL, MO_OPTI_OPTION, "initial_accumulator_value"},
+};
+
+const mo_optim_desc mo__optim_adagrad = {
+    "adagrad", sizeof(mo_adagrad_config), adagrad_defaults, adagrad_check,
+    adagrad_options, MO__COUNT(adagrad_options), adagrad_buffers, MO__COUNT(adagrad_buffers),
+    NULL, 0, 1, 0, adagrad_step,
+};
+
+static void adadelta_defaults(void *c) { mo_adadelta_defaults(c); }
+static mo_status adadelta_check(const void *c) { return mo_adadelta_check(c); }
+static mo_status adadelta_step(const void *c, mo_optim_call *a)
+{
+    return mo_adadelta_step(a->w, a->g, a->buf[0], a->buf[1], c);
+}
+
+static const mo_optim_option adadelta_options[] = {
+    MO__OPTION(mo_adadelta_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__OPTION(mo_adadelta_config, "rho", MO_OPTT_NUMBER, rho),
+    MO__OPTION(mo_adadelta_config, "eps", MO_OPTT_NUMBER, eps),
+    MO__OPTION(mo_adadelta_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_adadelta_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+static const mo_optim_buffer adadelta_buffers[] = {
+    {"square_avg", NULL, MO_OPTI_ZERO, NULL},
+    {"acc_delta", NULL, MO_OPTI_ZERO, NULL},
+};
+
+const mo_optim_desc mo__optim_adadelta = {
+    "adadelta", sizeof(mo_adadelta_config), adadelta_defaults, adadelta_check,
+    adadelta_options, MO__COUNT(adadelta_options), adadelta_buffers, MO__COUNT(adadelta_buffers),
+    NULL, 0, 1, 0, adadelta_step,
+};

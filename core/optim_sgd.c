@@ -62,3 +62,34 @@ mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
     mo__opt_finish(&a, st == MO_OK);
     return st;
 }
+
+/* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */
+
+static void sgd_defaults(void *c) { mo_sgd_defaults(c); }
+static mo_status sgd_check(const void *c) { return mo_sgd_check(c); }
+
+static mo_status sgd_step(const void *c, mo_optim_call *a)
+{
+    /* PyTorch starts the momentum buffer at the first (decayed) gradient */
+    return mo_sgd_step(a->w, a->g, a->buf[0], c, a->fresh[0]);
+}
+
+static const mo_optim_option sgd_options[] = {
+    MO__OPTION(mo_sgd_config, "lr", MO_OPTT_NUMBER, lr),
+    MO__OPTION(mo_sgd_config, "momentum", MO_OPTT_NUMBER, momentum),
+    MO__OPTION(mo_sgd_config, "dampening", MO_OPTT_NUMBER, dampening),
+    MO__OPTION(mo_sgd_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
+    MO__OPTION(mo_sgd_config, "nesterov", MO_OPTT_BOOL, nesterov),
+    MO__OPTION(mo_sgd_config, "maximize", MO_OPTT_BOOL, maximize),
+};
+
+static const mo_optim_buffer sgd_buffers[] = {
+    {"momentum_buffer", "momentum", MO_OPTI_KERNEL, NULL},
+};
+
+/* SGD keeps no step count (PyTorch's SGD state is the momentum buffer alone). */
+const mo_optim_desc mo__optim_sgd = {
+    "sgd", sizeof(mo_sgd_config), sgd_defaults, sgd_check,
+    sgd_options, MO__COUNT(sgd_options), sgd_buffers, MO__COUNT(sgd_buffers), NULL, 0,
+    0, 0, sgd_step,
+};

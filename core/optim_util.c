@@ -7,6 +7,7 @@
 #include "optim_internal.h"
 
 #include <math.h>
+#include <string.h>
 #include <stdlib.h>
 
 #ifdef MO__HAVE_AVX_DISPATCH
@@ -170,9 +171,12 @@ static mo_status scale_tensor(mo_tensor *t, float s)
     return MO_OK;
 }
 
-mo_status mo_clip_grad_norm(mo_tensor *const *ts, size_t n, double max_norm, double *total_norm)
+mo_status mo_clip_grad_norm_ex(mo_tensor *const *ts, size_t n, double max_norm,
+                               mo_clip_formula formula, int error_if_nonfinite,
+                               double *total_norm)
 {
     if ((!ts && n) || isnan(max_norm) || max_norm < 0.0) return MO_ERR_ARG;
+    if (formula != MO_CLIP_PYTORCH && formula != MO_CLIP_GLOBAL) return MO_ERR_ARG;
     for (size_t i = 0; i < n; i++)
         if (ts[i] && !mo_tensor_alive(ts[i])) return MO_ERR_FREED;
     double sq = 0.0;
@@ -184,13 +188,26 @@ mo_status mo_clip_grad_norm(mo_tensor *const *ts, size_t n, double max_norm, dou
     }
     double norm = sqrt(sq);
     if (total_norm) *total_norm = norm;
-    /* PyTorch: coef = max_norm / (norm + 1e-6), clamped to at most 1 (NaN stays NaN). */
-    double coef = max_norm / (norm + 1e-6);
-    if (coef >= 1.0) return MO_OK;
+    if (!isfinite(norm) && error_if_nonfinite) return MO_ERR_ARG;
+    double coef;
+    if (formula == MO_CLIP_PYTORCH) {
+        /* clamp(max_norm/(norm + 1e-6), max=1): a factor of exactly 1 changes nothing */
+        coef = max_norm / (norm + 1e-6);
+        if (coef >= 1.0) return MO_OK;
+    } else {
+        if (!isfinite(norm)) coef = NAN;   /* TF: "all set to NaN" */
+        else if (norm <= max_norm) return MO_OK;
+        else coef = max_norm / norm;
+    }
     float s = (float)coef;
     for (size_t i = 0; i < n; i++)
         if (ts[i]) MO_TRY(scale_tensor(ts[i], s));
     return MO_OK;
+}
+
+mo_status mo_clip_grad_norm(mo_tensor *const *ts, size_t n, double max_norm, double *total_norm)
+{
+    return mo_clip_grad_norm_ex(ts, n, max_norm, MO_CLIP_PYTORCH, 0, total_norm);
 }
 
 mo_status mo_clip_grad_value(mo_tensor *t, double clip)
@@ -223,4 +240,22 @@ mo_status mo_axpy(mo_tensor *y, double alpha, const mo_tensor *x)
     for (size_t i = 0; i < a.n; i++) yy[i] = yy[i] + al * xx[i];
     mo__opt_finish(&a, 1);
     return MO_OK;
+}
+
+/* ---- the descriptor table ---- */
+
+#define MO__OPTIMIZER_ENTRY(alg) &mo__optim_##alg,
+static const mo_optim_desc *const optimizers[] = {MO__OPTIMIZERS(MO__OPTIMIZER_ENTRY)};
+
+const mo_optim_desc *mo_optim_at(size_t i)
+{
+    return i < MO__COUNT(optimizers) ? optimizers[i] : NULL;
+}
+
+const mo_optim_desc *mo_optim_find(const char *name)
+{
+    if (name == NULL) return NULL;
+    for (size_t i = 0; i < MO__COUNT(optimizers); i++)
+        if (strcmp(optimizers[i]->name, name) == 0) return optimizers[i];
+    return NULL;
 }

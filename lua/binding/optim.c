@@ -1,646 +1,94 @@
 /*
- * optim.c - the optimizer kernels for Lua (the Lua modules in lua/moonopt/optim/ build the
- * classes on them).
+ * optim.c - the optimizer step for Lua, driven by the core's descriptors (mo_optim_desc,
+ * moonopt_optim.h): one function steps every algorithm by name.
  *
- * Each kernel function does one optimizer step for one parameter tensor and
- * takes everything positionally: the tensors, the step count, then the
- * hyperparameters in the order of the core's config struct. The Lua layer
- * validates options (with PyTorch's messages) and calls these once per
- * parameter per step, so they avoid tables and strings on the success path.
- * Modes arrive as small integers (eps_mode 0 raw / 1 hat; weight_decay_mode
- * 0 l2 / 1 decoupled / 2 decoupled_bc).
+ *   optim_step(kind, fname, groups, state, check_finite [, masks [, grads]]) -> stepped
+ *       One step of every param of every group, the whole of opt:step() in one call.
+ *       kind: a descriptor name ("adam"); fname: the name errors start with ("AdamW");
+ *       groups: a list of param groups {params = {p, ...}, <option> = value, ...}, each
+ *       option read BY NAME as the descriptor lists it (a missing one keeps the core's
+ *       default); state: param -> state table ({step = n, exp_avg = tensor, ...}, keys as
+ *       the descriptor names them); masks[gi][j] true: params[j] of group gi steps with
+ *       weight_decay 0; grads[gi][j]: the gradient of params[j] instead of its .grad.
+ *       Params without a gradient are skipped. Missing state (a new param, or a buffer an
+ *       option now needs) is created here. Returns false, changing nothing, when
+ *       check_finite and some gradient holds NaN or +-inf.
+ *   optim_info(kind) -> {options = {name, ...}, buffers = {{name, when}, ...},
+ *       scalars = {{name, input}, ...}, counts_steps = bool}: what a state holds, for
+ *       load_state_dict's checks.
+ *   optim_check(params, fname, check_finite) -> all_finite: every param's .grad (when not
+ *       nil) is a live tensor of the param's shape (used by L-BFGS and all_finite).
+ *   clip_grad_norm(params, max_norm [, mode]) -> total norm; clip_grad_value(params, clip);
+ *   all_finite(t) -> boolean; axpy_(y, alpha, x) -> y (y += alpha*x in place).
  *
- *   optim_sgd(w, g, buf|nil, first, lr, momentum, dampening, wd, nesterov, maximize)
- *   optim_adam(w, g, m, v, vmax|nil, step, lr, b1, b2, eps, wd, eps_mode, wd_mode,
- *              bias_correction, amsgrad, maximize, rescale_grad, clip_gradient, lr_decay,
- *              [clip_weight_decay, skip_nonfinite_rescale])
- *   optim_adamax(w, g, m, u, step, lr, b1, b2, eps, wd, maximize)
- *   optim_nadam(w, g, m, v, step, mu_product, lr, b1, b2, eps, wd, momentum_decay,
- *               decoupled, maximize) -> new mu_product
- *   optim_radam(w, g, m, v, step, lr, b1, b2, eps, wd, decoupled, maximize)
- *   optim_rmsprop(w, g, square_avg, grad_avg|nil, buf|nil, lr, alpha, eps, wd, momentum,
- *                 centered, maximize)
- *   optim_adagrad(w, g, sum, step, lr, lr_decay, wd, eps, maximize)
- *   optim_adadelta(w, g, square_avg, acc_delta, lr, rho, eps, wd, maximize)
- *   optim_lion(w, g, m, lr, b1, b2, wd, maximize)
- *   optim_lamb(w, g, m, v, step, lr, b1, b2, eps, wd, bias_correction, maximize) -> trust ratio
+ * Nothing half-changed: optim_step checks everything it will touch (every gradient, every
+ * state tensor's liveness and shape, every step count and state number, every group's
+ * options) for all params of all groups before the first write.
  *
- * The same for a whole param group in one call (what the classes use; see "one call per
- * param group" below):
- *   optim_<alg>_group(params, state, from, mask, <the hyperparameters above>) -> nil | j
- *
- * Helpers:
- *   optim_check(params, fname, check_finite) -> all_finite: every param's .grad
- *       (when not nil) is a live tensor of the param's shape, else an error
- *       "fname: grad shape {3} does not match param #2 shape {2, 3}"
- *   clip_grad_norm(params, max_norm) -> total norm of the .grad tensors
- *   clip_grad_value(params, clip)
- *   all_finite(t) -> boolean
- *   axpy_(y, alpha, x) -> y     (y += alpha*x in place)
+ * Garbage collection: creating state allocates, and an allocation may run any finalizer.
+ * So the call runs in phases: (1) read every group's options; (2) validate everything,
+ * allocating nothing (key strings are pinned on the stack and tables read raw, so no
+ * string is made and no metamethod runs); (3) only when some state is missing: create it
+ * into a `pending` table pinned on the stack, commit it into `state` (both allocate), and
+ * validate everything again; (4) run the kernels, re-reading every pointer from the pinned
+ * tables and writing only keys that already exist (no allocation). No raw pointer is kept
+ * across an allocation.
  */
 #include "binding.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
-/* A tensor at idx, or NULL for nil/none. */
-static mo_tensor *opt_tensor(lua_State *L, int idx, const char *fname)
-{
-    if (lua_isnoneornil(L, idx)) return NULL;
-    return mo__checkarg(L, idx, fname);
-}
+/* The largest step count a state may hold: the last integer a double holds exactly. */
+#define MAX_STEP 9007199254740992.0 /* 2^53 */
 
-static lua_Number num(lua_State *L, int idx, const char *fname)
-{
-    if (lua_type(L, idx) != LUA_TNUMBER) mo__typeerror(L, idx, fname, "number");
-    return lua_tonumber(L, idx);
-}
+/* ---- stack layout of optim_step ---- */
 
-static int64_t step_arg(lua_State *L, int idx, const char *fname)
-{
-    lua_Number s = num(L, idx, fname);
-    if (!(s >= 1 && s <= 9007199254740992.0) || s != floor(s))
-        mo__argerror(L, idx, fname, "step must be a positive integer");
-    return (int64_t)s;
-}
+enum { A_KIND = 1, A_FNAME, A_GROUPS, A_STATE, A_FINITE, A_MASKS, A_GRADS, S_WORK, S_PENDING,
+       S_KEYS };
 
-static int check_status(lua_State *L, mo_status st, const char *fname)
-{
-    if (st != MO_OK) return mo__status_error(L, st, fname);
-    return 0;
-}
-
-/* ---- the hyperparameters ----
- *
- * read_<alg>(L, arg, fname, &c) fills the algorithm's config from the stack, starting at
- * index arg, in the order of the config struct (the lists above). The per-tensor function
- * and the group function of an algorithm take the same list; only where it starts differs.
- */
-
-static void read_sgd(lua_State *L, int arg, const char *fn, mo_sgd_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->momentum = num(L, arg++, fn);
-    c->dampening = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->nesterov = lua_toboolean(L, arg++);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_adam(lua_State *L, int arg, const char *fn, mo_adam_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->beta1 = num(L, arg++, fn);
-    c->beta2 = num(L, arg++, fn);
-    c->eps = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->eps_mode = (mo_eps_mode)(int)num(L, arg++, fn);
-    c->weight_decay_mode = (mo_wd_mode)(int)num(L, arg++, fn);
-    c->bias_correction = lua_toboolean(L, arg++);
-    c->amsgrad = lua_toboolean(L, arg++);
-    c->maximize = lua_toboolean(L, arg++);
-    c->rescale_grad = num(L, arg++, fn);
-    c->clip_gradient = num(L, arg++, fn);
-    c->lr_decay = num(L, arg++, fn);
-    c->clip_weight_decay = lua_toboolean(L, arg++);
-    c->skip_nonfinite_rescale = lua_toboolean(L, arg);
-}
-
-static void read_adamax(lua_State *L, int arg, const char *fn, mo_adamax_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->beta1 = num(L, arg++, fn);
-    c->beta2 = num(L, arg++, fn);
-    c->eps = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_nadam(lua_State *L, int arg, const char *fn, mo_nadam_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->beta1 = num(L, arg++, fn);
-    c->beta2 = num(L, arg++, fn);
-    c->eps = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->momentum_decay = num(L, arg++, fn);
-    c->decoupled_weight_decay = lua_toboolean(L, arg++);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_radam(lua_State *L, int arg, const char *fn, mo_radam_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->beta1 = num(L, arg++, fn);
-    c->beta2 = num(L, arg++, fn);
-    c->eps = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->decoupled_weight_decay = lua_toboolean(L, arg++);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_rmsprop(lua_State *L, int arg, const char *fn, mo_rmsprop_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->alpha = num(L, arg++, fn);
-    c->eps = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->momentum = num(L, arg++, fn);
-    c->centered = lua_toboolean(L, arg++);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_adagrad(lua_State *L, int arg, const char *fn, mo_adagrad_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->lr_decay = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->initial_accumulator_value = 0.0;  /* only used to fill `sum`, which the caller did */
-    c->eps = num(L, arg++, fn);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_adadelta(lua_State *L, int arg, const char *fn, mo_adadelta_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->rho = num(L, arg++, fn);
-    c->eps = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_lion(lua_State *L, int arg, const char *fn, mo_lion_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->beta1 = num(L, arg++, fn);
-    c->beta2 = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-static void read_lamb(lua_State *L, int arg, const char *fn, mo_lamb_config *c)
-{
-    c->lr = num(L, arg++, fn);
-    c->beta1 = num(L, arg++, fn);
-    c->beta2 = num(L, arg++, fn);
-    c->eps = num(L, arg++, fn);
-    c->weight_decay = num(L, arg++, fn);
-    c->bias_correction = lua_toboolean(L, arg++);
-    c->maximize = lua_toboolean(L, arg);
-}
-
-/* ---- one call per param tensor ---- */
-
-static int f_sgd(lua_State *L)
-{
-    static const char fn[] = "optim_sgd";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *buf = opt_tensor(L, 3, fn);
-    int first = lua_toboolean(L, 4);
-    mo_sgd_config c;
-    read_sgd(L, 5, fn, &c);
-    check_status(L, mo_sgd_step(w, g, buf, &c, first), fn);
-    return 0;
-}
-
-static int f_adam(lua_State *L)
-{
-    static const char fn[] = "optim_adam";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *m = mo__checkarg(L, 3, fn), *v = mo__checkarg(L, 4, fn);
-    mo_tensor *vmax = opt_tensor(L, 5, fn);
-    int64_t step = step_arg(L, 6, fn);
-    mo_adam_config c;
-    read_adam(L, 7, fn, &c);
-    check_status(L, mo_adam_step(w, g, m, v, vmax, &c, step), fn);
-    return 0;
-}
-
-static int f_adamax(lua_State *L)
-{
-    static const char fn[] = "optim_adamax";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *m = mo__checkarg(L, 3, fn), *u = mo__checkarg(L, 4, fn);
-    int64_t step = step_arg(L, 5, fn);
-    mo_adamax_config c;
-    read_adamax(L, 6, fn, &c);
-    check_status(L, mo_adamax_step(w, g, m, u, &c, step), fn);
-    return 0;
-}
-
-static int f_nadam(lua_State *L)
-{
-    static const char fn[] = "optim_nadam";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *m = mo__checkarg(L, 3, fn), *v = mo__checkarg(L, 4, fn);
-    int64_t step = step_arg(L, 5, fn);
-    double mu_product = num(L, 6, fn);
-    mo_nadam_config c;
-    read_nadam(L, 7, fn, &c);
-    check_status(L, mo_nadam_step(w, g, m, v, &c, step, &mu_product), fn);
-    lua_pushnumber(L, mu_product);
-    return 1;
-}
-
-static int f_radam(lua_State *L)
-{
-    static const char fn[] = "optim_radam";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *m = mo__checkarg(L, 3, fn), *v = mo__checkarg(L, 4, fn);
-    int64_t step = step_arg(L, 5, fn);
-    mo_radam_config c;
-    read_radam(L, 6, fn, &c);
-    check_status(L, mo_radam_step(w, g, m, v, &c, step), fn);
-    return 0;
-}
-
-static int f_rmsprop(lua_State *L)
-{
-    static const char fn[] = "optim_rmsprop";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *sq = mo__checkarg(L, 3, fn);
-    mo_tensor *ga = opt_tensor(L, 4, fn), *buf = opt_tensor(L, 5, fn);
-    mo_rmsprop_config c;
-    read_rmsprop(L, 6, fn, &c);
-    check_status(L, mo_rmsprop_step(w, g, sq, ga, buf, &c), fn);
-    return 0;
-}
-
-static int f_adagrad(lua_State *L)
-{
-    static const char fn[] = "optim_adagrad";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *sum = mo__checkarg(L, 3, fn);
-    int64_t step = step_arg(L, 4, fn);
-    mo_adagrad_config c;
-    read_adagrad(L, 5, fn, &c);
-    check_status(L, mo_adagrad_step(w, g, sum, &c, step), fn);
-    return 0;
-}
-
-static int f_adadelta(lua_State *L)
-{
-    static const char fn[] = "optim_adadelta";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *sq = mo__checkarg(L, 3, fn), *acc = mo__checkarg(L, 4, fn);
-    mo_adadelta_config c;
-    read_adadelta(L, 5, fn, &c);
-    check_status(L, mo_adadelta_step(w, g, sq, acc, &c), fn);
-    return 0;
-}
-
-static int f_lion(lua_State *L)
-{
-    static const char fn[] = "optim_lion";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *m = mo__checkarg(L, 3, fn);
-    mo_lion_config c;
-    read_lion(L, 4, fn, &c);
-    check_status(L, mo_lion_step(w, g, m, &c), fn);
-    return 0;
-}
-
-static int f_lamb(lua_State *L)
-{
-    static const char fn[] = "optim_lamb";
-    mo_tensor *w = mo__checkarg(L, 1, fn), *g = mo__checkarg(L, 2, fn);
-    mo_tensor *m = mo__checkarg(L, 3, fn), *v = mo__checkarg(L, 4, fn);
-    int64_t step = step_arg(L, 5, fn);
-    mo_lamb_config c;
-    read_lamb(L, 6, fn, &c);
-    double ratio = 1.0;
-    check_status(L, mo_lamb_step(w, g, m, v, &c, step, &ratio), fn);
-    lua_pushnumber(L, ratio);
-    return 1;
-}
-
-/* ---- one call per param group ----
- *
- * optim_<alg>_group(params, state, from, mask, <hyperparameters as optim_<alg>, without
- * the tensors and the step>) -> nil | j
- *
- * Runs the kernel for params[from..] that have a .grad, in order, reading each param's
- * state table state[p] (step, the state tensors by name) and writing back step + 1 (and
- * mu_product for NAdam, trust_ratio for LAMB). It stops and returns j when params[j] has
- * no state table or lacks a state tensor the options now need: the Lua layer creates it
- * and calls again from j. mask (a table or nil): mask[j] true gives params[j] weight
- * decay 0 (Adam/AdamW's exclude_from_weight_decay). The Lua layer has checked every
- * grad's shape (optim_check) and the options before; a kernel error here (out of memory,
- * a state tensor of a wrong shape) raises.
- */
-
-/* Where the hyperparameters of optim_<alg>_group start (after params, state, from, mask). */
-#define GROUP_HYPER 5
-
-typedef struct group_args {
+typedef struct step_ctx {
+    lua_State *L;
+    const mo_optim_desc *d;
     const char *fname;
-    int st;      /* stack index of the param's state table (0: none) */
-    int masked;  /* mask[j] was true */
-} group_args;
+    lua_Integer ngroups;
+    size_t stride;      /* bytes per group in the work area: 2 configs, 2 caches, the on-mask */
+    unsigned char *work;
+    int k_params, k_step, k_opt, k_buf, k_scal;  /* stack indices of the pinned key strings */
+    int wd_option;      /* index of the "weight_decay" option, or -1 */
+} step_ctx;
 
-/* The step function of one family: 0 done, 1 state incomplete (nothing changed).
- * cfg is the family's config (Adam: an adam_group_cfg with its scalars cache). */
-typedef int (*group_fn)(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg);
+static size_t align16(size_t n) { return (n + 15u) & ~(size_t)15u; }
 
-/* state[key] as a live tensor, or NULL when absent (anything that is not a tensor). */
-static mo_tensor *state_tensor(lua_State *L, int st, const char *key)
+static void *group_cfg(const step_ctx *c, lua_Integer gi, int masked)
 {
-    lua_getfield(L, st, key);
-    void *p = lua_touserdata(L, -1);
-    mo_tensor *t = NULL;
-    if (p != NULL && lua_getmetatable(L, -1)) {
-        if (lua_rawequal(L, -1, lua_upvalueindex(1)) && mo_tensor_alive((mo_tensor *)p))
-            t = (mo_tensor *)p;
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1); /* the state table keeps the tensor alive */
-    return t;
+    return c->work + (size_t)(gi - 1) * c->stride + (masked ? align16(c->d->config_size) : 0);
 }
 
-static int64_t state_step(lua_State *L, int st)
+static void *group_cache(const step_ctx *c, lua_Integer gi, int masked)
 {
-    lua_getfield(L, st, "step");
-    lua_Number s = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return (int64_t)s;
+    size_t base = 2 * align16(c->d->config_size);
+    return c->work + (size_t)(gi - 1) * c->stride + base +
+           (masked ? align16(c->d->cache_size) : 0);
 }
 
-static void set_number_field(lua_State *L, int st, const char *key, double v)
+/* Bit i set: buffer i is kept under group gi's options (the same for both configs). */
+static unsigned *group_on(const step_ctx *c, lua_Integer gi)
 {
-    lua_pushnumber(L, v);
-    lua_setfield(L, st, key);
+    size_t base = 2 * align16(c->d->config_size) + 2 * align16(c->d->cache_size);
+    return (unsigned *)(void *)(c->work + (size_t)(gi - 1) * c->stride + base);
 }
 
-static void set_step(lua_State *L, int st, int64_t step)
+/* Pushes t[key] (key: a pinned string at stack index k), raw; returns its type. */
+static int rawget_key(lua_State *L, int t, int k)
 {
-    lua_pushinteger(L, (lua_Integer)step);
-    lua_setfield(L, st, "step");
+    t = lua_absindex(L, t);
+    lua_pushvalue(L, k);
+    return lua_rawget(L, t);
 }
 
-/* The loop every optim_<alg>_group shares; the caller has read the hyperparameters into cfg
- * (they are dropped here). needs_state = 0: a param without a state table is passed to fn
- * (a->st 0) instead of being returned (SGD without momentum keeps no state). */
-static int run_group(lua_State *L, const char *fname, void *cfg, group_fn fn, int needs_state)
-{
-    lua_settop(L, GROUP_HYPER - 1);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer from = luaL_checkinteger(L, 3);
-    int has_mask = lua_istable(L, 4);
-    lua_Integer n = luaL_len(L, 1);
-    group_args a;
-    a.fname = fname;
-    for (lua_Integer j = from < 1 ? 1 : from; j <= n; j++) {
-        lua_rawgeti(L, 1, j);                       /* p */
-        mo_tensor *w = mo__checkarg(L, -1, fname);
-        lua_getiuservalue(L, -1, 1);                /* p, grad */
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 2);
-            continue;
-        }
-        mo_tensor *g = mo__checkarg(L, -1, fname);
-        lua_pushvalue(L, -2);
-        lua_rawget(L, 2);                           /* p, grad, state[p] */
-        a.st = lua_istable(L, -1) ? lua_gettop(L) : 0;
-        if (a.st == 0 && needs_state) {
-            lua_pushinteger(L, j);
-            return 1;
-        }
-        a.masked = 0;
-        if (has_mask) {
-            a.masked = lua_rawgeti(L, 4, j) != LUA_TNIL && lua_toboolean(L, -1);
-            lua_pop(L, 1);
-        }
-        if (fn(L, &a, w, g, cfg)) {
-            lua_pushinteger(L, j);
-            return 1;
-        }
-        lua_pop(L, 3);
-    }
-    return 0;
-}
-
-/* Adam's per-step scalars depend on the step count: computed once per distinct step in a
- * group call (params of one group usually share it), for the decayed and the exempt params. */
-typedef struct adam_group_cfg {
-    mo_adam_config c, nodecay;
-    mo_adam_scalars k[2];   /* [0] with weight decay, [1] exempt (weight decay 0) */
-    int64_t k_step[2];      /* the step each entry was computed for; 0: none */
-} adam_group_cfg;
-
-static int g_adam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    adam_group_cfg *gc = cfg;
-    int ams = gc->c.amsgrad;
-    mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
-    mo_tensor *vmax = ams ? state_tensor(L, a->st, "max_exp_avg_sq") : NULL;
-    if (!m || !v || (ams && !vmax)) return 1;
-    int64_t step = state_step(L, a->st) + 1;
-    int which = a->masked ? 1 : 0;
-    if (gc->k_step[which] != step) {
-        check_status(L, mo_adam_prepare(which ? &gc->nodecay : &gc->c, step, &gc->k[which]), a->fname);
-        gc->k_step[which] = step;
-    }
-    check_status(L, mo_adam_step_prepared(w, g, m, v, vmax, &gc->k[which]), a->fname);
-    set_step(L, a->st, step);
-    return 0;
-}
-
-static int f_adam_group(lua_State *L)
-{
-    static const char fn[] = "optim_adam_group";
-    adam_group_cfg gc;
-    read_adam(L, GROUP_HYPER, fn, &gc.c);
-    gc.nodecay = gc.c;
-    gc.nodecay.weight_decay = 0.0;
-    gc.k_step[0] = gc.k_step[1] = 0;
-    return run_group(L, fn, &gc, g_adam, 1);
-}
-
-static int g_adamax(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *u = state_tensor(L, a->st, "exp_inf");
-    if (!m || !u) return 1;
-    int64_t step = state_step(L, a->st) + 1;
-    check_status(L, mo_adamax_step(w, g, m, u, cfg, step), a->fname);
-    set_step(L, a->st, step);
-    return 0;
-}
-
-static int f_adamax_group(lua_State *L)
-{
-    static const char fn[] = "optim_adamax_group";
-    mo_adamax_config c;
-    read_adamax(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_adamax, 1);
-}
-
-static int g_nadam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
-    if (!m || !v) return 1;
-    lua_getfield(L, a->st, "mu_product");
-    int isnum = 0;
-    double mu_product = lua_tonumberx(L, -1, &isnum);
-    lua_pop(L, 1);
-    if (!isnum) return 1;
-    int64_t step = state_step(L, a->st) + 1;
-    check_status(L, mo_nadam_step(w, g, m, v, cfg, step, &mu_product), a->fname);
-    set_number_field(L, a->st, "mu_product", mu_product);
-    set_step(L, a->st, step);
-    return 0;
-}
-
-static int f_nadam_group(lua_State *L)
-{
-    static const char fn[] = "optim_nadam_group";
-    mo_nadam_config c;
-    read_nadam(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_nadam, 1);
-}
-
-static int g_radam(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
-    if (!m || !v) return 1;
-    int64_t step = state_step(L, a->st) + 1;
-    check_status(L, mo_radam_step(w, g, m, v, cfg, step), a->fname);
-    set_step(L, a->st, step);
-    return 0;
-}
-
-static int f_radam_group(lua_State *L)
-{
-    static const char fn[] = "optim_radam_group";
-    mo_radam_config c;
-    read_radam(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_radam, 1);
-}
-
-static int g_sgd(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    const mo_sgd_config *c = cfg;
-    if (c->momentum == 0.0) {
-        check_status(L, mo_sgd_step(w, g, NULL, c, 0), a->fname);
-        return 0;
-    }
-    if (a->st == 0) return 1;
-    mo_tensor *buf = state_tensor(L, a->st, "momentum_buffer");
-    int first = buf == NULL;
-    if (first) {
-        /* PyTorch starts the buffer at the first gradient: a new tensor the kernel fills */
-        buf = mo__newtensor(L, w->ndim, w->shape, 1, a->fname);
-        check_status(L, mo_sgd_step(w, g, buf, c, 1), a->fname);
-        lua_setfield(L, a->st, "momentum_buffer");
-        return 0;
-    }
-    check_status(L, mo_sgd_step(w, g, buf, c, 0), a->fname);
-    return 0;
-}
-
-static int f_sgd_group(lua_State *L)
-{
-    static const char fn[] = "optim_sgd_group";
-    mo_sgd_config c;
-    read_sgd(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_sgd, 0);
-}
-
-static int g_rmsprop(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    const mo_rmsprop_config *c = cfg;
-    mo_tensor *sq = state_tensor(L, a->st, "square_avg");
-    mo_tensor *ga = c->centered ? state_tensor(L, a->st, "grad_avg") : NULL;
-    mo_tensor *buf = c->momentum > 0.0 ? state_tensor(L, a->st, "momentum_buffer") : NULL;
-    if (!sq || (c->centered && !ga) || (c->momentum > 0.0 && !buf)) return 1;
-    check_status(L, mo_rmsprop_step(w, g, sq, ga, buf, c), a->fname);
-    set_step(L, a->st, state_step(L, a->st) + 1);
-    return 0;
-}
-
-static int f_rmsprop_group(lua_State *L)
-{
-    static const char fn[] = "optim_rmsprop_group";
-    mo_rmsprop_config c;
-    read_rmsprop(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_rmsprop, 1);
-}
-
-static int g_adagrad(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    mo_tensor *sum = state_tensor(L, a->st, "sum");
-    if (!sum) return 1;
-    int64_t step = state_step(L, a->st) + 1;
-    check_status(L, mo_adagrad_step(w, g, sum, cfg, step), a->fname);
-    set_step(L, a->st, step);
-    return 0;
-}
-
-static int f_adagrad_group(lua_State *L)
-{
-    static const char fn[] = "optim_adagrad_group";
-    mo_adagrad_config c;
-    read_adagrad(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_adagrad, 1);
-}
-
-static int g_adadelta(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    mo_tensor *sq = state_tensor(L, a->st, "square_avg"), *acc = state_tensor(L, a->st, "acc_delta");
-    if (!sq || !acc) return 1;
-    check_status(L, mo_adadelta_step(w, g, sq, acc, cfg), a->fname);
-    set_step(L, a->st, state_step(L, a->st) + 1);
-    return 0;
-}
-
-static int f_adadelta_group(lua_State *L)
-{
-    static const char fn[] = "optim_adadelta_group";
-    mo_adadelta_config c;
-    read_adadelta(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_adadelta, 1);
-}
-
-static int g_lion(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    mo_tensor *m = state_tensor(L, a->st, "exp_avg");
-    if (!m) return 1;
-    check_status(L, mo_lion_step(w, g, m, cfg), a->fname);
-    set_step(L, a->st, state_step(L, a->st) + 1);
-    return 0;
-}
-
-static int f_lion_group(lua_State *L)
-{
-    static const char fn[] = "optim_lion_group";
-    mo_lion_config c;
-    read_lion(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_lion, 1);
-}
-
-static int g_lamb(lua_State *L, const group_args *a, mo_tensor *w, mo_tensor *g, void *cfg)
-{
-    mo_tensor *m = state_tensor(L, a->st, "exp_avg"), *v = state_tensor(L, a->st, "exp_avg_sq");
-    if (!m || !v) return 1;
-    int64_t step = state_step(L, a->st) + 1;
-    double ratio = 1.0;
-    check_status(L, mo_lamb_step(w, g, m, v, cfg, step, &ratio), a->fname);
-    set_number_field(L, a->st, "trust_ratio", ratio);
-    set_step(L, a->st, step);
-    return 0;
-}
-
-static int f_lamb_group(lua_State *L)
-{
-    static const char fn[] = "optim_lamb_group";
-    mo_lamb_config c;
-    read_lamb(L, GROUP_HYPER, fn, &c);
-    return run_group(L, fn, &c, g_lamb, 1);
-}
-
-/* ---- helpers over lists of parameters ---- */
-
-/* The tensor userdata at idx (freed or not) or NULL; the function calling it must have the
- * tensor metatable as upvalue 1 (every function here does: mo__setfuncs). */
+/* The tensor userdata at idx (alive or not) or NULL. Needs the tensor metatable as upvalue 1. */
 static mo_tensor *fast_totensor(lua_State *L, int idx)
 {
     void *p = lua_touserdata(L, idx);
@@ -650,24 +98,581 @@ static mo_tensor *fast_totensor(lua_State *L, int idx)
     return same ? (mo_tensor *)p : NULL;
 }
 
+/* ---- reading one group's options by name (phase 1) ---- */
+
+static int option_index(const mo_optim_desc *d, const char *name)
+{
+    for (size_t i = 0; i < d->noptions; i++)
+        if (strcmp(d->options[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+static void option_error(const step_ctx *c, lua_Integer gi, const mo_optim_option *o,
+                         const char *want, int idx)
+{
+    const char *got = mo__describe(c->L, idx);
+    luaL_error(c->L, "%s: param group %I: option '%s' must be %s, got %s", c->fname, (lua_Integer)gi,
+               o->name, want, got);
+}
+
+/* Reads the value at the top of the stack into cfg as option o (nil keeps the default). */
+static void read_option(const step_ctx *c, lua_Integer gi, const mo_optim_option *o, void *cfg)
+{
+    lua_State *L = c->L;
+    unsigned char *f = (unsigned char *)cfg + o->offset;
+    int t = lua_type(L, -1);
+    if (t == LUA_TNIL) return;
+    double v[2];
+    switch (o->type) {
+    case MO_OPTT_NUMBER:
+        if (t != LUA_TNUMBER) option_error(c, gi, o, "a number", -1);
+        v[0] = lua_tonumber(L, -1);
+        memcpy(f, &v[0], sizeof(double));
+        break;
+    case MO_OPTT_OFF:
+        if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) v[0] = -1.0;
+        else if (t == LUA_TNUMBER) v[0] = lua_tonumber(L, -1);
+        else option_error(c, gi, o, "a number or false", -1);
+        memcpy(f, &v[0], sizeof(double));
+        break;
+    case MO_OPTT_BOOL: {
+        if (t != LUA_TBOOLEAN) option_error(c, gi, o, "a boolean", -1);
+        int b = lua_toboolean(L, -1);
+        memcpy(f, &b, sizeof(int));
+        break;
+    }
+    case MO_OPTT_PAIR:
+        if (t != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TNUMBER ||
+            lua_rawgeti(L, -2, 2) != LUA_TNUMBER)
+            option_error(c, gi, o, "a list of two numbers", t == LUA_TTABLE ? -3 : -1);
+        v[0] = lua_tonumber(L, -2);
+        v[1] = lua_tonumber(L, -1);
+        lua_pop(L, 2);
+        memcpy(f, v, sizeof v);
+        break;
+    case MO_OPTT_CHOICE: {
+        const char *s = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int k = 0;
+        while (s && o->choices[k] && strcmp(o->choices[k], s) != 0) k++;
+        if (!s || !o->choices[k]) option_error(c, gi, o, "one of the names the class lists", -1);
+        memcpy(f, &k, sizeof(int));
+        break;
+    }
+    }
+}
+
+static int buffer_on(const mo_optim_desc *d, size_t i, const void *cfg);
+
+/* Reads group gi's options into its two configs (the second with weight_decay 0). */
+static void read_group(const step_ctx *c, lua_Integer gi, int group)
+{
+    lua_State *L = c->L;
+    const mo_optim_desc *d = c->d;
+    void *cfg = group_cfg(c, gi, 0), *nodecay = group_cfg(c, gi, 1);
+    d->defaults(cfg);
+    for (size_t i = 0; i < d->noptions; i++) {
+        rawget_key(L, group, c->k_opt + (int)i);
+        read_option(c, gi, &d->options[i], cfg);
+        lua_pop(L, 1);
+    }
+    if (d->check(cfg) != MO_OK)
+        luaL_error(L, "%s: param group %I: a hyper-parameter is outside its domain", c->fname,
+                   (lua_Integer)gi);
+    memcpy(nodecay, cfg, d->config_size);
+    if (c->wd_option >= 0) {
+        double zero = 0.0;
+        memcpy((unsigned char *)nodecay + d->options[c->wd_option].offset, &zero, sizeof zero);
+    }
+    memset(group_cache(c, gi, 0), 0, 2 * align16(d->cache_size));
+    unsigned on = 0;
+    for (size_t i = 0; i < d->nbuffers; i++)
+        if (buffer_on(d, i, cfg)) on |= 1u << i;
+    *group_on(c, gi) = on;
+}
+
+/* Whether buffer i is kept under cfg (its `when` option is non-zero / true). */
+static int buffer_on(const mo_optim_desc *d, size_t i, const void *cfg)
+{
+    const char *when = d->buffers[i].when;
+    if (when == NULL) return 1;
+    int k = option_index(d, when);
+    if (k < 0) return 1;
+    const unsigned char *f = (const unsigned char *)cfg + d->options[k].offset;
+    if (d->options[k].type == MO_OPTT_BOOL || d->options[k].type == MO_OPTT_CHOICE) {
+        int b;
+        memcpy(&b, f, sizeof b);
+        return b != 0;
+    }
+    double v;
+    memcpy(&v, f, sizeof v);
+    return v != 0.0;
+}
+
+/* ---- walking the params of every group ---- */
+
+/* What the walk pushes for one param: the group's params table, the param, its gradient. */
+typedef struct param_at {
+    lua_Integer gi, j, index;  /* group, position in the group, 1-based index over all groups */
+    int group, p, g;           /* stack indices */
+    int masked;
+} param_at;
+
+typedef int (*param_fn)(step_ctx *c, const param_at *a, void *ud);
+
+/* Pushes the gradient of the param at a->p (grads[gi][j] or its .grad); returns 0 for none. */
+static int push_grad(step_ctx *c, const param_at *a)
+{
+    lua_State *L = c->L;
+    if (lua_istable(L, A_GRADS)) {
+        if (lua_rawgeti(L, A_GRADS, a->gi) == LUA_TTABLE) lua_rawgeti(L, -1, a->j);
+        else lua_pushnil(L);
+        lua_remove(L, -2);
+    } else {
+        lua_getiuservalue(L, a->p, 1);
+    }
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* Calls fn for every param with a gradient, in order. The walk itself allocates nothing. */
+static int each_param(step_ctx *c, param_fn fn, void *ud)
+{
+    lua_State *L = c->L;
+    param_at a;
+    a.index = 0;
+    for (a.gi = 1; a.gi <= c->ngroups; a.gi++) {
+        if (lua_rawgeti(L, A_GROUPS, a.gi) != LUA_TTABLE)
+            luaL_error(L, "%s: param group %I is not a table", c->fname, (lua_Integer)a.gi);
+        a.group = lua_gettop(L);
+        if (rawget_key(L, a.group, c->k_params) != LUA_TTABLE)
+            luaL_error(L, "%s: param group %I has no 'params' list", c->fname, (lua_Integer)a.gi);
+        int params = lua_gettop(L);
+        int has_mask = lua_istable(L, A_MASKS) && lua_rawgeti(L, A_MASKS, a.gi) == LUA_TTABLE;
+        if (lua_istable(L, A_MASKS) && !has_mask) lua_pop(L, 1);
+        int mask = has_mask ? lua_gettop(L) : 0;
+        lua_Integer n = (lua_Integer)lua_rawlen(L, params);
+        for (a.j = 1; a.j <= n; a.j++) {
+            a.index++;
+            lua_rawgeti(L, params, a.j);
+            a.p = lua_gettop(L);
+            mo_tensor *p = fast_totensor(L, a.p);
+            if (p == NULL || !mo_tensor_alive(p))
+                luaL_error(L, "%s: param #%I: %s", c->fname, (lua_Integer)a.index,
+                           p ? "tensor has been freed" : "not a tensor");
+            if (!push_grad(c, &a)) {
+                lua_pop(L, 1);
+                continue;
+            }
+            a.g = lua_gettop(L);
+            a.masked = mask && lua_rawgeti(L, mask, a.j) != LUA_TNIL && lua_toboolean(L, -1);
+            if (mask) lua_pop(L, 1);
+            int r = fn(c, &a, ud);
+            lua_settop(L, a.p - 1);
+            if (r) return r;
+        }
+        lua_settop(L, a.group - 1);
+    }
+    return 0;
+}
+
+/* Pushes state[p] (nil when there is none). */
+static int push_state(step_ctx *c, const param_at *a)
+{
+    lua_pushvalue(c->L, a->p);
+    return lua_rawget(c->L, A_STATE);
+}
+
+/* Pushes st[key], or pending[p][key] when st lacks it (st may be nil). */
+static int push_entry(step_ctx *c, const param_at *a, int st, int key)
+{
+    lua_State *L = c->L;
+    if (lua_istable(L, st) && rawget_key(L, st, key) != LUA_TNIL) return lua_type(L, -1);
+    if (lua_istable(L, st)) lua_pop(L, 1);
+    lua_pushvalue(L, a->p);
+    if (lua_rawget(L, S_PENDING) != LUA_TTABLE) return LUA_TNIL; /* leaves nil pushed */
+    rawget_key(L, -1, key);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+
+/* ---- phase 1: options and missing state ---- */
+
+/* Pushes pending[p], creating it (allocates). */
+static int pending_table(step_ctx *c, const param_at *a)
+{
+    lua_State *L = c->L;
+    lua_pushvalue(L, a->p);
+    if (lua_rawget(L, S_PENDING) == LUA_TTABLE) return lua_gettop(L);
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, a->p);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, S_PENDING);
+    return lua_gettop(L);
+}
+
+/* A new state buffer for the param at a->p, pushed (allocates; re-reads the param after). */
+static void new_buffer(step_ctx *c, const param_at *a, const mo_optim_buffer *b, const void *cfg)
+{
+    lua_State *L = c->L;
+    mo_tensor *p = fast_totensor(L, a->p);
+    size_t shape[MO_MAX_DIMS];
+    int ndim = p->ndim;
+    memcpy(shape, p->shape, sizeof shape);
+    mo_tensor *t = mo__newtensor(L, ndim, shape, b->init != MO_OPTI_PARAM, c->fname);
+    if (b->init == MO_OPTI_OPTION) {
+        int k = option_index(c->d, b->arg);
+        double v = 0.0;
+        if (k >= 0) memcpy(&v, (const unsigned char *)cfg + c->d->options[k].offset, sizeof v);
+        mo__check(L, mo_fill(t, (float)v), c->fname);
+    } else if (b->init == MO_OPTI_PARAM) {
+        p = fast_totensor(L, a->p);  /* the allocation may have run a finalizer */
+        if (!mo_tensor_alive(p) || !mo__shape_is(p, ndim, shape))
+            luaL_error(L, "%s: param #%I changed while its state was made", c->fname,
+                       (lua_Integer)a->index);
+        mo__check(L, mo_copy(t, p), c->fname);
+    }
+}
+
+static int complete_state(step_ctx *c, const param_at *a, void *ud)
+{
+    (void)ud;
+    lua_State *L = c->L;
+    const mo_optim_desc *d = c->d;
+    const void *cfg = group_cfg(c, a->gi, a->masked);
+    unsigned on = *group_on(c, a->gi);
+    int st = (push_state(c, a), lua_gettop(L)), pend = 0;
+    for (size_t i = 0; i < d->nbuffers; i++) {
+        if (!(on >> i & 1u)) continue;
+        int missing = push_entry(c, a, st, c->k_buf + (int)i) == LUA_TNIL;
+        lua_pop(L, 1);
+        if (!missing) continue;
+        if (!pend) pend = pending_table(c, a);
+        lua_pushvalue(L, c->k_buf + (int)i);
+        new_buffer(c, a, &d->buffers[i], cfg);
+        lua_rawset(L, pend);
+    }
+    /* every number the run phase writes must exist before it, so that writing allocates nothing */
+    for (size_t i = 0; i < d->nscalars + (d->counts_steps ? 1 : 0); i++) {
+        int key = i < d->nscalars ? c->k_scal + (int)i : c->k_step;
+        int missing = push_entry(c, a, st, key) == LUA_TNIL;
+        lua_pop(L, 1);
+        if (!missing) continue;
+        if (!pend) pend = pending_table(c, a);
+        lua_pushvalue(L, key);
+        if (i < d->nscalars) lua_pushnumber(L, d->scalars[i].init);
+        else lua_pushinteger(L, 0);
+        lua_rawset(L, pend);
+    }
+    return 0;
+}
+
+/* ---- phase 2: validation (allocates nothing until it raises) ---- */
+
+static void state_error(step_ctx *c, const param_at *a, const char *key, const char *what)
+{
+    luaL_error(c->L, "%s: step: state of param #%I: '%s' %s", c->fname, (lua_Integer)a->index, key, what);
+}
+
+/* The step count at the top of the stack, checked: an integer in [0, 2^53]. */
+static int64_t checked_step(step_ctx *c, const param_at *a)
+{
+    lua_State *L = c->L;
+    if (lua_isinteger(L, -1)) {
+        lua_Integer s = lua_tointeger(L, -1);
+        if (s >= 0 && s <= (lua_Integer)MAX_STEP) return (int64_t)s;
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+        lua_Number s = lua_tonumber(L, -1);
+        if (s >= 0 && s <= MAX_STEP && s == floor(s)) return (int64_t)s;
+    }
+    const char *got = mo__describe(L, -1);
+    luaL_error(L, "%s: step: state of param #%I: 'step' must be an integer in [0, 2^53], got %s",
+               c->fname, (lua_Integer)a->index, got);
+    return 0;
+}
+
+typedef struct validate_acc {
+    int all_finite, check_finite;
+    int allow_missing, missing;  /* missing state: counted (first pass) or an error */
+} validate_acc;
+
+/* A state entry that is absent: noted when the pass allows it, else an error. */
+static int absent(step_ctx *c, const param_at *a, validate_acc *acc, const char *key)
+{
+    if (!acc->allow_missing) state_error(c, a, key, "is missing");
+    acc->missing = 1;
+    lua_pop(c->L, 1);
+    return 1;
+}
+
+static int validate_param(step_ctx *c, const param_at *a, void *ud)
+{
+    validate_acc *acc = ud;
+    lua_State *L = c->L;
+    const mo_optim_desc *d = c->d;
+    mo_tensor *p = fast_totensor(L, a->p), *g = fast_totensor(L, a->g);
+    char s1[MO__SHAPE_BUF], s2[MO__SHAPE_BUF];
+    if (g == NULL || !mo_tensor_alive(g))
+        luaL_error(L, "%s: grad of param #%I: %s", c->fname, (lua_Integer)a->index,
+                   g ? "tensor has been freed" : "not a tensor");
+    if (!mo_tensor_same_shape(g, p))
+        luaL_error(L, "%s: grad shape %s does not match param #%I shape %s", c->fname,
+                   mo__shapestr(g, s1), (lua_Integer)a->index, mo__shapestr(p, s2));
+    if (acc->check_finite && acc->all_finite) mo__check(L, mo_all_finite(g, &acc->all_finite), c->fname);
+    unsigned on = *group_on(c, a->gi);
+    int st = (push_state(c, a), lua_gettop(L));
+    if (!lua_isnil(L, st) && !lua_istable(L, st))
+        luaL_error(L, "%s: step: the state of param #%I must be a table", c->fname, (lua_Integer)a->index);
+    for (size_t i = 0; i < d->nbuffers; i++) {
+        if (!(on >> i & 1u)) continue;
+        const char *key = d->buffers[i].name;
+        if (push_entry(c, a, st, c->k_buf + (int)i) == LUA_TNIL && absent(c, a, acc, key)) continue;
+        mo_tensor *t = fast_totensor(L, -1);
+        if (t == NULL || !mo_tensor_alive(t)) state_error(c, a, key, t ? "is a freed tensor" : "is not a tensor");
+        if (!mo_tensor_same_shape(t, p))
+            luaL_error(L, "%s: step: state of param #%I: '%s' has shape %s, the param has shape %s",
+                       c->fname, (lua_Integer)a->index, key, mo__shapestr(t, s1), mo__shapestr(p, s2));
+        lua_pop(L, 1);
+    }
+    if (d->counts_steps) {
+        if (push_entry(c, a, st, c->k_step) != LUA_TNIL || !absent(c, a, acc, "step")) {
+            checked_step(c, a);
+            lua_pop(L, 1);
+        }
+    }
+    for (size_t i = 0; i < d->nscalars; i++) {
+        int t = push_entry(c, a, st, c->k_scal + (int)i);
+        if (t == LUA_TNIL && absent(c, a, acc, d->scalars[i].name)) continue;
+        if (t != LUA_TNUMBER || (d->scalars[i].input && !isfinite(lua_tonumber(L, -1))))
+            state_error(c, a, d->scalars[i].name, "must be a finite number");
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* ---- phase 3: commit the new state ---- */
+
+static void commit_pending(step_ctx *c)
+{
+    lua_State *L = c->L;
+    lua_pushnil(L);
+    while (lua_next(L, S_PENDING)) {      /* p, pend */
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, A_STATE) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, A_STATE);       /* state[p] = pend */
+        } else {
+            int st = lua_gettop(L);
+            lua_pushnil(L);
+            while (lua_next(L, st - 1)) { /* st[k] = pend[k] */
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_rawset(L, st);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* ---- phase 4: the kernels ---- */
+
+static int run_param(step_ctx *c, const param_at *a, void *ud)
+{
+    (void)ud;
+    lua_State *L = c->L;
+    const mo_optim_desc *d = c->d;
+    const void *cfg = group_cfg(c, a->gi, a->masked);
+    unsigned on = *group_on(c, a->gi);
+    mo_optim_call call;
+    memset(&call, 0, sizeof call);
+    call.w = fast_totensor(L, a->p);
+    call.g = fast_totensor(L, a->g);
+    call.cache = group_cache(c, a->gi, a->masked);
+    int st = (push_state(c, a), lua_gettop(L));
+    lua_pushvalue(L, a->p);
+    int fresh = lua_rawget(L, S_PENDING) == LUA_TTABLE ? lua_gettop(L) : 0;
+    for (size_t i = 0; i < d->nbuffers; i++) {
+        if (!(on >> i & 1u)) continue;
+        rawget_key(L, st, c->k_buf + (int)i);
+        call.buf[i] = fast_totensor(L, -1);  /* st keeps it alive */
+        lua_pop(L, 1);
+        call.fresh[i] = fresh && rawget_key(L, fresh, c->k_buf + (int)i) != LUA_TNIL;
+        if (fresh) lua_pop(L, 1);
+    }
+    if (d->counts_steps) {
+        rawget_key(L, st, c->k_step);
+        call.step = checked_step(c, a) + 1;
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; i < d->nscalars; i++) {
+        rawget_key(L, st, c->k_scal + (int)i);
+        call.scalar[i] = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+    mo__check(L, d->step(cfg, &call), c->fname);
+    /* the keys exist (phase 1 made them): these writes allocate nothing */
+    for (size_t i = 0; i < d->nscalars; i++) {
+        lua_pushvalue(L, c->k_scal + (int)i);
+        lua_pushnumber(L, call.scalar[i]);
+        lua_rawset(L, st);
+    }
+    if (d->counts_steps) {
+        lua_pushvalue(L, c->k_step);
+        lua_pushinteger(L, (lua_Integer)call.step);
+        lua_rawset(L, st);
+    }
+    return 0;
+}
+
+/* ---- optim_step ---- */
+
+static const mo_optim_desc *check_kind(lua_State *L, int idx)
+{
+    const char *kind = luaL_checkstring(L, idx);
+    const mo_optim_desc *d = mo_optim_find(kind);
+    if (d == NULL) mo__argerror(L, idx, "optim_step", "unknown optimizer kind '%s'", kind);
+    return d;
+}
+
+/* Pins the key strings (params, step, options, buffers, scalars) on the stack. */
+static void push_keys(step_ctx *c)
+{
+    lua_State *L = c->L;
+    const mo_optim_desc *d = c->d;
+    luaL_checkstack(L, (int)(d->noptions + d->nbuffers + d->nscalars) + 40, "optim_step");
+    c->k_params = lua_gettop(L) + 1;
+    lua_pushliteral(L, "params");
+    c->k_step = c->k_params + 1;
+    lua_pushliteral(L, "step");
+    c->k_opt = c->k_step + 1;
+    for (size_t i = 0; i < d->noptions; i++) lua_pushstring(L, d->options[i].name);
+    c->k_buf = c->k_opt + (int)d->noptions;
+    for (size_t i = 0; i < d->nbuffers; i++) lua_pushstring(L, d->buffers[i].name);
+    c->k_scal = c->k_buf + (int)d->nbuffers;
+    for (size_t i = 0; i < d->nscalars; i++) lua_pushstring(L, d->scalars[i].name);
+}
+
+static void setup_ctx(lua_State *L, step_ctx *c)
+{
+    c->L = L;
+    c->d = check_kind(L, A_KIND);
+    c->fname = luaL_checkstring(L, A_FNAME);  /* pinned at A_FNAME */
+    luaL_checktype(L, A_GROUPS, LUA_TTABLE);
+    luaL_checktype(L, A_STATE, LUA_TTABLE);
+    lua_settop(L, A_GRADS);
+    c->ngroups = (lua_Integer)lua_rawlen(L, A_GROUPS);
+    if (c->ngroups > 1000000) luaL_error(L, "%s: too many param groups", c->fname);
+    c->stride = 2 * align16(c->d->config_size) + 2 * align16(c->d->cache_size) + 16;
+    c->work = lua_newuserdatauv(L, c->stride * (size_t)(c->ngroups ? c->ngroups : 1), 0);
+    lua_newtable(L); /* S_PENDING */
+    push_keys(c);
+    c->wd_option = option_index(c->d, "weight_decay");
+}
+
+/* Validates every param; returns whether all gradients are finite (when check_finite) and
+ * sets *missing when some state is absent (allowed only when missing != NULL). */
+static int walk_validate(step_ctx *c, int check_finite, int *missing)
+{
+    validate_acc acc = {1, check_finite, missing != NULL, 0};
+    each_param(c, validate_param, &acc);
+    if (missing) *missing = acc.missing;
+    return acc.all_finite;
+}
+
+static int f_step(lua_State *L)
+{
+    step_ctx c;
+    setup_ctx(L, &c);
+    /* options, once per group */
+    for (lua_Integer gi = 1; gi <= c.ngroups; gi++) {
+        if (lua_rawgeti(L, A_GROUPS, gi) != LUA_TTABLE)
+            luaL_error(L, "%s: param group %I is not a table", c.fname, (lua_Integer)gi);
+        read_group(&c, gi, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    /* everything there is checked before anything is written */
+    int missing = 0;
+    if (!walk_validate(&c, lua_toboolean(L, A_FINITE), &missing)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (missing) {
+        /* new state into S_PENDING, then into state; both allocate (so may run finalizers):
+         * check everything again after */
+        each_param(&c, complete_state, NULL);
+        commit_pending(&c);
+        walk_validate(&c, 0, NULL);
+    }
+    each_param(&c, run_param, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- optim_info ---- */
+
+static int f_info(lua_State *L)
+{
+    const mo_optim_desc *d = check_kind(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_createtable(L, (int)d->noptions, 0);
+    for (size_t i = 0; i < d->noptions; i++) {
+        lua_pushstring(L, d->options[i].name);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "options");
+    lua_createtable(L, (int)d->nbuffers, 0);
+    for (size_t i = 0; i < d->nbuffers; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, d->buffers[i].name);
+        lua_setfield(L, -2, "name");
+        if (d->buffers[i].when) {
+            lua_pushstring(L, d->buffers[i].when);
+            lua_setfield(L, -2, "when");
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "buffers");
+    lua_createtable(L, (int)d->nscalars, 0);
+    for (size_t i = 0; i < d->nscalars; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, d->scalars[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushboolean(L, d->scalars[i].input);
+        lua_setfield(L, -2, "input");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "scalars");
+    lua_pushboolean(L, d->counts_steps);
+    lua_setfield(L, -2, "counts_steps");
+    return 1;
+}
+
+/* ---- helpers over lists of parameters ---- */
+
 /* Pushes params[i].grad (user value 1 of the tensor) and returns it, or NULL when nil. */
-static mo_tensor *push_grad(lua_State *L, int list, lua_Integer i, const char *fname,
-                            mo_tensor **param)
+static mo_tensor *push_param_grad(lua_State *L, int list, lua_Integer i, const char *fname,
+                                  mo_tensor **param)
 {
     lua_rawgeti(L, list, i);
     mo_tensor *p = fast_totensor(L, -1);
     if (p == NULL) {
         const char *got = luaL_typename(L, -1);
-        luaL_error(L, "%s: param #%d is not a tensor (got %s)", fname, (int)i, got);
+        luaL_error(L, "%s: param #%I is not a tensor (got %s)", fname, i, got);
     }
-    if (!mo_tensor_alive(p)) luaL_error(L, "%s: param #%d: tensor has been freed", fname, (int)i);
+    if (!mo_tensor_alive(p)) luaL_error(L, "%s: param #%I: tensor has been freed", fname, i);
     lua_getiuservalue(L, -1, 1);
     lua_remove(L, -2);
     *param = p;
     if (lua_isnil(L, -1)) return NULL;
     mo_tensor *g = fast_totensor(L, -1);
-    if (g == NULL) luaL_error(L, "%s: grad of param #%d is not a tensor", fname, (int)i);
-    if (!mo_tensor_alive(g)) luaL_error(L, "%s: grad of param #%d: tensor has been freed", fname, (int)i);
+    if (g == NULL) luaL_error(L, "%s: grad of param #%I is not a tensor", fname, i);
+    if (!mo_tensor_alive(g)) luaL_error(L, "%s: grad of param #%I: tensor has been freed", fname, i);
     return g;
 }
 
@@ -677,21 +682,17 @@ static int f_check(lua_State *L)
     const char *fname = luaL_optstring(L, 2, "step");
     int want_finite = lua_toboolean(L, 3);
     int all_finite = 1;
-    lua_Integer n = luaL_len(L, 1);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     for (lua_Integer i = 1; i <= n; i++) {
         mo_tensor *p;
-        mo_tensor *g = push_grad(L, 1, i, fname, &p);
+        mo_tensor *g = push_param_grad(L, 1, i, fname, &p);
         if (g != NULL) {
             if (!mo_tensor_same_shape(g, p)) {
                 char sg[MO__SHAPE_BUF], sp[MO__SHAPE_BUF];
-                return luaL_error(L, "%s: grad shape %s does not match param #%d shape %s", fname,
-                                  mo__shapestr(g, sg), (int)i, mo__shapestr(p, sp));
+                return luaL_error(L, "%s: grad shape %s does not match param #%I shape %s", fname,
+                                  mo__shapestr(g, sg), i, mo__shapestr(p, sp));
             }
-            if (want_finite && all_finite) {
-                int fin = 1;
-                check_status(L, mo_all_finite(g, &fin), fname);
-                all_finite = fin;
-            }
+            if (want_finite && all_finite) mo__check(L, mo_all_finite(g, &all_finite), fname);
         }
         lua_pop(L, 1);
     }
@@ -699,19 +700,22 @@ static int f_check(lua_State *L)
     return 1;
 }
 
-/* The .grad tensors of the list at index 1 into a userdata array (pushed); returns count. */
+/*
+ * The .grad tensors of the list at index 1 into a userdata array (pushed); returns it and
+ * the count. The array is filled after its allocation and nothing allocates after that;
+ * each grad stays reachable from its param (pinned by the list at index 1).
+ */
 static mo_tensor **collect_grads(lua_State *L, const char *fname, size_t *count)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 1);
-    if (n < 0 || n > 100000000) luaL_error(L, "%s: too many params", fname);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    if (n > 100000000) luaL_error(L, "%s: too many params", fname);
     mo_tensor **ts = (mo_tensor **)lua_newuserdatauv(L, sizeof(mo_tensor *) * (size_t)(n ? n : 1), 0);
     int at = lua_gettop(L);
     size_t k = 0;
     for (lua_Integer i = 1; i <= n; i++) {
         mo_tensor *p;
-        mo_tensor *g = push_grad(L, 1, i, fname, &p);
-        /* the grads stay reachable from their params for as long as this call runs */
+        mo_tensor *g = push_param_grad(L, 1, i, fname, &p);
         lua_pop(L, 1);
         if (g != NULL) ts[k++] = g;
     }
@@ -720,15 +724,28 @@ static mo_tensor **collect_grads(lua_State *L, const char *fname, size_t *count)
     return ts;
 }
 
+/* clip_grad_norm(params, max_norm [, formula [, error_if_nonfinite]]) -> total norm;
+ * formula "pytorch" (default) or "global" (mo_clip_grad_norm_ex). */
 static int f_clip_grad_norm(lua_State *L)
 {
     static const char fn[] = "clip_grad_norm";
-    lua_Number max_norm = num(L, 2, fn);
-    if (!(max_norm >= 0)) mo__argerror(L, 2, fn, "max_norm must be >= 0");
+    static const char *const formulas[] = {"pytorch", "global", NULL};
+    lua_Number max_norm = mo__checknumber(L, 2, fn);
+    if (!(max_norm >= 0)) mo__argerror(L, 2, fn, "max_norm must be >= 0, got %f", max_norm);
+    mo_clip_formula formula = (mo_clip_formula)luaL_checkoption(L, 3, "pytorch", formulas);
+    int strict = lua_toboolean(L, 4);
+    lua_settop(L, 2);
     size_t n;
     mo_tensor **ts = collect_grads(L, fn, &n);
     double total = 0.0;
-    check_status(L, mo_clip_grad_norm(ts, n, max_norm, &total), fn);
+    mo_status st = mo_clip_grad_norm_ex(ts, n, max_norm, formula, strict, &total);
+    if (st == MO_ERR_ARG && strict && !isfinite(total)) {
+        lua_pushnumber(L, total);
+        const char *v = mo__describe(L, -1);
+        return luaL_error(L, "%s: the total norm of the gradients is %s (error_if_nonfinite); "
+                          "nothing was scaled", fn, v);
+    }
+    mo__check(L, st, fn);
     lua_pushnumber(L, total);
     return 1;
 }
@@ -736,11 +753,12 @@ static int f_clip_grad_norm(lua_State *L)
 static int f_clip_grad_value(lua_State *L)
 {
     static const char fn[] = "clip_grad_value";
-    lua_Number clip = num(L, 2, fn);
+    lua_Number clip = mo__checknumber(L, 2, fn);
     if (!(clip >= 0)) mo__argerror(L, 2, fn, "clip value must be >= 0");
+    lua_settop(L, 2);
     size_t n;
     mo_tensor **ts = collect_grads(L, fn, &n);
-    for (size_t i = 0; i < n; i++) check_status(L, mo_clip_grad_value(ts[i], clip), fn);
+    for (size_t i = 0; i < n; i++) mo__check(L, mo_clip_grad_value(ts[i], clip), fn);
     return 0;
 }
 
@@ -748,7 +766,7 @@ static int f_all_finite(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "all_finite");
     int fin = 1;
-    check_status(L, mo_all_finite(t, &fin), "all_finite");
+    mo__check(L, mo_all_finite(t, &fin), "all_finite");
     lua_pushboolean(L, fin);
     return 1;
 }
@@ -757,35 +775,17 @@ static int f_axpy(lua_State *L)
 {
     static const char fn[] = "axpy_";
     mo_tensor *y = mo__checkarg(L, 1, fn);
-    lua_Number a = num(L, 2, fn);
+    lua_Number a = mo__checknumber(L, 2, fn);
     mo_tensor *x = mo__checkarg(L, 3, fn);
     if (!mo_tensor_same_shape(y, x)) return mo__shape_error(L, fn, y, x);
-    check_status(L, mo_axpy(y, a, x), fn);
+    mo__check(L, mo_axpy(y, a, x), fn);
     lua_settop(L, 1);
     return 1;
 }
 
 static const luaL_Reg optim_functions[] = {
-    {"optim_sgd", f_sgd},
-    {"optim_adam", f_adam},
-    {"optim_adamax", f_adamax},
-    {"optim_nadam", f_nadam},
-    {"optim_radam", f_radam},
-    {"optim_rmsprop", f_rmsprop},
-    {"optim_adagrad", f_adagrad},
-    {"optim_adadelta", f_adadelta},
-    {"optim_lion", f_lion},
-    {"optim_lamb", f_lamb},
-    {"optim_sgd_group", f_sgd_group},
-    {"optim_adam_group", f_adam_group},
-    {"optim_adamax_group", f_adamax_group},
-    {"optim_nadam_group", f_nadam_group},
-    {"optim_radam_group", f_radam_group},
-    {"optim_rmsprop_group", f_rmsprop_group},
-    {"optim_adagrad_group", f_adagrad_group},
-    {"optim_adadelta_group", f_adadelta_group},
-    {"optim_lion_group", f_lion_group},
-    {"optim_lamb_group", f_lamb_group},
+    {"optim_step", f_step},
+    {"optim_info", f_info},
     {"optim_check", f_check},
     {"clip_grad_norm", f_clip_grad_norm},
     {"clip_grad_value", f_clip_grad_value},

@@ -715,6 +715,85 @@ TEST(adamw_skip_nonfinite_rescale_changes_nothing)
     CHECK(w < 1 && m == 0);
 }
 
+TEST(clip_formulas_and_nonfinite_policy)
+{
+    float av[6] = {3, 0, 0, 0, 0, 0}, bv[6] = {0, 4, 0, 0, 0, 0};
+    mo_tensor a, b;
+    make(&a, 2, 3, av);
+    make(&b, 2, 3, bv);
+    mo_tensor *ts[2] = {&a, &b};
+    double norm = 0;
+    /* TF's global formula: max/max(norm, max); norm == max leaves the grads alone */
+    CHECK_OK(mo_clip_grad_norm_ex(ts, 2, 5.0, MO_CLIP_GLOBAL, 0, &norm));
+    CHECK(mo_tensor_data(&a)[0] == 3.0f);
+    CHECK_OK(mo_clip_grad_norm_ex(ts, 2, 1.0, MO_CLIP_GLOBAL, 0, &norm));
+    CHECK(mo_tensor_data(&b)[1] == 4.0f * (float)(1.0 / 5.0));
+    /* PyTorch's: a norm a hair under max_norm is still scaled (coef < 1) */
+    mo_tensor_data(&a)[0] = 3;
+    mo_tensor_data(&b)[1] = 4;
+    CHECK_OK(mo_clip_grad_norm_ex(ts, 2, 5.0 + 5e-7, MO_CLIP_PYTORCH, 0, &norm));
+    CHECK(mo_tensor_data(&b)[1] < 4.0f);
+    /* non-finite norms: error_if_nonfinite changes nothing; else NaN (TF) or 0 (PyTorch, inf) */
+    mo_tensor_data(&a)[0] = INFINITY;
+    mo_tensor_data(&b)[1] = 4;
+    CHECK_STATUS(mo_clip_grad_norm_ex(ts, 2, 1.0, MO_CLIP_PYTORCH, 1, &norm), MO_ERR_ARG);
+    CHECK(isinf(norm) && mo_tensor_data(&b)[1] == 4.0f);
+    CHECK_OK(mo_clip_grad_norm_ex(ts, 2, 1.0, MO_CLIP_PYTORCH, 0, &norm));
+    CHECK(mo_tensor_data(&b)[1] == 0.0f);
+    mo_tensor_data(&b)[1] = 4;
+    CHECK_OK(mo_clip_grad_norm_ex(ts, 2, 1.0, MO_CLIP_GLOBAL, 0, &norm));
+    CHECK(isnan(mo_tensor_data(&b)[1]));
+    CHECK_STATUS(mo_clip_grad_norm_ex(ts, 2, 1.0, (mo_clip_formula)7, 0, &norm), MO_ERR_ARG);
+    mo_tensor_release(&a);
+    mo_tensor_release(&b);
+}
+
+/* Every descriptor: found by its name, options inside its config, at most the buffers and
+ * numbers mo_optim_call holds, and its defaults pass its own check. */
+TEST(descriptors_are_consistent)
+{
+    size_t count = 0;
+    for (const mo_optim_desc *d; (d = mo_optim_at(count)) != NULL; count++) {
+        CHECK(mo_optim_find(d->name) == d);
+        CHECK(d->nbuffers <= MO_OPTIM_MAX_BUFFERS && d->nscalars <= MO_OPTIM_MAX_SCALARS);
+        for (size_t i = 0; i < d->noptions; i++) {
+            size_t width = d->options[i].type == MO_OPTT_PAIR ? 2 * sizeof(double) : sizeof(int);
+            CHECK(d->options[i].offset + width <= d->config_size);
+        }
+        double cfg[64];
+        CHECK(d->config_size <= sizeof cfg);
+        d->defaults(cfg);
+        CHECK_OK(d->check(cfg));
+    }
+    CHECK(count == 11);
+    CHECK(mo_optim_find("nope") == NULL && mo_optim_find(NULL) == NULL);
+}
+
+/* Schedule-free AdamW's first step by hand: ckp1 = 1 so y moves to z, then by the step. */
+TEST(sfadamw_first_step_by_hand)
+{
+    mo_sfadamw_config c;
+    mo_sfadamw_defaults(&c);
+    c.lr = 0.1;
+    float y[2] = {1.0f, -2.0f}, g[2] = {0.5f, -1.0f}, z[2] = {1.0f, -2.0f}, v[2] = {0, 0};
+    double ws = 0.0, lr_max = -1.0;
+    CHECK_OK(mo_sfadamw_update(y, g, z, v, 2, &c, 1, &ws, &lr_max));
+    double lr1 = 0.1 * sqrt(1 - 0.999);
+    CHECK_NEAR(lr_max, lr1, 1e-15);
+    CHECK_NEAR(ws, lr1 * lr1, 1e-15);
+    for (int i = 0; i < 2; i++) {
+        double gi = i ? -1.0 : 0.5, u = gi / (sqrt(0.001 * gi * gi) + 1e-8);
+        double y0 = i ? -2.0 : 1.0;
+        CHECK_NEAR(z[i], y0 - lr1 * u, 1e-6);
+        CHECK_NEAR(y[i], y0 + lr1 * (0.9 * 0.0 - 1.0) * u, 1e-6);
+    }
+    c.beta1 = 0.0;  /* eval() divides by beta1 */
+    CHECK_STATUS(mo_sfadamw_update(y, g, z, v, 2, &c, 2, &ws, &lr_max), MO_ERR_ARG);
+    c.beta1 = 0.9;
+    c.warmup_steps = 1.5;
+    CHECK_STATUS(mo_sfadamw_check(&c), MO_ERR_ARG);
+}
+
 int main(void)
 {
     RUN(adam_first_step_by_hand);
@@ -736,5 +815,8 @@ int main(void)
     RUN(adam_clip_weight_decay_clips_the_sum);
     RUN(adam_mxnet_switches_simd_and_scalar_agree_bitwise);
     RUN(adamw_skip_nonfinite_rescale_changes_nothing);
+    RUN(clip_formulas_and_nonfinite_policy);
+    RUN(descriptors_are_consistent);
+    RUN(sfadamw_first_step_by_hand);
     return ctest_summary();
 }

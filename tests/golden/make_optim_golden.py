@@ -11,7 +11,7 @@ Two sources of truth:
 
 * "torch-1.13": torch.optim itself, float32, for every option PyTorch 1.13 has.
 * "numpy-f64": a float64 NumPy transcription of a published formula (one small function per
-  algorithm below, each quoting DESIGN.md "The Adam family, exactly" or the paper), for what
+  algorithm below, each quoting docs/design.md "The Adam family" or the paper), for what
   PyTorch 1.13 does not have: the mxnet / bert / keras / torch7 flavours of Adam and AdamW, the
   hand-set switches, NAdam/RAdam decoupled_weight_decay (PyTorch >= 2.0), Lion and LAMB.
   Inputs are float32 values; the arithmetic is float64; the expected values are rounded to
@@ -139,7 +139,7 @@ def _s(x, w):
 
 
 def preprocess(g, hp):
-    """DESIGN.md: g = g * rescale_grad; g = clamp(g, -clip_gradient, clip_gradient);
+    """docs/design.md "The Adam family": g = g * rescale_grad; g = clamp(g, -clip_gradient, clip_gradient);
     g = -g when maximize."""
     if hp.get("rescale_grad", 1.0) != 1.0:
         g = g * _s(hp["rescale_grad"], g)
@@ -152,7 +152,7 @@ def preprocess(g, hp):
 
 
 def adam_step(w, g, st, hp, t):
-    """DESIGN.md "The Adam family, exactly":
+    """docs/design.md "The Adam family":
       l2:           g += wd*w before the moments
       m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  amsgrad: vmax = max(vmax, v), used for v
       bias_correction, eps_mode "raw":  w -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
@@ -293,8 +293,39 @@ def lamb_step(w, g, st, hp, t):
     return w - _s(lr * ratio, w) * r
 
 
+def sfadamw_step(w, g, st, hp, t):
+    """Schedule-free AdamW (Defazio et al. 2024, "The Road Less Scheduled"), as the authors'
+    reference code computes it (schedulefree/adamw_schedulefree.py, AdamWScheduleFree.step),
+    w holding y (train mode), k = t - 1:
+      sched = (k+1)/warmup_steps if k < warmup_steps else 1
+      lr_k = lr*sched*sqrt(1 - b2^(k+1));  lr_max = max(lr_max, lr_k)   (lr_max starts at -1)
+      weight = (k+1)^r * lr_max^weight_lr_power;  weight_sum += weight;  ckp1 = weight/weight_sum
+      v = b2*v + (1-b2)*g^2;  gn = g/(sqrt(v) + eps) + wd*y
+      y = lerp(y, z, ckp1) + lr_k*(b1*(1-ckp1) - 1)*gn;  z = z - lr_k*gn   (z starts at y)"""
+    b1, b2 = hp["betas"]
+    lr, eps, wd = hp["lr"], hp["eps"], hp["weight_decay"]
+    if "z" not in st:
+        st["z"] = w.copy()
+        st["v"] = np.zeros_like(w)
+        st["weight_sum"], st["lr_max"] = 0.0, -1.0
+    k = t - 1
+    sched = (k + 1) / hp["warmup_steps"] if k < hp["warmup_steps"] else 1.0
+    lr_k = lr * sched * math.sqrt(1 - b2 ** (k + 1))
+    lr_max = st["lr_max"] = max(lr_k, st["lr_max"])
+    weight = (k + 1) ** hp["r"] * lr_max ** hp["weight_lr_power"]
+    st["weight_sum"] += weight
+    ckp1 = weight / st["weight_sum"] if st["weight_sum"] != 0 else 0.0
+    v = st["v"] = _s(b2, w) * st["v"] + _s(1 - b2, w) * g * g
+    gn = g / (np.sqrt(v) + _s(eps, w))
+    if wd != 0:
+        gn = gn + _s(wd, w) * w
+    z = st["z"]
+    y = w + _s(ckp1, w) * (z - w) + _s(lr_k * (b1 * (1 - ckp1) - 1), w) * gn
+    st["z"] = z - _s(lr_k, w) * gn
+    return y
+
 STEP_FN = {"Adam": adam_step, "AdamW": adam_step, "NAdam": nadam_step, "RAdam": radam_step,
-           "Lion": lion_step, "LAMB": lamb_step}
+           "Lion": lion_step, "LAMB": lamb_step, "ScheduleFreeAdamW": sfadamw_step}
 
 # The flavour table (lua/moonopt/optim/adam.lua ADAM_PRESETS / ADAMW_PRESETS): each flavour is
 # a preset of the switches plus defaults. The flavours' exactness to their frameworks' code is
@@ -326,6 +357,8 @@ COMMON = {
                   decoupled_weight_decay=False),
     "Lion": dict(lr=1e-4, betas=[0.9, 0.99], weight_decay=0.0),
     "LAMB": dict(lr=1e-3, betas=[0.9, 0.999], eps=1e-6, weight_decay=0.0),
+    "ScheduleFreeAdamW": dict(lr=0.0025, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0,
+                              warmup_steps=0, r=0.0, weight_lr_power=2.0),
 }
 COMMON["AdamW"] = COMMON["Adam"]
 
@@ -545,7 +578,7 @@ def torch_cases():
 
 
 def ref_cases():
-    # Adam / AdamW flavours (DESIGN.md's table), each also with rescale_grad and clip_gradient
+    # Adam / AdamW flavours (docs/design.md "The Adam family"), each also with rescale_grad and clip_gradient
     rc = dict(rescale_grad=0.5, clip_gradient=0.6)
     R("adam_mxnet", "Adam", dict(flavor="mxnet", lr=1e-2, weight_decay=0.05),
       note="seed variant 1: hat, bias correction, l2")
@@ -642,6 +675,18 @@ def ref_cases():
       note="param 1 starts at zero: ||w|| = 0 gives trust ratio 1")
     R("lamb_groups", "LAMB", dict(lr=1e-2, weight_decay=0.1),
       groups=[dict(params=[1, 2]), dict(params=[3], weight_decay=0.0, lr=1e-3)])
+
+    # Schedule-free AdamW (the authors' reference code; params hold y, the train-mode point)
+    R("sfadamw_defaults", "ScheduleFreeAdamW", dict(lr=1e-2))
+    R("sfadamw_warmup", "ScheduleFreeAdamW", dict(lr=1e-2, warmup_steps=4),
+      contrast=[dict(warmup_steps=0)])
+    R("sfadamw_wd", "ScheduleFreeAdamW", dict(lr=1e-2, weight_decay=0.5, betas=[0.8, 0.99]),
+      contrast=[dict(weight_decay=0.0)])
+    R("sfadamw_r_power", "ScheduleFreeAdamW",
+      dict(lr=1e-2, warmup_steps=3, r=1.0, weight_lr_power=1.0),
+      contrast=[dict(r=0.0, weight_lr_power=2.0)])
+    R("sfadamw_groups", "ScheduleFreeAdamW", dict(lr=1e-2, warmup_steps=2),
+      groups=[dict(params=[1], lr=3e-2, weight_decay=0.1), dict(params=[2, 3])])
 
 
 # ----------------------------------------------------------------------------- LBFGS

@@ -193,8 +193,13 @@ local function build_targets()
     end
   end
   local opts = {SGD = {lr = 0.1, momentum = 0.9}, LBFGS = {lr = 1}, Lion = {lr = 1e-4}}
-  for _, cls in ipairs{"SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
-                       "Lion", "LAMB", "LBFGS"} do
+  -- every optimizer class mo.optim has (no hand-kept list to forget a new one in)
+  local classes = {}
+  for name, v in pairs(optim) do
+    if type(v) == "table" and rawget(v, "spec") then classes[#classes + 1] = name end
+  end
+  table.sort(classes)
+  for _, cls in ipairs(classes) do
     if optim[cls] then
       add_methods(cls .. ":", function()
         local p = mo.randn(2, 3)

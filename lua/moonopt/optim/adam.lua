@@ -1,17 +1,12 @@
---- moonopt.optim.adam: the Adam family over the C kernels: Adam and AdamW with every
--- switch and flavor (DESIGN.md, "The Adam family, exactly"), Adamax, NAdam, RAdam.
-local core = require "moonopt.core"
+--- moonopt.optim.adam: the Adam family over the C kernels (core/optim_adam.c): Adam and
+-- AdamW with every switch and flavor (docs/design.md, "The Adam family"), Adamax, NAdam,
+-- RAdam. Each class names its kernel's descriptor; the kernel reads the options by name.
 local Optimizer = require "moonopt.optim.optimizer"
-local kernel = require "moonopt.optim.kernel"
 
 local C = Optimizer.checks
 local show = Optimizer.show
-local zeros = core.zeros
 
 local M = {}
-
--- The state tensors of Adam, AdamW, NAdam and RAdam: the first and second moments.
-local MOMENTS = {"exp_avg", "exp_avg_sq"}
 
 -- ---- Adam / AdamW -----------------------------------------------------------------------
 
@@ -131,48 +126,32 @@ local function no_decay_mask(group)
   return any and mask
 end
 
-local function prepare_adam(group, cfg)
-  cfg = cfg or {args = {}}
-  local args = cfg.args
-  args[1], args[2], args[3] = group.lr, group.betas[1], group.betas[2]
-  args[4], args[5] = group.eps, group.weight_decay
-  args[6], args[7] = EPS_MODES[group.eps_mode], WD_MODES[group.weight_decay_mode]
-  args[8], args[9], args[10] = group.bias_correction, group.amsgrad, group.maximize
-  args[11], args[12], args[13] = group.rescale_grad, group.clip_gradient or -1, group.lr_decay
-  args[14], args[15] = group.clip_weight_decay, group.skip_nonfinite_rescale
-  cfg.ams = group.amsgrad
-  -- the exemption mask depends on the pattern list and the names: recomputed when either
-  -- table is replaced, never per element or per step
-  local ex, names = group.exclude_from_weight_decay, group.names
-  if cfg.ex_src ~= ex or cfg.names_src ~= names or cfg.mask == nil then
-    cfg.ex_src, cfg.names_src = ex, names
-    cfg.mask = no_decay_mask(group)
+-- The exemption masks of every group ({[gi] = mask}), for the kernel's weight decay 0.
+-- A mask depends on the pattern list and the names: recomputed when either table is
+-- replaced, never per element or per step.
+local function masks(self)
+  local cache = self._mask_cache
+  if cache == nil then cache = {}; self._mask_cache = cache end
+  local out, any = self._masks or {}, false
+  self._masks = out
+  for gi, group in ipairs(self.param_groups) do
+    local c = cache[gi]
+    local ex, names = group.exclude_from_weight_decay, group.names
+    if c == nil or c.ex ~= ex or c.names ~= names or c.params ~= group.params then
+      c = {ex = ex, names = names, params = group.params, mask = no_decay_mask(group)}
+      cache[gi] = c
+    end
+    out[gi] = c.mask or nil
+    any = any or c.mask ~= false
   end
-  return cfg
+  for gi = #self.param_groups + 1, #out do out[gi] = nil end
+  return any and out or nil
 end
-
-local new_moments = kernel.zero_state(MOMENTS)
-
-local function complete_adam(p, st, cfg)
-  st = new_moments(p, st)
-  if cfg.ams and st.max_exp_avg_sq == nil then st.max_exp_avg_sq = zeros(p:shape()) end
-  return st
-end
-
-local update_adam = kernel.update(core.optim_adam_group, complete_adam)
 
 local function effective_wd(_, group, j)
   local mask = no_decay_mask(group)
   if mask and mask[j] then return 0 end
   return group.weight_decay
-end
-
-local function check_adam_state(st)
-  if type(st.step) ~= "number" then return "no numeric 'step'" end
-  for _, k in ipairs(MOMENTS) do
-    if st[k] == nil then return "no '" .. k .. "'" end
-  end
-  return nil
 end
 
 -- Adam and AdamW differ only in their defaults and flavors.
@@ -181,11 +160,9 @@ local function adam_class(name, weight_decay, presets)
     name = name,
     defaults = adam_defaults(weight_decay),
     presets = presets,
+    kernel = "adam",
     check = check_adam(presets),
-    prepare = prepare_adam,
-    update = update_adam,
-    state_tensors = MOMENTS,
-    check_state = check_adam_state,
+    masks = masks,
     effective_wd = effective_wd,
   }
 end
@@ -202,9 +179,7 @@ M.Adamax = Optimizer.class{
     C.adam_family(o, err)
     C.boolean(o, err, "maximize")
   end,
-  prepare = kernel.args{"lr", "betas", "eps", "weight_decay", "maximize"},
-  update = kernel.update(core.optim_adamax_group, kernel.zero_state{"exp_avg", "exp_inf"}),
-  state_tensors = {"exp_avg", "exp_inf"},
+  kernel = "adamax",
 }
 
 -- ---- NAdam ------------------------------------------------------------------------------
@@ -219,16 +194,7 @@ M.NAdam = Optimizer.class{
     C.boolean(o, err, "decoupled_weight_decay")
     C.boolean(o, err, "maximize")
   end,
-  prepare = kernel.args{"lr", "betas", "eps", "weight_decay", "momentum_decay",
-                        "decoupled_weight_decay", "maximize"},
-  update = kernel.update(core.optim_nadam_group, kernel.zero_state(MOMENTS, {mu_product = 1.0})),
-  state_tensors = MOMENTS,
-  check_state = function(st)
-    if type(st.step) ~= "number" then return "no numeric 'step'" end
-    if type(st.mu_product) ~= "number" then return "no numeric 'mu_product'" end
-    if st.exp_avg == nil or st.exp_avg_sq == nil then return "no 'exp_avg' or 'exp_avg_sq'" end
-    return nil
-  end,
+  kernel = "nadam",
 }
 
 -- ---- RAdam ------------------------------------------------------------------------------
@@ -242,9 +208,7 @@ M.RAdam = Optimizer.class{
     C.boolean(o, err, "decoupled_weight_decay")
     C.boolean(o, err, "maximize")
   end,
-  prepare = kernel.args{"lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize"},
-  update = kernel.update(core.optim_radam_group, kernel.zero_state(MOMENTS)),
-  state_tensors = MOMENTS,
+  kernel = "radam",
 }
 
 return M

@@ -16,6 +16,16 @@ local two_loop = require "moonopt.optim.lbfgs_two_loop"
 local zeros = core.zeros
 local axpy = core.axpy_
 local is_tensor = core.is_tensor
+local optim_step = core.optim_step
+
+-- One step of x by the core's kernel `kind` (the same kernels and option names as the
+-- classes; options not given keep the kernel's defaults). st is the kernel's state for x
+-- ({step = n, <buffer name> = tensor}): missing buffers are created in it, step advanced.
+local function kernel_step(kind, fname, x, dfdx, opts, st)
+  opts.params = {x}
+  optim_step(kind, fname, {opts}, {[x] = st}, false, nil, {{dfdx}})
+  return st
+end
 
 local M = {}
 
@@ -86,12 +96,12 @@ function M.sgd(opfunc, x, config, state)
   local fx, dfdx = evaluate("sgd", opfunc, x)
   local clr = lr / (1 + state.evalCounter * lrd)
   if mom ~= 0 then
-    local first = state.dfdx == nil
-    local buf = state.dfdx or zeros(x:shape())
-    core.optim_sgd(x, dfdx, buf, first, clr, mom, damp, wd, nesterov, false)
-    state.dfdx = buf
+    -- a new buffer starts at the (decayed) gradient, as the kernel does for the class
+    local st = kernel_step("sgd", "sgd", x, dfdx, {lr = clr, momentum = mom, dampening = damp,
+                           weight_decay = wd, nesterov = nesterov}, {momentum_buffer = state.dfdx})
+    state.dfdx = st.momentum_buffer
   else
-    core.optim_sgd(x, dfdx, nil, false, clr, 0, 0, wd, false, false)
+    kernel_step("sgd", "sgd", x, dfdx, {lr = clr, weight_decay = wd}, {})
   end
   state.evalCounter = state.evalCounter + 1
   return x, {fx}
@@ -109,14 +119,12 @@ function M.adam(opfunc, x, config, state)
   local eps = num("epsilon", 1e-8)
   local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adam", opfunc, x)
-  state.t = state.t or 0
-  state.m = state.m or zeros(x:shape())
-  state.v = state.v or zeros(x:shape())
-  -- eps_mode hat (1), weight_decay_mode l2 (0), bias correction on;
+  -- eps_mode hat, L2 weight decay, bias correction on (the kernel's defaults otherwise);
   -- torch7's clr = lr / (1 + t*lrd) with t counted before this step = the kernel's lr_decay
-  core.optim_adam(x, dfdx, state.m, state.v, nil, state.t + 1, lr, b1, b2, eps, wd, 1, 0, true,
-                  false, false, 1, -1, lrd)
-  state.t = state.t + 1
+  local st = kernel_step("adam", "adam", x, dfdx, {lr = lr, betas = {b1, b2}, eps = eps,
+                         weight_decay = wd, eps_mode = "hat", lr_decay = lrd},
+                         {step = state.t or 0, exp_avg = state.m, exp_avg_sq = state.v})
+  state.t, state.m, state.v = st.step, st.exp_avg, st.exp_avg_sq
   return x, {fx}
 end
 
@@ -131,11 +139,9 @@ function M.adamax(opfunc, x, config, state)
   local eps = num("epsilon", 1e-38)
   local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adamax", opfunc, x)
-  state.t = state.t or 0
-  state.m = state.m or zeros(x:shape())
-  state.u = state.u or zeros(x:shape())
-  core.optim_adamax(x, dfdx, state.m, state.u, state.t + 1, lr, b1, b2, eps, wd, false)
-  state.t = state.t + 1
+  local st = kernel_step("adamax", "adamax", x, dfdx, {lr = lr, betas = {b1, b2}, eps = eps,
+                         weight_decay = wd}, {step = state.t or 0, exp_avg = state.m, exp_inf = state.u})
+  state.t, state.m, state.u = st.step, st.exp_avg, st.exp_inf
   return x, {fx}
 end
 
@@ -148,10 +154,9 @@ function M.adagrad(opfunc, x, config, state)
   local lrd = num("learningRateDecay", 0)
   local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adagrad", opfunc, x)
-  state.evalCounter = state.evalCounter or 0
-  state.paramVariance = state.paramVariance or zeros(x:shape())
-  core.optim_adagrad(x, dfdx, state.paramVariance, state.evalCounter + 1, lr, lrd, wd, 1e-10, false)
-  state.evalCounter = state.evalCounter + 1
+  local st = kernel_step("adagrad", "adagrad", x, dfdx, {lr = lr, lr_decay = lrd, weight_decay = wd,
+                         eps = 1e-10}, {step = state.evalCounter or 0, sum = state.paramVariance})
+  state.evalCounter, state.paramVariance = st.step, st.sum
   return x, {fx}
 end
 
@@ -164,11 +169,10 @@ function M.adadelta(opfunc, x, config, state)
   local eps = num("eps", 1e-6)
   local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("adadelta", opfunc, x)
-  state.evalCounter = state.evalCounter or 0
-  state.paramVariance = state.paramVariance or zeros(x:shape())
-  state.accDelta = state.accDelta or zeros(x:shape())
-  core.optim_adadelta(x, dfdx, state.paramVariance, state.accDelta, 1, rho, eps, wd, false)
-  state.evalCounter = state.evalCounter + 1
+  local st = kernel_step("adadelta", "adadelta", x, dfdx, {lr = 1, rho = rho, eps = eps,
+                         weight_decay = wd}, {step = state.evalCounter or 0,
+                         square_avg = state.paramVariance, acc_delta = state.accDelta})
+  state.evalCounter, state.paramVariance, state.accDelta = st.step, st.square_avg, st.acc_delta
   return x, {fx}
 end
 
@@ -182,8 +186,9 @@ function M.rmsprop(opfunc, x, config, state)
   local eps = num("epsilon", 1e-8)
   local wd = num("weightDecay", 0)
   local fx, dfdx = evaluate("rmsprop", opfunc, x)
-  state.m = state.m or zeros(x:shape())
-  core.optim_rmsprop(x, dfdx, state.m, nil, nil, lr, alpha, eps, wd, 0, false, false)
+  local st = kernel_step("rmsprop", "rmsprop", x, dfdx, {lr = lr, alpha = alpha, eps = eps,
+                         weight_decay = wd}, {step = 0, square_avg = state.m})
+  state.m = st.square_avg
   return x, {fx}
 end
 
@@ -255,7 +260,8 @@ function M.lbfgs(opfunc, x, config, state)
       d = g:neg()
       old_dirs, old_stps, Hdiag = {}, {}, 1
     else
-      -- torch7's names: old_dirs holds the steps s, old_stps the gradient changes y
+      -- the history as mo.optim.LBFGS (and PyTorch) names it: old_dirs holds the gradient
+      -- changes y, old_stps the steps s (torch7 itself named them the other way round)
       local y = g:sub(g_old)
       local s = d:mul(t)
       local ys = y:dot(s)
@@ -264,13 +270,13 @@ function M.lbfgs(opfunc, x, config, state)
           table.remove(old_dirs, 1)
           table.remove(old_stps, 1)
         end
-        old_dirs[#old_dirs + 1] = s
-        old_stps[#old_stps + 1] = y
+        old_dirs[#old_dirs + 1] = y
+        old_stps[#old_stps + 1] = s
         Hdiag = ys / y:dot(y)
       end
       local ro = {}
-      for i = 1, #old_dirs do ro[i] = 1 / old_stps[i]:dot(old_dirs[i]) end
-      d = two_loop(g, old_dirs, old_stps, ro, Hdiag, {})
+      for i = 1, #old_dirs do ro[i] = 1 / old_dirs[i]:dot(old_stps[i]) end
+      d = two_loop(g, old_stps, old_dirs, ro, Hdiag, {})
     end
     g_old = g:clone()
     f_old = f

@@ -3,19 +3,22 @@
 --   local opt = mo.optim.AdamW(params, {lr = 1e-3, weight_decay = 1e-2, flavor = "pytorch"})
 --   opt:zero_grad(); ...backward...; opt:step()
 --
--- Classes: SGD Adam AdamW Adamax NAdam RAdam RMSprop Adagrad Adadelta Lion LAMB LBFGS.
+-- Classes: SGD Adam AdamW Adamax NAdam RAdam RMSprop Adagrad Adadelta Lion LAMB
+-- ScheduleFreeAdamW LBFGS.
 -- params: a list of tensors (each with .grad), a list of {name, tensor} pairs, a map
 -- name -> tensor, or a list of groups {params = ..., <option> = ...} (group keys override).
--- Helpers: groups(named_params, rules), clip_grad_norm(params, max_norm) -> total norm,
+-- Helpers: groups(named_params, rules), clip_grad_norm(params, max_norm [, opts]) -> norm,
 -- clip_grad_value(params, clip), all_finite(params) -> boolean.
 -- torch7's functional layer: sgd adam adamax adagrad adadelta rmsprop nag lbfgs cg
 -- (x, {fx, ...} = mo.optim.adam(opfunc, x, config, state)). See docs/optimizers.md.
 local core = require "moonopt.core"
+local apierror = require "moonopt.apierror"
 
 local M = {}
 
 M.Optimizer = require "moonopt.optim.optimizer"
-for _, family in ipairs{"sgd", "adam", "rms", "lion", "lamb", "lbfgs", "functional"} do
+for _, family in ipairs{"sgd", "adam", "rms", "lion", "lamb", "schedulefree", "lbfgs",
+                        "functional"} do
   for name, value in pairs(require("moonopt.optim." .. family)) do
     M[name] = value
   end
@@ -144,11 +147,39 @@ local function param_list(params, fname)
   return out
 end
 
---- Scales every .grad so their global L2 norm is at most max_norm (by max_norm/(norm+1e-6),
--- as PyTorch's clip_grad_norm_); returns the norm before clipping. Params without .grad
--- are skipped.
-function M.clip_grad_norm(params, max_norm)
-  return core.clip_grad_norm(param_list(params, "clip_grad_norm"), max_norm)
+local CLIP_OPTS = {formula = true, error_if_nonfinite = true}
+
+--- The one gradient-norm clipping (core/optim_util.c, mo_clip_grad_norm_ex): the global L2
+-- norm of every .grad (params without one are skipped), returned as it was before clipping.
+-- opts.formula:
+--   "pytorch" (default; torch.nn.utils.clip_grad_norm_): grads *= max_norm/(norm + 1e-6)
+--       when that factor is < 1; a NaN norm makes every grad NaN, an infinite one scales by 0;
+--   "global" (TF's clip_by_global_norm, what BERT's training script uses): grads *=
+--       max_norm/max(norm, max_norm); a NaN or infinite norm makes every grad NaN.
+-- opts.error_if_nonfinite = true raises instead, changing nothing, when the norm is NaN or inf.
+function M.clip_grad_norm(params, max_norm, opts)
+  local list = param_list(params, "clip_grad_norm")
+  if type(max_norm) ~= "number" or max_norm ~= max_norm or max_norm < 0 then
+    error("clip_grad_norm: max_norm must be a number >= 0, got " .. apierror.show(max_norm), 2)
+  end
+  local formula, strict = "pytorch", false
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("clip_grad_norm: opts must be a table, got " .. type(opts), 2)
+    end
+    for k in pairs(opts) do
+      if not CLIP_OPTS[k] then error("clip_grad_norm: unknown option '" .. tostring(k) .. "'", 2) end
+    end
+    formula = opts.formula or formula
+    if formula ~= "pytorch" and formula ~= "global" then
+      error("clip_grad_norm: opts.formula must be \"pytorch\" or \"global\", got "
+            .. apierror.show(formula), 2)
+    end
+    strict = opts.error_if_nonfinite and true or false
+  end
+  local ok, norm = pcall(core.clip_grad_norm, list, max_norm, formula, strict)
+  if not ok then error(norm, 2) end
+  return norm
 end
 
 --- Clamps every .grad element into [-clip, clip].

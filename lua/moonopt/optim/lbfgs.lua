@@ -211,13 +211,15 @@ M.LBFGS = Optimizer.class{
   -- the state's vectors are flat: {numel of all params}
   state_shape = function(self) return {self._numel} end,
   check_state = function(st)
-    if type(st.func_evals) ~= "number" or type(st.n_iter) ~= "number" then
-      return "no numeric 'func_evals' and 'n_iter'"
+    for _, key in ipairs{"func_evals", "n_iter"} do
+      local v = Optimizer._step_value(st[key])
+      if v == nil then
+        return string.format("'%s' must be an integer in [0, 2^53], got %s", key, show(st[key]))
+      end
+      st[key] = v
     end
     return nil
   end,
-  prepare = function() return nil end,
-  update = function() end,
 }
 
 local LBFGS = M.LBFGS

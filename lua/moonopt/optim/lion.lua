@@ -1,8 +1,6 @@
 --- moonopt.optim.lion: Lion (Chen et al. 2023): w *= 1 - lr*wd; w -= lr*sign(b1*m + (1-b1)*g);
 -- m = b2*m + (1-b2)*g. Defaults from the paper: lr 1e-4, betas (0.9, 0.99), weight_decay 0.
-local core = require "moonopt.core"
 local Optimizer = require "moonopt.optim.optimizer"
-local kernel = require "moonopt.optim.kernel"
 
 local C = Optimizer.checks
 
@@ -17,9 +15,7 @@ M.Lion = Optimizer.class{
     C.weight_decay(o, err)
     C.boolean(o, err, "maximize")
   end,
-  prepare = kernel.args{"lr", "betas", "weight_decay", "maximize"},
-  update = kernel.update(core.optim_lion_group, kernel.zero_state{"exp_avg"}),
-  state_tensors = {"exp_avg"},
+  kernel = "lion",
 }
 
 return M

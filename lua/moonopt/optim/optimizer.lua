@@ -2,30 +2,34 @@
 --
 -- A concrete optimizer is made with Optimizer.class(spec):
 --   spec.name        "AdamW" (error messages start with it)
+--   spec.kernel      the core's descriptor name ("adam"): the C kernel that steps it. The
+--                    descriptor (core/optim_<alg>.c) names the options the kernel reads and
+--                    the state it keeps; step() hands it the groups and state in one call
+--                    (core.optim_step), which reads options by name and creates state.
 --   spec.defaults    option name -> default value (every option the class knows)
 --   spec.presets     optional: flavor name -> option values (Adam/AdamW); defaults < preset
 --                    < the user's options < a group's own keys
 --   spec.check(o, err) validates one group's options; `err(fmt, ...)` raises "<name>: ..."
---   spec.prepare(group, cfg) -> cfg: what one group's update needs this step (cfg.args,
---                    the hyperparameters in the group kernel's order; reuses the old cfg)
---   spec.update(self, group, cfg) runs the kernel over the group's params (with a grad),
---                    usually Optimizer.run_group(core.optim_<alg>_group, ..., complete)
---   spec.state_tensors state keys that must hold tensors (checked by load_state_dict)
---   spec.check_state(st) optional: a message when a loaded state table is incomplete
+--   spec.before_step(self, err) optional: refuses a step (ScheduleFreeAdamW in eval mode)
+--   spec.masks(self) optional: {[gi] = {[j] = true}}: params that step with weight decay 0
 --   spec.state_shape(self, p) optional: the shape of the state's tensors (default: p's)
+--   spec.check_state(st) optional: a message when a loaded state is wrong (classes
+--                    without a kernel; the others are checked from the descriptor)
 --   spec.effective_wd(self, group, j) optional: the weight decay describe() shows
 --   spec.setup(self) optional: runs after construction and after load_state_dict
--- moonopt.optim.kernel (kernel.lua) builds prepare and update for a class whose group kernel
--- takes the group's options as they are.
+-- See docs/design.md "Adding an optimizer".
 --
 -- Instances: opt.param_groups (a list of groups: {params = {...}, names = {...} or nil,
 -- every option filled in}), opt.state (param tensor -> state table), opt.skip_nonfinite,
 -- opt.skipped_steps. Methods: step(closure), zero_grad(set_to_none), state_dict(),
 -- load_state_dict(sd), add_param_group(group), describe([file]).
+-- Errors name the class and point at the caller's line (moonopt.apierror).
 local core = require "moonopt.core"
+local apierror = require "moonopt.apierror"
 
 local is_tensor = core.is_tensor
-local optim_check = core.optim_check
+local optim_step = core.optim_step
+local fail, api = apierror.fail, apierror.api
 
 local Optimizer = {}
 Optimizer.__index = Optimizer
@@ -46,13 +50,19 @@ local function show(v)
 end
 Optimizer.show = show
 
--- Option and layout errors carry no "file:line:" prefix: they name the class and the option.
-local function errorf(fmt, ...)
-  error(string.format(fmt, ...), 0)
+-- Option and layout errors name the class and the option; the public methods re-raise
+-- them at the caller's line (apierror.api).
+local errorf = fail
+
+-- The message of a caught error (a tagged apierror or a plain string).
+local function message(e)
+  if type(e) == "table" and e.msg then return e.msg end
+  return tostring(e)
 end
 
 -- Keys of a group table that are not options.
 local NOT_OPTIONS = {params = true, names = true}
+Optimizer.NOT_OPTIONS = NOT_OPTIONS
 -- Options of the optimizer itself (not per group).
 local OWN_OPTIONS = {skip_nonfinite = true}
 
@@ -131,16 +141,25 @@ local function check_known(cls, t, where)
   end
 end
 
--- Validates a group's options; raises "<name>: <message>".
-function Optimizer:_check_group(group)
+-- Validates a group's options; raises "<name>: <message>". Keys that are no option of the
+-- class (a typo set on opt.param_groups[i]) are refused too.
+local function check_group(self, group, gi)
   local err = self._err
   if err == nil then
     local name = self.name
-    err = function(fmt, ...) error(name .. ": " .. string.format(fmt, ...), 0) end
+    err = function(fmt, ...) fail("%s: %s", name, string.format(fmt, ...)) end
     self._err = err
+  end
+  local defaults = self.spec.defaults
+  for k in pairs(group) do
+    if defaults[k] == nil and not NOT_OPTIONS[k] and k ~= "initial_lr" then
+      err("unknown option '%s' in param group %d (a key set on opt.param_groups[%d]?)",
+          tostring(k), gi or 0, gi or 0)
+    end
   end
   self.spec.check(group, err)
 end
+Optimizer._check_group = api(check_group)
 
 local function new_group(self, g, opts, where)
   local cls = self
@@ -166,6 +185,10 @@ local function construct(cls, params, opts)
   if params == nil or type(params) ~= "table" or is_tensor(params) then
     errorf("%s: params must be a list of tensors or of param groups, got %s", cls.name,
            is_tensor(params) and "a single tensor (wrap it: {t})" or type(params))
+  end
+  if type(params.parameters) == "function" then
+    errorf("%s: params must be a list of tensors or of param groups, got a module "
+           .. "(pass model:parameters() or model:named_parameters())", cls.name)
   end
   local self = setmetatable({}, cls)
   self.param_groups = {}
@@ -193,7 +216,7 @@ local function construct(cls, params, opts)
   end
   local seen = {}
   for gi, group in ipairs(self.param_groups) do
-    self:_check_group(group)
+    check_group(self, group, gi)
     for j, p in ipairs(group.params) do
       if seen[p] then
         errorf("%s: some parameters appear in more than one parameter group (group %d, param %d)",
@@ -210,10 +233,10 @@ end
 function Optimizer.class(spec)
   local cls = setmetatable({}, {
     __index = Optimizer,
-    __call = function(c, params, opts)
+    __call = api(function(c, params, opts)
       local o = construct(c, params, opts)
       return o
-    end,
+    end),
     __tostring = function() return "moonopt.optim." .. spec.name end,
   })
   cls.__index = cls
@@ -225,12 +248,12 @@ function Optimizer.class(spec)
 end
 
 --- Adds a param group (options not given take the optimizer's options).
-function Optimizer:add_param_group(g)
+local function add_param_group(self, g)
   if type(g) ~= "table" or is_tensor(g) then
     errorf("%s: add_param_group: expected a table with 'params'", self.name)
   end
   local group = new_group(getmetatable(self), g, self._opts, " " .. (#self.param_groups + 1))
-  self:_check_group(group)
+  check_group(self, group, #self.param_groups + 1)
   local seen = {}
   for _, og in ipairs(self.param_groups) do
     for _, p in ipairs(og.params) do seen[p] = true end
@@ -244,10 +267,13 @@ function Optimizer:add_param_group(g)
   if self.spec.setup then self.spec.setup(self) end
 end
 
+Optimizer.add_param_group = api(add_param_group)
+
 --- One optimization step over every param with a .grad. `closure` (optional) is called
 -- first, as PyTorch does, and its result returned. Nothing changes when anything is
--- wrong: options and gradients are checked for every group before any update.
-function Optimizer:step(closure)
+-- wrong: the options of every group, then (in the one C call) every gradient and every
+-- state tensor and number of every param, are checked before the first write.
+local function step(self, closure)
   local loss
   if closure ~= nil then
     if type(closure) ~= "function" then
@@ -256,26 +282,16 @@ function Optimizer:step(closure)
     loss = closure()
   end
   local groups, spec = self.param_groups, self.spec
-  local cfgs = self._cfgs
-  if not cfgs then cfgs = {}; self._cfgs = cfgs end
-  local finite = true
-  local want_finite = self.skip_nonfinite
-  for gi = 1, #groups do
-    local group = groups[gi]
-    self:_check_group(group)
-    if not optim_check(group.params, self.name, want_finite) then finite = false end
-    cfgs[gi] = spec.prepare(group, cfgs[gi])
-  end
-  if not finite then
-    self.skipped_steps = self.skipped_steps + 1
-    return loss
-  end
-  local update = spec.update
-  for gi = 1, #groups do
-    update(self, groups[gi], cfgs[gi])
-  end
+  for gi = 1, #groups do check_group(self, groups[gi], gi) end
+  if spec.before_step then spec.before_step(self, self._err) end
+  local masks = spec.masks and spec.masks(self) or nil
+  local ok, stepped = pcall(optim_step, spec.kernel, self.name, groups, self.state,
+                            self.skip_nonfinite, masks)
+  if not ok then fail("%s", message(stepped)) end
+  if not stepped then self.skipped_steps = self.skipped_steps + 1 end
   return loss
 end
+Optimizer.step = api(step)
 
 --- Fills every gradient with 0; with set_to_none (true or {set_to_none = true}) removes them.
 function Optimizer:zero_grad(set_to_none)
@@ -331,31 +347,68 @@ function Optimizer:state_dict()
   return sd
 end
 
---- Restores a state_dict. Everything is checked before anything changes: the group count,
--- each group's param count, every state entry's index, keys and tensor shapes, and the
--- hyperparameters. The state tensors are copied, so the dict stays independent.
-function Optimizer:load_state_dict(sd)
-  local name = self.name
-  local function fail(fmt, ...)
-    error(name .. ": load_state_dict: " .. string.format(fmt, ...), 0)
+local MAX_STEP = 2 ^ 53
+
+-- A step count as a state may hold it: an integer in [0, 2^53] (as an integer), else nil.
+local function step_value(v)
+  if type(v) ~= "number" or v ~= v or v < 0 or v > MAX_STEP or v ~= math.floor(v) then
+    return nil
   end
-  if type(sd) ~= "table" or type(sd.param_groups) ~= "table" or type(sd.state) ~= "table" then
-    fail("expected a table with 'state' and 'param_groups'")
+  return math.tointeger(v)
+end
+Optimizer._step_value = step_value
+
+-- What the kernel's descriptor says a state holds (cached per class).
+local function kernel_info(self)
+  local spec = self.spec
+  if spec.kernel == nil then return nil end
+  local info = spec._info
+  if info == nil then
+    info = core.optim_info(spec.kernel)
+    spec._info = info
   end
-  if #sd.param_groups ~= #self.param_groups then
-    fail("the state dict has %d param groups, the optimizer has %d", #sd.param_groups,
-         #self.param_groups)
+  return info
+end
+
+-- Checks one loaded state table against the descriptor; returns a message or nil. Integral
+-- float step counts become integers.
+local function check_kernel_state(info, st)
+  if info.counts_steps then
+    local s = step_value(st.step)
+    if s == nil then
+      return string.format("'step' must be an integer in [0, 2^53], got %s", show(st.step))
+    end
+    st.step = s
   end
-  local params = {}
-  local new_groups = {}
+  for _, b in ipairs(info.buffers) do
+    local v = st[b.name]
+    if v == nil and b.when == nil then return "no '" .. b.name .. "'" end
+    if v ~= nil and not is_tensor(v) then
+      return string.format("'%s' must be a tensor, got %s", b.name, type(v))
+    end
+  end
+  for _, sc in ipairs(info.scalars) do
+    local v = st[sc.name]
+    if v == nil and sc.input then return "no '" .. sc.name .. "'" end
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge) then
+      return string.format("'%s' must be a finite number, got %s", sc.name, show(v))
+    end
+  end
+  return nil
+end
+
+-- The option groups of a state dict, checked against the optimizer's groups; returns the new
+-- groups and the map param index -> param.
+local function load_groups(self, sd, lfail)
+  local params, new_groups = {}, {}
   for gi, group in ipairs(self.param_groups) do
     local sg = sd.param_groups[gi]
     if type(sg) ~= "table" or type(sg.params) ~= "table" then
-      fail("param group %d is not a table with 'params'", gi)
+      lfail("param group %d is not a table with 'params'", gi)
     end
     if #sg.params ~= #group.params then
-      fail("param group %d has %d params in the state dict, %d in the optimizer", gi, #sg.params,
-           #group.params)
+      lfail("param group %d has %d params in the state dict, %d in the optimizer", gi, #sg.params,
+            #group.params)
     end
     local ng = {}
     for k, v in pairs(group) do ng[k] = v end
@@ -363,58 +416,78 @@ function Optimizer:load_state_dict(sd)
       if not NOT_OPTIONS[k] then
         -- initial_lr is what a schedule records in each group (as PyTorch's do)
         if self.spec.defaults[k] == nil and k ~= "initial_lr" then
-          fail("param group %d: unknown option '%s'", gi, tostring(k))
+          lfail("param group %d: unknown option '%s'", gi, tostring(k))
         end
         ng[k] = copy(v)
       end
     end
-    local ok, msg = pcall(self._check_group, self, ng)
-    if not ok then fail("param group %d: %s", gi, msg) end
+    local ok, msg = pcall(check_group, self, ng, gi)
+    if not ok then lfail("param group %d: %s", gi, message(msg)) end
     for j, idx in ipairs(sg.params) do
       if math.type(idx) ~= "integer" then
-        fail("param group %d: params[%d] must be an integer index, got %s", gi, j, show(idx))
+        lfail("param group %d: params[%d] must be an integer index, got %s", gi, j, show(idx))
       end
-      if params[idx] ~= nil then fail("param index %d appears twice", idx) end
+      if params[idx] ~= nil then lfail("param index %d appears twice", idx) end
       params[idx] = group.params[j]
     end
     new_groups[gi] = ng
   end
+  return new_groups, params
+end
+
+-- Every tensor in a state, nested ones included, must have the shape the class expects.
+local function check_state_shapes(s, want, idx, lfail)
+  local function walk(v, path)
+    if is_tensor(v) then
+      local got = v:shape()
+      local ok = #got == #want
+      for i = 1, #want do ok = ok and got[i] == want[i] end
+      if not ok then
+        lfail("state of param #%d: %s has shape {%s}, the param has shape {%s}", idx, path,
+              table.concat(got, ", "), table.concat(want, ", "))
+      end
+    elseif type(v) == "table" then
+      for k, x in pairs(v) do walk(x, path .. "." .. tostring(k)) end
+    end
+  end
+  for k, v in pairs(s) do walk(v, tostring(k)) end
+end
+
+--- Restores a state_dict. Everything is checked before anything changes: the group count,
+-- each group's param count, every state entry's index, keys, tensor shapes and numbers
+-- (step counts integral in [0, 2^53], the kernel's state numbers finite), and the
+-- hyperparameters. The state tensors are copied, so the dict stays independent.
+local function load_state_dict(self, sd)
+  local name = self.name
+  local function lfail(fmt, ...)
+    fail("%s: load_state_dict: %s", name, string.format(fmt, ...))
+  end
+  if type(sd) ~= "table" or type(sd.param_groups) ~= "table" or type(sd.state) ~= "table" then
+    lfail("expected a table with 'state' and 'param_groups'")
+  end
+  if #sd.param_groups ~= #self.param_groups then
+    lfail("the state dict has %d param groups, the optimizer has %d", #sd.param_groups,
+          #self.param_groups)
+  end
+  local new_groups, params = load_groups(self, sd, lfail)
   local new_state = {}
-  local tensor_keys = self.spec.state_tensors or {}
+  local info = kernel_info(self)
   for idx, s in pairs(sd.state) do
     local p = params[idx]
-    if p == nil then fail("state for param #%s, which no param group lists", show(idx)) end
-    if type(s) ~= "table" then fail("state of param #%d must be a table", idx) end
-    -- every tensor, nested ones included, must have the shape the class expects
+    if p == nil then lfail("state for param #%s, which no param group lists", show(idx)) end
+    if type(s) ~= "table" then lfail("state of param #%d must be a table", idx) end
     local want = self.spec.state_shape and self.spec.state_shape(self, p) or p:shape()
-    local function check_tensors(v, path)
-      if is_tensor(v) then
-        local got = v:shape()
-        local ok = #got == #want
-        for i = 1, #want do ok = ok and got[i] == want[i] end
-        if not ok then
-          fail("state of param #%d: %s has shape {%s}, the param has shape {%s}", idx, path,
-               table.concat(got, ", "), table.concat(want, ", "))
-        end
-      elseif type(v) == "table" then
-        for k, x in pairs(v) do check_tensors(x, path .. "." .. tostring(k)) end
-      end
-    end
-    for k, v in pairs(s) do check_tensors(v, tostring(k)) end
+    check_state_shapes(s, want, idx, lfail)
     local fresh = deep_clone(s)
-    if self.spec.check_state then
-      local msg = self.spec.check_state(fresh, new_groups, p)
-      if msg then fail("state of param #%d: %s", idx, msg) end
-    else
-      if type(fresh.step) ~= "number" then fail("state of param #%d has no numeric 'step'", idx) end
-      for _, k in ipairs(tensor_keys) do
-        if fresh[k] == nil then fail("state of param #%d has no '%s'", idx, k) end
-      end
-    end
+    local msg
+    if info then msg = check_kernel_state(info, fresh) end
+    if msg == nil and self.spec.check_state then msg = self.spec.check_state(fresh, new_groups, p) end
+    if msg then lfail("state of param #%d: %s", idx, msg) end
     new_state[p] = fresh
   end
-  if sd.skipped_steps ~= nil and math.type(sd.skipped_steps) ~= "integer" then
-    fail("skipped_steps must be an integer")
+  local skipped = sd.skipped_steps
+  if skipped ~= nil and step_value(skipped) == nil then
+    lfail("skipped_steps must be an integer in [0, 2^53], got %s", show(skipped))
   end
   -- commit: nothing above changed the optimizer
   for gi, ng in ipairs(new_groups) do
@@ -425,10 +498,10 @@ function Optimizer:load_state_dict(sd)
     for k, v in pairs(ng) do group[k] = v end
   end
   self.state = new_state
-  self.skipped_steps = sd.skipped_steps or 0
-  self._cfgs = nil
+  self.skipped_steps = skipped and step_value(skipped) or 0
   if self.spec.setup then self.spec.setup(self) end
 end
+Optimizer.load_state_dict = api(load_state_dict)
 
 -- ---- describe ---------------------------------------------------------------------------
 
@@ -469,31 +542,6 @@ function Optimizer:__tostring()
   return string.format("moonopt.optim.%s (%d param group%s)", self.name, n, n == 1 and "" or "s")
 end
 
--- ---- the update of one group ------------------------------------------------------------
-
-local unpack = table.unpack
-
---- Runs a group kernel of the binding (core.optim_<alg>_group) over a group: one C call
--- does every param with a .grad; when a param's state is missing or lacks a tensor the
--- options need, the kernel stops there, complete(p, state_or_nil, cfg) makes it whole, and
--- the kernel goes on from that param. cfg.args holds the hyperparameters in the kernel's
--- order, cfg.mask (or false) the params exempt from weight decay.
-function Optimizer.run_group(kernel, self, group, cfg, complete)
-  local state, ps, args, n = self.state, group.params, cfg.args, #cfg.args
-  local mask = cfg.mask or nil
-  local j = kernel(ps, state, 1, mask, unpack(args, 1, n))
-  local last
-  while j do
-    if j == last then
-      error(self.name .. ": internal error: the state of param #" .. j .. " is incomplete", 0)
-    end
-    last = j
-    local p = ps[j]
-    state[p] = complete(p, state[p], cfg)
-    j = kernel(ps, state, j, mask, unpack(args, 1, n))
-  end
-end
-
 -- ---- shared option checks (PyTorch's messages) --------------------------------------------
 
 local C = {}
@@ -501,7 +549,12 @@ Optimizer.checks = C
 
 function C.number(o, err, key)
   local v = o[key]
-  if type(v) ~= "number" then err("option '%s' must be a number, got %s", key, type(v)) end
+  if type(v) ~= "number" then
+    if is_tensor(v) then
+      err("option '%s' must be a number, got a moonopt.Tensor (use t:item() for its value)", key)
+    end
+    err("option '%s' must be a number, got %s", key, type(v))
+  end
   if v ~= v then err("option '%s' must not be NaN", key) end
   return v
 end

@@ -1,11 +1,9 @@
 --- moonopt.optim.rms: the running-average-of-squares family as PyTorch 1.13: RMSprop
 -- (alpha, centered, momentum), Adagrad (lr_decay, initial_accumulator_value), Adadelta (rho).
-local core = require "moonopt.core"
+-- Kernels: core/optim_rms.c (the optional buffers appear when their option turns on).
 local Optimizer = require "moonopt.optim.optimizer"
-local kernel = require "moonopt.optim.kernel"
 
 local C = Optimizer.checks
-local zeros = core.zeros
 
 local M = {}
 
@@ -22,20 +20,8 @@ M.RMSprop = Optimizer.class{
     C.boolean(o, err, "centered")
     C.boolean(o, err, "maximize")
   end,
-  prepare = kernel.args{"lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"},
-  update = kernel.update(core.optim_rmsprop_group, function(p, st, c)
-    st = st or {step = 0, square_avg = zeros(p:shape())}
-    -- buffers appear when an option that needs them is (or becomes) on
-    -- (c.args[5] is momentum, c.args[6] centered)
-    if c.args[5] > 0 and st.momentum_buffer == nil then st.momentum_buffer = zeros(p:shape()) end
-    if c.args[6] and st.grad_avg == nil then st.grad_avg = zeros(p:shape()) end
-    return st
-  end),
-  state_tensors = {"square_avg"},
+  kernel = "rmsprop",
 }
-
--- (initial_accumulator_value only fills the sum: it is not a kernel argument)
-local adagrad_args = kernel.args{"lr", "lr_decay", "weight_decay", "eps", "maximize"}
 
 M.Adagrad = Optimizer.class{
   name = "Adagrad",
@@ -49,15 +35,7 @@ M.Adagrad = Optimizer.class{
     C.eps(o, err)
     C.boolean(o, err, "maximize")
   end,
-  prepare = function(group, cfg)
-    cfg = adagrad_args(group, cfg)
-    cfg.init = group.initial_accumulator_value
-    return cfg
-  end,
-  update = kernel.update(core.optim_adagrad_group, function(p, st, c)
-    return st or {step = 0, sum = zeros(p:shape()):fill(c.init)}
-  end),
-  state_tensors = {"sum"},
+  kernel = "adagrad",
 }
 
 M.Adadelta = Optimizer.class{
@@ -71,9 +49,7 @@ M.Adadelta = Optimizer.class{
     C.weight_decay(o, err)
     C.boolean(o, err, "maximize")
   end,
-  prepare = kernel.args{"lr", "rho", "eps", "weight_decay", "maximize"},
-  update = kernel.update(core.optim_adadelta_group, kernel.zero_state{"square_avg", "acc_delta"}),
-  state_tensors = {"square_avg", "acc_delta"},
+  kernel = "adadelta",
 }
 
 return M

@@ -1,8 +1,6 @@
 --- moonopt.optim.sgd: SGD with momentum, dampening, Nesterov momentum, L2 weight decay and
 -- maximize, as PyTorch 1.13's torch.optim.SGD (lr has no default there, nor here).
-local core = require "moonopt.core"
 local Optimizer = require "moonopt.optim.optimizer"
-local kernel = require "moonopt.optim.kernel"
 
 local C = Optimizer.checks
 local show = Optimizer.show
@@ -27,18 +25,9 @@ M.SGD = Optimizer.class{
       err("Nesterov momentum requires a momentum and zero dampening")
     end
   end,
-  prepare = kernel.args{"lr", "momentum", "dampening", "weight_decay", "nesterov",
-                                  "maximize"},
-  -- the kernel makes the momentum buffer itself at a param's first step with momentum
-  -- (PyTorch starts it at the gradient); only the state table comes from here
-  update = kernel.update(core.optim_sgd_group, function(_, st) return st or {} end),
-  state_tensors = {},
-  check_state = function(st)
-    if st.momentum_buffer ~= nil and not core.is_tensor(st.momentum_buffer) then
-      return "'momentum_buffer' must be a tensor"
-    end
-    return nil
-  end,
+  -- the kernel (core/optim_sgd.c) makes the momentum buffer at a param's first step with
+  -- momentum: PyTorch starts it at the gradient
+  kernel = "sgd",
 }
 
 return M
