@@ -33,7 +33,7 @@ static int near_rel(const float *a, const double *b, size_t n, double tol)
     return 1;
 }
 
-/* ---- float64 reference for the Adam family (DESIGN.md's formulas) ---- */
+/* ---- float64 reference for the Adam family (docs/design.md "The Adam family") ---- */
 
 static void ref_adam(double *w, double *m, double *v, double *vmax, const mo_adam_config *c, int t,
                      const float *gs)

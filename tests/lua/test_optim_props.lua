@@ -1,5 +1,5 @@
--- tests/lua/test_optim_props.lua - properties of the optimizers (issue 3, "Verification"),
--- through the public API only. Each one is a claim of the seed (../shared/seed) or of the
+-- tests/lua/test_optim_props.lua - properties of the optimizers (issue 3),
+-- through the public API only. Each one is a claim of the seed (docs/seed.md) or of the
 -- Adam paper, checked numerically:
 --   * plain SGD: L2 regularization == weight decay (with the matching coefficient);
 --     with momentum no constant decoupled decay reproduces SGD + L2 for all t;
