@@ -210,18 +210,13 @@ static size_t read_size(lua_State *L, int idx, const char *fname, int pos, int *
     const char *want = infer ? "a non-negative integer or -1" : "a non-negative integer";
     lua_Integer v = 0;
     int ok = 0;
-    if (lua_isinteger(L, idx)) {
-        v = lua_tointeger(L, idx);
-        ok = 1;
-    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        /* exact integers only, never a C cast of the double (NaN, 2^63 are UB there) */
+        v = lua_tointegerx(L, idx, &ok);
         lua_Number x = lua_tonumber(L, idx);
-        if (x == floor(x) && x >= -1.0 && x <= (lua_Number)MO__MAX_SIZE) {
-            v = (lua_Integer)x;
-            ok = 1;
-        } else if (x == floor(x) && x > (lua_Number)MO__MAX_SIZE && x != HUGE_VAL) {
+        if (!ok && x == floor(x) && x > (lua_Number)MO__MAX_SIZE && x != HUGE_VAL)
             luaL_error(L, "%s: size #%d must be at most 2^40, got %s", fname, pos,
                        mo__describe(L, idx));
-        }
     }
     if (ok && v == -1 && infer) {
         if (*infer >= 0) luaL_error(L, "%s: only one size may be -1", fname);
