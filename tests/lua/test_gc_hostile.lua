@@ -392,8 +392,8 @@ case("ckpt_decode", "ckpt_decode",
 
 local TestGcHostile = {}
 
-function TestGcHostile:setUp() start_chain() end
-function TestGcHostile:tearDown() stop_chain() end
+function TestGcHostile.setUp() start_chain() end
+function TestGcHostile.tearDown() stop_chain() end
 
 -- The harness itself: a finalizer runs at every allocation a binding call makes.
 function TestGcHostile.test_a_finalizer_runs_at_every_allocation()
