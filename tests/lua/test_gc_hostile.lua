@@ -388,6 +388,33 @@ case("ckpt_decode", "ckpt_decode",
     return ts, meta, names, dtypes
   end)
 
+local function file_bytes(path)
+  local f = assert(io.open(path, "rb"))
+  local bytes = f:read("a")
+  f:close()
+  os.remove(path)
+  return bytes
+end
+local tmp = os.tmpname()
+case("ckpt_write", "ckpt_write",
+  function() return {{"a", "b"}, {M(2, 2):t(), mo.tensor{1, 2, 3}}, {key = "value"}} end,
+  function(a) core.ckpt_write(tmp, a[1], a[2], a[3]); return file_bytes(tmp) end, {picks = 3})
+case("write_idx", "write_idx", function() return {M(2, 3):t()} end,
+  function(a) core.write_idx(tmp, a[1], "float32"); return file_bytes(tmp) end)
+case("normalize_", "normalize_", function() return {M(2, 3):t()} end,
+  function(a) return core.normalize_(a[1], 1, 2) end, {inplace = true})
+case("mo.ones{shape}", "ones", function() return {{2, 3}} end, function(a) return mo.ones(a[1]) end)
+case("mo.rand{shape}", "rand", function() return {{2, 3}} end, function(a) return mo.rand(a[1]) end)
+case("__mul", "__mul", function() return {M(2, 3), M(2, 3, 1)} end, function(a) return a[1] * a[2] end)
+case("__div", "__div", function() return {M(2, 3)} end, function(a) return 2 / a[1] end)
+method("clamp_", function() return {0.5, 1.5} end, {inplace = true})
+method("pow_", function() return {2} end, {inplace = true})
+method("addcmul_", function(a) return {a[2], a[3], 0.5} end, {inplace = true})
+method("sub_", function(a) return {a[2]:t():t()} end, {inplace = true})
+method("copy", function(a) return {a[2]:t():contiguous():t()} end)
+case("mo.matmul trans", "matmul", function() return {M(3, 2), M(4, 3), {trans_a = true, trans_b = true}} end,
+  function(a) return mo.matmul(a[1], a[2], a[3]) end)
+
 -- ---- the tests -------------------------------------------------------------------------
 
 local TestGcHostile = {}
@@ -415,6 +442,10 @@ function TestGcHostile.test_every_binding_function_under_hostile_finalizers()
       total = total + n
       if o == "error" then errors = errors + n end
     end
+  end
+  if verbose then
+    io.stderr:write(string.format("%d cases, %d hostile runs, %d clean errors\n", #cases, total,
+      errors))
   end
   lu.assertEquals(#failures, 0, table.concat(failures, "\n"))
   -- most calls allocate, so the finalizer reached them; a few (get, dot, sum ...) do not
