@@ -145,7 +145,10 @@ mo_status mo_tensor_zeros(mo_tensor *out, int ndim, const size_t *shape,
 
 /* Borrow `data` (numel floats, row-major, contiguous). `release(ud, data)`
  * runs when the last handle sharing it is released (release may be NULL). On
- * failure `release` is NOT called and the caller still owns data. */
+ * failure `release` is NOT called and the caller still owns data. `data` must
+ * be aligned for float (4 bytes; malloc'd and float-array memory always is): a
+ * misaligned pointer (e.g. into a packed byte buffer) gives MO_ERR_ARG, since
+ * every kernel loads and stores whole floats. */
 mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *shape,
                          mo_release_fn release, void *ud);
 

@@ -10,6 +10,7 @@
 #include "moonopt_internal.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +222,9 @@ mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *sh
                          mo_release_fn release, void *ud)
 {
     if (!out || !data || (ndim > 0 && !shape)) return MO_ERR_ARG;
+    /* The kernels load and store whole floats (and vectorize): a pointer that is
+     * not float-aligned would be undefined behaviour in every one of them. */
+    if ((uintptr_t)(void *)data % _Alignof(float) != 0) return MO_ERR_ARG;
     mo_tensor t;
     mo_tensor_init(&t);
     MO_TRY(set_contiguous_shape(&t, ndim, shape));

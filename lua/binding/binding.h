@@ -10,6 +10,24 @@
  *   - a failed core call becomes a Lua error through mo__status_error
  *     ("<function>: <mo_status_str>");
  *   - user text is only ever an argument of a format, never the format.
+ *
+ * The collector rule (issue 10): any call that can allocate (lua_newtable,
+ * lua_createtable, lua_newuserdatauv, lua_pushstring/fstring, luaL_Buffer,
+ * mo__newtensor, mo_lua_newtensor, a lua_getfield that reaches an __index
+ * function, ...) can run any Lua finalizer, which may free a tensor
+ * (t:__gc() revokes its storage), re-point it at new storage (nn_flatten),
+ * replace slots of argument tables or drop a .grad. So, across such a call:
+ *   - a tensor is trusted only while a stack slot (or a user value of a
+ *     pinned object) holds its userdata; a pointer taken from a table slot
+ *     is not, and a list read from a user's table is copied into a table of
+ *     the call's own first;
+ *   - a pinned handle may go to a core function afterwards (the core checks
+ *     every operand's liveness and shape), but raw data pointers, sizes and
+ *     .grad values read before the allocation are re-read after it
+ *     (mo__recheck), or the call does all its allocations first;
+ *   - values the call reads element by element come from a private copy
+ *     (totable) or are read after the last allocation.
+ *
  * Message formats are lua_pushfstring's: %s %d %I (lua_Integer) %f (lua_Number) %%;
  * there is no %zu, so sizes are cast to lua_Integer (they are < 2^40).
  */
@@ -95,8 +113,18 @@ mo_tensor *mo__checktensor(lua_State *L, int idx, const char *fname);
  * full check): with another type's metatable as upvalue 1 it would accept
  * that type's userdata as a tensor. */
 mo_tensor *mo__checkarg(lua_State *L, int idx, const char *fname);
+/* After a call that may have run the collector: the tensor at idx checked again
+ * (mo__checkarg: "tensor has been freed" when a finalizer freed it) and, with
+ * shape != NULL, raises "fname: the tensor changed from {..} to {..} during the
+ * call" unless it still has that shape. Data pointers must be re-read after it. */
+mo_tensor *mo__recheck(lua_State *L, int idx, const char *fname, int ndim, const size_t *shape);
 /* A number (a real Lua number; numeric strings are refused) at idx, or an error. */
 lua_Number mo__checknumber(lua_State *L, int idx, const char *fname);
+/* An integer at idx (an integer, or a float with an exact integer value: NaN,
+ * infinities, fractions and floats outside lua_Integer's range are refused, never
+ * cast), or raises "bad argument #idx to 'fname' (<what> must be an integer, got
+ * 2.5)". The one Lua-number-to-integer conversion of the binding. */
+lua_Integer mo__checkinteger(lua_State *L, int idx, const char *fname, const char *what);
 /* An optional tensor argument: NULL for nil or none, else as mo__checkarg. */
 mo_tensor *mo__opttensor(lua_State *L, int idx, const char *fname);
 /* An optional number: `def` when the value is nil or absent. */

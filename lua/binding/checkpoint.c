@@ -167,11 +167,15 @@ static box *push_box(lua_State *L)
 static int f_ckpt_encode(lua_State *L)
 {
     const char *fname = opt_fname(L, 4, "ckpt_encode");
+    lua_settop(L, 4);
+    /* The box first: read_items keeps raw pointers to names and tensors held only
+     * by the argument tables, so nothing may allocate (and run a finalizer that
+     * replaces their slots) between reading them and encoding. */
+    box *b = push_box(L);
     mo_ckpt_item *items;
     mo_ckpt_meta *meta;
     size_t n, nmeta;
     read_items(L, 1, fname, &items, &n, &meta, &nmeta);
-    box *b = push_box(L);
     char why[MO_CKPT_WHY_SIZE] = "";
     size_t len = 0;
     mo_status st = mo_ckpt_encode(&b->buf, &len, items, n, meta, nmeta, why, sizeof why);
@@ -182,10 +186,30 @@ static int f_ckpt_encode(lua_State *L)
     return 1;
 }
 
+/* Every tensor of a file within the binding's limit of 2^40 per size and in all
+ * (a zero-element tensor {0, 2^40 + 1} passes the core's byte checks); raises
+ * "<fname>: <where>tensor 'w' has shape {..}, above the limit of 2^40 per size". */
+static void check_sizes(lua_State *L, const mo_ckpt *c, const char *fname, const char *path)
+{
+    for (size_t i = 0; i < mo_ckpt_count(c); i++) {
+        const mo_tensor *t = mo_ckpt_tensor(c, i);
+        int big = t->numel > (size_t)MO__MAX_SIZE;
+        for (int d = 0; d < t->ndim; d++)
+            if (t->shape[d] > (size_t)MO__MAX_SIZE) big = 1;
+        if (big) {
+            char buf[MO__SHAPE_BUF];
+            luaL_error(L, "%s: %s%stensor '%s' has shape %s, above the limit of 2^40 per size "
+                       "and in all", fname, path ? path : "", path ? ": " : "", mo_ckpt_name(c, i),
+                       mo__shapestr(t, buf));
+        }
+    }
+}
+
 /* Pushes tensors, meta, names, dtypes of the file in box b (at the top of the stack). */
-static int push_result(lua_State *L, box *b, const char *fname)
+static int push_result(lua_State *L, box *b, const char *fname, const char *path)
 {
     const mo_ckpt *c = b->c;
+    check_sizes(L, c, fname, path);
     size_t n = mo_ckpt_count(c);
     lua_createtable(L, 0, n < 1000000 ? (int)n : 0);        /* tensors */
     int tensors = lua_gettop(L);
@@ -225,7 +249,7 @@ static int f_ckpt_read(lua_State *L)
     char why[MO_CKPT_WHY_SIZE] = "";
     mo_status st = mo_ckpt_read_file(&b->c, path, NULL, why, sizeof why);
     if (st != MO_OK) return luaL_error(L, "%s: %s: %s", fname, path, why[0] ? why : mo_status_str(st));
-    return push_result(L, b, fname);
+    return push_result(L, b, fname, path);
 }
 
 static int f_ckpt_decode(lua_State *L)
@@ -238,7 +262,7 @@ static int f_ckpt_decode(lua_State *L)
     char why[MO_CKPT_WHY_SIZE] = "";
     mo_status st = mo_ckpt_decode(&b->c, bytes, len, NULL, why, sizeof why);
     if (st != MO_OK) return luaL_error(L, "%s: %s", fname, why[0] ? why : mo_status_str(st));
-    return push_result(L, b, fname);
+    return push_result(L, b, fname, NULL);
 }
 
 static int f_crc32(lua_State *L)

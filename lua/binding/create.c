@@ -206,13 +206,10 @@ static lua_Number check_finite(lua_State *L, int idx, const char *fname, const c
 /* An integer count 0..max at idx. */
 static lua_Integer check_count(lua_State *L, int idx, const char *fname, lua_Integer max)
 {
-    lua_Number x = mo__checknumber(L, idx, fname);
-    if (lua_isinteger(L, idx)) {
-        lua_Integer n = lua_tointeger(L, idx);
-        if (n >= 0 && n <= max) return n;
-        return mo__argerror(L, idx, fname, "n must be an integer in 0..%I, got %I", max, n);
-    }
-    if (x == floor(x) && x >= 0 && x <= (lua_Number)max) return (lua_Integer)x;
+    mo__checknumber(L, idx, fname);
+    int isint;
+    lua_Integer n = lua_tointegerx(L, idx, &isint); /* exact integers only: no cast */
+    if (isint && n >= 0 && n <= max) return n;
     return mo__argerror(L, idx, fname, "n must be an integer in 0..%I, got %s", max,
                         mo__describe(L, idx));
 }

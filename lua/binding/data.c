@@ -61,15 +61,8 @@ static float opt_finite(lua_State *L, int idx, const char *fname, const char *wh
 static lua_Integer check_int_range(lua_State *L, int idx, const char *fname, const char *what,
                                    lua_Integer lo, lua_Integer hi)
 {
-    lua_Number x = mo__checknumber(L, idx, fname);
-    lua_Integer v;
-    if (lua_isinteger(L, idx)) {
-        v = lua_tointeger(L, idx);
-    } else if (x == floor(x) && x >= -9.0e18 && x <= 9.0e18) {
-        v = (lua_Integer)x;
-    } else {
-        return mo__argerror(L, idx, fname, "%s must be an integer, got %f", what, x);
-    }
+    mo__checknumber(L, idx, fname);
+    lua_Integer v = mo__checkinteger(L, idx, fname, what);
     if (v < lo || v > hi)
         return mo__argerror(L, idx, fname, "%s must be in %I..%I, got %I", what, lo, hi, v);
     return v;
@@ -143,7 +136,7 @@ static int f_write_idx(lua_State *L)
 static size_t row_at(lua_State *L, int rows, lua_Integer pos)
 {
     lua_rawgeti(L, rows, pos);
-    lua_Integer r = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_tonumber(L, -1);
+    lua_Integer r = lua_tointegerx(L, -1, NULL); /* validated by the caller, nothing ran since */
     lua_pop(L, 1);
     return (size_t)(r - 1);
 }
@@ -177,18 +170,7 @@ static int f_gather_rows(lua_State *L)
         int ty = lua_rawgeti(L, 3, first + i);
         int ok = 0;
         lua_Integer r = 0;
-        if (ty == LUA_TNUMBER) {
-            if (lua_isinteger(L, -1)) {
-                r = lua_tointeger(L, -1);
-                ok = 1;
-            } else {
-                lua_Number x = lua_tonumber(L, -1);
-                if (x == floor(x) && x >= -9.0e18 && x <= 9.0e18) {
-                    r = (lua_Integer)x;
-                    ok = 1;
-                }
-            }
-        }
+        if (ty == LUA_TNUMBER) r = lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
         if (!ok || r < 1 || r > nrows)
             return luaL_error(L, "%s: row number at position %I must be an integer in 1..%I", fname,

@@ -33,6 +33,26 @@ static void ensure_module(lua_State *L)
     }
 }
 
+/* Whether idx is an index the Lua API accepts: 1..top, -top..-1, the registry,
+ * or an upvalue pseudo-index (at most 256 upvalues, Lua's limit plus one). Any
+ * other index (-99 with 3 values on the stack) points outside the stack, and
+ * even lua_type on it is undefined behaviour. */
+static int acceptable_index(lua_State *L, int idx)
+{
+    int top = lua_gettop(L);
+    if (idx > 0) return idx <= top;
+    if (idx > LUA_REGISTRYINDEX) return idx < 0 && -idx <= top;
+    return idx == LUA_REGISTRYINDEX || idx >= lua_upvalueindex(256);
+}
+
+/* The value at idx (a stack index a host passed in): valid, and not none. */
+static void check_index(lua_State *L, int idx, const char *fname, const char *what)
+{
+    if (!acceptable_index(L, idx) || lua_type(L, idx) == LUA_TNONE)
+        luaL_error(L, "%s: %s %d is not a valid stack index (the stack holds %d values)", fname,
+                   what, idx, lua_gettop(L));
+}
+
 mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *shape,
                            mo_release_fn release, void *ud, int owner_idx)
 {
@@ -40,11 +60,15 @@ mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *sh
     /* Every check runs before anything is pushed or wrapped: on an error the
      * host's memory is untouched and release is not called. */
     if (owner_idx != 0) {
-        if (lua_type(L, owner_idx) == LUA_TNONE)
-            luaL_error(L, "%s: owner_idx %d is not a valid stack index", fname, owner_idx);
+        check_index(L, owner_idx, fname, "owner_idx");
         owner_idx = lua_absindex(L, owner_idx); /* the new userdata moves relative indices */
     }
     if (data == NULL) luaL_error(L, "%s: data is NULL", fname);
+    /* ops.c and reduce.c load and store whole floats: a misaligned pointer is
+     * undefined behaviour there (mo_tensor_wrap refuses it too) */
+    if ((uintptr_t)(void *)data % _Alignof(float) != 0)
+        luaL_error(L, "%s: data %p is not aligned to %d bytes (a float's alignment)", fname,
+                   (void *)data, (int)_Alignof(float));
     if (ndim < 0 || ndim > MO_MAX_DIMS)
         luaL_error(L, "%s: ndim must be 0..%d, got %d", fname, MO_MAX_DIMS, ndim);
     if (ndim > 0 && shape == NULL) luaL_error(L, "%s: shape is NULL for ndim %d", fname, ndim);
@@ -78,6 +102,7 @@ mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *sh
 
 void mo_lua_revoke(lua_State *L, int idx)
 {
+    check_index(L, idx, "mo_lua_revoke", "index");
     mo_tensor *t = mo__totensor(L, idx);
     if (t == NULL)
         luaL_error(L, "mo_lua_revoke: %s expected at index %d, got %s", MO_TENSOR_MT, idx,

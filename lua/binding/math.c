@@ -422,7 +422,9 @@ static int f_matmul(lua_State *L)
             }
             lua_pop(L, 1);
         }
-        if (lua_getfield(L, 3, "out") != LUA_TNIL) out_idx = lua_gettop(L);
+        /* raw, as lua_next read the keys: an __index function would run Lua code here */
+        lua_pushliteral(L, "out");
+        if (lua_rawget(L, 3) != LUA_TNIL) out_idx = lua_gettop(L);
     }
     size_t m = a->shape[trans_a ? 1 : 0], k = a->shape[trans_a ? 0 : 1];
     size_t kb = b->shape[trans_b ? 1 : 0], n = b->shape[trans_b ? 0 : 1];

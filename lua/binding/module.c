@@ -34,16 +34,8 @@ mo_rng *mo__lua_rng(lua_State *L)
 /* manual_seed(n): n an integer (any lua_Integer; negative ones wrap to 64 bits). */
 static int f_manual_seed(lua_State *L)
 {
-    lua_Integer seed;
-    if (lua_isinteger(L, 1)) {
-        seed = lua_tointeger(L, 1);
-    } else {
-        lua_Number x = mo__checknumber(L, 1, "manual_seed");
-        if (!(x == x && x >= -9.0e18 && x <= 9.0e18 && (lua_Number)(lua_Integer)x == x))
-            return mo__argerror(L, 1, "manual_seed", "seed must be an integer, got %s",
-                                mo__describe(L, 1));
-        seed = (lua_Integer)x;
-    }
+    mo__checknumber(L, 1, "manual_seed");
+    lua_Integer seed = mo__checkinteger(L, 1, "manual_seed", "seed");
     mo_rng_seed(mo__lua_rng(L), (uint64_t)seed);
     return 0;
 }

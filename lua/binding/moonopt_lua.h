@@ -6,8 +6,9 @@
  * registry metatable MO_TENSOR_MT ("moonopt.Tensor"). User value 1 is the
  * tensor's .grad (nil or a tensor); user value 2 is whatever the handle's
  * memory depends on (a host's owner object), kept alive by Lua's GC.
- * A finalized or revoked tensor has an empty handle and raises
- * "tensor has been freed" when used.
+ * A finalized, freed (t:__gc(), __close) or revoked tensor raises "tensor has
+ * been freed" when used; t:__gc() and mo_lua_revoke also end every view sharing
+ * its storage, while the collector's finalizer only drops one handle.
  *
  * A host application that embeds Lua and wants the whole module (the C part
  * and the Lua files, compiled into libmoonopt-lua) without any files on disk:
@@ -83,10 +84,12 @@ mo_tensor *mo_lua_newtensor(lua_State *L);
  *
  * Opens moonopt.core in L first (as require would) when no script has yet.
  * Returns the new handle (also at the top of the stack). Raises a Lua error
- * naming this function, the argument and its value for a NULL data pointer,
+ * naming this function, the argument and its value for a NULL data pointer, a
+ * pointer not aligned for float (4 bytes),
  * ndim outside 0..MO_MAX_DIMS, a NULL shape with ndim > 0, a shape with a
  * size or an element count above 2^40 (the binding's limit for every tensor)
- * or an invalid owner_idx, and on out of memory; on
+ * or an invalid owner_idx (one outside 1..top and -top..-1 that is not the
+ * registry or an upvalue pseudo-index, or an empty slot), and on out of memory; on
  * any error `release` is NOT called and the memory stays the host's alone.
  */
 mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *shape,

@@ -20,6 +20,7 @@
  */
 #include "binding.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -48,21 +49,6 @@ static mo_tensor *contig_arg(lua_State *L, int idx, const char *fname)
     return c;
 }
 
-/* An optional tensor argument: NULL for nil. */
-static mo_tensor *opt_tensor(lua_State *L, int idx, const char *fname)
-{
-    if (lua_isnoneornil(L, idx)) return NULL;
-    return mo__checktensor(L, idx, fname);
-}
-
-static int shape_is(const mo_tensor *t, int ndim, const size_t *shape)
-{
-    if (t->ndim != ndim) return 0;
-    for (int d = 0; d < ndim; d++)
-        if (t->shape[d] != shape[d]) return 0;
-    return 1;
-}
-
 /*
  * The output buffer at stack slot idx: reused when it is a live contiguous
  * tensor of the wanted shape sharing storage with none of the `n` inputs,
@@ -72,7 +58,7 @@ static mo_tensor *out_buffer(lua_State *L, int idx, int ndim, const size_t *shap
                              const mo_tensor *const *inputs, int n, const char *fname)
 {
     mo_tensor *t = mo__totensor(L, idx);
-    if (t && mo_tensor_alive(t) && mo_tensor_is_contiguous(t) && shape_is(t, ndim, shape)) {
+    if (t && mo_tensor_alive(t) && mo_tensor_is_contiguous(t) && mo__shape_is(t, ndim, shape)) {
         int shared = 0;
         for (int i = 0; i < n && !shared; i++)
             shared = inputs[i] && mo_tensor_same_storage(t, inputs[i]);
@@ -133,11 +119,6 @@ static const char *numstr(lua_State *L, lua_Number v)
     return lua_pushfstring(L, "%f", v);
 }
 
-static void check_status(lua_State *L, mo_status st, const char *fname)
-{
-    if (st != MO_OK) mo__status_error(L, st, fname);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Linear                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -149,7 +130,7 @@ static int l_linear_forward(lua_State *L)
     lua_settop(L, 6);
     mo_tensor *x = mo__checktensor(L, 1, fname);
     mo_tensor *w = mo__checktensor(L, 2, fname);
-    mo_tensor *b = opt_tensor(L, 3, fname);
+    mo_tensor *b = mo__opttensor(L, 3, fname);
     mo_nn_act act = check_act(L, 4);
     float slope = (float)luaL_optnumber(L, 5, 0.0);
     if (x->ndim != 2) {
@@ -162,7 +143,7 @@ static int l_linear_forward(lua_State *L)
     size_t shape[2] = {x->shape[0], w->shape[0]};
     const mo_tensor *ins[3] = {x, w, b};
     mo_tensor *y = out_buffer(L, 6, 2, shape, ins, 3, fname);
-    check_status(L, mo_nn_linear_forward(y, x, w, b, act, slope), fname);
+    mo__check(L, mo_nn_linear_forward(y, x, w, b, act, slope), fname);
     lua_settop(L, 6);
     return 1;
 }
@@ -178,7 +159,7 @@ static int l_linear_backward(lua_State *L)
     mo_tensor *x = mo__checktensor(L, 1, fname);
     mo_tensor *g = mo__checktensor(L, 2, fname);
     mo_tensor *w = mo__checktensor(L, 3, fname);
-    mo_tensor *b = opt_tensor(L, 4, fname);
+    mo_tensor *b = mo__opttensor(L, 4, fname);
     int need_gi = lua_toboolean(L, 6);
     if (x->ndim != 2 || x->shape[1] != w->shape[1])
         return two_shapes_error(L, fname, "input %s does not match weight %s", x, w);
@@ -200,8 +181,17 @@ static int l_linear_backward(lua_State *L)
         size_t shape[2] = {x->shape[0], x->shape[1]};
         const mo_tensor *ins[5] = {x, g, w, dw, db};
         gi = out_buffer(L, 5, 2, shape, ins, 5, fname);
+        /* out_buffer may have run a finalizer that replaced or dropped a .grad:
+         * read both again (pinned in slots 7, 8) after the last allocation */
+        lua_settop(L, 6);
+        dw = param_grad(L, 3, fname);
+        if (dw == NULL) { lua_pushboolean(L, 0); return 1; }
+        if (b) {
+            db = param_grad(L, 4, fname);
+            if (db == NULL) { lua_pushboolean(L, 0); return 1; }
+        }
     }
-    check_status(L, mo_nn_linear_backward(gi, dw, db, g, x, w), fname);
+    mo__check(L, mo_nn_linear_backward(gi, dw, db, g, x, w), fname);
     if (need_gi)
         lua_pushvalue(L, 5);
     else
@@ -223,7 +213,7 @@ static int l_act_forward(lua_State *L)
     float slope = (float)luaL_optnumber(L, 3, 0.0);
     const mo_tensor *ins[1] = {x};
     mo_tensor *y = out_buffer(L, 4, x->ndim, x->shape, ins, 1, fname);
-    check_status(L, mo_nn_act_forward(y, x, act, slope), fname);
+    mo__check(L, mo_nn_act_forward(y, x, act, slope), fname);
     lua_settop(L, 4);
     return 1;
 }
@@ -241,7 +231,7 @@ static int l_act_backward(lua_State *L)
         return two_shapes_error(L, fname, "grad_output %s does not match input %s", g, s);
     const mo_tensor *ins[2] = {s, g};
     mo_tensor *gi = out_buffer(L, 5, g->ndim, g->shape, ins, 2, fname);
-    check_status(L, mo_nn_act_backward(gi, g, s, act, slope), fname);
+    mo__check(L, mo_nn_act_backward(gi, g, s, act, slope), fname);
     lua_settop(L, 5);
     return 1;
 }
@@ -273,7 +263,7 @@ static int l_softmax_forward(lua_State *L)
     int dim = softmax_dim(L, 2, x, fname);
     const mo_tensor *ins[1] = {x};
     mo_tensor *y = out_buffer(L, 3, x->ndim, x->shape, ins, 1, fname);
-    check_status(L, mo_nn_softmax_forward(y, x, dim), fname);
+    mo__check(L, mo_nn_softmax_forward(y, x, dim), fname);
     lua_settop(L, 3);
     return 1;
 }
@@ -290,7 +280,7 @@ static int l_softmax_backward(lua_State *L)
     int dim = softmax_dim(L, 3, y, fname);
     const mo_tensor *ins[2] = {y, g};
     mo_tensor *gi = out_buffer(L, 4, g->ndim, g->shape, ins, 2, fname);
-    check_status(L, mo_nn_softmax_backward(gi, g, y, dim), fname);
+    mo__check(L, mo_nn_softmax_backward(gi, g, y, dim), fname);
     lua_settop(L, 4);
     return 1;
 }
@@ -302,7 +292,7 @@ static int l_softmax_backward(lua_State *L)
 /* Checks that x ends in the normalized size d; returns the number of rows. */
 static size_t ln_rows(lua_State *L, const mo_tensor *x, lua_Integer d, const char *fname)
 {
-    if (x->ndim < 1 || (lua_Integer)x->shape[x->ndim - 1] != d) {
+    if (d < 1 || x->ndim < 1 || (lua_Integer)x->shape[x->ndim - 1] != d) {
         char sx[MO__SHAPE_BUF];
         luaL_error(L, "%s: input %s does not end in the normalized size %I", fname,
                    mo__shapestr(x, sx), d);
@@ -317,15 +307,15 @@ static int l_layernorm_forward(lua_State *L)
     lua_settop(L, 8);
     mo_tensor *x = contig_arg(L, 1, fname);
     lua_Integer d = luaL_checkinteger(L, 2);
-    mo_tensor *gamma = opt_tensor(L, 3, fname);
-    mo_tensor *beta = opt_tensor(L, 4, fname);
+    mo_tensor *gamma = mo__opttensor(L, 3, fname);
+    mo_tensor *beta = mo__opttensor(L, 4, fname);
     float eps = (float)luaL_checknumber(L, 5);
     size_t rows = ln_rows(L, x, d, fname);
     const mo_tensor *ins[3] = {x, gamma, beta};
     mo_tensor *y = out_buffer(L, 6, x->ndim, x->shape, ins, 3, fname);
     mo_tensor *mean = out_buffer(L, 7, 1, &rows, ins, 3, fname);
     mo_tensor *rstd = out_buffer(L, 8, 1, &rows, ins, 3, fname);
-    check_status(L, mo_nn_layernorm_forward(y, mean, rstd, x, gamma, beta, eps), fname);
+    mo__check(L, mo_nn_layernorm_forward(y, mean, rstd, x, gamma, beta, eps), fname);
     lua_settop(L, 8);
     return 3;
 }
@@ -338,8 +328,8 @@ static int l_layernorm_backward(lua_State *L)
     mo_tensor *x = contig_arg(L, 1, fname);
     mo_tensor *g = contig_arg(L, 2, fname);
     lua_Integer d = luaL_checkinteger(L, 3);
-    mo_tensor *gamma = opt_tensor(L, 4, fname);
-    mo_tensor *beta = opt_tensor(L, 5, fname);
+    mo_tensor *gamma = mo__opttensor(L, 4, fname);
+    mo_tensor *beta = mo__opttensor(L, 5, fname);
     mo_tensor *mean = mo__checktensor(L, 6, fname);
     mo_tensor *rstd = mo__checktensor(L, 7, fname);
     size_t rows = ln_rows(L, x, d, fname);
@@ -358,7 +348,17 @@ static int l_layernorm_backward(lua_State *L)
     }
     const mo_tensor *ins[7] = {x, g, gamma, mean, rstd, dgamma, dbeta};
     mo_tensor *gi = out_buffer(L, 8, x->ndim, x->shape, ins, 7, fname);
-    check_status(L, mo_nn_layernorm_backward(gi, dgamma, dbeta, g, x, mean, rstd, gamma), fname);
+    /* the .grads again (slots 9, 10) after the last allocation, as in Linear:backward */
+    lua_settop(L, 8);
+    if (gamma) {
+        dgamma = param_grad(L, 4, fname);
+        if (dgamma == NULL) { lua_pushboolean(L, 0); return 1; }
+    }
+    if (beta) {
+        dbeta = param_grad(L, 5, fname);
+        if (dbeta == NULL) { lua_pushboolean(L, 0); return 1; }
+    }
+    mo__check(L, mo_nn_layernorm_backward(gi, dgamma, dbeta, g, x, mean, rstd, gamma), fname);
     lua_pushvalue(L, 8);
     return 1;
 }
@@ -378,7 +378,7 @@ static int l_dropout_forward(lua_State *L)
     mo_tensor *y = out_buffer(L, 3, x->ndim, x->shape, ins, 1, fname);
     const mo_tensor *ins2[2] = {x, y};
     mo_tensor *mask = out_buffer(L, 4, x->ndim, x->shape, ins2, 2, fname);
-    check_status(L, mo_nn_dropout_forward(y, mask, x, p, mo__lua_rng(L)), fname);
+    mo__check(L, mo_nn_dropout_forward(y, mask, x, p, mo__lua_rng(L)), fname);
     lua_settop(L, 4);
     return 2;
 }
@@ -394,7 +394,7 @@ static int l_dropout_backward(lua_State *L)
         return two_shapes_error(L, fname, "grad_output %s does not match input %s", g, mask);
     const mo_tensor *ins[2] = {g, mask};
     mo_tensor *gi = out_buffer(L, 3, g->ndim, g->shape, ins, 2, fname);
-    check_status(L, mo_nn_dropout_backward(gi, g, mask), fname);
+    mo__check(L, mo_nn_dropout_backward(gi, g, mask), fname);
     lua_settop(L, 3);
     return 1;
 }
@@ -424,7 +424,7 @@ static int pair_loss(lua_State *L, const char *fwd_name, const char *bwd_name,
         grad = out_buffer(L, 5, out->ndim, out->shape, ins, 2, fname);
     }
     double loss;
-    check_status(L, fn(&loss, grad, out, target, red), fname);
+    mo__check(L, fn(&loss, grad, out, target, red), fname);
     lua_pushnumber(L, loss);
     if (!want_grad) return 1;
     lua_pushvalue(L, 5);
@@ -508,7 +508,7 @@ static int l_cross_entropy(lua_State *L)
         return luaL_error(L, "%s: target[%I] = %s is not a class index in 1..%I", fname,
                           (lua_Integer)bad + 1, numstr(L, v), (lua_Integer)nc);
     }
-    check_status(L, st, fname);
+    mo__check(L, st, fname);
     lua_pushnumber(L, loss);
     if (!want_grad) return 1;
     lua_pushvalue(L, 6);
@@ -530,89 +530,134 @@ static int l_cross_entropy(lua_State *L)
  * module or a user holds sees the new home. Everything that can fail (checks,
  * allocation of both buffers and of every view) happens before the first
  * parameter changes, so an error leaves all parameters as they were.
+ *
+ * Stack: 1 the user's list, 2 the parameters copied out of it (a finalizer may
+ * replace the list's slots; this table is the call's own), 3 the set used to
+ * find duplicates, 4 and 5 the flat buffers, 6 and 7 the new parameter handles
+ * and grad views (empty tensors until filled, collected if anything fails).
+ * All allocation happens in flatten_alloc; what any finalizer it ran could have
+ * changed (a parameter freed or moved, a .grad replaced) is checked again after
+ * it, and nothing allocates from there to the end.
  */
+
+/* Pass 1: copies the list into slot 2, checks it, and returns the total size. */
+static size_t flatten_collect(lua_State *L, lua_Integer n, const char *fname)
+{
+    size_t total = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        mo_tensor *p = mo__totensor(L, -1);
+        if (p == NULL || !mo_tensor_alive(p))
+            luaL_error(L, "%s: parameter #%I is not a live %s", fname, i, MO_TENSOR_MT);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, 3) != LUA_TNIL)
+            luaL_error(L, "%s: parameter #%I appears twice", fname, i);
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, 3);   /* raw sets never run the collector */
+        lua_rawseti(L, 2, i);
+        if (mo_size_add(total, p->numel, &total) != MO_OK || total > (size_t)MO__MAX_SIZE)
+            luaL_error(L, "%s: the parameters hold more than 2^40 elements", fname);
+    }
+    return total;
+}
+
+/* Pass 3, after the last allocation: every parameter still live, the same total
+ * (nn_flatten keeps shapes, t:__gc() empties a handle), every .grad of its shape. */
+static void flatten_recheck(lua_State *L, lua_Integer n, size_t total, const char *fname)
+{
+    size_t now = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        mo_tensor *p = mo__totensor(L, -1);
+        if (!mo_tensor_alive(p))
+            luaL_error(L, "%s: parameter #%I has been freed", fname, i);
+        now += p->numel; /* each <= total <= 2^40: no overflow */
+        mo_tensor *g = param_grad(L, lua_gettop(L), fname);
+        if (g && !mo_tensor_same_shape(g, p))
+            two_shapes_error(L, fname, "a parameter %s has a .grad of shape %s", p, g);
+        lua_pop(L, 2);
+    }
+    if (now != total)
+        luaL_error(L, "%s: the parameters changed size during the call", fname);
+}
+
+/* Fills the empty handles at slots 6, 7 with views of the flat buffers fp, fg
+ * holding each parameter's values and old gradient. Allocates nothing. */
+static void flatten_fill(lua_State *L, lua_Integer n, mo_tensor *fp, mo_tensor *fg,
+                         const char *fname)
+{
+    size_t off = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        int pidx = lua_gettop(L);
+        mo_tensor *p = mo__totensor(L, pidx);
+        lua_rawgeti(L, 6, i);
+        mo_tensor *np = mo__totensor(L, -1);
+        lua_rawgeti(L, 7, i);
+        mo_tensor *ng = mo__totensor(L, -1);
+        mo_tensor slice;
+        mo_tensor_init(&slice);
+        mo_status st = mo_tensor_narrow(&slice, fp, 0, off, p->numel);
+        if (st == MO_OK) st = mo_tensor_view(np, &slice, p->ndim, p->shape);
+        mo_tensor_release(&slice);
+        if (st == MO_OK) st = mo_copy(np, p);
+        if (st == MO_OK) st = mo_tensor_narrow(&slice, fg, 0, off, p->numel);
+        if (st == MO_OK) st = mo_tensor_view(ng, &slice, p->ndim, p->shape);
+        mo_tensor_release(&slice);
+        mo_tensor *og = param_grad(L, pidx, fname);
+        if (st == MO_OK && og) st = mo_copy(ng, og);
+        mo__check(L, st, fname);
+        lua_settop(L, pidx - 1);
+        off += p->numel;
+    }
+}
+
 static int l_flatten(lua_State *L)
 {
     static const char fname[] = "flatten";
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-    size_t total = 0;
+    if (n > INT_MAX) return luaL_error(L, "%s: too many parameters (%I)", fname, n);
+    lua_createtable(L, (int)n, 0);  /* 2: the parameters */
+    lua_createtable(L, 0, (int)n);  /* 3: the set */
+    size_t total = flatten_collect(L, n, fname);
 
-    /* pass 1: checks, the total size, and no tensor twice (a set at slot 2) */
-    lua_newtable(L);
+    /* pass 2: every allocation */
+    mo_tensor *fp = mo__newtensor(L, 1, &total, 0, fname);  /* 4 */
+    mo_tensor *fg = mo__newtensor(L, 1, &total, 1, fname);  /* 5 */
+    lua_createtable(L, (int)n, 0);                          /* 6 */
+    lua_createtable(L, (int)n, 0);                          /* 7 */
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
-        mo_tensor *p = mo__totensor(L, -1);
-        if (p == NULL || !mo_tensor_alive(p))
-            return luaL_error(L, "%s: parameter #%I is not a live %s", fname, i, MO_TENSOR_MT);
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, 2) != LUA_TNIL)
-            return luaL_error(L, "%s: parameter #%I appears twice", fname, i);
-        lua_pop(L, 1);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, 2);
-        if (mo_size_add(total, p->numel, &total) != MO_OK || total > (size_t)MO__MAX_SIZE)
-            return luaL_error(L, "%s: the parameters hold more than 2^40 elements", fname);
-        lua_rawgeti(L, 1, i);
-        mo_tensor *g = param_grad(L, lua_gettop(L), fname);
-        if (g && !mo_tensor_same_shape(g, p))
-            return two_shapes_error(L, fname, "a parameter %s has a .grad of shape %s", p, g);
-        lua_pop(L, 2);
-    }
-
-    /* pass 2: the buffers (slots 3, 4) and, per parameter, the new handle of the
-     * parameter and its grad view as tensors in tables at slots 5 and 6 (so they
-     * are collected if anything below fails) */
-    mo_tensor *fp = mo__newtensor(L, 1, &total, 0, fname);
-    mo_tensor *fg = mo__newtensor(L, 1, &total, 1, fname);
-    lua_createtable(L, (int)n, 0);
-    lua_createtable(L, (int)n, 0);
-    size_t off = 0;
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
-        mo_tensor *p = mo__totensor(L, -1);
-        int pidx = lua_gettop(L);
-        mo_tensor slice;
-        mo_tensor_init(&slice);
-        mo_tensor *np = mo_lua_newtensor(L);
-        mo_status st = mo_tensor_narrow(&slice, fp, 0, off, p->numel);
-        if (st == MO_OK) st = mo_tensor_view(np, &slice, p->ndim, p->shape);
-        mo_tensor_release(&slice);
-        if (st == MO_OK) st = mo_copy(np, p);
-        check_status(L, st, fname);
-        lua_rawseti(L, 5, i);
-        mo_tensor *ng = mo_lua_newtensor(L);
-        st = mo_tensor_narrow(&slice, fg, 0, off, p->numel);
-        if (st == MO_OK) st = mo_tensor_view(ng, &slice, p->ndim, p->shape);
-        mo_tensor_release(&slice);
-        mo_tensor *og = param_grad(L, pidx, fname);
-        if (st == MO_OK && og) st = mo_copy(ng, og);
-        lua_pop(L, 1); /* what param_grad pushed (the old grad or nil) */
-        check_status(L, st, fname);
+        mo_lua_newtensor(L);
         lua_rawseti(L, 6, i);
-        lua_pop(L, 1); /* the parameter */
-        off += p->numel;
+        mo_lua_newtensor(L);
+        lua_rawseti(L, 7, i);
     }
 
-    /* pass 3: commit; nothing here can fail */
+    flatten_recheck(L, n, total, fname);
+    flatten_fill(L, n, fp, fg, fname);
+
+    /* pass 4: commit; nothing here can fail */
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
+        lua_rawgeti(L, 2, i);
         mo_tensor *p = mo__totensor(L, -1);
-        lua_rawgeti(L, 5, i);
+        lua_rawgeti(L, 6, i);
         mo_tensor *np = mo__totensor(L, -1);
         mo_tensor_release(p);
         mo_tensor_share(p, np);  /* np is live: cannot fail */
         mo_tensor_release(np);   /* the temporary tensor is now empty; its __gc does nothing */
         lua_pop(L, 1);
-        lua_rawgeti(L, 6, i);
+        lua_rawgeti(L, 7, i);
         lua_setiuservalue(L, -2, 1); /* .grad = the view */
         lua_pushnil(L);
         lua_setiuservalue(L, -2, 2); /* no longer on anyone else's memory */
         lua_pop(L, 1);
     }
-    lua_pushvalue(L, 3);
     lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
     return 2;
 }
 

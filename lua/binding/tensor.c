@@ -140,6 +140,17 @@ mo_tensor *mo__checktensor(lua_State *L, int idx, const char *fname)
     return t;
 }
 
+mo_tensor *mo__recheck(lua_State *L, int idx, const char *fname, int ndim, const size_t *shape)
+{
+    mo_tensor *t = mo__checkarg(L, idx, fname);
+    if (shape != NULL && !mo__shape_is(t, ndim, shape)) {
+        char was[MO__SHAPE_BUF], now[MO__SHAPE_BUF];
+        luaL_error(L, "%s: the tensor changed from %s to %s during the call", fname,
+                   mo__shapestr_raw(ndim, shape, was), mo__shapestr(t, now));
+    }
+    return t;
+}
+
 lua_Number mo__checknumber(lua_State *L, int idx, const char *fname)
 {
     if (lua_type(L, idx) != LUA_TNUMBER) mo__typeerror(L, idx, fname, "number");
@@ -171,23 +182,23 @@ lua_Number mo__optnumber(lua_State *L, int idx, const char *fname, lua_Number de
     return mo__checknumber(L, idx, fname);
 }
 
-/* An integer argument (an integer, or a float with an integral value); `what`
- * names it in the message ("index", "start", ...). */
-static lua_Integer check_integer(lua_State *L, int idx, const char *fname, const char *what)
+lua_Integer mo__checkinteger(lua_State *L, int idx, const char *fname, const char *what)
 {
-    if (lua_isinteger(L, idx)) return lua_tointeger(L, idx);
     if (lua_type(L, idx) == LUA_TNUMBER) {
-        lua_Number x = lua_tonumber(L, idx);
-        /* Range-check before converting: a float outside lua_Integer's range has no integer. */
-        if (x == floor(x) && x >= -9.0e18 && x <= 9.0e18) return (lua_Integer)x;
+        /* lua_tointegerx converts a float only when its value is an exact integer
+         * in range (NaN, inf, 2^63, 1.5 fail): no C cast of an arbitrary double. */
+        int isint;
+        lua_Integer v = lua_tointegerx(L, idx, &isint);
+        if (isint) return v;
     }
     mo__argerror(L, idx, fname, "%s must be an integer, got %s", what, mo__describe(L, idx));
     return 0;
 }
 
+
 int mo__checkdim(lua_State *L, int idx, const char *fname, const mo_tensor *t)
 {
-    lua_Integer d = check_integer(L, idx, fname, "dimension");
+    lua_Integer d = mo__checkinteger(L, idx, fname, "dimension");
     if (d < 1 || d > t->ndim)
         mo__argerror(L, idx, fname, "dimension %I out of range for a %d-d tensor", d, t->ndim);
     return (int)(d - 1);
@@ -199,18 +210,13 @@ static size_t read_size(lua_State *L, int idx, const char *fname, int pos, int *
     const char *want = infer ? "a non-negative integer or -1" : "a non-negative integer";
     lua_Integer v = 0;
     int ok = 0;
-    if (lua_isinteger(L, idx)) {
-        v = lua_tointeger(L, idx);
-        ok = 1;
-    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        /* exact integers only, never a C cast of the double (NaN, 2^63 are UB there) */
+        v = lua_tointegerx(L, idx, &ok);
         lua_Number x = lua_tonumber(L, idx);
-        if (x == floor(x) && x >= -1.0 && x <= (lua_Number)MO__MAX_SIZE) {
-            v = (lua_Integer)x;
-            ok = 1;
-        } else if (x == floor(x) && x > (lua_Number)MO__MAX_SIZE && x != HUGE_VAL) {
+        if (!ok && x == floor(x) && x > (lua_Number)MO__MAX_SIZE && x != HUGE_VAL)
             luaL_error(L, "%s: size #%d must be at most 2^40, got %s", fname, pos,
                        mo__describe(L, idx));
-        }
     }
     if (ok && v == -1 && infer) {
         if (*infer >= 0) luaL_error(L, "%s: only one size may be -1", fname);
@@ -301,9 +307,7 @@ mo_tensor *mo_lua_testtensor(lua_State *L, int idx)
 
 mo_tensor *mo_lua_checktensor(lua_State *L, int idx)
 {
-    mo_tensor *t = (mo_tensor *)luaL_checkudata(L, idx, MO_TENSOR_MT);
-    if (!mo_tensor_alive(t)) luaL_argerror(L, idx, "tensor has been freed");
-    return t;
+    return mo__checktensor(L, idx, "mo_lua_checktensor");
 }
 
 /* Registry key of this state's count of tensor kilobytes not yet reported. */
@@ -344,9 +348,15 @@ void mo__gc_account(lua_State *L, size_t numel)
 
 mo_tensor *mo__newtensor(lua_State *L, int ndim, const size_t *shape, int zero, const char *fname)
 {
+    /* shape often points into another tensor's handle (new_like(a) passes a->shape), and
+     * the allocation below can run a finalizer that frees that tensor, which zeroes its
+     * handle: copy the sizes first. */
+    size_t sizes[MO_MAX_DIMS];
+    if (ndim < 0 || ndim > MO_MAX_DIMS) mo__status_error(L, MO_ERR_DIMS, fname);
+    if (ndim > 0) memcpy(sizes, shape, (size_t)ndim * sizeof *sizes);
     mo_tensor *t = mo_lua_newtensor(L);
     mo_status st =
-        zero ? mo_tensor_zeros(t, ndim, shape, NULL) : mo_tensor_empty(t, ndim, shape, NULL);
+        zero ? mo_tensor_zeros(t, ndim, sizes, NULL) : mo_tensor_empty(t, ndim, sizes, NULL);
     if (st != MO_OK) mo__status_error(L, st, fname);
     mo__gc_account(L, t->numel);
     return t;
@@ -391,8 +401,10 @@ static mo_tensor *push_view(lua_State *L, int src)
 /* Metamethods                                                              */
 /* ======================================================================== */
 
-/* __gc and __close (and t:__gc() by hand): release the handle, drop .grad and
- * the owner. A second call finds an empty handle and does nothing harmful. */
+/* __gc (the collector's finalizer): release this handle, drop .grad and the
+ * owner. Views made from the tensor hold their own references and keep working
+ * (a view routinely outlives the temporary it was taken from). A second call
+ * finds an empty handle and does nothing harmful. */
 static int t_gc(lua_State *L)
 {
     mo_tensor *t = mo__totensor(L, 1);
@@ -403,6 +415,19 @@ static int t_gc(lua_State *L)
     lua_pushnil(L);
     lua_setiuservalue(L, 1, 2);
     return 0;
+}
+
+/* t:__gc() and __close (`local t <close>`): free the memory now. The storage is
+ * revoked, so every view sharing it (views of views, and the tensor a view was
+ * taken from) raises "tensor has been freed" from now on instead of keeping the
+ * memory alive; borrowed host memory gets its release callback now. Then the
+ * handle is released as by the collector. Harmless on a freed tensor. */
+static int t_free(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    if (t == NULL) return mo__typeerror(L, 1, "__gc", MO_TENSOR_MT);
+    mo_tensor_revoke(t);
+    return t_gc(L);
 }
 
 /* Walks the first `limit` elements in row-major order (any strides). */
@@ -432,21 +457,24 @@ static int t_tostring(lua_State *L)
         lua_pushliteral(L, MO_TENSOR_MT " (freed)");
         return 1;
     }
+    /* Everything shown is copied out before the buffer allocates (a finalizer may free t). */
     enum { SHOWN = 6 };
     float vals[SHOWN];
     size_t n = first_values(t, vals, SHOWN);
+    size_t numel = t->numel;
     char shape[MO__SHAPE_BUF];
+    mo__shapestr(t, shape);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, MO_TENSOR_MT);
-    luaL_addstring(&b, mo__shapestr(t, shape));
+    luaL_addstring(&b, shape);
     luaL_addchar(&b, '[');
     for (size_t k = 0; k < n; k++) {
         char num[40];
         snprintf(num, sizeof num, k ? ", %.6g" : "%.6g", (double)vals[k]);
         luaL_addstring(&b, num);
     }
-    if (t->numel > n) luaL_addstring(&b, ", ...");
+    if (numel > n) luaL_addstring(&b, ", ...");
     luaL_addchar(&b, ']');
     luaL_pushresult(&b);
     return 1;
@@ -506,10 +534,15 @@ static int t_newindex(lua_State *L)
 
 static void push_sizes(lua_State *L, const mo_tensor *t, int strides)
 {
-    lua_createtable(L, t->ndim, 0);
-    for (int i = 0; i < t->ndim; i++) {
-        lua_pushinteger(L, strides ? (lua_Integer)t->stride[i] : (lua_Integer)t->shape[i]);
-        lua_rawseti(L, -2, i + 1);
+    /* copied first: creating the table may run a finalizer that frees t */
+    lua_Integer v[MO_MAX_DIMS];
+    int ndim = t->ndim;
+    for (int i = 0; i < ndim; i++)
+        v[i] = strides ? (lua_Integer)t->stride[i] : (lua_Integer)t->shape[i];
+    lua_createtable(L, ndim, 0);
+    for (int i = 0; i < ndim; i++) {
+        lua_pushinteger(L, v[i]);
+        lua_rawseti(L, -2, i + 1); /* within the preallocated array part: no allocation */
     }
 }
 
@@ -580,7 +613,7 @@ static ptrdiff_t element_offset(lua_State *L, const mo_tensor *t, int first, con
     for (int d = 0; d < t->ndim; d++) {
         int arg = first + d;
         lua_Integer i = lua_isinteger(L, arg) ? lua_tointeger(L, arg)
-                                              : check_integer(L, arg, fname, "index");
+                                              : mo__checkinteger(L, arg, fname, "index");
         if (i < 1 || (lua_Unsigned)i > (lua_Unsigned)t->shape[d])
             mo__argerror(L, arg, fname, "index %I out of range for dimension %d of size %I", i,
                          d + 1, (lua_Integer)t->shape[d]);
@@ -628,7 +661,8 @@ static int m_item(lua_State *L)
     return 1;
 }
 
-/* Pushes nested tables for dimensions d.. of t starting at p. */
+/* Pushes nested tables for dimensions d.. of t starting at p. t and p belong to
+ * a private copy that only the caller's stack slot holds (see m_totable). */
 static void push_nested(lua_State *L, const mo_tensor *t, const float *p, int d)
 {
     size_t n = t->shape[d];
@@ -650,11 +684,24 @@ static void push_nested(lua_State *L, const mo_tensor *t, const float *p, int d)
 /* totable() -> nested tables ({{1, 2}, {3, 4}}); a 0-d tensor gives its number. */
 static int m_totable(lua_State *L)
 {
-    mo_tensor *t = mo__checkarg(L, 1, "totable");
-    if (t->ndim == 0)
+    static const char fname[] = "totable";
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    if (t->ndim == 0) {
         lua_pushnumber(L, (lua_Number)mo_tensor_data(t)[0]);
-    else
-        push_nested(L, t, mo_tensor_data(t), 0);
+        return 1;
+    }
+    /* Every table made below can run a finalizer that frees t or moves its
+     * storage (nn_flatten), so the values are read from a copy no Lua code can
+     * reach (it lives in stack slot 2 only), taken after the copy's own
+     * allocation and a fresh check of t. */
+    size_t shape[MO_MAX_DIMS];
+    int ndim = t->ndim;
+    memcpy(shape, t->shape, (size_t)ndim * sizeof *shape);
+    lua_settop(L, 1);
+    mo_tensor *c = mo__newtensor(L, ndim, shape, 0, fname);
+    t = mo__recheck(L, 1, fname, ndim, shape);
+    mo__check(L, mo_copy(c, t), fname);
+    push_nested(L, c, mo_tensor_data(c), 0);
     return 1;
 }
 
@@ -767,11 +814,11 @@ static int m_narrow(lua_State *L)
     mo_tensor *t = mo__checkarg(L, 1, "narrow");
     int d = mo__checkdim(L, 2, "narrow", t);
     lua_Integer size = (lua_Integer)t->shape[d];
-    lua_Integer start = check_integer(L, 3, "narrow", "start");
+    lua_Integer start = mo__checkinteger(L, 3, "narrow", "start");
     if (start < 1 || start > size + 1)
         return mo__argerror(L, 3, "narrow", "start %I out of range for dimension %d of size %I",
                             start, d + 1, size);
-    lua_Integer len = check_integer(L, 4, "narrow", "length");
+    lua_Integer len = mo__checkinteger(L, 4, "narrow", "length");
     if (len < 0 || len > size - start + 1)
         return mo__argerror(L, 4, "narrow",
                             "length %I out of range: dimension %d of size %I from start %I", len,
@@ -810,7 +857,7 @@ static int m_select(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "select");
     int d = mo__checkdim(L, 2, "select", t);
-    lua_Integer i = check_integer(L, 3, "select", "index");
+    lua_Integer i = mo__checkinteger(L, 3, "select", "index");
     if (i < 1 || (lua_Unsigned)i > (lua_Unsigned)t->shape[d])
         return mo__argerror(L, 3, "select", "index %I out of range for dimension %d of size %I", i,
                             d + 1, (lua_Integer)t->shape[d]);
@@ -856,8 +903,8 @@ static const luaL_Reg tensor_methods[] = {
     {"transpose", m_transpose},
     {"t", m_t},
     {"select", m_select},
-    {"__gc", t_gc},
-    {"__close", t_gc},
+    {"__gc", t_free},
+    {"__close", t_free},
     {NULL, NULL},
 };
 
@@ -892,7 +939,7 @@ void mo__open_tensor(lua_State *L)
 
     lua_pushcfunction(L, t_gc);
     lua_setfield(L, mt, "__gc");
-    lua_pushcfunction(L, t_gc);
+    lua_pushcfunction(L, t_free);
     lua_setfield(L, mt, "__close");
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, mt, "__tostring");

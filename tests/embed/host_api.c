@@ -302,6 +302,22 @@ TEST(bad_arguments_are_lua_errors)
                               "shape {8589934592, 8589934592} is too large"));
     CHECK(pushhost_fails_with(L, (bad_call){buf, 2, two, 7, &log},
                               "mo_lua_pushhost: owner_idx 7 is not a valid stack index"));
+    /* indices below the stack bottom or far above the top are undefined behaviour in the
+     * Lua API: refused before anything reads them (the C function's stack holds 1 value) */
+    CHECK(pushhost_fails_with(L, (bad_call){buf, 2, two, -99, &log},
+                              "mo_lua_pushhost: owner_idx -99 is not a valid stack index"));
+    CHECK(pushhost_fails_with(L, (bad_call){buf, 2, two, -2, &log},
+                              "owner_idx -2 is not a valid stack index (the stack holds 1 values)"));
+    CHECK(pushhost_fails_with(L, (bad_call){buf, 2, two, 1000000, &log},
+                              "owner_idx 1000000 is not a valid stack index"));
+    CHECK(pushhost_fails_with(L, (bad_call){buf, 2, two, LUA_REGISTRYINDEX - 300, &log},
+                              "is not a valid stack index"));
+    CHECK(pushhost_fails_with(L, (bad_call){buf, 2, two, lua_upvalueindex(1), &log},
+                              "is not a valid stack index")); /* a valid pseudo-index, but empty */
+    /* a float pointer that is not 4-byte aligned (inside a byte buffer) */
+    _Alignas(float) unsigned char bytes[4 * sizeof(float) + 1];
+    float *odd = (float *)(void *)(bytes + 1);
+    CHECK(pushhost_fails_with(L, (bad_call){odd, 2, two, 0, &log}, "is not aligned to 4 bytes"));
     CHECK(log.calls == 0); /* nothing was taken, so nothing is given back */
     /* mo_lua_revoke on something else */
     lua_pushcfunction(L, call_revoke);
@@ -314,6 +330,68 @@ TEST(bad_arguments_are_lua_errors)
     CHECK(log.calls == 0);
 }
 
+static int call_revoke_at(lua_State *L)
+{
+    mo_lua_revoke(L, (int)lua_tointeger(L, 1));
+    return 0;
+}
+
+TEST(revoke_refuses_an_invalid_index)
+{
+    lua_State *L = new_state();
+    CHECK(L != NULL);
+    if (!L) return;
+    lua_pushcfunction(L, call_revoke_at);
+    lua_pushinteger(L, -99);
+    CHECK(lua_pcall(L, 1, 0, 0) != LUA_OK);
+    CHECK(strstr(lua_tostring(L, -1), "mo_lua_revoke: index -99 is not a valid stack index") != NULL);
+    lua_close(L);
+}
+
+/* mo_tensor_wrap (the core) refuses a pointer that is not float-aligned: the kernels load whole
+ * floats, and UBSan reports every such load in ops.c and reduce.c. */
+TEST(wrap_refuses_misaligned_data)
+{
+    _Alignas(float) unsigned char bytes[4 * sizeof(float) + 3];
+    size_t n = 4;
+    mo_tensor t;
+    mo_tensor_init(&t);
+    for (int k = 1; k < 4; k++)
+        CHECK_STATUS(mo_tensor_wrap(&t, (float *)(void *)(bytes + k), 1, &n, NULL, NULL), MO_ERR_ARG);
+    CHECK(t.storage == NULL);
+    CHECK_OK(mo_tensor_wrap(&t, (float *)(void *)bytes, 1, &n, NULL, NULL));
+    CHECK_OK(mo_fill(&t, 2.0f));
+    double s = 0;
+    CHECK_OK(mo_sum(&t, &s));
+    CHECK(s == 8.0);
+    mo_tensor_release(&t);
+}
+
+/* t:__gc() from Lua on a host tensor (or any view of it) frees it as mo_lua_revoke does: every
+ * view raises, and the host's release runs now, once. The collector's finalizer does not. */
+TEST(gc_method_on_host_memory_revokes_every_view)
+{
+    lua_State *L = new_state();
+    CHECK(L != NULL);
+    if (!L) return;
+    float buf[6] = {1, 2, 3, 4, 5, 6};
+    size_t shape[2] = {2, 3};
+    release_log log = {0, NULL};
+    mo_lua_pushhost(L, buf, 2, shape, log_release, &log, 0);
+    lua_setglobal(L, "h");
+    CHECK(run_is(L, "v = h:t() vv = v:narrow(1, 2, 2):select(2, 1) return vv:sum()", "5.0"));
+    /* the collector finalizing the base alone: views keep the memory */
+    CHECK(run_is(L, "getmetatable(h).__gc(h) return v:sum()", "21.0"));
+    CHECK(log.calls == 0);
+    CHECK(run_is(L, "vv:__gc() return 0", "0"));   /* a view of a view frees all of it */
+    CHECK(log.calls == 1 && log.data == buf);
+    CHECK(fails_with(L, "return v:sum()", "tensor has been freed"));
+    CHECK(fails_with(L, "return vv:totable()", "tensor has been freed"));
+    CHECK(run_is(L, "v, vv = nil, nil collectgarbage() collectgarbage() return 0", "0"));
+    lua_close(L);
+    CHECK(log.calls == 1);
+}
+
 int main(void)
 {
     RUN(pushhost_shares_memory_without_copy);
@@ -322,5 +400,8 @@ int main(void)
     RUN(revoke_reaches_every_view_and_releases_once);
     RUN(revoke_through_a_view_made_in_lua);
     RUN(bad_arguments_are_lua_errors);
+    RUN(revoke_refuses_an_invalid_index);
+    RUN(wrap_refuses_misaligned_data);
+    RUN(gc_method_on_host_memory_revokes_every_view);
     return ctest_summary();
 }

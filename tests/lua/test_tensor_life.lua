@@ -1,6 +1,6 @@
--- Lifetimes: views outlive their base, <close> and hand-called __gc free a
--- tensor (which then raises "tensor has been freed" everywhere), .grad lives as
--- long as its parameter, and tensor memory paces the garbage collector.
+-- Lifetimes: views outlive a collected base, <close> and hand-called __gc free a
+-- tensor and every view of it (which then raise "tensor has been freed" everywhere),
+-- .grad lives as long as its parameter, and tensor memory paces the garbage collector.
 local lu = require "luaunit"
 local mo = require "moonopt"
 local core = require "moonopt.core"
@@ -58,10 +58,42 @@ function TestTensorLife.test_view_outlives_collected_base()
   lu.assertEquals(t:get(2, 1), 20)          -- the two views still share the storage
 end
 
-function TestTensorLife.test_view_survives_freed_base()
+-- t:__gc() frees the storage: every view of it (views of views, the tensor a view was
+-- taken from) raises from then on, instead of keeping the memory alive (docs/api.md)
+function TestTensorLife.test_views_of_a_freed_tensor_raise()
+  local base = mo.arange(6)
+  local v = base:view(2, 3)
+  local vv = v:t():narrow(1, 2, 2)
+  local s = base:narrow(1, 2, 3)
+  local other = mo.arange(6)
+  base:__gc()
+  fails(FREED, base.sum, base)
+  fails(FREED, v.sum, v)
+  fails(FREED, vv.totable, vv)
+  fails(FREED, function() return s:get(1) end)
+  fails(FREED, function() return v:view(6) end)
+  fails(FREED, function() return other:add_(s) end)
+  lu.assertEquals(tostring(vv), "moonopt.Tensor (freed)")
+  lu.assertEquals(other:sum(), 21)
+  -- freeing a view frees what it views
+  local b2 = mo.ones(4)
+  local w = b2:view(2, 2)
+  w:__gc()
+  fails(FREED, b2.sum, b2)
+  -- <close> likewise
+  local kept
+  do
+    local c <close> = mo.ones(3)
+    kept = c:narrow(1, 1, 2)
+  end
+  fails(FREED, kept.sum, kept)
+end
+
+-- The collector's finalizer is not t:__gc(): it drops one handle, and views keep working.
+function TestTensorLife.test_the_collector_only_drops_one_handle()
   local base = mo.arange(4)
   local v = base:view(2, 2)
-  base:__gc()
+  getmetatable(base).__gc(base)
   fails(FREED, base.sum, base)
   lu.assertEquals(v:sum(), 10)
 end
@@ -88,7 +120,6 @@ end
 
 function TestTensorLife.test_gc_by_hand_twice_is_safe()
   local t = mo.ones(2, 2)
-  lu.assertIs(getmetatable(t).__gc, getmetatable(t).__close)
   t:__gc()
   t:__gc()
   getmetatable(t).__gc(t)
