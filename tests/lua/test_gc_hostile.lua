@@ -303,8 +303,8 @@ case("mo.tensor(list, shape)", "tensor", function() return {{1, 2, 3, 4, 5, 6}, 
 case("mo.tensor(t)", "tensor", function() return {M(2, 3)} end, function(a) return mo.tensor(a[1]) end)
 case("mo.zeros{shape}", "zeros", function() return {{2, 3}} end, function(a) return mo.zeros(a[1]) end)
 case("mo.full", "full", function() return {{2, 3}} end, function(a) return mo.full(a[1], 2) end)
-case("mo.norm_many", "norm_many", function() return {{M(2, 2), M(3, 1), M(1, 1)}} end,
-  function(a) return mo.norm_many(a[1]) end)
+case("core.norm_many", "norm_many", function() return {{M(2, 2), M(3, 1), M(1, 1)}} end,
+  function(a) return core.norm_many(a[1]) end)
 case("mo.matmul", "matmul", function() return {M(2, 3), M(3, 4)} end,
   function(a) return mo.matmul(a[1], a[2]) end)
 case("mo.matmul out", "matmul", function() return {M(2, 3), M(3, 4), {out = mo.zeros(2, 4), beta = 1}} end,
