@@ -374,6 +374,18 @@ void mo__sweep_temporaries(const char *path)
 /* Whole files                                                              */
 /* ------------------------------------------------------------------------ */
 
+const char *mo_file_kind(const char *path)
+{
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return NULL;
+    if (S_ISREG(sb.st_mode)) return "file";
+    if (S_ISDIR(sb.st_mode)) return "directory";
+    if (S_ISFIFO(sb.st_mode)) return "fifo";
+    if (S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode)) return "device";
+    if (S_ISSOCK(sb.st_mode)) return "socket";
+    return "other";
+}
+
 mo_status mo_file_write(const char *path, const void *data, size_t len, char *why, size_t why_size)
 {
     if (!path || (!data && len > 0)) {

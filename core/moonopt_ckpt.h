@@ -114,6 +114,13 @@ mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t
  */
 mo_status mo_file_write(const char *path, const void *data, size_t len, char *why, size_t why_size);
 
+/*
+ * What `path` is, without opening it (symbolic links followed): "file",
+ * "directory", "fifo", "device", "socket" or "other"; NULL when it does not
+ * exist or cannot be examined. For probing paths that a reader would refuse.
+ */
+const char *mo_file_kind(const char *path);
+
 /* The same file image in memory: *out (free it with mo_ckpt_buffer_free) of *len bytes. */
 mo_status mo_ckpt_encode(unsigned char **out, size_t *len, const mo_ckpt_item *items, size_t n,
                          const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size);
