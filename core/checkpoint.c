@@ -17,6 +17,7 @@
  */
 #include "moonopt_internal.h"
 #include "moonopt_ckpt.h"
+#include "file_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -575,45 +576,6 @@ void mo_ckpt_buffer_free(unsigned char *buf)
     free(buf);
 }
 
-/* The directory part of path ("." when there is none), in a new string. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        char *d = malloc(2);
-        if (d) memcpy(d, ".", 2);
-        return d;
-    }
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    char *d = malloc(n + 1);
-    if (!d) return NULL;
-    memcpy(d, path, n);
-    d[n] = '\0';
-    return d;
-}
-
-/* fsync of a directory, so a rename in it survives a power cut. File systems
- * that cannot sync directories say EINVAL (or EBADF/EROFS on some): nothing to do then. */
-static mo_status sync_dir(const char *path, char *why, size_t why_size)
-{
-    char *dir = dir_of(path);
-    if (!dir) return MO_ERR_NOMEM;
-    mo_status st = MO_OK;
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) {
-        say_errno(why, why_size, "cannot open the directory", dir, errno);
-        st = MO_ERR_IO;
-    } else {
-        if (fsync(fd) != 0 && errno != EINVAL && errno != EBADF && errno != EROFS) {
-            say_errno(why, why_size, "cannot sync the directory", dir, errno);
-            st = MO_ERR_IO;
-        }
-        close(fd);
-    }
-    free(dir);
-    return st;
-}
-
 mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t n,
                              const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size)
 {
@@ -624,60 +586,19 @@ mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t
     strbuf hb;
     sb_init(&hb);
     size_t data_len = 0;
-    char *tmp = NULL;
-    FILE *fp = NULL;
     unsigned char *stage = malloc(STAGE);
     mo_status st = stage ? MO_OK : MO_ERR_NOMEM;
     if (st == MO_OK) st = build_header(&hb, &data_len, items, n, meta, nmeta, stage, why, why_size);
 
-    /* "<path>.<pid>-<k>.tmp", created exclusively: two writers never share one */
-    size_t plen = strlen(path), tlen = 0;
-    if (st == MO_OK) st = mo_size_add(plen, 64, &tlen);
-    if (st == MO_OK && !(tmp = malloc(tlen))) st = MO_ERR_NOMEM;
-    int fd = -1;
-    for (unsigned k = 0; st == MO_OK && fd < 0; k++) {
-        snprintf(tmp, tlen, "%s.%ld-%u.tmp", path, (long)getpid(), k);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && (errno != EEXIST || k >= 1000)) {
-            say_errno(why, why_size, "cannot create", tmp, errno);
-            st = MO_ERR_IO;
-            free(tmp);
-            tmp = NULL;
-        }
-    }
+    /* temporary file, fsync, rename, stale temporaries removed: core/file.c */
+    mo__atomic_file w = {NULL, NULL, path};
+    if (st == MO_OK) st = mo__atomic_begin(&w, path, why, why_size);
     if (st == MO_OK) {
-        fp = fdopen(fd, "wb");
-        if (!fp) {
-            say_errno(why, why_size, "cannot open", tmp, errno);
-            close(fd);
-            st = MO_ERR_IO;
-        }
-    }
-    if (st == MO_OK) {
-        sink k = {fp, NULL, 0, why, why_size};
+        sink k = {w.fp, NULL, 0, why, why_size};
         st = write_image(&k, &hb, items, n, stage);
     }
-    /* the bytes must be on the disk before the rename makes them the file */
-    if (st == MO_OK && fflush(fp) != 0) {
-        say_errno(why, why_size, "write error", tmp, errno);
-        st = MO_ERR_IO;
-    }
-    if (st == MO_OK && fsync(fileno(fp)) != 0) {
-        say_errno(why, why_size, "cannot sync", tmp, errno);
-        st = MO_ERR_IO;
-    }
-    if (fp && fclose(fp) != 0 && st == MO_OK) {
-        say_errno(why, why_size, "write error", tmp, errno);
-        st = MO_ERR_IO;
-    }
-    if (st == MO_OK && rename(tmp, path) != 0) {
-        say_errno(why, why_size, "cannot rename the temporary file to", path, errno);
-        st = MO_ERR_IO;
-    }
-    if (st != MO_OK && tmp && fd >= 0) remove(tmp);
-    if (st == MO_OK) st = sync_dir(path, why, why_size);
+    st = mo__atomic_end(&w, st, why, why_size);
     if (st == MO_ERR_NOMEM || st == MO_ERR_OVERFLOW) mo__say(why, why_size, "%s", mo_status_str(st));
-    free(tmp);
     free(hb.p);
     free(stage);
     return st;
@@ -1451,26 +1372,13 @@ mo_status mo_ckpt_read_file(mo_ckpt **out, const char *path, const mo_allocator 
         return MO_ERR_ARG;
     }
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        say_errno(why, why_size, "cannot open", NULL, errno);
-        return MO_ERR_IO;
-    }
-    struct stat sb;
+    /* a FIFO, a directory or a device is refused without blocking (core/file.c) */
+    size_t size = 0;
     mo_status st = MO_OK;
-    if (fstat(fileno(fp), &sb) != 0) {
-        say_errno(why, why_size, "cannot stat", NULL, errno);
-        st = MO_ERR_IO;
-    } else if (!S_ISREG(sb.st_mode)) {
-        mo__say(why, why_size, "not a regular file");
-        st = MO_ERR_IO;
-    } else if ((uintmax_t)sb.st_size > (uintmax_t)SIZE_MAX) {
-        mo__say(why, why_size, "the file is too large for this machine's address space");
-        st = MO_ERR_OVERFLOW;
-    } else {
-        source s = {fp, NULL, 0, 0};
-        st = read_all(out, &s, (size_t)sb.st_size, a, why, why_size);
-    }
+    FILE *fp = mo__open_regular(path, &size, &st, why, why_size);
+    if (!fp) return st;
+    source s = {fp, NULL, 0, 0};
+    st = read_all(out, &s, size, a, why, why_size);
     fclose(fp);
     return st;
 }

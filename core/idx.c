@@ -13,6 +13,7 @@
  * promising gigabytes in a small file is "truncated" without allocating them.
  */
 #include "moonopt_internal.h"
+#include "file_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -552,31 +553,15 @@ mo_status mo_idx_read_file(mo_tensor *out, const char *path, float scale, float 
     memset(&s, 0, sizeof s);
     s.why = why;
     s.why_size = why_size;
-    s.fp = fopen(path, "rb");
-    if (!s.fp) {
-        say_errno(why, why_size, "cannot open", errno);
-        return MO_ERR_IO;
-    }
-    struct stat sb;
-    if (fstat(fileno(s.fp), &sb) != 0) {
-        say_errno(why, why_size, "cannot stat", errno);
-        fclose(s.fp);
-        return MO_ERR_IO;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        mo__say(why, why_size, "is a directory, not an IDX file");
-        fclose(s.fp);
-        return MO_ERR_IO;
-    }
-    /* Pipes and devices have no size; regular files do (and it cannot change under us
-     * without the reads noticing: they check the count again). */
-    if (S_ISREG(sb.st_mode) && sb.st_size >= 0 && (uintmax_t)sb.st_size <= SIZE_MAX) {
-        s.size_known = 1;
-        s.total = (size_t)sb.st_size;
-    }
+    /* A FIFO, a directory or a device is refused without blocking (core/file.c); a
+     * regular file's size cannot change under us without the reads noticing (they
+     * check the count again). */
+    mo_status st = MO_OK;
+    s.fp = mo__open_regular(path, &s.total, &st, why, why_size);
+    if (!s.fp) return st;
+    s.size_known = 1;
     unsigned char *chunk = malloc(CHUNK);
     s.inbuf = malloc(CHUNK);
-    mo_status st = MO_OK;
     if (!chunk || !s.inbuf) {
         mo__say(why, why_size, "out of memory");
         st = MO_ERR_NOMEM;
@@ -804,10 +789,9 @@ mo_status mo_idx_write_file(const char *path, const mo_tensor *t, mo_idx_type ty
     }
     MO_TRY(check_range(t, type, why, why_size));
 
-    /* Write "<path>.tmp" and rename it over path only when everything has been written. */
-    size_t plen = strlen(path), tlen;
-    if (mo_size_add(plen, sizeof ".tmp", &tlen) != MO_OK) return MO_ERR_OVERFLOW;
-    char *tmp = malloc(tlen);
+    /* The bytes go to a temporary file renamed over path only when everything has been
+     * written (core/file.c: parent directories, fsync, stale temporaries). */
+    mo__atomic_file w = {NULL, NULL, path};
     unsigned char *buf = malloc(CHUNK);
     sink k;
     memset(&k, 0, sizeof k);
@@ -816,13 +800,11 @@ mo_status mo_idx_write_file(const char *path, const mo_tensor *t, mo_idx_type ty
     k.gz = gzip_level > 0;
     k.zbuf = malloc(CHUNK);
     mo_status st = MO_OK;
-    if (!tmp || !buf || !k.zbuf) {
+    if (!buf || !k.zbuf) {
         mo__say(why, why_size, "out of memory");
         st = MO_ERR_NOMEM;
         goto done;
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", sizeof ".tmp");
 #ifdef MO_HAVE_ZLIB
     if (k.gz) {
         /* 16 + MAX_WBITS: gzip wrapper; memLevel 8 is zlib's default. */
@@ -834,29 +816,17 @@ mo_status mo_idx_write_file(const char *path, const mo_tensor *t, mo_idx_type ty
         k.zs_live = 1;
     }
 #endif
-    k.fp = fopen(tmp, "wb");
-    if (!k.fp) {
-        say_errno(why, why_size, "cannot create", errno);
-        st = MO_ERR_IO;
-        goto done;
-    }
+    st = mo__atomic_begin(&w, path, why, why_size);
+    if (st != MO_OK) goto done;
+    k.fp = w.fp;
     st = write_all(&k, t, type, buf);
-    if (fclose(k.fp) != 0 && st == MO_OK) {
-        say_errno(why, why_size, "write error", errno);
-        st = MO_ERR_IO;
-    }
+    st = mo__atomic_end(&w, st, why, why_size);
     k.fp = NULL;
-    if (st == MO_OK && rename(tmp, path) != 0) {
-        say_errno(why, why_size, "cannot rename the temporary file", errno);
-        st = MO_ERR_IO;
-    }
-    if (st != MO_OK) remove(tmp);
 done:
 #ifdef MO_HAVE_ZLIB
     if (k.zs_live) deflateEnd(&k.zs);
 #endif
     free(k.zbuf);
     free(buf);
-    free(tmp);
     return st;
 }

@@ -17,11 +17,17 @@
  * "moonopt.crc32": the CRC-32 (zlib's) of the data section as 8 lowercase hex
  * digits; the reader checks it when present (files from other tools have none).
  *
- * Writing a file is atomic: the bytes go to a new temporary file in the same
- * directory ("<path>.<pid>-<k>.tmp"), which is flushed, fsync'ed and renamed
- * over `path`; then the directory is fsync'ed. A process killed at any moment
- * leaves either the old file or the new one at `path` (and possibly a stale
- * temporary file), never a mixture.
+ * Writing a file is atomic: missing parent directories are created, the bytes
+ * go to a new temporary file in the same directory
+ * ("<path>.tmp.<host>.<pid>.<8 hex digits>"), which is flushed, fsync'ed and
+ * renamed over `path`; then the directory is fsync'ed. A process killed at any
+ * moment leaves either the old file or the new one at `path` (and possibly a
+ * stale temporary file), never a mixture. The next successful write of the same
+ * `path` removes the temporaries that dead processes of this host left (those
+ * of live processes and of other hosts are kept: they may be in use).
+ *
+ * Reading refuses anything but a regular file (a FIFO, a directory, a device)
+ * without blocking: "not a regular file but a FIFO".
  *
  * Reading is defensive: the whole file is parsed and checked (header length,
  * JSON syntax, names, dtypes, shapes, that the offsets tile the data section
@@ -98,6 +104,22 @@ typedef struct mo_ckpt_meta {
  */
 mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t n,
                              const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size);
+
+/*
+ * Writes `len` bytes as the whole file at `path`, atomically in the same way
+ * (parent directories created, temporary file, fsync, rename, stale temporaries
+ * removed). MO_ERR_ARG for a NULL or empty path or one ending in '/', MO_ERR_IO
+ * when a directory cannot be made (a path component exists and is not a
+ * directory) or the file cannot be written.
+ */
+mo_status mo_file_write(const char *path, const void *data, size_t len, char *why, size_t why_size);
+
+/*
+ * What `path` is, without opening it (symbolic links followed): "file",
+ * "directory", "fifo", "device", "socket" or "other"; NULL when it does not
+ * exist or cannot be examined. For probing paths that a reader would refuse.
+ */
+const char *mo_file_kind(const char *path);
 
 /* The same file image in memory: *out (free it with mo_ckpt_buffer_free) of *len bytes. */
 mo_status mo_ckpt_encode(unsigned char **out, size_t *len, const mo_ckpt_item *items, size_t n,

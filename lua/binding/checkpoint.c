@@ -9,6 +9,10 @@
  *   ckpt_read(path [, fname]) -> tensors {name = tensor}, meta {key = value},
  *       names (list, in the order of the data section), dtypes {name = "F32", ...}
  *   ckpt_decode(bytes [, fname]) -> the same from a string holding a file
+ *   write_file(path, bytes [, fname]): the string becomes the whole file,
+ *       atomically (mo_file_write: parent directories created)
+ *   file_kind(path) -> "file" | "directory" | "fifo" | "device" | "socket"
+ *       | "other", or nil when path does not exist (mo_file_kind; no open)
  *   crc32(string [, crc]) -> integer (zlib's CRC-32)
  *   rng_get_state() -> string    rng_set_state(string)
  *
@@ -131,6 +135,29 @@ static int f_ckpt_write(lua_State *L)
     mo_status st = mo_ckpt_write_file(path, items, n, meta, nmeta, why, sizeof why);
     if (st != MO_OK) return luaL_error(L, "%s: %s: %s", fname, path, why[0] ? why : mo_status_str(st));
     return 0;
+}
+
+static int f_write_file(lua_State *L)
+{
+    const char *fname = opt_fname(L, 3, "write_file");
+    const char *path = check_cstring(L, 1, fname, "path");
+    if (lua_type(L, 2) != LUA_TSTRING) return mo__typeerror(L, 2, fname, "string");
+    size_t len;
+    const char *bytes = lua_tolstring(L, 2, &len); /* held by the stack slot */
+    char why[MO_CKPT_WHY_SIZE] = "";
+    mo_status st = mo_file_write(path, bytes, len, why, sizeof why);
+    if (st != MO_OK) return luaL_error(L, "%s: %s: %s", fname, path, why[0] ? why : mo_status_str(st));
+    return 0;
+}
+
+static int f_file_kind(lua_State *L)
+{
+    const char *kind = mo_file_kind(check_cstring(L, 1, "file_kind", "path"));
+    if (kind)
+        lua_pushstring(L, kind);
+    else
+        lua_pushnil(L);
+    return 1;
 }
 
 /* ---- reading ---------------------------------------------------------------------------- */
@@ -352,6 +379,8 @@ static const luaL_Reg checkpoint_functions[] = {
     {"ckpt_encode", f_ckpt_encode},
     {"ckpt_read", f_ckpt_read},
     {"ckpt_decode", f_ckpt_decode},
+    {"write_file", f_write_file},
+    {"file_kind", f_file_kind},
     {"crc32", f_crc32},
     {"rng_get_state", f_rng_get_state},
     {"rng_set_state", f_rng_set_state},

@@ -105,10 +105,10 @@ end)
 -- ---------------------------------------------------------------------------
 -- Fashion-MNIST (and any data set in MNIST's IDX layout)
 
+-- Whether path exists, found without opening it (opening a FIFO blocks); read_idx then
+-- refuses anything that is not a regular file with a message naming it.
 local function readable(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
+  return core.file_kind(path) ~= nil
 end
 
 -- The path of `base` or `base.gz` in dir, or nil.

@@ -30,6 +30,7 @@ local MISSING_FILL = "#d9d9d9"          -- heatmap cells holding NaN/inf (or <= 
 -------------------------------------------------------------------------------------------
 -- Errors: raised as tagged tables inside, re-raised at the caller's line by `api`.
 
+local core = require "moonopt.core"
 local apierror = require "moonopt.apierror"
 local fail, api, show = apierror.fail, apierror.api, apierror.show
 
@@ -907,11 +908,13 @@ local function save(self, path)
     fail("%s:save: argument 'path' must be a file name, got %s", self.fname, show(path))
   end
   local doc = self:_render()
-  local f, err = io.open(path, "wb")
-  if not f then fail("%s:save: cannot write %q: %s", self.fname, path, err) end
-  local ok, werr = f:write(doc)
-  local cok, cerr = f:close()
-  if not ok or not cok then fail("%s:save: writing %s failed: %s", self.fname, show(path), werr or cerr) end
+  -- atomic (temporary file renamed over path), missing parent directories created
+  local ok, err = pcall(core.write_file, path, doc)
+  if not ok then
+    local reason, head = tostring(err), "write_file: " .. path .. ": "
+    if reason:sub(1, #head) == head then reason = reason:sub(#head + 1) end
+    fail("%s:save: cannot write %q: %s", self.fname, path, reason)
+  end
   return self
 end
 

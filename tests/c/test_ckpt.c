@@ -291,10 +291,10 @@ TEST(atomic_replace_and_failures)
     free(before);
     free(after);
 
-    /* a directory that does not exist: an I/O error naming the temporary file */
-    CHECK_STATUS(mo_ckpt_write_file(path_of("no/such/dir.safetensors"), &it, 1, NULL, 0, why, sizeof why),
-                 MO_ERR_IO);
-    CHECK(strstr(why, "cannot create") != NULL);
+    /* a path through a regular file: an I/O error naming the component that is no directory */
+    CHECK_STATUS(mo_ckpt_write_file(path_of("atomic.safetensors/sub/x.safetensors"), &it, 1, NULL, 0, why,
+                                    sizeof why), MO_ERR_IO);
+    CHECK(strstr(why, "atomic.safetensors: it exists and is not a directory") != NULL);
     /* a missing file, a directory */
     c = (mo_ckpt *)1;
     CHECK_STATUS(mo_ckpt_read_file(&c, path_of("missing"), NULL, why, sizeof why), MO_ERR_IO);

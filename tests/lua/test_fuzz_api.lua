@@ -162,7 +162,8 @@ end
 
 local function build_targets()
   local nn, optim, sched, data = mo.nn, mo.optim, mo.sched, mo.data
-  local writers = {save = true, save_tensors = true, write_idx = true, ckpt_write = true}
+  local writers = {save = true, save_tensors = true, write_idx = true, ckpt_write = true,
+                   write_file = true}
   -- the C module and everything mo adds to it (files are written only in tmpdir)
   add_module("mo.", core, {writers = writers, skip = {fashion_mnist = true}})
   add_module("Tensor:", core.Tensor, {tensor_self = true})

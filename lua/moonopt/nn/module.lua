@@ -16,6 +16,18 @@
 -- built later simply re-homes its children's parameters into its own buffers,
 -- values preserved. Each submodule whose parameters form one run of the big
 -- buffer gets views of that run as its own flat buffers.
+--
+-- Cost: building and growing containers is O(1) per module, whatever the structure
+-- (nesting Sequential used to re-collect and re-flatten every level: cubic). A container
+-- does not flatten when it is built or grown; the first call that needs the flat layout
+-- (parameters, flat_parameters, zero_grad, on any module of the tree) flattens the top of
+-- the tree once, O(its modules + parameters). A module's list of distinct parameters is
+-- cached (`_plist`); every module knows the modules holding it (`parents`, weak), so a
+-- structural change (add_module, register_parameter) drops exactly the caches above it,
+-- and add_module refuses a cycle (a module inside itself, directly or through a chain)
+-- by walking the new parent's ancestors, O(them). A submodule's flat views are found when
+-- asked for, from each parameter's recorded place in a flat buffer. Names ("3.0.weight")
+-- are joined once per parameter when named_parameters() runs.
 local core = require "moonopt.core"
 
 local M = {}
@@ -29,6 +41,18 @@ Module._class_name = "Module"
 -- Each parameter's home in a flat gradient buffer (weak keys: no leak), used
 -- to re-attach a gradient that an optimizer's zero_grad(set_to_none) removed.
 local grad_home = setmetatable({}, {__mode = "k"})
+
+-- module -> the set of modules holding it as a child (weak both ways: a container that is
+-- no longer used does not stay alive because its children do).
+local parents = setmetatable({}, {__mode = "k"})
+
+-- Each parameter's flat buffer record {fp =, fg =, n = elements} and its offset in it,
+-- set by flatten_parameters (weak keys). flat_gen counts flattens: a module's cached flat
+-- views are checked again after any flatten.
+local home_of = setmetatable({}, {__mode = "k"})
+local offset_of = setmetatable({}, {__mode = "k"})
+local flat_gen = 0
+local settle  -- (m) -> flat views after making the layout current; defined below
 
 --- Raises a formatted error without a position: constructors (whose errors
 -- the class's __call re-raises at the user's line) and helpers use it.
@@ -125,6 +149,27 @@ function Module:backward()
   error(self._class_name .. ":backward is not implemented", 2)
 end
 
+-- Drops the cached parameter lists (and flat views) of m and of every module above it:
+-- O(m's ancestors), each visited once even when the structure is a DAG.
+local function invalidate(m)
+  local stack, n, done = {m}, 1, {[m] = true}
+  while n > 0 do
+    local x = stack[n]
+    stack[n], n = nil, n - 1
+    x._plist, x._flat = nil, nil
+    local ps = parents[x]
+    if ps then
+      for p in pairs(ps) do
+        if not done[p] then
+          done[p] = true
+          n = n + 1
+          stack[n] = p
+        end
+      end
+    end
+  end
+end
+
 --- Registers a parameter tensor under `name` (call flatten_parameters() after the last one).
 function Module:register_parameter(name, t)
   if not core.is_tensor(t) then
@@ -134,7 +179,52 @@ function Module:register_parameter(name, t)
   local ps = self._params
   ps[#ps + 1] = {name, t}
   self[name] = t
+  invalidate(self)
   return t
+end
+
+-- The name of child `c` in `p` ("0"), for messages.
+local function child_name(p, c)
+  for _, nc in ipairs(p._children) do
+    if rawequal(nc[2], c) then return tostring(nc[1]) end
+  end
+  return "?"
+end
+
+--- cycle_error(parent, m, fname) -> nil, or the message refusing to make m a child of
+-- parent because m is parent or already contains it. Walks parent's ancestors (O(them)),
+-- not m's subtree, so building a deep tree bottom-up stays linear.
+function M.cycle_error(parent, m, fname)
+  local what = m._class_name or "module"
+  if rawequal(parent, m) then
+    return string.format("%s: cannot add a %s to itself (a module cannot contain itself)", fname, what)
+  end
+  local below = {[parent] = false}   -- ancestor -> the module one step down towards parent
+  local queue, head = {parent}, 1
+  while queue[head] do
+    local x = queue[head]
+    head = head + 1
+    local ps = parents[x]
+    if ps then
+      for p in pairs(ps) do
+        if below[p] == nil then
+          below[p] = x
+          if rawequal(p, m) then
+            local path, at = {}, m
+            while below[at] do
+              path[#path + 1] = child_name(at, below[at])
+              at = below[at]
+            end
+            return string.format("%s: the %s to add already contains this %s (as '%s'): adding it would "
+                                 .. "make a cycle", fname, what, parent._class_name or "module",
+                                 table.concat(path, "."))
+          end
+          queue[#queue + 1] = p
+        end
+      end
+    end
+  end
+  return nil
 end
 
 --- Registers a child module under `name` (a string; Sequential uses "0", "1", ...).
@@ -142,43 +232,107 @@ function Module:add_module(name, m)
   if type(m) ~= "table" or not m._is_module then
     fail("%s: child '%s' must be a module, got %s", self._class_name, tostring(name), describe(m))
   end
+  local cycle = M.cycle_error(self, m, self._class_name .. ":add_module")
+  if cycle then error(cycle, 2) end
   local cs = self._children
   cs[#cs + 1] = {name, m}
+  local ps = parents[m]
+  if ps == nil then
+    ps = setmetatable({}, {__mode = "k"})
+    parents[m] = ps
+  end
+  ps[self] = true
+  invalidate(self)
   return m
 end
 
--- Depth-first: own parameters first, then each child's; `seen` drops repeats.
-local function collect(m, prefix, out, seen)
+-- Appends the distinct parameters of m's tree to out in depth-first order (own
+-- parameters first, then each child's), using a child's cached list when it has one. A
+-- module met again adds nothing new (its first visit added its whole tree).
+local function gather(m, out, seen, visited)
+  visited[m] = true
+  local l = m._plist
+  if l == nil then
+    for _, np in ipairs(m._params) do
+      local t = np[2]
+      if not seen[t] then
+        seen[t] = true
+        out[#out + 1] = t
+      end
+    end
+    for _, nc in ipairs(m._children) do
+      if not visited[nc[2]] then gather(nc[2], out, seen, visited) end
+    end
+  else
+    for _, t in ipairs(l) do
+      if not seen[t] then
+        seen[t] = true
+        out[#out + 1] = t
+      end
+    end
+  end
+end
+
+-- The distinct parameters of m's tree in depth-first order, cached in m._plist (only
+-- there: caching every level of a deep tree would copy lists quadratically). Callers
+-- must not change the list.
+local function param_list(m)
+  local l = m._plist
+  if l ~= nil then return l end
+  local cs = m._children
+  if #m._params == 0 and #cs == 1 then
+    l = param_list(cs[1][2])      -- a plain wrapper shares its child's list
+  else
+    l = {}
+    gather(m, l, {}, {})
+  end
+  m._plist = l
+  return l
+end
+
+-- Depth-first {name, tensor} pairs, in param_list's order. `parts` holds the name parts
+-- of the path to m (joined once per parameter); a module met again (shared) adds nothing
+-- new, since its first visit emitted its whole tree, so it is not walked again.
+local function collect(m, parts, depth, out, seen, visited)
+  visited[m] = true
   for _, np in ipairs(m._params) do
     local t = np[2]
     if not seen[t] then
       seen[t] = true
-      out[#out + 1] = {prefix .. np[1], t}
+      parts[depth + 1] = np[1]
+      out[#out + 1] = {table.concat(parts, ".", 1, depth + 1), t}
     end
   end
   for _, nc in ipairs(m._children) do
-    collect(nc[2], prefix .. nc[1] .. ".", out, seen)
+    if not visited[nc[2]] then
+      parts[depth + 1] = nc[1]
+      collect(nc[2], parts, depth + 1, out, seen, visited)
+    end
   end
   return out
 end
 
+local function named(m)
+  return collect(m, {}, 0, {}, {}, {})
+end
+
 --- named_parameters() -> list of {name, tensor} in a fixed order ("0.weight", "0.bias", ...).
 function Module:named_parameters()
-  return collect(self, "", {}, {})
+  return named(self)
 end
 
 --- parameters() -> list of tensors (views into one flat buffer; their .grad too).
 -- Every call returns the same tensor objects.
 function Module:parameters()
-  local list = {}
-  for i, np in ipairs(collect(self, "", {}, {})) do list[i] = np[2] end
-  return list
+  settle(self)
+  local list = param_list(self)
+  return table.move(list, 1, #list, 1, {})
 end
 
 --- num_parameters() -> the number of scalar parameters.
 function Module:num_parameters()
   local n = 0
-  for _, np in ipairs(collect(self, "", {}, {})) do n = n + np[2]:numel() end
+  for _, t in ipairs(param_list(self)) do n = n + t:numel() end
   return n
 end
 
@@ -189,74 +343,106 @@ function Module:children()
   return list
 end
 
--- Gives every module of the tree its own flat views when its parameters form
--- one run of the flat buffers (they do unless parameters are shared).
-local function assign_flat(m, fp, fg, offsets)
-  local first, last
-  local count = 0
-  for _, np in ipairs(collect(m, "", {}, {})) do
-    local o = offsets[np[2]]
-    local n = np[2]:numel()
-    if first == nil or o < first then first = o end
-    if last == nil or o + n > last then last = o + n end
-    count = count + n
-  end
-  if first ~= nil and last - first == count and count > 0 then
-    m._flat_params = fp:narrow(1, first + 1, count)
-    m._flat_grads = fg:narrow(1, first + 1, count)
-  else
-    m._flat_params, m._flat_grads = nil, nil
-  end
-  m._param_list = nil
-  for _, nc in ipairs(m._children) do assign_flat(nc[2], fp, fg, offsets) end
-end
-
 --- flatten_parameters(): moves all parameters of this module tree into one
--- buffer (and their gradients into another), preserving values and the
--- tensors' identity. Constructors call it; a custom module calls it at the end
--- of its _init. Buffers handed out earlier by flat_parameters() are no longer
--- the parameters' storage afterwards.
+-- buffer (and their gradients into another) now, preserving values and the
+-- tensors' identity: O(the tree's parameters). Layers call it at the end of their
+-- _init (so does a custom module); containers leave it to the first call that needs
+-- the layout (settle, below). Buffers handed out earlier by flat_parameters() are no
+-- longer the parameters' storage afterwards.
 function Module:flatten_parameters()
-  local named = collect(self, "", {}, {})
-  local list = {}
-  for i, np in ipairs(named) do list[i] = np[2] end
-  if #list == 0 then
-    self._flat_params, self._flat_grads = nil, nil
-    return self
-  end
+  local list = param_list(self)
+  if #list == 0 then return self end
   local fp, fg = core.nn_flatten(list)
-  local offsets, off = {}, 0
+  local home, off = {fp = fp, fg = fg}, 0
   for _, t in ipairs(list) do
-    offsets[t] = off
+    home_of[t], offset_of[t] = home, off
     grad_home[t] = t.grad
     off = off + t:numel()
   end
-  assign_flat(self, fp, fg, offsets)
+  home.n = off
+  flat_gen = flat_gen + 1
   return self
+end
+
+-- m's flat views (nil, nil unless its parameters are one run of one flat buffer, in
+-- any order), worked out from the parameters' recorded places: O(m's parameters), then
+-- cached until the next flatten anywhere. The same view objects come back while the run
+-- has not moved. The cache holds the views and the buffer record weakly, so a module
+-- whose parameters were re-homed by a container does not keep the old buffers alive.
+local weak_values = {__mode = "v"}
+local function flat_views(m)
+  local c = m._flat
+  if c and c.gen == flat_gen then return c.fp, c.fg end
+  local list = param_list(m)
+  local home = home_of[list[1] or false]
+  local first, last, count = math.huge, -1, 0
+  for _, t in ipairs(list) do
+    if home_of[t] ~= home then
+      home = nil
+      break
+    end
+    local o, n = offset_of[t], t:numel()
+    if o < first then first = o end
+    if o + n > last then last = o + n end
+    count = count + n
+  end
+  if not (home and count > 0 and last - first == count) then
+    m._flat = {gen = flat_gen}
+    return nil, nil
+  end
+  if not (c and c.home == home and c.first == first and c.count == count and c.fp and c.fg) then
+    c = setmetatable({home = home, first = first, count = count,
+                      fp = home.fp:narrow(1, first + 1, count), fg = home.fg:narrow(1, first + 1, count)},
+                     weak_values)
+    m._flat = c
+  end
+  c.gen = flat_gen
+  return c.fp, c.fg
+end
+
+-- The module at the top of m's tree: up through the modules holding it while each has
+-- exactly one holder (a module held by two containers stops the climb: which tree it
+-- belongs to is then the caller's choice). O(depth).
+local function top_of(m)
+  local top = m
+  while true do
+    local ps, only, n = parents[top], nil, 0
+    if ps then
+      for p in pairs(ps) do
+        only, n = p, n + 1
+        if n > 1 then break end
+      end
+    end
+    if n ~= 1 then return top end
+    top = only
+  end
+end
+
+-- m's flat views after making the flat layout current: containers do not flatten when
+-- they are built or grown (that made nested construction quadratic); the first call that
+-- needs the layout (parameters, flat_parameters, zero_grad) flattens the top of m's tree
+-- if its parameters are not one run yet. So every module sees what an eager flatten at
+-- construction gave: the whole tree in one buffer, each submodule a run of it.
+function settle(m)
+  local c = m._flat
+  if c and c.gen == flat_gen then return c.fp, c.fg end
+  local top = top_of(m)
+  if flat_views(top) == nil and #param_list(top) > 0 then Module.flatten_parameters(top) end
+  return flat_views(m)
 end
 
 --- flat_parameters() -> flat_params, flat_grads: the 1-d buffers holding every
 -- parameter and every gradient (for torch7-style functional optimizers).
 function Module:flat_parameters()
-  if self._flat_params == nil then
-    if #collect(self, "", {}, {}) == 0 then
+  local fp, fg = settle(self)
+  if fp == nil then
+    if #param_list(self) == 0 then
       error(self._class_name .. ":flat_parameters: the module has no parameters", 2)
     end
     error(self._class_name .. ":flat_parameters: this module's parameters are not one run of "
           .. "a flat buffer (shared parameters?); call it on the top-level model", 2)
   end
-  return self._flat_params, self._flat_grads
-end
-
--- The cached list of this tree's parameters (rebuilt after a flatten).
-local function param_list(m)
-  local l = m._param_list
-  if l == nil then
-    l = {}
-    for i, np in ipairs(collect(m, "", {}, {})) do l[i] = np[2] end
-    m._param_list = l
-  end
-  return l
+  return fp, fg
 end
 
 --- Gives each own parameter without a .grad its gradient view back, zeroed
@@ -283,7 +469,7 @@ function Module:zero_grad(set_to_none)
     for _, t in ipairs(list) do t.grad = nil end
     return self
   end
-  local fg = self._flat_grads
+  local _, fg = settle(self)
   if fg then fg:zero_() end
   for _, t in ipairs(list) do
     local g = t.grad
@@ -317,7 +503,7 @@ Module.eval = Module.evaluate
 --- state_dict() -> {name = tensor} (the live parameter tensors, not copies).
 function Module:state_dict()
   local sd = {}
-  for _, np in ipairs(collect(self, "", {}, {})) do sd[np[1]] = np[2] end
+  for _, np in ipairs(named(self)) do sd[np[1]] = np[2] end
   return sd
 end
 
@@ -327,9 +513,9 @@ end
 function Module:load_state_dict(sd, strict)
   local fname = self._class_name .. ":load_state_dict"
   if type(sd) ~= "table" then fail("%s: expected a table, got %s", fname, type(sd)) end
-  local named = collect(self, "", {}, {})
+  local list = named(self)
   local known = {}
-  for _, np in ipairs(named) do
+  for _, np in ipairs(list) do
     local name, t = np[1], np[2]
     known[name] = true
     local v = sd[name]
@@ -350,7 +536,7 @@ function Module:load_state_dict(sd, strict)
       if not known[k] then fail("%s: unexpected key '%s'", fname, tostring(k)) end
     end
   end
-  for _, np in ipairs(named) do np[2]:copy_(sd[np[1]]) end
+  for _, np in ipairs(list) do np[2]:copy_(sd[np[1]]) end
   return self
 end
 

@@ -1,11 +1,12 @@
 --- moonopt.nn.Sequential: modules applied one after another.
 --
 --   nn.Sequential(m1, m2, ...)   or   nn.Sequential{m1, m2, ...}
---   seq:add(m)                   appends a module (and re-flattens the parameters)
+--   seq:add(m)                   appends a module (the parameters are re-flattened when next needed)
 --   seq.modules                  the list of children (named "0", "1", ... as in PyTorch)
 --
--- Building a Sequential moves every child's parameters into its own flat
--- buffers (see module.lua), so model:parameters() are views into one buffer.
+-- The first parameters() / flat_parameters() / zero_grad() on a Sequential (or any module
+-- in its tree) moves every parameter of the tree into one pair of flat buffers (see
+-- module.lua), so model:parameters() are views into one buffer.
 -- A Linear directly followed by ReLU, Tanh or Sigmoid runs as one fused C call
 -- (matmul, then bias and activation in one pass); the activation's backward is
 -- unchanged, since it works from the output.
@@ -14,14 +15,17 @@ local base = require "moonopt.nn.module"
 local Sequential = base.class("Sequential")
 
 -- Which children run fused: fuse[i] = activation code when child i is a Linear
--- and child i + 1 an activation computed from its output.
+-- and child i + 1 an activation computed from its output. plan_pair decides one pair,
+-- so add() re-plans only the new last pair (O(1), not O(children)).
+local function plan_pair(self, i)
+  local mods = self.modules
+  local a, b = mods[i], mods[i + 1]
+  self._fuse[i] = (a and b and a._forward_act and b._fuse_code and a ~= b) and b._fuse_code or nil
+end
+
 local function plan(self)
-  local mods, fuse = self.modules, {}
-  for i = 1, #mods - 1 do
-    local a, b = mods[i], mods[i + 1]
-    if a._forward_act and b._fuse_code and a ~= b then fuse[i] = b._fuse_code end
-  end
-  self._fuse = fuse
+  self._fuse = {}
+  for i = 1, #self.modules - 1 do plan_pair(self, i) end
 end
 
 function Sequential:_init(...)
@@ -35,24 +39,30 @@ function Sequential:_init(...)
     if type(m) ~= "table" or not m._is_module then
       base.fail("Sequential: argument #%d must be a module, got %s", i, base.describe(m))
     end
+    local cycle = base.cycle_error(self, m, "Sequential")
+    if cycle then base.fail("%s", cycle) end
     self.modules[i] = m
     self:add_module(tostring(i - 1), m)
   end
   plan(self)
-  self:flatten_parameters()
+  -- no flatten here: parameters(), flat_parameters() and zero_grad() flatten the top of
+  -- the tree when first needed (module.lua), so nesting N containers costs O(N), not O(N^2)
 end
 
---- add(m): appends m; returns the Sequential. Re-homes all parameters into
--- new flat buffers (earlier flat_parameters() results are stale afterwards).
+--- add(m): appends m; returns the Sequential. The next call that needs the flat layout
+-- re-homes all parameters into new flat buffers (earlier flat_parameters() results are
+-- stale afterwards).
 function Sequential:add(m)
   if type(m) ~= "table" or not m._is_module then
     error("Sequential:add: expected a module, got " .. base.describe(m), 2)
   end
+  -- checked before anything changes: s:add(s), or adding a module that holds s
+  local cycle = base.cycle_error(self, m, "Sequential:add")
+  if cycle then error(cycle, 2) end
   local n = #self.modules + 1
   self.modules[n] = m
   self:add_module(tostring(n - 1), m)
-  plan(self)
-  self:flatten_parameters()
+  plan_pair(self, n - 1)
   return self
 end
 
