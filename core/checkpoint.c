@@ -38,17 +38,6 @@
 #define STAGE ((size_t)1 << 16)
 
 
-/* strerror without its shared static buffer (core functions may run in several threads). */
-static void say_errno(char *why, size_t why_size, const char *what, const char *name, int err)
-{
-    char buf[128];
-    if (strerror_r(err, buf, sizeof buf) != 0) snprintf(buf, sizeof buf, "error %d", err);
-    if (name)
-        mo__say(why, why_size, "%s %.200s: %s", what, name, buf);
-    else
-        mo__say(why, why_size, "%s: %s", what, buf);
-}
-
 /* ======================================================================== */
 /* CRC-32 and byte order                                                    */
 /* ======================================================================== */
@@ -523,7 +512,7 @@ static mo_status sink_write(void *ctx, const unsigned char *p, size_t n)
         return MO_OK;
     }
     if (n > 0 && fwrite(p, 1, n, k->fp) != n) {
-        say_errno(k->why, k->why_size, "write error", NULL, errno);
+        mo__say_errno(k->why, k->why_size, "write error", NULL, errno);
         return MO_ERR_IO;
     }
     return MO_OK;
@@ -1223,7 +1212,7 @@ static mo_status src_read(source *s, void *dst, size_t n, char *why, size_t why_
     if (s->fp) {
         if (fread(dst, 1, n, s->fp) != n) {
             if (ferror(s->fp)) {
-                say_errno(why, why_size, "read error", NULL, errno);
+                mo__say_errno(why, why_size, "read error", NULL, errno);
                 return MO_ERR_IO;
             }
             mo__say(why, why_size, "truncated: the file ended early (was it changed while being read?)");

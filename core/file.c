@@ -20,9 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* strerror without its shared static buffer (core functions may run in several threads);
- * `name` (may be NULL) is the file the error is about. */
-static void say_errno(char *why, size_t why_size, const char *what, const char *name, int err)
+void mo__say_errno(char *why, size_t why_size, const char *what, const char *name, int err)
 {
     char buf[128];
     if (strerror_r(err, buf, sizeof buf) != 0) snprintf(buf, sizeof buf, "error %d", err);
@@ -61,19 +59,19 @@ FILE *mo__open_regular(const char *path, size_t *size, mo_status *st, char *why,
     /* stat first: a FIFO or a device is refused without being opened at all (opening a
      * FIFO blocks until a writer appears; opening a device may have side effects) */
     if (stat(path, &sb) != 0) {
-        say_errno(why, why_size, "cannot open", NULL, errno);
+        mo__say_errno(why, why_size, "cannot open", NULL, errno);
         return NULL;
     }
     if (not_regular(&sb, why, why_size)) return NULL;
     /* O_NONBLOCK: should the path have become a FIFO since the stat, open returns at once */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        say_errno(why, why_size, "cannot open", NULL, errno);
+        mo__say_errno(why, why_size, "cannot open", NULL, errno);
         return NULL;
     }
     int flags = fstat(fd, &sb) == 0 ? fcntl(fd, F_GETFL) : -1;
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        say_errno(why, why_size, "cannot stat", NULL, errno);
+        mo__say_errno(why, why_size, "cannot stat", NULL, errno);
         close(fd);
         return NULL;
     }
@@ -89,7 +87,7 @@ FILE *mo__open_regular(const char *path, size_t *size, mo_status *st, char *why,
     }
     FILE *fp = fdopen(fd, "rb");
     if (!fp) {
-        say_errno(why, why_size, "cannot open", NULL, errno);
+        mo__say_errno(why, why_size, "cannot open", NULL, errno);
         close(fd);
         return NULL;
     }
@@ -130,14 +128,14 @@ static mo_status one_dir(const char *d, char *why, size_t why_size)
         return MO_ERR_IO;
     }
     if (errno != ENOENT) {
-        say_errno(why, why_size, "cannot use the directory", d, errno);
+        mo__say_errno(why, why_size, "cannot use the directory", d, errno);
         return MO_ERR_IO;
     }
     if (mkdir(d, 0777) == 0) return MO_OK;
     int err = errno;
     /* EEXIST: another process made it in the meantime, which is fine if it is a directory */
     if (err == EEXIST && stat(d, &sb) == 0 && S_ISDIR(sb.st_mode)) return MO_OK;
-    say_errno(why, why_size, "cannot create the directory", d, err);
+    mo__say_errno(why, why_size, "cannot create the directory", d, err);
     return MO_ERR_IO;
 }
 
@@ -178,11 +176,11 @@ static mo_status sync_dir(const char *path, char *why, size_t why_size)
     mo_status st = MO_OK;
     int fd = open(dir, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        say_errno(why, why_size, "cannot open the directory", dir, errno);
+        mo__say_errno(why, why_size, "cannot open the directory", dir, errno);
         st = MO_ERR_IO;
     } else {
         if (fsync(fd) != 0 && errno != EINVAL && errno != EBADF && errno != EROFS) {
-            say_errno(why, why_size, "cannot sync the directory", dir, errno);
+            mo__say_errno(why, why_size, "cannot sync the directory", dir, errno);
             st = MO_ERR_IO;
         }
         close(fd);
@@ -258,12 +256,12 @@ mo_status mo__atomic_begin(mo__atomic_file *w, const char *path, char *why, size
         snprintf(w->tmp, tlen, "%s.tmp.%s.%ld.%08lx", path, host, (long)getpid(), (unsigned long)name_bits(k));
         fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && (errno != EEXIST || k >= 100)) {
-            say_errno(why, why_size, "cannot create", w->tmp, errno);
+            mo__say_errno(why, why_size, "cannot create", w->tmp, errno);
             break;
         }
     }
     if (fd >= 0 && !(w->fp = fdopen(fd, "wb"))) {
-        say_errno(why, why_size, "cannot open", w->tmp, errno);
+        mo__say_errno(why, why_size, "cannot open", w->tmp, errno);
         close(fd);
         remove(w->tmp);
     }
@@ -280,20 +278,20 @@ mo_status mo__atomic_end(mo__atomic_file *w, mo_status st, char *why, size_t why
     if (!w->tmp) return st;
     /* the bytes must be on the disk before the rename makes them the file */
     if (st == MO_OK && fflush(w->fp) != 0) {
-        say_errno(why, why_size, "write error", w->tmp, errno);
+        mo__say_errno(why, why_size, "write error", w->tmp, errno);
         st = MO_ERR_IO;
     }
     if (st == MO_OK && fsync(fileno(w->fp)) != 0) {
-        say_errno(why, why_size, "cannot sync", w->tmp, errno);
+        mo__say_errno(why, why_size, "cannot sync", w->tmp, errno);
         st = MO_ERR_IO;
     }
     if (fclose(w->fp) != 0 && st == MO_OK) {
-        say_errno(why, why_size, "write error", w->tmp, errno);
+        mo__say_errno(why, why_size, "write error", w->tmp, errno);
         st = MO_ERR_IO;
     }
     w->fp = NULL;
     if (st == MO_OK && rename(w->tmp, w->path) != 0) {
-        say_errno(why, why_size, "cannot rename the temporary file to", w->path, errno);
+        mo__say_errno(why, why_size, "cannot rename the temporary file to", w->path, errno);
         st = MO_ERR_IO;
     }
     if (st != MO_OK) {
@@ -396,7 +394,7 @@ mo_status mo_file_write(const char *path, const void *data, size_t len, char *wh
     mo_status st = mo__atomic_begin(&w, path, why, why_size);
     if (st != MO_OK) return st;
     if (len > 0 && fwrite(data, 1, len, w.fp) != len) {
-        say_errno(why, why_size, "write error", w.tmp, errno);
+        mo__say_errno(why, why_size, "write error", w.tmp, errno);
         st = MO_ERR_IO;
     }
     return mo__atomic_end(&w, st, why, why_size);

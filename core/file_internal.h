@@ -28,6 +28,10 @@
  */
 FILE *mo__open_regular(const char *path, size_t *size, mo_status *st, char *why, size_t why_size);
 
+/* "what name: <strerror(err)>" (or "what: ..." when name is NULL) into why, without
+ * strerror's shared static buffer (core functions may run in several threads). */
+void mo__say_errno(char *why, size_t why_size, const char *what, const char *name, int err);
+
 /* Creates the missing directories above `path` (mode 0777 less the umask). */
 mo_status mo__mkdir_parents(const char *path, char *why, size_t why_size);
 

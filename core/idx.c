@@ -40,14 +40,6 @@
 #define GZ_MAX_RATIO 1040
 
 
-/* strerror without its shared static buffer (core functions may run in several threads). */
-static void say_errno(char *why, size_t why_size, const char *what, int err)
-{
-    char buf[128];
-    if (strerror_r(err, buf, sizeof buf) != 0) snprintf(buf, sizeof buf, "error %d", err);
-    mo__say(why, why_size, "%s: %s", what, buf);
-}
-
 size_t mo_idx_type_size(int type)
 {
     switch (type) {
@@ -205,7 +197,7 @@ static mo_status file_fill(source *s, size_t *n)
 {
     size_t got = fread(s->inbuf, 1, CHUNK, s->fp);
     if (got < CHUNK && ferror(s->fp)) {
-        say_errno(s->why, s->why_size, "read error", errno);
+        mo__say_errno(s->why, s->why_size, "read error", NULL, errno);
         return MO_ERR_IO;
     }
     *n = got;
@@ -301,7 +293,7 @@ static mo_status src_read(source *s, unsigned char *dst, size_t n, size_t *got)
     if (done < n) {
         size_t r = fread(dst + done, 1, n - done, s->fp);
         if (r < n - done && ferror(s->fp)) {
-            say_errno(s->why, s->why_size, "read error", errno);
+            mo__say_errno(s->why, s->why_size, "read error", NULL, errno);
             return MO_ERR_IO;
         }
         done += r;
@@ -650,7 +642,7 @@ typedef struct sink {
 static mo_status sink_fwrite(sink *k, const unsigned char *p, size_t n)
 {
     if (n > 0 && fwrite(p, 1, n, k->fp) != n) {
-        say_errno(k->why, k->why_size, "write error", errno);
+        mo__say_errno(k->why, k->why_size, "write error", NULL, errno);
         return MO_ERR_IO;
     }
     return MO_OK;
@@ -750,7 +742,7 @@ static mo_status write_all(sink *k, const mo_tensor *t, mo_idx_type type, unsign
     if (k->gz) MO_TRY(sink_deflate(k, buf, 0, Z_FINISH));
 #endif
     if (fflush(k->fp) != 0) {
-        say_errno(k->why, k->why_size, "write error", errno);
+        mo__say_errno(k->why, k->why_size, "write error", NULL, errno);
         return MO_ERR_IO;
     }
     return MO_OK;

@@ -107,6 +107,10 @@ const char *mo__shapestr_raw(int ndim, const size_t *shape, char *buf);
 mo_tensor *mo__totensor(lua_State *L, int idx);
 /* The live tensor at idx; raises a named error when it is not a tensor or is freed. */
 mo_tensor *mo__checktensor(lua_State *L, int idx, const char *fname);
+/* The tensor userdata at idx (freed or not), or NULL, by comparing its metatable with
+ * upvalue 1: only in functions registered through mo__setfuncs / mo__add_methods (see
+ * mo__checkarg). */
+mo_tensor *mo__toarg(lua_State *L, int idx);
 /* mo__checktensor with a fast path for C functions registered through
  * mo__setfuncs / mo__add_methods (their upvalue 1 is the tensor metatable).
  * Use it ONLY in such functions or in ones without upvalues (those take the

@@ -88,16 +88,6 @@ static int rawget_key(lua_State *L, int t, int k)
     return lua_rawget(L, t);
 }
 
-/* The tensor userdata at idx (alive or not) or NULL. Needs the tensor metatable as upvalue 1. */
-static mo_tensor *fast_totensor(lua_State *L, int idx)
-{
-    void *p = lua_touserdata(L, idx);
-    if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
-    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    return same ? (mo_tensor *)p : NULL;
-}
-
 /* ---- reading one group's options by name (phase 1) ---- */
 
 static int option_index(const mo_optim_desc *d, const char *name)
@@ -258,7 +248,7 @@ static int each_param(step_ctx *c, param_fn fn, void *ud)
             a.index++;
             lua_rawgeti(L, params, a.j);
             a.p = lua_gettop(L);
-            mo_tensor *p = fast_totensor(L, a.p);
+            mo_tensor *p = mo__toarg(L, a.p);
             if (p == NULL || !mo_tensor_alive(p))
                 luaL_error(L, "%s: param #%I: %s", c->fname, (lua_Integer)a.index,
                            p ? "tensor has been freed" : "not a tensor");
@@ -318,7 +308,7 @@ static int pending_table(step_ctx *c, const param_at *a)
 static void new_buffer(step_ctx *c, const param_at *a, const mo_optim_buffer *b, const void *cfg)
 {
     lua_State *L = c->L;
-    mo_tensor *p = fast_totensor(L, a->p);
+    mo_tensor *p = mo__toarg(L, a->p);
     size_t shape[MO_MAX_DIMS];
     int ndim = p->ndim;
     memcpy(shape, p->shape, sizeof shape);
@@ -329,7 +319,7 @@ static void new_buffer(step_ctx *c, const param_at *a, const mo_optim_buffer *b,
         if (k >= 0) memcpy(&v, (const unsigned char *)cfg + c->d->options[k].offset, sizeof v);
         mo__check(L, mo_fill(t, (float)v), c->fname);
     } else if (b->init == MO_OPTI_PARAM) {
-        p = fast_totensor(L, a->p);  /* the allocation may have run a finalizer */
+        p = mo__toarg(L, a->p);  /* the allocation may have run a finalizer */
         if (!mo_tensor_alive(p) || !mo__shape_is(p, ndim, shape))
             luaL_error(L, "%s: param #%I changed while its state was made", c->fname,
                        (lua_Integer)a->index);
@@ -413,7 +403,7 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
     validate_acc *acc = ud;
     lua_State *L = c->L;
     const mo_optim_desc *d = c->d;
-    mo_tensor *p = fast_totensor(L, a->p), *g = fast_totensor(L, a->g);
+    mo_tensor *p = mo__toarg(L, a->p), *g = mo__toarg(L, a->g);
     char s1[MO__SHAPE_BUF], s2[MO__SHAPE_BUF];
     if (g == NULL || !mo_tensor_alive(g))
         luaL_error(L, "%s: grad of param #%I: %s", c->fname, (lua_Integer)a->index,
@@ -430,7 +420,7 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
         if (!(on >> i & 1u)) continue;
         const char *key = d->buffers[i].name;
         if (push_entry(c, a, st, c->k_buf + (int)i) == LUA_TNIL && absent(c, a, acc, key)) continue;
-        mo_tensor *t = fast_totensor(L, -1);
+        mo_tensor *t = mo__toarg(L, -1);
         if (t == NULL || !mo_tensor_alive(t)) state_error(c, a, key, t ? "is a freed tensor" : "is not a tensor");
         if (!mo_tensor_same_shape(t, p))
             luaL_error(L, "%s: step: state of param #%I: '%s' has shape %s, the param has shape %s",
@@ -491,8 +481,8 @@ static int run_param(step_ctx *c, const param_at *a, void *ud)
     unsigned on = *group_on(c, a->gi);
     mo_optim_call call;
     memset(&call, 0, sizeof call);
-    call.w = fast_totensor(L, a->p);
-    call.g = fast_totensor(L, a->g);
+    call.w = mo__toarg(L, a->p);
+    call.g = mo__toarg(L, a->g);
     call.cache = group_cache(c, a->gi, a->masked);
     int st = (push_state(c, a), lua_gettop(L));
     lua_pushvalue(L, a->p);
@@ -500,7 +490,7 @@ static int run_param(step_ctx *c, const param_at *a, void *ud)
     for (size_t i = 0; i < d->nbuffers; i++) {
         if (!(on >> i & 1u)) continue;
         rawget_key(L, st, c->k_buf + (int)i);
-        call.buf[i] = fast_totensor(L, -1);  /* st keeps it alive */
+        call.buf[i] = mo__toarg(L, -1);  /* st keeps it alive */
         lua_pop(L, 1);
         call.fresh[i] = fresh && rawget_key(L, fresh, c->k_buf + (int)i) != LUA_TNIL;
         if (fresh) lua_pop(L, 1);
@@ -660,7 +650,7 @@ static mo_tensor *push_param_grad(lua_State *L, int list, lua_Integer i, const c
                                   mo_tensor **param)
 {
     lua_rawgeti(L, list, i);
-    mo_tensor *p = fast_totensor(L, -1);
+    mo_tensor *p = mo__toarg(L, -1);
     if (p == NULL) {
         const char *got = luaL_typename(L, -1);
         luaL_error(L, "%s: param #%I is not a tensor (got %s)", fname, i, got);
@@ -670,7 +660,7 @@ static mo_tensor *push_param_grad(lua_State *L, int list, lua_Integer i, const c
     lua_remove(L, -2);
     *param = p;
     if (lua_isnil(L, -1)) return NULL;
-    mo_tensor *g = fast_totensor(L, -1);
+    mo_tensor *g = mo__toarg(L, -1);
     if (g == NULL) luaL_error(L, "%s: grad of param #%I is not a tensor", fname, i);
     if (!mo_tensor_alive(g)) luaL_error(L, "%s: grad of param #%I: tensor has been freed", fname, i);
     return g;

@@ -118,17 +118,22 @@ mo_tensor *mo__totensor(lua_State *L, int idx)
     return NULL;
 }
 
-mo_tensor *mo__checkarg(lua_State *L, int idx, const char *fname)
+mo_tensor *mo__toarg(lua_State *L, int idx)
 {
     /* The hot path of every method (t:get(1, 1) must stay well under 0.2 us):
-     * compare the metatable with upvalue 1 instead of looking the registry up
-     * by name. Anything else (no such upvalue, another type) takes the full check. */
+     * compare the metatable with upvalue 1 instead of looking the registry up by name. */
     void *p = lua_touserdata(L, idx);
-    if (p != NULL && lua_getmetatable(L, idx)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (same && mo_tensor_alive((mo_tensor *)p)) return (mo_tensor *)p;
-    }
+    if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    return same ? (mo_tensor *)p : NULL;
+}
+
+mo_tensor *mo__checkarg(lua_State *L, int idx, const char *fname)
+{
+    /* anything else (no such upvalue, another type, freed) takes the full check */
+    mo_tensor *t = mo__toarg(L, idx);
+    if (t != NULL && mo_tensor_alive(t)) return t;
     return mo__checktensor(L, idx, fname);
 }
 
