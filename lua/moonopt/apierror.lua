@@ -9,8 +9,10 @@
 --     error (raised by user code, such as a schedule's lr_lambda or fit's on_step, which
 --     carries its own position) passes through untouched.
 -- `show(v)` writes a value the way every message quotes it, `to_int(v)` is the one
--- integer test, `check_int` and `check_options` the checks built on them.
--- Used by moonopt.sched, moonopt.plot, moonopt.data, moonopt.train and moonopt.progress.
+-- integer test, `check_int` and `check_options` the checks built on them; `show_key`,
+-- `shape_str` and `same_shape` write keys and shapes the one way messages do.
+-- Used by moonopt.sched, moonopt.plot, moonopt.data, moonopt.train, moonopt.progress,
+-- moonopt.checkpoint, moonopt.nn and moonopt.optim.
 local M = {}
 
 local fmt, huge, floor = string.format, math.huge, math.floor
@@ -116,10 +118,36 @@ function M.check_options(fname, opts, known)
   if opts == nil then return {} end
   if type(opts) ~= "table" then M.fail("%s: options must be a table, got %s", fname, M.show(opts)) end
   for k in pairs(opts) do
-    if not known[k] then M.fail("%s: unknown option %s", fname, type(k) == "string" and ("'" .. k .. "'")
-      or M.show(k)) end
+    if not known[k] then M.fail("%s: unknown option %s", fname, M.show_key(k)) end
   end
   return opts
+end
+
+--- How messages name a table key: 'lr' for a string key, else as show() quotes it (3, a table).
+function M.show_key(k)
+  if type(k) == "string" then return "'" .. k .. "'" end
+  return M.show(k)
+end
+
+-- The size list of a tensor, or s itself when it is already one.
+local function sizes(s)
+  if type(s) == "table" then return s end
+  return s:shape()
+end
+
+--- A shape as messages write it, "{2, 3}" ("{}" for 0-d); s is a tensor or a size list.
+function M.shape_str(s)
+  return "{" .. table.concat(sizes(s), ", ") .. "}"
+end
+
+--- Whether a and b (tensors or size lists, in any mix) have the same shape.
+function M.same_shape(a, b)
+  a, b = sizes(a), sizes(b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
 end
 
 --- Fails unless select("#", ...) <= max: a call with extra arguments is a mistake

@@ -17,84 +17,64 @@
 -- shapes, the optimizer's class, the generator state), and only then changes anything:
 -- a bad file raises an error that names the file and the problem and leaves the model,
 -- optimizer, scheduler, generator and fit state as they were.
+--
+-- Errors go through moonopt.apierror: every message starts with the public function's
+-- name (the helpers below take it as `fname`), and the four entry points are wrapped with
+-- apierror.api, so the message points at the caller's line. File paths are written %q.
 local core = require "moonopt.core"
 local json = require "moonopt.json"
+local apierror = require "moonopt.apierror"
 
 local M = {}
 
 local FORMAT = "1"
 local is_tensor = core.is_tensor
-local fmt, concat = string.format, table.concat
-
-local function shape_str(t)
-  return "{" .. concat(t:shape(), ", ") .. "}"
-end
-
-local function same_shape(a, b)
-  local sa, sb = a:shape(), b:shape()
-  if #sa ~= #sb then return false end
-  for i = 1, #sa do
-    if sa[i] ~= sb[i] then return false end
-  end
-  return true
-end
-
--- Errors raised inside the implementation carry no position; `public` re-raises them at
--- the caller of mo.save / mo.load, prefixed with the function's name.
-local function fail(msg, ...)
-  error(fmt(msg, ...), 0)
-end
-
-local function public(name, impl)
-  return function(...)
-    local ok, a, b = pcall(impl, ...)
-    if ok then return a, b end
-    local msg = a
-    if type(msg) == "string" then
-      msg = msg:gsub("^[%w_%./%-]+%.lua:%d+: ", "", 1)
-      if msg:sub(1, #name + 2) ~= name .. ": " then msg = name .. ": " .. msg end
-    end
-    error(msg, 2)
-  end
-end
+local fmt = string.format
+local fail, show, show_key = apierror.fail, apierror.show, apierror.show_key
+local shape_str, same_shape = apierror.shape_str, apierror.same_shape
 
 local function method(obj, name)
   local ok, f = pcall(function() return obj[name] end)
   return ok and type(f) == "function" and f or nil
 end
 
-local function check_path(path)
-  if type(path) ~= "string" then fail("path must be a string, got %s", type(path)) end
-  if path == "" or path:find("\0", 1, true) then fail("path must be a file name, got %q", path) end
+local function check_path(fname, path)
+  if type(path) ~= "string" then fail("%s: path must be a string, got %s", fname, show(path)) end
+  if path == "" or path:find("\0", 1, true) then fail("%s: path must be a file name, got %q", fname, path) end
 end
 
-local function check_parts(what, known)
+-- mo.save's and mo.load's arguments: the path and the table of parts (nil -> {}), whose keys
+-- must be in the set `known`; returns that table.
+local function check_args(fname, path, what, known)
+  check_path(fname, path)
   if what == nil then return {} end
-  if type(what) ~= "table" then fail("expected a table {model =, optimizer =, ...}, got %s", type(what)) end
+  if type(what) ~= "table" then
+    fail("%s: expected a table {model =, optimizer =, ...}, got %s", fname, show(what))
+  end
   for k in pairs(what) do
-    if not known[k] then fail("unknown field '%s'", tostring(k)) end
+    if not known[k] then fail("%s: unknown field %s", fname, show_key(k)) end
   end
   for _, k in ipairs{"model", "optimizer", "scheduler"} do
     if what[k] ~= nil and type(what[k]) ~= "table" then
-      fail("%s must be a table (a moonopt %s), got %s", k, k, type(what[k]))
+      fail("%s: %s must be a table (a moonopt %s), got %s", fname, k, k, show(what[k]))
     end
   end
   if what.fit ~= nil and type(what.fit) ~= "table" then
-    fail("fit must be the state table of mo.train.fit, got %s", type(what.fit))
+    fail("%s: fit must be the state table of mo.train.fit, got %s", fname, show(what.fit))
   end
   if what.rng ~= nil and type(what.rng) ~= "boolean" then
-    fail("rng must be a boolean, got %s", type(what.rng))
+    fail("%s: rng must be a boolean, got %s", fname, show(what.rng))
   end
   return what
 end
 
-local function named_params(model)
+local function named_params(fname, model)
   local f = method(model, "named_parameters")
-  if not f then fail("model must have a named_parameters method") end
+  if not f then fail("%s: model must have a named_parameters method", fname) end
   local list = f(model)
   for i, np in ipairs(list) do
     if type(np) ~= "table" or type(np[1]) ~= "string" or not is_tensor(np[2]) then
-      fail("model:named_parameters() entry %d is not a {name, tensor} pair", i)
+      fail("%s: model:named_parameters() entry %d is not a {name, tensor} pair", fname, i)
     end
   end
   return list
@@ -106,8 +86,8 @@ end
 local save_known = {model = true, optimizer = true, scheduler = true, extra = true, fit = true, rng = true}
 
 local function save(path, what)
-  check_path(path)
-  what = check_parts(what, save_known)
+  local fname = "mo.save"
+  what = check_args(fname, path, what, save_known)
   local names, tensors, meta, used = {}, {}, {}, {}
 
   -- the stored name of a tensor: unique (a path that repeats gets "#2", "#3", ...)
@@ -125,29 +105,29 @@ local function save(path, what)
     local ok, text = pcall(json.encode, value, {
       is_tensor = is_tensor, path = "",
       tensor = function(t, p)
-        if not core.is_tensor(t) then fail("%s: not a tensor", p) end
+        if not core.is_tensor(t) then fail("%s: %s: not a tensor", fname, p) end
         return add(prefix .. (p == "" and "" or ".") .. p:gsub("%[(%-?%d+)%]", ".%1"):gsub("^%.", ""), t)
       end,
     })
-    if not ok then fail("%s: %s", part, text) end
+    if not ok then fail("%s: %s: %s", fname, part, text) end
     return text
   end
 
   local params
   if what.model ~= nil then
-    params = named_params(what.model)
+    params = named_params(fname, what.model)
     for _, np in ipairs(params) do add("model." .. np[1], np[2]) end
   end
   if what.optimizer ~= nil then
     local opt = what.optimizer
     local f = method(opt, "state_dict")
-    if not f then fail("optimizer must have a state_dict method") end
+    if not f then fail("%s: optimizer must have a state_dict method", fname) end
     meta["moonopt.optimizer"] = encode(f(opt), "optimizer", "optimizer")
     meta["moonopt.optimizer_class"] = tostring(opt.name or "?")
   end
   if what.scheduler ~= nil then
     local f = method(what.scheduler, "state_dict")
-    if not f then fail("scheduler must have a state_dict method") end
+    if not f then fail("%s: scheduler must have a state_dict method", fname) end
     meta["moonopt.scheduler"] = encode(f(what.scheduler), "scheduler", "scheduler")
   end
   if what.fit ~= nil then
@@ -155,7 +135,9 @@ local function save(path, what)
     meta["moonopt.fit"] = encode(st, "fit", "fit")
     -- gradients accumulated over batches of an unfinished optimizer step
     if (st.pending or 0) > 0 then
-      if not params then fail("fit: the state has %d accumulated batches: save the model too", st.pending) end
+      if not params then
+        fail("%s: fit: the state has %d accumulated batches: save the model too", fname, st.pending)
+      end
       for _, np in ipairs(params) do
         local g = np[2].grad
         if g ~= nil then add("fit.grad." .. np[1], g) end
@@ -166,7 +148,7 @@ local function save(path, what)
   if what.rng ~= false then meta["moonopt.rng"] = core.rng_get_state() end
   meta["moonopt.format"] = FORMAT
   meta["moonopt.version"] = core._VERSION
-  core.ckpt_write(path, names, tensors, meta, "mo.save")
+  core.ckpt_write(path, names, tensors, meta, fname)
 end
 
 -- ===========================================================================
@@ -175,11 +157,11 @@ end
 local load_known = {model = true, optimizer = true, scheduler = true, fit = true, rng = true, strict = true}
 
 local function load(path, what)
-  check_path(path)
-  what = check_parts(what, load_known)
-  local tensors, meta = core.ckpt_read(path, "mo.load")
+  local fname = "mo.load"
+  what = check_args(fname, path, what, load_known)
+  local tensors, meta = core.ckpt_read(path, fname)
   local function bad(msg, ...)
-    fail("%s: " .. msg, path, ...)
+    fail("%s: %s: " .. msg, fname, path, ...)
   end
   -- decodes the JSON of metadata `key`; tensor references must name tensors under `prefix`.
   local function decode(key, prefix)
@@ -201,7 +183,7 @@ local function load(path, what)
   local model_copies = {}
   local params
   if what.model ~= nil then
-    params = named_params(what.model)
+    params = named_params(fname, what.model)
     local have = {}
     for _, np in ipairs(params) do
       local name, p = "model." .. np[1], np[2]
@@ -227,7 +209,7 @@ local function load(path, what)
   local opt_sd
   if what.optimizer ~= nil then
     local opt = what.optimizer
-    if not method(opt, "load_state_dict") then fail("optimizer must have a load_state_dict method") end
+    if not method(opt, "load_state_dict") then fail("%s: optimizer must have a load_state_dict method", fname) end
     opt_sd = decode("moonopt.optimizer", "optimizer")
     if opt_sd == nil then bad("the file holds no optimizer state") end
     local cls = meta["moonopt.optimizer_class"]
@@ -238,7 +220,9 @@ local function load(path, what)
 
   local sched_sd
   if what.scheduler ~= nil then
-    if not method(what.scheduler, "load_state_dict") then fail("scheduler must have a load_state_dict method") end
+    if not method(what.scheduler, "load_state_dict") then
+      fail("%s: scheduler must have a load_state_dict method", fname)
+    end
     sched_sd = decode("moonopt.scheduler", "scheduler")
     if sched_sd == nil then bad("the file holds no scheduler state") end
   end
@@ -340,32 +324,36 @@ end
 -- plain tensor files
 
 local function save_tensors(path, tbl, metadata)
-  check_path(path)
-  if type(tbl) ~= "table" or is_tensor(tbl) then fail("expected a table {name = tensor}, got %s", type(tbl)) end
+  local fname = "mo.save_tensors"
+  check_path(fname, path)
+  if type(tbl) ~= "table" or is_tensor(tbl) then
+    fail("%s: expected a table {name = tensor}, got %s", fname, show(tbl))
+  end
   local names = {}
   for k, v in pairs(tbl) do
-    if type(k) ~= "string" then fail("names must be strings, got a %s key", type(k)) end
-    if not is_tensor(v) then fail("'%s' must be a tensor, got %s", k, type(v)) end
+    if type(k) ~= "string" then fail("%s: names must be strings, got the key %s", fname, show(k)) end
+    if not is_tensor(v) then fail("%s: '%s' must be a tensor, got %s", fname, k, show(v)) end
     names[#names + 1] = k
   end
   table.sort(names)
   local list = {}
   for i, k in ipairs(names) do list[i] = tbl[k] end
   if metadata ~= nil and type(metadata) ~= "table" then
-    fail("metadata must be a table {string = string}, got %s", type(metadata))
+    fail("%s: metadata must be a table {string = string}, got %s", fname, show(metadata))
   end
-  core.ckpt_write(path, names, list, metadata, "mo.save_tensors")
+  core.ckpt_write(path, names, list, metadata, fname)
 end
 
 local function load_tensors(path)
-  check_path(path)
-  local tensors, meta = core.ckpt_read(path, "mo.load_tensors")
+  local fname = "mo.load_tensors"
+  check_path(fname, path)
+  local tensors, meta = core.ckpt_read(path, fname)
   return tensors, meta
 end
 
-M.save = public("mo.save", save)
-M.load = public("mo.load", load)
-M.save_tensors = public("mo.save_tensors", save_tensors)
-M.load_tensors = public("mo.load_tensors", load_tensors)
+M.save = apierror.api(save)
+M.load = apierror.api(load)
+M.save_tensors = apierror.api(save_tensors)
+M.load_tensors = apierror.api(load_tensors)
 
 return M

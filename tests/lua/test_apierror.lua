@@ -86,6 +86,78 @@ function TestApiError.test_messages_point_at_the_caller()
   lu.assertIs(A.unwrap(print), print)
 end
 
+function TestApiError.test_keys_and_shapes()
+  lu.assertEquals(A.show_key("lr"), "'lr'")
+  lu.assertEquals(A.show_key(3), "3")
+  lu.assertEquals(A.show_key(true), "true")
+  lu.assertEquals(A.shape_str(core.zeros(2, 3)), "{2, 3}")
+  lu.assertEquals(A.shape_str(core.tensor(1.5)), "{}")
+  lu.assertEquals(A.shape_str({4}), "{4}")
+  lu.assertTrue(A.same_shape(core.zeros(2, 3), {2, 3}))
+  lu.assertTrue(A.same_shape({2, 3}, core.zeros(2, 3)))
+  lu.assertFalse(A.same_shape(core.zeros(2, 3), core.zeros(3, 2)))
+  lu.assertFalse(A.same_shape(core.zeros(6), core.zeros(6, 1)))
+  lu.assertFalse(A.same_shape({6, 1}, {6}))
+  lu.assertTrue(A.same_shape({}, core.tensor(2)))
+end
+
+-- Calls f(...) from one line of this file; returns the message and that line's number.
+local function error_and_line(f, ...)
+  local args, line = table.pack(...), nil
+  local ok, msg = pcall(function()
+    line = debug.getinfo(1, "l").currentline + 1
+    local r = f(table.unpack(args, 1, args.n))   -- not a tail call: this line is the caller
+    return r
+  end)
+  lu.assertFalse(ok, "expected an error")
+  return msg, line
+end
+
+-- Each module's representative error: the message, at the line of this file that made the
+-- call (not a line of lua/moonopt/), with the value quoted by show().
+function TestApiError.test_every_module_reports_the_callers_line()
+  local mo = require "moonopt"
+  local nn = mo.nn
+  local p = mo.zeros(2)
+  p.grad = mo.zeros(2)
+  local missing = os.tmpname()
+  os.remove(missing)
+  local seq = nn.Sequential(nn.Linear(2, 2))
+  local cases = {
+    {"Linear: in_features must be a positive integer, got 0", nn.Linear, 0, 3},
+    {'LayerNorm: normalized_shape must be a positive integer, got string "4"', nn.LayerNorm, "4"},
+    {"Sequential:add: expected a module, got 3", seq.add, seq, 3},
+    {"Sequential: argument #1 must be a module, got a table", nn.Sequential, {{}}},
+    {"Sequential:add_module: child 'x' must be a module, got nil", seq.add_module, seq, "x", nil},
+    {"Sequential:load_state_dict: shape mismatch for '0.weight'", seq.load_state_dict, seq,
+     {["0.weight"] = mo.zeros(3), ["0.bias"] = mo.zeros(2)}},
+    {"AdamW: Invalid learning rate: -1", mo.optim.AdamW, {p}, {lr = -1}},
+    {"SGD: unknown option 'moment'", mo.optim.SGD, {p}, {lr = 0.1, moment = 0.9}},
+    {"Adam: option 'lr' must be a number, got string \"0.1\"", mo.optim.Adam, {p}, {lr = "0.1"}},
+    {"mo.save: path must be a string, got 3", mo.save, 3, {}},
+    {'mo.save: path must be a file name, got ""', mo.save, "", {}},
+    {"mo.save: model must be a table (a moonopt model), got 3", mo.save, missing, {model = 3}},
+    {"mo.load: " .. missing .. ": cannot open", mo.load, missing, {}},
+    {"mo.save_tensors: 'w' must be a tensor, got true", mo.save_tensors, missing, {w = true}},
+  }
+  -- Sequential:add's message, with the error raised in add_module, is still at the caller
+  local bad_seq = nn.Sequential()
+  cases[#cases + 1] = {"cannot add a Sequential to itself", bad_seq.add, bad_seq, bad_seq}
+  -- an optimizer state refused by opt:load_state_dict inside mo.load (two wrapped calls)
+  local saved = os.tmpname()
+  mo.save(saved, {optimizer = mo.optim.SGD({p}, {lr = 0.1})})
+  cases[#cases + 1] = {"mo.load: " .. saved .. ": the file holds SGD state, the optimizer is Adam",
+                       mo.load, saved, {optimizer = mo.optim.Adam({p})}}
+  for _, c in ipairs(cases) do
+    local msg, line = error_and_line(table.unpack(c, 2))   -- asserts that it raised
+    local at = "tests/lua/test_apierror.lua:" .. line .. ": "
+    lu.assertEquals(msg:sub(1, #at), at, msg)
+    lu.assertStrContains(msg, c[1])
+    lu.assertNil(msg:find("lua/moonopt/", 1, true), msg)
+  end
+  os.remove(saved)
+end
+
 function TestApiError.test_options_and_argument_count()
   local f = A.api(function(opts, ...)
     A.check_nargs("f", 1, "opts", opts, ...)

@@ -125,7 +125,9 @@ local function add_module(prefix, t, opts)
 end
 
 -- Every method reachable from obj through __index tables; self is obj (or sometimes a
--- pool value, so methods also meet the wrong receiver).
+-- pool value, so methods also meet the wrong receiver). Not _init: a class's constructor
+-- hook, whose public entry point is the class call (nn.Linear(...), fuzzed above); it raises
+-- apierror's internal errors, which that call turns into messages at the caller's line.
 local function add_methods(prefix, make)
   local obj = make()
   local names, seen = {}, {}
@@ -134,7 +136,7 @@ local function add_methods(prefix, make)
   while type(t) == "table" and depth < 10 do
     for k, v in next, t do
       if type(k) == "string" and type(v) == "function" and not seen[k] and k ~= "__gc" and k ~= "__index"
-          and k ~= "__newindex" then
+          and k ~= "__newindex" and k ~= "_init" then
         seen[k] = true
         names[#names + 1] = k
       end

@@ -192,8 +192,8 @@ end
 
 function TestNnErrors.test_constructor_errors()
   assert_error({"Linear: in_features must be a positive integer, got 0"}, nn.Linear, 0, 3)
-  assert_error({"Linear: out_features must be an integer, got 2.5"}, nn.Linear, 3, 2.5)
-  assert_error({"Linear: in_features must be an integer, got nil"}, nn.Linear)
+  assert_error({"Linear: out_features must be a positive integer, got 2.5"}, nn.Linear, 3, 2.5)
+  assert_error({"Linear: in_features must be a positive integer, got nil"}, nn.Linear)
   assert_error({"Linear: bias must be a boolean, got 1"}, nn.Linear, 2, 2, 1)
   assert_error({"Linear: unknown option 'biass'"}, nn.Linear, 2, 2, {biass = false})
   assert_error({"Dropout: p (the dropout probability) must be a number in [0, 1], got 1.5"}, nn.Dropout, 1.5)
@@ -201,14 +201,14 @@ function TestNnErrors.test_constructor_errors()
   assert_error({"LayerNorm: normalized_shape must be a positive integer, got 0"}, nn.LayerNorm, 0)
   assert_error({"LayerNorm: eps must be a positive number, got -1"}, nn.LayerNorm, 4, -1)
   assert_error({"LayerNorm: unknown option 'affine'"}, nn.LayerNorm, 4, {affine = false})
-  assert_error({"GELU: approximate must be 'none' or 'tanh', got fast"}, nn.GELU, "fast")
+  assert_error({"GELU: approximate must be 'none' or 'tanh', got string \"fast\""}, nn.GELU, "fast")
   assert_error({"Softmax: dim must be a non-zero integer"}, nn.Softmax, 0)
   assert_error({"LeakyReLU: negative_slope must be a number"}, nn.LeakyReLU, "x")
   assert_error({"CrossEntropyLoss: unknown option 'label_smothing'"}, nn.CrossEntropyLoss,
                {label_smothing = 0.1})
   assert_error({"CrossEntropyLoss: label_smoothing must be a number in [0, 1], got 2"},
                nn.CrossEntropyLoss, {label_smoothing = 2})
-  assert_error({"MSELoss: reduction must be 'mean' or 'sum', got none"}, nn.MSELoss, {reduction = "none"})
+  assert_error({"MSELoss: reduction must be 'mean' or 'sum', got string \"none\""}, nn.MSELoss, {reduction = "none"})
   assert_error({"Sequential: argument #2 must be a module, got 1"}, nn.Sequential, nn.ReLU(), 1)
   assert_error({"Sequential:add: expected a module, got nil"}, nn.Sequential().add, nn.Sequential())
 end

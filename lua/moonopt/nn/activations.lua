@@ -11,6 +11,7 @@
 --   nn.Tanh()   nn.Sigmoid()
 --   nn.Softmax([dim = -1])         dim 1-based, negative counts from the end
 local core = require "moonopt.core"
+local apierror = require "moonopt.apierror"
 local base = require "moonopt.nn.module"
 
 local act_forward = core.nn_act_forward
@@ -56,7 +57,7 @@ M.Sigmoid = activation("Sigmoid", core.NN_ACT_SIGMOID, true)
 local LeakyReLU = activation("LeakyReLU", core.NN_ACT_LEAKY_RELU, false)
 function LeakyReLU:_init(slope)
   if type(slope) == "table" then
-    slope = base.check_options("LeakyReLU", slope, {negative_slope = true}).negative_slope
+    slope = apierror.check_options("LeakyReLU", slope, {negative_slope = true}).negative_slope
   end
   if slope == nil then slope = 0.01 end
   self.slope = base.check_number("LeakyReLU", "negative_slope", slope, -math.huge, math.huge)
@@ -70,7 +71,7 @@ M.LeakyReLU = LeakyReLU
 local GELU = base.class("GELU")
 function GELU:_init(approximate)
   if type(approximate) == "table" then
-    approximate = base.check_options("GELU", approximate, {approximate = true}).approximate
+    approximate = apierror.check_options("GELU", approximate, {approximate = true}).approximate
   end
   approximate = approximate or "none"
   if approximate == "none" then
@@ -78,7 +79,7 @@ function GELU:_init(approximate)
   elseif approximate == "tanh" then
     self._code = core.NN_ACT_GELU_TANH
   else
-    base.fail("GELU: approximate must be 'none' or 'tanh', got %s", base.describe(approximate))
+    apierror.fail("GELU: approximate must be 'none' or 'tanh', got %s", apierror.show(approximate))
   end
   self.approximate = approximate
 end
@@ -100,13 +101,14 @@ M.GELU = GELU
 
 local Softmax = base.class("Softmax")
 function Softmax:_init(dim)
-  if type(dim) == "table" then dim = base.check_options("Softmax", dim, {dim = true}).dim end
+  if type(dim) == "table" then dim = apierror.check_options("Softmax", dim, {dim = true}).dim end
   if dim == nil then dim = -1 end
-  if type(dim) ~= "number" or math.tointeger(dim) == nil or dim == 0 then
-    base.fail("Softmax: dim must be a non-zero integer (1-based, negative from the end), got %s",
-              base.describe(dim))
+  local d = apierror.to_int(dim)
+  if d == nil or d == 0 then
+    apierror.fail("Softmax: dim must be a non-zero integer (1-based, negative from the end), got %s",
+                  apierror.show(dim))
   end
-  self.dim = math.tointeger(dim)
+  self.dim = d
 end
 function Softmax:forward(x)
   local y = softmax_forward(x, self.dim, self._buf)

@@ -7,6 +7,7 @@
 -- lua_State's generator (mo.manual_seed makes it reproducible). In evaluation
 -- mode (model:evaluate()) forward returns its input and backward its gradient.
 local core = require "moonopt.core"
+local apierror = require "moonopt.apierror"
 local base = require "moonopt.nn.module"
 
 local dropout_forward = core.nn_dropout_forward
@@ -15,7 +16,7 @@ local dropout_backward = core.nn_dropout_backward
 local Dropout = base.class("Dropout")
 
 function Dropout:_init(p)
-  if type(p) == "table" then p = base.check_options("Dropout", p, {p = true}).p end
+  if type(p) == "table" then p = apierror.check_options("Dropout", p, {p = true}).p end
   if p == nil then p = 0.5 end
   self.p = base.check_number("Dropout", "p (the dropout probability)", p, 0, 1)
 end

@@ -8,6 +8,7 @@
 -- (biased variance, as PyTorch), then * weight + bias when elementwise_affine
 -- (weight {D} = 1 and bias {D} = 0 initially).
 local core = require "moonopt.core"
+local apierror = require "moonopt.apierror"
 local base = require "moonopt.nn.module"
 
 local ln_forward = core.nn_layernorm_forward
@@ -19,22 +20,22 @@ function LayerNorm:_init(shape, eps, affine)
   local fname = "LayerNorm"
   if type(shape) == "table" then
     if #shape ~= 1 then
-      base.fail("%s: normalized_shape must be one size (the last dimension), got %d sizes", fname,
+      apierror.fail("%s: normalized_shape must be one size (the last dimension), got %d sizes", fname,
                 #shape)
     end
     shape = shape[1]
   end
-  local d = base.check_int(fname, "normalized_shape", shape, 1)
+  local d = apierror.check_int(fname, "normalized_shape", shape, 1)
   if type(eps) == "table" then
-    local o = base.check_options(fname, eps, {eps = true, elementwise_affine = true})
+    local o = apierror.check_options(fname, eps, {eps = true, elementwise_affine = true})
     eps, affine = o.eps, o.elementwise_affine
   end
   if eps == nil then eps = 1e-5 end
   if type(eps) ~= "number" or not (eps > 0 and eps < math.huge) then
-    base.fail("%s: eps must be a positive number, got %s", fname, base.describe(eps))
+    apierror.fail("%s: eps must be a positive number, got %s", fname, apierror.show(eps))
   end
   if affine ~= nil and type(affine) ~= "boolean" then
-    base.fail("%s: elementwise_affine must be a boolean, got %s", fname, base.describe(affine))
+    apierror.fail("%s: elementwise_affine must be a boolean, got %s", fname, apierror.show(affine))
   end
   self.normalized_shape, self.eps = d, eps
   self.elementwise_affine = affine ~= false

@@ -7,6 +7,7 @@
 -- weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)), drawn from the lua_State's
 -- generator (mo.manual_seed makes a model reproducible), weight first.
 local core = require "moonopt.core"
+local apierror = require "moonopt.apierror"
 local base = require "moonopt.nn.module"
 
 local linear_forward = core.nn_linear_forward
@@ -17,13 +18,13 @@ local Linear = base.class("Linear")
 
 function Linear:_init(in_features, out_features, bias)
   local fname = "Linear"
-  in_features = base.check_int(fname, "in_features", in_features, 1)
-  out_features = base.check_int(fname, "out_features", out_features, 1)
+  in_features = apierror.check_int(fname, "in_features", in_features, 1)
+  out_features = apierror.check_int(fname, "out_features", out_features, 1)
   if type(bias) == "table" then
-    bias = base.check_options(fname, bias, {bias = true}).bias
+    bias = apierror.check_options(fname, bias, {bias = true}).bias
   end
   if bias ~= nil and type(bias) ~= "boolean" then
-    base.fail("%s: bias must be a boolean, got %s", fname, base.describe(bias))
+    apierror.fail("%s: bias must be a boolean, got %s", fname, apierror.show(bias))
   end
   self.in_features, self.out_features = in_features, out_features
   local bound = 1 / math.sqrt(in_features)

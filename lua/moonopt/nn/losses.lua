@@ -19,6 +19,7 @@
 -- The gradient buffer is reused between calls of the same batch shape: copy it
 -- if you need to keep one across calls.
 local core = require "moonopt.core"
+local apierror = require "moonopt.apierror"
 local base = require "moonopt.nn.module"
 
 local nn_mse = core.nn_mse
@@ -33,7 +34,7 @@ local function read_reduction(fname, r)
   if r == nil then return "mean", core.NN_MEAN end
   local code = reductions[r]
   if code == nil then
-    base.fail("%s: reduction must be 'mean' or 'sum', got %s", fname, base.describe(r))
+    apierror.fail("%s: reduction must be 'mean' or 'sum', got %s", fname, apierror.show(r))
   end
   return r, code
 end
@@ -42,7 +43,7 @@ end
 local function pair_loss(name, fn)
   local L = base.class(name)
   function L:_init(opts)
-    opts = base.check_options(name, opts, {reduction = true})
+    opts = apierror.check_options(name, opts, {reduction = true})
     self.reduction, self._red = read_reduction(name, opts.reduction)
   end
   function L:forward(out, target)
@@ -71,7 +72,7 @@ local CrossEntropyLoss = base.class("CrossEntropyLoss")
 
 function CrossEntropyLoss:_init(opts)
   local fname = "CrossEntropyLoss"
-  opts = base.check_options(fname, opts, {reduction = true, label_smoothing = true})
+  opts = apierror.check_options(fname, opts, {reduction = true, label_smoothing = true})
   self.reduction, self._red = read_reduction(fname, opts.reduction)
   self.label_smoothing = base.check_number(fname, "label_smoothing", opts.label_smoothing or 0, 0, 1)
 end

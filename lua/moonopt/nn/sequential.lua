@@ -10,6 +10,7 @@
 -- A Linear directly followed by ReLU, Tanh or Sigmoid runs as one fused C call
 -- (matmul, then bias and activation in one pass); the activation's backward is
 -- unchanged, since it works from the output.
+local apierror = require "moonopt.apierror"
 local base = require "moonopt.nn.module"
 
 local Sequential = base.class("Sequential")
@@ -37,10 +38,10 @@ function Sequential:_init(...)
   for i = 1, #mods do
     local m = mods[i]
     if type(m) ~= "table" or not m._is_module then
-      base.fail("Sequential: argument #%d must be a module, got %s", i, base.describe(m))
+      apierror.fail("Sequential: argument #%d must be a module, got %s", i, apierror.show(m))
     end
     local cycle = base.cycle_error(self, m, "Sequential")
-    if cycle then base.fail("%s", cycle) end
+    if cycle then apierror.fail("%s", cycle) end
     self.modules[i] = m
     self:add_module(tostring(i - 1), m)
   end
@@ -54,17 +55,18 @@ end
 -- stale afterwards).
 function Sequential:add(m)
   if type(m) ~= "table" or not m._is_module then
-    error("Sequential:add: expected a module, got " .. base.describe(m), 2)
+    apierror.fail("Sequential:add: expected a module, got %s", apierror.show(m))
   end
   -- checked before anything changes: s:add(s), or adding a module that holds s
   local cycle = base.cycle_error(self, m, "Sequential:add")
-  if cycle then error(cycle, 2) end
+  if cycle then apierror.fail("%s", cycle) end
   local n = #self.modules + 1
   self.modules[n] = m
   self:add_module(tostring(n - 1), m)
   plan_pair(self, n - 1)
   return self
 end
+Sequential.add = apierror.api(Sequential.add)
 
 function Sequential:forward(x)
   local mods, fuse = self.modules, self._fuse

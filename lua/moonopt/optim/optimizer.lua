@@ -29,7 +29,7 @@ local apierror = require "moonopt.apierror"
 
 local is_tensor = core.is_tensor
 local optim_step = core.optim_step
-local fail, api = apierror.fail, apierror.api
+local fail, api, show, show_key = apierror.fail, apierror.api, apierror.show, apierror.show_key
 
 local Optimizer = {}
 Optimizer.__index = Optimizer
@@ -42,17 +42,11 @@ local function copy(v)
 end
 Optimizer.copy = copy
 
--- tostring as PyTorch prints numbers in its messages ("-1", "1.5", "nan")
-local function show(v)
-  if type(v) == "string" then return string.format("%q", v) end
-  if type(v) == "number" and v ~= v then return "nan" end
-  return tostring(v)
-end
+-- Optimizer.show is apierror.show, the one quoter of the library's messages (-1, 1.5, nan,
+-- string "x", a table), exported for optimizer classes (docs/api.md). Option and layout errors name the class and the
+-- option; they are raised with apierror.fail and the public methods (construction, step,
+-- add_param_group, load_state_dict) re-raise them at the caller's line (apierror.api).
 Optimizer.show = show
-
--- Option and layout errors name the class and the option; the public methods re-raise
--- them at the caller's line (apierror.api).
-local errorf = fail
 
 -- The message of a caught error (a tagged apierror or a plain string).
 local function message(e)
@@ -77,11 +71,11 @@ end
 -- Accepted: a list of tensors; a list of {name, tensor} pairs; a map name -> tensor.
 local function read_params(cls, value, where)
   if is_tensor(value) then
-    errorf("%s: params%s must be a list of tensors, not a single tensor (wrap it: {t})",
+    fail("%s: params%s must be a list of tensors, not a single tensor (wrap it: {t})",
            cls.name, where)
   end
   if type(value) ~= "table" then
-    errorf("%s: params%s must be a list of tensors, got %s", cls.name, where, type(value))
+    fail("%s: params%s must be a list of tensors, got %s", cls.name, where, show(value))
   end
   local tensors, names, any_name = {}, {}, false
   if #value == 0 and next(value) ~= nil then
@@ -89,7 +83,7 @@ local function read_params(cls, value, where)
     for _, name in ipairs(sorted_keys(value)) do
       local t = value[name]
       if type(name) ~= "string" or not is_tensor(t) then
-        errorf("%s: params%s: entry %s is not a tensor", cls.name, where, show(name))
+        fail("%s: params%s: entry %s is not a tensor", cls.name, where, show(name))
       end
       tensors[#tensors + 1], names[#names + 1], any_name = t, name, true
     end
@@ -100,8 +94,7 @@ local function read_params(cls, value, where)
       elseif type(v) == "table" and type(v[1]) == "string" and is_tensor(v[2]) then
         tensors[i], names[i], any_name = v[2], v[1], true
       else
-        errorf("%s: params%s: entry %d is not a tensor (got %s)", cls.name, where, i,
-               type(v) == "table" and "table" or type(v))
+        fail("%s: params%s: entry %d is not a tensor (got %s)", cls.name, where, i, show(v))
       end
     end
   end
@@ -120,7 +113,7 @@ local function resolve(cls, opts, group)
     local preset = spec.presets[flavor]
     if preset == nil then
       local known = sorted_keys(spec.presets)
-      errorf("%s: unknown flavor %s (known: %s)", cls.name, show(flavor), table.concat(known, ", "))
+      fail("%s: unknown flavor %s (known: %s)", cls.name, show(flavor), table.concat(known, ", "))
     end
     for k, v in pairs(preset) do r[k] = copy(v) end
   end
@@ -136,7 +129,7 @@ end
 local function check_known(cls, t, where)
   for k in pairs(t) do
     if cls.spec.defaults[k] == nil and not NOT_OPTIONS[k] and not OWN_OPTIONS[k] then
-      errorf("%s: unknown option '%s'%s", cls.name, tostring(k), where)
+      fail("%s: unknown option %s%s", cls.name, show_key(k), where)
     end
   end
 end
@@ -153,8 +146,8 @@ local function check_group(self, group, gi)
   local defaults = self.spec.defaults
   for k in pairs(group) do
     if defaults[k] == nil and not NOT_OPTIONS[k] and k ~= "initial_lr" then
-      err("unknown option '%s' in param group %d (a key set on opt.param_groups[%d]?)",
-          tostring(k), gi or 0, gi or 0)
+      err("unknown option %s in param group %d (a key set on opt.param_groups[%d]?)",
+          show_key(k), gi or 0, gi or 0)
     end
   end
   self.spec.check(group, err)
@@ -165,7 +158,7 @@ local function new_group(self, g, opts, where)
   local cls = self
   local tensors, names
   if g.params == nil then
-    errorf("%s: param group%s has no 'params'", cls.name, where)
+    fail("%s: param group%s has no 'params'", cls.name, where)
   end
   tensors, names = read_params(cls, g.params, where)
   check_known(cls, g, " in param group" .. where)
@@ -179,15 +172,15 @@ end
 local function construct(cls, params, opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
-    errorf("%s: options must be a table, got %s", cls.name, type(opts))
+    fail("%s: options must be a table, got %s", cls.name, show(opts))
   end
   check_known(cls, opts, "")
   if params == nil or type(params) ~= "table" or is_tensor(params) then
-    errorf("%s: params must be a list of tensors or of param groups, got %s", cls.name,
-           is_tensor(params) and "a single tensor (wrap it: {t})" or type(params))
+    fail("%s: params must be a list of tensors or of param groups, got %s", cls.name,
+           is_tensor(params) and "a single tensor (wrap it: {t})" or show(params))
   end
   if type(params.parameters) == "function" then
-    errorf("%s: params must be a list of tensors or of param groups, got a module "
+    fail("%s: params must be a list of tensors or of param groups, got a module "
            .. "(pass model:parameters() or model:named_parameters())", cls.name)
   end
   local self = setmetatable({}, cls)
@@ -196,18 +189,18 @@ local function construct(cls, params, opts)
   self.skipped_steps = 0
   self.skip_nonfinite = opts.skip_nonfinite and true or false
   if opts.skip_nonfinite ~= nil and type(opts.skip_nonfinite) ~= "boolean" then
-    errorf("%s: option 'skip_nonfinite' must be a boolean, got %s", cls.name, type(opts.skip_nonfinite))
+    fail("%s: option 'skip_nonfinite' must be a boolean, got %s", cls.name, show(opts.skip_nonfinite))
   end
   self._opts = copy(opts)
   local first = params[1]
   local is_groups = type(first) == "table" and not is_tensor(first) and first.params ~= nil
   if next(params) == nil then
-    errorf("%s: optimizer got an empty parameter list", cls.name)
+    fail("%s: optimizer got an empty parameter list", cls.name)
   end
   if is_groups then
     for i, g in ipairs(params) do
       if type(g) ~= "table" or is_tensor(g) then
-        errorf("%s: param group %d must be a table with 'params'", cls.name, i)
+        fail("%s: param group %d must be a table with 'params'", cls.name, i)
       end
       self.param_groups[i] = new_group(self, g, opts, " " .. i)
     end
@@ -219,7 +212,7 @@ local function construct(cls, params, opts)
     check_group(self, group, gi)
     for j, p in ipairs(group.params) do
       if seen[p] then
-        errorf("%s: some parameters appear in more than one parameter group (group %d, param %d)",
+        fail("%s: some parameters appear in more than one parameter group (group %d, param %d)",
                cls.name, gi, j)
       end
       seen[p] = true
@@ -250,7 +243,7 @@ end
 --- Adds a param group (options not given take the optimizer's options).
 local function add_param_group(self, g)
   if type(g) ~= "table" or is_tensor(g) then
-    errorf("%s: add_param_group: expected a table with 'params'", self.name)
+    fail("%s: add_param_group: expected a table with 'params'", self.name)
   end
   local group = new_group(getmetatable(self), g, self._opts, " " .. (#self.param_groups + 1))
   check_group(self, group, #self.param_groups + 1)
@@ -260,7 +253,7 @@ local function add_param_group(self, g)
   end
   for _, p in ipairs(group.params) do
     if seen[p] then
-      errorf("%s: some parameters appear in more than one parameter group", self.name)
+      fail("%s: some parameters appear in more than one parameter group", self.name)
     end
   end
   self.param_groups[#self.param_groups + 1] = group
@@ -277,7 +270,7 @@ local function step(self, closure)
   local loss
   if closure ~= nil then
     if type(closure) ~= "function" then
-      errorf("%s: step: closure must be a function, got %s", self.name, type(closure))
+      fail("%s: step: closure must be a function, got %s", self.name, show(closure))
     end
     loss = closure()
   end
@@ -384,7 +377,7 @@ local function check_kernel_state(info, st)
     local v = st[b.name]
     if v == nil and b.when == nil then return "no '" .. b.name .. "'" end
     if v ~= nil and not is_tensor(v) then
-      return string.format("'%s' must be a tensor, got %s", b.name, type(v))
+      return string.format("'%s' must be a tensor, got %s", b.name, show(v))
     end
   end
   for _, sc in ipairs(info.scalars) do
@@ -416,7 +409,7 @@ local function load_groups(self, sd, lfail)
       if not NOT_OPTIONS[k] then
         -- initial_lr is what a schedule records in each group (as PyTorch's do)
         if self.spec.defaults[k] == nil and k ~= "initial_lr" then
-          lfail("param group %d: unknown option '%s'", gi, tostring(k))
+          lfail("param group %d: unknown option %s", gi, show_key(k))
         end
         ng[k] = copy(v)
       end
@@ -439,12 +432,9 @@ end
 local function check_state_shapes(s, want, idx, lfail)
   local function walk(v, path)
     if is_tensor(v) then
-      local got = v:shape()
-      local ok = #got == #want
-      for i = 1, #want do ok = ok and got[i] == want[i] end
-      if not ok then
-        lfail("state of param #%d: %s has shape {%s}, the param has shape {%s}", idx, path,
-              table.concat(got, ", "), table.concat(want, ", "))
+      if not apierror.same_shape(v, want) then
+        lfail("state of param #%d: %s has shape %s, the param has shape %s", idx, path,
+              apierror.shape_str(v), apierror.shape_str(want))
       end
     elseif type(v) == "table" then
       for k, x in pairs(v) do walk(x, path .. "." .. tostring(k)) end
@@ -553,7 +543,7 @@ function C.number(o, err, key)
     if is_tensor(v) then
       err("option '%s' must be a number, got a moonopt.Tensor (use t:item() for its value)", key)
     end
-    err("option '%s' must be a number, got %s", key, type(v))
+    err("option '%s' must be a number, got %s", key, show(v))
   end
   if v ~= v then err("option '%s' must not be NaN", key) end
   return v
@@ -561,7 +551,7 @@ end
 
 function C.boolean(o, err, key)
   local v = o[key]
-  if type(v) ~= "boolean" then err("option '%s' must be a boolean, got %s", key, type(v)) end
+  if type(v) ~= "boolean" then err("option '%s' must be a boolean, got %s", key, show(v)) end
   return v
 end
 
@@ -583,8 +573,9 @@ end
 
 function C.betas(o, err)
   local b = o.betas
-  if type(b) ~= "table" or type(b[1]) ~= "number" or type(b[2]) ~= "number" then
-    err("option 'betas' must be a table of two numbers, got %s", type(b))
+  if type(b) ~= "table" then err("option 'betas' must be a table of two numbers, got %s", show(b)) end
+  if type(b[1]) ~= "number" or type(b[2]) ~= "number" then
+    err("option 'betas' must be a table of two numbers, got {%s, %s}", show(b[1]), show(b[2]))
   end
   for i = 1, 2 do
     if not (b[i] >= 0 and b[i] < 1) then
