@@ -53,7 +53,7 @@ PUBLIC_HDR  := core/moonopt.h core/moonopt_optim.h core/moonopt_nn.h core/moonop
 SONAME_MAJOR := 0
 SO_VERSION   := 0.1.0
 
-.PHONY: all lib module test check bench demo demo-check install luarocks-install clean deps lint
+.PHONY: all lib module test check bench golden demo demo-check install luarocks-install clean deps lint
 
 all: lib module embed-lib
 
@@ -148,8 +148,16 @@ demo-check: all
 	@tail -n 1 $(BUILD)/demo.log | awk -F'[= ]' '$$1 == "final" && $$3 + 0 >= 0.89 {ok = 1} END {exit !ok}' \
 	    || { echo "demo-check: test accuracy below 0.89"; exit 1; }
 
+# The benchmarks compare against PyTorch 1.13 (Debian's python3-torch), installed first.
 bench: all
+	@sh tools/deps.sh python3-numpy python3-torch
 	@sh bench/run.sh
+
+# Golden vectors: every tests/golden/make_*.py rewrites its file from NumPy / PyTorch 1.13
+# (installed first; never needed to build or to test).
+golden:
+	@sh tools/deps.sh python3-numpy python3-torch
+	@set -e; for g in tests/golden/make_*.py; do echo "== $$g"; /usr/bin/python3 "$$g"; done
 
 LINT_DIRS := $(wildcard lua tests/lua bench examples tools)
 lint:
