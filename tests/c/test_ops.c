@@ -756,7 +756,7 @@ TEST(dot_and_norms_golden)
 /* ------------------------------------------------------------------------ */
 
 typedef mo_status (*matmul_fn)(mo_tensor *, const mo_tensor *, int, const mo_tensor *, int,
-                               float, float);
+                               double, double);
 
 static void check_matmul_golden(matmul_fn mm)
 {
