@@ -51,9 +51,14 @@ static int f_empty(lua_State *L)
 static int f_full(lua_State *L)
 {
     lua_Number v = mo__checknumber(L, 2, "full");
-    if (!lua_isnoneornil(L, 3) && !mo__is_options(L, 3))
+    int last = 3; /* full(shape, value [, options]) */
+    mo_dtype dt = MO_FLOAT32;
+    if (!lua_isnoneornil(L, 3) && !mo__optdtype(L, &last, "full", &dt))
         return mo__typeerror(L, 3, "full", "options table");
-    mo_tensor *t = new_from_args(L, 1, lua_isnoneornil(L, 3) ? 1 : 3, 0, "full");
+    size_t shape[MO_MAX_DIMS];
+    int ndim = mo__readshape(L, 1, 1, "full", shape, NULL);
+    mo__shape_numel(L, "full", ndim, shape);
+    mo_tensor *t = mo__newtensor_dtype(L, ndim, shape, dt, 0, "full");
     mo_status st = mo_fill(t, v);
     if (st != MO_OK) return mo__status_error(L, st, "full");
     return 1;

@@ -431,6 +431,9 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
         if (!mo_tensor_same_shape(t, p))
             luaL_error(L, "%s: step: state of param #%I: '%s' has shape %s, the param has shape %s",
                        c->fname, (lua_Integer)a->index, key, mo__shapestr(t, s1), mo__shapestr(p, s2));
+        if (t->dtype != p->dtype)
+            luaL_error(L, "%s: step: state of param #%I: '%s' is %s, the param is %s", c->fname,
+                       (lua_Integer)a->index, key, mo_dtype_name(t->dtype), mo_dtype_name(p->dtype));
         lua_pop(L, 1);
     }
     if (d->counts_steps) {
