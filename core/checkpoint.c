@@ -80,6 +80,13 @@ static void put_f32le(unsigned char *p, float v)
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(u >> (8 * i));
 }
 
+static void put_f64le(unsigned char *p, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(u >> (8 * i));
+}
+
 static uint32_t get_u32le(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -113,18 +120,6 @@ static float f32_of_f16(uint16_t h)
         e--;
     }
     return f32_of_bits(sign | e << 23 | (man & 0x3ffu) << 13);
-}
-
-/* double -> float, rounding to nearest; out-of-range values become +-inf or
- * +-FLT_MAX as IEEE rounding says, without the undefined behaviour of a cast. */
-static float f32_of_f64(double d)
-{
-    if (d != d) return (float)d;
-    double a = d < 0 ? -d : d;
-    if (a <= (double)FLT_MAX) return (float)d;
-    /* FLT_MAX + half an ulp (2^103) is the midpoint to 2^128; ties go to the even one, inf */
-    float big = a < 0x1.ffffffp+127 ? FLT_MAX : (float)HUGE_VAL;
-    return d < 0 ? -big : big;
 }
 
 /* ======================================================================== */
@@ -303,7 +298,8 @@ static void sb_json_string(strbuf *b, const char *s)
 
 typedef mo_status (*chunk_fn)(void *ctx, const unsigned char *p, size_t n);
 
-/* Hands tensor t's elements to fn as little-endian float32 bytes, row-major. */
+/* Hands tensor t's elements to fn as little-endian bytes of its dtype (F32 or F64),
+ * row-major. STAGE is a multiple of both element sizes. */
 static mo_status each_chunk(const mo_tensor *t, unsigned char *stage, chunk_fn fn, void *ctx)
 {
     if (t->numel == 0) return MO_OK;
@@ -313,20 +309,22 @@ static mo_status each_chunk(const mo_tensor *t, unsigned char *stage, chunk_fn f
     mo__iter_init(&it, 1, ops);
     size_t used = 0;
     for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
-        const float *p = it.p[0];    /* this row: it.n elements, it.inner[0] apart */
-        const ptrdiff_t s = it.inner[0];
-        const size_t n = it.n;
+        const ptrdiff_t s = it.inner[0];   /* this row: it.n elements, it.inner[0] apart */
+        const size_t n = it.n, es = mo_dtype_size(t->dtype);
         if (le && s == 1) {
             if (used) {
                 MO_TRY(fn(ctx, stage, used));
                 used = 0;
             }
-            MO_TRY(fn(ctx, (const unsigned char *)p, n * sizeof(float)));
+            MO_TRY(fn(ctx, (const unsigned char *)it.p[0], n * es));
             continue;
         }
         for (size_t k = 0; k < n; k++) {
-            put_f32le(stage + used, p[(ptrdiff_t)k * s]);
-            used += 4;
+            if (t->dtype == MO_FLOAT64)
+                put_f64le(stage + used, ((const double *)it.p[0])[(ptrdiff_t)k * s]);
+            else
+                put_f32le(stage + used, ((const float *)it.p[0])[(ptrdiff_t)k * s]);
+            used += es;
             if (used == STAGE) {
                 MO_TRY(fn(ctx, stage, used));
                 used = 0;
@@ -440,7 +438,7 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
     uint32_t crc = 0;
     for (size_t i = 0; i < n; i++) {
         size_t tb;
-        MO_TRY(mo_size_mul(items[i].tensor->numel, sizeof(float), &tb));
+        MO_TRY(mo_size_mul(items[i].tensor->numel, mo_dtype_size(items[i].tensor->dtype), &tb));
         MO_TRY(mo_size_add(total, tb, &total));
         MO_TRY(each_chunk(items[i].tensor, stage, crc_chunk, &crc));
     }
@@ -466,7 +464,8 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
         const mo_tensor *t = items[i].tensor;
         sb_putc(hb, ',');
         sb_json_string(hb, items[i].name);
-        sb_puts(hb, ":{\"dtype\":\"F32\",\"shape\":[");
+        sb_puts(hb, t->dtype == MO_FLOAT64 ? ":{\"dtype\":\"F64\",\"shape\":["
+                                           : ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             if (d) sb_putc(hb, ',');
             sb_putu(hb, t->shape[d]);
@@ -474,7 +473,7 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
         sb_puts(hb, "],\"data_offsets\":[");
         sb_putu(hb, off);
         sb_putc(hb, ',');
-        off += t->numel * sizeof(float);   /* <= total, checked above */
+        off += t->numel * mo_dtype_size(t->dtype);   /* <= total, checked above */
         sb_putu(hb, off);
         sb_puts(hb, "]}");
     }
@@ -1229,15 +1228,18 @@ static mo_status src_read(source *s, void *dst, size_t n, char *why, size_t why_
     return MO_OK;
 }
 
-/* Reads entry e's bytes (e->t allocated) converting to float32; updates crc. */
+/* Reads entry e's bytes (e->t allocated: float64 for F64, else float32, converting
+ * F16 and BF16); updates crc. */
 static mo_status read_tensor(source *s, entry *e, unsigned char *stage, uint32_t *crc, char *why,
                              size_t why_size)
 {
-    float *dst = mo_tensor_data(&e->t);    /* contiguous, numel floats */
+    float *dst = mo_tensor_data(&e->t);      /* contiguous, numel floats (NULL for F64) */
+    double *dst64 = mo_tensor_data_f64(&e->t);
     size_t es = dtype_sizes[e->dtype], total = e->end - e->begin;
-    if (e->dtype == DT_F32 && host_little_endian()) {
-        MO_TRY(src_read(s, dst, total, why, why_size));
-        *crc = mo_crc32(*crc, dst, total);
+    if ((e->dtype == DT_F32 || e->dtype == DT_F64) && host_little_endian()) {
+        void *raw = mo_tensor_ptr(&e->t);
+        MO_TRY(src_read(s, raw, total, why, why_size));
+        *crc = mo_crc32(*crc, raw, total);
         return MO_OK;
     }
     size_t done = 0, k = 0;
@@ -1251,9 +1253,7 @@ static mo_status read_tensor(source *s, entry *e, unsigned char *stage, uint32_t
             case DT_F32: dst[k] = f32_of_bits(get_u32le(q)); break;
             case DT_F64: {
                 uint64_t u = get_u64le(q);
-                double d;
-                memcpy(&d, &u, sizeof d);
-                dst[k] = f32_of_f64(d);
+                memcpy(&dst64[k], &u, sizeof u);
                 break;
             }
             case DT_F16: dst[k] = f32_of_f16((uint16_t)(q[0] | q[1] << 8)); break;
@@ -1315,7 +1315,8 @@ static mo_status read_all(mo_ckpt **out, source *s, size_t size, const mo_alloca
     }
     for (size_t i = 0; st == MO_OK && i < c->count; i++) {
         entry *e = &c->e[i];
-        st = mo_tensor_empty(&e->t, e->ndim, e->shape, a);
+        st = mo_tensor_empty_dtype(&e->t, e->ndim, e->shape,
+                                   e->dtype == DT_F64 ? MO_FLOAT64 : MO_FLOAT32, a);
         if (st != MO_OK) {
             char sh[160];
             shape_text(e, sh, sizeof sh);

@@ -23,6 +23,10 @@ mo_status mo_gather_rows(mo_tensor *dst, const mo_tensor *src, const size_t *row
 {
     if (!dst || !src || (n > 0 && !rows)) return MO_ERR_ARG;
     if (!mo_tensor_alive(dst) || !mo_tensor_alive(src)) return MO_ERR_FREED;
+    {
+        const mo_tensor *f32_[2] = {dst, src};
+        MO_TRY(mo__check_f32(2, f32_)); /* float32 only in this stage */
+    }
     if (src->ndim < 1 || dst->ndim != src->ndim || dst->shape[0] != n) return MO_ERR_SHAPE;
     for (int i = 1; i < src->ndim; i++)
         if (dst->shape[i] != src->shape[i]) return MO_ERR_SHAPE;
@@ -69,6 +73,10 @@ mo_status mo_mean_std(const mo_tensor *t, double *mean, double *std)
 {
     if (!t || !mean || !std) return MO_ERR_ARG;
     if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    {
+        const mo_tensor *f32_[1] = {t};
+        MO_TRY(mo__check_f32(1, f32_)); /* float32 only in this stage */
+    }
     if (t->numel == 0) return MO_ERR_ARG;
     mo_tensor c;
     mo_tensor_init(&c);
@@ -99,6 +107,10 @@ mo_status mo_column_mean_std(const mo_tensor *m, mo_tensor *mean, mo_tensor *std
 {
     if (!m || !mean || !std) return MO_ERR_ARG;
     if (!mo_tensor_alive(m) || !mo_tensor_alive(mean) || !mo_tensor_alive(std)) return MO_ERR_FREED;
+    {
+        const mo_tensor *f32_[3] = {m, mean, std};
+        MO_TRY(mo__check_f32(3, f32_)); /* float32 only in this stage */
+    }
     if (m->ndim != 2) return MO_ERR_SHAPE;
     const size_t n = m->shape[0], d = m->shape[1];
     if (!is_vector_of(mean, d) || !is_vector_of(std, d)) return MO_ERR_SHAPE;
@@ -133,6 +145,10 @@ mo_status mo_normalize(mo_tensor *t, double mean, double std)
 {
     if (!t) return MO_ERR_ARG;
     if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    {
+        const mo_tensor *f32_[1] = {t};
+        MO_TRY(mo__check_f32(1, f32_)); /* float32 only in this stage */
+    }
     if (!isfinite(mean) || !isfinite(std) || !(std > 0)) return MO_ERR_ARG;
     const float m = (float)mean;
     const float inv = (float)(1.0 / std);  /* hoisted: one multiply per element, not a divide */
@@ -152,6 +168,10 @@ mo_status mo_normalize_columns(mo_tensor *m, const mo_tensor *mean, const mo_ten
 {
     if (!m || !mean || !std) return MO_ERR_ARG;
     if (!mo_tensor_alive(m) || !mo_tensor_alive(mean) || !mo_tensor_alive(std)) return MO_ERR_FREED;
+    {
+        const mo_tensor *f32_[3] = {m, mean, std};
+        MO_TRY(mo__check_f32(3, f32_)); /* float32 only in this stage */
+    }
     if (m->ndim != 2) return MO_ERR_SHAPE;
     const size_t n = m->shape[0], d = m->shape[1];
     if (!is_vector_of(mean, d) || !is_vector_of(std, d)) return MO_ERR_SHAPE;
@@ -190,6 +210,10 @@ mo_status mo_count_correct(const mo_tensor *scores, const mo_tensor *labels, flo
 {
     if (!scores || !labels || !correct || !isfinite(base)) return MO_ERR_ARG;
     if (!mo_tensor_alive(scores) || !mo_tensor_alive(labels)) return MO_ERR_FREED;
+    {
+        const mo_tensor *f32_[2] = {scores, labels};
+        MO_TRY(mo__check_f32(2, f32_)); /* float32 only in this stage */
+    }
     if (scores->ndim != 2 || labels->ndim != 1 || labels->shape[0] != scores->shape[0]) return MO_ERR_SHAPE;
     const size_t n = scores->shape[0], c = scores->shape[1];
     const float *s = mo_tensor_data(scores), *y = mo_tensor_data(labels);

@@ -759,6 +759,11 @@ mo_status mo_idx_write_file(const char *path, const mo_tensor *t, mo_idx_type ty
         mo__say(why, why_size, "%s", mo_status_str(MO_ERR_FREED));
         return MO_ERR_FREED;
     }
+    if (t->dtype != MO_FLOAT32) {
+        mo__say(why, why_size, "IDX files are written from float32 tensors, got %s",
+                mo_dtype_name(t->dtype));
+        return MO_ERR_DTYPE;
+    }
     if (mo_idx_type_size((int)type) == 0) {
         mo__say(why, why_size, "unknown element type 0x%02x", (unsigned)type);
         return MO_ERR_ARG;

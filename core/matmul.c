@@ -38,53 +38,12 @@ const char *mo_blas_backend(void)
 #define MM_KB 64
 #define MM_NB 64
 
-/* y[0..n) += a * x[0..n); the hot loop, vectorized at -O2 (multiple-of-8 main part). */
-static void axpy(float *restrict y, const float *restrict x, float a, size_t n)
-{
-    size_t n8 = n & ~(size_t)7, i;
-    for (i = 0; i < n8; i++) y[i] += a * x[i];
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
-/*
- * C += alpha * opA @ opB with explicit element strides (the transposes are
- * already folded into the strides): opA(i, p) = a[i*as0 + p*as1] is m x k,
- * opB(p, j) = b[p*bs0 + j*bs1] is k x n, C(i, j) = c[i*cs0 + j*cs1] is m x n.
- * C must not overlap A or B. Loop order per tile: j-block, k-block (pack the
- * op(B) tile contiguously), then for each row i: k inner to j innermost
- * (i-k-j), accumulating a row piece of C in a contiguous local buffer.
- */
-static void gemm_portable(size_t m, size_t n, size_t k, float alpha, const float *a,
-                          ptrdiff_t as0, ptrdiff_t as1, const float *b, ptrdiff_t bs0,
-                          ptrdiff_t bs1, float *c, ptrdiff_t cs0, ptrdiff_t cs1)
-{
-    float bp[MM_KB * MM_NB]; /* op(B)[p0 + pp][j0 + jj] at bp[pp*MM_NB + jj] */
-    float acc[MM_NB];        /* C[i][j0 + jj] while row i is being updated */
-    for (size_t j0 = 0; j0 < n; j0 += MM_NB) {
-        const size_t nb = n - j0 < MM_NB ? n - j0 : MM_NB;
-        for (size_t p0 = 0; p0 < k; p0 += MM_KB) {
-            const size_t kb = k - p0 < MM_KB ? k - p0 : MM_KB;
-            for (size_t pp = 0; pp < kb; pp++) {
-                const float *brow = b + (ptrdiff_t)(p0 + pp) * bs0 + (ptrdiff_t)j0 * bs1;
-                for (size_t jj = 0; jj < nb; jj++) bp[pp * MM_NB + jj] = brow[(ptrdiff_t)jj * bs1];
-            }
-            for (size_t i = 0; i < m; i++) {
-                float *crow = c + (ptrdiff_t)i * cs0 + (ptrdiff_t)j0 * cs1;
-                const float *arow = a + (ptrdiff_t)i * as0 + (ptrdiff_t)p0 * as1;
-                for (size_t jj = 0; jj < nb; jj++) acc[jj] = crow[(ptrdiff_t)jj * cs1];
-                if (nb == MM_NB) {
-                    /* full tile: constant trip count, fully vectorized */
-                    for (size_t pp = 0; pp < kb; pp++)
-                        axpy(acc, bp + pp * MM_NB, alpha * arow[(ptrdiff_t)pp * as1], MM_NB);
-                } else {
-                    for (size_t pp = 0; pp < kb; pp++)
-                        axpy(acc, bp + pp * MM_NB, alpha * arow[(ptrdiff_t)pp * as1], nb);
-                }
-                for (size_t jj = 0; jj < nb; jj++) crow[(ptrdiff_t)jj * cs1] = acc[jj];
-            }
-        }
-    }
-}
+#define T float
+#define TN(name) name##_f32
+#include "matmul_t.h"
+#define T double
+#define TN(name) name##_f64
+#include "matmul_t.h"
 
 /* ---- shared driver ---- */
 
@@ -98,6 +57,7 @@ static mo_status mm_check(const mo_tensor *c, const mo_tensor *a, int ta, const 
 {
     const mo_tensor *ts[3] = {c, a, b};
     MO_TRY(mo__check_live(3, ts));
+    MO_TRY(mo__check_dtypes(3, ts));
     if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2) return MO_ERR_SHAPE;
     const size_t m = ta ? a->shape[1] : a->shape[0];
     const size_t ka = ta ? a->shape[0] : a->shape[1];
@@ -111,13 +71,18 @@ static mo_status mm_check(const mo_tensor *c, const mo_tensor *a, int ta, const 
 }
 
 static void run_portable(mo_tensor *c, const mo_tensor *a, int ta, const mo_tensor *b, int tb,
-                         float alpha, const mm_dims *d)
+                         double alpha, const mm_dims *d)
 {
     /* fold the transposes into the strides */
     const ptrdiff_t as0 = ta ? a->stride[1] : a->stride[0], as1 = ta ? a->stride[0] : a->stride[1];
     const ptrdiff_t bs0 = tb ? b->stride[1] : b->stride[0], bs1 = tb ? b->stride[0] : b->stride[1];
-    gemm_portable(d->m, d->n, d->k, alpha, mo_tensor_data(a), as0, as1, mo_tensor_data(b), bs0,
-                  bs1, mo_tensor_data(c), c->stride[0], c->stride[1]);
+    if (c->dtype == MO_FLOAT64)
+        gemm_portable_f64(d->m, d->n, d->k, alpha, mo_tensor_ptr(a), as0, as1, mo_tensor_ptr(b),
+                          bs0, bs1, mo_tensor_ptr(c), c->stride[0], c->stride[1]);
+    else
+        gemm_portable_f32(d->m, d->n, d->k, (float)alpha, mo_tensor_ptr(a), as0, as1,
+                          mo_tensor_ptr(b), bs0, bs1, mo_tensor_ptr(c), c->stride[0],
+                          c->stride[1]);
 }
 
 #ifdef MO_HAVE_CBLAS
@@ -151,7 +116,7 @@ static int blas_layout(const mo_tensor *x, int *flip, int *ld)
 
 /* The sgemm call for BLAS-compatible operands and dims that fit in int. */
 static void run_cblas(mo_tensor *c, const mo_tensor *a, int ta, const mo_tensor *b, int tb,
-                      float alpha, float beta, const mm_dims *d)
+                      double alpha, double beta, const mm_dims *d)
 {
     int fa, fb, fc, lda, ldb, ldc;
     blas_layout(a, &fa, &lda);
@@ -161,27 +126,41 @@ static void run_cblas(mo_tensor *c, const mo_tensor *a, int ta, const mo_tensor 
     const int tA = (ta != 0) != (fa != 0), tB = (tb != 0) != (fb != 0);
     const enum CBLAS_TRANSPOSE TA = tA ? CblasTrans : CblasNoTrans;
     const enum CBLAS_TRANSPOSE TB = tB ? CblasTrans : CblasNoTrans;
-    if (!fc) {
-        cblas_sgemm(CblasRowMajor, TA, TB, (int)d->m, (int)d->n, (int)d->k, alpha,
-                    mo_tensor_data(a), lda, mo_tensor_data(b), ldb, beta, mo_tensor_data(c), ldc);
+    /* C column-major: compute C^T = op(B)^T @ op(A)^T, which is row-major */
+    const enum CBLAS_TRANSPOSE TBt = tB ? CblasNoTrans : CblasTrans;
+    const enum CBLAS_TRANSPOSE TAt = tA ? CblasNoTrans : CblasTrans;
+    const int m = (int)d->m, n = (int)d->n, k = (int)d->k;
+    if (c->dtype == MO_FLOAT64) {
+        const double *pa = mo_tensor_ptr(a), *pb = mo_tensor_ptr(b);
+        double *pc = mo_tensor_ptr(c);
+        if (!fc)
+            cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+        else
+            cblas_dgemm(CblasRowMajor, TBt, TAt, n, m, k, alpha, pb, ldb, pa, lda, beta, pc, ldc);
     } else {
-        /* C column-major: compute C^T = op(B)^T @ op(A)^T, which is row-major */
-        const enum CBLAS_TRANSPOSE TBt = tB ? CblasNoTrans : CblasTrans;
-        const enum CBLAS_TRANSPOSE TAt = tA ? CblasNoTrans : CblasTrans;
-        cblas_sgemm(CblasRowMajor, TBt, TAt, (int)d->n, (int)d->m, (int)d->k, alpha,
-                    mo_tensor_data(b), ldb, mo_tensor_data(a), lda, beta, mo_tensor_data(c), ldc);
+        const float *pa = mo_tensor_ptr(a), *pb = mo_tensor_ptr(b);
+        float *pc = mo_tensor_ptr(c);
+        const float al = (float)alpha, be = (float)beta;
+        if (!fc)
+            cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, al, pa, lda, pb, ldb, be, pc, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, TBt, TAt, n, m, k, al, pb, ldb, pa, lda, be, pc, ldc);
     }
 }
 #endif
 
 static mo_status matmul(mo_tensor *c, const mo_tensor *a, int ta, const mo_tensor *b, int tb,
-                        float alpha, float beta, int use_blas)
+                        double alpha, double beta, int use_blas)
 {
     mm_dims d;
     MO_TRY(mm_check(c, a, ta, b, tb, &d));
+    if (c->dtype == MO_FLOAT32) { /* round once, as the float32 kernels will see them */
+        alpha = (float)alpha;
+        beta = (float)beta;
+    }
     if (d.m == 0 || d.n == 0) return MO_OK;
     /* BLAS: nothing to multiply means C = beta * C (with beta == 0 giving zeros) */
-    if (d.k == 0 || alpha == 0.0f) return mo__scale(c, beta);
+    if (d.k == 0 || alpha == 0.0) return mo__scale(c, beta);
 
 #ifdef MO_HAVE_CBLAS
     int fl, ld;
@@ -198,8 +177,8 @@ static mo_status matmul(mo_tensor *c, const mo_tensor *a, int ta, const mo_tenso
     if (mo__overlaps(c, a) || mo__overlaps(c, b) || (use_blas && !c_ok)) {
         mo_tensor tmp;
         mo_tensor_init(&tmp);
-        MO_TRY(mo_tensor_empty(&tmp, 2, c->shape, NULL));
-        mo_status st = beta == 0.0f ? MO_OK : mo_copy(&tmp, c);
+        MO_TRY(mo_tensor_empty_dtype(&tmp, 2, c->shape, c->dtype, NULL));
+        mo_status st = beta == 0.0 ? MO_OK : mo_copy(&tmp, c);
         if (st == MO_OK) st = matmul(&tmp, a, ta, b, tb, alpha, beta, use_blas);
         if (st == MO_OK) st = mo_copy(c, &tmp);
         mo_tensor_release(&tmp);
@@ -242,13 +221,13 @@ static mo_status matmul(mo_tensor *c, const mo_tensor *a, int ta, const mo_tenso
 }
 
 mo_status mo_matmul(mo_tensor *c, const mo_tensor *a, int trans_a, const mo_tensor *b,
-                    int trans_b, float alpha, float beta)
+                    int trans_b, double alpha, double beta)
 {
     return matmul(c, a, trans_a, b, trans_b, alpha, beta, 1);
 }
 
 mo_status mo_matmul_portable(mo_tensor *c, const mo_tensor *a, int trans_a, const mo_tensor *b,
-                             int trans_b, float alpha, float beta)
+                             int trans_b, double alpha, double beta)
 {
     return matmul(c, a, trans_a, b, trans_b, alpha, beta, 0);
 }

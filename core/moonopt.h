@@ -1,7 +1,7 @@
 /*
  * moonopt.h - the public C API of moonopt's core (pure C11, no Lua).
  *
- * The core owns float32 tensors and the kernels that act on them. It has no
+ * The core owns float32 and float64 tensors and the kernels that act on them. It has no
  * global mutable state, never calls exit()/abort()/longjmp, and every function
  * that can fail returns an mo_status (MO_OK == 0). A host application may link
  * libmoonopt.a alone and call everything here without lua.h.
@@ -70,6 +70,7 @@ typedef enum mo_status {
     MO_ERR_IO,         /* reading or writing a file failed */
     MO_ERR_FORMAT,     /* a file or buffer is damaged or of an unknown format */
     MO_ERR_NONFINITE,  /* a value is NaN or infinite where it must not be */
+    MO_ERR_DTYPE,      /* dtypes differ, or the operation does not support the dtype */
     MO_STATUS_COUNT_
 } mo_status;
 
@@ -102,11 +103,32 @@ typedef struct mo_allocator {
 /* Storage and tensors                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------ */
+/* Element types                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A tensor's element type. MO_FLOAT32 is 0, so an mo_tensor_init'ed handle and
+ * every function without a dtype parameter (mo_tensor_empty, mo_tensor_zeros,
+ * mo_tensor_wrap, ...) mean float32, as before float64 existed. Every
+ * elementwise, reduction and matmul kernel takes both; operands of one call
+ * must share a dtype (MO_ERR_DTYPE otherwise), except mo_copy, which converts.
+ * Scalars are passed as double and rounded once to float for float32 tensors.
+ * The nn kernels (moonopt_nn.h), the data helpers (moonopt_data.h) and
+ * mo_tensor_wrap are float32 only in this stage (MO_ERR_DTYPE for float64).
+ */
+typedef enum mo_dtype { MO_FLOAT32, MO_FLOAT64, MO_DTYPE_COUNT_ } mo_dtype;
+
+/* Bytes per element (4 or 8; 0 for an invalid value). */
+size_t mo_dtype_size(mo_dtype dt);
+/* "float32" or "float64" ("?" for an invalid value). */
+const char *mo_dtype_name(mo_dtype dt);
+
 /* Called once when the last reference to borrowed memory goes away. */
 typedef void (*mo_release_fn)(void *ud, float *data);
 
 /*
- * A reference-counted block of floats: owned (allocated through an
+ * A reference-counted block of elements (bytes; the handles say their type): owned (allocated through an
  * mo_allocator) or borrowed (somebody else's memory, with an optional release
  * callback). Opaque: use the functions below.
  */
@@ -126,6 +148,7 @@ typedef struct mo_tensor {
     size_t offset;                  /* in elements, from the storage's start */
     size_t numel;                   /* product of shape (1 for 0-d) */
     int ndim;                       /* 0..MO_MAX_DIMS */
+    mo_dtype dtype;                 /* element type; views inherit it */
     size_t shape[MO_MAX_DIMS];
     ptrdiff_t stride[MO_MAX_DIMS];  /* in elements */
 } mo_tensor;
@@ -142,6 +165,11 @@ mo_status mo_tensor_empty(mo_tensor *out, int ndim, const size_t *shape,
                           const mo_allocator *a);                     /* uninitialised */
 mo_status mo_tensor_zeros(mo_tensor *out, int ndim, const size_t *shape,
                           const mo_allocator *a);
+/* The same with an element type (the two above are these with MO_FLOAT32). */
+mo_status mo_tensor_empty_dtype(mo_tensor *out, int ndim, const size_t *shape, mo_dtype dt,
+                                const mo_allocator *a);
+mo_status mo_tensor_zeros_dtype(mo_tensor *out, int ndim, const size_t *shape, mo_dtype dt,
+                                const mo_allocator *a);
 
 /* Borrow `data` (numel floats, row-major, contiguous). `release(ud, data)`
  * runs when the last handle sharing it is released (release may be NULL). On
@@ -165,8 +193,13 @@ void mo_tensor_revoke(mo_tensor *t);
 /* True when the handle refers to live storage. */
 int mo_tensor_alive(const mo_tensor *t);
 
-/* Pointer to element (0, ..., 0), or NULL for an empty or revoked handle. */
+/* Pointer to element (0, ..., 0) of a float32 tensor, or NULL for an empty or
+ * revoked handle or a float64 tensor (so float32 code never misreads doubles). */
 float *mo_tensor_data(const mo_tensor *t);
+/* The same for a float64 tensor (NULL for float32). */
+double *mo_tensor_data_f64(const mo_tensor *t);
+/* Element (0, ..., 0) of either dtype, or NULL for an empty or revoked handle. */
+void *mo_tensor_ptr(const mo_tensor *t);
 
 /* Row-major contiguous (strides are the suffix products of the shape). */
 int mo_tensor_is_contiguous(const mo_tensor *t);
@@ -199,8 +232,11 @@ mo_status mo_tensor_transpose(mo_tensor *out, const mo_tensor *src, int d0, int 
 /* Index `index` along dim; the result has one dimension less. */
 mo_status mo_tensor_select(mo_tensor *out, const mo_tensor *src, int dim, size_t index);
 
-/* A new contiguous copy (with allocator `a`, NULL for the default). */
+/* A new contiguous copy of src's dtype (with allocator `a`, NULL for the default). */
 mo_status mo_tensor_clone(mo_tensor *out, const mo_tensor *src, const mo_allocator *a);
+/* A new contiguous copy converted to dtype dt (float64 -> float32 rounds to nearest). */
+mo_status mo_tensor_clone_dtype(mo_tensor *out, const mo_tensor *src, mo_dtype dt,
+                                const mo_allocator *a);
 
 /* Offset in elements of the element at 0-based `idx` (ndim entries), checked. */
 mo_status mo_tensor_index(const mo_tensor *t, const size_t *idx, size_t *offset);
@@ -208,7 +244,8 @@ mo_status mo_tensor_index(const mo_tensor *t, const size_t *idx, size_t *offset)
 /* ------------------------------------------------------------------------ */
 /* Elementwise kernels                                                      */
 /*   out may be the same handle (or view) as an input: in-place is fine.    */
-/*   Shapes must agree exactly (MO_ERR_SHAPE otherwise).                    */
+/*   Shapes must agree exactly (MO_ERR_SHAPE otherwise), dtypes too         */
+/*   (MO_ERR_DTYPE). Scalars are double; float32 kernels round them once.   */
 /* ------------------------------------------------------------------------ */
 
 typedef enum mo_unary_op {
@@ -220,26 +257,26 @@ typedef enum mo_binary_op {
     MO_ADD, MO_SUB, MO_MUL, MO_DIV, MO_BINARY_COUNT_
 } mo_binary_op;
 
-mo_status mo_fill(mo_tensor *t, float value);
-/* dst and src have the same numel and the same shape (any strides). */
+mo_status mo_fill(mo_tensor *t, double value);
+/* dst and src have the same shape (any strides); different dtypes convert. */
 mo_status mo_copy(mo_tensor *dst, const mo_tensor *src);
 
 mo_status mo_unary(mo_tensor *out, const mo_tensor *a, mo_unary_op op);
 /* out = a OP b */
 mo_status mo_binary(mo_tensor *out, const mo_tensor *a, const mo_tensor *b, mo_binary_op op);
 /* out = a OP s */
-mo_status mo_binary_scalar(mo_tensor *out, const mo_tensor *a, float s, mo_binary_op op);
+mo_status mo_binary_scalar(mo_tensor *out, const mo_tensor *a, double s, mo_binary_op op);
 /* out = s OP a (for s - a and s / a) */
-mo_status mo_scalar_binary(mo_tensor *out, float s, const mo_tensor *a, mo_binary_op op);
+mo_status mo_scalar_binary(mo_tensor *out, double s, const mo_tensor *a, mo_binary_op op);
 /* out = a ^ p */
-mo_status mo_pow_scalar(mo_tensor *out, const mo_tensor *a, float p);
+mo_status mo_pow_scalar(mo_tensor *out, const mo_tensor *a, double p);
 /* out = min(max(a, lo), hi); lo <= hi, neither NaN */
-mo_status mo_clamp(mo_tensor *out, const mo_tensor *a, float lo, float hi);
+mo_status mo_clamp(mo_tensor *out, const mo_tensor *a, double lo, double hi);
 /* out = a + value * t1 * t2 */
-mo_status mo_addcmul(mo_tensor *out, const mo_tensor *a, float value,
+mo_status mo_addcmul(mo_tensor *out, const mo_tensor *a, double value,
                      const mo_tensor *t1, const mo_tensor *t2);
 /* out = a + value * t1 / t2 */
-mo_status mo_addcdiv(mo_tensor *out, const mo_tensor *a, float value,
+mo_status mo_addcdiv(mo_tensor *out, const mo_tensor *a, double value,
                      const mo_tensor *t1, const mo_tensor *t2);
 /* m: {rows, cols}, bias: {cols}; m[i][j] += bias[j] for every row (in place). */
 mo_status mo_add_row_bias(mo_tensor *m, const mo_tensor *bias);
@@ -267,7 +304,7 @@ typedef enum mo_reduce_op { MO_RED_SUM, MO_RED_MEAN, MO_RED_MAX, MO_RED_MIN } mo
  */
 mo_status mo_reduce_dim(mo_tensor *out, const mo_tensor *src, int dim, mo_reduce_op op,
                         const mo_allocator *a);
-/* argmax along dim: 0-based indices stored as floats in a new tensor as above. */
+/* argmax along dim: 0-based indices stored in a new tensor of src's dtype as above. */
 mo_status mo_argmax_dim(mo_tensor *out, const mo_tensor *src, int dim, const mo_allocator *a);
 
 /* ------------------------------------------------------------------------ */
@@ -277,16 +314,16 @@ mo_status mo_argmax_dim(mo_tensor *out, const mo_tensor *src, int dim, const mo_
 /*
  * C = alpha * op(A) @ op(B) + beta * C, where op(X) is X or X^T.
  * A, B, C are 2-d; op(A): {m, k}, op(B): {k, n}, C: {m, n} (C must exist).
- * Uses CBLAS sgemm when the library was built with it and the operands have a
+ * Operands share one dtype. Uses CBLAS sgemm (dgemm for float64) when the library was built with it and the operands have a
  * unit stride in one dimension; otherwise a portable blocked loop. beta == 0
  * ignores C's old contents (NaN in C does not leak through).
  */
 mo_status mo_matmul(mo_tensor *c, const mo_tensor *a, int trans_a,
-                    const mo_tensor *b, int trans_b, float alpha, float beta);
+                    const mo_tensor *b, int trans_b, double alpha, double beta);
 
 /* The same with the portable loop forced (for tests and hosts without BLAS). */
 mo_status mo_matmul_portable(mo_tensor *c, const mo_tensor *a, int trans_a,
-                             const mo_tensor *b, int trans_b, float alpha, float beta);
+                             const mo_tensor *b, int trans_b, double alpha, double beta);
 
 /* Which backend mo_matmul uses: "cblas" or "portable". */
 const char *mo_blas_backend(void);
@@ -314,9 +351,10 @@ double mo_rng_normal(mo_rng *r);                  /* mean 0, sd 1 */
 /* Uniform integer in [0, n), without modulo bias; n > 0. */
 uint64_t mo_rng_below(mo_rng *r, uint64_t n);
 
-/* Fill t with U[lo, hi) / N(mean, sd) in row-major order. */
-mo_status mo_rand_uniform(mo_tensor *t, mo_rng *r, float lo, float hi);
-mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, float mean, float sd);
+/* Fill t with U[lo, hi) / N(mean, sd) in row-major order. float32 draws use the
+ * generator exactly as before float64 existed; float64 uniforms use 53 bits. */
+mo_status mo_rand_uniform(mo_tensor *t, mo_rng *r, double lo, double hi);
+mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, double mean, double sd);
 /* Fisher-Yates: perm[0..n-1] becomes a random permutation of 0..n-1. */
 mo_status mo_randperm(size_t *perm, size_t n, mo_rng *r);
 

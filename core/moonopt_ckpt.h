@@ -12,8 +12,9 @@
  *                [begin, end) count bytes from the start of this section
  *
  * so Python's `safetensors` package and ten lines of NumPy read it (see
- * docs/checkpoints.md). Writing stores float32 ("F32"); reading also converts
- * F64, F16 and BF16 to float32. The writer adds the metadata entry
+ * docs/checkpoints.md). Writing stores each tensor in its dtype (float32 as
+ * "F32", float64 as "F64"); reading gives F64 as float64 tensors and F32, F16
+ * and BF16 as float32 ones (F16 and BF16 converted). The writer adds the metadata entry
  * "moonopt.crc32": the CRC-32 (zlib's) of the data section as 8 lowercase hex
  * digits; the reader checks it when present (files from other tools have none).
  *
@@ -147,7 +148,7 @@ void mo_ckpt_free(mo_ckpt *c);
 /* The tensors, in the order of the data section (the writer's order). */
 size_t mo_ckpt_count(const mo_ckpt *c);
 const char *mo_ckpt_name(const mo_ckpt *c, size_t i);
-/* Tensor i: contiguous float32, owned by c (share it to keep it). */
+/* Tensor i: contiguous, float64 for an F64 entry, else float32; owned by c (share it to keep it). */
 const mo_tensor *mo_ckpt_tensor(const mo_ckpt *c, size_t i);
 /* The dtype tensor i had in the file ("F32", "F64", "F16", "BF16"). */
 const char *mo_ckpt_dtype(const mo_ckpt *c, size_t i);

@@ -29,7 +29,10 @@
  *     for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it))
  *         kernel(it.p[0], it.inner[0], it.p[1], it.inner[1], it.n);
  *
- * The element k of the current row of operand j is it.p[j][k * it.inner[j]].
+ * The element k of the current row of operand j is ((T *)it.p[j])[k * it.inner[j]],
+ * T being the operand's element type (strides and inner are in elements; the
+ * iterator steps each pointer by its own operand's element size, so operands
+ * of different dtypes may be walked together, as mo_copy's conversion does).
  * Operands must be alive and have the same shape (callers check both).
  */
 #define MO__ITER_MAX 4
@@ -43,7 +46,8 @@ typedef struct mo__iter {
     size_t idx[MO_MAX_DIMS];                   /* the current row's index in dims 0..ndim-2 */
     ptrdiff_t stride[MO__ITER_MAX][MO_MAX_DIMS];
     ptrdiff_t inner[MO__ITER_MAX];             /* stride along the row, per operand */
-    float *p[MO__ITER_MAX];                    /* the current row's first element, per operand */
+    size_t esize[MO__ITER_MAX];                /* bytes per element, per operand */
+    void *p[MO__ITER_MAX];                     /* the current row's first element, per operand */
 } mo__iter;
 
 void mo__iter_init(mo__iter *it, int nops, const mo_tensor *const *ts);
@@ -52,6 +56,31 @@ int mo__iter_next(mo__iter *it);
 
 /* MO_ERR_ARG if any of the n handles is NULL, else MO_ERR_FREED if any is dead. */
 mo_status mo__check_live(int n, const mo_tensor *const *ts);
+
+/* MO_ERR_DTYPE unless the n handles (non-NULL) all have ts[0]'s dtype. */
+mo_status mo__check_dtypes(int n, const mo_tensor *const *ts);
+/* MO_ERR_DTYPE unless the n handles (non-NULL) are all float32: the kernels that
+ * exist for float32 only in this stage (nn, data) refuse float64 with it. */
+mo_status mo__check_f32(int n, const mo_tensor *const *ts);
+
+/*
+ * Two dtypes, one kernel source (docs/design.md "Two dtypes"). A file's
+ * dtype-generic kernels live in a template header "<file>_t.h", written once
+ * in plain C over the element type T, with every function name wrapped in
+ * TN(name). The .c file includes it once per dtype:
+ *
+ *     #define T float
+ *     #define TN(name) name##_f32
+ *     #include "ops_t.h"            // the header #undefs T and TN at its end
+ *     #define T double
+ *     #define TN(name) name##_f64
+ *     #include "ops_t.h"
+ *
+ * and dispatches on t->dtype once per call (or per row), outside the loops.
+ * Math in a template uses <tgmath.h>'s names (exp, sqrt, fabs, pow), which
+ * become expf/sqrtf/fabsf/powf for float and exp/sqrt/... for double, so the
+ * float32 instance is the very code that existed before float64.
+ */
 
 /* Whether the memory spans of a and b intersect (conservative: span, not elements). */
 int mo__overlaps(const mo_tensor *a, const mo_tensor *b);
@@ -63,7 +92,7 @@ int mo__same_layout(const mo_tensor *a, const mo_tensor *b);
  * out = s * out (in place, any strides), with s == 0 writing zeros so NaN or
  * Inf in out does not leak (BLAS's beta == 0 rule); s == 1 leaves out alone.
  */
-mo_status mo__scale(mo_tensor *out, float s);
+mo_status mo__scale(mo_tensor *out, double s);
 
 #if defined(__GNUC__)
 #define MO__PRINTF(f, a) __attribute__((format(printf, f, a)))

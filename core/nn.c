@@ -46,11 +46,13 @@
 /* Checks                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* NULL -> ARG, dead -> FREED. */
+/* NULL -> ARG, dead -> FREED, not float32 -> DTYPE (the nn kernels are float32
+ * only in this stage; every entry checks each tensor operand through here). */
 static mo_status live(const mo_tensor *t)
 {
     if (!t) return MO_ERR_ARG;
     if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    if (t->dtype != MO_FLOAT32) return MO_ERR_DTYPE;
     return MO_OK;
 }
 

@@ -83,6 +83,7 @@ mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts)
         if (!mo_tensor_alive(ts[i])) return MO_ERR_FREED;
         if (i > 0 && !mo_tensor_same_shape(ts[i], ts[0])) return MO_ERR_SHAPE;
     }
+    MO_TRY(mo__check_f32(count, ts));
     a->n = ts[0]->numel;
     a->count = count;
     size_t bytes;
@@ -137,6 +138,21 @@ mo_status mo_all_finite(const mo_tensor *t, int *all_finite)
 {
     if (!t || !all_finite) return MO_ERR_ARG;
     if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    if (t->dtype == MO_FLOAT64) {
+        /* as mo_all_finite_array: x - x is 0 for finite x, NaN otherwise */
+        mo__iter it;
+        mo__iter_init(&it, 1, &t);
+        double acc = 0.0;
+        for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
+            const double *x = it.p[0];
+            for (size_t j = 0; j < it.n; j++) {
+                const double v = x[(ptrdiff_t)j * it.inner[0]];
+                acc += v - v;
+            }
+        }
+        *all_finite = acc == 0.0;
+        return MO_OK;
+    }
     if (mo_tensor_is_contiguous(t)) return mo_all_finite_array(mo_tensor_data(t), t->numel, all_finite);
     mo__opt_args a;
     const mo_tensor *ts[2] = {t, t};
@@ -149,6 +165,7 @@ mo_status mo_all_finite(const mo_tensor *t, int *all_finite)
 /* Sum of squares of one tensor in double. */
 static mo_status sum_squares(const mo_tensor *t, double *out)
 {
+    if (t->dtype == MO_FLOAT64) return mo_dot(t, t, out);
     mo__opt_args a;
     const mo_tensor *ts[2] = {t, t};
     MO_TRY(mo__opt_begin(&a, 2, ts));
@@ -160,8 +177,10 @@ static mo_status sum_squares(const mo_tensor *t, double *out)
     return MO_OK;
 }
 
-static mo_status scale_tensor(mo_tensor *t, float s)
+static mo_status scale_tensor(mo_tensor *t, double coef)
 {
+    if (t->dtype == MO_FLOAT64) return mo_binary_scalar(t, t, coef, MO_MUL);
+    const float s = (float)coef;
     mo__opt_args a;
     const mo_tensor *ts[2] = {t, t};  /* entry 0 is written back; entry 1 only read */
     MO_TRY(mo__opt_begin(&a, 2, ts));
@@ -199,9 +218,8 @@ mo_status mo_clip_grad_norm_ex(mo_tensor *const *ts, size_t n, double max_norm,
         else if (norm <= max_norm) return MO_OK;
         else coef = max_norm / norm;
     }
-    float s = (float)coef;
     for (size_t i = 0; i < n; i++)
-        if (ts[i]) MO_TRY(scale_tensor(ts[i], s));
+        if (ts[i]) MO_TRY(scale_tensor(ts[i], coef));
     return MO_OK;
 }
 
@@ -214,6 +232,7 @@ mo_status mo_clip_grad_value(mo_tensor *t, double clip)
 {
     if (!t || isnan(clip) || clip < 0.0) return MO_ERR_ARG;
     if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+    if (t->dtype == MO_FLOAT64) return mo_clamp(t, t, -clip, clip);
     mo__opt_args a;
     const mo_tensor *ts[2] = {t, t};  /* entry 0 is written back; entry 1 only read */
     MO_TRY(mo__opt_begin(&a, 2, ts));
@@ -231,6 +250,20 @@ mo_status mo_clip_grad_value(mo_tensor *t, double clip)
 mo_status mo_axpy(mo_tensor *y, double alpha, const mo_tensor *x)
 {
     if (!y || !x || isnan(alpha)) return MO_ERR_ARG;
+    if (y->dtype == MO_FLOAT64 && x->dtype == MO_FLOAT64 && mo_tensor_alive(y) &&
+        mo_tensor_alive(x) && mo_tensor_same_shape(x, y)) {
+        mo__iter it; /* y += alpha * x in double; x and y as the caller's shapes */
+        const mo_tensor *ops[2] = {y, x};
+        if (mo__overlaps(y, x) && !mo__same_layout(y, x)) return MO_ERR_ARG;
+        mo__iter_init(&it, 2, ops);
+        for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
+            double *yy = it.p[0];
+            const double *xx = it.p[1];
+            for (size_t j = 0; j < it.n; j++)
+                yy[(ptrdiff_t)j * it.inner[0]] += alpha * xx[(ptrdiff_t)j * it.inner[1]];
+        }
+        return MO_OK;
+    }
     mo__opt_args a;
     const mo_tensor *ts[2] = {y, x};
     MO_TRY(mo__opt_begin(&a, 2, ts));

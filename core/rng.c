@@ -87,28 +87,39 @@ uint64_t mo_rng_below(mo_rng *r, uint64_t n)
     }
 }
 
-/* The elements of t in row-major order, for any strides. */
-#define FOR_EACH_ELEMENT(t, x, stmt)                                            \
+/* The elements of t (element type TYPE) in row-major order, for any strides. */
+#define FOR_EACH_ELEMENT(t, TYPE, x, stmt)                                      \
     do {                                                                        \
         mo__iter it_;                                                           \
         const mo_tensor *ops_[1] = {t};                                         \
         mo__iter_init(&it_, 1, ops_);                                           \
         for (size_t r_ = 0; r_ < it_.rows; r_++, mo__iter_next(&it_))           \
             for (size_t j_ = 0; j_ < it_.n; j_++) {                             \
-                float *x = it_.p[0] + (ptrdiff_t)j_ * it_.inner[0];             \
+                TYPE *x = (TYPE *)it_.p[0] + (ptrdiff_t)j_ * it_.inner[0];      \
                 stmt;                                                           \
             }                                                                   \
     } while (0)
 
-mo_status mo_rand_uniform(mo_tensor *t, mo_rng *r, float lo, float hi)
+mo_status mo_rand_uniform(mo_tensor *t, mo_rng *r, double lo_, double hi_)
 {
     if (!r) return MO_ERR_ARG;
     const mo_tensor *ts[1] = {t};
     MO_TRY(mo__check_live(1, ts));
+    if (t->dtype == MO_FLOAT64) {
+        if (!isfinite(lo_) || !isfinite(hi_) || lo_ > hi_ || !isfinite(hi_ - lo_)) return MO_ERR_ARG;
+        const double width = hi_ - lo_;
+        FOR_EACH_ELEMENT(t, double, x, {
+            double v = lo_ + width * mo_rng_uniform(r);
+            if (v >= hi_ && hi_ > lo_) v = nextafter(hi_, lo_);
+            *x = v;
+        });
+        return MO_OK;
+    }
+    const float lo = (float)lo_, hi = (float)hi_;
     if (!isfinite(lo) || !isfinite(hi) || lo > hi) return MO_ERR_ARG;
     /* in double: hi - lo of two floats does not overflow and is (nearly) exact */
     const double base = (double)lo, width = (double)hi - (double)lo;
-    FOR_EACH_ELEMENT(t, x, {
+    FOR_EACH_ELEMENT(t, float, x, {
         float v = (float)(base + width * (double)uniform24(r));
         /* rounding to float can reach hi; keep the interval half-open */
         if (v >= hi && hi > lo) v = nextafterf(hi, lo);
@@ -117,14 +128,21 @@ mo_status mo_rand_uniform(mo_tensor *t, mo_rng *r, float lo, float hi)
     return MO_OK;
 }
 
-mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, float mean, float sd)
+mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, double mean, double sd)
 {
     if (!r) return MO_ERR_ARG;
     const mo_tensor *ts[1] = {t};
     MO_TRY(mo__check_live(1, ts));
-    if (!isfinite(mean) || !isfinite(sd) || sd < 0.0f) return MO_ERR_ARG;
-    const double m = (double)mean, s = (double)sd;
-    FOR_EACH_ELEMENT(t, x, *x = (float)(m + s * mo_rng_normal(r)));
+    if (t->dtype == MO_FLOAT64) {
+        if (!isfinite(mean) || !isfinite(sd) || sd < 0.0) return MO_ERR_ARG;
+        FOR_EACH_ELEMENT(t, double, x, *x = mean + sd * mo_rng_normal(r));
+        return MO_OK;
+    }
+    /* float32: the parameters as floats, as before float64 existed */
+    const float meanf = (float)mean, sdf = (float)sd;
+    if (!isfinite(meanf) || !isfinite(sdf) || sdf < 0.0f) return MO_ERR_ARG;
+    const double m = (double)meanf, s = (double)sdf;
+    FOR_EACH_ELEMENT(t, float, x, *x = (float)(m + s * mo_rng_normal(r)));
     return MO_OK;
 }
 

@@ -1,7 +1,7 @@
 /*
  * tensor.c - storage (refcounted, owned or borrowed), tensor handles and views.
  *
- * A storage is a block of `numel` floats plus a reference count. Every handle
+ * A storage is a block of `bytes` bytes (elements of the handles' dtype) plus a reference count. Every handle
  * (mo_tensor) that points at it holds one reference; the last release frees
  * owned memory through the allocator it came from, or calls the release
  * callback of borrowed memory. Views are just more handles with other
@@ -16,8 +16,8 @@
 #include <string.h>
 
 struct mo_storage {
-    float *data;            /* NULL once revoked */
-    size_t numel;           /* floats in the block */
+    void *data;             /* NULL once revoked */
+    size_t nbytes;          /* bytes of elements in the block */
     size_t bytes;           /* owned: the whole block, this record included */
     _Atomic size_t refs;    /* handles sharing it; atomic so the host may release from any thread */
     int owned;              /* 1: record and data are one block from `alloc`; 0: borrowed */
@@ -39,7 +39,26 @@ static const char *const status_text[MO_STATUS_COUNT_] = {
     [MO_ERR_IO] = "input/output error",
     [MO_ERR_FORMAT] = "damaged or unknown format",
     [MO_ERR_NONFINITE] = "non-finite value",
+    [MO_ERR_DTYPE] = "dtype mismatch or unsupported dtype",
 };
+
+size_t mo_dtype_size(mo_dtype dt)
+{
+    switch (dt) {
+    case MO_FLOAT32: return sizeof(float);
+    case MO_FLOAT64: return sizeof(double);
+    default: return 0;
+    }
+}
+
+const char *mo_dtype_name(mo_dtype dt)
+{
+    switch (dt) {
+    case MO_FLOAT32: return "float32";
+    case MO_FLOAT64: return "float64";
+    default: return "?";
+    }
+}
 
 const char *mo_status_str(mo_status s)
 {
@@ -124,7 +143,7 @@ void mo_tensor_revoke(mo_tensor *t)
     if (!t) return;
     mo_storage *s = t->storage;
     if (!s || !s->data) return;
-    float *data = s->data;
+    float *data = s->data; /* borrowed memory is always float32 (mo_tensor_wrap) */
     s->data = NULL;
     /* Owned data shares its block with this record, which the remaining
      * handles still point at: the block goes with the last release. */
@@ -136,10 +155,20 @@ int mo_tensor_alive(const mo_tensor *t)
     return t && t->storage && t->storage->data;
 }
 
-float *mo_tensor_data(const mo_tensor *t)
+void *mo_tensor_ptr(const mo_tensor *t)
 {
     if (!mo_tensor_alive(t)) return NULL;
-    return t->storage->data + t->offset;
+    return (char *)t->storage->data + t->offset * mo_dtype_size(t->dtype);
+}
+
+float *mo_tensor_data(const mo_tensor *t)
+{
+    return t && t->dtype == MO_FLOAT32 ? mo_tensor_ptr(t) : NULL;
+}
+
+double *mo_tensor_data_f64(const mo_tensor *t)
+{
+    return t && t->dtype == MO_FLOAT64 ? mo_tensor_ptr(t) : NULL;
 }
 
 size_t mo_tensor_refcount(const mo_tensor *t)
@@ -181,25 +210,29 @@ static mo_status set_contiguous_shape(mo_tensor *t, int ndim, const size_t *shap
     return MO_OK;
 }
 
-mo_status mo_tensor_empty(mo_tensor *out, int ndim, const size_t *shape, const mo_allocator *a)
+mo_status mo_tensor_empty_dtype(mo_tensor *out, int ndim, const size_t *shape, mo_dtype dt,
+                                const mo_allocator *a)
 {
     if (!out || (ndim > 0 && !shape)) return MO_ERR_ARG;
+    const size_t esize = mo_dtype_size(dt);
+    if (esize == 0) return MO_ERR_DTYPE;
     if (!a) a = &default_allocator;
     mo_tensor t;
     mo_tensor_init(&t);
+    t.dtype = dt;
     MO_TRY(set_contiguous_shape(&t, ndim, shape));
     /* One block: the record, padded to MO_ALIGN, then the data. One allocation
      * per tensor keeps small temporaries cheap (a Lua t:add(1)). A zero-size
      * tensor still gets a block, so data is never NULL while alive. */
     const size_t head = (sizeof(mo_storage) + MO_ALIGN - 1) / MO_ALIGN * MO_ALIGN;
-    size_t bytes;
-    MO_TRY(mo_size_mul(t.numel, sizeof(float), &bytes));
-    MO_TRY(mo_size_add(bytes, head, &bytes));
+    size_t nbytes, bytes;
+    MO_TRY(mo_size_mul(t.numel, esize, &nbytes));
+    MO_TRY(mo_size_add(nbytes, head, &bytes));
     void *block = a->alloc(a->ud, bytes, MO_ALIGN);
     if (!block) return MO_ERR_NOMEM;
     mo_storage *s = block;
-    s->data = (float *)(void *)((char *)block + head);
-    s->numel = t.numel;
+    s->data = (char *)block + head;
+    s->nbytes = nbytes;
     s->bytes = bytes;
     s->refs = 1;
     s->owned = 1;
@@ -211,11 +244,23 @@ mo_status mo_tensor_empty(mo_tensor *out, int ndim, const size_t *shape, const m
     return MO_OK;
 }
 
+mo_status mo_tensor_empty(mo_tensor *out, int ndim, const size_t *shape, const mo_allocator *a)
+{
+    return mo_tensor_empty_dtype(out, ndim, shape, MO_FLOAT32, a);
+}
+
+mo_status mo_tensor_zeros_dtype(mo_tensor *out, int ndim, const size_t *shape, mo_dtype dt,
+                                const mo_allocator *a)
+{
+    MO_TRY(mo_tensor_empty_dtype(out, ndim, shape, dt, a));
+    /* all-zero bytes are +0.0 in both IEEE formats */
+    memset(out->storage->data, 0, out->storage->nbytes);
+    return MO_OK;
+}
+
 mo_status mo_tensor_zeros(mo_tensor *out, int ndim, const size_t *shape, const mo_allocator *a)
 {
-    MO_TRY(mo_tensor_empty(out, ndim, shape, a));
-    memset(out->storage->data, 0, out->numel * sizeof(float));
-    return MO_OK;
+    return mo_tensor_zeros_dtype(out, ndim, shape, MO_FLOAT32, a);
 }
 
 mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *shape,
@@ -234,7 +279,7 @@ mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *sh
     mo_storage *s = a->alloc(a->ud, sizeof *s, _Alignof(mo_storage));
     if (!s) return MO_ERR_NOMEM;
     s->data = data;
-    s->numel = t.numel;
+    s->nbytes = bytes;
     s->bytes = 0;
     s->refs = 1;
     s->owned = 0;
@@ -361,11 +406,18 @@ mo_status mo_tensor_select(mo_tensor *out, const mo_tensor *src, int dim, size_t
 
 mo_status mo_tensor_clone(mo_tensor *out, const mo_tensor *src, const mo_allocator *a)
 {
+    if (!src) return MO_ERR_ARG;
+    return mo_tensor_clone_dtype(out, src, src->dtype, a);
+}
+
+mo_status mo_tensor_clone_dtype(mo_tensor *out, const mo_tensor *src, mo_dtype dt,
+                                const mo_allocator *a)
+{
     if (!out || !src) return MO_ERR_ARG;
     if (!mo_tensor_alive(src)) return MO_ERR_FREED;
     mo_tensor t;
     mo_tensor_init(&t);
-    MO_TRY(mo_tensor_empty(&t, src->ndim, src->shape, a));
+    MO_TRY(mo_tensor_empty_dtype(&t, src->ndim, src->shape, dt, a));
     mo_status st = mo_copy(&t, src);
     if (st != MO_OK) {
         mo_tensor_release(&t);

@@ -154,6 +154,24 @@ void mo__infer_size(lua_State *L, const char *fname, int ndim, size_t *shape, in
 /* Checks that the product of shape fits MO__MAX_SIZE; returns it. */
 size_t mo__shape_numel(lua_State *L, const char *fname, int ndim, const size_t *shape);
 
+/* ---- dtypes (docs/design.md "Two dtypes") ---- */
+
+/* Returns 1 when a and b share a dtype, else raises
+ * "fname: dtype mismatch: float32 vs float64 (convert one with :double() or :float())". */
+int mo__same_dtype(lua_State *L, const char *fname, const mo_tensor *a, const mo_tensor *b);
+/* Returns 1 for a float32 tensor, else raises "fname: expects float32 tensors, got float64
+ * ..." (the nn, data and optimizer kernels that are float32 only in this stage). */
+int mo__need_f32(lua_State *L, const char *fname, const mo_tensor *t);
+/* The dtype named by the string at idx ("float32" or "float64"), or an argument error. */
+mo_dtype mo__checkdtype(lua_State *L, int idx, const char *fname);
+/* Whether the value at idx is an options table: a table with keys but no array part
+ * ({} is an empty shape, {2, 3} a shape, {dtype = "float64"} options). */
+int mo__is_options(lua_State *L, int idx);
+/* Constructors' trailing options: when the argument at *last is an options table,
+ * reads its dtype (default float32; unknown keys and dtype names are errors),
+ * decrements *last and returns 1; otherwise sets float32 and returns 0. */
+int mo__optdtype(lua_State *L, int *last, const char *fname, mo_dtype *dt);
+
 /* ---- making tensors ---- */
 
 /*
@@ -162,6 +180,10 @@ size_t mo__shape_numel(lua_State *L, const char *fname, int ndim, const size_t *
  * loop making large temporaries does not outrun the collector.
  */
 mo_tensor *mo__newtensor(lua_State *L, int ndim, const size_t *shape, int zero, const char *fname);
+/* The same with an element type: "a new tensor of src's dtype with this shape" is
+ * mo__newtensor_dtype(L, ndim, shape, src->dtype, 0, fname). */
+mo_tensor *mo__newtensor_dtype(lua_State *L, int ndim, const size_t *shape, mo_dtype dt, int zero,
+                               const char *fname);
 /* Reports numel floats of memory made outside Lua's allocator to the collector. */
 void mo__gc_account(lua_State *L, size_t numel);
 /* Copies user value 2 (what the memory depends on) from the tensor at src to the tensor at dst. */

@@ -14,12 +14,15 @@
 /* ======================================================================== */
 
 /* Reads a shape from arguments first..top (varargs or one table) and pushes the new tensor. */
+/* A shape at first..last (varargs or one table), then optionally {dtype = ...}. */
 static mo_tensor *new_from_args(lua_State *L, int first, int last, int zero, const char *fname)
 {
+    mo_dtype dt;
+    mo__optdtype(L, &last, fname, &dt); /* a trailing {dtype = ...} */
     size_t shape[MO_MAX_DIMS];
     int ndim = mo__readshape(L, first, last, fname, shape, NULL);
     mo__shape_numel(L, fname, ndim, shape);
-    return mo__newtensor(L, ndim, shape, zero, fname);
+    return mo__newtensor_dtype(L, ndim, shape, dt, zero, fname);
 }
 
 /* zeros(2, 3) / zeros{2, 3}; zeros() is a 0-d tensor. */
@@ -32,7 +35,7 @@ static int f_zeros(lua_State *L)
 static int f_ones(lua_State *L)
 {
     mo_tensor *t = new_from_args(L, 1, lua_gettop(L), 0, "ones");
-    mo_status st = mo_fill(t, 1.0f);
+    mo_status st = mo_fill(t, 1.0);
     if (st != MO_OK) return mo__status_error(L, st, "ones");
     return 1;
 }
@@ -47,8 +50,15 @@ static int f_empty(lua_State *L)
 /* full(shape, value): shape a table or one integer. */
 static int f_full(lua_State *L)
 {
-    float v = (float)mo__checknumber(L, 2, "full");
-    mo_tensor *t = new_from_args(L, 1, 1, 0, "full");
+    lua_Number v = mo__checknumber(L, 2, "full");
+    int last = 3; /* full(shape, value [, options]) */
+    mo_dtype dt = MO_FLOAT32;
+    if (!lua_isnoneornil(L, 3) && !mo__optdtype(L, &last, "full", &dt))
+        return mo__typeerror(L, 3, "full", "options table");
+    size_t shape[MO_MAX_DIMS];
+    int ndim = mo__readshape(L, 1, 1, "full", shape, NULL);
+    mo__shape_numel(L, "full", ndim, shape);
+    mo_tensor *t = mo__newtensor_dtype(L, ndim, shape, dt, 0, "full");
     mo_status st = mo_fill(t, v);
     if (st != MO_OK) return mo__status_error(L, st, "full");
     return 1;
@@ -58,7 +68,7 @@ static int f_full(lua_State *L)
 static int f_rand(lua_State *L)
 {
     mo_tensor *t = new_from_args(L, 1, lua_gettop(L), 0, "rand");
-    mo_status st = mo_rand_uniform(t, mo__lua_rng(L), 0.0f, 1.0f);
+    mo_status st = mo_rand_uniform(t, mo__lua_rng(L), 0.0, 1.0);
     if (st != MO_OK) return mo__status_error(L, st, "rand");
     return 1;
 }
@@ -67,7 +77,7 @@ static int f_rand(lua_State *L)
 static int f_randn(lua_State *L)
 {
     mo_tensor *t = new_from_args(L, 1, lua_gettop(L), 0, "randn");
-    mo_status st = mo_rand_normal(t, mo__lua_rng(L), 0.0f, 1.0f);
+    mo_status st = mo_rand_normal(t, mo__lua_rng(L), 0.0, 1.0);
     if (st != MO_OK) return mo__status_error(L, st, "randn");
     return 1;
 }
@@ -77,6 +87,15 @@ static int f_randn(lua_State *L)
 /* ======================================================================== */
 
 /* Pushes "[2][3]" for the first `depth` entries of the 1-based path. */
+/* Element k of the contiguous new tensor t = v (rounded once for float32). */
+static void put_el(const mo_tensor *t, size_t k, lua_Number v)
+{
+    if (t->dtype == MO_FLOAT64)
+        mo_tensor_data_f64(t)[k] = (double)v;
+    else
+        mo_tensor_data(t)[k] = (float)v;
+}
+
 static const char *push_path(lua_State *L, const size_t *path, int depth)
 {
     luaL_Buffer b;
@@ -90,7 +109,7 @@ static const char *push_path(lua_State *L, const size_t *path, int depth)
 }
 
 /* Copies the nested table at idx (dimension d) into *p, checking it is rectangular. */
-static void fill_nested(lua_State *L, int idx, int d, const mo_tensor *t, float **p, size_t *path)
+static void fill_nested(lua_State *L, int idx, int d, const mo_tensor *t, size_t *k, size_t *path)
 {
     size_t n = (size_t)lua_rawlen(L, idx);
     if (n != t->shape[d])
@@ -105,12 +124,12 @@ static void fill_nested(lua_State *L, int idx, int d, const mo_tensor *t, float 
             if (type != LUA_TNUMBER)
                 luaL_error(L, "tensor: element %s must be a number, got %s",
                            push_path(L, path, d + 1), luaL_typename(L, -1));
-            *(*p)++ = (float)lua_tonumber(L, -1);
+            put_el(t, (*k)++, lua_tonumber(L, -1));
         } else {
             if (type != LUA_TTABLE)
                 luaL_error(L, "tensor: element %s must be a table (the tensor is %d-d), got %s",
                            push_path(L, path, d + 1), t->ndim, luaL_typename(L, -1));
-            fill_nested(L, lua_gettop(L), d + 1, t, p, path);
+            fill_nested(L, lua_gettop(L), d + 1, t, k, path);
         }
         lua_pop(L, 1);
     }
@@ -124,19 +143,27 @@ static void fill_nested(lua_State *L, int idx, int d, const mo_tensor *t, float 
 static int f_tensor(lua_State *L)
 {
     static const char *const fname = "tensor";
+    /* a trailing options table: tensor(data, opts) or tensor(flat, shape, opts) */
+    int last = lua_gettop(L);
+    mo_dtype dt;
+    const int has_opts = last >= 2 && mo__optdtype(L, &last, fname, &dt);
+    if (!has_opts) dt = MO_FLOAT32;
+    lua_settop(L, last);
     mo_tensor *src = mo__totensor(L, 1);
     if (src != NULL) {
         src = mo__checkarg(L, 1, fname);
+        if (!has_opts) dt = src->dtype; /* a copy keeps the dtype unless told otherwise */
         mo_tensor *r = mo_lua_newtensor(L);
-        mo_status st = mo_tensor_clone(r, src, NULL);
+        src = mo__recheck(L, 1, fname, 0, NULL);
+        mo_status st = mo_tensor_clone_dtype(r, src, dt, NULL);
         if (st != MO_OK) return mo__status_error(L, st, fname);
-        mo__gc_account(L, r->numel);
+        mo__gc_account(L, r->numel * (mo_dtype_size(dt) / sizeof(float)));
         return 1;
     }
     if (lua_type(L, 1) == LUA_TNUMBER) {
-        float v = (float)lua_tonumber(L, 1);
-        mo_tensor *t = mo__newtensor(L, 0, NULL, 0, fname);
-        mo_tensor_data(t)[0] = v;
+        lua_Number v = lua_tonumber(L, 1);
+        mo_tensor *t = mo__newtensor_dtype(L, 0, NULL, dt, 0, fname);
+        put_el(t, 0, v);
         return 1;
     }
     if (lua_type(L, 1) != LUA_TTABLE) return mo__typeerror(L, 1, fname, "table");
@@ -155,13 +182,12 @@ static int f_tensor(lua_State *L)
             return luaL_error(L, "tensor: %I values do not fill shape %s (%I elements)", n,
                               mo__shapestr_raw(ndim, shape, buf), (lua_Integer)numel);
         }
-        mo_tensor *t = mo__newtensor(L, ndim, shape, 0, fname);
-        float *p = mo_tensor_data(t);
+        mo_tensor *t = mo__newtensor_dtype(L, ndim, shape, dt, 0, fname);
         for (lua_Integer i = 1; i <= n; i++) {
             if (lua_rawgeti(L, 1, i) != LUA_TNUMBER)
                 return luaL_error(L, "tensor: element [%I] must be a number, got %s", i,
                                   luaL_typename(L, -1));
-            p[i - 1] = (float)lua_tonumber(L, -1);
+            put_el(t, (size_t)(i - 1), lua_tonumber(L, -1));
             lua_pop(L, 1);
         }
         return 1;
@@ -183,10 +209,9 @@ static int f_tensor(lua_State *L)
     }
     lua_settop(L, base);
     mo__shape_numel(L, fname, ndim, shape);
-    mo_tensor *t = mo__newtensor(L, ndim, shape, 0, fname);
-    float *p = mo_tensor_data(t);
-    size_t path[MO_MAX_DIMS];
-    fill_nested(L, 1, 0, t, &p, path);
+    mo_tensor *t = mo__newtensor_dtype(L, ndim, shape, dt, 0, fname);
+    size_t path[MO_MAX_DIMS], k = 0;
+    fill_nested(L, 1, 0, t, &k, path);
     return 1;
 }
 
@@ -224,6 +249,10 @@ static int f_arange(lua_State *L)
     static const char *const fname = "arange";
     lua_Number start = 1.0, step = 1.0;
     size_t count;
+    int last = lua_gettop(L);
+    mo_dtype dt;
+    mo__optdtype(L, &last, fname, &dt);
+    lua_settop(L, last);
     if (lua_gettop(L) <= 1) {
         count = (size_t)check_count(L, 1, fname, MO__MAX_SIZE);
     } else {
@@ -240,9 +269,8 @@ static int f_arange(lua_State *L)
             count = (size_t)k + 1;
         }
     }
-    mo_tensor *t = mo__newtensor(L, 1, &count, 0, fname);
-    float *p = mo_tensor_data(t);
-    for (size_t i = 0; i < count; i++) p[i] = (float)(start + (lua_Number)i * step);
+    mo_tensor *t = mo__newtensor_dtype(L, 1, &count, dt, 0, fname);
+    for (size_t i = 0; i < count; i++) put_el(t, i, start + (lua_Number)i * step);
     return 1;
 }
 
@@ -276,7 +304,7 @@ static int m_uniform_(lua_State *L)
     if (lo > hi)
         return mo__argerror(L, 3, fname, "hi %s is less than lo %s", mo__describe(L, 3),
                             mo__describe(L, 2));
-    mo_status st = mo_rand_uniform(t, mo__lua_rng(L), (float)lo, (float)hi);
+    mo_status st = mo_rand_uniform(t, mo__lua_rng(L), lo, hi);
     if (st != MO_OK) return mo__status_error(L, st, fname);
     lua_pushvalue(L, 1); /* return self */
     return 1;
@@ -291,7 +319,7 @@ static int m_normal_(lua_State *L)
     lua_Number sd = lua_isnoneornil(L, 3) ? 1.0 : check_finite(L, 3, fname, "sd");
     if (sd < 0)
         return mo__argerror(L, 3, fname, "sd must be non-negative, got %s", mo__describe(L, 3));
-    mo_status st = mo_rand_normal(t, mo__lua_rng(L), (float)mean, (float)sd);
+    mo_status st = mo_rand_normal(t, mo__lua_rng(L), mean, sd);
     if (st != MO_OK) return mo__status_error(L, st, fname);
     lua_pushvalue(L, 1); /* return self */
     return 1;

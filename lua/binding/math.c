@@ -12,10 +12,11 @@
 #include <math.h>
 #include <string.h>
 
-/* A new contiguous tensor of a's shape (uninitialised; the kernel writes every element). */
+/* A new contiguous tensor of a's shape and dtype (uninitialised; the kernel writes
+ * every element). */
 static mo_tensor *new_like(lua_State *L, const mo_tensor *a, const char *fname)
 {
-    return mo__newtensor(L, a->ndim, a->shape, 0, fname);
+    return mo__newtensor_dtype(L, a->ndim, a->shape, a->dtype, 0, fname);
 }
 
 /* ======================================================================== */
@@ -50,7 +51,7 @@ UNARY(sign, MO_SIGN)
 static int power(lua_State *L, const char *fname, int inplace)
 {
     mo_tensor *a = mo__checkarg(L, 1, fname);
-    float p = (float)mo__checknumber(L, 2, fname);
+    lua_Number p = mo__checknumber(L, 2, fname);
     mo_tensor *out = inplace ? a : new_like(L, a, fname);
     mo_status st = mo_pow_scalar(out, a, p);
     if (st != MO_OK) return mo__status_error(L, st, fname);
@@ -75,7 +76,7 @@ static int clamp(lua_State *L, const char *fname, int inplace)
         return mo__argerror(L, 3, fname, "hi %s is less than lo %s", mo__describe(L, 3),
                             mo__describe(L, 2));
     mo_tensor *out = inplace ? a : new_like(L, a, fname);
-    mo_status st = mo_clamp(out, a, (float)lo, (float)hi);
+    mo_status st = mo_clamp(out, a, lo, hi);
     if (st != MO_OK) return mo__status_error(L, st, fname);
     if (inplace) lua_pushvalue(L, 1); /* return self */
     return 1;
@@ -94,7 +95,7 @@ static int binary(lua_State *L, mo_binary_op op, const char *fname, int inplace)
     mo_tensor *a = mo__checkarg(L, 1, fname);
     mo_status st;
     if (lua_type(L, 2) == LUA_TNUMBER) {
-        float s = (float)lua_tonumber(L, 2);
+        lua_Number s = lua_tonumber(L, 2);
         mo_tensor *out = inplace ? a : new_like(L, a, fname);
         st = mo_binary_scalar(out, a, s, op);
     } else {
@@ -102,6 +103,7 @@ static int binary(lua_State *L, mo_binary_op op, const char *fname, int inplace)
         if (b == NULL) return mo__typeerror(L, 2, fname, MO_TENSOR_MT " or number");
         if (!mo_tensor_alive(b)) return mo__argerror(L, 2, fname, "tensor has been freed");
         if (!mo_tensor_same_shape(a, b)) return mo__shape_error(L, fname, a, b);
+        mo__same_dtype(L, fname, a, b);
         if (inplace) {
             mo_tensor tmp;
             st = mo__unalias(&tmp, a, &b);
@@ -135,14 +137,15 @@ static int arith(lua_State *L, mo_binary_op op, const char *fname)
         a = mo__checkarg(L, 1, fname);
         b = mo__checkarg(L, 2, fname);
         if (!mo_tensor_same_shape(a, b)) return mo__shape_error(L, fname, a, b);
+        mo__same_dtype(L, fname, a, b);
         st = mo_binary(new_like(L, a, fname), a, b, op);
     } else if (a != NULL) {
         a = mo__checkarg(L, 1, fname);
-        float s = (float)mo__checknumber(L, 2, fname);
+        lua_Number s = mo__checknumber(L, 2, fname);
         st = mo_binary_scalar(new_like(L, a, fname), a, s, op);
     } else {
         b = mo__checkarg(L, 2, fname);
-        float s = (float)mo__checknumber(L, 1, fname);
+        lua_Number s = mo__checknumber(L, 1, fname);
         mo_tensor *out = new_like(L, b, fname);
         /* s + b and s * b commute; s - b and s / b need the reversed kernel */
         st = (op == MO_ADD || op == MO_MUL) ? mo_binary_scalar(out, b, s, op)
@@ -169,7 +172,7 @@ static int mm_unm(lua_State *L)
 static int mm_pow(lua_State *L)
 {
     mo_tensor *a = mo__checkarg(L, 1, "__pow");
-    float p = (float)mo__checknumber(L, 2, "__pow");
+    lua_Number p = mo__checknumber(L, 2, "__pow");
     mo_status st = mo_pow_scalar(new_like(L, a, "__pow"), a, p);
     if (st != MO_OK) return mo__status_error(L, st, "__pow");
     return 1;
@@ -199,6 +202,8 @@ static int addc(lua_State *L, int is_div, const char *fname, int inplace)
     const mo_tensor *t2 = mo__checkarg(L, i2, fname);
     if (!mo_tensor_same_shape(a, t1)) return mo__shape_error(L, fname, a, t1);
     if (!mo_tensor_same_shape(a, t2)) return mo__shape_error(L, fname, a, t2);
+    mo__same_dtype(L, fname, a, t1);
+    mo__same_dtype(L, fname, a, t2);
     mo_status st;
     mo_tensor tmp1, tmp2;
     mo_tensor_init(&tmp1);
@@ -213,8 +218,7 @@ static int addc(lua_State *L, int is_div, const char *fname, int inplace)
         st = MO_OK;
     }
     if (st == MO_OK)
-        st = is_div ? mo_addcdiv(out, a, (float)value, t1, t2)
-                    : mo_addcmul(out, a, (float)value, t1, t2);
+        st = is_div ? mo_addcdiv(out, a, value, t1, t2) : mo_addcmul(out, a, value, t1, t2);
     mo_tensor_release(&tmp1);
     mo_tensor_release(&tmp2);
     if (st != MO_OK) return mo__status_error(L, st, fname);
@@ -237,6 +241,7 @@ static int row_bias(lua_State *L, const char *fname, int inplace)
         return luaL_error(L, "%s: shapes %s and %s do not agree (want {r, c} and {c})", fname,
                           mo__shapestr(m, sm), mo__shapestr(bias, sb));
     }
+    mo__same_dtype(L, fname, m, bias);
     mo_status st;
     mo_tensor tmp;
     mo_tensor_init(&tmp);
@@ -286,9 +291,10 @@ static int reduce(lua_State *L, mo_reduce_op op, const char *fname)
     if (needs_elements && t->shape[d] == 0)
         return luaL_error(L, "%s: dimension %d has size 0", fname, d + 1);
     mo_tensor *r = mo_lua_newtensor(L);
+    t = mo__recheck(L, 1, fname, 0, NULL);
     st = mo_reduce_dim(r, t, d, op, NULL);
     if (st != MO_OK) return mo__status_error(L, st, fname);
-    mo__gc_account(L, r->numel);
+    mo__gc_account(L, r->numel * (mo_dtype_size(r->dtype) / sizeof(float)));
     return 1;
 }
 
@@ -314,11 +320,12 @@ static int m_argmax(lua_State *L)
     int d = mo__checkdim(L, 2, "argmax", t);
     if (t->shape[d] == 0) return luaL_error(L, "argmax: dimension %d has size 0", d + 1);
     mo_tensor *r = mo_lua_newtensor(L);
-    st = mo_argmax_dim(r, t, d, NULL);
+    t = mo__recheck(L, 1, "argmax", 0, NULL);
+    st = mo_argmax_dim(r, t, d, NULL); /* indices in t's dtype (float64: exact past 2^24) */
     /* the core's indices are 0-based; Lua's are 1-based */
-    if (st == MO_OK) st = mo_binary_scalar(r, r, 1.0f, MO_ADD);
+    if (st == MO_OK) st = mo_binary_scalar(r, r, 1.0, MO_ADD);
     if (st != MO_OK) return mo__status_error(L, st, "argmax");
-    mo__gc_account(L, r->numel);
+    mo__gc_account(L, r->numel * (mo_dtype_size(r->dtype) / sizeof(float)));
     return 1;
 }
 
@@ -328,6 +335,7 @@ static int m_dot(lua_State *L)
     mo_tensor *a = mo__checkarg(L, 1, "dot");
     mo_tensor *b = mo__checkarg(L, 2, "dot");
     if (!mo_tensor_same_shape(a, b)) return mo__shape_error(L, "dot", a, b);
+    mo__same_dtype(L, "dot", a, b);
     double r = 0.0;
     mo_status st = mo_dot(a, b, &r);
     if (st != MO_OK) return mo__status_error(L, st, "dot");
@@ -386,6 +394,7 @@ static int f_matmul(lua_State *L)
     mo_tensor *b = mo__checkarg(L, 2, fname);
     if (a->ndim != 2) return mo__argerror(L, 1, fname, "2-d tensor expected, got %d-d", a->ndim);
     if (b->ndim != 2) return mo__argerror(L, 2, fname, "2-d tensor expected, got %d-d", b->ndim);
+    mo__same_dtype(L, fname, a, b);
     int trans_a = 0, trans_b = 0, has_beta = 0, out_idx = 0;
     lua_Number alpha = 1.0, beta = 0.0;
     if (!lua_isnoneornil(L, 3)) {
@@ -444,9 +453,12 @@ static int f_matmul(lua_State *L)
             return luaL_error(L, "matmul: out has shape %s, expected %s", mo__shapestr(c, sa),
                               mo__shapestr_raw(2, want, sb));
         }
+        if (c->dtype != a->dtype)
+            return luaL_error(L, "matmul: dtype mismatch: out is %s, operands are %s",
+                              mo_dtype_name(c->dtype), mo_dtype_name(a->dtype));
     } else {
         size_t shape[2] = {m, n};
-        c = mo__newtensor(L, 2, shape, 0, fname);
+        c = mo__newtensor_dtype(L, 2, shape, a->dtype, 0, fname);
         out_idx = lua_gettop(L);
         beta = 0.0;
     }
@@ -464,7 +476,7 @@ static int f_matmul(lua_State *L)
         st = mo_tensor_clone(&tmp_b, b, NULL);
         ub = &tmp_b;
     }
-    if (st == MO_OK) st = mo_matmul(c, ua, trans_a, ub, trans_b, (float)alpha, (float)beta);
+    if (st == MO_OK) st = mo_matmul(c, ua, trans_a, ub, trans_b, alpha, beta);
     mo_tensor_release(&tmp_a);
     mo_tensor_release(&tmp_b);
     if (st != MO_OK) return mo__status_error(L, st, fname);

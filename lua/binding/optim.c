@@ -411,6 +411,12 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
     if (!mo_tensor_same_shape(g, p))
         luaL_error(L, "%s: grad shape %s does not match param #%I shape %s", c->fname,
                    mo__shapestr(g, s1), (lua_Integer)a->index, mo__shapestr(p, s2));
+    /* the optimizer kernels are float32 only in this stage: refuse float64 before any
+     * state is made or anything written */
+    if (p->dtype != MO_FLOAT32 || g->dtype != MO_FLOAT32)
+        luaL_error(L, "%s: param #%I is %s with a %s grad: optimizers take float32 parameters "
+                   "in this stage (convert with :float())", c->fname, (lua_Integer)a->index,
+                   mo_dtype_name(p->dtype), mo_dtype_name(g->dtype));
     if (acc->check_finite && acc->all_finite) mo__check(L, mo_all_finite(g, &acc->all_finite), c->fname);
     unsigned on = *group_on(c, a->gi);
     int st = (push_state(c, a), lua_gettop(L));
@@ -425,6 +431,9 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
         if (!mo_tensor_same_shape(t, p))
             luaL_error(L, "%s: step: state of param #%I: '%s' has shape %s, the param has shape %s",
                        c->fname, (lua_Integer)a->index, key, mo__shapestr(t, s1), mo__shapestr(p, s2));
+        if (t->dtype != p->dtype)
+            luaL_error(L, "%s: step: state of param #%I: '%s' is %s, the param is %s", c->fname,
+                       (lua_Integer)a->index, key, mo_dtype_name(t->dtype), mo_dtype_name(p->dtype));
         lua_pop(L, 1);
     }
     if (d->counts_steps) {
@@ -768,6 +777,7 @@ static int f_axpy(lua_State *L)
     lua_Number a = mo__checknumber(L, 2, fn);
     mo_tensor *x = mo__checkarg(L, 3, fn);
     if (!mo_tensor_same_shape(y, x)) return mo__shape_error(L, fn, y, x);
+    mo__same_dtype(L, fn, y, x);
     mo__check(L, mo_axpy(y, a, x), fn);
     lua_settop(L, 1);
     return 1;

@@ -353,6 +353,12 @@ void mo__gc_account(lua_State *L, size_t numel)
 
 mo_tensor *mo__newtensor(lua_State *L, int ndim, const size_t *shape, int zero, const char *fname)
 {
+    return mo__newtensor_dtype(L, ndim, shape, MO_FLOAT32, zero, fname);
+}
+
+mo_tensor *mo__newtensor_dtype(lua_State *L, int ndim, const size_t *shape, mo_dtype dt, int zero,
+                               const char *fname)
+{
     /* shape often points into another tensor's handle (new_like(a) passes a->shape), and
      * the allocation below can run a finalizer that frees that tensor, which zeroes its
      * handle: copy the sizes first. */
@@ -360,11 +366,84 @@ mo_tensor *mo__newtensor(lua_State *L, int ndim, const size_t *shape, int zero, 
     if (ndim < 0 || ndim > MO_MAX_DIMS) mo__status_error(L, MO_ERR_DIMS, fname);
     if (ndim > 0) memcpy(sizes, shape, (size_t)ndim * sizeof *sizes);
     mo_tensor *t = mo_lua_newtensor(L);
-    mo_status st =
-        zero ? mo_tensor_zeros(t, ndim, sizes, NULL) : mo_tensor_empty(t, ndim, sizes, NULL);
+    mo_status st = zero ? mo_tensor_zeros_dtype(t, ndim, sizes, dt, NULL)
+                        : mo_tensor_empty_dtype(t, ndim, sizes, dt, NULL);
     if (st != MO_OK) mo__status_error(L, st, fname);
-    mo__gc_account(L, t->numel);
+    mo__gc_account(L, t->numel * (mo_dtype_size(dt) / sizeof(float))); /* in floats */
     return t;
+}
+
+/* ---- dtypes ---- */
+
+int mo__same_dtype(lua_State *L, const char *fname, const mo_tensor *a, const mo_tensor *b)
+{
+    if (a->dtype == b->dtype) return 1;
+    return luaL_error(L, "%s: dtype mismatch: %s vs %s (convert one with :double() or :float())",
+                      fname, mo_dtype_name(a->dtype), mo_dtype_name(b->dtype));
+}
+
+int mo__need_f32(lua_State *L, const char *fname, const mo_tensor *t)
+{
+    if (t->dtype == MO_FLOAT32) return 1;
+    return luaL_error(L, "%s: expects float32 tensors, got %s (float64 is not supported here yet; "
+                      "convert with :float())", fname, mo_dtype_name(t->dtype));
+}
+
+mo_dtype mo__checkdtype(lua_State *L, int idx, const char *fname)
+{
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, idx);
+        if (strcmp(s, "float32") == 0) return MO_FLOAT32;
+        if (strcmp(s, "float64") == 0) return MO_FLOAT64;
+    }
+    mo__argerror(L, idx, fname, "dtype must be \"float32\" or \"float64\", got %s",
+                 lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : luaL_typename(L, idx));
+    return MO_FLOAT32;
+}
+
+int mo__is_options(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || lua_rawlen(L, idx) != 0) return 0;
+    lua_pushnil(L);
+    if (lua_next(L, idx < 0 ? idx - 1 : idx) == 0) return 0; /* {} is an empty shape */
+    lua_pop(L, 2);
+    return 1;
+}
+
+int mo__optdtype(lua_State *L, int *last, const char *fname, mo_dtype *dt)
+{
+    *dt = MO_FLOAT32;
+    if (*last < 1 || !mo__is_options(L, *last)) return 0;
+    const int idx = *last;
+    /* every key must be known: a misspelt option is an error, not a silent default */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (!(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "dtype") == 0))
+            return mo__argerror(L, idx, fname, "unknown option %s (options: dtype)",
+                                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                : luaL_typename(L, -1));
+    }
+    lua_getfield(L, idx, "dtype");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING || (strcmp(lua_tostring(L, -1), "float32") != 0 &&
+                                                strcmp(lua_tostring(L, -1), "float64") != 0))
+            return mo__argerror(L, idx, fname,
+                                "dtype must be \"float32\" or \"float64\", got %s",
+                                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                : luaL_typename(L, -1));
+        *dt = strcmp(lua_tostring(L, -1), "float64") == 0 ? MO_FLOAT64 : MO_FLOAT32;
+    }
+    lua_pop(L, 1);
+    *last = idx - 1;
+    return 1;
+}
+
+/* Element `off` (elements from element (0, ..., 0)) of t, as a double (exact in both dtypes). */
+static double read_el(const mo_tensor *t, ptrdiff_t off)
+{
+    if (t->dtype == MO_FLOAT64) return mo_tensor_data_f64(t)[off];
+    return (double)mo_tensor_data(t)[off];
 }
 
 void mo__copy_owner(lua_State *L, int src, int dst)
@@ -436,15 +515,14 @@ static int t_free(lua_State *L)
 }
 
 /* Walks the first `limit` elements in row-major order (any strides). */
-static size_t first_values(const mo_tensor *t, float *vals, size_t limit)
+static size_t first_values(const mo_tensor *t, double *vals, size_t limit)
 {
-    const float *base = mo_tensor_data(t);
     size_t idx[MO_MAX_DIMS] = {0};
     size_t n = t->numel < limit ? t->numel : limit;
     for (size_t k = 0; k < n; k++) {
         ptrdiff_t off = 0;
         for (int d = 0; d < t->ndim; d++) off += (ptrdiff_t)idx[d] * t->stride[d];
-        vals[k] = base[off];
+        vals[k] = read_el(t, off);
         for (int d = t->ndim - 1; d >= 0; d--) {
             if (++idx[d] < t->shape[d]) break;
             idx[d] = 0;
@@ -453,7 +531,8 @@ static size_t first_values(const mo_tensor *t, float *vals, size_t limit)
     return n;
 }
 
-/* "moonopt.Tensor{2, 3}[1, 2, 3, 4, 5, 6]"; more than 6 values end in ", ...". */
+/* "moonopt.Tensor{2, 3}[1, 2, 3, 4, 5, 6]"; more than 6 values end in ", ...";
+ * a float64 tensor ends in " dtype=float64". */
 static int t_tostring(lua_State *L)
 {
     mo_tensor *t = mo__totensor(L, 1);
@@ -464,9 +543,10 @@ static int t_tostring(lua_State *L)
     }
     /* Everything shown is copied out before the buffer allocates (a finalizer may free t). */
     enum { SHOWN = 6 };
-    float vals[SHOWN];
+    double vals[SHOWN];
     size_t n = first_values(t, vals, SHOWN);
     size_t numel = t->numel;
+    const mo_dtype dt = t->dtype;
     char shape[MO__SHAPE_BUF];
     mo__shapestr(t, shape);
     luaL_Buffer b;
@@ -476,11 +556,15 @@ static int t_tostring(lua_State *L)
     luaL_addchar(&b, '[');
     for (size_t k = 0; k < n; k++) {
         char num[40];
-        snprintf(num, sizeof num, k ? ", %.6g" : "%.6g", (double)vals[k]);
+        snprintf(num, sizeof num, k ? ", %.6g" : "%.6g", vals[k]);
         luaL_addstring(&b, num);
     }
     if (numel > n) luaL_addstring(&b, ", ...");
     luaL_addchar(&b, ']');
+    if (dt != MO_FLOAT32) { /* float32, the default, is not named */
+        luaL_addstring(&b, " dtype=");
+        luaL_addstring(&b, mo_dtype_name(dt));
+    }
     luaL_pushresult(&b);
     return 1;
 }
@@ -493,14 +577,20 @@ static int t_len(lua_State *L)
     return 1;
 }
 
-/* __index: methods first (upvalue 1), then .grad (user value 1). */
+/* __index: methods first (upvalue 1), then .grad (user value 1) and .dtype. */
 static int t_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0) {
-        mo__checkarg(L, 1, "grad");
-        lua_getiuservalue(L, 1, 1);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        const char *k = lua_tostring(L, 2);
+        if (strcmp(k, "grad") == 0) {
+            mo__checkarg(L, 1, "grad");
+            lua_getiuservalue(L, 1, 1);
+        } else if (strcmp(k, "dtype") == 0) {
+            mo_tensor *t = mo__totensor(L, 1);
+            if (t) lua_pushstring(L, mo_dtype_name(t->dtype)); /* a freed tensor keeps its dtype */
+        }
     }
     return 1;
 }
@@ -527,6 +617,9 @@ static int t_newindex(lua_State *L)
             return luaL_error(L, "grad: shape mismatch: tensor %s vs grad %s", mo__shapestr(t, st),
                               mo__shapestr(g, sg));
         }
+        if (g->dtype != t->dtype)
+            return luaL_error(L, "grad: dtype mismatch: tensor %s vs grad %s",
+                              mo_dtype_name(t->dtype), mo_dtype_name(g->dtype));
     }
     lua_settop(L, 3);
     lua_setiuservalue(L, 1, 1);
@@ -611,7 +704,7 @@ static int m_same_storage(lua_State *L)
 /* Element access                                                           */
 /* ======================================================================== */
 
-/* The element offset (from mo_tensor_data) of the indices at first..first+ndim-1. */
+/* The element offset (from mo_tensor_ptr, in elements) of the indices at first..first+ndim-1. */
 static ptrdiff_t element_offset(lua_State *L, const mo_tensor *t, int first, const char *fname)
 {
     ptrdiff_t off = 0;
@@ -635,7 +728,7 @@ static int m_get(lua_State *L)
     if (n != t->ndim)
         return luaL_error(L, "get: a %d-d tensor needs %d indices, got %d", t->ndim, t->ndim, n);
     ptrdiff_t off = element_offset(L, t, 2, "get");
-    lua_pushnumber(L, (lua_Number)mo_tensor_data(t)[off]);
+    lua_pushnumber(L, (lua_Number)read_el(t, off));
     return 1;
 }
 
@@ -648,8 +741,11 @@ static int m_set(lua_State *L)
         return luaL_error(L, "set: a %d-d tensor needs %d indices and a value, got %d arguments",
                           t->ndim, t->ndim, top - 1);
     ptrdiff_t off = element_offset(L, t, 2, "set");
-    float v = (float)mo__checknumber(L, top, "set");
-    mo_tensor_data(t)[off] = v;
+    lua_Number v = mo__checknumber(L, top, "set");
+    if (t->dtype == MO_FLOAT64)
+        mo_tensor_data_f64(t)[off] = (double)v;
+    else
+        mo_tensor_data(t)[off] = (float)v;
     lua_pushvalue(L, 1); /* return self */
     return 1;
 }
@@ -660,22 +756,22 @@ static int m_item(lua_State *L)
     mo_tensor *t = mo__checkarg(L, 1, "item");
     if (t->numel != 1)
         return luaL_error(L, "item: the tensor has %I elements, expected 1", (lua_Integer)t->numel);
-    float v;
+    double v;
     first_values(t, &v, 1);
     lua_pushnumber(L, (lua_Number)v);
     return 1;
 }
 
-/* Pushes nested tables for dimensions d.. of t starting at p. t and p belong to
+/* Pushes nested tables for dimensions d.. of t starting at element offset p. t and p belong to
  * a private copy that only the caller's stack slot holds (see m_totable). */
-static void push_nested(lua_State *L, const mo_tensor *t, const float *p, int d)
+static void push_nested(lua_State *L, const mo_tensor *t, ptrdiff_t p, int d)
 {
     size_t n = t->shape[d];
     ptrdiff_t s = t->stride[d];
     lua_createtable(L, n < (size_t)INT_MAX ? (int)n : 0, 0);
     if (d == t->ndim - 1) {
         for (size_t i = 0; i < n; i++) {
-            lua_pushnumber(L, (lua_Number)p[(ptrdiff_t)i * s]);
+            lua_pushnumber(L, (lua_Number)read_el(t, p + (ptrdiff_t)i * s));
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         return;
@@ -692,7 +788,7 @@ static int m_totable(lua_State *L)
     static const char fname[] = "totable";
     mo_tensor *t = mo__checkarg(L, 1, fname);
     if (t->ndim == 0) {
-        lua_pushnumber(L, (lua_Number)mo_tensor_data(t)[0]);
+        lua_pushnumber(L, (lua_Number)read_el(t, 0));
         return 1;
     }
     /* Every table made below can run a finalizer that frees t or moves its
@@ -703,10 +799,10 @@ static int m_totable(lua_State *L)
     int ndim = t->ndim;
     memcpy(shape, t->shape, (size_t)ndim * sizeof *shape);
     lua_settop(L, 1);
-    mo_tensor *c = mo__newtensor(L, ndim, shape, 0, fname);
+    mo_tensor *c = mo__newtensor_dtype(L, ndim, shape, t->dtype, 0, fname);
     t = mo__recheck(L, 1, fname, ndim, shape);
-    mo__check(L, mo_copy(c, t), fname);
-    push_nested(L, c, mo_tensor_data(c), 0);
+    mo__check(L, mo_copy(c, t), fname); /* same dtype: a finalizer cannot change t's */
+    push_nested(L, c, 0, 0);
     return 1;
 }
 
@@ -717,7 +813,7 @@ static int m_totable(lua_State *L)
 static int fill_impl(lua_State *L, const char *fname)
 {
     mo_tensor *t = mo__checkarg(L, 1, fname);
-    float v = (float)mo__checknumber(L, 2, fname);
+    lua_Number v = mo__checknumber(L, 2, fname);
     mo_status st = mo_fill(t, v);
     if (st != MO_OK) return mo__status_error(L, st, fname);
     lua_pushvalue(L, 1); /* return self */
@@ -752,6 +848,31 @@ static int copy_impl(lua_State *L, const char *fname)
 
 static int m_copy(lua_State *L) { return copy_impl(L, "copy"); }
 static int m_copy_(lua_State *L) { return copy_impl(L, "copy_"); }
+
+/* to(dtype) -> self when it already has that dtype, else a new converted contiguous copy
+ * (float64 -> float32 rounds to nearest; beyond float's range gives +-inf). */
+static int to_dtype(lua_State *L, mo_dtype dt, const char *fname)
+{
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    if (t->dtype == dt) {
+        lua_pushvalue(L, 1); /* return self, as PyTorch's .to() does */
+        return 1;
+    }
+    mo_tensor *r = mo_lua_newtensor(L);
+    t = mo__recheck(L, 1, fname, 0, NULL);
+    mo_status st = mo_tensor_clone_dtype(r, t, dt, NULL);
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    mo__gc_account(L, r->numel * (mo_dtype_size(dt) / sizeof(float)));
+    return 1;
+}
+
+static int m_to(lua_State *L)
+{
+    mo__checkarg(L, 1, "to");
+    return to_dtype(L, mo__checkdtype(L, 2, "to"), "to");
+}
+static int m_double(lua_State *L) { return to_dtype(L, MO_FLOAT64, "double"); }
+static int m_float(lua_State *L) { return to_dtype(L, MO_FLOAT32, "float"); }
 
 /* clone() -> a new contiguous tensor with the same values (no .grad). */
 static int m_clone(lua_State *L)
@@ -901,6 +1022,9 @@ static const luaL_Reg tensor_methods[] = {
     {"copy", m_copy},
     {"copy_", m_copy_},
     {"clone", m_clone},
+    {"to", m_to},
+    {"double", m_double},
+    {"float", m_float},
     {"contiguous", m_contiguous},
     {"view", m_view},
     {"reshape", m_reshape},

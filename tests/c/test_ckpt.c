@@ -475,7 +475,8 @@ TEST(checksum)
 
 TEST(other_dtypes)
 {
-    /* F64: 1.5, -1e300 (-> -inf), 3.4028235e38 (just over FLT_MAX, rounds to it), NaN */
+    /* F64 (read as float64, exact): 1.5, -1e300, 3.4028235e38, NaN; converted to float32
+     * with mo_copy they become 1.5, -inf, FLT_MAX (just over it, rounds to it), NaN */
     double f64[4] = {1.5, -1e300, 3.4028235e38, 0.0};
     uint64_t nanbits = 0x7ff8000000000000ull;
     memcpy(&f64[3], &nanbits, 8);
@@ -495,9 +496,18 @@ TEST(other_dtypes)
     mo_ckpt *c = NULL;
     CHECK_OK(mo_ckpt_decode(&c, p, len, NULL, why, sizeof why));
     if (c) {
-        const float *d = mo_tensor_data(mo_ckpt_tensor(c, 0));
+        const mo_tensor *t64 = mo_ckpt_tensor(c, 0);
+        const double *dd = mo_tensor_data_f64(t64);
         CHECK(strcmp(mo_ckpt_dtype(c, 0), "F64") == 0);
-        CHECK(d[0] == 1.5f && isinf(d[1]) && d[1] < 0 && d[2] == FLT_MAX && isnan(d[3]));
+        CHECK(t64->dtype == MO_FLOAT64 && mo_tensor_data(t64) == NULL);
+        CHECK(dd && dd[0] == 1.5 && dd[1] == -1e300 && dd[2] == 3.4028235e38 && isnan(dd[3]));
+        mo_tensor f32;
+        mo_tensor_init(&f32);
+        CHECK_OK(mo_tensor_empty(&f32, 1, t64->shape, NULL));
+        CHECK_OK(mo_copy(&f32, t64));
+        const float *d = mo_tensor_data(&f32);
+        CHECK(d && d[0] == 1.5f && isinf(d[1]) && d[1] < 0 && d[2] == FLT_MAX && isnan(d[3]));
+        mo_tensor_release(&f32);
         const float *h = mo_tensor_data(mo_ckpt_tensor(c, 1));
         CHECK(h[0] == 1.0f && h[1] == -2.0f && h[2] == ldexpf(1.0f, -24) && h[3] == 65504.0f);
         CHECK(isinf(h[4]) && h[4] > 0 && h[5] == 0.0f && signbit(h[5]));

@@ -756,7 +756,7 @@ TEST(dot_and_norms_golden)
 /* ------------------------------------------------------------------------ */
 
 typedef mo_status (*matmul_fn)(mo_tensor *, const mo_tensor *, int, const mo_tensor *, int,
-                               float, float);
+                               double, double);
 
 static void check_matmul_golden(matmul_fn mm)
 {
@@ -1031,6 +1031,40 @@ TEST(rng_properties)
     mo_tensor_release(&u);
 }
 
+/* float64: blas and portable matmul agree to double rounding on a 70x70 product whose
+ * entries need more than float's 24 bits; mixed dtypes, and nn on float64, are refused. */
+TEST(float64_matmul_and_dtypes)
+{
+    const size_t n = 70, sh[2] = {70, 70};
+    mo_tensor a, b, c1, c2, f;
+    mo_tensor_init(&a); mo_tensor_init(&b); mo_tensor_init(&c1); mo_tensor_init(&c2);
+    mo_tensor_init(&f);
+    CHECK_OK(mo_tensor_empty_dtype(&a, 2, sh, MO_FLOAT64, NULL));
+    CHECK_OK(mo_tensor_empty_dtype(&b, 2, sh, MO_FLOAT64, NULL));
+    CHECK_OK(mo_tensor_zeros_dtype(&c1, 2, sh, MO_FLOAT64, NULL));
+    CHECK_OK(mo_tensor_zeros_dtype(&c2, 2, sh, MO_FLOAT64, NULL));
+    CHECK_OK(mo_tensor_zeros(&f, 2, sh, NULL));
+    CHECK(mo_tensor_data(&a) == NULL && mo_tensor_data_f64(&a) != NULL);
+    double *pa = mo_tensor_data_f64(&a), *pb = mo_tensor_data_f64(&b);
+    for (size_t i = 0; i < n * n; i++) {
+        pa[i] = 1.0 + (double)i * 1e-9;
+        pb[i] = 1.0 - (double)(i % 7) * 1e-10;
+    }
+    CHECK_OK(mo_matmul(&c1, &a, 0, &b, 1, 1.0, 0.0));
+    CHECK_OK(mo_matmul_portable(&c2, &a, 0, &b, 1, 1.0, 0.0));
+    const double *r1 = mo_tensor_data_f64(&c1), *r2 = mo_tensor_data_f64(&c2);
+    double want = 0.0; /* C[0][1] = sum_k a[0][k] * b[1][k] */
+    for (size_t k = 0; k < n; k++) want += pa[k] * pb[n + k];
+    CHECK(fabs(r1[1] - want) < 1e-12 && fabs(r2[1] - want) < 1e-12);
+    CHECK(fabs((double)(float)want - want) > 1e-9); /* float32 could not have produced it */
+    CHECK(mo_matmul(&f, &a, 0, &b, 0, 1.0, 0.0) == MO_ERR_DTYPE);
+    CHECK(mo_binary(&c1, &a, &f, MO_ADD) == MO_ERR_DTYPE);
+    CHECK(mo_nn_act_forward(&c1, &a, MO_ACT_RELU, 0.0f) == MO_ERR_DTYPE);
+    CHECK(strcmp(mo_dtype_name(MO_FLOAT64), "float64") == 0 && mo_dtype_size(MO_FLOAT64) == 8);
+    mo_tensor_release(&a); mo_tensor_release(&b); mo_tensor_release(&c1);
+    mo_tensor_release(&c2); mo_tensor_release(&f);
+}
+
 int main(void)
 {
     RUN(fill_and_copy);
@@ -1050,6 +1084,7 @@ int main(void)
     RUN(matmul_golden_blas);
     RUN(matmul_golden_portable);
     RUN(matmul_multi_tile);
+    RUN(float64_matmul_and_dtypes);
     RUN(blas_backend_name);
     RUN(rng_first_outputs_seed42);
     RUN(rng_properties);

@@ -21,11 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Reads every element (so a wrong size or a dangling pointer shows) and folds the bits. */
 static uint32_t touch(const mo_tensor *t)
 {
-    const float *p = mo_tensor_data(t);
+    /* F64 entries read as float64 tensors: walk bytes of either dtype */
+    const unsigned char *p = mo_tensor_ptr(t);
+    const size_t bytes = t->numel * mo_dtype_size(t->dtype);
     uint32_t h = 0;
-    for (size_t i = 0; i < t->numel; i++) {
+    for (size_t i = 0; i + 4 <= bytes; i += 4) {
         uint32_t u;
-        memcpy(&u, &p[i], sizeof u);
+        memcpy(&u, p + i, sizeof u);
         h = h * 31u + u;
     }
     return h;
@@ -77,7 +79,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < n; i++) {
             const mo_tensor *a = mo_ckpt_tensor(c, i), *b = mo_ckpt_tensor(d, i);
             if (strcmp(mo_ckpt_name(d, i), items[i].name) != 0 || !mo_tensor_same_shape(a, b)) abort();
-            if (a->numel && memcmp(mo_tensor_data(a), mo_tensor_data(b), a->numel * sizeof(float)) != 0)
+            if (a->dtype != b->dtype) abort();            /* F64 is written back as F64 */
+            if (a->numel && memcmp(mo_tensor_ptr(a), mo_tensor_ptr(b),
+                                   a->numel * mo_dtype_size(a->dtype)) != 0)
                 abort();
             if (touch(b) != hash[i]) abort();
         }

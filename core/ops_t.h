@@ -1,0 +1,235 @@
+/*
+ * ops_t.h - the elementwise loop kernels of ops.c, written once over the
+ * element type T (float or double) and included by ops.c once per dtype; see
+ * moonopt_internal.h and docs/design.md "Two dtypes". No include guard on
+ * purpose. T and TN are #undef'd at the end.
+ *
+ * The macros UNARY_FNS, BINARY_FNS, SCALAR_FNS and TERNARY_FNS (defined in
+ * ops.c) stamp out, for one expression, a contiguous `restrict` loop, an
+ * in-place loop and a strided loop; ew_row picks one per row.
+ */
+#if !defined(T) || !defined(TN)
+#error "define T and TN before including ops_t.h"
+#endif
+
+/* --- fill and copy --- */
+
+static void TN(fill_c)(T *restrict o, T v, size_t n)
+{
+    /* blocks of 8 (straight-line stores the SLP vectorizer packs) survive
+     * inlining into ew_row, where VLOOP's trip-count hint gets lost */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t j = 0; j < 8; j++) o[i + j] = v;
+    for (; i < n; i++) o[i] = v;
+}
+
+static void TN(fill_s)(T *o, ptrdiff_t so, T v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) AT(o, so, i) = v;
+}
+
+static void TN(copy_s)(T *o, ptrdiff_t so, const T *a, ptrdiff_t sa, size_t n)
+{
+    for (size_t i = 0; i < n; i++) AT(o, so, i) = AT(a, sa, i);
+}
+
+/* --- unary: EXPR reads x --- */
+
+typedef struct TN(unary_fns) {
+    void (*c)(T *restrict o, const T *restrict a, size_t n);   /* o != a */
+    void (*ip)(T *o, size_t n);                                /* o == a */
+    void (*s)(T *o, ptrdiff_t so, const T *a, ptrdiff_t sa, size_t n);
+} TN(unary_fns);
+
+/* Two branches so that exp() never overflows: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below. */
+static inline T TN(sigmoid)(T x)
+{
+    if (x >= 0) return 1 / (1 + exp(-x));
+    const T e = exp(x); /* NaN lands here and stays NaN */
+    return e / (1 + e);
+}
+
+/* relu and sign keep NaN (as PyTorch does); sign keeps the sign of zero. */
+UNARY_FNS(un_neg, -x)
+UNARY_FNS(un_sqrt, sqrt(x))
+UNARY_FNS(un_exp, exp(x))
+UNARY_FNS(un_log, log(x))
+UNARY_FNS(un_tanh, tanh(x))
+UNARY_FNS(un_sigmoid, TN(sigmoid)(x))
+UNARY_FNS(un_relu, x < 0 ? (T)0 : x)
+UNARY_FNS(un_abs, fabs(x))
+UNARY_FNS(un_sign, x > 0 ? (T)1 : (x < 0 ? (T)-1 : x))
+
+#define UNARY_ENTRY(name) {TN(name##_c), TN(name##_ip), TN(name##_s)}
+static const TN(unary_fns) TN(unary_tab)[MO_UNARY_COUNT_] = {
+    [MO_NEG] = UNARY_ENTRY(un_neg),         [MO_SQRT] = UNARY_ENTRY(un_sqrt),
+    [MO_EXP] = UNARY_ENTRY(un_exp),         [MO_LOG] = UNARY_ENTRY(un_log),
+    [MO_TANH] = UNARY_ENTRY(un_tanh),       [MO_SIGMOID] = UNARY_ENTRY(un_sigmoid),
+    [MO_RELU] = UNARY_ENTRY(un_relu),       [MO_ABS] = UNARY_ENTRY(un_abs),
+    [MO_SIGN] = UNARY_ENTRY(un_sign),
+};
+#undef UNARY_ENTRY
+
+/* --- tensor OP tensor: EXPR reads x (from a) and y (from b) --- */
+
+typedef struct TN(binary_fns) {
+    void (*c)(T *restrict o, const T *restrict a, const T *restrict b, size_t n);
+    void (*ipa)(T *restrict o, const T *restrict b, size_t n);  /* o == a, b distinct */
+    void (*ipb)(T *restrict o, const T *restrict a, size_t n);  /* o == b, a distinct */
+    void (*s)(T *o, ptrdiff_t so, const T *a, ptrdiff_t sa, const T *b, ptrdiff_t sb,
+              size_t n);                                         /* anything else */
+} TN(binary_fns);
+
+BINARY_FNS(bi_add, x + y)
+BINARY_FNS(bi_sub, x - y)
+BINARY_FNS(bi_mul, x * y)
+BINARY_FNS(bi_div, x / y)
+
+#define BINARY_ENTRY(name) {TN(name##_c), TN(name##_ipa), TN(name##_ipb), TN(name##_s)}
+static const TN(binary_fns) TN(binary_tab)[MO_BINARY_COUNT_] = {
+    [MO_ADD] = BINARY_ENTRY(bi_add), [MO_SUB] = BINARY_ENTRY(bi_sub),
+    [MO_MUL] = BINARY_ENTRY(bi_mul), [MO_DIV] = BINARY_ENTRY(bi_div),
+};
+#undef BINARY_ENTRY
+
+/* --- tensor with scalars: EXPR reads x (element), s and t (scalars) --- */
+
+typedef struct TN(scalar_fns) {
+    void (*c)(T *restrict o, const T *restrict a, T s, T t, size_t n);
+    void (*ip)(T *o, T s, T t, size_t n);
+    void (*s)(T *o, ptrdiff_t so, const T *a, ptrdiff_t sa, T s, T t, size_t n);
+} TN(scalar_fns);
+
+SCALAR_FNS(ts_add, x + s)
+SCALAR_FNS(ts_sub, x - s)
+SCALAR_FNS(ts_mul, x * s)
+SCALAR_FNS(ts_div, x / s)
+SCALAR_FNS(st_sub, s - x)
+SCALAR_FNS(st_div, s / x)
+SCALAR_FNS(pw_gen, pow(x, s))
+SCALAR_FNS(pw_sq, x * x)
+/* clamp to [s, t]; the comparisons keep NaN */
+SCALAR_FNS(cl_clamp, x < s ? s : (x > t ? t : x))
+
+#define SCALAR_ENTRY(name) {TN(name##_c), TN(name##_ip), TN(name##_s)}
+static const TN(scalar_fns) TN(scalar_tab)[SC_COUNT_] = {
+    [SC_ADD] = SCALAR_ENTRY(ts_add),   [SC_SUB] = SCALAR_ENTRY(ts_sub),
+    [SC_MUL] = SCALAR_ENTRY(ts_mul),   [SC_DIV] = SCALAR_ENTRY(ts_div),
+    [SC_RSUB] = SCALAR_ENTRY(st_sub),  [SC_RDIV] = SCALAR_ENTRY(st_div),
+    [SC_POW] = SCALAR_ENTRY(pw_gen),   [SC_SQUARE] = SCALAR_ENTRY(pw_sq),
+    [SC_CLAMP] = SCALAR_ENTRY(cl_clamp),
+};
+#undef SCALAR_ENTRY
+
+/* --- a + s * t1 OP t2: EXPR reads x (a), y (t1), z (t2), s --- */
+
+typedef struct TN(ternary_fns) {
+    void (*c)(T *restrict o, const T *restrict a, const T *restrict b, const T *restrict c, T s,
+              size_t n);
+    void (*ip)(T *restrict o, const T *restrict b, const T *restrict c, T s,
+               size_t n);  /* o == a; t1, t2 distinct from o */
+    void (*s)(T *o, ptrdiff_t so, const T *a, ptrdiff_t sa, const T *b, ptrdiff_t sb,
+              const T *c, ptrdiff_t sc, T s, size_t n);
+} TN(ternary_fns);
+
+/* PyTorch's order of evaluation: input + value * tensor1 * tensor2 (or / tensor2) */
+TERNARY_FNS(te_addcmul, x + s * y * z)
+TERNARY_FNS(te_addcdiv, x + s * y / z)
+
+static const TN(ternary_fns) TN(ternary_tab)[TE_COUNT_] = {
+    [TE_ADDCMUL] = {TN(te_addcmul_c), TN(te_addcmul_ip), TN(te_addcmul_s)},
+    [TE_ADDCDIV] = {TN(te_addcdiv_c), TN(te_addcdiv_ip), TN(te_addcdiv_s)},
+};
+
+/* One row of the iteration: choose the loop once, then run it. */
+static void TN(ew_row)(const ew_op *e, const mo__iter *it)
+{
+    const size_t n = it->n;
+    T *o = it->p[0];
+    const T *a = it->p[1], *b = it->p[2], *c = it->p[3];
+    const ptrdiff_t so = it->inner[0], sa = it->inner[1], sb = it->inner[2], sc = it->inner[3];
+    const T s = (T)e->s, t = (T)e->t; /* the scalars, rounded once for float */
+    int contig = 1;
+    for (int j = 0; j < it->nops; j++)
+        if (it->inner[j] != 1) contig = 0;
+    if (n == 1) contig = 1; /* a single element has no stride */
+
+    switch (e->kind) {
+    case EW_FILL:
+        if (contig)
+            TN(fill_c)(o, s, n);
+        else
+            TN(fill_s)(o, so, s, n);
+        break;
+    case EW_COPY:
+        if (o == a) break; /* copy onto itself */
+        if (contig)
+            memcpy(o, a, n * sizeof *o);
+        else
+            TN(copy_s)(o, so, a, sa, n);
+        break;
+    case EW_UNARY: {
+        const TN(unary_fns) *f = &TN(unary_tab)[e->op];
+        if (!contig)
+            f->s(o, so, a, sa, n);
+        else if (o == a)
+            f->ip(o, n);
+        else
+            f->c(o, a, n);
+        break;
+    }
+    case EW_BINARY: {
+        const TN(binary_fns) *f = &TN(binary_tab)[e->op];
+        if (!contig || (o == a && o == b))
+            f->s(o, so, a, contig ? 1 : sa, b, contig ? 1 : sb, n);
+        else if (o == a)
+            f->ipa(o, b, n);
+        else if (o == b)
+            f->ipb(o, a, n);
+        else
+            f->c(o, a, b, n);
+        break;
+    }
+    case EW_SCALAR: {
+        const TN(scalar_fns) *f = &TN(scalar_tab)[e->op];
+        if (!contig)
+            f->s(o, so, a, sa, s, t, n);
+        else if (o == a)
+            f->ip(o, s, t, n);
+        else
+            f->c(o, a, s, t, n);
+        break;
+    }
+    case EW_TERNARY: {
+        const TN(ternary_fns) *f = &TN(ternary_tab)[e->op];
+        if (contig && o != b && o != c) {
+            if (o == a)
+                f->ip(o, b, c, s, n);
+            else
+                f->c(o, a, b, c, s, n);
+        } else {
+            f->s(o, contig ? 1 : so, a, contig ? 1 : sa, b, contig ? 1 : sb, c,
+                 contig ? 1 : sc, s, n);
+        }
+        break;
+    }
+    }
+}
+
+/* m[i][j] += bias[j] for the rows of m: {rows, cols} with strides rs, cs; bias stride bs. */
+static void TN(add_rows)(T *m0, size_t rows, size_t cols, ptrdiff_t rs, ptrdiff_t cs,
+                         const T *b, ptrdiff_t bs)
+{
+    const TN(binary_fns) *f = &TN(binary_tab)[MO_ADD];
+    for (size_t i = 0; i < rows; i++) {
+        T *row = m0 + (ptrdiff_t)i * rs;
+        if (cs == 1 && bs == 1)
+            f->ipa(row, b, cols);
+        else
+            f->s(row, cs, row, cs, b, bs, cols);
+    }
+}
+
+#undef T
+#undef TN
