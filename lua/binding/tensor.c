@@ -498,6 +498,7 @@ static int t_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE) return mo__index(L);
     if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0) {
         mo__checkarg(L, 1, "grad");
         lua_getiuservalue(L, 1, 1);
@@ -509,6 +510,7 @@ static int t_index(lua_State *L)
 static int t_newindex(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "__newindex");
+    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE) return mo__newindex(L);
     if (!(lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0)) {
         if (lua_type(L, 2) == LUA_TSTRING)
             return luaL_error(L, "%s: cannot set field '%s' (only .grad is assignable)",
