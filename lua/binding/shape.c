@@ -367,9 +367,13 @@ static int m_chunk(lua_State *L)
     if (n < 1) return mo__argerror(L, 2, fname, "chunks must be at least 1, got %I", n);
     int d = opt_dim(L, 3, fname, t, t->ndim, 1);
     size_t size = t->shape[d];
+    char s[MO__SHAPE_BUF];
+    if (size == 0 && n > (lua_Integer)1 << 24)
+        return mo__argerror(L, 2, fname, "%I empty chunks of shape %s, at most 2^24", n,
+                            mo__shapestr(t, s));
     size_t each = size / (size_t)n + (size % (size_t)n != 0);
-    /* PyTorch: an empty dimension still gives one (empty) chunk */
-    size_t count = each == 0 ? 1 : (size + each - 1) / each;
+    /* PyTorch: an empty dimension gives n empty chunks */
+    size_t count = each == 0 ? (size_t)n : (size + each - 1) / each;
     lua_settop(L, 1);
     return push_parts(L, fname, d, count, each, NULL);
 }

@@ -463,6 +463,7 @@ local TestOptimFinalizers = {}
 -- check).
 function TestOptimFinalizers.test_hostile_finalizers_during_step()
   collectgarbage("incremental", 1, 1000)  -- pause 1%: the collector works at every allocation
+  collectgarbage()  -- a fresh cycle, whatever the tests before left the collector doing
   local ok_runs, errors = 0, 0
   for round = 1, 40 do
     for _, case in ipairs(CLASSES) do
