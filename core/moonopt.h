@@ -242,6 +242,56 @@ mo_status mo_tensor_clone_dtype(mo_tensor *out, const mo_tensor *src, mo_dtype d
 mo_status mo_tensor_index(const mo_tensor *t, const size_t *idx, size_t *offset);
 
 /* ------------------------------------------------------------------------ */
+/* Shape and indexing views, cat and stack (core/shape.c)                   */
+/*   Views share src's storage and allocate nothing; `out` must be empty    */
+/*   and is left alone on failure. Dimensions are 0-based.                  */
+/* ------------------------------------------------------------------------ */
+
+/* Dimension k of out is dimension dims[k] of src; dims is a permutation of
+ * 0..src->ndim-1 (ndim must equal src->ndim; a repeat gives MO_ERR_ARG). */
+mo_status mo_tensor_permute(mo_tensor *out, const mo_tensor *src, int ndim, const int *dims);
+/* Without dimension dim when its size is 1 (else an equal view); dim == -1:
+ * without every size-1 dimension. */
+mo_status mo_tensor_squeeze(mo_tensor *out, const mo_tensor *src, int dim);
+/* A size-1 dimension inserted at position dim (0..src->ndim). */
+mo_status mo_tensor_unsqueeze(mo_tensor *out, const mo_tensor *src, int dim);
+/* Broadcast view with `shape` (ndim >= src->ndim, aligned at the end): a size
+ * of 1 in src may become any size and new leading dims are added, both with
+ * stride 0; any other size must match (MO_ERR_SHAPE). */
+mo_status mo_tensor_expand(mo_tensor *out, const mo_tensor *src, int ndim, const size_t *shape);
+/* Whether src (any strides) can be seen with `shape` (same numel) without a
+ * copy; the strides go to stride[0..ndim-1]. PyTorch's view rule. */
+int mo_view_strides(const mo_tensor *src, int ndim, const size_t *shape, ptrdiff_t *stride);
+/* A view with a new shape of the same numel (MO_ERR_SHAPE otherwise) when the
+ * strides allow it (mo_view_strides), else MO_ERR_LAYOUT. */
+mo_status mo_tensor_view_any(mo_tensor *out, const mo_tensor *src, int ndim, const size_t *shape);
+/* dst's elements = src's in row-major order; any shapes of equal numel; one
+ * of the two must be viewable with the other's shape (a contiguous one is). */
+mo_status mo_copy_reshape(mo_tensor *dst, const mo_tensor *src);
+
+/* One entry of a slicing: ALL keeps the dimension, RANGE keeps elements
+ * start..start+len-1 (start may equal the size when len is 0), INDEX selects
+ * element start and drops the dimension. */
+typedef enum mo_slice_kind { MO_SLICE_ALL, MO_SLICE_RANGE, MO_SLICE_INDEX } mo_slice_kind;
+typedef struct mo_slice {
+    mo_slice_kind kind;
+    size_t start;
+    size_t len;
+} mo_slice;
+/* s[d] applies to dimension d (n <= src->ndim); dimensions past n are kept whole. */
+mo_status mo_tensor_slice(mo_tensor *out, const mo_tensor *src, int n, const mo_slice *s);
+
+/* The shape of the concatenation of ts[0..n-1] along dim (ts[0]->ndim sizes
+ * into shape): same ndim, sizes equal except along dim. */
+mo_status mo_cat_shape(size_t n, const mo_tensor *const *ts, int dim, size_t *shape);
+/* Copies ts[0..n-1] one after another along dim into out, which must have the
+ * mo_cat_shape shape and share no memory with them. */
+mo_status mo_tensor_cat(mo_tensor *out, size_t n, const mo_tensor *const *ts, int dim);
+/* Copies ts[k] (all one shape) into out's index k along dim; out has that
+ * shape with n inserted at position dim. */
+mo_status mo_tensor_stack(mo_tensor *out, size_t n, const mo_tensor *const *ts, int dim);
+
+/* ------------------------------------------------------------------------ */
 /* Elementwise kernels                                                      */
 /*   out may be the same handle (or view) as an input: in-place is fine.    */
 /*   Shapes must agree exactly (MO_ERR_SHAPE otherwise), dtypes too         */

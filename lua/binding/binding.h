@@ -58,6 +58,17 @@ void mo__open_create(lua_State *L);
 /* lua/binding/math.c: elementwise math, reductions, operators, matmul, norm_many. */
 void mo__open_math(lua_State *L);
 
+/* ---- lua/binding/shape.c: the shape family ---- */
+/* permute, squeeze, unsqueeze, flatten, expand, view, reshape, transpose, t,
+ * contiguous, select, chunk, split (methods; they replace tensor.c's view,
+ * reshape, transpose, t, select, contiguous, so it runs after mo__open_tensor)
+ * and cat, stack (module functions). */
+void mo__open_shape(lua_State *L);
+/* t[key] for a number or table key (t at 1, key at 2): a view. */
+int mo__index(lua_State *L);
+/* t[key] = value (t at 1, key at 2, value at 3): writes through the view. */
+int mo__newindex(lua_State *L);
+
 /* Adds the functions of `l` to the tensor methods table (any file may add methods);
  * each gets the tensor metatable as upvalue 1 (see mo__checkarg). */
 void mo__add_methods(lua_State *L, const luaL_Reg *l);

@@ -582,6 +582,7 @@ static int t_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE) return mo__index(L);
     if (lua_type(L, 2) == LUA_TSTRING) {
         const char *k = lua_tostring(L, 2);
         if (strcmp(k, "grad") == 0) {
@@ -599,6 +600,7 @@ static int t_index(lua_State *L)
 static int t_newindex(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "__newindex");
+    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE) return mo__newindex(L);
     if (!(lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0)) {
         if (lua_type(L, 2) == LUA_TSTRING)
             return luaL_error(L, "%s: cannot set field '%s' (only .grad is assignable)",
@@ -885,54 +887,9 @@ static int m_clone(lua_State *L)
     return 1;
 }
 
-/* contiguous() -> self when already contiguous, else a contiguous copy. */
-static int m_contiguous(lua_State *L)
-{
-    mo_tensor *t = mo__checkarg(L, 1, "contiguous");
-    if (mo_tensor_is_contiguous(t)) {
-        lua_pushvalue(L, 1); /* return self */
-        return 1;
-    }
-    return m_clone(L);
-}
-
 /* ======================================================================== */
 /* Views                                                                    */
 /* ======================================================================== */
-
-/* view(...) / reshape(...): sizes as varargs or one table; one may be -1. */
-static int reshape_impl(lua_State *L, const char *fname, int may_copy)
-{
-    mo_tensor *t = mo__checkarg(L, 1, fname);
-    size_t shape[MO_MAX_DIMS];
-    int infer;
-    int ndim = mo__readshape(L, 2, lua_gettop(L), fname, shape, &infer);
-    char buf[MO__SHAPE_BUF];
-    if (infer >= 0) mo__infer_size(L, fname, ndim, shape, infer, t->numel);
-    if (mo__shape_numel(L, fname, ndim, shape) != t->numel)
-        return luaL_error(L, "%s: shape %s does not match the tensor's %I elements", fname,
-                          mo__shapestr_raw(ndim, shape, buf), (lua_Integer)t->numel);
-    mo_status st;
-    if (mo_tensor_is_contiguous(t)) {
-        mo_tensor *v = push_view(L, 1);
-        st = mo_tensor_view(v, t, ndim, shape);
-    } else if (!may_copy) {
-        return luaL_error(L, "%s: the tensor is not contiguous (use reshape or contiguous)", fname);
-    } else {
-        mo_tensor *v = mo_lua_newtensor(L);
-        mo_tensor tmp;
-        mo_tensor_init(&tmp);
-        st = mo_tensor_clone(&tmp, t, NULL);
-        if (st == MO_OK) st = mo_tensor_view(v, &tmp, ndim, shape);
-        mo_tensor_release(&tmp); /* v holds its own reference */
-        if (st == MO_OK) mo__gc_account(L, v->numel);
-    }
-    if (st != MO_OK) return mo__status_error(L, st, fname);
-    return 1;
-}
-
-static int m_view(lua_State *L) { return reshape_impl(L, "view", 0); }
-static int m_reshape(lua_State *L) { return reshape_impl(L, "reshape", 1); }
 
 /* narrow(dim, start, len): elements start..start+len-1 along dim. */
 static int m_narrow(lua_State *L)
@@ -952,44 +909,6 @@ static int m_narrow(lua_State *L)
     mo_tensor *v = push_view(L, 1);
     mo_status st = mo_tensor_narrow(v, t, d, (size_t)(start - 1), (size_t)len);
     if (st != MO_OK) return mo__status_error(L, st, "narrow");
-    return 1;
-}
-
-static int m_transpose(lua_State *L)
-{
-    mo_tensor *t = mo__checkarg(L, 1, "transpose");
-    int d0 = mo__checkdim(L, 2, "transpose", t);
-    int d1 = mo__checkdim(L, 3, "transpose", t);
-    mo_tensor *v = push_view(L, 1);
-    mo_status st = mo_tensor_transpose(v, t, d0, d1);
-    if (st != MO_OK) return mo__status_error(L, st, "transpose");
-    return 1;
-}
-
-/* t(): the transpose of a 2-d tensor (a 0-d or 1-d tensor gives a view of itself). */
-static int m_t(lua_State *L)
-{
-    mo_tensor *t = mo__checkarg(L, 1, "t");
-    if (t->ndim > 2)
-        return luaL_error(L, "t: expects a tensor of at most 2 dimensions, got %d-d", t->ndim);
-    mo_tensor *v = push_view(L, 1);
-    mo_status st = t->ndim == 2 ? mo_tensor_transpose(v, t, 0, 1) : mo_tensor_share(v, t);
-    if (st != MO_OK) return mo__status_error(L, st, "t");
-    return 1;
-}
-
-/* select(dim, index): the slice at index along dim, one dimension less. */
-static int m_select(lua_State *L)
-{
-    mo_tensor *t = mo__checkarg(L, 1, "select");
-    int d = mo__checkdim(L, 2, "select", t);
-    lua_Integer i = mo__checkinteger(L, 3, "select", "index");
-    if (i < 1 || (lua_Unsigned)i > (lua_Unsigned)t->shape[d])
-        return mo__argerror(L, 3, "select", "index %I out of range for dimension %d of size %I", i,
-                            d + 1, (lua_Integer)t->shape[d]);
-    mo_tensor *v = push_view(L, 1);
-    mo_status st = mo_tensor_select(v, t, d, (size_t)(i - 1));
-    if (st != MO_OK) return mo__status_error(L, st, "select");
     return 1;
 }
 
@@ -1025,13 +944,7 @@ static const luaL_Reg tensor_methods[] = {
     {"to", m_to},
     {"double", m_double},
     {"float", m_float},
-    {"contiguous", m_contiguous},
-    {"view", m_view},
-    {"reshape", m_reshape},
     {"narrow", m_narrow},
-    {"transpose", m_transpose},
-    {"t", m_t},
-    {"select", m_select},
     {"__gc", t_free},
     {"__close", t_free},
     {NULL, NULL},

@@ -11,6 +11,7 @@
 --   mo.randperm(n) -> a Lua table with 1..n shuffled
 --   mo.manual_seed(n)   mo.clock() (monotonic seconds)   mo.is_tensor(x)
 --   mo.matmul(a, b [, {trans_a =, trans_b =, alpha =, beta =, out =}])
+--   mo.cat({a, b} [, dim])   mo.stack({a, b} [, dim])   (new tensors; dims 1-based)
 --   mo.save / mo.load / mo.save_tensors / mo.load_tensors (checkpoints)
 --   mo.blas_set_threads(n)   mo.blas_get_threads()
 --   mo.Tensor: the methods table shared by every tensor (t:add, t:view, ...)
@@ -47,6 +48,7 @@ local FROM_CORE = {
   "Tensor", "_VERSION", "blas_backend",
   "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "arange", "randperm",
   "manual_seed", "clock", "is_tensor", "matmul", "blas_set_threads", "blas_get_threads",
+  "cat", "stack",   -- the shape family (lua/binding/shape.c)
 }
 
 --- The public submodules, loaded on first use (a submodule's `require` costs time and

@@ -68,26 +68,28 @@ hostile_mt.__gc = function()
   end
 end
 
--- The collector runs a whole cycle at every allocation only while armed (pause 10%, step
--- multiplier 400: measured, one finalizer per allocation), so building arguments and
--- comparing results stays fast.
+-- The collector runs a whole cycle at every allocation only while armed, so building
+-- arguments and comparing results stays fast. Pause 10%: a new cycle is due as soon as one
+-- ends; step size 2^63 (above Lua's largest, so unbounded): one step finishes the cycle
+-- whatever the heap's size, so a finalizer runs at every allocation however much memory
+-- the rest of the suite holds. Step size 2^13 is Lua 5.4's default.
 local saved_mode
 local function start_chain()
-  saved_mode = collectgarbage("incremental", 200, 100)
+  saved_mode = collectgarbage("incremental", 200, 100, 13)
   H.chain = true
   setmetatable({}, hostile_mt)
 end
 
 local function arm()
   H.count = 0
-  collectgarbage("incremental", 10, 400)
+  collectgarbage("incremental", 10, 400, 63)
   collectgarbage()      -- ends the cycle so the next one starts at the new pause
   H.armed = true
 end
 
 local function disarm()
   H.armed = false
-  collectgarbage("incremental", 200, 100)
+  collectgarbage("incremental", 200, 100, 13)
 end
 
 local function stop_chain()
@@ -279,6 +281,32 @@ method("same_storage", other)
 method("uniform_", none, {inplace = true})
 method("normal_", none, {inplace = true})
 method("matmul", function(a) return {a[2]:t()} end)
+-- the shape family (lua/binding/shape.c)
+method("permute", function() return {2, 1} end)
+method("permute", function() return {{2, 1}} end)
+method("squeeze", none)
+method("unsqueeze", function() return {-1} end)
+method("flatten", none)
+method("expand", function() return {2, 3, 4} end)
+method("chunk", function() return {2, 2} end)
+method("split", function() return {{1, 2}} end)
+case("t:flatten strided", "flatten", function() return {M(4, 3):t()} end,
+  function(a) return a[1]:flatten() end)
+case("t:view strided", "view", function() return {M(4, 3):narrow(1, 2, 2)} end,
+  function(a) return a[1]:view(6) end)
+case("t:contiguous strided", "contiguous", function() return {M(4, 3):t()} end,
+  function(a) return a[1]:contiguous() end)
+case("mo.cat", "cat", function() return {{M(2, 3), M(1, 3, 1):t():t(), M(3, 3, 2)}} end,
+  function(a) return mo.cat(a[1]) end, {picks = 3})
+case("mo.stack", "stack", function() return {{M(2, 3), M(2, 3, 1), M(3, 2, 2):t()}, 2} end,
+  function(a) return mo.stack(a[1], a[2]) end, {picks = 3})
+case("__index number", "__index", function() return {M(3, 4)} end, function(a) return a[1][2] end)
+case("__index table", "__index", function() return {M(3, 4), {{1, 2}, -1}} end,
+  function(a) return a[1][a[2]] end)
+case("__newindex tensor", "__newindex", function() return {M(3, 4), M(1, 4, 1)} end,
+  function(a) a[1][2] = a[2] end, {inplace = true})
+case("__newindex slice", "__newindex", function() return {M(3, 4), {{}, {2, 3}}, M(3, 1, 1)} end,
+  function(a) a[1][a[2]] = a[3] end, {inplace = true})
 case("t:item", "item", function() return {M(3, 4):narrow(1, 2, 1):narrow(2, 3, 1)} end,
   function(a) return a[1]:item() end)
 case("tostring", "tostring", function() return {M(2, 2)} end,

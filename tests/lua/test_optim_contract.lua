@@ -462,7 +462,10 @@ local TestOptimFinalizers = {}
 -- either raise a message or finish; never crash, never read a freed tensor (ASan in make
 -- check).
 function TestOptimFinalizers.test_hostile_finalizers_during_step()
-  collectgarbage("incremental", 1, 1000)  -- pause 1%: the collector works at every allocation
+  -- pause 1% and an unbounded step (2^63): a whole cycle at every allocation, whatever the
+  -- heap's size (see tests/lua/test_gc_hostile.lua)
+  collectgarbage("incremental", 1, 1000, 63)
+  collectgarbage()  -- a fresh cycle, whatever the tests before left the collector doing
   local ok_runs, errors = 0, 0
   for round = 1, 40 do
     for _, case in ipairs(CLASSES) do
@@ -489,7 +492,7 @@ function TestOptimFinalizers.test_hostile_finalizers_during_step()
       end
     end
   end
-  collectgarbage("incremental", 200, 100)  -- Lua 5.4's defaults
+  collectgarbage("incremental", 200, 100, 13)  -- Lua 5.4's defaults
   collectgarbage()
   lu.assertTrue(ok_runs + errors == 40 * #CLASSES)
   lu.assertTrue(errors > 0, "the finalizers never hit a step")
