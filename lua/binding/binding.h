@@ -144,8 +144,12 @@ lua_Integer mo__checkinteger(lua_State *L, int idx, const char *fname, const cha
 mo_tensor *mo__opttensor(lua_State *L, int idx, const char *fname);
 /* An optional number: `def` when the value is nil or absent. */
 lua_Number mo__optnumber(lua_State *L, int idx, const char *fname, lua_Number def);
-/* A 1-based dimension of t at idx; returns it 0-based. */
+/* A dimension of t at idx: 1..ndim, or -ndim..-1 counting from the end (-1 the last);
+ * returns it 0-based; else "bad argument #idx to 'fname' (dimension 3 out of range for a
+ * 2-d tensor of shape {2, 3})". */
 int mo__checkdim(lua_State *L, int idx, const char *fname, const mo_tensor *t);
+/* The same over n positions (unsqueeze's extra one: n = ndim + 1). */
+int mo__checkdim_n(lua_State *L, int idx, const char *fname, const mo_tensor *t, int n);
 
 /* Largest size of one dimension and largest element count of a tensor made from Lua. */
 #define MO__MAX_SIZE ((lua_Integer)1 << 40)

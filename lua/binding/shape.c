@@ -45,25 +45,11 @@ static void check(lua_State *L, mo_status st, const char *fname)
     mo__check(L, st, fname);
 }
 
-/* A 1-based dimension at arg for a tensor of n dims (n counts the extra
- * position unsqueeze may insert at); -1 is the last. Returns it 0-based. */
-static int wrap_dim(lua_State *L, int arg, const char *fname, const mo_tensor *t, int n)
-{
-    lua_Integer d = mo__checkinteger(L, arg, fname, "dimension");
-    lua_Integer w = d < 0 ? d + n + 1 : d;
-    if (w < 1 || w > n) {
-        char s[MO__SHAPE_BUF];
-        mo__argerror(L, arg, fname, "dimension %I out of range for a %d-d tensor of shape %s", d,
-                     t->ndim, mo__shapestr(t, s));
-    }
-    return (int)(w - 1);
-}
-
 /* An optional dim at arg (default `def`, 1-based). */
 static int opt_dim(lua_State *L, int arg, const char *fname, const mo_tensor *t, int n, int def)
 {
     if (lua_isnoneornil(L, arg)) return def - 1;
-    return wrap_dim(L, arg, fname, t, n);
+    return mo__checkdim_n(L, arg, fname, t, n);
 }
 
 /* A 1-based index into a dimension of `size` (-1: the last); returns it 0-based. */
@@ -157,7 +143,7 @@ static int m_squeeze(lua_State *L)
     static const char fname[] = "squeeze";
     mo_tensor *t = mo__checkarg(L, 1, fname);
     /* a 0-d tensor accepts dim 1 / -1, as PyTorch's scalar wrapping does */
-    int d = lua_isnoneornil(L, 2) ? -1 : wrap_dim(L, 2, fname, t, t->ndim > 0 ? t->ndim : 1);
+    int d = lua_isnoneornil(L, 2) ? -1 : mo__checkdim_n(L, 2, fname, t, t->ndim > 0 ? t->ndim : 1);
     mo_tensor *v = push_view(L, 1);
     check(L, mo_tensor_squeeze(v, mo__checkarg(L, 1, fname), d), fname);
     return 1;
@@ -168,7 +154,7 @@ static int m_unsqueeze(lua_State *L)
 {
     static const char fname[] = "unsqueeze";
     mo_tensor *t = mo__checkarg(L, 1, fname);
-    int d = wrap_dim(L, 2, fname, t, t->ndim + 1);
+    int d = mo__checkdim_n(L, 2, fname, t, t->ndim + 1);
     char s[MO__SHAPE_BUF];
     if (t->ndim == MO_MAX_DIMS)
         return luaL_error(L, "%s: a tensor of shape %s already has %d dimensions (at most %d)",
@@ -265,7 +251,7 @@ static int m_flatten(lua_State *L)
     mo_tensor *t = mo__checkarg(L, 1, fname);
     int n = t->ndim > 0 ? t->ndim : 1; /* a 0-d tensor flattens to {1} */
     int a = opt_dim(L, 2, fname, t, n, 1);
-    int b = lua_isnoneornil(L, 3) ? n - 1 : wrap_dim(L, 3, fname, t, n);
+    int b = lua_isnoneornil(L, 3) ? n - 1 : mo__checkdim_n(L, 3, fname, t, n);
     char s[MO__SHAPE_BUF];
     if (a > b)
         return luaL_error(L, "%s: start dimension %d comes after stop dimension %d (shape %s)",
@@ -286,8 +272,8 @@ static int m_transpose(lua_State *L)
     static const char fname[] = "transpose";
     mo_tensor *t = mo__checkarg(L, 1, fname);
     int n = t->ndim > 0 ? t->ndim : 1;
-    int d0 = wrap_dim(L, 2, fname, t, n);
-    int d1 = wrap_dim(L, 3, fname, t, n);
+    int d0 = mo__checkdim_n(L, 2, fname, t, n);
+    int d1 = mo__checkdim_n(L, 3, fname, t, n);
     int scalar = t->ndim == 0;
     mo_tensor *v = push_view(L, 1);
     t = mo__checkarg(L, 1, fname);
@@ -327,7 +313,7 @@ static int m_select(lua_State *L)
 {
     static const char fname[] = "select";
     mo_tensor *t = mo__checkarg(L, 1, fname);
-    int d = wrap_dim(L, 2, fname, t, t->ndim);
+    int d = mo__checkdim_n(L, 2, fname, t, t->ndim);
     size_t i = wrap_index(L, mo__checkinteger(L, 3, fname, "index"), 3, fname, t, d);
     mo_tensor *v = push_view(L, 1);
     check(L, mo_tensor_select(v, mo__checkarg(L, 1, fname), d, i), fname);

@@ -201,12 +201,21 @@ lua_Integer mo__checkinteger(lua_State *L, int idx, const char *fname, const cha
 }
 
 
-int mo__checkdim(lua_State *L, int idx, const char *fname, const mo_tensor *t)
+int mo__checkdim_n(lua_State *L, int idx, const char *fname, const mo_tensor *t, int n)
 {
     lua_Integer d = mo__checkinteger(L, idx, fname, "dimension");
-    if (d < 1 || d > t->ndim)
-        mo__argerror(L, idx, fname, "dimension %I out of range for a %d-d tensor", d, t->ndim);
-    return (int)(d - 1);
+    lua_Integer w = d < 0 ? d + n + 1 : d;
+    if (w < 1 || w > n) {
+        char s[MO__SHAPE_BUF];
+        mo__argerror(L, idx, fname, "dimension %I out of range for a %d-d tensor of shape %s", d,
+                     t->ndim, mo__shapestr(t, s));
+    }
+    return (int)(w - 1);
+}
+
+int mo__checkdim(lua_State *L, int idx, const char *fname, const mo_tensor *t)
+{
+    return mo__checkdim_n(L, idx, fname, t, t->ndim);
 }
 
 /* One size of a shape; pos is its 1-based position (for the message). */

@@ -148,8 +148,16 @@ end
 
 function TestTensorErrors.test_dims_views()
   local a = m23()
-  fails("bad argument #1 to 'size' (dimension 3 out of range for a 2-d tensor)", function() return a:size(3) end)
-  fails("bad argument #1 to 'size' (dimension 0 out of range for a 2-d tensor)", function() return a:size(0) end)
+  fails("bad argument #1 to 'size' (dimension 3 out of range for a 2-d tensor of shape {2, 3})",
+        function() return a:size(3) end)
+  fails("bad argument #1 to 'size' (dimension 0 out of range for a 2-d tensor of shape {2, 3})",
+        function() return a:size(0) end)
+  -- negative dimensions count from the end, as PyTorch's (-1 the last), in every op
+  lu.assertEquals(a:size(-1), 3)
+  lu.assertEquals(a:size(-2), 2)
+  lu.assertEquals(a:narrow(-1, 2, 2):shape(), {2, 2})
+  fails("bad argument #1 to 'size' (dimension -3 out of range for a 2-d tensor of shape {2, 3})",
+        function() return a:size(-3) end)
   fails("bad argument #1 to 'stride' (dimension must be an integer, got string)",
         function() return a:stride("1") end)
   fails("view: shape {4} does not match the tensor's 6 elements", function() return a:view(4) end)
@@ -161,7 +169,7 @@ function TestTensorErrors.test_dims_views()
         function() return a:t():view(6) end)
   fails("reshape: shape {7} does not match the tensor's 6 elements", function() return a:t():reshape(7) end)
   fails("view: too many dimensions (9, at most 8)", function() return a:view(1, 1, 1, 1, 1, 1, 1, 2, 3) end)
-  fails("bad argument #1 to 'narrow' (dimension 3 out of range for a 2-d tensor)",
+  fails("bad argument #1 to 'narrow' (dimension 3 out of range for a 2-d tensor of shape {2, 3})",
         function() return a:narrow(3, 1, 1) end)
   fails("bad argument #2 to 'narrow' (start 0 out of range for dimension 2 of size 3)",
         function() return a:narrow(2, 0, 1) end)
@@ -216,8 +224,9 @@ function TestTensorErrors.test_math_arguments()
   fails("bad argument #1 to 'clamp_' (lo is NaN)", function() return a:clamp_(0 / 0, 1) end)
   fails("bad argument #2 to 'clamp_' (hi is NaN)", function() return a:clamp_(0, 0 / 0) end)
   fails("bad argument #1 to 'clamp' (number expected, got string)", function() return a:clamp("0") end)
-  fails("bad argument #1 to 'sum' (dimension 3 out of range for a 2-d tensor)", function() return a:sum(3) end)
-  fails("bad argument #1 to 'argmax' (dimension 0 out of range for a 2-d tensor)",
+  fails("bad argument #1 to 'sum' (dimension 3 out of range for a 2-d tensor of shape {2, 3})",
+        function() return a:sum(3) end)
+  fails("bad argument #1 to 'argmax' (dimension 0 out of range for a 2-d tensor of shape {2, 3})",
         function() return a:argmax(0) end)
   fails("mean: the tensor is empty", function() return mo.zeros(0):mean() end)
   fails("max: the tensor is empty", function() return mo.zeros(2, 0):max() end)
