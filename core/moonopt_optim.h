@@ -112,14 +112,22 @@ mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor
                        mo_tensor *vmax, const mo_adam_config *c, int64_t step);
 
 /*
- * The per-step scalars of one Adam step (bias corrections, step size, decay factor,
- * rounded to float), for callers that step many tensors with the same configuration
- * and step count: mo_adam_prepare once, then the _prepared kernels per tensor (what
- * mo_adam_update does in one call). Fill it only through mo_adam_prepare.
+ * The per-step scalars of one Adam step (bias corrections, step size, decay factor),
+ * for callers that step many tensors with the same configuration and step count:
+ * mo_adam_prepare once, then the _prepared kernels per tensor (what mo_adam_update
+ * does in one call). Fill it only through mo_adam_prepare. The scalars are computed
+ * in double (f64, what float64 tensors step with) and rounded to float once (the
+ * top-level fields, what float32 arrays and tensors step with).
  */
+typedef struct mo_adam_scalars64 {
+    int pre, l2, l2_pre, dbc, ams, skip;
+    double scale, clip, wd_l2, decay, b1, omb1, b2, omb2, bc2s, eps, neg_step, wd_bc;
+} mo_adam_scalars64;
+
 typedef struct mo_adam_scalars {
     int pre, l2, l2_pre, dbc, ams, skip;
     float scale, clip, wd_l2, decay, b1, omb1, b2, omb2, bc2s, eps, neg_step, wd_bc;
+    mo_adam_scalars64 f64;
 } mo_adam_scalars;
 
 mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k);
