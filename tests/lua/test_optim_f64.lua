@@ -55,7 +55,7 @@ local function check_step(case, step, params)
     lu.assertEquals(#got, #want, case.name)
     for k = 1, #want do
       local err = math.abs(got[k] - want[k]) / (rtol * math.max(math.abs(want[k]), META.floor))
-      if not (err <= 1) then
+      if err ~= err or err > 1 then   -- NaN is a mismatch too
         lu.fail(string.format("%s (%s %s): step %d, param %d, element %d: want %.17g, got %.17g "
                               .. "(%.3g x tolerance)", case.name, case.class, case.source, step, i,
                               k, want[k], got[k], err))
