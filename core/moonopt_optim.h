@@ -9,14 +9,17 @@
  *       that nothing stops a caller from passing the same g twice;
  *   mo_<alg>_step(mo_tensor *w, const mo_tensor *g, <state tensors>, cfg, ...)
  *       the same on tensors: checks that every tensor is alive and has w's
- *       shape, then runs the raw kernel in place for contiguous tensors, or on
- *       contiguous copies that are written back for strided ones.
+ *       shape and dtype, then runs the kernel of that dtype (float32: the raw
+ *       kernel above; float64: its double instance, docs/design.md "Two dtypes")
+ *       in place for contiguous tensors, or on contiguous copies that are written
+ *       back for strided ones.
  *
  * One call is one optimizer step for one parameter tensor: a single fused pass
  * that reads w, g and the state once and writes w and the state once. Per-step
  * scalars (bias corrections, decayed learning rates, 1 - lr*wd) are computed
- * once per call in double and rounded to float; the per-element arithmetic is
- * float32, in PyTorch 1.13's operation order for the algorithms PyTorch has.
+ * once per call in double and rounded to the tensors' dtype; the per-element
+ * arithmetic is in that dtype (float32 or float64), in PyTorch 1.13's operation
+ * order for the algorithms PyTorch has.
  *
  * Step counters: `step` is the 1-based number of the step being taken (the
  * caller keeps it per parameter; PyTorch's state['step'] after its increment).
@@ -26,6 +29,7 @@
  * outside its domain (the same rules as PyTorch's constructors; mo_<alg>_check
  * tells without stepping); MO_ERR_FREED for a released or revoked tensor;
  * MO_ERR_SHAPE when a gradient or state tensor's shape differs from w's;
+ * MO_ERR_DTYPE when a gradient or state tensor's dtype differs from w's;
  * MO_ERR_NOMEM when a strided tensor's temporary copy cannot be allocated.
  */
 #ifndef MOONOPT_OPTIM_H
