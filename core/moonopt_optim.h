@@ -9,14 +9,17 @@
  *       that nothing stops a caller from passing the same g twice;
  *   mo_<alg>_step(mo_tensor *w, const mo_tensor *g, <state tensors>, cfg, ...)
  *       the same on tensors: checks that every tensor is alive and has w's
- *       shape, then runs the raw kernel in place for contiguous tensors, or on
- *       contiguous copies that are written back for strided ones.
+ *       shape and dtype, then runs the kernel of that dtype (float32: the raw
+ *       kernel above; float64: its double instance, docs/design.md "Two dtypes")
+ *       in place for contiguous tensors, or on contiguous copies that are written
+ *       back for strided ones.
  *
  * One call is one optimizer step for one parameter tensor: a single fused pass
  * that reads w, g and the state once and writes w and the state once. Per-step
  * scalars (bias corrections, decayed learning rates, 1 - lr*wd) are computed
- * once per call in double and rounded to float; the per-element arithmetic is
- * float32, in PyTorch 1.13's operation order for the algorithms PyTorch has.
+ * once per call in double and rounded to the tensors' dtype; the per-element
+ * arithmetic is in that dtype (float32 or float64), in PyTorch 1.13's operation
+ * order for the algorithms PyTorch has.
  *
  * Step counters: `step` is the 1-based number of the step being taken (the
  * caller keeps it per parameter; PyTorch's state['step'] after its increment).
@@ -26,6 +29,7 @@
  * outside its domain (the same rules as PyTorch's constructors; mo_<alg>_check
  * tells without stepping); MO_ERR_FREED for a released or revoked tensor;
  * MO_ERR_SHAPE when a gradient or state tensor's shape differs from w's;
+ * MO_ERR_DTYPE when a gradient or state tensor's dtype differs from w's;
  * MO_ERR_NOMEM when a strided tensor's temporary copy cannot be allocated.
  */
 #ifndef MOONOPT_OPTIM_H
@@ -112,14 +116,22 @@ mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor
                        mo_tensor *vmax, const mo_adam_config *c, int64_t step);
 
 /*
- * The per-step scalars of one Adam step (bias corrections, step size, decay factor,
- * rounded to float), for callers that step many tensors with the same configuration
- * and step count: mo_adam_prepare once, then the _prepared kernels per tensor (what
- * mo_adam_update does in one call). Fill it only through mo_adam_prepare.
+ * The per-step scalars of one Adam step (bias corrections, step size, decay factor),
+ * for callers that step many tensors with the same configuration and step count:
+ * mo_adam_prepare once, then the _prepared kernels per tensor (what mo_adam_update
+ * does in one call). Fill it only through mo_adam_prepare. The scalars are computed
+ * in double (f64, what float64 tensors step with) and rounded to float once (the
+ * top-level fields, what float32 arrays and tensors step with).
  */
+typedef struct mo_adam_scalars64 {
+    int pre, l2, l2_pre, dbc, ams, skip;
+    double scale, clip, wd_l2, decay, b1, omb1, b2, omb2, bc2s, eps, neg_step, wd_bc;
+} mo_adam_scalars64;
+
 typedef struct mo_adam_scalars {
     int pre, l2, l2_pre, dbc, ams, skip;
     float scale, clip, wd_l2, decay, b1, omb1, b2, omb2, bc2s, eps, neg_step, wd_bc;
+    mo_adam_scalars64 f64;
 } mo_adam_scalars;
 
 mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k);

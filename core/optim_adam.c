@@ -10,15 +10,32 @@
  * result never depends on which loop, or which part of a loop, produced it.
  * The mode switches are loop-invariant branches: perfectly predicted, and
  * in the AVX loop taken once per 8 elements.
+ *
+ * float64 (docs/design.md "Two dtypes"): every element loop is written once in
+ * optim_adam_t.h and instantiated for float and double; the steps pick the instance from
+ * the tensors' dtype, once per call. The per-step scalars are computed in double and, for
+ * float32, rounded to float once, so the float32 results are those of the float-only code;
+ * the AVX loop is float32 only (float64 runs the scalar instance).
  */
 #include "optim_internal.h"
 
 #include <float.h>
-#include <math.h>
+#include <tgmath.h> /* sqrt, fabs, pow pick float or double by argument (optim_adam_t.h) */
 
 #ifdef MO__HAVE_AVX_DISPATCH
 #include <immintrin.h>
 #endif
+
+/* TN(adam_k) of optim_adam_t.h: the Adam scalars rounded to each dtype */
+typedef mo_adam_scalars adam_k_f32;
+typedef mo_adam_scalars64 adam_k_f64;
+
+#define T float
+#define TN(name) name##_f32
+#include "optim_adam_t.h"
+#define T double
+#define TN(name) name##_f64
+#include "optim_adam_t.h"
 
 void mo_adam_defaults(mo_adam_config *c)
 {
@@ -95,7 +112,8 @@ static int rescale_skips(double r)
     return (float)r == 0.0f;
 }
 
-static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
+/* The scalars in double (what float64 steps with); adam_prepare rounds them for float32. */
+static void adam_prepare64(const mo_adam_config *c, int64_t step, mo_adam_scalars64 *k)
 {
     double lr = c->lr;
     if (c->lr_decay != 0.0) lr = lr / (1.0 + (double)(step - 1) * c->lr_decay);
@@ -105,70 +123,65 @@ static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
     double rescale = k->skip ? 0.0 : c->rescale_grad;  /* unused when skipping */
     k->pre = rescale != 1.0 || clipping || c->maximize;
     /* clamp(-x) == -clamp(x) for a symmetric clamp, so maximize folds into the scale */
-    k->scale = (float)(c->maximize ? -rescale : rescale);
-    k->clip = clipping ? (float)c->clip_gradient : INFINITY;
+    k->scale = c->maximize ? -rescale : rescale;
+    k->clip = clipping ? c->clip_gradient : (double)INFINITY;
     int l2 = c->weight_decay_mode == MO_WD_L2 && wd != 0.0;
     /* clipping the sum differs from clipping the gradient only when something is clipped;
        without pre the two orders are the same operations */
     k->l2_pre = l2 && k->pre && c->clip_weight_decay;
     k->l2 = l2 && !k->l2_pre;
-    k->wd_l2 = (float)wd;
+    k->wd_l2 = wd;
     /* Decoupled decay shrinks w by the raw lr*wd outside the adaptive update: it is not
        L2, whose wd*w would be divided by sqrt(v) along with the gradient (AdamW's point). */
-    k->decay = c->weight_decay_mode == MO_WD_DECOUPLED ? (float)(1.0 - lr * wd) : 1.0f;
+    k->decay = c->weight_decay_mode == MO_WD_DECOUPLED ? 1.0 - lr * wd : 1.0;
     k->dbc = c->weight_decay_mode == MO_WD_DECOUPLED_BC;
-    k->wd_bc = (float)wd;
+    k->wd_bc = wd;
     k->ams = c->amsgrad != 0;
-    k->b1 = (float)c->beta1;
-    k->omb1 = (float)(1.0 - c->beta1);
-    k->b2 = (float)c->beta2;
-    k->omb2 = (float)(1.0 - c->beta2);
-    k->eps = (float)c->eps;
+    k->b1 = c->beta1;
+    k->omb1 = 1.0 - c->beta1;
+    k->b2 = c->beta2;
+    k->omb2 = 1.0 - c->beta2;
+    k->eps = c->eps;
     if (!c->bias_correction) {
-        k->bc2s = 1.0f;
-        k->neg_step = (float)-lr;
+        k->bc2s = 1.0;
+        k->neg_step = -lr;
     } else {
         double bc1 = 1.0 - pow(c->beta1, (double)step);
         double bc2 = 1.0 - pow(c->beta2, (double)step);
         if (c->eps_mode == MO_EPS_RAW) {
-            k->bc2s = (float)sqrt(bc2);
-            k->neg_step = (float)-(lr / bc1);
+            k->bc2s = sqrt(bc2);
+            k->neg_step = -(lr / bc1);
         } else {
-            k->bc2s = 1.0f;
-            k->neg_step = (float)-(lr * sqrt(bc2) / bc1);
+            k->bc2s = 1.0;
+            k->neg_step = -(lr * sqrt(bc2) / bc1);
         }
     }
 }
 
-/* Elements [from, n) one at a time. */
-static void adam_scalar(const adam_k *k, float *w, const float *g, float *m, float *v,
-                        float *vmax, size_t from, size_t n)
+/* Both sets: each float field is its double rounded once (exactly the float32 code's
+   (float)(expression in double)); exact values (1, +inf) stay exact. */
+static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
 {
-    for (size_t i = from; i < n; i++) {
-        float gi = g[i], wi = w[i];
-        if (k->pre) {
-            gi = gi * k->scale;
-            if (k->l2_pre) gi = gi + k->wd_l2 * wi;
-            gi = k->clip < gi ? k->clip : gi;
-            gi = -k->clip > gi ? -k->clip : gi;
-        }
-        if (k->l2) gi = gi + k->wd_l2 * wi;
-        wi = wi * k->decay;
-        float mi = m[i] * k->b1 + k->omb1 * gi;
-        float vi = v[i] * k->b2 + (k->omb2 * gi) * gi;
-        m[i] = mi;
-        v[i] = vi;
-        if (k->ams) {
-            vi = vmax[i] > vi ? vmax[i] : vi;
-            vmax[i] = vi;
-        }
-        float d = sqrtf(vi) / k->bc2s + k->eps;
-        if (k->dbc)
-            wi = wi + k->neg_step * (mi / d + k->wd_bc * wi);
-        else
-            wi = wi + (k->neg_step * mi) / d;
-        w[i] = wi;
-    }
+    const mo_adam_scalars64 *d = &k->f64;
+    adam_prepare64(c, step, &k->f64);
+    k->pre = d->pre;
+    k->l2 = d->l2;
+    k->l2_pre = d->l2_pre;
+    k->dbc = d->dbc;
+    k->ams = d->ams;
+    k->skip = d->skip;
+    k->scale = (float)d->scale;
+    k->clip = (float)d->clip;
+    k->wd_l2 = (float)d->wd_l2;
+    k->decay = (float)d->decay;
+    k->b1 = (float)d->b1;
+    k->omb1 = (float)d->omb1;
+    k->b2 = (float)d->b2;
+    k->omb2 = (float)d->omb2;
+    k->bc2s = (float)d->bc2s;
+    k->eps = (float)d->eps;
+    k->neg_step = (float)d->neg_step;
+    k->wd_bc = (float)d->wd_bc;
 }
 
 #ifdef MO__HAVE_AVX_DISPATCH
@@ -232,7 +245,7 @@ mo_status mo_adam_update_prepared(float *w, const float *g, float *m, float *v, 
 #ifdef MO__HAVE_AVX_DISPATCH
     if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(k, w, g, m, v, vmax, n);
 #endif
-    adam_scalar(k, w, g, m, v, vmax, done, n);
+    adam_scalar_f32(k, w, g, m, v, vmax, done, n);
     return MO_OK;
 }
 
@@ -252,7 +265,12 @@ mo_status mo_adam_step_prepared(mo_tensor *w, const mo_tensor *g, mo_tensor *m, 
     const mo_tensor *ts[5] = {w, g, m, v, k->ams ? vmax : NULL};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 5, ts));
-    mo_status st = mo_adam_update_prepared(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, k);
+    mo_status st = MO_OK;
+    if (a.dtype == MO_FLOAT64) {
+        if (!k->skip) adam_scalar_f64(&k->f64, a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], 0, a.n);
+    } else {
+        st = mo_adam_update_prepared(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, k);
+    }
     mo__opt_finish(&a, st == MO_OK);
     return st;
 }
@@ -292,21 +310,7 @@ mo_status mo_adamax_update(float *w, const float *g, float *m, float *u, size_t 
 {
     if (!w || !g || !m || !u || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_adamax_check(c));
-    const int l2 = c->weight_decay != 0.0, neg = c->maximize != 0;
-    const float wd = (float)c->weight_decay, eps = (float)c->eps;
-    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1), b2 = (float)c->beta2;
-    const float neg_clr = (float)-(c->lr / (1.0 - pow(c->beta1, (double)step)));
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i], wi = w[i];
-        if (l2) gi = gi + wd * wi;
-        float mi = m[i] * b1 + omb1 * gi;
-        /* the infinity norm: u = max(b2*u, |g| + eps) (NaN from either side propagates) */
-        float a = u[i] * b2, b = fabsf(gi) + eps;
-        float ui = (a > b || isnan(a)) ? a : b;
-        m[i] = mi;
-        u[i] = ui;
-        w[i] = wi + (neg_clr * mi) / ui;
-    }
+    adamax_run_f32(w, g, m, u, n, c, step);
     return MO_OK;
 }
 
@@ -318,9 +322,10 @@ mo_status mo_adamax_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tens
     const mo_tensor *ts[4] = {w, g, m, u};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    mo_status st = mo_adamax_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) adamax_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    else adamax_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -353,37 +358,7 @@ mo_status mo_nadam_update(float *w, const float *g, float *m, float *v, size_t n
 {
     if (!w || !g || !m || !v || !c || !mu_product || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_nadam_check(c));
-    double t = (double)step;
-    double bc2 = 1.0 - pow(c->beta2, t);
-    /* the momentum schedule mu_t and mu_{t+1} (Dozat; PyTorch's momentum_decay) */
-    double mu = c->beta1 * (1.0 - 0.5 * pow(0.96, t * c->momentum_decay));
-    double mu_next = c->beta1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * c->momentum_decay));
-    /* PyTorch keeps mu_product in a float32 tensor, so the product is rounded to float at
-       every step (the double factor rounded to float first, as a float tensor times a scalar).
-       mu_product_next = mu_product * mu_next as PyTorch >= 2.0 and 1.13's foreach path (1.13's
-       single-tensor path multiplied mu in twice). */
-    float prod = (float)*mu_product * (float)mu;
-    const float neg_c1 = (float)(-c->lr * (1.0 - mu) / (1.0 - (double)prod));
-    const float neg_c2 = (float)(-c->lr * mu_next / (1.0 - (double)prod * mu_next));
-    const int l2 = c->weight_decay != 0.0 && !c->decoupled_weight_decay, neg = c->maximize != 0;
-    const float wd = (float)c->weight_decay;
-    const float decay = c->decoupled_weight_decay ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f;
-    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1);
-    const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
-    const float sbc2 = (float)sqrt(bc2), eps = (float)c->eps;
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i], wi = w[i];
-        if (l2) gi = gi + wd * wi;
-        wi = wi * decay;
-        float mi = m[i] * b1 + omb1 * gi;
-        float vi = v[i] * b2 + (omb2 * gi) * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float d = sqrtf(vi) / sbc2 + eps;
-        wi = wi + (neg_c1 * gi) / d;
-        w[i] = wi + (neg_c2 * mi) / d;
-    }
-    *mu_product = (double)prod;
+    nadam_run_f32(w, g, m, v, n, c, step, mu_product);
     return MO_OK;
 }
 
@@ -395,9 +370,10 @@ mo_status mo_nadam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tenso
     const mo_tensor *ts[4] = {w, g, m, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    mo_status st = mo_nadam_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) nadam_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
+    else nadam_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -427,40 +403,7 @@ mo_status mo_radam_update(float *w, const float *g, float *m, float *v, size_t n
 {
     if (!w || !g || !m || !v || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_radam_check(c));
-    double t = (double)step;
-    double bc1 = 1.0 - pow(c->beta1, t);
-    double bc2 = 1.0 - pow(c->beta2, t);
-    /* the length of the approximated simple moving average, and its limit */
-    double rho_inf = 2.0 / (1.0 - c->beta2) - 1.0;
-    double rho_t = rho_inf - 2.0 * t * pow(c->beta2, t) / bc2;
-    /* rectify only once the variance of the adaptive rate is tractable (rho_t > 5) */
-    const int rectify = rho_t > 5.0;
-    double rect = 0.0;
-    if (rectify)
-        rect = sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
-    const int l2 = c->weight_decay != 0.0 && !c->decoupled_weight_decay, neg = c->maximize != 0;
-    const float wd = (float)c->weight_decay;
-    const float decay = c->decoupled_weight_decay ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f;
-    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1);
-    const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
-    const float fbc1 = (float)bc1, lr = (float)c->lr, eps = (float)c->eps;
-    const float sbc2 = (float)sqrt(bc2), frect = (float)rect;
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i], wi = w[i];
-        if (l2) gi = gi + wd * wi;
-        wi = wi * decay;
-        float mi = m[i] * b1 + omb1 * gi;
-        float vi = v[i] * b2 + (omb2 * gi) * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float mhat = mi / fbc1;
-        if (rectify) {
-            float adaptive = sbc2 / (sqrtf(vi) + eps);
-            w[i] = wi + -1.0f * (((mhat * lr) * adaptive) * frect);
-        } else {
-            w[i] = wi + -1.0f * (mhat * lr);
-        }
-    }
+    radam_run_f32(w, g, m, v, n, c, step);
     return MO_OK;
 }
 
@@ -472,9 +415,10 @@ mo_status mo_radam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tenso
     const mo_tensor *ts[4] = {w, g, m, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    mo_status st = mo_radam_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) radam_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    else radam_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ---- descriptors (see moonopt_optim.h "Optimizer descriptors") ---- */

@@ -25,7 +25,10 @@ int mo__cpu_has_avx(void);
 #define MO__OPT_MAX 5
 
 /*
- * The float arrays an array kernel runs on, for one tensor-level call.
+ * The arrays an array kernel runs on, for one tensor-level call. Every tensor
+ * has ts[0]'s dtype, so each ptr[i] is a float * (MO_FLOAT32) or a double *
+ * (MO_FLOAT64): the step picks the kernel instance from `dtype`, once per call
+ * (docs/design.md "Two dtypes").
  * ts[0] is the parameter (written), ts[1] the gradient (only read), ts[2..]
  * state (written). Contiguous tensors are used in place; a strided one is
  * copied into a malloc'd contiguous temporary that mo__opt_finish writes back.
@@ -33,14 +36,16 @@ int mo__cpu_has_avx(void);
 typedef struct mo__opt_args {
     size_t n;                          /* elements in each array (w's numel) */
     int count;                         /* entries used in the arrays below */
-    float *ptr[MO__OPT_MAX];           /* {n} each; NULL where ts[i] was NULL */
-    float *tmp[MO__OPT_MAX];           /* the temporary behind ptr[i], or NULL */
+    mo_dtype dtype;                    /* the element type of every array */
+    void *ptr[MO__OPT_MAX];            /* {n} each; NULL where ts[i] was NULL */
+    void *tmp[MO__OPT_MAX];            /* the temporary behind ptr[i], or NULL */
     const mo_tensor *src[MO__OPT_MAX]; /* where a temporary is written back to */
 } mo__opt_args;
 
 /*
- * Checks (ts[0] and ts[1] non-NULL; every non-NULL entry alive and of ts[0]'s
- * shape) and prepares the arrays. On error nothing is allocated or written.
+ * Checks (ts[0] and ts[1] non-NULL; every non-NULL entry alive, of ts[0]'s
+ * shape (MO_ERR_SHAPE) and of ts[0]'s dtype (MO_ERR_DTYPE)) and prepares the
+ * arrays. On error nothing is allocated or written.
  */
 mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts);
 

@@ -1,9 +1,17 @@
 /*
  * optim_lion.c - Lion (Chen et al. 2023, "Symbolic Discovery of Optimization
  * Algorithms"): the update is the sign of an interpolation between the
- * momentum and the gradient, so every element moves by exactly lr.
+ * momentum and the gradient, so every element moves by exactly lr. The loop is in
+ * optim_lion_t.h, instantiated for float32 and float64 (docs/design.md "Two dtypes").
  */
 #include "optim_internal.h"
+
+#define T float
+#define TN(name) name##_f32
+#include "optim_lion_t.h"
+#define T double
+#define TN(name) name##_f64
+#include "optim_lion_t.h"
 
 void mo_lion_defaults(mo_lion_config *c)
 {
@@ -27,19 +35,7 @@ mo_status mo_lion_update(float *w, const float *g, float *m, size_t n, const mo_
 {
     if (!w || !g || !m || !c) return MO_ERR_ARG;
     MO_TRY(mo_lion_check(c));
-    const int neg = c->maximize != 0;
-    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1);
-    const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
-    /* decoupled decay, as in the paper: the sign update cannot carry an L2 term's scale */
-    const float decay = (float)(1.0 - c->lr * c->weight_decay), neg_lr = (float)-c->lr;
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i];
-        float mi = m[i];
-        float u = mi * b1 + omb1 * gi;
-        u = u > 0.0f ? 1.0f : (u < 0.0f ? -1.0f : u);  /* sign; 0 and NaN stay */
-        w[i] = w[i] * decay + neg_lr * u;
-        m[i] = mi * b2 + omb2 * gi;
-    }
+    lion_run_f32(w, g, m, n, c);
     return MO_OK;
 }
 
@@ -50,9 +46,10 @@ mo_status mo_lion_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, const mo_
     const mo_tensor *ts[3] = {w, g, m};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    mo_status st = mo_lion_update(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) lion_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c);
+    else lion_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */

@@ -1,11 +1,19 @@
 /*
  * optim_rms.c - the running-average-of-squares family: RMSprop (centered,
  * momentum), Adagrad (lr_decay, initial accumulator) and Adadelta, as
- * PyTorch 1.13's torch.optim classes of those names.
+ * PyTorch 1.13's torch.optim classes of those names. The loops are in optim_rms_t.h,
+ * instantiated for float32 and float64 (docs/design.md "Two dtypes").
  */
 #include "optim_internal.h"
 
-#include <math.h>
+#include <tgmath.h> /* sqrt picks float or double by argument (optim_rms_t.h) */
+
+#define T float
+#define TN(name) name##_f32
+#include "optim_rms_t.h"
+#define T double
+#define TN(name) name##_f64
+#include "optim_rms_t.h"
 
 /* ---- RMSprop ---- */
 
@@ -36,33 +44,7 @@ mo_status mo_rmsprop_update(float *w, const float *g, float *square_avg, float *
     MO_TRY(mo_rmsprop_check(c));
     const int centered = c->centered != 0, mom = c->momentum > 0.0;
     if ((centered && !grad_avg) || (mom && !buf)) return MO_ERR_ARG;
-    const int l2 = c->weight_decay != 0.0, neg = c->maximize != 0;
-    const float wd = (float)c->weight_decay, alpha = (float)c->alpha;
-    const float oma = (float)(1.0 - c->alpha), eps = (float)c->eps;
-    const float mu = (float)c->momentum, neg_lr = (float)-c->lr;
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i], wi = w[i];
-        if (l2) gi = gi + wd * wi;
-        float sq = square_avg[i] * alpha + (oma * gi) * gi;
-        square_avg[i] = sq;
-        float avg;
-        if (centered) {
-            /* the variance estimate E[g^2] - E[g]^2 instead of the raw second moment */
-            float ga = grad_avg[i] * alpha + oma * gi;
-            grad_avg[i] = ga;
-            avg = sqrtf(sq + (-1.0f * ga) * ga);
-        } else {
-            avg = sqrtf(sq);
-        }
-        avg = avg + eps;
-        if (mom) {
-            float b = buf[i] * mu + gi / avg;
-            buf[i] = b;
-            w[i] = wi + neg_lr * b;
-        } else {
-            w[i] = wi + (neg_lr * gi) / avg;
-        }
-    }
+    rmsprop_run_f32(w, g, square_avg, grad_avg, buf, n, c);
     return MO_OK;
 }
 
@@ -76,9 +58,10 @@ mo_status mo_rmsprop_step(mo_tensor *w, const mo_tensor *g, mo_tensor *square_av
     const mo_tensor *ts[5] = {w, g, square_avg, centered ? grad_avg : NULL, mom ? buf : NULL};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 5, ts));
-    mo_status st = mo_rmsprop_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, c);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) rmsprop_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, c);
+    else rmsprop_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, c);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ---- Adagrad ---- */
@@ -107,16 +90,7 @@ mo_status mo_adagrad_update(float *w, const float *g, float *sum, size_t n,
 {
     if (!w || !g || !sum || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_adagrad_check(c));
-    const int l2 = c->weight_decay != 0.0, neg = c->maximize != 0;
-    const float wd = (float)c->weight_decay, eps = (float)c->eps;
-    const float neg_clr = (float)-(c->lr / (1.0 + (double)(step - 1) * c->lr_decay));
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i], wi = w[i];
-        if (l2) gi = gi + wd * wi;
-        float s = sum[i] + (1.0f * gi) * gi;
-        sum[i] = s;
-        w[i] = wi + (neg_clr * gi) / (sqrtf(s) + eps);
-    }
+    adagrad_run_f32(w, g, sum, n, c, step);
     return MO_OK;
 }
 
@@ -128,9 +102,10 @@ mo_status mo_adagrad_step(mo_tensor *w, const mo_tensor *g, mo_tensor *sum,
     const mo_tensor *ts[3] = {w, g, sum};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    mo_status st = mo_adagrad_update(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, step);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) adagrad_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, step);
+    else adagrad_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, step);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ---- Adadelta ---- */
@@ -158,20 +133,7 @@ mo_status mo_adadelta_update(float *w, const float *g, float *square_avg, float 
 {
     if (!w || !g || !square_avg || !acc_delta || !c) return MO_ERR_ARG;
     MO_TRY(mo_adadelta_check(c));
-    const int l2 = c->weight_decay != 0.0, neg = c->maximize != 0;
-    const float wd = (float)c->weight_decay, rho = (float)c->rho;
-    const float omr = (float)(1.0 - c->rho), eps = (float)c->eps, neg_lr = (float)-c->lr;
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i], wi = w[i];
-        if (l2) gi = gi + wd * wi;
-        float sq = square_avg[i] * rho + (omr * gi) * gi;
-        square_avg[i] = sq;
-        float std = sqrtf(sq + eps);
-        /* the step has the units of w: RMS of past steps over RMS of gradients */
-        float delta = (sqrtf(acc_delta[i] + eps) / std) * gi;
-        acc_delta[i] = acc_delta[i] * rho + (omr * delta) * delta;
-        w[i] = wi + neg_lr * delta;
-    }
+    adadelta_run_f32(w, g, square_avg, acc_delta, n, c);
     return MO_OK;
 }
 
@@ -183,9 +145,10 @@ mo_status mo_adadelta_step(mo_tensor *w, const mo_tensor *g, mo_tensor *square_a
     const mo_tensor *ts[4] = {w, g, square_avg, acc_delta};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    mo_status st = mo_adadelta_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) adadelta_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c);
+    else adadelta_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ---- descriptors (see moonopt_optim.h "Optimizer descriptors") ---- */

@@ -15,7 +15,8 @@
  *   weight = (k+1)^r * lr_max^weight_lr_power
  *   weight_sum += weight                             (per-param state, starts at 0)
  *   ckp1   = weight / weight_sum (0 when weight_sum is 0)
- * then per element, in float32, in the reference's order:
+ * then per element, in the tensors' dtype (optim_sfadamw_t.h, instantiated for float32
+ * and float64, docs/design.md "Two dtypes"), in the reference's order:
  *   v  = v*b2 + ((1-b2)*g)*g
  *   gn = g / (sqrt(v) + eps) + wd*y                  (decay taken at y)
  *   y  = lerp(y, z, ckp1) + (lr_k*(b1*(1-ckp1) - 1)) * gn
@@ -26,7 +27,14 @@
  */
 #include "optim_internal.h"
 
-#include <math.h>
+#include <tgmath.h> /* sqrt, pow pick float or double by argument */
+
+#define T float
+#define TN(name) name##_f32
+#include "optim_sfadamw_t.h"
+#define T double
+#define TN(name) name##_f64
+#include "optim_sfadamw_t.h"
 
 void mo_sfadamw_defaults(mo_sfadamw_config *c)
 {
@@ -79,21 +87,7 @@ mo_status mo_sfadamw_update(float *y, const float *g, float *z, float *v, size_t
     MO_TRY(mo_sfadamw_check(c));
     double sum = *weight_sum, mx = *lr_max, lr, ck;
     MO_TRY(sf_scalars(c, step, &sum, &mx, &lr, &ck));
-    const float b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2), eps = (float)c->eps;
-    const float wd = (float)c->weight_decay, t = (float)ck, omt = 1.0f - t;
-    const float ycoef = (float)(lr * (c->beta1 * (1.0 - ck) - 1.0)), neg_lr = (float)-lr;
-    const int decay = c->weight_decay != 0.0, low = t < 0.5f;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i], yi = y[i], zi = z[i];
-        float vi = v[i] * b2 + (omb2 * gi) * gi;
-        float gn = gi / (sqrtf(vi) + eps);
-        if (decay) gn = gn + wd * yi;
-        float diff = zi - yi;
-        float yl = low ? yi + t * diff : zi - diff * omt;
-        v[i] = vi;
-        y[i] = yl + ycoef * gn;
-        z[i] = zi + neg_lr * gn;
-    }
+    sf_run_f32(y, g, z, v, n, c, lr, ck);
     *weight_sum = sum;
     *lr_max = mx;
     return MO_OK;
@@ -103,15 +97,20 @@ mo_status mo_sfadamw_step(mo_tensor *y, const mo_tensor *g, mo_tensor *z, mo_ten
                           const mo_sfadamw_config *c, int64_t step, double *weight_sum,
                           double *lr_max)
 {
-    if (!c || !z || !v || !weight_sum || !lr_max) return MO_ERR_ARG;
+    if (!c || !z || !v || !weight_sum || !lr_max || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_sfadamw_check(c));
+    /* the scalars first: a failure there leaves everything unchanged */
+    double sum = *weight_sum, mx = *lr_max, lr, ck;
+    MO_TRY(sf_scalars(c, step, &sum, &mx, &lr, &ck));
     const mo_tensor *ts[4] = {y, g, z, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    mo_status st = mo_sfadamw_update(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step,
-                                     weight_sum, lr_max);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) sf_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, lr, ck);
+    else sf_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, lr, ck);
+    mo__opt_finish(&a, 1);
+    *weight_sum = sum;
+    *lr_max = mx;
+    return MO_OK;
 }
 
 /* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */

@@ -1,8 +1,16 @@
 /*
  * optim_sgd.c - SGD with momentum, dampening, Nesterov momentum, L2 weight
- * decay and maximize, as PyTorch 1.13's torch.optim.SGD.
+ * decay and maximize, as PyTorch 1.13's torch.optim.SGD. The loop is in optim_sgd_t.h,
+ * instantiated for float32 and float64 (docs/design.md "Two dtypes").
  */
 #include "optim_internal.h"
+
+#define T float
+#define TN(name) name##_f32
+#include "optim_sgd_t.h"
+#define T double
+#define TN(name) name##_f64
+#include "optim_sgd_t.h"
 
 void mo_sgd_defaults(mo_sgd_config *c)
 {
@@ -31,20 +39,7 @@ mo_status mo_sgd_update(float *w, const float *g, float *buf, size_t n,
     MO_TRY(mo_sgd_check(c));
     const int mom = c->momentum != 0.0;
     if (mom && !buf) return MO_ERR_ARG;
-    const int l2 = c->weight_decay != 0.0, neg = c->maximize != 0, nesterov = c->nesterov != 0;
-    const float wd = (float)c->weight_decay, neg_lr = (float)-c->lr;
-    const float mu = (float)c->momentum, omd = (float)(1.0 - c->dampening);
-    for (size_t i = 0; i < n; i++) {
-        float gi = neg ? -g[i] : g[i], wi = w[i];
-        if (l2) gi = gi + wd * wi;
-        if (mom) {
-            /* PyTorch starts the buffer at the first (decayed) gradient, undamped */
-            float b = first ? gi : buf[i] * mu + omd * gi;
-            buf[i] = b;
-            gi = nesterov ? gi + mu * b : b;
-        }
-        w[i] = wi + neg_lr * gi;
-    }
+    sgd_run_f32(w, g, buf, n, c, first);
     return MO_OK;
 }
 
@@ -58,9 +53,10 @@ mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
     const mo_tensor *ts[3] = {w, g, mom ? buf : NULL};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    mo_status st = mo_sgd_update(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, first);
-    mo__opt_finish(&a, st == MO_OK);
-    return st;
+    if (a.dtype == MO_FLOAT64) sgd_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, first);
+    else sgd_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, first);
+    mo__opt_finish(&a, 1);
+    return MO_OK;
 }
 
 /* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */

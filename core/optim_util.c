@@ -35,31 +35,32 @@ int mo__adam_family_ok(double lr, double beta1, double beta2, double eps, double
 /* ---- strided <-> contiguous ---- */
 
 /*
- * Visit every element of t in row-major order: dst[k] = element k when
- * `gather`, element k = src[k] otherwise. An odometer over the dimensions; the
+ * Visit every element of t in row-major order: flat[k] = element k when
+ * `gather`, element k = flat[k] otherwise; elements are `es` bytes (t's
+ * dtype), flat is {numel} of them. An odometer over the dimensions; the
  * innermost dimension is a plain strided loop.
  */
-static void strided_copy(const mo_tensor *t, float *flat, int gather)
+static void strided_copy(const mo_tensor *t, void *flat_v, size_t es, int gather)
 {
-    float *base = mo_tensor_data(t);
+    unsigned char *base = mo_tensor_ptr(t), *flat = flat_v;
     if (t->numel == 0) return;
     if (t->ndim == 0) {
-        if (gather) flat[0] = base[0];
-        else base[0] = flat[0];
+        if (gather) memcpy(flat, base, es);
+        else memcpy(base, flat, es);
         return;
     }
     size_t idx[MO_MAX_DIMS] = {0};
     int last = t->ndim - 1;
     size_t inner = t->shape[last];
-    ptrdiff_t istride = t->stride[last];
+    ptrdiff_t istride = t->stride[last] * (ptrdiff_t)es;  /* in bytes */
     ptrdiff_t off = 0;  /* element offset of idx (with idx[last] = 0) from base */
     size_t k = 0;
     for (;;) {
-        float *p = base + off;
+        unsigned char *p = base + off * (ptrdiff_t)es;
         if (gather) {
-            for (size_t j = 0; j < inner; j++) flat[k + j] = p[(ptrdiff_t)j * istride];
+            for (size_t j = 0; j < inner; j++) memcpy(flat + (k + j) * es, p + (ptrdiff_t)j * istride, es);
         } else {
-            for (size_t j = 0; j < inner; j++) p[(ptrdiff_t)j * istride] = flat[k + j];
+            for (size_t j = 0; j < inner; j++) memcpy(p + (ptrdiff_t)j * istride, flat + (k + j) * es, es);
         }
         k += inner;
         int d = last - 1;
@@ -82,12 +83,15 @@ mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts)
         if (!ts[i]) continue;
         if (!mo_tensor_alive(ts[i])) return MO_ERR_FREED;
         if (i > 0 && !mo_tensor_same_shape(ts[i], ts[0])) return MO_ERR_SHAPE;
+        /* one kernel instance per call: every operand in the parameter's dtype */
+        if (ts[i]->dtype != ts[0]->dtype) return MO_ERR_DTYPE;
     }
-    MO_TRY(mo__check_f32(count, ts));
     a->n = ts[0]->numel;
     a->count = count;
+    a->dtype = ts[0]->dtype;
+    const size_t es = mo_dtype_size(a->dtype);
     size_t bytes;
-    MO_TRY(mo_size_mul(a->n ? a->n : 1, sizeof(float), &bytes));
+    MO_TRY(mo_size_mul(a->n ? a->n : 1, es, &bytes));
     for (int i = 0; i < count; i++) {
         a->ptr[i] = NULL;
         a->tmp[i] = NULL;
@@ -96,15 +100,15 @@ mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts)
     for (int i = 0; i < count; i++) {
         if (!ts[i]) continue;
         if (mo_tensor_is_contiguous(ts[i])) {
-            a->ptr[i] = mo_tensor_data(ts[i]);
+            a->ptr[i] = mo_tensor_ptr(ts[i]);
             continue;
         }
-        float *tmp = malloc(bytes);
+        void *tmp = malloc(bytes);
         if (!tmp) {
             mo__opt_finish(a, 0);
             return MO_ERR_NOMEM;
         }
-        strided_copy(ts[i], tmp, 1);
+        strided_copy(ts[i], tmp, es, 1);
         a->tmp[i] = tmp;
         a->ptr[i] = tmp;
     }
@@ -116,7 +120,7 @@ void mo__opt_finish(mo__opt_args *a, int write_back)
     for (int i = 0; i < a->count; i++) {
         if (!a->tmp[i]) continue;
         /* index 1 is the gradient: read, never written */
-        if (write_back && i != 1) strided_copy(a->src[i], a->tmp[i], 0);
+        if (write_back && i != 1) strided_copy(a->src[i], a->tmp[i], mo_dtype_size(a->dtype), 0);
         free(a->tmp[i]);
         a->tmp[i] = NULL;
     }

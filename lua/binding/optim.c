@@ -22,8 +22,12 @@
  *   all_finite(t) -> boolean; axpy_(y, alpha, x) -> y (y += alpha*x in place).
  *
  * Nothing half-changed: optim_step checks everything it will touch (every gradient, every
- * state tensor's liveness and shape, every step count and state number, every group's
- * options) for all params of all groups before the first write.
+ * state tensor's liveness, shape and dtype, every step count and state number, every
+ * group's options) for all params of all groups before the first write.
+ *
+ * Dtypes: a param steps in its own dtype (float32 or float64, the kernels' two instances,
+ * docs/design.md "Two dtypes"); its grad and state must share it, and new state is made in
+ * it.
  *
  * Garbage collection: creating state allocates, and an allocation may run any finalizer.
  * So the call runs in phases: (1) read every group's options; (2) validate everything,
@@ -312,15 +316,16 @@ static void new_buffer(step_ctx *c, const param_at *a, const mo_optim_buffer *b,
     size_t shape[MO_MAX_DIMS];
     int ndim = p->ndim;
     memcpy(shape, p->shape, sizeof shape);
-    mo_tensor *t = mo__newtensor(L, ndim, shape, b->init != MO_OPTI_PARAM, c->fname);
+    /* the state has the param's dtype (the kernel refuses a mix) */
+    mo_tensor *t = mo__newtensor_dtype(L, ndim, shape, p->dtype, b->init != MO_OPTI_PARAM, c->fname);
     if (b->init == MO_OPTI_OPTION) {
         int k = option_index(c->d, b->arg);
         double v = 0.0;
         if (k >= 0) memcpy(&v, (const unsigned char *)cfg + c->d->options[k].offset, sizeof v);
-        mo__check(L, mo_fill(t, (float)v), c->fname);
+        mo__check(L, mo_fill(t, v), c->fname);
     } else if (b->init == MO_OPTI_PARAM) {
         p = mo__toarg(L, a->p);  /* the allocation may have run a finalizer */
-        if (!mo_tensor_alive(p) || !mo__shape_is(p, ndim, shape))
+        if (!mo_tensor_alive(p) || !mo__shape_is(p, ndim, shape) || p->dtype != t->dtype)
             luaL_error(L, "%s: param #%I changed while its state was made", c->fname,
                        (lua_Integer)a->index);
         mo__check(L, mo_copy(t, p), c->fname);
@@ -411,12 +416,12 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
     if (!mo_tensor_same_shape(g, p))
         luaL_error(L, "%s: grad shape %s does not match param #%I shape %s", c->fname,
                    mo__shapestr(g, s1), (lua_Integer)a->index, mo__shapestr(p, s2));
-    /* the optimizer kernels are float32 only in this stage: refuse float64 before any
-     * state is made or anything written */
-    if (p->dtype != MO_FLOAT32 || g->dtype != MO_FLOAT32)
-        luaL_error(L, "%s: param #%I is %s with a %s grad: optimizers take float32 parameters "
-                   "in this stage (convert with :float())", c->fname, (lua_Integer)a->index,
-                   mo_dtype_name(p->dtype), mo_dtype_name(g->dtype));
+    /* one kernel instance per param: the grad and every state tensor in the param's dtype
+     * (checked here, before any state is made or anything written) */
+    if (g->dtype != p->dtype)
+        luaL_error(L, "%s: grad of param #%I is %s, the param is %s (convert one with "
+                   ":double() or :float())", c->fname, (lua_Integer)a->index,
+                   mo_dtype_name(g->dtype), mo_dtype_name(p->dtype));
     if (acc->check_finite && acc->all_finite) mo__check(L, mo_all_finite(g, &acc->all_finite), c->fname);
     unsigned on = *group_on(c, a->gi);
     int st = (push_state(c, a), lua_gettop(L));

@@ -794,9 +794,141 @@ TEST(sfadamw_first_step_by_hand)
     CHECK_STATUS(mo_sfadamw_check(&c), MO_ERR_ARG);
 }
 
+/* ---- float64 (docs/design.md "Two dtypes") ---- */
+
+static void make64(mo_tensor *t, size_t n, const double *vals)
+{
+    size_t shape[1] = {n};
+    mo_tensor_init(t);
+    mo_tensor_zeros_dtype(t, 1, shape, MO_FLOAT64, NULL);
+    double *d = mo_tensor_ptr(t);
+    for (size_t i = 0; i < n; i++) d[i] = vals ? vals[i] : 0.0;
+}
+
+/* every Adam switch on float64 tensors against the double reference: 1e-12, which the
+   float32 instance misses by ~1e5 */
+TEST(adam_float64_every_switch_matches_reference)
+{
+    int cases = 0, ok = 0;
+    for (int eps_mode = 0; eps_mode < 2; eps_mode++)
+        for (int wd_mode = 0; wd_mode < 3; wd_mode++)
+            for (int ams = 0; ams < 2; ams++) {
+                mo_adam_config c;
+                mo_adam_defaults(&c);
+                c.lr = 0.01;
+                c.weight_decay = 0.05;
+                c.eps_mode = (mo_eps_mode)eps_mode;
+                c.weight_decay_mode = (mo_wd_mode)wd_mode;
+                c.amsgrad = ams;
+                c.rescale_grad = 0.5;
+                c.clip_gradient = 0.6;
+                double rw[N], rm[N] = {0}, rv[N] = {0}, rvx[N] = {0};
+                float gs[N];
+                mo_tensor w, g, m, v, vmax;
+                for (int i = 0; i < N; i++) rw[i] = W0[i];
+                make64(&w, N, rw);
+                make64(&g, N, NULL);
+                make64(&m, N, NULL);
+                make64(&v, N, NULL);
+                make64(&vmax, N, NULL);
+                int good = 1;
+                for (int t = 1; t <= 6 && good; t++) {
+                    double *gd = mo_tensor_ptr(&g);
+                    for (int i = 0; i < N; i++) gd[i] = gs[i] = grad_at(t, i);
+                    good = mo_adam_step(&w, &g, &m, &v, &vmax, &c, t) == MO_OK;
+                    ref_adam(rw, rm, rv, rvx, &c, t, gs);
+                    const double *wd = mo_tensor_ptr(&w);
+                    for (int i = 0; i < N && good; i++) {
+                        double scale = fabs(rw[i]) > 1e-3 ? fabs(rw[i]) : 1e-3;
+                        good = fabs(wd[i] - rw[i]) <= 1e-12 * scale;
+                    }
+                }
+                cases++;
+                if (good) ok++;
+                else printf("# eps_mode %d wd_mode %d ams %d\n", eps_mode, wd_mode, ams);
+                mo_tensor_release(&w);
+                mo_tensor_release(&g);
+                mo_tensor_release(&m);
+                mo_tensor_release(&v);
+                mo_tensor_release(&vmax);
+            }
+    CHECK(ok == cases);
+}
+
+/* Every descriptor's step: float64 runs (close to the float32 run), and a float32 state
+   tensor beside a float64 param is MO_ERR_DTYPE with nothing written. */
+TEST(every_descriptor_float64_and_mixed)
+{
+    for (size_t k = 0; mo_optim_at(k); k++) {
+        const mo_optim_desc *d = mo_optim_at(k);
+        unsigned char cfg[512];
+        CHECK(d->config_size <= sizeof cfg);
+        d->defaults(cfg);
+        double w0[N], g0[N];
+        for (int i = 0; i < N; i++) {
+            w0[i] = W0[i];
+            g0[i] = grad_at(1, i);
+        }
+        mo_tensor w, g, w32, g32, bufs[MO_OPTIM_MAX_BUFFERS], b32[MO_OPTIM_MAX_BUFFERS], odd;
+        make64(&w, N, w0);
+        make64(&g, N, g0);
+        size_t shape[1] = {N};
+        mo_tensor_init(&w32);
+        mo_tensor_init(&g32);
+        CHECK_OK(mo_tensor_clone_dtype(&w32, &w, MO_FLOAT32, NULL));
+        CHECK_OK(mo_tensor_clone_dtype(&g32, &g, MO_FLOAT32, NULL));
+        mo_optim_call c64, c32;
+        memset(&c64, 0, sizeof c64);
+        memset(&c32, 0, sizeof c32);
+        unsigned char cache64[256] = {0}, cache32[256] = {0};
+        CHECK(d->cache_size <= sizeof cache64);
+        c64.w = &w, c64.g = &g, c64.step = 1, c64.cache = cache64;
+        c32.w = &w32, c32.g = &g32, c32.step = 1, c32.cache = cache32;
+        for (size_t i = 0; i < d->nbuffers; i++) {
+            make64(&bufs[i], N, d->buffers[i].init == MO_OPTI_PARAM ? w0 : NULL);
+            mo_tensor_init(&b32[i]);
+            CHECK_OK(mo_tensor_clone_dtype(&b32[i], &bufs[i], MO_FLOAT32, NULL));
+            c64.buf[i] = &bufs[i], c32.buf[i] = &b32[i];
+            c64.fresh[i] = c32.fresh[i] = 1;
+        }
+        for (size_t i = 0; i < d->nscalars; i++) c64.scalar[i] = c32.scalar[i] = d->scalars[i].init;
+        /* a float32 state tensor (one the default config uses) with the float64 param:
+           refused, nothing written */
+        size_t used = 0;
+        while (used < d->nbuffers && d->buffers[used].when) used++;
+        if (used < d->nbuffers) {
+            mo_tensor_init(&odd);
+            CHECK_OK(mo_tensor_zeros_dtype(&odd, 1, shape, MO_FLOAT32, NULL));
+            mo_optim_call mixed = c64;
+            mixed.buf[used] = &odd;
+            CHECK_STATUS(d->step(cfg, &mixed), MO_ERR_DTYPE);
+            CHECK(memcmp(mo_tensor_ptr(&w), w0, sizeof w0) == 0);
+            mo_tensor_release(&odd);
+        }
+        CHECK_OK(d->step(cfg, &c64));
+        CHECK_OK(d->step(cfg, &c32));
+        const double *a = mo_tensor_ptr(&w);
+        const float *b = mo_tensor_ptr(&w32);
+        int close = memcmp(a, w0, sizeof w0) != 0;  /* it moved */
+        for (int i = 0; i < N; i++) close &= fabs(a[i] - (double)b[i]) <= 1e-5 * (1 + fabs(a[i]));
+        if (!close) printf("# %s\n", d->name);
+        CHECK(close);
+        for (size_t i = 0; i < d->nbuffers; i++) {
+            mo_tensor_release(&bufs[i]);
+            mo_tensor_release(&b32[i]);
+        }
+        mo_tensor_release(&w);
+        mo_tensor_release(&g);
+        mo_tensor_release(&w32);
+        mo_tensor_release(&g32);
+    }
+}
+
 int main(void)
 {
     RUN(adam_first_step_by_hand);
+    RUN(adam_float64_every_switch_matches_reference);
+    RUN(every_descriptor_float64_and_mixed);
     RUN(adam_every_switch_matches_reference);
     RUN(adam_eps_placement_matters_for_tiny_grads);
     RUN(adam_simd_and_scalar_paths_agree_bitwise);

@@ -3,9 +3,10 @@
 
 Run from the repository root with Debian's python3 (torch 1.13 + numpy):
 
-    /usr/bin/python3 tests/golden/make_optim_golden.py [-v]
+    /usr/bin/python3 tests/golden/make_optim_golden.py [-v] [--f32 | --f64]
 
-(-v prints every case's checks.)
+(-v prints every case's checks.) It writes optim_golden.lua (float32, below) and, in its
+float64 mode, optim_golden_f64.lua (see "float64 mode" below); --f32 / --f64 write only one.
 
 Two sources of truth:
 
@@ -60,12 +61,12 @@ def rng_for(name):
     return np.random.default_rng(seed)
 
 
-def make_params(rng, shapes=SHAPES, scale=1.0):
-    return [(rng.standard_normal(s) * scale).astype(np.float32) for s in shapes]
+def make_params(rng, shapes=SHAPES, scale=1.0, dt=np.float32):
+    return [(rng.standard_normal(s) * scale).astype(dt) for s in shapes]
 
 
-def make_grads(rng, shapes=SHAPES, steps=STEPS, scale=1.0, tiny=False):
-    """One list of float32 arrays per step, independent of the parameters."""
+def make_grads(rng, shapes=SHAPES, steps=STEPS, scale=1.0, tiny=False, dt=np.float32):
+    """One list of float32 (dt) arrays per step, independent of the parameters."""
     seq = []
     for _ in range(steps):
         step = []
@@ -75,7 +76,7 @@ def make_grads(rng, shapes=SHAPES, steps=STEPS, scale=1.0, tiny=False):
                 g = np.where(rng.random(s) < 0.5, -mag, mag)
             else:
                 g = rng.standard_normal(s) * scale
-            step.append(g.astype(np.float32))
+            step.append(g.astype(dt))
         seq.append(step)
     return seq
 
@@ -104,8 +105,8 @@ def torch_opts(opts):
 
 
 def run_torch(cls, opts, params, grads, groups=None, sets=None, dtype=torch.float32,
-              extra=None):
-    """Run torch.optim.<cls> and return the params after every step (float32 arrays)."""
+              extra=None, out=np.float32):
+    """Run torch.optim.<cls> and return the params after every step (`out` arrays)."""
     ps = [torch.tensor(p, dtype=dtype).requires_grad_() for p in params]
     if groups:
         arg = []
@@ -123,7 +124,7 @@ def run_torch(cls, opts, params, grads, groups=None, sets=None, dtype=torch.floa
         for p, g in zip(ps, gstep):
             p.grad = None if g is None else torch.tensor(g, dtype=dtype)
         opt.step()
-        traj.append([p.detach().numpy().astype(np.float32).copy() for p in ps])
+        traj.append([p.detach().numpy().astype(out).copy() for p in ps])
     return traj
 
 
@@ -372,8 +373,9 @@ def resolve(cls, opts):
     return hp
 
 
-def run_ref(cls, opts, params, grads, groups=None, sets=None, dtype=np.float64, hook=None):
-    """Run a NumPy formula; returns the params after every step (float32 arrays)."""
+def run_ref(cls, opts, params, grads, groups=None, sets=None, dtype=np.float64, hook=None,
+            out=np.float32):
+    """Run a NumPy formula; returns the params after every step (`out` arrays)."""
     ws = [p.astype(dtype) for p in params]
     if groups:
         ghp = [(resolve(cls, {**opts, **{k: v for k, v in g.items() if k != "params"}}),
@@ -395,7 +397,7 @@ def run_ref(cls, opts, params, grads, groups=None, sets=None, dtype=np.float64, 
                 ws[i] = step(ws[i], gstep[i].astype(dtype), states[i], hp, counts[i])
                 if hook:
                     hook(states[i], ws[i])
-        traj.append([w.astype(np.float32) for w in ws])
+        traj.append([w.astype(out) for w in ws])
     return traj
 
 
@@ -703,7 +705,7 @@ def lbfgs_problem(name, xscale):
     return a, b, x0
 
 
-def run_lbfgs(opts, a, b, x0, steps, dtype):
+def run_lbfgs(opts, a, b, x0, steps, dtype, out=np.float32):
     """torch LBFGS with the closure the Lua test computes: grad = float32(a*x) + b in the
     tensors' precision, loss = the float64 sum, element by element in row-major order."""
     ps = [torch.tensor(x, dtype=dtype).requires_grad_() for x in x0]
@@ -727,7 +729,7 @@ def run_lbfgs(opts, a, b, x0, steps, dtype):
     traj = []
     for _ in range(steps):
         opt.step(closure)
-        traj.append([p.detach().numpy().astype(np.float32).copy() for p in ps])
+        traj.append([p.detach().numpy().astype(out).copy() for p in ps])
     return traj, evals[0]
 
 
@@ -764,6 +766,153 @@ def lbfgs_cases():
             note=f"f = sum 0.5*a*x^2 + b*x; {evals} closure calls in torch over {steps} steps"))
 
 
+# ----------------------------------------------------------------------------- float64 mode
+#
+# tests/golden/optim_golden_f64.lua (tests/lua/test_optim_f64.lua): float64 params and
+# gradients (drawn in float64, never rounded to float32) stepped by torch.optim in float64 or
+# by the NumPy formulas above in float64, written with %.17g. One or two cases per class and
+# one per Adam flavour. The tolerance is RTOL64 relative; every case checks that a float32
+# run of the same inputs misses it by more than CONTRAST_FACTOR (so the test fails if the
+# library stepped float64 params in float32), and where both a torch and a NumPy reference
+# exist, that they agree within NOISE_FRACTION of it.
+
+OUT64 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "optim_golden_f64.lua")
+RTOL64 = 1e-12
+LBFGS_RTOL64 = 1e-9   # the line search's branches amplify last-bit differences of dot products
+CASES64 = []
+
+
+def add_case64(name, cls, opts, source, *, tiny=False, groups=None, torch_extra=None,
+               cross=False, note=None):
+    """A float64 case: expected from `source` in float64; checked as described above."""
+    assert all(c["name"] != name for c in CASES64), name
+    rng = rng_for("f64_" + name)
+    params = make_params(rng, SHAPES, 1.0, np.float64)
+    grads = make_grads(rng, SHAPES, STEPS, 1.0, tiny, np.float64)
+    while cls == "Lion" and not lion_margin_ok(opts, params, grads, groups):
+        grads = make_grads(rng, SHAPES, STEPS, 1.0, tiny, np.float64)
+
+    def torch_run(dtype):
+        # PyTorch keeps NAdam's mu_product in a tensor of the default dtype
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            return run_torch(cls, opts, params, grads, groups, None, dtype, torch_extra, np.float64)
+        finally:
+            torch.set_default_dtype(old)
+
+    def ref_run(dtype):
+        return run_ref(cls, opts, params, grads, groups, None, dtype, out=np.float64)
+
+    run = torch_run if source == "torch-1.13" else ref_run
+    expected = run(torch.float64 if source == "torch-1.13" else np.float64)
+    low = run(torch.float32 if source == "torch-1.13" else np.float32)
+    gap = max_violation(expected, low, RTOL64, FLOOR)
+    if gap < CONTRAST_FACTOR:
+        sys.exit(f"{name}: a float32 run differs only {gap:.1f}x the float64 tolerance")
+    if cross:
+        other = ref_run(np.float64) if source == "torch-1.13" else torch_run(torch.float64)
+        d = max_violation(expected, other, RTOL64, FLOOR)
+        if d > NOISE_FRACTION:
+            sys.exit(f"{name}: torch and NumPy float64 differ {d:.3f} of the tolerance")
+    if VERBOSE:
+        print(f"  {name:32s} {source:10s} float32 gap {gap:.3g}x")
+    CASES64.append(dict(name=name, cls=cls, source=source, opts=opts, groups=groups, sets=None,
+                        note=note, params=params, grads=grads, expected=expected))
+
+
+def f64_cases():
+    T64 = lambda name, cls, opts, **kw: add_case64(name, cls, opts, "torch-1.13", **kw)
+    R64 = lambda name, cls, opts, **kw: add_case64(name, cls, opts, "numpy-f64", **kw)
+    T64("sgd_momentum_wd_nesterov", "SGD",
+        dict(lr=0.05, momentum=0.8, weight_decay=0.05, nesterov=True))
+    T64("sgd_dampening_maximize", "SGD", dict(lr=0.05, momentum=0.9, dampening=0.5, maximize=True))
+    T64("adam_defaults", "Adam", dict(lr=1e-2), cross=True)
+    T64("adam_amsgrad_wd", "Adam", dict(lr=1e-2, betas=[0.5, 0.9], amsgrad=True, weight_decay=0.1),
+        cross=True)
+    T64("adam_tiny_grads", "Adam", dict(lr=1e-2), tiny=True, cross=True)
+    T64("adamw_defaults", "AdamW", dict(lr=1e-2), cross=True)
+    T64("adamw_amsgrad_maximize", "AdamW", dict(lr=1e-2, amsgrad=True, maximize=True,
+                                                weight_decay=0.1), cross=True)
+    T64("adamax_wd", "Adamax", dict(lr=1e-2, betas=[0.8, 0.99], weight_decay=0.1))
+    T64("nadam_wd", "NAdam", dict(lr=1e-2, weight_decay=0.1, betas=[0.8, 0.99]),
+        torch_extra=dict(foreach=True), cross=True,
+        note="1.13's foreach path (the published formula); mu_product kept in float64")
+    T64("radam_defaults", "RAdam", dict(lr=1e-2), cross=True,
+        note="10 steps: both sides of rho_t = 5")
+    T64("radam_wd", "RAdam", dict(lr=1e-2, weight_decay=0.1, betas=[0.9, 0.99]), cross=True)
+    T64("rmsprop_centered_momentum_wd", "RMSprop",
+        dict(lr=1e-3, centered=True, momentum=0.9, weight_decay=0.1))
+    T64("rmsprop_tiny_grads", "RMSprop", dict(lr=1e-3), tiny=True)
+    T64("adagrad_lr_decay_init", "Adagrad",
+        dict(lr=0.1, lr_decay=0.5, initial_accumulator_value=0.5, weight_decay=0.1))
+    T64("adadelta_wd", "Adadelta", dict(lr=0.5, rho=0.95, weight_decay=0.1, eps=1e-5))
+    # every Adam flavour (lua/moonopt/optim/adam.lua), rescale_grad and clip_gradient on some
+    rc = dict(rescale_grad=0.5, clip_gradient=0.6)
+    R64("adam_pytorch_rescale_clip", "Adam", dict(lr=1e-2, weight_decay=0.05, **rc))
+    R64("adamw_pytorch_rescale_clip", "AdamW", dict(lr=1e-2, weight_decay=0.1, **rc))
+    R64("adam_mxnet", "Adam", dict(flavor="mxnet", lr=1e-2, weight_decay=0.05, **rc))
+    R64("adamw_mxnet", "AdamW", dict(flavor="mxnet", lr=1e-2, weight_decay=0.1, **rc))
+    R64("adamw_bert", "AdamW", dict(flavor="bert", lr=1e-2))
+    R64("adam_keras", "Adam", dict(flavor="keras", lr=1e-2))
+    R64("adamw_keras", "AdamW", dict(flavor="keras", lr=5e-2))
+    R64("adam_torch7_lr_decay", "Adam", dict(flavor="torch7", lr=1e-2, lr_decay=0.1,
+                                             weight_decay=0.05))
+    R64("adam_mxnet_maximize_amsgrad", "Adam",
+        dict(flavor="mxnet", lr=1e-2, maximize=True, amsgrad=True, betas=[0.5, 0.9]))
+    R64("adam_nobc_raw", "Adam", dict(lr=1e-2, bias_correction=False, eps_mode="raw"))
+    R64("nadam_decoupled_wd", "NAdam", dict(lr=1e-2, weight_decay=0.1,
+                                            decoupled_weight_decay=True),
+        note="PyTorch >= 2.0 semantics (1.13 lacks the option)")
+    R64("radam_decoupled_wd", "RAdam", dict(lr=1e-2, weight_decay=0.1,
+                                            decoupled_weight_decay=True))
+    R64("lion_wd", "Lion", dict(lr=1e-3, weight_decay=1.0, betas=[0.95, 0.98]))
+    R64("lamb_wd", "LAMB", dict(lr=1e-2, weight_decay=0.1, betas=[0.8, 0.99]))
+    R64("sfadamw_warmup_wd", "ScheduleFreeAdamW", dict(lr=1e-2, warmup_steps=3, weight_decay=0.5))
+    # LBFGS: the float32 cases' problem, drawn in float64
+    for name, opts, steps, xscale in [
+        ("lbfgs_plain", dict(max_iter=3), 5, 2.0),
+        ("lbfgs_strong_wolfe", dict(max_iter=3, line_search_fn="strong_wolfe"), 4, 10.0),
+    ]:
+        rng = rng_for("f64_" + name)
+        a = [rng.uniform(1.0, 10.0, sh) for sh in LBFGS_SHAPES]
+        b = [rng.standard_normal(sh) for sh in LBFGS_SHAPES]
+        x0 = [rng.standard_normal(sh) * xscale for sh in LBFGS_SHAPES]
+        expected, evals = run_lbfgs(opts, a, b, x0, steps, torch.float64, np.float64)
+        low, _ = run_lbfgs(opts, a, b, x0, steps, torch.float32, np.float64)
+        gap = max_violation(expected, low, LBFGS_RTOL64, FLOOR)
+        if gap < CONTRAST_FACTOR:
+            sys.exit(f"{name}: a float32 run differs only {gap:.1f}x the float64 tolerance")
+        if VERBOSE:
+            print(f"  {name:32s} torch-1.13 float32 gap {gap:.3g}x")
+        CASES64.append(dict(
+            name=name, cls="LBFGS", source="torch-1.13", opts=opts, params=x0,
+            closure=dict(a=a, b=b), steps=steps, expected=expected, rtol=LBFGS_RTOL64,
+            note=f"f = sum 0.5*a*x^2 + b*x in float64; {evals} closure calls over {steps} steps"))
+
+
+def write_f64():
+    with open(OUT64, "w") as out:
+        out.write("-- tests/golden/optim_golden_f64.lua - GENERATED by tests/golden/make_optim_golden.py;\n"
+                  "-- do not edit. See tests/golden/README.md. The layout of optim_golden.lua, in\n"
+                  "-- float64: params, grads (and LBFGS's a, b) are doubles written with %.17g, and\n"
+                  "-- expected[step][param] the float64 reference after every step.\n")
+        out.write("return {\n")
+        out.write("meta = {\n")
+        out.write('  generator = "tests/golden/make_optim_golden.py",\n')
+        out.write(f'  torch = "{torch.__version__}", numpy = "{np.__version__}",\n')
+        out.write(f"  rtol = {lua_num(RTOL64)}, floor = {lua_num(FLOOR)},"
+                  f" lbfgs_rtol = {lua_num(LBFGS_RTOL64)},\n")
+        out.write('  tolerance = "|got - want| <= rtol * max(|want|, floor)",\n')
+        out.write("},\n")
+        out.write("cases = {\n")
+        for c in CASES64:
+            write_case(out, c, lua_f64)
+        out.write("},\n}\n")
+    print(f"wrote {OUT64}: {len(CASES64)} cases, {os.path.getsize(OUT64) / 1e6:.2f} MB")
+
+
+
 # ----------------------------------------------------------------------------- Lua writer
 
 def lua_num(x):
@@ -780,6 +929,11 @@ def lua_f32(arr):
     return "{" + ", ".join("%.9g" % v for v in np.asarray(arr, np.float32).ravel()) + "}"
 
 
+def lua_f64(arr):
+    """%.17g round-trips a double."""
+    return "{" + ", ".join("%.17g" % v for v in np.asarray(arr, np.float64).ravel()) + "}"
+
+
 def lua_value(v):
     if v is None:
         return "nil"
@@ -794,7 +948,7 @@ def lua_value(v):
     raise TypeError(type(v))
 
 
-def write_case(out, c):
+def write_case(out, c, arr=lua_f32):
     w = out.write
     w("  {\n")
     w(f'    name = "{c["name"]}", class = "{c["cls"]}", source = "{c["source"]}",\n')
@@ -814,27 +968,36 @@ def write_case(out, c):
         w(f"    rtol = {lua_num(c['rtol'])},\n")
     w("    params = {\n")
     for p in c["params"]:
-        w(f"      {{shape = {lua_value(list(p.shape))}, data = {lua_f32(p)}}},\n")
+        w(f"      {{shape = {lua_value(list(p.shape))}, data = {arr(p)}}},\n")
     w("    },\n")
     if "closure" in c:
         w(f"    steps = {c['steps']},\n")
         w("    closure = {\n")
-        w("      a = {" + ", ".join(lua_f32(x) for x in c["closure"]["a"]) + "},\n")
-        w("      b = {" + ", ".join(lua_f32(x) for x in c["closure"]["b"]) + "},\n")
+        w("      a = {" + ", ".join(arr(x) for x in c["closure"]["a"]) + "},\n")
+        w("      b = {" + ", ".join(arr(x) for x in c["closure"]["b"]) + "},\n")
         w("    },\n")
     else:
         w("    grads = {\n")
         for step in c["grads"]:
-            w("      {" + ", ".join("false" if g is None else lua_f32(g) for g in step) + "},\n")
+            w("      {" + ", ".join("false" if g is None else arr(g) for g in step) + "},\n")
         w("    },\n")
     w("    expected = {\n")
     for step in c["expected"]:
-        w("      {" + ", ".join(lua_f32(x) for x in step) + "},\n")
+        w("      {" + ", ".join(arr(x) for x in step) + "},\n")
     w("    },\n")
     w("  },\n")
 
 
 def main():
+    """Both files; --f32 or --f64 writes only that one."""
+    if "--f64" not in sys.argv:
+        write_f32()
+    if "--f32" not in sys.argv:
+        f64_cases()
+        write_f64()
+
+
+def write_f32():
     torch_cases()
     ref_cases()
     lbfgs_cases()

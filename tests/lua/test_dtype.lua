@@ -153,11 +153,12 @@ function TestDtypeApi.test_mixing_is_an_error()
 end
 
 function TestDtypeApi.test_float32_only_families_refuse()
+  -- the optimizers take float64 since issue 11 (tests/lua/test_optim_f64.lua); nn does not
   local p = mo.ones({2}, {dtype = "float64"})
   p.grad = mo.ones({2}, {dtype = "float64"})
   local opt = mo.optim.SGD({p}, {lr = 0.1})
-  lu.assertErrorMsgContains("optimizers take float32 parameters", opt.step, opt)
-  lu.assertEquals(p:totable(), {1, 1})
+  opt:step()
+  lu.assertEquals(p:totable(), {0.9, 0.9})
   local lin = mo.nn.Linear(2, 1)
   lu.assertError(lin.forward, lin, mo.ones({1, 2}, {dtype = "float64"}))
 end

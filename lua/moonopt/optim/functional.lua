@@ -9,7 +9,8 @@
 -- momentum), nesterov, beta1, beta2, epsilon, ...); state defaults to config, as in torch7,
 -- and keeps the counters and buffers between calls (evalCounter, t, m, v, dfdx, ...).
 -- Where torch7's math is one of the class kernels (sgd, adam, adamax, adagrad, adadelta,
--- rmsprop) the same C kernel runs; nag, lbfgs and cg are Lua over tensor operations.
+-- rmsprop) the same C kernel runs; nag, lbfgs and cg are Lua over tensor operations. x may
+-- be float32 or float64; df/dx and the state tensors have x's dtype.
 local core = require "moonopt.core"
 local two_loop = require "moonopt.optim.lbfgs_two_loop"
 
@@ -48,6 +49,10 @@ local function evaluate(fname, opfunc, x, level)
   for i = 1, #a do same = same and a[i] == b[i] end
   if not same then
     error(fname .. ": df/dx has shape " .. shape_str(dfdx) .. ", x has shape " .. shape_str(x), level)
+  end
+  if dfdx.dtype ~= x.dtype then
+    error(fname .. ": df/dx is " .. dfdx.dtype .. ", x is " .. x.dtype .. " (convert one with "
+          .. ":double() or :float())", level)
   end
   return fx, dfdx
 end
@@ -214,7 +219,11 @@ function M.nag(opfunc, x, config, state)
     axpy(g, wd, x)
   end
   local clr = lr / (1 + state.evalCounter * lrd)
-  if state.dfdx == nil then state.dfdx = zeros(x:shape()) else state.dfdx:mul_(mom) end
+  if state.dfdx == nil then
+    state.dfdx = zeros(x:shape(), {dtype = x.dtype})
+  else
+    state.dfdx:mul_(mom)
+  end
   axpy(state.dfdx, -clr, g)
   axpy(x, -clr, g)
   state.evalCounter = state.evalCounter + 1
@@ -381,7 +390,9 @@ function M.cg(opfunc, x, config, state)
       elseif d2 > sig * d1 then
         success = true
         break
-      elseif m == 0 then
+      elseif m <= 0 then
+        -- <= (torch7 wrote ==): m counts down from maxEval - i, fractional when maxEval is
+        -- (the default maxIter*1.25 for maxIter 50), and would step past 0 and never stop
         break
       end
       -- extrapolate by a cubic, within limits

@@ -7,8 +7,9 @@
 --   local loss = opt:step(function() opt:zero_grad(); ...; return loss end)
 --
 -- The closure is required: it zeroes the grads, evaluates the loss, fills every .grad and
--- returns the loss (a number). One group only. Vectors are float32 tensors; the scalars
--- (dot products, step sizes) are Lua doubles. The state lives under the first param, as
+-- returns the loss (a number). One group only. The params share one dtype (float32 or
+-- float64; a mix is refused at construction) and the flat vectors (gradient, direction,
+-- history) have it; the scalars (dot products, step sizes) are Lua doubles. The state lives under the first param, as
 -- PyTorch keeps it: func_evals, n_iter, d, t, old_dirs, old_stps, ro, H_diag,
 -- prev_flat_grad, prev_loss, al.
 local core = require "moonopt.core"
@@ -28,8 +29,8 @@ local function total_numel(params)
   return n
 end
 
-local function gather_flat_grad(params, n)
-  local flat = zeros(n)
+local function gather_flat_grad(params, n, dtype)
+  local flat = zeros({n}, {dtype = dtype})
   local off = 0
   for _, p in ipairs(params) do
     local k = p:numel()
@@ -207,6 +208,16 @@ M.LBFGS = Optimizer.class{
     local group = self.param_groups[1]
     if not group.max_eval then group.max_eval = group.max_iter * 5 // 4 end
     self._numel = total_numel(group.params)
+    -- the flat vectors take the params' one dtype (a float64 run stays float64 throughout)
+    local dtype
+    for i, p in ipairs(group.params) do
+      dtype = dtype or p.dtype
+      if p.dtype ~= dtype then
+        error(string.format("LBFGS: params must share one dtype: param #1 is %s, param #%d is %s",
+                            dtype, i, p.dtype), 0)
+      end
+    end
+    self._dtype = dtype or "float32"
   end,
   -- the state's vectors are flat: {numel of all params}
   state_shape = function(self) return {self._numel} end,
@@ -233,7 +244,7 @@ function LBFGS:step(closure)
   local group = self.param_groups[1]
   self:_check_group(group)
   local params = group.params
-  local n = self._numel
+  local n, dtype = self._numel, self._dtype
   local lr, max_iter = group.lr, group.max_iter
   local max_eval = group.max_eval or (max_iter * 5 // 4)
   local tolerance_grad, tolerance_change = group.tolerance_grad, group.tolerance_change
@@ -259,7 +270,7 @@ function LBFGS:step(closure)
   local loss = orig_loss
   local current_evals = 1
   state.func_evals = state.func_evals + 1
-  local flat_grad = gather_flat_grad(params, n)
+  local flat_grad = gather_flat_grad(params, n, dtype)
   if absmax(flat_grad) <= tolerance_grad then return orig_loss end
 
   local d, t = state.d, state.t
@@ -317,7 +328,7 @@ function LBFGS:step(closure)
       local function obj_func(x, step, dir)
         add_grad(params, step, dir)
         local l = eval()
-        local fg = gather_flat_grad(params, n)
+        local fg = gather_flat_grad(params, n, dtype)
         set_params(params, x)
         return l, fg
       end
@@ -330,7 +341,7 @@ function LBFGS:step(closure)
       if n_iter ~= max_iter then
         -- re-evaluate only when another iteration follows
         loss = eval()
-        flat_grad = gather_flat_grad(params, n)
+        flat_grad = gather_flat_grad(params, n, dtype)
         opt_cond = absmax(flat_grad) <= tolerance_grad
         ls_func_evals = 1
       end

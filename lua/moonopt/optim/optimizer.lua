@@ -428,13 +428,17 @@ local function load_groups(self, sd, lfail)
   return new_groups, params
 end
 
--- Every tensor in a state, nested ones included, must have the shape the class expects.
-local function check_state_shapes(s, want, idx, lfail)
+-- Every tensor in a state, nested ones included, must have the shape the class expects and
+-- the param's dtype (the kernels step a param, its grad and its state in one dtype).
+local function check_state_shapes(s, want, dtype, idx, lfail)
   local function walk(v, path)
     if is_tensor(v) then
       if not apierror.same_shape(v, want) then
         lfail("state of param #%d: %s has shape %s, the param has shape %s", idx, path,
               apierror.shape_str(v), apierror.shape_str(want))
+      end
+      if v.dtype ~= dtype then
+        lfail("state of param #%d: %s is %s, the param is %s", idx, path, v.dtype, dtype)
       end
     elseif type(v) == "table" then
       for k, x in pairs(v) do walk(x, path .. "." .. tostring(k)) end
@@ -444,7 +448,8 @@ local function check_state_shapes(s, want, idx, lfail)
 end
 
 --- Restores a state_dict. Everything is checked before anything changes: the group count,
--- each group's param count, every state entry's index, keys, tensor shapes and numbers
+-- each group's param count, every state entry's index, keys, tensor shapes and dtypes
+-- (the param's: a float64 param's state is float64) and numbers
 -- (step counts integral in [0, 2^53], the kernel's state numbers finite), and the
 -- hyperparameters. The state tensors are copied, so the dict stays independent.
 local function load_state_dict(self, sd)
@@ -467,7 +472,7 @@ local function load_state_dict(self, sd)
     if p == nil then lfail("state for param #%s, which no param group lists", show(idx)) end
     if type(s) ~= "table" then lfail("state of param #%d must be a table", idx) end
     local want = self.spec.state_shape and self.spec.state_shape(self, p) or p:shape()
-    check_state_shapes(s, want, idx, lfail)
+    check_state_shapes(s, want, p.dtype, idx, lfail)
     local fresh = deep_clone(s)
     local msg
     if info then msg = check_kernel_state(info, fresh) end
