@@ -47,6 +47,7 @@ local FROM_CORE = {
   "Tensor", "_VERSION", "blas_backend",
   "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "arange", "randperm",
   "manual_seed", "clock", "is_tensor", "matmul", "blas_set_threads", "blas_get_threads",
+  "maximum", "minimum", "where",
 }
 
 --- The public submodules, loaded on first use (a submodule's `require` costs time and

@@ -7,8 +7,9 @@ local core = require "moonopt.core"
 
 local EXPORTED = {
   "Tensor", "_VERSION", "arange", "blas_backend", "blas_get_threads", "blas_set_threads", "clock",
-  "empty", "full", "is_tensor", "load", "load_tensors", "manual_seed", "matmul", "ones", "rand",
-  "randn", "randperm", "save", "save_tensors", "tensor", "zeros",
+  "empty", "full", "is_tensor", "load", "load_tensors", "manual_seed", "matmul", "maximum",
+  "minimum", "ones", "rand", "randn", "randperm", "save", "save_tensors", "tensor", "where",
+  "zeros",
 }
 
 local SUBMODULES = {"data", "nn", "optim", "plot", "progress", "sched", "train"}
