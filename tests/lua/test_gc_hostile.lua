@@ -458,7 +458,6 @@ function TestGcHostile.test_a_finalizer_runs_at_every_allocation()
   local t = mo.arange(12):view(3, 4):totable()      -- 4 tables
   disarm()
   lu.assertEquals(t[3][4], 12)
-  io.stderr:write("DBG ", H.count, " ", collectgarbage("count"), "\n")
   lu.assertTrue(H.count >= 4, "finalizer runs during totable: " .. H.count)
 end
 
