@@ -69,8 +69,9 @@ hostile_mt.__gc = function()
 end
 
 -- The collector runs a whole cycle at every allocation only while armed (pause 10%, step
--- multiplier 400: measured, one finalizer per allocation), so building arguments and
--- comparing results stays fast.
+-- multiplier 1000: one finalizer per allocation; 400 was enough until the full suite's heap
+-- grew past ~4.3 MB, when fewer than one cycle ended per allocation), so building arguments
+-- and comparing results stays fast.
 local saved_mode
 local function start_chain()
   saved_mode = collectgarbage("incremental", 200, 100)
@@ -80,7 +81,7 @@ end
 
 local function arm()
   H.count = 0
-  collectgarbage("incremental", 10, 400)
+  collectgarbage("incremental", 10, 1000)
   collectgarbage()      -- ends the cycle so the next one starts at the new pause
   H.armed = true
 end
