@@ -65,4 +65,4 @@ echo "== a + b on 16-element tensors"
 if [ $have_torch = 1 ]; then /usr/bin/python3 bench/tensor_torch.py small; fi
 
 echo "== memory: 1e5 iterations of c = a * b + 1 on 1 MB tensors"
-"$LUA" bench/rss_temporaries.lua --expr 100000
+"$LUA" bench/rss_temporaries.lua --expr "${RSS_ITERS:-100000}"
