@@ -10,7 +10,37 @@
 -- with the allocations. Prints the peak resident set (VmHWM of /proc/self/status) before
 -- and after the loop. With --no-gc the same loop runs 200 iterations with the collector
 -- stopped, to show what the accounting prevents.
+--
+--   lua5.4 bench/rss_temporaries.lua --expr [iterations]       (default 100000)
+--
+-- issue 11's case: `c = a * b + 1` on 1 MB tensors ({256, 1024} floats: two operator
+-- temporaries per iteration); the target is a peak RSS under 100 MB after 1e5 iterations.
 local mo = require "moonopt"
+
+if arg[1] == "--expr" then
+  local iters = tonumber(arg[2]) or 100000
+  local function hwm()
+    local f = io.open("/proc/self/status", "r")
+    if not f then return nil end
+    local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+) kB"))
+    f:close()
+    return kb
+  end
+  mo.manual_seed(1)
+  local a, b = mo.rand(256, 1024), mo.rand(256, 1024)
+  collectgarbage()
+  local base = hwm()
+  local t0 = mo.clock()
+  local c
+  for _ = 1, iters do c = a * b + 1 end
+  local seconds = mo.clock() - t0
+  local peak = hwm()
+  print(string.format("c = a * b + 1 on {256, 1024} float32 (1 MB), %d iterations: peak RSS before "
+    .. "%.1f MB, after %.1f MB %s; %.1f us per iteration; c[1][1] = %.4f", iters, (base or 0) / 1024,
+    (peak or 0) / 1024, peak and (peak < 100 * 1024 and "(target < 100 MB: met)"
+    or "(target < 100 MB: MISSED)") or "", seconds / iters * 1e6, c:get(1, 1)))
+  return
+end
 
 local no_gc = arg[1] == "--no-gc"
 local iters = tonumber(no_gc and 200 or arg[1]) or 10000

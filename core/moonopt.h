@@ -294,17 +294,27 @@ mo_status mo_tensor_stack(mo_tensor *out, size_t n, const mo_tensor *const *ts, 
 /* ------------------------------------------------------------------------ */
 /* Elementwise kernels                                                      */
 /*   out may be the same handle (or view) as an input: in-place is fine.    */
-/*   Shapes must agree exactly (MO_ERR_SHAPE otherwise), dtypes too         */
-/*   (MO_ERR_DTYPE). Scalars are double; float32 kernels round them once.   */
+/*   Unary ops need out and a of one shape. Binary ops and mo_where         */
+/*   broadcast (NumPy's rules): every input must broadcast to out's shape,  */
+/*   read with stride 0 along its size-1 or missing dims, never copied      */
+/*   (MO_ERR_SHAPE otherwise). Dtypes must agree (MO_ERR_DTYPE). Scalars    */
+/*   are double; float32 kernels round them once.                           */
 /* ------------------------------------------------------------------------ */
 
 typedef enum mo_unary_op {
     MO_NEG, MO_SQRT, MO_EXP, MO_LOG, MO_TANH, MO_SIGMOID, MO_RELU, MO_ABS, MO_SIGN,
+    /* elementwise family (issue 11) */
+    MO_LOG1P, MO_EXPM1, MO_RSQRT, MO_SIN, MO_COS, MO_TAN,
+    MO_FLOOR, MO_CEIL, MO_ROUND, /* round: half to even, as PyTorch */
     MO_UNARY_COUNT_
 } mo_unary_op;
 
 typedef enum mo_binary_op {
-    MO_ADD, MO_SUB, MO_MUL, MO_DIV, MO_BINARY_COUNT_
+    MO_ADD, MO_SUB, MO_MUL, MO_DIV,
+    /* elementwise family (issue 11): pow(x, y); maximum/minimum propagate NaN; the
+     * comparisons write 1 where true and 0 where false (NaN compares unequal to all) */
+    MO_POW, MO_MAXIMUM, MO_MINIMUM, MO_EQ, MO_NE, MO_LT, MO_LE, MO_GT, MO_GE,
+    MO_BINARY_COUNT_
 } mo_binary_op;
 
 mo_status mo_fill(mo_tensor *t, double value);
@@ -312,11 +322,11 @@ mo_status mo_fill(mo_tensor *t, double value);
 mo_status mo_copy(mo_tensor *dst, const mo_tensor *src);
 
 mo_status mo_unary(mo_tensor *out, const mo_tensor *a, mo_unary_op op);
-/* out = a OP b */
+/* out = a OP b; a and b broadcast to out's shape */
 mo_status mo_binary(mo_tensor *out, const mo_tensor *a, const mo_tensor *b, mo_binary_op op);
-/* out = a OP s */
+/* out = a OP s (any op; a of out's shape) */
 mo_status mo_binary_scalar(mo_tensor *out, const mo_tensor *a, double s, mo_binary_op op);
-/* out = s OP a (for s - a and s / a) */
+/* out = s OP a (any op: s - a, s / a, s ^ a, s < a, ...) */
 mo_status mo_scalar_binary(mo_tensor *out, double s, const mo_tensor *a, mo_binary_op op);
 /* out = a ^ p */
 mo_status mo_pow_scalar(mo_tensor *out, const mo_tensor *a, double p);
@@ -330,6 +340,26 @@ mo_status mo_addcdiv(mo_tensor *out, const mo_tensor *a, double value,
                      const mo_tensor *t1, const mo_tensor *t2);
 /* m: {rows, cols}, bias: {cols}; m[i][j] += bias[j] for every row (in place). */
 mo_status mo_add_row_bias(mo_tensor *m, const mo_tensor *bias);
+
+/* ---- elementwise family (issue 11): broadcasting ---- */
+
+/*
+ * The shape that n tensors broadcast to by NumPy's rules (shapes aligned at
+ * their last dims; each pair of sizes equal or one of them 1; missing leading
+ * dims count as 1). NULL entries are skipped (numbers in a call); with no
+ * tensor at all the result is 0-d. MO_ERR_SHAPE when they do not broadcast,
+ * MO_ERR_DIMS never (the inputs have <= MO_MAX_DIMS dims each).
+ * shape must hold MO_MAX_DIMS entries.
+ */
+mo_status mo_broadcast_shape(int n, const mo_tensor *const *ts, int *ndim, size_t *shape);
+
+/*
+ * out = cond != 0 ? a : b, elementwise (a NaN in cond counts as true). a == NULL
+ * means the number sa, b == NULL the number sb. cond, a and b broadcast to
+ * out's shape; all tensors share out's dtype.
+ */
+mo_status mo_where(mo_tensor *out, const mo_tensor *cond, const mo_tensor *a, double sa,
+                   const mo_tensor *b, double sb);
 
 /* ------------------------------------------------------------------------ */
 /* Reductions (accumulate in double)                                        */

@@ -54,6 +54,22 @@ void mo__iter_init(mo__iter *it, int nops, const mo_tensor *const *ts);
 /* Moves to the next row; returns 0 (pointers back at the start) after the last. */
 int mo__iter_next(mo__iter *it);
 
+/* ---- broadcasting (defined in broadcast.c) ---------------------------- */
+
+/*
+ * Whether src broadcasts to the shape (ndim sizes): src's dims, aligned at the
+ * last, are each 1 or the same size, and src has no more dims than the shape.
+ */
+int mo__broadcasts_to(const mo_tensor *src, int ndim, const size_t *shape);
+/*
+ * Fills *view with a shallow view of src at the given shape: the same storage
+ * and first element, stride 0 along the dims src lacks or has of size 1 (so one
+ * element of src is read for every index there; nothing is copied). *view
+ * holds no reference: it is for the iterator within one core call, never to
+ * be released or to outlive src. src must pass mo__broadcasts_to.
+ */
+void mo__broadcast_view(mo_tensor *view, const mo_tensor *src, int ndim, const size_t *shape);
+
 /* MO_ERR_ARG if any of the n handles is NULL, else MO_ERR_FREED if any is dead. */
 mo_status mo__check_live(int n, const mo_tensor *const *ts);
 

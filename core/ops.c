@@ -267,13 +267,25 @@ typedef enum ew_kind {
     EW_BINARY,   /* out = in0 OP in1 */
     EW_SCALAR,   /* out = scalar_tab[op](in0, s, t): a OP s, s OP a, pow, clamp */
     EW_TERNARY,  /* out = ternary_tab[op](in0, in1, in2, s) */
+    EW_BINSC,    /* out = in0 OP s, any mo_binary_op */
+    EW_SCBIN,    /* out = s OP in0 */
+    EW_WHERE,    /* out = in0 != 0 ? in1 : in2; op: WH_* bits say which are the numbers s, t */
 } ew_kind;
+
+/* mo_where's number operands: the iterator walks only the tensors (cond first). */
+enum { WH_A_NUMBER = 1, WH_B_NUMBER = 2 };
 
 typedef struct ew_op {
     ew_kind kind;
     int op;        /* index into the kind's table (mo_unary_op, mo_binary_op, SC_*, TE_*) */
     double s, t;   /* scalars, rounded to the operands' type once per row */
 } ew_op;
+
+/* a OP s for + - * /, and s OP a (s + a and s * a commute: the a OP s loops) */
+static const int tscalar_op[MO_DIV + 1] = {
+    [MO_ADD] = SC_ADD, [MO_SUB] = SC_SUB, [MO_MUL] = SC_MUL, [MO_DIV] = SC_DIV};
+static const int scalart_op[MO_DIV + 1] = {
+    [MO_ADD] = SC_ADD, [MO_SUB] = SC_RSUB, [MO_MUL] = SC_MUL, [MO_DIV] = SC_RDIV};
 
 #define T float
 #define TN(name) name##_f32
@@ -462,27 +474,74 @@ mo_status mo_unary(mo_tensor *out, const mo_tensor *a, mo_unary_op op)
     return ew_apply(out, 1, ts + 1, &e);
 }
 
-mo_status mo_binary(mo_tensor *out, const mo_tensor *a, const mo_tensor *b, mo_binary_op op)
+/*
+ * Validation of a broadcasting op (n handles, out first, NULL entries are
+ * numbers): NULL out -> ARG, dead -> FREED, an input that does not broadcast
+ * to out's shape -> SHAPE, dtypes -> DTYPE. Then the inputs as the iterator
+ * reads them, into in[0..]: the handle itself when it has out's shape (the
+ * common case costs nothing), else a stride-0 view in views[j].
+ */
+static mo_status check_broadcast(int n, const mo_tensor *const *ts, mo_tensor *views,
+                                 const mo_tensor **in, int *nin)
 {
-    const mo_tensor *ts[3] = {out, a, b};
-    MO_TRY(check_same(3, ts));
-    if ((unsigned)op >= (unsigned)MO_BINARY_COUNT_) return MO_ERR_ARG;
-    const ew_op e = {EW_BINARY, (int)op, 0.0, 0.0};
-    return ew_apply(out, 2, ts + 1, &e);
+    const mo_tensor *out = ts[0];
+    if (!out) return MO_ERR_ARG;
+    if (!mo_tensor_alive(out)) return MO_ERR_FREED;
+    *nin = 0;
+    for (int j = 1; j < n; j++) {
+        const mo_tensor *t = ts[j];
+        if (!t) continue;
+        if (!mo_tensor_alive(t)) return MO_ERR_FREED;
+        if (!mo__broadcasts_to(t, out->ndim, out->shape)) return MO_ERR_SHAPE;
+        if (t->dtype != out->dtype) return MO_ERR_DTYPE;
+    }
+    for (int j = 1; j < n; j++) {
+        const mo_tensor *t = ts[j];
+        if (!t) continue;
+        if (mo_tensor_same_shape(t, out)) {
+            in[(*nin)++] = t;
+        } else {
+            mo__broadcast_view(&views[j], t, out->ndim, out->shape);
+            in[(*nin)++] = &views[j];
+        }
+    }
+    return MO_OK;
 }
 
-/* a OP s for each mo_binary_op, and s OP a (s + a and s * a commute: the a OP s loops) */
-static const int tscalar_op[MO_BINARY_COUNT_] = {
-    [MO_ADD] = SC_ADD, [MO_SUB] = SC_SUB, [MO_MUL] = SC_MUL, [MO_DIV] = SC_DIV};
-static const int scalart_op[MO_BINARY_COUNT_] = {
-    [MO_ADD] = SC_ADD, [MO_SUB] = SC_RSUB, [MO_MUL] = SC_MUL, [MO_DIV] = SC_RDIV};
+mo_status mo_binary(mo_tensor *out, const mo_tensor *a, const mo_tensor *b, mo_binary_op op)
+{
+    if (!a || !b) return MO_ERR_ARG;
+    const mo_tensor *ts[3] = {out, a, b};
+    mo_tensor views[3];
+    const mo_tensor *in[2];
+    int nin;
+    MO_TRY(check_broadcast(3, ts, views, in, &nin));
+    if ((unsigned)op >= (unsigned)MO_BINARY_COUNT_) return MO_ERR_ARG;
+    const ew_op e = {EW_BINARY, (int)op, 0.0, 0.0};
+    return ew_apply(out, 2, in, &e);
+}
+
+mo_status mo_where(mo_tensor *out, const mo_tensor *cond, const mo_tensor *a, double sa,
+                   const mo_tensor *b, double sb)
+{
+    if (!cond) return MO_ERR_ARG;
+    const mo_tensor *ts[4] = {out, cond, a, b};
+    mo_tensor views[4];
+    const mo_tensor *in[3];
+    int nin;
+    MO_TRY(check_broadcast(4, ts, views, in, &nin));
+    const ew_op e = {EW_WHERE, (a ? 0 : WH_A_NUMBER) | (b ? 0 : WH_B_NUMBER), sa, sb};
+    return ew_apply(out, nin, in, &e);
+}
 
 mo_status mo_binary_scalar(mo_tensor *out, const mo_tensor *a, double s, mo_binary_op op)
 {
     const mo_tensor *ts[2] = {out, a};
     MO_TRY(check_same(2, ts));
     if ((unsigned)op >= (unsigned)MO_BINARY_COUNT_) return MO_ERR_ARG;
-    const ew_op e = {EW_SCALAR, tscalar_op[op], s, 0.0};
+    /* + - * / keep their own loops (the same code as before broadcasting existed) */
+    const ew_op e = op <= MO_DIV ? (ew_op){EW_SCALAR, tscalar_op[op], s, 0.0}
+                                 : (ew_op){EW_BINSC, (int)op, s, 0.0};
     return ew_apply(out, 1, ts + 1, &e);
 }
 
@@ -491,7 +550,8 @@ mo_status mo_scalar_binary(mo_tensor *out, double s, const mo_tensor *a, mo_bina
     const mo_tensor *ts[2] = {out, a};
     MO_TRY(check_same(2, ts));
     if ((unsigned)op >= (unsigned)MO_BINARY_COUNT_) return MO_ERR_ARG;
-    const ew_op e = {EW_SCALAR, scalart_op[op], s, 0.0};
+    const ew_op e = op <= MO_DIV ? (ew_op){EW_SCALAR, scalart_op[op], s, 0.0}
+                                 : (ew_op){EW_SCBIN, (int)op, s, 0.0};
     return ew_apply(out, 1, ts + 1, &e);
 }
 

@@ -60,6 +60,16 @@ UNARY_FNS(un_sigmoid, TN(sigmoid)(x))
 UNARY_FNS(un_relu, x < 0 ? (T)0 : x)
 UNARY_FNS(un_abs, fabs(x))
 UNARY_FNS(un_sign, x > 0 ? (T)1 : (x < 0 ? (T)-1 : x))
+UNARY_FNS(un_log1p, log1p(x))
+UNARY_FNS(un_expm1, expm1(x))
+UNARY_FNS(un_rsqrt, 1 / sqrt(x))
+UNARY_FNS(un_sin, sin(x))
+UNARY_FNS(un_cos, cos(x))
+UNARY_FNS(un_tan, tan(x))
+UNARY_FNS(un_floor, floor(x))
+UNARY_FNS(un_ceil, ceil(x))
+/* nearbyint in the default rounding mode: halves to even (2.5 -> 2), as torch.round */
+UNARY_FNS(un_round, nearbyint(x))
 
 #define UNARY_ENTRY(name) {TN(name##_c), TN(name##_ip), TN(name##_s)}
 static const TN(unary_fns) TN(unary_tab)[MO_UNARY_COUNT_] = {
@@ -67,7 +77,11 @@ static const TN(unary_fns) TN(unary_tab)[MO_UNARY_COUNT_] = {
     [MO_EXP] = UNARY_ENTRY(un_exp),         [MO_LOG] = UNARY_ENTRY(un_log),
     [MO_TANH] = UNARY_ENTRY(un_tanh),       [MO_SIGMOID] = UNARY_ENTRY(un_sigmoid),
     [MO_RELU] = UNARY_ENTRY(un_relu),       [MO_ABS] = UNARY_ENTRY(un_abs),
-    [MO_SIGN] = UNARY_ENTRY(un_sign),
+    [MO_SIGN] = UNARY_ENTRY(un_sign),       [MO_LOG1P] = UNARY_ENTRY(un_log1p),
+    [MO_EXPM1] = UNARY_ENTRY(un_expm1),     [MO_RSQRT] = UNARY_ENTRY(un_rsqrt),
+    [MO_SIN] = UNARY_ENTRY(un_sin),         [MO_COS] = UNARY_ENTRY(un_cos),
+    [MO_TAN] = UNARY_ENTRY(un_tan),         [MO_FLOOR] = UNARY_ENTRY(un_floor),
+    [MO_CEIL] = UNARY_ENTRY(un_ceil),       [MO_ROUND] = UNARY_ENTRY(un_round),
 };
 #undef UNARY_ENTRY
 
@@ -85,11 +99,27 @@ BINARY_FNS(bi_add, x + y)
 BINARY_FNS(bi_sub, x - y)
 BINARY_FNS(bi_mul, x * y)
 BINARY_FNS(bi_div, x / y)
+BINARY_FNS(bi_pow, pow(x, y))
+/* NaN in either operand gives NaN (torch.maximum / torch.minimum) */
+BINARY_FNS(bi_max, (x > y || x != x) ? x : y)
+BINARY_FNS(bi_min, (x < y || x != x) ? x : y)
+/* masks: 1 or 0 in the operands' type */
+BINARY_FNS(bi_eq, (T)(x == y))
+BINARY_FNS(bi_ne, (T)(x != y))
+BINARY_FNS(bi_lt, (T)(x < y))
+BINARY_FNS(bi_le, (T)(x <= y))
+BINARY_FNS(bi_gt, (T)(x > y))
+BINARY_FNS(bi_ge, (T)(x >= y))
 
 #define BINARY_ENTRY(name) {TN(name##_c), TN(name##_ipa), TN(name##_ipb), TN(name##_s)}
 static const TN(binary_fns) TN(binary_tab)[MO_BINARY_COUNT_] = {
     [MO_ADD] = BINARY_ENTRY(bi_add), [MO_SUB] = BINARY_ENTRY(bi_sub),
     [MO_MUL] = BINARY_ENTRY(bi_mul), [MO_DIV] = BINARY_ENTRY(bi_div),
+    [MO_POW] = BINARY_ENTRY(bi_pow), [MO_MAXIMUM] = BINARY_ENTRY(bi_max),
+    [MO_MINIMUM] = BINARY_ENTRY(bi_min), [MO_EQ] = BINARY_ENTRY(bi_eq),
+    [MO_NE] = BINARY_ENTRY(bi_ne),   [MO_LT] = BINARY_ENTRY(bi_lt),
+    [MO_LE] = BINARY_ENTRY(bi_le),   [MO_GT] = BINARY_ENTRY(bi_gt),
+    [MO_GE] = BINARY_ENTRY(bi_ge),
 };
 #undef BINARY_ENTRY
 
@@ -142,6 +172,94 @@ static const TN(ternary_fns) TN(ternary_tab)[TE_COUNT_] = {
     [TE_ADDCDIV] = {TN(te_addcdiv_c), TN(te_addcdiv_ip), TN(te_addcdiv_s)},
 };
 
+/* --- where: o = c != 0 ? a : b; a number operand is read through stride 0 --- */
+
+static void TN(where_s)(T *o, ptrdiff_t so, const T *c, ptrdiff_t sc, const T *a, ptrdiff_t sa,
+                        const T *b, ptrdiff_t sb, size_t n)
+{
+    for (size_t i = 0; i < n; i++) AT(o, so, i) = AT(c, sc, i) != 0 ? AT(a, sa, i) : AT(b, sb, i);
+}
+
+/*
+ * A binary row where one input is constant along the row (a number, or a
+ * tensor broadcast along this dim: inner stride 0) and the others contiguous:
+ * for + - * / the vectorized scalar loops run it with that one value.
+ * rev != 0: the constant is the LEFT operand (v OP x). Returns 0 when no
+ * scalar loop applies (the caller runs the strided loop).
+ */
+static int TN(binary_const_row)(int op, int rev, T *o, const T *x, T v, size_t n)
+{
+    if (op > MO_DIV) return 0;
+    const TN(scalar_fns) *f = &TN(scalar_tab)[rev ? scalart_op[op] : tscalar_op[op]];
+    if (o == x)
+        f->ip(o, v, 0, n);
+    else
+        f->c(o, x, v, 0, n);
+    return 1;
+}
+
+static void TN(binary_row)(const ew_op *e, const mo__iter *it, int contig)
+{
+    const TN(binary_fns) *f = &TN(binary_tab)[e->op];
+    const size_t n = it->n;
+    T *o = it->p[0];
+    const T *a = it->p[1], *b = it->p[2];
+    const ptrdiff_t so = it->inner[0], sa = it->inner[1], sb = it->inner[2];
+    if (contig) {
+        if (o == a && o == b)
+            f->s(o, 1, a, 1, b, 1, n);
+        else if (o == a)
+            f->ipa(o, b, n);
+        else if (o == b)
+            f->ipb(o, a, n);
+        else
+            f->c(o, a, b, n);
+        return;
+    }
+    /* a row of a broadcast: {1024, 1024} + {1024, 1} reads one b per row */
+    if (so == 1 && sa == 1 && sb == 0 && TN(binary_const_row)(e->op, 0, o, a, *b, n)) return;
+    if (so == 1 && sb == 1 && sa == 0 && TN(binary_const_row)(e->op, 1, o, b, *a, n)) return;
+    f->s(o, so, a, sa, b, sb, n);
+}
+
+/* tensor OP number (EW_BINSC) or number OP tensor (EW_SCBIN), e->s the number. */
+static void TN(binary_scalar_row)(const ew_op *e, const mo__iter *it, int contig)
+{
+    const T v = (T)e->s;
+    const int rev = e->kind == EW_SCBIN;
+    const size_t n = it->n;
+    T *o = it->p[0];
+    const T *x = it->p[1];
+    const ptrdiff_t so = contig ? 1 : it->inner[0], sx = contig ? 1 : it->inner[1];
+    if (contig && TN(binary_const_row)(e->op, rev, o, x, v, n)) return;
+    const TN(binary_fns) *f = &TN(binary_tab)[e->op];
+    if (rev)
+        f->s(o, so, &v, 0, x, sx, n);
+    else
+        f->s(o, so, x, sx, &v, 0, n);
+}
+
+/* where: operands out, cond, then a and b unless they are numbers (e->op bits). */
+static void TN(where_row)(const ew_op *e, const mo__iter *it, int contig)
+{
+    const T av = (T)e->s, bv = (T)e->t;
+    const T *c = it->p[1];
+    const ptrdiff_t sc = contig ? 1 : it->inner[1];
+    int j = 2; /* the next tensor operand */
+    const T *a = &av, *b = &bv;
+    ptrdiff_t sa = 0, sb = 0;
+    if (!(e->op & WH_A_NUMBER)) {
+        a = it->p[j];
+        sa = contig ? 1 : it->inner[j];
+        j++;
+    }
+    if (!(e->op & WH_B_NUMBER)) {
+        b = it->p[j];
+        sb = contig ? 1 : it->inner[j];
+    }
+    TN(where_s)(it->p[0], contig ? 1 : it->inner[0], c, sc, a, sa, b, sb, it->n);
+}
+
 /* One row of the iteration: choose the loop once, then run it. */
 static void TN(ew_row)(const ew_op *e, const mo__iter *it)
 {
@@ -179,18 +297,16 @@ static void TN(ew_row)(const ew_op *e, const mo__iter *it)
             f->c(o, a, n);
         break;
     }
-    case EW_BINARY: {
-        const TN(binary_fns) *f = &TN(binary_tab)[e->op];
-        if (!contig || (o == a && o == b))
-            f->s(o, so, a, contig ? 1 : sa, b, contig ? 1 : sb, n);
-        else if (o == a)
-            f->ipa(o, b, n);
-        else if (o == b)
-            f->ipb(o, a, n);
-        else
-            f->c(o, a, b, n);
+    case EW_BINARY:
+        TN(binary_row)(e, it, contig);
         break;
-    }
+    case EW_BINSC:
+    case EW_SCBIN:
+        TN(binary_scalar_row)(e, it, contig);
+        break;
+    case EW_WHERE:
+        TN(where_row)(e, it, contig);
+        break;
     case EW_SCALAR: {
         const TN(scalar_fns) *f = &TN(scalar_tab)[e->op];
         if (!contig)

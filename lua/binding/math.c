@@ -1,11 +1,13 @@
 /*
  * math.c - tensor math for Lua: elementwise operations (new result or in
- * place), arithmetic operators, reductions, dot/norm, matmul.
+ * place, broadcasting by NumPy's rules, numbers on either side), comparisons,
+ * where/masked_fill, arithmetic operators, reductions, dot/norm, matmul.
  *
  * Naming follows PyTorch: a:add(b) returns a new tensor, a:add_(b) changes a
  * and returns it. Every argument is checked before anything is written, so a
  * failing call leaves all tensors as they were. New results are contiguous
- * tensors of the input's shape.
+ * tensors of the broadcast shape of the inputs (core/broadcast.c); an in-place
+ * result keeps self's shape, only the other operand broadcasts.
  */
 #include "binding.h"
 
@@ -46,21 +48,15 @@ UNARY(sigmoid, MO_SIGMOID)
 UNARY(relu, MO_RELU)
 UNARY(abs, MO_ABS)
 UNARY(sign, MO_SIGN)
-
-/* pow(p): p a number. */
-static int power(lua_State *L, const char *fname, int inplace)
-{
-    mo_tensor *a = mo__checkarg(L, 1, fname);
-    lua_Number p = mo__checknumber(L, 2, fname);
-    mo_tensor *out = inplace ? a : new_like(L, a, fname);
-    mo_status st = mo_pow_scalar(out, a, p);
-    if (st != MO_OK) return mo__status_error(L, st, fname);
-    if (inplace) lua_pushvalue(L, 1); /* return self */
-    return 1;
-}
-
-static int m_pow(lua_State *L) { return power(L, "pow", 0); }
-static int m_pow_(lua_State *L) { return power(L, "pow_", 1); }
+UNARY(log1p, MO_LOG1P)
+UNARY(expm1, MO_EXPM1)
+UNARY(rsqrt, MO_RSQRT)
+UNARY(sin, MO_SIN)
+UNARY(cos, MO_COS)
+UNARY(tan, MO_TAN)
+UNARY(floor, MO_FLOOR)
+UNARY(ceil, MO_CEIL)
+UNARY(round, MO_ROUND)
 
 /* clamp(lo, hi): either bound may be nil (unbounded), not both; lo <= hi, no NaN. */
 static int clamp(lua_State *L, const char *fname, int inplace)
@@ -86,32 +82,88 @@ static int m_clamp(lua_State *L) { return clamp(L, "clamp", 0); }
 static int m_clamp_(lua_State *L) { return clamp(L, "clamp_", 1); }
 
 /* ======================================================================== */
-/* Binary: a OP b with b a tensor of a's shape or a number                  */
+/* Broadcasting binary ops: tensors or numbers on either side               */
 /* ======================================================================== */
 
-/* out = a OP (tensor or number at arg b_idx); out is a (in place) or a new tensor. */
-static int binary(lua_State *L, mo_binary_op op, const char *fname, int inplace)
+/* The operand at idx: a live tensor (returned), or a number (*s set, NULL returned);
+ * anything else raises. */
+static mo_tensor *operand(lua_State *L, int idx, const char *fname, lua_Number *s)
 {
-    mo_tensor *a = mo__checkarg(L, 1, fname);
+    mo_tensor *t = mo__toarg(L, idx);
+    if (t != NULL) return mo__checkarg(L, idx, fname);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        *s = lua_tonumber(L, idx);
+        return NULL;
+    }
+    /* not this module's tensor by the fast test: the full test and its message */
+    if (mo__totensor(L, idx) != NULL) return mo__checktensor(L, idx, fname);
+    mo__typeerror(L, idx, fname, MO_TENSOR_MT " or number");
+    return NULL;
+}
+
+/*
+ * The shape the n entries of ts (NULL: numbers) broadcast to, into *nd and shape;
+ * raises "fname: shapes {2, 3} and {4} cannot broadcast" (every tensor's shape
+ * named) when they do not.
+ */
+static void broadcast_or_raise(lua_State *L, const char *fname, int n, const mo_tensor *const *ts,
+                               int *nd, size_t *shape)
+{
+    if (mo_broadcast_shape(n, ts, nd, shape) == MO_OK) return;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b); /* may allocate: only names are read from here on */
+    int k = 0, total = 0;
+    for (int j = 0; j < n; j++) total += ts[j] != NULL;
+    for (int j = 0; j < n; j++) {
+        if (!ts[j]) continue;
+        char s[MO__SHAPE_BUF];
+        if (k > 0) luaL_addstring(&b, k == total - 1 ? " and " : ", ");
+        luaL_addstring(&b, mo__shapestr(ts[j], s));
+        k++;
+    }
+    luaL_pushresult(&b);
+    luaL_error(L, "%s: shapes %s cannot broadcast", fname, lua_tostring(L, -1));
+}
+
+/*
+ * x OP y with x, y the arguments 1 and 2, each a tensor or a number (not both
+ * numbers). self_first: argument 1 must be a tensor (methods). inplace: the
+ * result goes into argument 1, whose shape it must have (the other operand
+ * broadcasts, self does not). Otherwise a new tensor of the broadcast shape.
+ */
+static int binop(lua_State *L, mo_binary_op op, const char *fname, int inplace, int self_first)
+{
+    lua_Number sx = 0, sy = 0;
+    mo_tensor *a = self_first ? mo__checkarg(L, 1, fname) : operand(L, 1, fname, &sx);
+    const mo_tensor *b = operand(L, 2, fname, &sy);
+    mo_tensor *out;
     mo_status st;
-    if (lua_type(L, 2) == LUA_TNUMBER) {
-        lua_Number s = lua_tonumber(L, 2);
-        mo_tensor *out = inplace ? a : new_like(L, a, fname);
-        st = mo_binary_scalar(out, a, s, op);
-    } else {
-        const mo_tensor *b = mo__totensor(L, 2);
-        if (b == NULL) return mo__typeerror(L, 2, fname, MO_TENSOR_MT " or number");
-        if (!mo_tensor_alive(b)) return mo__argerror(L, 2, fname, "tensor has been freed");
-        if (!mo_tensor_same_shape(a, b)) return mo__shape_error(L, fname, a, b);
+    if (a != NULL && b != NULL) {
         mo__same_dtype(L, fname, a, b);
+        const mo_tensor *ts[2] = {a, b};
+        int nd;
+        size_t shape[MO_MAX_DIMS];
+        broadcast_or_raise(L, fname, 2, ts, &nd, shape);
         if (inplace) {
-            mo_tensor tmp;
-            st = mo__unalias(&tmp, a, &b);
-            if (st == MO_OK) st = mo_binary(a, a, b, op);
-            mo_tensor_release(&tmp);
+            if (!mo__shape_is(a, nd, shape)) {
+                char sa[MO__SHAPE_BUF], sb[MO__SHAPE_BUF];
+                return luaL_error(L, "%s: shape %s does not broadcast to self's shape %s", fname,
+                                  mo__shapestr(b, sb), mo__shapestr(a, sa));
+            }
+            out = a;
         } else {
-            st = mo_binary(new_like(L, a, fname), a, b, op);
+            out = mo__newtensor_dtype(L, nd, shape, a->dtype, 0, fname);
         }
+        st = mo_binary(out, a, b, op);
+    } else if (a != NULL) {
+        out = inplace ? a : new_like(L, a, fname);
+        /* x^1, x^2, x^-1 have exact, vectorized loops there */
+        st = op == MO_POW ? mo_pow_scalar(out, a, sy) : mo_binary_scalar(out, a, sy, op);
+    } else if (b != NULL) {
+        out = new_like(L, b, fname);
+        st = mo_scalar_binary(out, sx, b, op);
+    } else {
+        return mo__typeerror(L, 1, fname, MO_TENSOR_MT);
     }
     if (st != MO_OK) return mo__status_error(L, st, fname);
     if (inplace) lua_pushvalue(L, 1); /* return self */
@@ -119,46 +171,38 @@ static int binary(lua_State *L, mo_binary_op op, const char *fname, int inplace)
 }
 
 #define BINARY(name, OP)                                                                  \
-    static int m_##name(lua_State *L) { return binary(L, OP, #name, 0); }                 \
-    static int m_##name##_(lua_State *L) { return binary(L, OP, #name "_", 1); }
+    static int m_##name(lua_State *L) { return binop(L, OP, #name, 0, 1); }               \
+    static int m_##name##_(lua_State *L) { return binop(L, OP, #name "_", 1, 1); }
 
 BINARY(add, MO_ADD)
 BINARY(sub, MO_SUB)
 BINARY(mul, MO_MUL)
 BINARY(div, MO_DIV)
+BINARY(pow, MO_POW)
 
-/* Operators: tensor OP tensor, tensor OP number, number OP tensor; always a new tensor. */
-static int arith(lua_State *L, mo_binary_op op, const char *fname)
-{
-    const mo_tensor *a = mo__totensor(L, 1);
-    const mo_tensor *b = mo__totensor(L, 2);
-    mo_status st;
-    if (a != NULL && b != NULL) {
-        a = mo__checkarg(L, 1, fname);
-        b = mo__checkarg(L, 2, fname);
-        if (!mo_tensor_same_shape(a, b)) return mo__shape_error(L, fname, a, b);
-        mo__same_dtype(L, fname, a, b);
-        st = mo_binary(new_like(L, a, fname), a, b, op);
-    } else if (a != NULL) {
-        a = mo__checkarg(L, 1, fname);
-        lua_Number s = mo__checknumber(L, 2, fname);
-        st = mo_binary_scalar(new_like(L, a, fname), a, s, op);
-    } else {
-        b = mo__checkarg(L, 2, fname);
-        lua_Number s = mo__checknumber(L, 1, fname);
-        mo_tensor *out = new_like(L, b, fname);
-        /* s + b and s * b commute; s - b and s / b need the reversed kernel */
-        st = (op == MO_ADD || op == MO_MUL) ? mo_binary_scalar(out, b, s, op)
-                                            : mo_scalar_binary(out, s, b, op);
-    }
-    if (st != MO_OK) return mo__status_error(L, st, fname);
-    return 1;
-}
+/* Methods without an in-place form: comparisons (0/1 masks) and maximum/minimum. */
+#define BINARY_NEW(name, OP)                                                              \
+    static int m_##name(lua_State *L) { return binop(L, OP, #name, 0, 1); }
 
-static int mm_add(lua_State *L) { return arith(L, MO_ADD, "__add"); }
-static int mm_sub(lua_State *L) { return arith(L, MO_SUB, "__sub"); }
-static int mm_mul(lua_State *L) { return arith(L, MO_MUL, "__mul"); }
-static int mm_div(lua_State *L) { return arith(L, MO_DIV, "__div"); }
+BINARY_NEW(eq, MO_EQ)
+BINARY_NEW(ne, MO_NE)
+BINARY_NEW(lt, MO_LT)
+BINARY_NEW(le, MO_LE)
+BINARY_NEW(gt, MO_GT)
+BINARY_NEW(ge, MO_GE)
+BINARY_NEW(maximum, MO_MAXIMUM)
+BINARY_NEW(minimum, MO_MINIMUM)
+
+/* mo.maximum(a, b), mo.minimum(a, b): either may be a number. */
+static int f_maximum(lua_State *L) { return binop(L, MO_MAXIMUM, "maximum", 0, 0); }
+static int f_minimum(lua_State *L) { return binop(L, MO_MINIMUM, "minimum", 0, 0); }
+
+/* Operators: tensor OP tensor (broadcasting), tensor OP number, number OP tensor. */
+static int mm_add(lua_State *L) { return binop(L, MO_ADD, "__add", 0, 0); }
+static int mm_sub(lua_State *L) { return binop(L, MO_SUB, "__sub", 0, 0); }
+static int mm_mul(lua_State *L) { return binop(L, MO_MUL, "__mul", 0, 0); }
+static int mm_div(lua_State *L) { return binop(L, MO_DIV, "__div", 0, 0); }
+static int mm_pow(lua_State *L) { return binop(L, MO_POW, "__pow", 0, 0); }
 
 static int mm_unm(lua_State *L)
 {
@@ -168,15 +212,53 @@ static int mm_unm(lua_State *L)
     return 1;
 }
 
-/* t ^ p with p a number. */
-static int mm_pow(lua_State *L)
+/* ======================================================================== */
+/* where / masked_fill                                                      */
+/* ======================================================================== */
+
+/* mo.where(mask, a, b): mask != 0 ? a : b; a and b tensors or numbers; all broadcast. */
+static int f_where(lua_State *L)
 {
-    mo_tensor *a = mo__checkarg(L, 1, "__pow");
-    lua_Number p = mo__checknumber(L, 2, "__pow");
-    mo_status st = mo_pow_scalar(new_like(L, a, "__pow"), a, p);
-    if (st != MO_OK) return mo__status_error(L, st, "__pow");
+    const mo_tensor *c = mo__checkarg(L, 1, "where");
+    lua_Number sa = 0, sb = 0;
+    const mo_tensor *a = operand(L, 2, "where", &sa);
+    const mo_tensor *b = operand(L, 3, "where", &sb);
+    if (a) mo__same_dtype(L, "where", c, a);
+    if (b) mo__same_dtype(L, "where", c, b);
+    const mo_tensor *ts[3] = {c, a, b};
+    int nd;
+    size_t shape[MO_MAX_DIMS];
+    broadcast_or_raise(L, "where", 3, ts, &nd, shape);
+    mo_tensor *out = mo__newtensor_dtype(L, nd, shape, c->dtype, 0, "where");
+    mo_status st = mo_where(out, c, a, sa, b, sb);
+    if (st != MO_OK) return mo__status_error(L, st, "where");
     return 1;
 }
+
+/* t:masked_fill(mask, v): v where mask != 0, else t; the mask broadcasts to t's shape. */
+static int masked_fill(lua_State *L, const char *fname, int inplace)
+{
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    const mo_tensor *mask = mo__checkarg(L, 2, fname);
+    lua_Number v = mo__checknumber(L, 3, fname);
+    mo__same_dtype(L, fname, t, mask);
+    const mo_tensor *ts[2] = {t, mask};
+    int nd;
+    size_t shape[MO_MAX_DIMS];
+    if (mo_broadcast_shape(2, ts, &nd, shape) != MO_OK || !mo__shape_is(t, nd, shape)) {
+        char st_[MO__SHAPE_BUF], sm[MO__SHAPE_BUF];
+        return luaL_error(L, "%s: mask shape %s does not broadcast to self's shape %s", fname,
+                          mo__shapestr(mask, sm), mo__shapestr(t, st_));
+    }
+    mo_tensor *out = inplace ? t : new_like(L, t, fname);
+    mo_status st = mo_where(out, mask, NULL, v, t, 0.0);
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    if (inplace) lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
+static int m_masked_fill(lua_State *L) { return masked_fill(L, "masked_fill", 0); }
+static int m_masked_fill_(lua_State *L) { return masked_fill(L, "masked_fill_", 1); }
 
 /* ======================================================================== */
 /* addcmul / addcdiv / add_row_bias                                         */
@@ -493,7 +575,11 @@ static int f_matmul(lua_State *L)
 static const luaL_Reg math_methods[] = {
     BOTH(neg), BOTH(sqrt), BOTH(exp), BOTH(log), BOTH(tanh), BOTH(sigmoid), BOTH(relu),
     BOTH(abs), BOTH(sign), BOTH(pow), BOTH(clamp),
+    BOTH(log1p), BOTH(expm1), BOTH(rsqrt), BOTH(sin), BOTH(cos), BOTH(tan),
+    BOTH(floor), BOTH(ceil), BOTH(round),
     BOTH(add), BOTH(sub), BOTH(mul), BOTH(div),
+    {"eq", m_eq}, {"ne", m_ne}, {"lt", m_lt}, {"le", m_le}, {"gt", m_gt}, {"ge", m_ge},
+    {"maximum", m_maximum}, {"minimum", m_minimum}, BOTH(masked_fill),
     BOTH(addcmul), BOTH(addcdiv), BOTH(add_row_bias),
     {"sum", m_sum}, {"mean", m_mean}, {"max", m_max}, {"min", m_min}, {"argmax", m_argmax},
     {"dot", m_dot}, {"norm", m_norm}, {"matmul", f_matmul},
@@ -509,6 +595,7 @@ static const luaL_Reg operators[] = {
 static const luaL_Reg math_functions[] = {
     {"matmul", f_matmul},
     {"norm_many", f_norm_many},
+    {"maximum", f_maximum}, {"minimum", f_minimum}, {"where", f_where},
     {NULL, NULL},
 };
 

@@ -49,6 +49,7 @@ local FROM_CORE = {
   "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "arange", "randperm",
   "manual_seed", "clock", "is_tensor", "matmul", "blas_set_threads", "blas_get_threads",
   "cat", "stack",   -- the shape family (lua/binding/shape.c)
+  "maximum", "minimum", "where",   -- the elementwise family (lua/binding/math.c)
 }
 
 --- The public submodules, loaded on first use (a submodule's `require` costs time and

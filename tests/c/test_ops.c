@@ -173,6 +173,15 @@ static double unary_ref(mo_unary_op op, double x)
     case MO_RELU: return x > 0 ? x : 0;
     case MO_ABS: return fabs(x);
     case MO_SIGN: return x > 0 ? 1 : x < 0 ? -1 : 0;
+    case MO_LOG1P: return log1p(x);
+    case MO_EXPM1: return expm1(x);
+    case MO_RSQRT: return 1.0 / sqrt(x);
+    case MO_SIN: return sin(x);
+    case MO_COS: return cos(x);
+    case MO_TAN: return tan(x);
+    case MO_FLOOR: return floor(x);
+    case MO_CEIL: return ceil(x);
+    case MO_ROUND: return nearbyint(x);
     default: return NAN;
     }
 }
@@ -186,7 +195,8 @@ TEST(unary_all_paths)
     in[3] = 0.0f;
     for (size_t i = 0; i < N; i++) pos[i] = fabsf(in[i]) + 0.125f;
     for (int op = 0; op < MO_UNARY_COUNT_; op++) {
-        const float *src = (op == MO_SQRT || op == MO_LOG) ? pos : in;
+        const float *src =
+            (op == MO_SQRT || op == MO_LOG || op == MO_RSQRT || op == MO_LOG1P) ? pos : in;
         float want[N];
         for (size_t i = 0; i < N; i++) want[i] = (float)unary_ref((mo_unary_op)op, src[i]);
 
@@ -262,6 +272,15 @@ static float binary_ref(mo_binary_op op, float x, float y)
     case MO_SUB: return x - y;
     case MO_MUL: return x * y;
     case MO_DIV: return x / y;
+    case MO_POW: return powf(x, y);
+    case MO_MAXIMUM: return (x != x || y != y) ? NAN : (x > y ? x : y);
+    case MO_MINIMUM: return (x != x || y != y) ? NAN : (x < y ? x : y);
+    case MO_EQ: return x == y;
+    case MO_NE: return x != y;
+    case MO_LT: return x < y;
+    case MO_LE: return x <= y;
+    case MO_GT: return x > y;
+    case MO_GE: return x >= y;
     default: return NAN;
     }
 }
@@ -332,7 +351,7 @@ TEST(binary_strided_and_errors)
     CHECK_STATUS(mo_binary(&o, &at_, &at_, MO_BINARY_COUNT_), MO_ERR_ARG);
     CHECK_STATUS(mo_binary(&o, NULL, &at_, MO_ADD), MO_ERR_ARG);
     CHECK_STATUS(mo_binary_scalar(&o, &A, 1.0f, MO_ADD), MO_ERR_SHAPE);
-    CHECK_STATUS(mo_binary_scalar(&o, &at_, 1.0f, (mo_binary_op)7), MO_ERR_ARG);
+    CHECK_STATUS(mo_binary_scalar(&o, &at_, 1.0f, MO_BINARY_COUNT_), MO_ERR_ARG);
     CHECK_STATUS(mo_scalar_binary(&o, 1.0f, &A, MO_ADD), MO_ERR_SHAPE);
     CHECK(same_bits(&o, before, 24));
 
@@ -523,6 +542,64 @@ TEST(add_row_bias)
     mo_tensor_release(&s);
     mo_tensor_release(&m);
     mo_tensor_release(&bias);
+}
+
+TEST(broadcasting)
+{
+    /* shape inference: {2, 1, 3} with {4, 1} -> {2, 4, 3}; {2, 3} with {2} fails */
+    mo_tensor a = make(3, (size_t[]){2, 1, 3}, (const float[]){1, 2, 3, 4, 5, 6});
+    mo_tensor b = make(2, (size_t[]){4, 1}, (const float[]){10, 20, 30, 40});
+    mo_tensor r = make(1, (size_t[]){2}, NULL);
+    size_t shape[MO_MAX_DIMS];
+    int nd = -1;
+    const mo_tensor *ab[3] = {&a, NULL, &b};
+    CHECK_OK(mo_broadcast_shape(3, ab, &nd, shape));
+    CHECK(nd == 3 && shape[0] == 2 && shape[1] == 4 && shape[2] == 3);
+    const mo_tensor *bad[2] = {&b, &r}; /* {4, 1} and {2}: 1 vs 2 fine, 4 vs missing fine */
+    CHECK_OK(mo_broadcast_shape(2, bad, &nd, shape));
+    CHECK(nd == 2 && shape[0] == 4 && shape[1] == 2);
+    const mo_tensor *bad2[2] = {&a, &r}; /* 3 vs 2 */
+    CHECK_STATUS(mo_broadcast_shape(2, bad2, &nd, shape), MO_ERR_SHAPE);
+    CHECK_OK(mo_broadcast_shape(0, NULL, &nd, shape));
+    CHECK(nd == 0);
+
+    /* out {2, 4, 3} = a - b, read through stride-0 views */
+    mo_tensor o = make(3, (size_t[]){2, 4, 3}, NULL);
+    CHECK_OK(mo_binary(&o, &a, &b, MO_SUB));
+    for (size_t i = 0; i < 2; i++)
+        for (size_t j = 0; j < 4; j++)
+            for (size_t k = 0; k < 3; k++)
+                CHECK(at(&o, (i * 4 + j) * 3 + k) == (float)(i * 3 + k + 1) - (float)(10 * (j + 1)));
+    /* the column broadcast takes the scalar loops: {4, 1} * {4, 3} via b first */
+    mo_tensor m = make(2, (size_t[]){4, 3}, NULL), m2 = make(2, (size_t[]){4, 3}, NULL);
+    CHECK_OK(mo_fill(&m, 2.0));
+    CHECK_OK(mo_binary(&m2, &b, &m, MO_DIV));
+    for (size_t i = 0; i < 12; i++) CHECK(at(&m2, i) == (float)(10 * (i / 3 + 1)) / 2.0f);
+    /* an input that does not broadcast to out, an output of the wrong shape */
+    CHECK_STATUS(mo_binary(&m2, &a, &m, MO_ADD), MO_ERR_SHAPE);
+    CHECK_STATUS(mo_binary(&r, &b, &m, MO_ADD), MO_ERR_SHAPE);
+
+    /* in place with an input broadcast from out's own storage: row 0 of m added to
+     * every row (the row is read before it is written: a temporary) */
+    float mv[12];
+    for (size_t i = 0; i < 12; i++) mv[i] = (float)i;
+    mo_tensor mm = make(2, (size_t[]){4, 3}, mv), row;
+    mo_tensor_init(&row);
+    CHECK_OK(mo_tensor_narrow(&row, &mm, 0, 0, 1));
+    CHECK_OK(mo_binary(&mm, &mm, &row, MO_ADD));
+    for (size_t i = 0; i < 12; i++) CHECK(at(&mm, i) == mv[i] + mv[i % 3]);
+
+    /* where: cond {4, 1}, a number, b {3}: out {4, 3} */
+    mo_tensor c = make(2, (size_t[]){4, 1}, (const float[]){1, 0, NAN, -0.0f});
+    mo_tensor v = make(1, (size_t[]){3}, (const float[]){7, 8, 9});
+    CHECK_OK(mo_where(&m2, &c, NULL, -1.0, &v, 0.0));
+    const float w[12] = {-1, -1, -1, 7, 8, 9, -1, -1, -1, 7, 8, 9};
+    CHECK(same_bits(&m2, w, 12));
+    CHECK_STATUS(mo_where(&m2, &c, NULL, 0.0, &a, 0.0), MO_ERR_SHAPE);
+    CHECK_STATUS(mo_where(&m2, NULL, NULL, 0.0, NULL, 0.0), MO_ERR_ARG);
+
+    mo_tensor *all[] = {&a, &b, &r, &o, &m, &m2, &mm, &row, &c, &v};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) mo_tensor_release(all[i]);
 }
 
 TEST(zero_size_and_zero_dim)
@@ -1077,6 +1154,7 @@ int main(void)
     RUN(scalar_ops_pow_clamp);
     RUN(addcmul_addcdiv);
     RUN(add_row_bias);
+    RUN(broadcasting);
     RUN(zero_size_and_zero_dim);
     RUN(reductions_golden);
     RUN(reductions_wide_and_nan);

@@ -316,6 +316,35 @@ case("t:totable strided", "totable", function() return {M(4, 3):t()} end,
 case("t:reshape strided", "reshape", function() return {M(4, 3):t()} end,
   function(a) return a[1]:reshape(12) end)
 
+-- the elementwise family (issue 11): unary math, broadcasting, comparisons, where
+for _, name in ipairs{"log1p", "expm1", "rsqrt", "sin", "cos", "tan", "floor", "ceil", "round"} do
+  method(name, none)
+  method(name .. "_", none, {inplace = true})
+end
+local row = function() return {mo.tensor{1, 2, 3, 4}} end
+for _, name in ipairs{"add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt",
+  "le", "gt", "ge"} do
+  method(name, row)
+  method(name, other)
+end
+for _, name in ipairs{"add_", "sub_", "mul_", "div_", "pow_"} do
+  method(name, row, {inplace = true})
+end
+method("masked_fill", function(a) return {a[2], 5} end)
+method("masked_fill_", function() return {mo.tensor{1, 0, 1, 0}, 5} end, {inplace = true})
+case("mo.maximum", "maximum", function() return {M(3, 4), M(1, 4)} end,
+  function(a) return mo.maximum(a[1], a[2]) end)
+case("mo.minimum number", "minimum", function() return {M(3, 4)} end,
+  function(a) return mo.minimum(0.5, a[1]) end)
+case("mo.where", "where", function() return {M(3, 4), M(1, 4), M(3, 1)} end,
+  function(a) return mo.where(a[1], a[2], a[3]) end)
+case("mo.where numbers", "where", function() return {M(3, 4)} end,
+  function(a) return mo.where(a[1], 1, -1) end)
+case("__add broadcast", "__add", function() return {M(3, 4), M(1, 4)} end,
+  function(a) return a[1] + a[2] end)
+case("__pow tensor", "__pow", function() return {M(3, 4), M(3, 1)} end,
+  function(a) return 2 ^ a[1] + a[1] ^ a[2] end)
+
 -- operators
 case("__add", "__add", function() return {M(2, 3), M(2, 3, 1)} end, function(a) return a[1] + a[2] end)
 case("__sub", "__sub", function() return {M(2, 3)} end, function(a) return 1 - a[1] end)

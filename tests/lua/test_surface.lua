@@ -7,8 +7,9 @@ local core = require "moonopt.core"
 
 local EXPORTED = {
   "Tensor", "_VERSION", "arange", "blas_backend", "blas_get_threads", "blas_set_threads", "cat",
-  "clock", "empty", "full", "is_tensor", "load", "load_tensors", "manual_seed", "matmul", "ones", "rand",
-  "randn", "randperm", "save", "save_tensors", "stack", "tensor", "zeros",
+  "clock", "empty", "full", "is_tensor", "load", "load_tensors", "manual_seed", "matmul",
+  "maximum", "minimum", "ones", "rand", "randn", "randperm", "save", "save_tensors", "stack",
+  "tensor", "where", "zeros"
 }
 
 local SUBMODULES = {"data", "nn", "optim", "plot", "progress", "sched", "train"}

@@ -1,0 +1,65 @@
+/*
+ * bench/elementwise_ref.c - the plain C reference for the broadcasting add of
+ * bench/tensor_ops.lua (issue 11 "Numbers"): out {1024, 1024} = a {1024, 1024}
+ * + b {1024} (b added to every row), float32, written as anyone would write it
+ * in C: two loops, `restrict`, a preallocated output. bench/elementwise_bench.sh
+ * builds it with -O2 and -O3 (vectorized) and divides moonopt's time by it.
+ *
+ *   elementwise_ref [reps]  ->  "ref_bcast_add <median seconds>"
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+enum { R = 1024, C = 1024 };
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* out[i][j] = a[i][j] + b[j] */
+static void bcast_add(float *restrict out, const float *restrict a, const float *restrict b)
+{
+    for (size_t i = 0; i < R; i++)
+        for (size_t j = 0; j < C; j++) out[i * C + j] = a[i * C + j] + b[j];
+}
+
+int main(int argc, char **argv)
+{
+    int reps = argc > 1 ? atoi(argv[1]) : 21;
+    if (reps < 1 || reps > 1000) reps = 21;
+    float *a = malloc(sizeof(float) * R * C), *out = malloc(sizeof(float) * R * C);
+    float *b = malloc(sizeof(float) * C);
+    double *ts = malloc(sizeof(double) * (size_t)reps);
+    if (!a || !b || !out || !ts) return 1;
+    for (size_t i = 0; i < (size_t)R * C; i++) a[i] = (float)(i % 977) * 0.001f;
+    for (size_t j = 0; j < C; j++) b[j] = (float)j * 0.5f;
+    bcast_add(out, a, b); /* warm: pages touched */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        for (int k = 0; k < 10; k++) {
+            bcast_add(out, a, b);
+            /* a compiler barrier: the ten identical calls must all run (without it GCC may
+             * keep only the last, the earlier stores being dead) */
+            __asm__ volatile("" : : "r"(out) : "memory");
+        }
+        ts[r] = (now() - t0) / 10;
+    }
+    qsort(ts, (size_t)reps, sizeof *ts, cmp);
+    printf("ref_bcast_add %.9f\n", ts[reps / 2]);
+    fprintf(stderr, "checksum %g\n", (double)out[R * C - 1]);
+    free(a);
+    free(b);
+    free(out);
+    free(ts);
+    return 0;
+}
