@@ -297,6 +297,30 @@ static int d_reduce_scatter(lua_State *L)
     return 2;
 }
 
+/* all_gather_parts(t): t (contiguous, the same element count on every rank) holds this
+ * rank's part (shard_of) up to date; afterwards every rank's t holds every part (ZeRO's
+ * parameter gather, in place: no second buffer). */
+static int d_all_gather_parts(lua_State *L)
+{
+    const char *fname = "all_gather_parts";
+    check_running(L, fname);
+    int size = world_size();
+    size_t n = check_buffer(L, 1, fname)->numel;
+    int *cnt = (int *)lua_newuserdatauv(L, 2 * (size_t)size * sizeof *cnt, 0);
+    int *disp = cnt + size;
+    for (int r = 0; r < size; r++) {
+        size_t first = 0, count = 0;
+        shard_of(n, size, r, &first, &count);
+        cnt[r] = check_count(L, count, fname);
+        disp[r] = check_count(L, first, fname);
+    }
+    mo_tensor *t = check_buffer(L, 1, fname); /* after the allocation */
+    check_mpi(L, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, mo_tensor_data(t), cnt, disp,
+                                mpi_type_of(t), MPI_COMM_WORLD),
+              fname);
+    return 0;
+}
+
 /* ---- non-blocking all-reduce (DataParallel's buckets) ---- */
 
 /* A request keeps its own handle on the tensor's storage (so the memory MPI writes into
@@ -390,7 +414,8 @@ int luaopen_moonopt_dist_core(lua_State *L)
         {"init", d_init}, {"state", d_state}, {"finalize", d_finalize}, {"barrier", d_barrier},
         {"abort", d_abort}, {"wtime", d_wtime}, {"agree", d_agree}, {"all_reduce", d_all_reduce},
         {"broadcast", d_broadcast}, {"counts", d_counts}, {"all_gather", d_all_gather},
-        {"reduce_scatter", d_reduce_scatter}, {"iall_reduce", d_iall_reduce}, {NULL, NULL},
+        {"reduce_scatter", d_reduce_scatter}, {"all_gather_parts", d_all_gather_parts},
+        {"iall_reduce", d_iall_reduce}, {NULL, NULL},
     };
     if (luaL_newmetatable(L, REQUEST_MT)) {
         luaL_newlib(L, req_methods);

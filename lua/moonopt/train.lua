@@ -130,6 +130,9 @@ local function check_args(a)
                            and type(a.dist.all_reduce_) == "function") then
     fail("fit: dist must be the moonopt.dist module, got %s", show(a.dist))
   end
+  if c ~= nil and type(a.optimizer) == "table" and rawget(a.optimizer, "_zero") then
+    fail("fit: clip_grad_norm is not supported with an optimizer with shard_state = true yet")
+  end
   local p = a.progress
   if p ~= nil and type(p) ~= "boolean" and type(p) ~= "table" then
     fail("fit: progress must be a boolean or a table of progress options, got %s", show(p))
@@ -348,7 +351,9 @@ function Run:optimizer_step(epoch, bi)
     local fix = self.k / self.pending
     for _, g in ipairs(gs) do g:mul_(fix) end
   end
-  local norm = #gs > 0 and self:grad_norm(gs) or 0
+  -- a sharded optimizer (ZeRO-1) holds local gradients here: it checks the reduced ones
+  -- itself, on every rank alike
+  local norm = (#gs > 0 and not rawget(self.opt, "_zero")) and self:grad_norm(gs) or 0
   if is_bad(norm) then return self:nonfinite("gradient", norm, epoch, bi, self.pending) end
   self.last_lr = current_lr(self.opt)
   self.opt:step()

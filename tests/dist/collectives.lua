@@ -111,6 +111,11 @@ if n > 1 then
 end
 raises("dist.shard_range: rank must be in 1..", dist.shard_range, 4, n + 1)
 raises("DataParallel: model must be a moonopt.nn module", dist.DataParallel, {})
+local lin = mo.nn.Linear(2, 2)
+raises("LAMB: shard_state = true needs an elementwise optimizer", mo.optim.LAMB, lin:parameters(),
+       {shard_state = true})
+raises("AdamW: option 'shard_state' must be a boolean, got 1", mo.optim.AdamW, lin:parameters(),
+       {shard_state = 1})
 local freed = mo.zeros(2)
 freed:__gc()
 raises("tensor has been freed", dist.all_reduce_, freed)

@@ -81,6 +81,18 @@ function TestDistDataParallel.test_equals_one_process_at_the_global_batch_3_rank
 -- accumulate 3: one reduction per step, after the last micro-batch
 function TestDistDataParallel.test_gradient_accumulation_2_ranks() equiv(2, 3) end
 
+-- ZeRO-1: bit-identical to data parallel at 2 ranks, 1/N of the state per rank
+local function zero(np, which)
+  local out, ok = mpirun(np, "zero.lua", which)
+  all_done(out, np, ok)
+  lu.assertStrContains(out, "rank 1: " .. which .. " differ ")
+end
+
+function TestDistDataParallel.test_zero1_adamw_2_ranks() zero(2, "AdamW") end
+function TestDistDataParallel.test_zero1_sgd_nesterov_2_ranks() zero(2, "SGD") end
+function TestDistDataParallel.test_zero1_adamw_3_ranks() zero(3, "AdamW") end
+function TestDistDataParallel.test_zero1_lion_3_ranks() zero(3, "Lion") end
+
 local TestDistFailure = {}
 
 -- a dead rank ends the job, non-zero, within seconds (the survivors would wait 60 s)
@@ -154,6 +166,13 @@ end
 -- collector work (test_optim_contract's hostile finalizers).
 for _, class in ipairs{TestDistData, TestDistCollectives, TestDistDataParallel, TestDistFailure} do
   class.tearDown = function() collectgarbage() collectgarbage() end
+end
+
+-- shard_state without MPI running: a named error (needs the C module, not mpirun)
+function TestDistCollectives.test_shard_state_needs_init()
+  local ok, err = pcall(mo.optim.AdamW, mo.nn.Linear(2, 2):parameters(), {shard_state = true})
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "AdamW: shard_state = true needs MPI running (call dist.init() first)")
 end
 
 local classes = {TestDistData = TestDistData}

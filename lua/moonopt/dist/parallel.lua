@@ -104,7 +104,9 @@ return function(dist, mpi)
   --- backward(x, grad_output [, need_grad_input]): the model's backward, then (when
   -- sync is on, the default) the mean over ranks of the flat gradient buffer.
   function DataParallel:backward(x, g, need)
-    if not self._sync or self._size == 1 then return self.module:backward(x, g, need) end
+    if not self._sync or self._size == 1 or self:_left_to_optimizer() then
+      return self.module:backward(x, g, need)
+    end
     self._reqs = {}
     self._in_backward = true
     local ok, gi = pcall(self.module.backward, self.module, x, g, need)
@@ -124,6 +126,13 @@ return function(dist, mpi)
     self._reqs = {}
     self.reductions = self.reductions + 1
     return gi
+  end
+
+  -- Whether a sharded optimizer (shard_state = true) owns the parameters: its step
+  -- reduce-scatters the gradients itself, so backward stays local.
+  function DataParallel:_left_to_optimizer()
+    local zero = package.loaded["moonopt.dist.zero"]
+    return zero ~= nil and self._first ~= nil and zero.sharded[self._first] == true
   end
 
   --- set_sync(on): whether backward averages the gradients (false for all but the last
@@ -175,6 +184,7 @@ return function(dist, mpi)
     dist.broadcast_(fp, 1)
     local self = setmetatable({module = model, _fg = fg, _size = size, _sync = true, _reqs = {},
                                _in_backward = false, reductions = 0}, DataParallel)
+    self._first = model:parameters()[1]
     local elems = math.max(1, math.floor(mb * 1048576 / 4))
     self._buckets = make_buckets(fg:numel(), elems)
     local starts = child_starts(model, fg:numel())

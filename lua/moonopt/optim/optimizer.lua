@@ -58,7 +58,7 @@ end
 local NOT_OPTIONS = {params = true, names = true}
 Optimizer.NOT_OPTIONS = NOT_OPTIONS
 -- Options of the optimizer itself (not per group).
-local OWN_OPTIONS = {skip_nonfinite = true}
+local OWN_OPTIONS = {skip_nonfinite = true, shard_state = true}
 
 local function sorted_keys(t)
   local keys = {}
@@ -219,6 +219,11 @@ local function construct(cls, params, opts)
     end
   end
   if cls.spec.setup then cls.spec.setup(self) end
+  -- ZeRO-1 across MPI ranks (moonopt.dist.zero; docs/distributed.md "ZeRO-1")
+  if opts.shard_state ~= nil and type(opts.shard_state) ~= "boolean" then
+    fail("%s: option 'shard_state' must be a boolean, got %s", cls.name, show(opts.shard_state))
+  end
+  if opts.shard_state then require("moonopt.dist.zero").attach(self) end
   return self
 end
 
@@ -278,8 +283,12 @@ local function step(self, closure)
   for gi = 1, #groups do check_group(self, groups[gi], gi) end
   if spec.before_step then spec.before_step(self, self._err) end
   local masks = spec.masks and spec.masks(self) or nil
-  local ok, stepped = pcall(optim_step, spec.kernel, self.name, groups, self.state,
-                            self.skip_nonfinite, masks)
+  local ok, stepped
+  if self._zero then
+    ok, stepped = true, require("moonopt.dist.zero").step(self, masks)
+  else
+    ok, stepped = pcall(optim_step, spec.kernel, self.name, groups, self.state, self.skip_nonfinite, masks)
+  end
   if not ok then fail("%s", message(stepped)) end
   if not stepped then self.skipped_steps = self.skipped_steps + 1 end
   return loss
@@ -324,6 +333,10 @@ end
 --    skipped_steps = n}
 -- Param indices count 1, 2, ... over the groups in order.
 function Optimizer:state_dict()
+  if self._zero then
+    error(self.name .. ":state_dict: not available with shard_state = true yet (each rank holds "
+          .. "1/N of the state; collective checkpoints are not implemented)", 2)
+  end
   local sd = {state = {}, param_groups = {}, skipped_steps = self.skipped_steps}
   local index = 0
   for gi, group in ipairs(self.param_groups) do
@@ -452,6 +465,7 @@ local function load_state_dict(self, sd)
   local function lfail(fmt, ...)
     fail("%s: load_state_dict: %s", name, string.format(fmt, ...))
   end
+  if self._zero then lfail("not available with shard_state = true yet (collective checkpoints are not implemented)") end
   if type(sd) ~= "table" or type(sd.param_groups) ~= "table" or type(sd.state) ~= "table" then
     lfail("expected a table with 'state' and 'param_groups'")
   end
