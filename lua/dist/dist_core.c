@@ -202,6 +202,35 @@ static int d_broadcast(lua_State *L)
     return 0;
 }
 
+/* reduce_numbers(list, op) -> a new list: the elementwise op ("sum", "max", "min") of
+ * every rank's list of Lua numbers, as doubles (ZeRO's step counts and scalar state: a
+ * float32 tensor would round them). Every rank passes a list of the same length. */
+static int d_reduce_numbers(lua_State *L)
+{
+    const char *fname = "reduce_numbers";
+    check_running(L, fname);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    MPI_Op op = check_op(L, 2, fname);
+    lua_Integer n = luaL_len(L, 1);
+    int count = check_count(L, (size_t)n, fname);
+    lua_createtable(L, count, 0);
+    double *v = (double *)lua_newuserdatauv(L, (size_t)(count > 0 ? count : 1) * sizeof *v, 0);
+    for (int i = 0; i < count; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        int isnum = 0;
+        v[i] = (double)lua_tonumberx(L, -1, &isnum);
+        if (!isnum) luaL_error(L, "%s: element %d is not a number", fname, i + 1);
+        lua_pop(L, 1);
+    }
+    check_mpi(L, MPI_Allreduce(MPI_IN_PLACE, v, count, MPI_DOUBLE, op, MPI_COMM_WORLD), fname);
+    for (int i = 0; i < count; i++) {
+        lua_pushnumber(L, (lua_Number)v[i]);
+        lua_rawseti(L, -3, i + 1);
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
 /* counts(n) -> {n of rank 1, n of rank 2, ...}: every rank's element count. */
 static int d_counts(lua_State *L)
 {
@@ -415,6 +444,7 @@ int luaopen_moonopt_dist_core(lua_State *L)
         {"abort", d_abort}, {"wtime", d_wtime}, {"agree", d_agree}, {"all_reduce", d_all_reduce},
         {"broadcast", d_broadcast}, {"counts", d_counts}, {"all_gather", d_all_gather},
         {"reduce_scatter", d_reduce_scatter}, {"all_gather_parts", d_all_gather_parts},
+        {"reduce_numbers", d_reduce_numbers},
         {"iall_reduce", d_iall_reduce}, {NULL, NULL},
     };
     if (luaL_newmetatable(L, REQUEST_MT)) {

@@ -6,6 +6,7 @@
 --   dist.all_gather(t) --> tensor     dist.reduce_scatter_(t [, op]) --> t, first, count
 --   dist.shard_range(n [, rank]) --> first, count      dist.abort([code])
 --   local ddp = dist.DataParallel(model [, {bucket_mb = 1}])
+--   dist.save(path, what)  dist.load(path, what): collective checkpoints (any world size)
 --
 -- This file checks arguments, makes non-contiguous tensors contiguous (and copies the
 -- result back), allocates outputs and numbers ranks from 1; the C module
@@ -17,8 +18,8 @@
 local core = require "moonopt.core"
 local apierror = require "moonopt.apierror"
 
-local ok, mpi = pcall(require, "moonopt.dist_core")
-if not ok then
+local have_core, mpi = pcall(require, "moonopt.dist_core")
+if not have_core then
   -- level 3: the line that called require
   error("moonopt.dist needs its C module moonopt.dist_core, which `make` builds when Open MPI "
         .. "is installed (Debian: apt-get install openmpi-bin libopenmpi-dev, or make deps); "
@@ -197,6 +198,45 @@ dist.reduce_scatter_ = api(function(t, op)
     return f, n
   end)
   return t, first + 1, count
+end)
+
+-- Every rank learns whether some rank failed (one small all-reduce); raises on all then.
+local function all_ok(fname, ok, err, what)
+  local _, bad = mpi.agree(ok and 0 or 1)
+  if bad ~= 0 then
+    if not ok then fail("%s: %s", fname, tostring(err):gsub("^mo%.%a+: ", "")) end
+    fail("%s: %s failed on another rank", fname, what)
+  end
+end
+
+--- dist.save(path, what): mo.save as a collective (every rank calls it). With a sharded
+-- optimizer (shard_state = true) every rank first gathers the whole state; rank 1 then
+-- writes one ordinary checkpoint (mo.save's atomic write), loadable at any world size and
+-- by an unsharded run. Raises on every rank when the write failed.
+dist.save = api(function(path, what)
+  running("save")
+  if type(what) ~= "table" then fail("dist.save: expected a table {model =, optimizer =, ...}, got %s", show(what)) end
+  local w, opt = what, what.optimizer
+  if type(opt) == "table" and rawget(opt, "_zero") then
+    local ok, sd = pcall(opt.state_dict, opt)   -- a collective
+    if not ok then mpi.abort(1) end             -- the ranks would be out of step
+    w = {}
+    for k, v in pairs(what) do w[k] = v end
+    w.optimizer = {name = opt.name, state_dict = function() return sd end}
+  end
+  local ok, err = true, nil
+  if my_rank == 1 then ok, err = pcall(require("moonopt.checkpoint").save, path, w) end
+  all_ok("dist.save", ok, err, "the save")
+end)
+
+--- dist.load(path, what) -> extra: mo.load on every rank (the file must be readable by
+-- every rank: a shared file system); a sharded optimizer keeps its part of each state, at
+-- any world size. Raises on every rank when some rank could not load.
+dist.load = api(function(path, what)
+  running("load")
+  local ok, extra = pcall(require("moonopt.checkpoint").load, path, what)
+  all_ok("dist.load", ok, extra, "loading")
+  return extra
 end)
 
 dist.DataParallel = require("moonopt.dist.parallel")(dist, mpi)

@@ -116,6 +116,10 @@ raises("LAMB: shard_state = true needs an elementwise optimizer", mo.optim.LAMB,
        {shard_state = true})
 raises("AdamW: option 'shard_state' must be a boolean, got 1", mo.optim.AdamW, lin:parameters(),
        {shard_state = 1})
+raises("dist.save: expected a table", dist.save, "/tmp/x.ckpt", 3)
+local msg = raises("dist.save: ", dist.save, "/proc/no/such/dir/x.ckpt", {model = lin})
+assert(r == 1 or msg:find("the save failed on another rank", 1, true), msg)
+raises("dist.load: ", dist.load, "/proc/no/such/file.ckpt", {model = lin})
 local freed = mo.zeros(2)
 freed:__gc()
 raises("tensor has been freed", dist.all_reduce_, freed)

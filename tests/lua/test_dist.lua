@@ -91,6 +91,25 @@ function TestDistDataParallel.test_zero1_sgd_nesterov_2_ranks() zero(2, "SGD") e
 function TestDistDataParallel.test_zero1_adamw_3_ranks() zero(3, "AdamW") end
 function TestDistDataParallel.test_zero1_lion_3_ranks() zero(3, "Lion") end
 
+-- Collective checkpoints of a ZeRO-1 run: saved at 2 ranks, resumed at 1, 2 and 3
+local TestDistCheckpoint = {}
+
+function TestDistCheckpoint.test_resume_at_another_world_size()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local out, ok = mpirun(2, "ckpt.lua", "save " .. dir)
+  all_done(out, 2, ok)
+  for _, np in ipairs{1, 2, 3} do
+    out, ok = mpirun(np, "ckpt.lua", "resume " .. dir)
+    all_done(out, np, ok)
+    lu.assertStrContains(out, ("rank 1: 12 tensors gathered again bit for bit at %d ranks"):format(np))
+    -- at the world size of the save the run goes on bit for bit
+    if np == 2 then lu.assertStrContains(out, "rank 1: resumed at 2 ranks, 0 of 189 parameters differ") end
+  end
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
 local TestDistFailure = {}
 
 -- a dead rank ends the job, non-zero, within seconds (the survivors would wait 60 s)
@@ -162,7 +181,8 @@ end
 
 -- Leave the heap as found (a full collection after each test): later suites time their
 -- collector work (test_optim_contract's hostile finalizers).
-for _, class in ipairs{TestDistData, TestDistCollectives, TestDistDataParallel, TestDistFailure} do
+for _, class in ipairs{TestDistData, TestDistCollectives, TestDistDataParallel, TestDistFailure,
+                       TestDistCheckpoint} do
   class.tearDown = function() collectgarbage() collectgarbage() end
 end
 
@@ -179,6 +199,7 @@ if ok then
   classes.TestDistCollectives = TestDistCollectives
   classes.TestDistDataParallel = TestDistDataParallel
   classes.TestDistFailure = TestDistFailure
+  classes.TestDistCheckpoint = TestDistCheckpoint
 else
   io.stderr:write("test_dist: MPI tests not run (" .. why .. ")\n")
 end

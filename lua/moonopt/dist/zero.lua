@@ -56,7 +56,7 @@ local function build(self, z)
   first = first - 1
   local buf = core.zeros(n)
   local shadow = {}
-  for gi = 1, #self.param_groups do shadow[gi] = {params = {}, grads = {}, offs = {}, js = {}} end
+  for gi = 1, #self.param_groups do shadow[gi] = {params = {}, grads = {}, offs = {}, js = {}, ents = {}} end
   for _, e in ipairs(entries) do
     sharded[e.p] = true
     local lo, hi = math.max(e.off, first), math.min(e.off + e.numel, first + count)
@@ -65,7 +65,9 @@ local function build(self, z)
       local k = #sh.params + 1
       sh.params[k] = e.p:view(-1):narrow(1, lo - e.off + 1, hi - lo)
       sh.grads[k] = buf:narrow(1, lo + 1, hi - lo)
-      sh.offs[k], sh.js[k] = lo, e.j
+      sh.offs[k], sh.js[k], sh.ents[k] = lo, e.j, e
+      e.views = e.views or {}
+      e.views[#e.views + 1] = sh.params[k]
     end
   end
   z.entries, z.n, z.count, z.buf, z.shadow = entries, n, count, buf, shadow
@@ -139,13 +141,19 @@ local function shard_groups(self, z, masks)
   return groups, grads, smasks
 end
 
+-- The layout, made when first needed and again when the groups' params changed (a param
+-- group added: the state of the old parts is then lost).
+local function ensure(self, z)
+  local count = 0
+  for _, g in ipairs(self.param_groups) do count = count + #g.params end
+  if z.buf == nil or z.nparams ~= count then build(self, z) end
+end
+
 --- step(opt, masks) -> stepped: one sharded step (the top of this file). Raises (on every
 -- rank) a non-finite gradient unless opt.skip_nonfinite, which skips on every rank.
 function M.step(self, masks)
   local z = self._zero
-  local count = 0
-  for _, g in ipairs(self.param_groups) do count = count + #g.params end
-  if z.buf == nil or z.nparams ~= count then build(self, z) end
+  ensure(self, z)
   if not reduce(z) then
     if self.skip_nonfinite then return false end
     fail("%s: step: a gradient holds NaN or infinity (found after the reduce-scatter of shard_state)",
@@ -166,6 +174,107 @@ function M.step(self, masks)
   z.mpi.all_gather_parts(buf)
   for _, e in ipairs(z.entries) do e.p:view(-1):copy_(buf:narrow(1, e.off + 1, e.numel)) end
   return true
+end
+
+-- ---- checkpoints: the whole state gathered (save), this rank's part kept (load) ----------
+-- Why gathered: a checkpoint of a sharded run is then the same file as an unsharded run's,
+-- written whole by one rank through mo.save's atomic rename (no manifest of per-rank files
+-- that a failure could leave half-replaced), and it loads at any world size, sharded or not.
+-- The cost: the full state passes through every rank's memory during a save.
+
+-- The names a state of this kernel holds: numbers (step, scalars) and buffers (tensors).
+local function state_names(self)
+  local info = core.optim_info(self.spec.kernel)
+  local nums, bufs = {}, {}
+  if info.counts_steps then nums[1] = "step" end
+  for _, sc in ipairs(info.scalars) do nums[#nums + 1] = sc.name end
+  for _, b in ipairs(info.buffers) do bufs[#bufs + 1] = b.name end
+  return nums, bufs
+end
+
+-- This rank's state of one of e's parts (all parts of a param step together), or nil.
+local function local_state(self, e)
+  for _, v in ipairs(e.views or {}) do
+    local st = self.state[v]
+    if st then return st end
+  end
+  return nil
+end
+
+--- full_state(opt) -> {[param] = state}: every rank's parts joined (a collective: every
+-- rank calls it, in opt:state_dict()). Numbers go through one all-reduce of doubles (max;
+-- -inf for "not here"), each buffer through one in-place all-gather of the staging buffer.
+function M.full_state(self)
+  local z = self._zero
+  ensure(self, z)
+  local nums, bufs = state_names(self)
+  local K = #nums + #bufs
+  local vals = {}
+  for ei, e in ipairs(z.entries) do
+    local st, base = local_state(self, e), (ei - 1) * K
+    for k, name in ipairs(nums) do
+      local v = st and st[name]
+      vals[base + k] = type(v) == "number" and v or -math.huge
+    end
+    for k, name in ipairs(bufs) do vals[base + #nums + k] = (st and core.is_tensor(st[name])) and 1 or 0 end
+  end
+  vals = z.mpi.reduce_numbers(vals, "max")
+  local full = {}
+  local function state_of(p)
+    local st = full[p]
+    if st == nil then st = {}; full[p] = st end
+    return st
+  end
+  local buf = z.buf   -- free between steps
+  for bi, name in ipairs(bufs) do
+    buf:zero_()
+    for _, sh in ipairs(z.shadow) do
+      for i, v in ipairs(sh.params) do
+        local st = self.state[v]
+        if st and core.is_tensor(st[name]) then buf:narrow(1, sh.offs[i] + 1, v:numel()):copy_(st[name]) end
+      end
+    end
+    z.mpi.all_gather_parts(buf)
+    for ei, e in ipairs(z.entries) do
+      if vals[(ei - 1) * K + #nums + bi] == 1 then
+        state_of(e.p)[name] = buf:narrow(1, e.off + 1, e.numel):clone():view(e.p:shape())
+      end
+    end
+  end
+  for ei, e in ipairs(z.entries) do
+    for k, name in ipairs(nums) do
+      local v = vals[(ei - 1) * K + k]
+      if v ~= -math.huge then state_of(e.p)[name] = math.tointeger(v) or v end
+    end
+  end
+  return full
+end
+
+--- shard_state(opt, full) -> this rank's state: each param's state (checked by
+-- load_state_dict against the whole param) cut to this rank's parts. No communication, so
+-- a checkpoint loads at any world size.
+function M.shard_state(self, full)
+  local z = self._zero
+  ensure(self, z)
+  local out = {}
+  for _, sh in ipairs(z.shadow) do
+    for i, v in ipairs(sh.params) do
+      local e = sh.ents[i]
+      local st = full[e.p]
+      if st then
+        local part, first = {}, sh.offs[i] - e.off
+        for k, x in pairs(st) do
+          if core.is_tensor(x) then
+            part[k] = x:contiguous():view(-1):narrow(1, first + 1, v:numel()):clone()
+          else
+            part[k] = x
+          end
+        end
+        out[v] = part
+      end
+    end
+  end
+  return out
 end
 
 return M

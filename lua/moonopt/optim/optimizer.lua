@@ -332,11 +332,11 @@ end
 --    param_groups = {{lr = ..., ..., params = {1, 2, ...}}, ...},
 --    skipped_steps = n}
 -- Param indices count 1, 2, ... over the groups in order.
+-- With shard_state (ZeRO-1) the whole state is gathered first: a collective, every rank
+-- calls it, and every rank gets the unsharded state dict (loadable at any world size).
 function Optimizer:state_dict()
-  if self._zero then
-    error(self.name .. ":state_dict: not available with shard_state = true yet (each rank holds "
-          .. "1/N of the state; collective checkpoints are not implemented)", 2)
-  end
+  local state = self.state
+  if self._zero then state = require("moonopt.dist.zero").full_state(self) end
   local sd = {state = {}, param_groups = {}, skipped_steps = self.skipped_steps}
   local index = 0
   for gi, group in ipairs(self.param_groups) do
@@ -345,7 +345,7 @@ function Optimizer:state_dict()
     for j, p in ipairs(group.params) do
       index = index + 1
       g.params[j] = index
-      local st = self.state[p]
+      local st = state[p]
       if st ~= nil then sd.state[index] = deep_clone(st) end
     end
     sd.param_groups[gi] = g
@@ -465,7 +465,6 @@ local function load_state_dict(self, sd)
   local function lfail(fmt, ...)
     fail("%s: load_state_dict: %s", name, string.format(fmt, ...))
   end
-  if self._zero then lfail("not available with shard_state = true yet (collective checkpoints are not implemented)") end
   if type(sd) ~= "table" or type(sd.param_groups) ~= "table" or type(sd.state) ~= "table" then
     lfail("expected a table with 'state' and 'param_groups'")
   end
@@ -501,6 +500,8 @@ local function load_state_dict(self, sd)
     end
     for k, v in pairs(ng) do group[k] = v end
   end
+  -- with shard_state this rank keeps its part of each state (any world size: no communication)
+  if self._zero then new_state = require("moonopt.dist.zero").shard_state(self, new_state) end
   self.state = new_state
   self.skipped_steps = skipped and step_value(skipped) or 0
   if self.spec.setup then self.spec.setup(self) end
