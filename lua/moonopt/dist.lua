@@ -169,7 +169,6 @@ local function shard(n, size, r)
   local first = (r - 1) * base + math.min(r - 1, extra)
   return first, count
 end
-dist._shard = shard
 
 --- dist.shard_range(n [, rank = this rank]) -> first, count: the part of n elements
 -- (1-based first) that rank owns in reduce_scatter_ (and ZeRO): the first n % size
