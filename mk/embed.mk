@@ -16,7 +16,7 @@
 # (they need the compiled-in Lua files) and -pthread; the Makefile's generic
 # $(BUILD)/tests/embed_% rule still builds the other tests/embed/*.c.
 
-EMBED_LUA_FILES := $(sort $(shell find lua/moonopt -name '*.lua' ! -name '.*' 2>/dev/null))
+EMBED_LUA_FILES := $(sort $(shell find lua/moonopt -name '*.lua' ! -name '.*' ! -path 'lua/moonopt/dist*' 2>/dev/null))
 EMBED_GEN_C     := $(BUILD)/gen/moonopt_lua_sources.c
 EMBED_GEN_O     := $(BUILD)/gen/moonopt_lua_sources.o
 EMBED_LIB_A     := $(BUILD)/libmoonopt-lua.a

@@ -5,6 +5,7 @@
 --   core.nn_linear_forward         the low-level layer: what require "moonopt.core" has
 --                                  beyond the mo.* names
 --   mo.nn.Linear  mo.data.batches  the contents of each public submodule
+--   dist.all_reduce_               the contents of a separately required module (SEPARATE_MODULES)
 --   mo.optim.Optimizer.class       the class builders of mo.optim.Optimizer (STATICS below)
 --   t:add                          Tensor methods
 --   m:forward                      methods every nn module has (nn.Module)
@@ -28,6 +29,11 @@ M.PUBLIC_MODULES = {"nn", "optim", "sched", "train", "data", "plot", "progress"}
 
 --- Modules that are implementation details (not reachable as mo.<name>, not documented API).
 M.INTERNAL_MODULES = {"apierror", "checkpoint", "json"}
+
+--- Public modules required on their own, not reachable as mo.<name> (each gets
+-- "<name>.<key>" names, e.g. dist.all_reduce_, when it loads: moonopt.dist needs its
+-- MPI-linked C module, so without MPI its names are simply absent).
+M.SEPARATE_MODULES = {"dist"}
 
 --- Functions of mo.optim.Optimizer that are called on the class, not on an optimizer.
 M.STATICS = {class = true, run_group = true, copy = true, show = true}
@@ -91,6 +97,16 @@ function M.names()
   for name in pairs(package.loaded) do
     local short = name:match("^moonopt%.([%w_]+)$")
     if short then is_module[short] = true end
+  end
+
+  -- separate modules: their own names (dist.init, ...)
+  for _, name in ipairs(M.SEPARATE_MODULES) do
+    local ok, mod = pcall(require, "moonopt." .. name)
+    if ok and type(mod) == "table" then
+      for k in pairs(mod) do
+        if public_key(k) then add(name .. "." .. k) end
+      end
+    end
   end
 
   -- mo.*: functions and fields of the module table (the C module's and init.lua's)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tools/deps.sh - install the Debian packages moonopt builds and tests with (`make deps`).
 # As root it runs apt-get; otherwise it prints the exact command and stops.
-PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-unit luarocks lua-check libopenblas-dev valgrind zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev"
+PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-unit luarocks lua-check libopenblas-dev valgrind zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev openmpi-bin libopenmpi-dev"
 # Extra package names as arguments are installed too (make golden and make bench add
 # python3-numpy python3-torch: golden-vector generators and the PyTorch reference only).
 PKGS="$PKGS $*"

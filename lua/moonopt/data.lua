@@ -295,18 +295,47 @@ Loader.__index = Loader
 -- and gather into batch buffers made once and reused: a batch is only valid until
 -- the next one is produced (copy it with :clone() to keep it). Unshuffled batches
 -- are views of the data set (no copy).
+-- Sharded (options rank = r, world_size = N; docs/distributed.md "Data"): every rank
+-- draws the same permutation (same seed), cuts it into global batches of N * batch_size
+-- and takes part r of each (dist.shard_range's split), so N ranks at batch B see exactly
+-- the batches of one process at batch N * B. A last global batch with fewer than N
+-- examples is dropped (a rank would get none); loader:global_count(i) is the size of
+-- global batch i (for weighting a last, unevenly split batch).
 data.loader = public(function(ds, opts)
   local n = check(ds, "loader")
-  opts = check_opts("loader", opts, {batch_size = true, shuffle = true, drop_last = true})
+  opts = check_opts("loader", opts, {batch_size = true, shuffle = true, drop_last = true, rank = true,
+                                     world_size = true})
   local bs = check_count("loader", "batch_size", opts.batch_size or 32, 1)
+  local ws = check_count("loader", "world_size", opts.world_size or 1, 1)
+  local rank = check_count("loader", "rank", opts.rank or 1, 1)
+  if rank > ws then fail("loader: rank must be in 1..%d (world_size), got %d", ws, rank) end
   local self = setmetatable({ds = ds, n = n, batch_size = bs, shuffle = opts.shuffle ~= false,
-                             drop_last = opts.drop_last == true}, Loader)
+                             drop_last = opts.drop_last == true, rank = rank, world_size = ws}, Loader)
   return self
 end)
 
 function Loader:num_batches()
-  if self.drop_last then return self.n // self.batch_size end
-  return ceil(self.n / self.batch_size)
+  local ws = self.world_size or 1
+  local g = self.batch_size * ws
+  if self.drop_last or self.n % g < ws then return self.n // g end
+  return ceil(self.n / g)
+end
+
+--- loader:global_count(i) -> the number of examples in batch i over all ranks.
+function Loader:global_count(i)
+  local g = self.batch_size * (self.world_size or 1)
+  return min(g, self.n - (i - 1) * g)
+end
+
+-- Batch i's rows for this rank: the first row (1-based, in the pass's order) and the count.
+local function rows_of(self, i)
+  local ws = self.world_size or 1
+  local g = self.batch_size * ws
+  local gfirst = (i - 1) * g + 1
+  local gcount = min(g, self.n - gfirst + 1)
+  if ws == 1 then return gfirst, gcount end
+  local r, base, extra = self.rank - 1, gcount // ws, gcount % ws
+  return gfirst + r * base + min(r, extra), base + (r < extra and 1 or 0)
 end
 
 -- Buffers {batch_size, ...} for x and y, and their views for a last, shorter batch.
@@ -333,7 +362,7 @@ end
 
 -- The iterator over batches first.. of one pass (start checked by the caller).
 local function epoch(self, start)
-  local ds, n, bs = self.ds, self.n, self.batch_size
+  local ds, n = self.ds, self.n
   local nb = self:num_batches()
   local perm = self.shuffle and core.randperm(n) or nil
   local x, y = ds.x, ds.y
@@ -342,8 +371,7 @@ local function epoch(self, start)
   return function()
     i = i + 1
     if i > nb then return nil end
-    local first = (i - 1) * bs + 1
-    local count = min(bs, n - first + 1)
+    local first, count = rows_of(self, i)
     if not perm then
       return x:narrow(1, first, count), y and y:narrow(1, first, count), i
     end

@@ -89,7 +89,7 @@ local known = {
   model = true, loss = true, optimizer = true, scheduler = true, data = true, epochs = true,
   batch_size = true, accumulate = true, clip_grad_norm = true, schedule_per = true, eval = true,
   eval_batch_size = true, on_step = true, on_epoch = true, progress = true, progress_every = true,
-  skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true,
+  skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true, dist = true,
 }
 
 -- The objects fit calls must have these methods.
@@ -125,6 +125,13 @@ local function check_args(a)
   end
   for _, f in ipairs{"on_step", "on_epoch"} do
     if a[f] ~= nil and type(a[f]) ~= "function" then fail("fit: %s must be a function, got %s", f, show(a[f])) end
+  end
+  if a.dist ~= nil and not (type(a.dist) == "table" and type(a.dist.rank) == "function"
+                           and type(a.dist.all_reduce_) == "function") then
+    fail("fit: dist must be the moonopt.dist module, got %s", show(a.dist))
+  end
+  if c ~= nil and type(a.optimizer) == "table" and rawget(a.optimizer, "_zero") then
+    fail("fit: clip_grad_norm is not supported with an optimizer with shard_state = true yet")
   end
   local p = a.progress
   if p ~= nil and type(p) ~= "boolean" and type(p) ~= "table" then
@@ -195,9 +202,16 @@ function Run:add_entry(entry)
   end
 end
 
+-- With dist (docs/distributed.md "fit"): this rank and the number of ranks, else 1, 1.
+local function rank_and_size(d)
+  if d == nil then return 1, 1 end
+  return d.rank(), d.size()
+end
+
 local function new_run(a)
   check_args(a)
   local bs = check_int("fit", "batch_size", a.batch_size or 32, 1)
+  local rank, world = rank_and_size(a.dist)
   local sched = a.scheduler
   local r = setmetatable({
     a = a, model = a.model, loss_fn = a.loss, opt = a.optimizer, sched = sched,
@@ -207,7 +221,9 @@ local function new_run(a)
     max_norm = a.clip_grad_norm, skip = a.skip_nonfinite,
     per_batch = (a.schedule_per or "batch") == "batch" and not (sched and sched.needs_metric),
     params = a.model:parameters(),
-    loader = data.loader(a.data, {batch_size = bs, shuffle = a.shuffle ~= false, drop_last = a.drop_last}),
+    loader = data.loader(a.data, {batch_size = bs, shuffle = a.shuffle ~= false, drop_last = a.drop_last,
+                                  rank = rank, world_size = world}),
+    rank = rank, world = world,
     history = new_history(), info = {},   -- one info table for every on_step call
     step = 0,                              -- optimizer steps taken
     pending = 0,                           -- batches accumulated since the last optimizer step
@@ -290,6 +306,7 @@ function Run:train_batch(xb, yb, epoch, bi, sums)
     return loss
   end
   if self.k > 1 then g:mul_(self.inv_k) end
+  if self.world > 1 then self:dist_weight(xb:size(1), g, bi) end
   self.model:backward(xb, g, false)  -- false: the input gradient is not needed
   self.pending = self.pending + 1
   local b = xb:size(1)
@@ -297,6 +314,25 @@ function Run:train_batch(xb, yb, epoch, bi, sums)
   if self.want_acc == nil then self.want_acc = looks_classification(out, yb) end
   if self.want_acc then sums.correct = sums.correct + core.count_correct(out, yb) end
   return loss
+end
+
+-- Across ranks: the loss gradient weighted by this rank's share of the global batch (the
+-- model averages over ranks, so an uneven last batch still gives the global mean), and
+-- the model told whether this backward ends an accumulated step (only that one
+-- communicates).
+function Run:dist_weight(b, g, bi)
+  local w = b * self.world / self.loader:global_count(bi)
+  if w ~= 1 then g:mul_(w) end
+  if has_method(self.model, "set_sync") then self.model:set_sync(self.pending + 1 == self.k or bi == self.nb) end
+end
+
+-- The epoch's sums over all ranks (each rank saw its own shard).
+function Run:global_sums(sums)
+  if self.world == 1 then return sums end
+  local t = core.tensor{sums.loss_sum, sums.seen, sums.correct}
+  self.a.dist.all_reduce_(t)
+  return {loss_sum = t:get(1), seen = math.tointeger(t:get(2)) or t:get(2), correct = t:get(3),
+          batches = sums.batches}
 end
 
 -- The global gradient norm before clipping; clips when clip_grad_norm is set.
@@ -315,7 +351,9 @@ function Run:optimizer_step(epoch, bi)
     local fix = self.k / self.pending
     for _, g in ipairs(gs) do g:mul_(fix) end
   end
-  local norm = #gs > 0 and self:grad_norm(gs) or 0
+  -- a sharded optimizer (ZeRO-1) holds local gradients here: it checks the reduced ones
+  -- itself, on every rank alike
+  local norm = (#gs > 0 and not rawget(self.opt, "_zero")) and self:grad_norm(gs) or 0
   if is_bad(norm) then return self:nonfinite("gradient", norm, epoch, bi, self.pending) end
   self.last_lr = current_lr(self.opt)
   self.opt:step()
@@ -341,7 +379,7 @@ end
 
 function Run:progress_bar(epoch)
   local show_bar = self.a.progress
-  if show_bar == false then return nil end
+  if show_bar == false or self.rank ~= 1 then return nil end  -- with dist: rank 1 only
   local popts = type(show_bar) == "table" and show_bar or {}
   return progress.new{total = self.nb, epoch = epoch, epochs = self.epochs, live = popts.live,
                       every = self.a.progress_every or popts.every, write = popts.write,
@@ -360,6 +398,7 @@ end
 
 -- The history entry of a finished epoch, with the evaluation (optimizer in eval mode).
 function Run:epoch_entry(epoch, sums, seconds)
+  sums = self:global_sums(sums)
   local seen = sums.seen
   local entry = {epoch = epoch, train_loss = seen > 0 and sums.loss_sum / seen or 0 / 0,
                  train_acc = (self.want_acc and seen > 0) and sums.correct / seen or nil,

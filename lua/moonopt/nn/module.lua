@@ -336,7 +336,8 @@ end
 local weak_values = {__mode = "v"}
 local function flat_views(m)
   local c = m._flat
-  if c and c.gen == flat_gen then return c.fp, c.fg end
+  -- (the views are held weakly: once collected, they are made again below)
+  if c and c.gen == flat_gen and (c.none or (c.fp and c.fg)) then return c.fp, c.fg end
   local list = param_list(m)
   local home = home_of[list[1] or false]
   local first, last, count = math.huge, -1, 0
@@ -351,7 +352,7 @@ local function flat_views(m)
     count = count + n
   end
   if not (home and count > 0 and last - first == count) then
-    m._flat = {gen = flat_gen}
+    m._flat = {gen = flat_gen, none = true}
     return nil, nil
   end
   if not (c and c.home == home and c.first == first and c.count == count and c.fp and c.fg) then
@@ -389,7 +390,7 @@ end
 -- construction gave: the whole tree in one buffer, each submodule a run of it.
 function settle(m)
   local c = m._flat
-  if c and c.gen == flat_gen then return c.fp, c.fg end
+  if c and c.gen == flat_gen and (c.none or (c.fp and c.fg)) then return c.fp, c.fg end
   local top = top_of(m)
   if flat_views(top) == nil and #param_list(top) > 0 then Module.flatten_parameters(top) end
   return flat_views(m)

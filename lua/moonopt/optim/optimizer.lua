@@ -58,7 +58,7 @@ end
 local NOT_OPTIONS = {params = true, names = true}
 Optimizer.NOT_OPTIONS = NOT_OPTIONS
 -- Options of the optimizer itself (not per group).
-local OWN_OPTIONS = {skip_nonfinite = true}
+local OWN_OPTIONS = {skip_nonfinite = true, shard_state = true}
 
 local function sorted_keys(t)
   local keys = {}
@@ -219,6 +219,11 @@ local function construct(cls, params, opts)
     end
   end
   if cls.spec.setup then cls.spec.setup(self) end
+  -- ZeRO-1 across MPI ranks (moonopt.dist.zero; docs/distributed.md "ZeRO-1")
+  if opts.shard_state ~= nil and type(opts.shard_state) ~= "boolean" then
+    fail("%s: option 'shard_state' must be a boolean, got %s", cls.name, show(opts.shard_state))
+  end
+  if opts.shard_state then require("moonopt.dist.zero").attach(self) end
   return self
 end
 
@@ -278,8 +283,12 @@ local function step(self, closure)
   for gi = 1, #groups do check_group(self, groups[gi], gi) end
   if spec.before_step then spec.before_step(self, self._err) end
   local masks = spec.masks and spec.masks(self) or nil
-  local ok, stepped = pcall(optim_step, spec.kernel, self.name, groups, self.state,
-                            self.skip_nonfinite, masks)
+  local ok, stepped
+  if self._zero then
+    ok, stepped = true, require("moonopt.dist.zero").step(self, masks)
+  else
+    ok, stepped = pcall(optim_step, spec.kernel, self.name, groups, self.state, self.skip_nonfinite, masks)
+  end
   if not ok then fail("%s", message(stepped)) end
   if not stepped then self.skipped_steps = self.skipped_steps + 1 end
   return loss
@@ -323,7 +332,11 @@ end
 --    param_groups = {{lr = ..., ..., params = {1, 2, ...}}, ...},
 --    skipped_steps = n}
 -- Param indices count 1, 2, ... over the groups in order.
+-- With shard_state (ZeRO-1) the whole state is gathered first: a collective, every rank
+-- calls it, and every rank gets the unsharded state dict (loadable at any world size).
 function Optimizer:state_dict()
+  local state = self.state
+  if self._zero then state = require("moonopt.dist.zero").full_state(self) end
   local sd = {state = {}, param_groups = {}, skipped_steps = self.skipped_steps}
   local index = 0
   for gi, group in ipairs(self.param_groups) do
@@ -332,7 +345,7 @@ function Optimizer:state_dict()
     for j, p in ipairs(group.params) do
       index = index + 1
       g.params[j] = index
-      local st = self.state[p]
+      local st = state[p]
       if st ~= nil then sd.state[index] = deep_clone(st) end
     end
     sd.param_groups[gi] = g
@@ -492,6 +505,8 @@ local function load_state_dict(self, sd)
     end
     for k, v in pairs(ng) do group[k] = v end
   end
+  -- with shard_state this rank keeps its part of each state (any world size: no communication)
+  if self._zero then new_state = require("moonopt.dist.zero").shard_state(self, new_state) end
   self.state = new_state
   self.skipped_steps = skipped and step_value(skipped) or 0
   if self.spec.setup then self.spec.setup(self) end
