@@ -215,7 +215,8 @@ function TestTensorErrors.test_math_arguments()
   fails("bad argument #1 to 'clamp_' (lo is NaN)", function() return a:clamp_(0 / 0, 1) end)
   fails("bad argument #2 to 'clamp_' (hi is NaN)", function() return a:clamp_(0, 0 / 0) end)
   fails("bad argument #1 to 'clamp' (number expected, got string)", function() return a:clamp("0") end)
-  fails("bad argument #1 to 'sum' (dimension 3 out of range for a 2-d tensor of shape {2, 3}", function() return a:sum(3) end)
+  fails("bad argument #1 to 'sum' (dimension 3 out of range for a 2-d tensor of shape {2, 3}",
+        function() return a:sum(3) end)
   fails("bad argument #1 to 'argmax' (dimension 0 out of range for a 2-d tensor of shape {2, 3}",
         function() return a:argmax(0) end)
   local m0 = mo.zeros(0):mean():item(); lu.assertTrue(m0 ~= m0)   -- as PyTorch: the mean of nothing is NaN
