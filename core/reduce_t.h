@@ -190,7 +190,7 @@ static void TN(reduce_cols)(int op, size_t n, T *o, ptrdiff_t so, T *oi, ptrdiff
     size_t besti[RED_CHUNK];
     const int sum = op == MO_RED_SUM || op == MO_RED_MEAN;
     const int want_max = op == MO_RED_MAX || op == MO_RED_ARGMAX;
-    const double scale = op == MO_RED_MEAN ? 1.0 / (double)K : 1.0;
+    const double div = op == MO_RED_MEAN ? (double)K : 1.0; /* divide, as lane_reduce does */
     for (size_t j0 = 0; j0 < n; j0 += RED_CHUNK) {
         const size_t c = n - j0 < RED_CHUNK ? n - j0 : RED_CHUNK;
         const T *base_p = src + (ptrdiff_t)j0 * st;
@@ -203,7 +203,7 @@ static void TN(reduce_cols)(int op, size_t n, T *o, ptrdiff_t so, T *oi, ptrdiff
                 else
                     for (size_t jj = 0; jj < c; jj++) acc[jj] += (double)p[(ptrdiff_t)jj * st];
             }
-            for (size_t jj = 0; jj < c; jj++) o[(ptrdiff_t)(j0 + jj) * so] = (T)(acc[jj] * scale);
+            for (size_t jj = 0; jj < c; jj++) o[(ptrdiff_t)(j0 + jj) * so] = (T)(acc[jj] / div);
             continue;
         }
         for (size_t jj = 0; jj < c; jj++) {
