@@ -268,16 +268,12 @@ method("add_row_bias_", function() return {mo.tensor{1, 2, 3, 4}} end, {inplace 
 method("sum", function() return {2} end)
 method("max", function() return {1} end)
 method("argmax", function() return {2} end)
--- the reduce family (lua/binding/reduce.c): no dim, a dim, two results
-for _, name in ipairs{"prod", "std", "var", "argmin", "any", "all"} do method(name, none) end
-for _, name in ipairs{"softmax", "log_softmax", "cumsum", "logsumexp", "argmin", "any"} do
-  method(name, function() return {-1} end)
-end
+-- the reduce family (lua/binding/reduce.c): a dim and keepdim, two results, a boolean
 method("std", function() return {1, false, true} end)
 method("min", function() return {2, true} end)
-method("norm", function() return {3, 2} end)
-method("sort", function() return {1, true} end)
+method("softmax", function() return {-1} end)
 method("topk", function() return {2} end)
+method("any", none)
 method("get", function() return {2, 3} end)
 method("set", function() return {2, 3, 9} end, {inplace = true})
 method("view", function() return {4, 3} end)
