@@ -6,11 +6,13 @@
  *
  * A "lane" is the K values one output reduces: p[k * s] for k < K (s in
  * elements, any sign). Every sum accumulates in double for both dtypes.
- * Summation order (deterministic: it depends only on K and the layout, never on
- * alignment or threads): a contiguous lane is cut into blocks of RED_BLOCK
- * values, each summed with eight interleaved double accumulators (the -O2
- * vectorizer turns those into packed adds), and the block sums are added
- * pairwise, so the rounding error grows with log2(K / RED_BLOCK), not with K.
+ * Summation order (deterministic: it depends only on K, the layout and whether
+ * the CPU has AVX2, never on alignment or threads): a contiguous lane is cut
+ * into blocks of RED_BLOCK values, each summed with eight interleaved double
+ * accumulators (float64 on an AVX2 CPU: sixteen, in reduce.c), and the block
+ * sums are added pairwise, so the rounding error grows with log2(K / RED_BLOCK),
+ * not with K. float32 lanes on an AVX2 CPU go to reduce.c's kernel whole (float
+ * partials of 8 values, accumulated in double).
  */
 #if !defined(T) || !defined(TN)
 #error "define T and TN before including reduce_t.h"
@@ -21,6 +23,8 @@
 /* Eight interleaved accumulators over n <= RED_BLOCK contiguous values (sq: of squares). */
 static double TN(block_sum)(const T *restrict a, size_t n, int sq)
 {
+    double simd;
+    if (!sq && sizeof(T) == sizeof(double) && TN(simd_sum)(a, n, &simd)) return simd;
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
     if (sq) {
@@ -38,6 +42,8 @@ static double TN(block_sum)(const T *restrict a, size_t n, int sq)
 /* Pairwise over blocks: the sum (or sum of squares) of n contiguous values. */
 static double TN(sum_c)(const T *a, size_t n, int sq)
 {
+    double simd; /* float32 with AVX2: the whole lane in one kernel (reduce.c) */
+    if (!sq && sizeof(T) == sizeof(float) && TN(simd_sum)(a, n, &simd)) return simd;
     if (n <= RED_BLOCK) return TN(block_sum)(a, n, sq);
     /* split on a block boundary so the blocks do not depend on the recursion depth */
     const size_t half = (n / RED_BLOCK + 1) / 2 * RED_BLOCK;
