@@ -376,16 +376,64 @@ mo_status mo_norm2(const mo_tensor *t, double *out);           /* sqrt(sum x^2) 
 /* sqrt(sum over tensors of sum x^2), over n tensors (pointers). */
 mo_status mo_norm2_many(const mo_tensor *const *ts, size_t n, double *out);
 
-typedef enum mo_reduce_op { MO_RED_SUM, MO_RED_MEAN, MO_RED_MAX, MO_RED_MIN } mo_reduce_op;
+/* The first four are mo_reduce_dim's; the rest belong to mo_reduce (reduce family). */
+typedef enum mo_reduce_op {
+    MO_RED_SUM, MO_RED_MEAN, MO_RED_MAX, MO_RED_MIN,
+    MO_RED_PROD, MO_RED_VAR, MO_RED_STD, MO_RED_NORM, MO_RED_LOGSUMEXP,
+    MO_RED_ARGMAX, MO_RED_ARGMIN, MO_RED_ANY, MO_RED_ALL
+} mo_reduce_op;
 /*
  * Along one dimension. `out` must be empty; it receives a new tensor whose
  * shape is src's with dimension `dim` removed (ndim-1; a 1-d source gives a
- * 0-d tensor). Allocator `a` (NULL: default).
+ * 0-d tensor). Allocator `a` (NULL: default). Only SUM..MIN; a zero-length
+ * dim is an error except for SUM.
  */
 mo_status mo_reduce_dim(mo_tensor *out, const mo_tensor *src, int dim, mo_reduce_op op,
                         const mo_allocator *a);
 /* argmax along dim: 0-based indices stored in a new tensor of src's dtype as above. */
 mo_status mo_argmax_dim(mo_tensor *out, const mo_tensor *src, int dim, const mo_allocator *a);
+
+/* ---- reduce family: reductions, scans and sorts along a dim (core/reduce.c) ---- */
+
+/* mo_reduce's dim for "over all elements" (the result is 0-d, or all ones with keepdim). */
+#define MO_DIM_ALL (-1)
+
+typedef struct mo_reduce_args {
+    int keepdim;        /* keep the reduced dim (all dims for MO_DIM_ALL) with size 1 */
+    double p;           /* MO_RED_NORM: the order, > 0 (INFINITY: max |x|) */
+    double correction;  /* MO_RED_VAR/STD: divide by max(K - correction, 0); 1 is unbiased */
+    size_t index_base;  /* added to every index written (0 from C, 1 from Lua) */
+} mo_reduce_args;
+
+/*
+ * out (empty) receives op over dim (0-based; a 0-d src takes dim 0) or over every
+ * element (MO_DIM_ALL), in src's dtype: the shape of src without that dim (or
+ * with it as 1 under keepdim). With MO_RED_MAX/MIN, `indices` may be an empty
+ * handle that receives the 0-based (+ index_base) positions of the winners in
+ * src's dtype; ARGMAX/ARGMIN write those positions as the result (flat
+ * row-major positions for MO_DIM_ALL). The first maximum/minimum wins ties and
+ * NaN counts as the extreme (it propagates). Sums accumulate in double
+ * (pairwise over blocks of a contiguous lane). Empty lanes: SUM 0, PROD 1,
+ * MEAN/VAR/STD NaN, NORM 0, LOGSUMEXP -inf, ANY 0, ALL 1; MAX..ARGMIN refuse them
+ * (MO_ERR_ARG). Errors: MO_ERR_RANGE for a bad dim, or for float32 indices past
+ * 2^24 (not exact); MO_ERR_ARG for a bad p, a non-empty out or op.
+ */
+mo_status mo_reduce(mo_tensor *out, mo_tensor *indices, const mo_tensor *src, int dim,
+                    mo_reduce_op op, const mo_reduce_args *ra, const mo_allocator *a);
+
+typedef enum mo_scan_op { MO_SCAN_SOFTMAX, MO_SCAN_LOG_SOFTMAX, MO_SCAN_CUMSUM } mo_scan_op;
+/* out (empty) receives op along dim in a new contiguous tensor of src's shape and dtype
+ * (softmax and log_softmax shifted by the lane's max; cumsum accumulates in double). */
+mo_status mo_scan(mo_tensor *out, const mo_tensor *src, int dim, mo_scan_op op,
+                  const mo_allocator *a);
+/*
+ * Stable sort along dim (NaN sorts as the largest value; descending keeps equal
+ * values in their original order too). values and indices (both empty) receive
+ * the first k of each sorted lane (shape of src with dim of size k, src's dtype;
+ * indices 0-based + index_base). k <= size of dim (MO_ERR_RANGE otherwise).
+ */
+mo_status mo_sort(mo_tensor *values, mo_tensor *indices, const mo_tensor *src, int dim,
+                  size_t k, int descending, size_t index_base, const mo_allocator *a);
 
 /* ------------------------------------------------------------------------ */
 /* Matrix multiply                                                          */

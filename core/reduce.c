@@ -1,26 +1,128 @@
 /*
- * reduce.c - reductions: sum, mean, max, min, argmax, dot, L2 norms (whole
- * tensor), and sum/mean/max/min/argmax along one dimension.
+ * reduce.c - the reduce family: reductions over one dimension or over every
+ * element (sum, mean, prod, var, std, norm, logsumexp, max/min with indices,
+ * argmax/argmin, any/all), lane-to-lane ops (softmax, log_softmax, cumsum),
+ * stable sort/topk, plus the older whole-tensor helpers (mo_sum ... mo_norm2_many,
+ * mo_dot) that return doubles.
  *
  * Sums accumulate in double: float32 accumulation over a million elements
  * loses about three digits, and the gradient norm used for clipping must not.
- * Contiguous rows use eight independent double accumulators, which the -O2
- * vectorizer turns into packed float->double conversions and adds (and which
- * is also a little more accurate than one running sum). max/min propagate
- * NaN; argmax returns the FIRST maximum and counts NaN as the largest value.
- * The row kernels are written once over the element type in reduce_t.h
- * (docs/design.md "Two dtypes"); results of reduce_dim have src's dtype.
+ * The summation order is fixed (see reduce_t.h): pairwise over blocks of
+ * RED_BLOCK values for a contiguous lane, one running double sum for a strided
+ * lane or across rows, so a result depends only on the values and the layout.
+ * max/min propagate NaN; the first maximum/minimum wins ties and counts NaN as
+ * the extreme (PyTorch 1.13 on CPU does the same). The lane kernels are written
+ * once over the element type in reduce_t.h (docs/design.md "Two dtypes");
+ * results have src's dtype, indices included (float32 holds them exactly up to
+ * 2^24, so larger float32 index ranges are refused).
  */
 #include "moonopt_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* MO_RED_* plus argmax, which shares the walk. */
-#define RED_ARGMAX 4
-
+/* Contiguous lanes are summed in blocks of this many values, blocks pairwise. */
+#define RED_BLOCK 256
 /* Output columns handled per pass of the "column" strategy (stack buffers). */
 #define RED_CHUNK 128
+/* Private ops of the whole-tensor path: sum of x^2, sum of |x|^p (max |x| for p = inf). */
+#define RED_SUMSQ 64
+#define RED_ABSPOW 65
+/* float32 integers are exact up to here */
+#define F32_EXACT ((size_t)1 << 24)
+
+/*
+ * AVX2 kernels for one block (<= RED_BLOCK contiguous values) of a sum: the innermost
+ * reduction must run at memory speed (issue 11 "Numbers": x:sum(2) on {4096, 1024} at
+ * least as fast as PyTorch). Built for x86-64 with GCC or Clang through the target
+ * attribute and used only when the CPU has AVX2 (checked at run time), so the library
+ * still runs on any x86-64; elsewhere simd_sum_* decline and the portable loop sums.
+ * float32: per chunk of 256 values, 32 float lanes each add 8 values (7 float
+ * roundings at most), then the partials go into 8 double lanes for the whole lane
+ * (blocked, not pairwise: in double that is plenty); float64: one block in 16 double
+ * lanes, blocks pairwise as in reduce_t.h. The order is fixed, so a result depends
+ * only on the values, the layout and whether the CPU has AVX2.
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+/* Chunks of 256: 32 float lanes add 8 values each, then go into 8 double lanes. */
+__attribute__((target("avx2"))) static double avx2_sum_f32(const float *a, size_t n)
+{
+    __m256d d0 = _mm256_setzero_pd(), d1 = d0;
+    size_t i = 0;
+    while (i + 32 <= n) {
+        __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+        const size_t end = n - i >= 256 ? i + 256 : n - (n - i) % 32;
+        for (; i < end; i += 32) {
+            f0 = _mm256_add_ps(f0, _mm256_loadu_ps(a + i));
+            f1 = _mm256_add_ps(f1, _mm256_loadu_ps(a + i + 8));
+            f2 = _mm256_add_ps(f2, _mm256_loadu_ps(a + i + 16));
+            f3 = _mm256_add_ps(f3, _mm256_loadu_ps(a + i + 24));
+        }
+        /* the float partials leave for double before they grow */
+        d0 = _mm256_add_pd(d0, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f0)),
+                                             _mm256_cvtps_pd(_mm256_castps256_ps128(f1))));
+        d1 = _mm256_add_pd(d1, _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f0, 1)),
+                                             _mm256_cvtps_pd(_mm256_extractf128_ps(f1, 1))));
+        d0 = _mm256_add_pd(d0, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f2)),
+                                             _mm256_cvtps_pd(_mm256_castps256_ps128(f3))));
+        d1 = _mm256_add_pd(d1, _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f2, 1)),
+                                             _mm256_cvtps_pd(_mm256_extractf128_ps(f3, 1))));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(d0, d1));
+    double s = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < n; i++) s += (double)a[i];
+    return s;
+}
+
+__attribute__((target("avx2"))) static double avx2_sum_f64(const double *a, size_t n)
+{
+    __m256d d0 = _mm256_setzero_pd(), d1 = d0, d2 = d0, d3 = d0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        d0 = _mm256_add_pd(d0, _mm256_loadu_pd(a + i));
+        d1 = _mm256_add_pd(d1, _mm256_loadu_pd(a + i + 4));
+        d2 = _mm256_add_pd(d2, _mm256_loadu_pd(a + i + 8));
+        d3 = _mm256_add_pd(d3, _mm256_loadu_pd(a + i + 12));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(_mm256_add_pd(d0, d1), _mm256_add_pd(d2, d3)));
+    double s = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < n; i++) s += a[i];
+    return s;
+}
+
+/* 1 and *s = the sum of a[0..n) when the AVX2 kernel may run, else 0 (float32: a whole
+ * lane, blocked; float64: one block of <= RED_BLOCK, the blocks then added pairwise). */
+static int simd_sum_f32(const float *a, size_t n, double *s)
+{
+    if (n < 32 || !__builtin_cpu_supports("avx2")) return 0;
+    *s = avx2_sum_f32(a, n);
+    return 1;
+}
+
+static int simd_sum_f64(const double *a, size_t n, double *s)
+{
+    if (n < 16 || !__builtin_cpu_supports("avx2")) return 0;
+    *s = avx2_sum_f64(a, n);
+    return 1;
+}
+#else
+static int simd_sum_f32(const float *a, size_t n, double *s)
+{
+    (void)a, (void)n, (void)s;
+    return 0;
+}
+
+static int simd_sum_f64(const double *a, size_t n, double *s)
+{
+    (void)a, (void)n, (void)s;
+    return 0;
+}
+#endif
 
 #define T float
 #define TN(name) name##_f32
@@ -29,78 +131,453 @@
 #define TN(name) name##_f64
 #include "reduce_t.h"
 
-/* ---- whole-tensor reductions ---- */
+/* ---- helpers ---- */
 
-typedef enum whole_op { W_SUM, W_SUMSQ } whole_op;
+static int is_arg_op(int op) { return op == MO_RED_ARGMAX || op == MO_RED_ARGMIN; }
+static int is_extreme_op(int op)
+{
+    return op == MO_RED_MAX || op == MO_RED_MIN || is_arg_op(op);
+}
 
-static double whole(const mo_tensor *t, whole_op op)
+/* One lane of either dtype (the private whole-tensor ops included). */
+static double lane(mo_dtype dt, int op, const void *p, ptrdiff_t s, size_t K,
+                   const mo_reduce_args *ra, size_t *idx)
+{
+    if (op == RED_SUMSQ)
+        return dt == MO_FLOAT64 ? lane_sum_f64(p, s, K, 1) : lane_sum_f32(p, s, K, 1);
+    if (op == RED_ABSPOW)
+        return dt == MO_FLOAT64 ? lane_abspow_f64(p, s, K, ra->p) : lane_abspow_f32(p, s, K, ra->p);
+    return dt == MO_FLOAT64 ? lane_reduce_f64(op, p, s, K, ra, idx)
+                            : lane_reduce_f32(op, p, s, K, ra, idx);
+}
+
+/* x replaces best (double copies of the elements; conversion keeps order and NaN). */
+static int takes(int want_max, double x, double best)
+{
+    return (want_max ? x > best : x < best) || (isnan(x) && !isnan(best));
+}
+
+/* MO_ERR_RANGE when the largest index written (count - 1 + base) is not exact in dt. */
+static mo_status check_index_range(mo_dtype dt, size_t count, size_t base)
+{
+    if (dt == MO_FLOAT32 && count > 0 && count - 1 + base > F32_EXACT) return MO_ERR_RANGE;
+    return MO_OK;
+}
+
+/* The view of t without dimension d (a descriptor only; it takes no reference). Its
+ * count is checked: with t's dim d of size 0 the other sizes may multiply past size_t. */
+static mo_status drop_dim(mo_tensor *v, const mo_tensor *t, int d)
+{
+    *v = *t;
+    for (int k = d; k < t->ndim - 1; k++) {
+        v->shape[k] = t->shape[k + 1];
+        v->stride[k] = t->stride[k + 1];
+    }
+    v->ndim = t->ndim - 1;
+    v->shape[v->ndim] = 0;
+    v->stride[v->ndim] = 0;
+    return mo_shape_numel(v->ndim, v->shape, &v->numel);
+}
+
+/* A freshly made contiguous tensor gets a size-1 dimension at d (keepdim). */
+static void insert_unit_dim(mo_tensor *t, int d)
+{
+    for (int k = t->ndim; k > d; k--) {
+        t->shape[k] = t->shape[k - 1];
+        t->stride[k] = t->stride[k - 1];
+    }
+    t->shape[d] = 1;
+    t->stride[d] = d < t->ndim ? t->stride[d + 1] * (ptrdiff_t)t->shape[d + 1] : 1;
+    t->ndim++;
+}
+
+/* A 0-d tensor seen as 1-d {1} (any other tensor unchanged). */
+static void as_1d(mo_tensor *v, const mo_tensor *t)
+{
+    *v = *t;
+    if (t->ndim == 0) {
+        v->ndim = 1;
+        v->shape[0] = 1;
+        v->stride[0] = 1;
+    }
+}
+
+static void store(void *p, mo_dtype dt, double v)
+{
+    if (dt == MO_FLOAT64)
+        *(double *)p = v;
+    else
+        *(float *)p = (float)v;
+}
+
+/* ---- over every element ---- */
+
+static mo_status whole(const mo_tensor *t, int op, const mo_reduce_args *ra, double *v,
+                       size_t *idx);
+
+/* Several rows (a non-contiguous tensor): the rows' results combined. */
+static void whole_rows(const mo_tensor *t, int op, const mo_reduce_args *ra, double *v, size_t *idx)
 {
     mo__iter it;
     mo__iter_init(&it, 1, &t);
-    double s = 0.0;
-    const int sq = op == W_SUMSQ, f64 = t->dtype == MO_FLOAT64;
+    int row_op = op == MO_RED_MEAN ? MO_RED_SUM : op;
+    if (op == MO_RED_NORM) row_op = ra->p == 2.0 ? RED_SUMSQ : RED_ABSPOW;
+    const int ext = is_extreme_op(op);
+    const int want_max = op == MO_RED_MAX || op == MO_RED_ARGMAX;
+    const int maxabs = op == MO_RED_NORM && isinf(ra->p);
+    double acc = (op == MO_RED_PROD || op == MO_RED_ALL) ? 1.0 : 0.0;
+    size_t bi = 0;
+    for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
+        size_t i = 0;
+        const double x = lane(t->dtype, row_op, it.p[0], it.inner[0], it.n, ra, &i);
+        if (ext) {
+            if (r == 0 || takes(want_max, x, acc)) {
+                acc = x;
+                bi = r * it.n + i; /* rows come in row-major order, n values each */
+            }
+        } else if (maxabs) {
+            if (x > acc || isnan(x)) acc = x;
+        } else if (op == MO_RED_PROD) {
+            acc *= x;
+        } else if (op == MO_RED_ANY) {
+            acc = (acc != 0.0 || x != 0.0) ? 1.0 : 0.0;
+        } else if (op == MO_RED_ALL) {
+            acc = (acc != 0.0 && x != 0.0) ? 1.0 : 0.0;
+        } else {
+            acc += x;
+        }
+    }
+    if (op == MO_RED_MEAN) acc /= (double)t->numel;
+    if (op == MO_RED_NORM && ra->p == 2.0) acc = sqrt(acc);
+    if (op == MO_RED_NORM && ra->p != 2.0 && ra->p != 1.0 && !maxabs) acc = pow(acc, 1.0 / ra->p);
+    *v = acc;
+    *idx = bi;
+}
+
+/*
+ * op over every element of t (live, numel > 0 for the extreme ops) as a double,
+ * *idx the flat row-major index of the winner. One lane when the iterator sees a
+ * single row (contiguous, or evenly strided); rows combined otherwise; var, std
+ * and logsumexp of a non-contiguous tensor work on a contiguous copy (two passes).
+ */
+static mo_status whole(const mo_tensor *t, int op, const mo_reduce_args *ra, double *v,
+                       size_t *idx)
+{
+    mo__iter it;
+    mo__iter_init(&it, 1, &t);
+    *idx = 0;
+    if (it.rows <= 1) {
+        *v = lane(t->dtype, op, it.p[0], it.n == 1 ? 1 : it.inner[0], t->numel, ra, idx);
+        return MO_OK;
+    }
+    if (op == MO_RED_VAR || op == MO_RED_STD || op == MO_RED_LOGSUMEXP) {
+        mo_tensor c;
+        mo_tensor_init(&c);
+        MO_TRY(mo_tensor_clone(&c, t, NULL));
+        mo_status st = whole(&c, op, ra, v, idx);
+        mo_tensor_release(&c);
+        return st;
+    }
+    whole_rows(t, op, ra, v, idx);
+    return MO_OK;
+}
+
+/* ---- along one dimension ---- */
+
+/* res, ires (when not NULL) and src without dim `dim` walked together. */
+static void along(mo_tensor *res, mo_tensor *ires, const mo_tensor *src, int dim, int op,
+                  const mo_reduce_args *ra)
+{
+    mo_tensor rest;
+    (void)drop_dim(&rest, src, dim); /* checked by the caller */
+    const size_t K = src->shape[dim];
+    const ptrdiff_t sd = src->stride[dim];
+    const mo_tensor *ops[3] = {res, &rest, ires};
+    mo__iter it;
+    mo__iter_init(&it, ires ? 3 : 2, ops);
+    for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
+        if (src->dtype == MO_FLOAT64)
+            reduce_row_f64(op, it.n, it.p[0], it.inner[0], ires ? it.p[2] : NULL,
+                           ires ? it.inner[2] : 0, it.p[1], it.inner[1], K, sd, ra);
+        else
+            reduce_row_f32(op, it.n, it.p[0], it.inner[0], ires ? it.p[2] : NULL,
+                           ires ? it.inner[2] : 0, it.p[1], it.inner[1], K, sd, ra);
+    }
+}
+
+static mo_status check_reduce(const mo_tensor *out, const mo_tensor *indices,
+                              const mo_tensor *src, int dim, int op, const mo_reduce_args *ra)
+{
+    if (!out || !ra) return MO_ERR_ARG;
+    MO_TRY(mo__check_live(1, &src));
+    if (out->storage || (indices && indices->storage)) return MO_ERR_ARG; /* must be empty */
+    if (op < MO_RED_SUM || op > MO_RED_ALL) return MO_ERR_ARG;
+    if (indices && op != MO_RED_MAX && op != MO_RED_MIN) return MO_ERR_ARG;
+    if (op == MO_RED_NORM && !(ra->p > 0.0)) return MO_ERR_ARG; /* NaN too */
+    if (op == MO_RED_VAR || op == MO_RED_STD)
+        if (isnan(ra->correction)) return MO_ERR_ARG;
+    if (dim != MO_DIM_ALL && (dim < 0 || dim >= (src->ndim > 0 ? src->ndim : 1)))
+        return MO_ERR_RANGE;
+    const size_t K = dim == MO_DIM_ALL ? src->numel : (src->ndim ? src->shape[dim] : 1);
+    if (is_extreme_op(op) && K == 0) return MO_ERR_ARG;
+    if (indices || is_arg_op(op)) MO_TRY(check_index_range(src->dtype, K, ra->index_base));
+    return MO_OK;
+}
+
+/* Over every element: a 0-d result (all ones under keepdim). */
+static mo_status reduce_all(mo_tensor *out, mo_tensor *indices, const mo_tensor *src, int op,
+                            const mo_reduce_args *ra, const mo_allocator *a)
+{
+    double v;
+    size_t i;
+    MO_TRY(whole(src, op, ra, &v, &i));
+    mo_tensor res, ires;
+    mo_tensor_init(&res);
+    mo_tensor_init(&ires);
+    MO_TRY(mo_tensor_empty_dtype(&res, 0, NULL, src->dtype, a));
+    if (indices) {
+        mo_status st = mo_tensor_empty_dtype(&ires, 0, NULL, src->dtype, a);
+        if (st != MO_OK) {
+            mo_tensor_release(&res);
+            return st;
+        }
+        store(mo_tensor_ptr(&ires), src->dtype, (double)(i + ra->index_base));
+    }
+    store(mo_tensor_ptr(&res), src->dtype, is_arg_op(op) ? (double)(i + ra->index_base) : v);
+    if (ra->keepdim)
+        for (int d = 0; d < src->ndim; d++) {
+            insert_unit_dim(&res, d);
+            if (indices) insert_unit_dim(&ires, d);
+        }
+    *out = res;
+    if (indices) *indices = ires;
+    return MO_OK;
+}
+
+mo_status mo_reduce(mo_tensor *out, mo_tensor *indices, const mo_tensor *src, int dim,
+                    mo_reduce_op op, const mo_reduce_args *ra, const mo_allocator *a)
+{
+    MO_TRY(check_reduce(out, indices, src, dim, (int)op, ra));
+    if (dim == MO_DIM_ALL) return reduce_all(out, indices, src, (int)op, ra, a);
+
+    mo_tensor s1, rest, res, ires;
+    as_1d(&s1, src);
+    MO_TRY(drop_dim(&rest, &s1, dim));
+    mo_tensor_init(&res);
+    mo_tensor_init(&ires);
+    MO_TRY(mo_tensor_empty_dtype(&res, rest.ndim, rest.shape, src->dtype, a));
+    if (indices) {
+        mo_status st = mo_tensor_empty_dtype(&ires, rest.ndim, rest.shape, src->dtype, a);
+        if (st != MO_OK) {
+            mo_tensor_release(&res);
+            return st;
+        }
+    }
+    if (res.numel > 0) along(&res, indices ? &ires : NULL, &s1, dim, (int)op, ra);
+    if (ra->keepdim && src->ndim > 0) {
+        insert_unit_dim(&res, dim);
+        if (indices) insert_unit_dim(&ires, dim);
+    }
+    *out = res;
+    if (indices) *indices = ires;
+    return MO_OK;
+}
+
+/* mo_reduce_dim and mo_argmax_dim: the first API (0-d sources and empty lanes refused). */
+static mo_status old_dim(mo_tensor *out, const mo_tensor *src, int dim, int op,
+                         const mo_allocator *a)
+{
+    if (!out) return MO_ERR_ARG;
+    MO_TRY(mo__check_live(1, &src));
+    if (out->storage) return MO_ERR_ARG;
+    if (dim < 0 || dim >= src->ndim) return MO_ERR_RANGE;
+    if (src->shape[dim] == 0 && op != MO_RED_SUM) return MO_ERR_ARG;
+    const mo_reduce_args ra = {0, 2.0, 1.0, 0};
+    return mo_reduce(out, NULL, src, dim, (mo_reduce_op)op, &ra, a);
+}
+
+mo_status mo_reduce_dim(mo_tensor *out, const mo_tensor *src, int dim, mo_reduce_op op,
+                        const mo_allocator *a)
+{
+    if ((unsigned)op > (unsigned)MO_RED_MIN) return MO_ERR_ARG;
+    return old_dim(out, src, dim, (int)op, a);
+}
+
+mo_status mo_argmax_dim(mo_tensor *out, const mo_tensor *src, int dim, const mo_allocator *a)
+{
+    return old_dim(out, src, dim, MO_RED_ARGMAX, a);
+}
+
+/* ---- lanes to lanes: softmax, log_softmax, cumsum ---- */
+
+mo_status mo_scan(mo_tensor *out, const mo_tensor *src, int dim, mo_scan_op op,
+                  const mo_allocator *a)
+{
+    if (!out) return MO_ERR_ARG;
+    MO_TRY(mo__check_live(1, &src));
+    if (out->storage) return MO_ERR_ARG;
+    if ((unsigned)op > (unsigned)MO_SCAN_CUMSUM) return MO_ERR_ARG;
+    if (dim < 0 || dim >= (src->ndim > 0 ? src->ndim : 1)) return MO_ERR_RANGE;
+    mo_tensor res;
+    mo_tensor_init(&res);
+    MO_TRY(mo_tensor_empty_dtype(&res, src->ndim, src->shape, src->dtype, a));
+    if (res.numel > 0) {
+        mo_tensor s1, o1, srest, orest;
+        as_1d(&s1, src);
+        as_1d(&o1, &res);
+        (void)drop_dim(&srest, &s1, dim); /* numel > 0: no overflow */
+        (void)drop_dim(&orest, &o1, dim);
+        const size_t K = s1.shape[dim];
+        const ptrdiff_t sd = s1.stride[dim], od = o1.stride[dim];
+        const mo_tensor *ops[2] = {&orest, &srest};
+        mo__iter it;
+        mo__iter_init(&it, 2, ops);
+        for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it))
+            for (size_t j = 0; j < it.n; j++) {
+                if (src->dtype == MO_FLOAT64)
+                    lane_scan_f64((int)op, (const double *)it.p[1] + (ptrdiff_t)j * it.inner[1],
+                                  sd, (double *)it.p[0] + (ptrdiff_t)j * it.inner[0], od, K);
+                else
+                    lane_scan_f32((int)op, (const float *)it.p[1] + (ptrdiff_t)j * it.inner[1],
+                                  sd, (float *)it.p[0] + (ptrdiff_t)j * it.inner[0], od, K);
+            }
+    }
+    *out = res;
+    return MO_OK;
+}
+
+/* ---- sort / topk ---- */
+
+/* Sorts every lane of s1 along dim into v and ix (same rank, dim of size k). scratch holds
+ * K values and 2K indices. */
+static void sort_lanes(mo_tensor *v, mo_tensor *ix, const mo_tensor *s1, int dim, size_t k,
+                       int desc, size_t base, void *scratch)
+{
+    mo_tensor srest, vrest, irest;
+    (void)drop_dim(&srest, s1, dim); /* numel > 0: no overflow */
+    (void)drop_dim(&vrest, v, dim);
+    (void)drop_dim(&irest, ix, dim);
+    const size_t K = s1->shape[dim];
+    const ptrdiff_t sd = s1->stride[dim], vd = v->stride[dim], id = ix->stride[dim];
+    size_t *idx = (size_t *)scratch, *tmp = idx + K;
+    void *key = tmp + K;
+    const mo_tensor *ops[3] = {&srest, &vrest, &irest};
+    mo__iter it;
+    mo__iter_init(&it, 3, ops);
     for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it))
-        s += f64 ? whole_row_f64(&it, sq) : whole_row_f32(&it, sq);
-    return s;
+        for (size_t j = 0; j < it.n; j++) {
+            if (s1->dtype == MO_FLOAT64)
+                lane_sort_f64((const double *)it.p[0] + (ptrdiff_t)j * it.inner[0], sd, K,
+                              (double *)it.p[1] + (ptrdiff_t)j * it.inner[1], vd,
+                              (double *)it.p[2] + (ptrdiff_t)j * it.inner[2], id, k, desc, base,
+                              key, idx, tmp);
+            else
+                lane_sort_f32((const float *)it.p[0] + (ptrdiff_t)j * it.inner[0], sd, K,
+                              (float *)it.p[1] + (ptrdiff_t)j * it.inner[1], vd,
+                              (float *)it.p[2] + (ptrdiff_t)j * it.inner[2], id, k, desc, base,
+                              key, idx, tmp);
+        }
 }
 
-mo_status mo_sum(const mo_tensor *t, double *out)
+mo_status mo_sort(mo_tensor *values, mo_tensor *indices, const mo_tensor *src, int dim,
+                  size_t k, int descending, size_t index_base, const mo_allocator *a)
 {
-    if (!out) return MO_ERR_ARG;
-    MO_TRY(mo__check_live(1, &t));
-    *out = whole(t, W_SUM);
+    if (!values || !indices || values == indices) return MO_ERR_ARG;
+    MO_TRY(mo__check_live(1, &src));
+    if (values->storage || indices->storage) return MO_ERR_ARG;
+    if (dim < 0 || dim >= (src->ndim > 0 ? src->ndim : 1)) return MO_ERR_RANGE;
+    mo_tensor s1;
+    as_1d(&s1, src);
+    const size_t K = s1.shape[dim];
+    if (k > K) return MO_ERR_RANGE;
+    MO_TRY(check_index_range(src->dtype, K, index_base));
+    size_t shape[MO_MAX_DIMS];
+    for (int d = 0; d < s1.ndim; d++) shape[d] = s1.shape[d];
+    shape[dim] = k;
+    const int nd = src->ndim; /* a 0-d source gives 0-d results */
+
+    /* scratch: K indices twice, then K keys (8-byte aligned after the size_t arrays) */
+    size_t bytes = 0, two_k = 0;
+    MO_TRY(mo_size_mul(K, 2, &two_k));
+    MO_TRY(mo_size_add(two_k, K, &two_k));
+    MO_TRY(mo_size_mul(two_k, sizeof(size_t) > sizeof(double) ? sizeof(size_t) : sizeof(double),
+                       &bytes));
+    mo_tensor v, ix;
+    mo_tensor_init(&v);
+    mo_tensor_init(&ix);
+    mo_status st = mo_tensor_empty_dtype(&v, nd, shape, src->dtype, a);
+    if (st == MO_OK) st = mo_tensor_empty_dtype(&ix, nd, shape, src->dtype, a);
+    void *scratch = NULL;
+    if (st == MO_OK && v.numel > 0) {
+        scratch = malloc(bytes);
+        if (!scratch) st = MO_ERR_NOMEM;
+    }
+    if (st != MO_OK) {
+        mo_tensor_release(&v);
+        mo_tensor_release(&ix);
+        return st;
+    }
+    if (v.numel > 0) {
+        mo_tensor v1, i1;
+        as_1d(&v1, &v);
+        as_1d(&i1, &ix);
+        sort_lanes(&v1, &i1, &s1, dim, k, descending, index_base, scratch);
+    }
+    free(scratch);
+    *values = v;
+    *indices = ix;
     return MO_OK;
 }
 
-mo_status mo_mean(const mo_tensor *t, double *out)
+/* ---- the first whole-tensor API: doubles out ---- */
+
+static mo_status whole_value(const mo_tensor *t, int op, double p, double *out, size_t *idx)
 {
     if (!out) return MO_ERR_ARG;
     MO_TRY(mo__check_live(1, &t));
-    if (t->numel == 0) return MO_ERR_ARG;
-    *out = whole(t, W_SUM) / (double)t->numel;
+    if (t->numel == 0 && (op == MO_RED_MEAN || is_extreme_op(op))) return MO_ERR_ARG;
+    const mo_reduce_args ra = {0, p, 1.0, 0};
+    size_t i = 0;
+    MO_TRY(whole(t, op, &ra, out, &i));
+    if (idx) *idx = i;
     return MO_OK;
 }
 
-/* The first maximum (want_max) or minimum of t, with its 0-based row-major index. */
-static void extreme(const mo_tensor *t, int want_max, double *best, size_t *best_idx)
+mo_status mo_sum(const mo_tensor *t, double *out) { return whole_value(t, MO_RED_SUM, 2.0, out, NULL); }
+mo_status mo_mean(const mo_tensor *t, double *out) { return whole_value(t, MO_RED_MEAN, 2.0, out, NULL); }
+mo_status mo_max(const mo_tensor *t, double *out) { return whole_value(t, MO_RED_MAX, 2.0, out, NULL); }
+mo_status mo_min(const mo_tensor *t, double *out) { return whole_value(t, MO_RED_MIN, 2.0, out, NULL); }
+mo_status mo_norm2(const mo_tensor *t, double *out)
 {
-    if (t->dtype == MO_FLOAT64)
-        extreme_f64(t, want_max, best, best_idx);
-    else
-        extreme_f32(t, want_max, best, best_idx);
-}
-
-mo_status mo_max(const mo_tensor *t, double *out)
-{
-    if (!out) return MO_ERR_ARG;
-    MO_TRY(mo__check_live(1, &t));
-    if (t->numel == 0) return MO_ERR_ARG;
-    double b;
-    size_t i;
-    extreme(t, 1, &b, &i);
-    *out = b;
-    return MO_OK;
-}
-
-mo_status mo_min(const mo_tensor *t, double *out)
-{
-    if (!out) return MO_ERR_ARG;
-    MO_TRY(mo__check_live(1, &t));
-    if (t->numel == 0) return MO_ERR_ARG;
-    double b;
-    size_t i;
-    extreme(t, 0, &b, &i);
-    *out = b;
-    return MO_OK;
+    /* float squares summed in double cannot overflow (FLT_MAX^2 ~ 1e77); float64
+     * squares can (above ~1e154), as in a plain sum of squares */
+    return whole_value(t, MO_RED_NORM, 2.0, out, NULL);
 }
 
 mo_status mo_argmax(const mo_tensor *t, size_t *out)
 {
     if (!out) return MO_ERR_ARG;
-    MO_TRY(mo__check_live(1, &t));
-    if (t->numel == 0) return MO_ERR_ARG;
-    double b;
-    extreme(t, 1, &b, out);
+    double v;
+    return whole_value(t, MO_RED_ARGMAX, 2.0, &v, out);
+}
+
+mo_status mo_norm2_many(const mo_tensor *const *ts, size_t n, double *out)
+{
+    if (!out || (n > 0 && !ts)) return MO_ERR_ARG;
+    /* validate everything before computing anything */
+    for (size_t i = 0; i < n; i++)
+        if (!ts[i]) return MO_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!mo_tensor_alive(ts[i])) return MO_ERR_FREED;
+    const mo_reduce_args ra = {0, 2.0, 1.0, 0};
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double v;
+        size_t j;
+        MO_TRY(whole(ts[i], RED_SUMSQ, &ra, &v, &j));
+        s += v;
+    }
+    *out = sqrt(s);
     return MO_OK;
 }
 
@@ -150,88 +627,4 @@ mo_status mo_dot(const mo_tensor *a, const mo_tensor *b, double *out)
     mo_tensor_release(&cb);
     *out = s;
     return MO_OK;
-}
-
-mo_status mo_norm2(const mo_tensor *t, double *out)
-{
-    if (!out) return MO_ERR_ARG;
-    MO_TRY(mo__check_live(1, &t));
-    /* float squares summed in double cannot overflow (FLT_MAX^2 ~ 1e77); float64
-     * squares can (above ~1e154), as in a plain sum of squares */
-    *out = sqrt(whole(t, W_SUMSQ));
-    return MO_OK;
-}
-
-mo_status mo_norm2_many(const mo_tensor *const *ts, size_t n, double *out)
-{
-    if (!out || (n > 0 && !ts)) return MO_ERR_ARG;
-    /* validate everything before computing anything */
-    for (size_t i = 0; i < n; i++)
-        if (!ts[i]) return MO_ERR_ARG;
-    for (size_t i = 0; i < n; i++)
-        if (!mo_tensor_alive(ts[i])) return MO_ERR_FREED;
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += whole(ts[i], W_SUMSQ);
-    *out = sqrt(s);
-    return MO_OK;
-}
-
-/* ---- along one dimension ---- */
-
-static mo_status reduce_dim(mo_tensor *out, const mo_tensor *src, int dim, int op,
-                            const mo_allocator *a)
-{
-    if (!out) return MO_ERR_ARG;
-    MO_TRY(mo__check_live(1, &src));
-    if (out->storage) return MO_ERR_ARG; /* out must be empty: it receives a new tensor */
-    if (dim < 0 || dim >= src->ndim) return MO_ERR_RANGE;
-    if (op < MO_RED_SUM || op > RED_ARGMAX) return MO_ERR_ARG;
-    const size_t K = src->shape[dim];
-    /* mean, max, min and argmax of nothing are undefined; a sum of nothing is 0 */
-    if (K == 0 && op != MO_RED_SUM) return MO_ERR_ARG;
-
-    /* view: src without dimension `dim` (a descriptor only; it takes no reference) */
-    mo_tensor rest = *src;
-    for (int d = dim; d < src->ndim - 1; d++) {
-        rest.shape[d] = src->shape[d + 1];
-        rest.stride[d] = src->stride[d + 1];
-    }
-    rest.ndim = src->ndim - 1;
-    rest.shape[rest.ndim] = 0;
-    rest.stride[rest.ndim] = 0;
-    MO_TRY(mo_shape_numel(rest.ndim, rest.shape, &rest.numel));
-    const ptrdiff_t sd = src->stride[dim];
-
-    mo_tensor res;
-    mo_tensor_init(&res);
-    MO_TRY(mo_tensor_empty_dtype(&res, rest.ndim, rest.shape, src->dtype, a));
-    if (res.numel > 0) {
-        if (K == 0) {
-            memset(mo_tensor_ptr(&res), 0, res.numel * mo_dtype_size(res.dtype));
-        } else {
-            const mo_tensor *ops[2] = {&res, &rest};
-            mo__iter it;
-            mo__iter_init(&it, 2, ops);
-            for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
-                if (src->dtype == MO_FLOAT64)
-                    reduce_row_f64(op, it.n, it.p[0], it.inner[0], it.p[1], it.inner[1], K, sd);
-                else
-                    reduce_row_f32(op, it.n, it.p[0], it.inner[0], it.p[1], it.inner[1], K, sd);
-            }
-        }
-    }
-    *out = res;
-    return MO_OK;
-}
-
-mo_status mo_reduce_dim(mo_tensor *out, const mo_tensor *src, int dim, mo_reduce_op op,
-                        const mo_allocator *a)
-{
-    if ((unsigned)op > (unsigned)MO_RED_MIN) return MO_ERR_ARG;
-    return reduce_dim(out, src, dim, (int)op, a);
-}
-
-mo_status mo_argmax_dim(mo_tensor *out, const mo_tensor *src, int dim, const mo_allocator *a)
-{
-    return reduce_dim(out, src, dim, RED_ARGMAX, a);
 }

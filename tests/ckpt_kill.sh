@@ -47,7 +47,7 @@ local i = extra.i
 if math.type(i) ~= "integer" or i < last then
   io.stderr:write("ckpt_kill: i went from ", last, " to ", tostring(i), "\n") os.exit(1)
 end
-if extra.w:min() ~= i or extra.w:max() ~= i or extra.b:min() ~= -i or extra.b:max() ~= -i then
+if extra.w:min():item() ~= i or extra.w:max():item() ~= i or extra.b:min():item() ~= -i or extra.b:max():item() ~= -i then
   io.stderr:write("ckpt_kill: save ", i, " holds tensors of another save\n") os.exit(1)
 end
 print(i)

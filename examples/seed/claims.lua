@@ -75,8 +75,8 @@ function M.moment_bias(o)
     opt:step()
     local st = opt.state[p]
     r.t[t] = t
-    r.m[t] = st.exp_avg:mean() / eg
-    r.v[t] = st.exp_avg_sq:mean() / eg2
+    r.m[t] = st.exp_avg:mean():item() / eg
+    r.v[t] = st.exp_avg_sq:mean():item() / eg2
     r.m_theory[t] = 1 - o.b1 ^ t
     r.v_theory[t] = 1 - o.b2 ^ t
   end
@@ -120,8 +120,8 @@ function M.first_steps(o)
     p.grad = mo.tensor(next_grad())
     opt:step()
     local d = p:sub(prev):abs_()
-    mean_step[t] = d:mean() / o.lr
-    max_step[t] = d:max() / o.lr
+    mean_step[t] = d:mean():item() / o.lr
+    max_step[t] = d:max():item() / o.lr
     prev:copy(p)
   end
   return mean_step, max_step
@@ -285,7 +285,7 @@ function M.adam_decay(o)
     end
     opt:step()
     for k = 1, #o.scales do
-      local m = ps[k]:mean()
+      local m = ps[k]:mean():item()
       mean[k][t + 1] = m
       if half[k] == nil and m <= 0.5 then half[k] = t end
     end

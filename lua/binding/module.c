@@ -72,6 +72,7 @@ int luaopen_moonopt_core(lua_State *L)
     mo__open_create(L);
     mo__open_math(L);
     mo__open_shape(L);
+    mo__open_reduce(L);
     mo__open_optim(L);
     mo__open_nn(L);
     mo__open_data(L);

@@ -140,9 +140,9 @@ local function idx_classification(opts)
     x = x:view(x:size(1), features)
   end
   local classes = opts.classes
-  if classes and y:numel() > 0 and (y:min() < 1 or y:max() > classes) then
-    fail("idx_classification: %s: labels must be 0..%d, found %g..%g", opts.labels, classes - 1, y:min() - 1,
-      y:max() - 1)
+  if classes and y:numel() > 0 and (y:min():item() < 1 or y:max():item() > classes) then
+    fail("idx_classification: %s: labels must be 0..%d, found %g..%g", opts.labels, classes - 1, y:min():item() - 1,
+      y:max():item() - 1)
   end
   return {x = x, y = y, classes = classes}
 end

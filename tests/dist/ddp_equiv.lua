@@ -56,7 +56,7 @@ local mx = fp2:clone()
 dist.all_reduce_(mx, "max")
 local mn = fp2:clone()
 dist.all_reduce_(mn, "min")
-local spread = mx:sub(mn):abs():max()
+local spread = mx:sub(mn):abs():max():item()
 local loss_gap = math.abs(h1.train_loss[1] - h2.train_loss[1])
 io.write(("rank %d: steps %d overlaps %s allclose_ratio %.3g spread %g loss %.6f vs %.6f\n"):format(
   r, h2.steps, tostring(ddp.overlaps), worst, spread, h1.train_loss[1], h2.train_loss[1]))

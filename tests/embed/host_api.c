@@ -93,13 +93,13 @@ TEST(pushhost_shares_memory_without_copy)
     CHECK(run_is(L, "return table.concat(h:shape(), 'x')", "2x3"));
     CHECK(run_is(L, "return h:get(2, 3)", "6.0"));
     /* Lua writes land in the host's array, through views too */
-    CHECK(run_is(L, "h:set(1, 1, 10) h:t():set(3, 2, 60) h:select(1, 2):mul_(2) return h:sum()",
+    CHECK(run_is(L, "h:set(1, 1, 10) h:t():set(3, 2, 60) h:select(1, 2):mul_(2) return h:sum():item()",
                  "153.0"));
     CHECK(buf[0] == 10.0f && buf[5] == 120.0f && buf[3] == 8.0f);
     buf[1] = -7.0f; /* and host writes are seen by Lua */
     CHECK(run_is(L, "return h:get(1, 2)", "-7.0"));
     /* a .grad on a host tensor is a Lua tensor */
-    CHECK(run_is(L, "h.grad = require('moonopt').ones(2, 3) return h.grad:sum()", "6.0"));
+    CHECK(run_is(L, "h.grad = require('moonopt').ones(2, 3) return h.grad:sum():item()", "6.0"));
     /* views keep the memory; the release callback runs when the last one goes */
     CHECK(run_is(L, "v = h:narrow(2, 2, 2) h = nil collectgarbage() collectgarbage() return 0",
                  "0"));
@@ -186,7 +186,7 @@ TEST(revoke_reaches_every_view_and_releases_once)
     CHECK(log.calls == 1);
     lua_pop(L, 1);
     /* every tensor on the storage raises, whatever touches it */
-    CHECK(fails_with(L, "return h:sum()", "tensor has been freed"));
+    CHECK(fails_with(L, "return h:sum():item()", "tensor has been freed"));
     CHECK(fails_with(L, "return h:get(1, 1)", "tensor has been freed"));
     CHECK(fails_with(L, "h:set(1, 1, 0)", "tensor has been freed"));
     CHECK(fails_with(L, "return h.grad", "tensor has been freed"));
@@ -197,7 +197,7 @@ TEST(revoke_reaches_every_view_and_releases_once)
     CHECK(fails_with(L, "return h:view(6)", "tensor has been freed"));
     for (int i = 1; i <= 6; i++) {
         char code[160];
-        snprintf(code, sizeof code, "return views[%d]:sum()", i);
+        snprintf(code, sizeof code, "return views[%d]:sum():item()", i);
         CHECK(fails_with(L, code, "tensor has been freed"));
         snprintf(code, sizeof code, "views[%d]:fill(9)", i);
         CHECK(fails_with(L, code, "tensor has been freed"));
@@ -206,7 +206,7 @@ TEST(revoke_reaches_every_view_and_releases_once)
     }
     CHECK(run_is(L, "return tostring(h)", "moonopt.Tensor (freed)"));
     /* a clone made before is the script's own memory and lives on */
-    CHECK(run_is(L, "return copy:sum()", "21.0"));
+    CHECK(run_is(L, "return copy:sum():item()", "21.0"));
     /* finalizing the handles later does not call release again */
     CHECK(run_is(L, "h, views, opt = nil, nil, nil collectgarbage() collectgarbage() return 0",
                  "0"));
@@ -226,18 +226,18 @@ TEST(revoke_through_a_view_made_in_lua)
     release_log log = {0, NULL};
     mo_lua_pushhost(L, buf, 1, &n, log_release, &log, 0);
     lua_setglobal(L, "h");
-    CHECK(run_is(L, "v = h:narrow(1, 2, 2) return v:sum()", "5.0"));
+    CHECK(run_is(L, "v = h:narrow(1, 2, 2) return v:sum():item()", "5.0"));
     lua_getglobal(L, "v");
     mo_lua_revoke(L, -1); /* the storage is shared: revoking a view revokes the base too */
     lua_pop(L, 1);
     CHECK(log.calls == 1);
-    CHECK(fails_with(L, "return h:sum()", "tensor has been freed"));
+    CHECK(fails_with(L, "return h:sum():item()", "tensor has been freed"));
     /* Lua's own tensors can be revoked too (their memory is freed now) */
     CHECK(run_is(L, "own = require('moonopt').ones(1000) own2 = own:view(10, 100) return 0", "0"));
     lua_getglobal(L, "own");
     mo_lua_revoke(L, -1);
     lua_pop(L, 1);
-    CHECK(fails_with(L, "return own2:sum()", "tensor has been freed"));
+    CHECK(fails_with(L, "return own2:sum():item()", "tensor has been freed"));
     lua_close(L);
     CHECK(log.calls == 1);
 }
@@ -379,13 +379,13 @@ TEST(gc_method_on_host_memory_revokes_every_view)
     release_log log = {0, NULL};
     mo_lua_pushhost(L, buf, 2, shape, log_release, &log, 0);
     lua_setglobal(L, "h");
-    CHECK(run_is(L, "v = h:t() vv = v:narrow(1, 2, 2):select(2, 1) return vv:sum()", "5.0"));
+    CHECK(run_is(L, "v = h:t() vv = v:narrow(1, 2, 2):select(2, 1) return vv:sum():item()", "5.0"));
     /* the collector finalizing the base alone: views keep the memory */
-    CHECK(run_is(L, "getmetatable(h).__gc(h) return v:sum()", "21.0"));
+    CHECK(run_is(L, "getmetatable(h).__gc(h) return v:sum():item()", "21.0"));
     CHECK(log.calls == 0);
     CHECK(run_is(L, "vv:__gc() return 0", "0"));   /* a view of a view frees all of it */
     CHECK(log.calls == 1 && log.data == buf);
-    CHECK(fails_with(L, "return v:sum()", "tensor has been freed"));
+    CHECK(fails_with(L, "return v:sum():item()", "tensor has been freed"));
     CHECK(fails_with(L, "return vv:totable()", "tensor has been freed"));
     CHECK(run_is(L, "v, vv = nil, nil collectgarbage() collectgarbage() return 0", "0"));
     lua_close(L);

@@ -190,9 +190,9 @@ function TestDataIdx.test_real_fashion_mnist_labels_when_installed()
   f:close()
   local y = data.read_idx(p, {shift = 1})
   lu.assertEquals(y:shape(), {10000})
-  lu.assertEquals(y:min(), 1)
-  lu.assertEquals(y:max(), 10)
-  lu.assertEquals(y:sum(), 1000 * 55)  -- 1000 of each class 1..10
+  lu.assertEquals(y:min():item(), 1)
+  lu.assertEquals(y:max():item(), 10)
+  lu.assertEquals(y:sum():item(), 1000 * 55)  -- 1000 of each class 1..10
 end
 
 -- ---------------------------------------------------------------------------
@@ -373,7 +373,7 @@ function TestDataBatches.test_labels_optional_and_multidim_examples()
   lu.assertEquals(n, 6)
   mo.manual_seed(1)
   local total = 0
-  for xb in data.batches({x = x, y = mo.zeros(6, 3)}, 4) do total = total + xb:sum() end
+  for xb in data.batches({x = x, y = mo.zeros(6, 3)}, 4) do total = total + xb:sum():item() end
   lu.assertEquals(total, 300)  -- 1 + ... + 24
 end
 

@@ -270,6 +270,12 @@ method("add_row_bias_", function() return {mo.tensor{1, 2, 3, 4}} end, {inplace 
 method("sum", function() return {2} end)
 method("max", function() return {1} end)
 method("argmax", function() return {2} end)
+-- the reduce family (lua/binding/reduce.c): a dim and keepdim, two results, a boolean
+method("std", function() return {1, false, true} end)
+method("min", function() return {2, true} end)
+method("softmax", function() return {-1} end)
+method("topk", function() return {2} end)
+method("any", none)
 method("get", function() return {2, 3} end)
 method("set", function() return {2, 3, 9} end, {inplace = true})
 method("view", function() return {4, 3} end)

@@ -568,7 +568,7 @@ local function quadratic()
   local a, c = mo.tensor(A), mo.tensor(Cm)
   return function(x)
     local d = x:sub(c)
-    return 0.5 * d:mul(d):mul(a):sum(), d:mul(a)
+    return 0.5 * d:mul(d):mul(a):sum():item(), d:mul(a)
   end
 end
 

@@ -142,7 +142,7 @@ function TestTensorErrors.test_indices()
   fails("bad argument #3 to 'set' (number expected, got nil)", function() return t:set(1, 1, nil) end)
   fails("bad argument #2 to 'set' (index 9 out of range for dimension 2 of size 2)",
         function() return t:set(1, 9, 5) end)
-  lu.assertEquals(t:sum(), 0)
+  lu.assertEquals(t:sum():item(), 0)
   fails("item: the tensor has 6 elements, expected 1", function() return t:item() end)
   fails("__len: a 0-d tensor has no length", function() return #mo.tensor(1) end)
 end
@@ -219,7 +219,7 @@ function TestTensorErrors.test_shape_mismatch()
   fails("add_row_bias: shapes {3} and {3} do not agree", function() return mo.zeros(3):add_row_bias(mo.zeros(3)) end)
   -- nothing changed by any of the failed calls
   lu.assertEquals(a:totable(), {{1, 2, 3}, {4, 5, 6}})
-  lu.assertEquals(b:sum(), 0)
+  lu.assertEquals(b:sum():item(), 0)
 end
 
 function TestTensorErrors.test_math_arguments()
@@ -229,16 +229,16 @@ function TestTensorErrors.test_math_arguments()
   fails("bad argument #1 to 'clamp_' (lo is NaN)", function() return a:clamp_(0 / 0, 1) end)
   fails("bad argument #2 to 'clamp_' (hi is NaN)", function() return a:clamp_(0, 0 / 0) end)
   fails("bad argument #1 to 'clamp' (number expected, got string)", function() return a:clamp("0") end)
-  fails("bad argument #1 to 'sum' (dimension 3 out of range for a 2-d tensor of shape {2, 3})",
+  fails("bad argument #1 to 'sum' (dimension 3 out of range for a 2-d tensor of shape {2, 3}",
         function() return a:sum(3) end)
-  fails("bad argument #1 to 'argmax' (dimension 0 out of range for a 2-d tensor of shape {2, 3})",
+  fails("bad argument #1 to 'argmax' (dimension 0 out of range for a 2-d tensor of shape {2, 3}",
         function() return a:argmax(0) end)
-  fails("mean: the tensor is empty", function() return mo.zeros(0):mean() end)
-  fails("max: the tensor is empty", function() return mo.zeros(2, 0):max() end)
-  fails("min: the tensor is empty", function() return mo.zeros(0):min() end)
-  fails("argmax: the tensor is empty", function() return mo.zeros(0):argmax() end)
-  fails("max: dimension 2 has size 0", function() return mo.zeros(2, 0):max(2) end)
-  fails("argmax: dimension 1 has size 0", function() return mo.zeros(0, 2):argmax(1) end)
+  local m0 = mo.zeros(0):mean():item(); lu.assertTrue(m0 ~= m0)   -- as PyTorch: the mean of nothing is NaN
+  fails("max: the tensor of shape {2, 0} is empty", function() return mo.zeros(2, 0):max():item() end)
+  fails("min: the tensor of shape {0} is empty", function() return mo.zeros(0):min():item() end)
+  fails("argmax: the tensor of shape {0} is empty", function() return mo.zeros(0):argmax():item() end)
+  fails("max: dimension 2 of shape {2, 0} has size 0", function() return mo.zeros(2, 0):max(2) end)
+  fails("argmax: dimension 1 of shape {0, 2} has size 0", function() return mo.zeros(0, 2):argmax(1) end)
   fails("bad argument #1 to 'norm_many' (table expected, got nil)", core.norm_many, nil)
   fails("bad argument #1 to 'norm_many' (element 2 is not a moonopt.Tensor (got number))",
         core.norm_many, {a, 1})
@@ -266,7 +266,7 @@ function TestTensorErrors.test_matmul()
   fails("bad argument #3 to 'matmul' (beta needs an out tensor to add to)", mo.matmul, a, a:t(), {beta = 1})
   local out = mo.full({2, 5}, 7)
   fails("matmul: out has shape {2, 5}, expected {2, 2}", mo.matmul, a, a:t(), {out = out})
-  lu.assertEquals(out:sum(), 70)
+  lu.assertEquals(out:sum():item(), 70)
 end
 
 function TestTensorErrors.test_grad_and_fields()

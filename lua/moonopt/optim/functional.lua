@@ -256,7 +256,7 @@ function M.lbfgs(opfunc, x, config, state)
   local f_hist = {f}
   local currentFuncEval = 1
   state.funcEval = state.funcEval + 1
-  if g:abs():sum() <= tolFun then return x, f_hist, currentFuncEval end
+  if g:abs():sum():item() <= tolFun then return x, f_hist, currentFuncEval end
 
   local d, t = state.d, state.t
   local old_dirs, old_stps, Hdiag = state.old_dirs, state.old_stps, state.Hdiag
@@ -292,7 +292,7 @@ function M.lbfgs(opfunc, x, config, state)
     local gtd = g:dot(d)
     if gtd > -tolX then break end
     if state.nIter == 1 then
-      t = math.min(1, 1 / g:abs():sum()) * learningRate
+      t = math.min(1, 1 / g:abs():sum():item()) * learningRate
     else
       t = learningRate
     end
@@ -313,8 +313,8 @@ function M.lbfgs(opfunc, x, config, state)
     state.funcEval = state.funcEval + lsFuncEval
     if nIter == maxIter then break end
     if currentFuncEval >= maxEval then break end
-    if g:abs():sum() <= tolFun then break end
-    if d:abs():sum() * math.abs(t) <= tolX then break end
+    if g:abs():sum():item() <= tolFun then break end
+    if d:abs():sum():item() * math.abs(t) <= tolX then break end
     if math.abs(f - f_old) < tolX then break end
   end
   state.d, state.t = d, t

@@ -63,7 +63,7 @@ end
 
 local function absmax(t)
   if t:numel() == 0 then return 0 end
-  return t:abs():max()
+  return t:abs():max():item()
 end
 
 local function cubic_interpolate(x1, f1, g1, x2, f2, g2, lo, hi)
@@ -314,7 +314,7 @@ function LBFGS:step(closure)
 
     -- the step length
     if state.n_iter == 1 then
-      t = math.min(1, 1 / flat_grad:abs():sum()) * lr
+      t = math.min(1, 1 / flat_grad:abs():sum():item()) * lr
     else
       t = lr
     end
