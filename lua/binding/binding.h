@@ -57,6 +57,10 @@ void mo__open_tensor(lua_State *L);
 void mo__open_create(lua_State *L);
 /* lua/binding/math.c: elementwise math, reductions, operators, matmul, norm_many. */
 void mo__open_math(lua_State *L);
+/* lua/binding/print.c: the __tostring metamethod of tensors (rows, shape, dtype). */
+int mo__tensor_tostring(lua_State *L);
+/* lua/binding/index.c: index_select, gather, scatter_add(_), matmul (1-d/2-d/3-d). */
+void mo__open_index(lua_State *L);
 
 /* Adds the functions of `l` to the tensor methods table (any file may add methods);
  * each gets the tensor metatable as upvalue 1 (see mo__checkarg). */

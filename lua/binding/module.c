@@ -71,6 +71,7 @@ int luaopen_moonopt_core(lua_State *L)
     mo__open_tensor(L);
     mo__open_create(L);
     mo__open_math(L);
+    mo__open_index(L);
     mo__open_optim(L);
     mo__open_nn(L);
     mo__open_data(L);

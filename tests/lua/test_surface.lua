@@ -7,8 +7,9 @@ local core = require "moonopt.core"
 
 local EXPORTED = {
   "Tensor", "_VERSION", "arange", "blas_backend", "blas_get_threads", "blas_set_threads", "clock",
-  "empty", "full", "is_tensor", "load", "load_tensors", "manual_seed", "matmul", "ones", "rand",
-  "randn", "randperm", "save", "save_tensors", "tensor", "zeros",
+  "empty", "eye", "full", "is_tensor", "linspace", "load", "load_tensors", "manual_seed", "matmul",
+  "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like", "randperm", "save",
+  "save_tensors", "tensor", "zeros", "zeros_like",
 }
 
 local SUBMODULES = {"data", "nn", "optim", "plot", "progress", "sched", "train"}
