@@ -71,7 +71,7 @@ static mo_status read_index(const mo_tensor *index, double base, size_t limit, s
             const ptrdiff_t at = (ptrdiff_t)j * it.inner[0];
             const double v = f64 ? ((const double *)it.p[0])[at] : ((const float *)it.p[0])[at];
             mo_status st = MO_OK;
-            if (!(v == floor(v))) /* NaN and infinities fail here too */
+            if (!isfinite(v) || v != floor(v))
                 st = bad_entry(err, MO_INDEX_NOT_INTEGER, k, v, limit);
             else if (v < base || v >= hi)
                 st = bad_entry(err, MO_INDEX_OUT_OF_RANGE, k, v, limit);

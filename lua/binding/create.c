@@ -323,10 +323,19 @@ static int f_linspace(lua_State *L)
     mo_dtype dt;
     trailing_dtype(L, 4, fname, &dt);
     mo_tensor *t = mo__newtensor_dtype(L, 1, &n, dt, 0, fname);
-    const lua_Number step = n > 1 ? (b - a) / (lua_Number)(n - 1) : 0.0;
     const size_t half = n / 2;
+    if (dt == MO_FLOAT32) { /* in float, as PyTorch computes a float32 linspace */
+        const float fa = (float)a, fb = (float)b;
+        const float step = n > 1 ? (fb - fa) / (float)(n - 1) : 0.0f;
+        float *p = mo_tensor_data(t);
+        for (size_t i = 0; i < n; i++)
+            p[i] = i < half ? fa + step * (float)i : fb - step * (float)(n - 1 - i);
+        return 1;
+    }
+    const double step = n > 1 ? (b - a) / (double)(n - 1) : 0.0;
+    double *p = mo_tensor_data_f64(t);
     for (size_t i = 0; i < n; i++)
-        put_el(t, i, i < half ? a + step * (lua_Number)i : b - step * (lua_Number)(n - 1 - i));
+        p[i] = i < half ? a + step * (double)i : b - step * (double)(n - 1 - i);
     return 1;
 }
 

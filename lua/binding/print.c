@@ -11,7 +11,8 @@
  * integral, else fixed "%.4f", or "%.4e" when the magnitudes span more than 1e4 or reach
  * outside [1e-4, 1e8). With more than 1000 elements, every dimension longer than 6 shows
  * its first and last three indices around "..." (PyTorch's edge items). A row wider than
- * 80 characters is split into blocks of columns, each headed "Columns 1 to 8".
+ * 80 characters is split into blocks of columns, each headed "Columns 1 to 8" (a 1-d
+ * tensor simply continues on the next line).
  */
 #include "binding.h"
 
@@ -153,6 +154,10 @@ static void emit_matrix(const pr_out *o, const double *m, size_t rows, size_t co
     }
     for (size_t c0 = 0; c0 < cols; c0 += per) {
         const size_t c1 = c0 + per < cols ? c0 + per : cols;
+        if (rd < 0) { /* a 1-d tensor: plain continuation lines */
+            emit_rows(o, m, 1, cols, rd, cd, c0, c1);
+            continue;
+        }
         lua_pushfstring(o->b->L, "%sColumns %I to %I\n", c0 ? "\n" : "",
                         (lua_Integer)pick(o->p, cd, c0) + 1, (lua_Integer)pick(o->p, cd, c1 - 1) + 1);
         luaL_addvalue(o->b);
