@@ -29,6 +29,18 @@ echo "$ratios" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk '
     printf "mo.matmul / cblas_sgemm: median ratio %.3f over %d rounds (min %.3f, max %.3f) %s\n",
         m, NR, r[1], r[NR], (m <= 1.10 ? "(target <= 1.10: met)" : "(target <= 1.10: MISSED)")}'
 
+echo "== matmul 512x512x512 float64: mo.matmul from Lua vs cblas_dgemm from C (1 thread)"
+ratios=""
+for round in 1 2 3 4 5; do
+    c=$("$BUILD/bench/matmul_cblas" 11 float64 | awk '{print $2}')
+    l=$("$LUA" bench/tensor.lua matmul 11 float64 | awk '{print $2}')
+    ratios="$ratios $(awk -v l="$l" -v c="$c" 'BEGIN{printf "%.4f", l/c}')"
+done
+echo "$ratios" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk '
+    {r[NR]=$1} END {m=r[int((NR+1)/2)];
+    printf "mo.matmul float64 / cblas_dgemm: median ratio %.3f over %d rounds (min %.3f, max %.3f) %s\n",
+        m, NR, r[1], r[NR], (m <= 1.10 ? "(target <= 1.10: met)" : "(target <= 1.10: MISSED)")}'
+
 for extra in bench/*_bench.sh; do
     [ -f "$extra" ] && sh "$extra"
 done

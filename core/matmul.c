@@ -231,3 +231,107 @@ mo_status mo_matmul_portable(mo_tensor *c, const mo_tensor *a, int trans_a, cons
 {
     return matmul(c, a, trans_a, b, trans_b, alpha, beta, 0);
 }
+
+/* ---- torch.matmul: 1-d, 2-d and batched 3-d operands ---- */
+
+/*
+ * t as a batch of matrices {batch, rows, cols} (a handle that takes no reference, see
+ * mo__borrowed_slice): a 3-d t as it is, a 2-d one as a batch of 1, a 1-d one as a row
+ * {1, 1, k} on the left (left != 0) or a column {1, k, 1} on the right. The strides of
+ * the added size-1 dims are 0: nothing ever steps along them.
+ */
+static mo_tensor as_batch(const mo_tensor *t, int left)
+{
+    mo_tensor v = *t;
+    v.ndim = 3;
+    if (t->ndim == 2) {
+        v.shape[0] = 1;
+        v.stride[0] = 0;
+        for (int d = 0; d < 2; d++) {
+            v.shape[d + 1] = t->shape[d];
+            v.stride[d + 1] = t->stride[d];
+        }
+    } else if (t->ndim == 1) {
+        const int at = left ? 2 : 1; /* where the vector's one dimension goes */
+        v.shape[0] = v.shape[1] = v.shape[2] = 1;
+        v.stride[0] = v.stride[1] = v.stride[2] = 0;
+        v.shape[at] = t->shape[0];
+        v.stride[at] = t->stride[0];
+    }
+    return v;
+}
+
+mo_status mo_matmul_shape(const mo_tensor *a, const mo_tensor *b, int *ndim, size_t *shape)
+{
+    if (!a || !b || !ndim || !shape) return MO_ERR_ARG;
+    if (a->ndim > 3 || b->ndim > 3) return MO_ERR_DIMS;
+    if (a->ndim < 1 || b->ndim < 1) return MO_ERR_SHAPE;
+    const mo_tensor a3 = as_batch(a, 1), b3 = as_batch(b, 0);
+    if (a3.shape[2] != b3.shape[1]) return MO_ERR_SHAPE;
+    const size_t ba = a3.shape[0], bb = b3.shape[0];
+    if (ba != bb && ba != 1 && bb != 1) return MO_ERR_SHAPE;
+    int n = 0;
+    if (a->ndim == 3 || b->ndim == 3) shape[n++] = ba == 1 ? bb : ba;
+    if (a->ndim >= 2) shape[n++] = a3.shape[1];
+    if (b->ndim >= 2) shape[n++] = b3.shape[2];
+    *ndim = n;
+    return MO_OK;
+}
+
+/* c's 3-d view {batch, m, n} for the result dims that exist (see mo_matmul_shape). */
+static mo_tensor c_as_batch(const mo_tensor *c, const mo_tensor *a, const mo_tensor *b,
+                            size_t batch, size_t m, size_t n)
+{
+    mo_tensor v = *c;
+    const int has[3] = {a->ndim == 3 || b->ndim == 3, a->ndim >= 2, b->ndim >= 2};
+    const size_t sh[3] = {batch, m, n};
+    int from = 0;
+    for (int d = 0; d < 3; d++) {
+        v.shape[d] = sh[d];
+        v.stride[d] = has[d] ? c->stride[from++] : 0;
+    }
+    v.ndim = 3;
+    return v;
+}
+
+static int shape_equal(const mo_tensor *t, int nd, const size_t *shape)
+{
+    if (t->ndim != nd) return 0;
+    for (int d = 0; d < nd; d++)
+        if (t->shape[d] != shape[d]) return 0;
+    return 1;
+}
+
+mo_status mo_matmul_nd(mo_tensor *c, const mo_tensor *a, const mo_tensor *b)
+{
+    const mo_tensor *ts[3] = {c, a, b};
+    MO_TRY(mo__check_live(3, ts));
+    MO_TRY(mo__check_dtypes(3, ts));
+    int nd;
+    size_t shape[3];
+    MO_TRY(mo_matmul_shape(a, b, &nd, shape));
+    if (!shape_equal(c, nd, shape)) return MO_ERR_SHAPE;
+    mo_tensor a3 = as_batch(a, 1), b3 = as_batch(b, 0);
+    const size_t batch = a3.shape[0] == 1 ? b3.shape[0] : a3.shape[0];
+    const size_t m = a3.shape[1], n = b3.shape[2];
+    mo_tensor c3 = c_as_batch(c, a, b, batch, m, n);
+    /* one matrix on the right and row-stacked batches on the left and in c (the usual
+     * contiguous case): one call of m*batch rows, as a single large gemm runs faster */
+    if (b3.shape[0] == 1 && batch > 1 && a3.stride[0] == (ptrdiff_t)m * a3.stride[1] &&
+        c3.stride[0] == (ptrdiff_t)m * c3.stride[1]) {
+        mo_tensor af = mo__borrowed_slice(&a3, 0, 0), cf = mo__borrowed_slice(&c3, 0, 0);
+        af.shape[0] *= batch; /* fits: it counts elements of a */
+        cf.shape[0] *= batch;
+        af.numel *= batch;
+        cf.numel *= batch;
+        mo_tensor bf = mo__borrowed_slice(&b3, 0, 0);
+        return matmul(&cf, &af, 0, &bf, 0, 1.0, 0.0, 1);
+    }
+    for (size_t i = 0; i < batch; i++) {
+        mo_tensor ai = mo__borrowed_slice(&a3, 0, a3.shape[0] == 1 ? 0 : i);
+        mo_tensor bi = mo__borrowed_slice(&b3, 0, b3.shape[0] == 1 ? 0 : i);
+        mo_tensor ci = mo__borrowed_slice(&c3, 0, i);
+        MO_TRY(matmul(&ci, &ai, 0, &bi, 0, 1.0, 0.0, 1));
+    }
+    return MO_OK;
+}

@@ -486,6 +486,57 @@ mo_status mo_rand_normal(mo_tensor *t, mo_rng *r, double mean, double sd);
 /* Fisher-Yates: perm[0..n-1] becomes a random permutation of 0..n-1. */
 mo_status mo_randperm(size_t *perm, size_t n, mo_rng *r);
 
+/* ------------------------------------------------------------------------ */
+/* Index ops and torch.matmul shapes (family: index)                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Index tensors hold integers stored as floats, of either dtype whatever the data's dtype
+ * (the one place dtypes may differ), counted from `base` (0 from C, 1 from Lua). Every
+ * entry is checked before anything is written: a non-integral entry (NaN, inf, 2.5) gives
+ * MO_ERR_ARG, one outside base .. base + limit - 1 gives MO_ERR_RANGE, and *err (may be
+ * NULL) then names the first bad entry. `out` tensors exist already with the result's
+ * shape and must not share memory with src.
+ */
+typedef enum mo_index_fault {
+    MO_INDEX_OK, MO_INDEX_NOT_INTEGER, MO_INDEX_OUT_OF_RANGE
+} mo_index_fault;
+
+typedef struct mo_index_error {
+    mo_index_fault bad;  /* MO_INDEX_OK unless an entry was refused */
+    size_t pos;          /* its flat (row-major) position in the index tensor, 0-based */
+    double value;        /* its value */
+    size_t limit;        /* the size of the indexed dimension */
+} mo_index_error;
+
+/* out = src with dimension dim reduced to the entries named by index (0-d or 1-d):
+ * out's shape is src's with shape[dim] = index->numel. */
+mo_status mo_index_select(mo_tensor *out, const mo_tensor *src, int dim, const mo_tensor *index,
+                          double base, mo_index_error *err);
+/* out[p] = src[p with p[dim] = index[p]]; index has src's ndim and no size larger than
+ * src's outside dim; out has index's shape. */
+mo_status mo_gather(mo_tensor *out, const mo_tensor *src, int dim, const mo_tensor *index,
+                    double base, mo_index_error *err);
+/* dst[p with p[dim] = index[p]] += src[p] for every p of index's shape (repeated
+ * positions accumulate); index, src and dst have one ndim, index no size larger than
+ * src's, nor than dst's outside dim. In place on dst; MO_ERR_LAYOUT for a dst with a
+ * stride-0 (expanded) dimension. src may overlap dst (it is copied first). */
+mo_status mo_scatter_add(mo_tensor *dst, int dim, const mo_tensor *index, const mo_tensor *src,
+                         double base, mo_index_error *err);
+
+/*
+ * torch.matmul for 1-d, 2-d and 3-d operands: 1-d . 1-d is a dot product (0-d result),
+ * a 1-d left operand is a row vector and a 1-d right one a column vector whose
+ * dimension is dropped from the result, and 3-d operands are batches of matrices (a 2-d
+ * or 1-d operand, or a batch of 1, is used for every batch entry). mo_matmul_shape
+ * writes the result's ndim and shape (MO_ERR_SHAPE when the operands do not agree,
+ * MO_ERR_DIMS for more than 3 dims); mo_matmul_nd computes c = a @ b into an existing
+ * c of that shape, through mo_matmul per batch entry (one call when b is 2-d and a's
+ * batch folds into its rows).
+ */
+mo_status mo_matmul_shape(const mo_tensor *a, const mo_tensor *b, int *ndim, size_t *shape);
+mo_status mo_matmul_nd(mo_tensor *c, const mo_tensor *a, const mo_tensor *b);
+
 /* The optimizer kernels (SGD, the Adam family, ...), the neural-network kernels and the
  * file formats (IDX data sets, safetensors checkpoints) have headers of their own. */
 #include "moonopt_optim.h"

@@ -110,6 +110,12 @@ int mo__same_layout(const mo_tensor *a, const mo_tensor *b);
  */
 mo_status mo__scale(mo_tensor *out, double s);
 
+/*
+ * Slice i of t along dim (one dimension less) as a handle that takes NO reference: for
+ * use inside one call while t keeps the storage alive; never released (index.c).
+ */
+mo_tensor mo__borrowed_slice(const mo_tensor *t, int dim, size_t i);
+
 #if defined(__GNUC__)
 #define MO__PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else

@@ -71,6 +71,10 @@ void mo__open_shape(lua_State *L);
 int mo__index(lua_State *L);
 /* t[key] = value (t at 1, key at 2, value at 3): writes through the view. */
 int mo__newindex(lua_State *L);
+/* lua/binding/print.c: the __tostring metamethod of tensors (rows, shape, dtype). */
+int mo__tensor_tostring(lua_State *L);
+/* lua/binding/index.c: index_select, gather, scatter_add(_), matmul (1-d/2-d/3-d). */
+void mo__open_index(lua_State *L);
 
 /* Adds the functions of `l` to the tensor methods table (any file may add methods);
  * each gets the tensor metatable as upvalue 1 (see mo__checkarg). */

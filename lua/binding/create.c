@@ -1,6 +1,7 @@
 /*
  * create.c - tensor constructors for Lua (tensor, zeros, ones, full, empty,
- * arange, rand, randn), randperm, and the in-place random fills uniform_ and
+ * arange, rand, randn, linspace, eye, zeros_like, ones_like, rand_like, randn_like,
+ * randint), randperm, and the in-place random fills uniform_ and
  * normal_. Random numbers come from the lua_State's default generator
  * (mo__lua_rng), so two lua_States never share a stream.
  */
@@ -291,6 +292,155 @@ static int f_randperm(lua_State *L)
 }
 
 /* ======================================================================== */
+/* linspace, eye, *_like, randint                                           */
+/* ======================================================================== */
+
+/* Reads a trailing options table at `at` (nothing else may follow it); returns whether it
+ * named a dtype, with *dt set (float32 when there is none). */
+static int trailing_dtype(lua_State *L, int at, const char *fname, mo_dtype *dt)
+{
+    int last = lua_gettop(L);
+    *dt = MO_FLOAT32;
+    if (last < at) return 0;
+    if (last > at) return mo__argerror(L, at + 1, fname, "unexpected argument (%s)",
+                                       luaL_typename(L, at + 1));
+    if (lua_isnil(L, at)) return 0;
+    if (!mo__optdtype(L, &last, fname, dt)) return mo__typeerror(L, at, fname, "options table");
+    return 1;
+}
+
+/*
+ * linspace(a, b, n [, {dtype =}]) -> n values from a to b, both included, evenly spaced.
+ * As PyTorch computes them: the first half as a + i*step, the second as b - (n-1-i)*step,
+ * so both ends are exact (step = (b - a) / (n - 1); n == 1 gives {a}).
+ */
+static int f_linspace(lua_State *L)
+{
+    static const char *const fname = "linspace";
+    const lua_Number a = check_finite(L, 1, fname, "start");
+    const lua_Number b = check_finite(L, 2, fname, "stop");
+    const size_t n = (size_t)check_count(L, 3, fname, MO__MAX_SIZE);
+    mo_dtype dt;
+    trailing_dtype(L, 4, fname, &dt);
+    mo_tensor *t = mo__newtensor_dtype(L, 1, &n, dt, 0, fname);
+    const size_t half = n / 2;
+    if (dt == MO_FLOAT32) { /* in float, as PyTorch computes a float32 linspace */
+        const float fa = (float)a, fb = (float)b;
+        const float step = n > 1 ? (fb - fa) / (float)(n - 1) : 0.0f;
+        float *p = mo_tensor_data(t);
+        for (size_t i = 0; i < n; i++)
+            p[i] = i < half ? fa + step * (float)i : fb - step * (float)(n - 1 - i);
+        return 1;
+    }
+    const double step = n > 1 ? (b - a) / (double)(n - 1) : 0.0;
+    double *p = mo_tensor_data_f64(t);
+    for (size_t i = 0; i < n; i++)
+        p[i] = i < half ? a + step * (double)i : b - step * (double)(n - 1 - i);
+    return 1;
+}
+
+/* eye(n [, m] [, {dtype =}]) -> an n x m (default n x n) matrix, ones on the diagonal. */
+static int f_eye(lua_State *L)
+{
+    static const char *const fname = "eye";
+    const size_t n = (size_t)check_count(L, 1, fname, MO__MAX_SIZE);
+    const int has_m = lua_type(L, 2) == LUA_TNUMBER;
+    const size_t m = has_m ? (size_t)check_count(L, 2, fname, MO__MAX_SIZE) : n;
+    mo_dtype dt;
+    trailing_dtype(L, has_m ? 3 : 2, fname, &dt);
+    const size_t shape[2] = {n, m};
+    mo__shape_numel(L, fname, 2, shape);
+    mo_tensor *t = mo__newtensor_dtype(L, 2, shape, dt, 1, fname);
+    for (size_t i = 0; i < n && i < m; i++) put_el(t, i * m + i, 1.0);
+    return 1;
+}
+
+/* The tensor at 1 and the dtype for a *_like result: t's unless {dtype =} says otherwise. */
+static mo_tensor *like(lua_State *L, const char *fname, mo_dtype *dt)
+{
+    mo_tensor *src = mo__checkarg(L, 1, fname);
+    const mo_dtype own = src->dtype;
+    if (!trailing_dtype(L, 2, fname, dt)) *dt = own;
+    src = mo__checkarg(L, 1, fname); /* reading the options may have run Lua code */
+    return mo__newtensor_dtype(L, src->ndim, src->shape, *dt, 0, fname);
+}
+
+static int f_zeros_like(lua_State *L)
+{
+    mo_dtype dt;
+    mo__check(L, mo_fill(like(L, "zeros_like", &dt), 0.0), "zeros_like");
+    return 1;
+}
+
+static int f_ones_like(lua_State *L)
+{
+    mo_dtype dt;
+    mo__check(L, mo_fill(like(L, "ones_like", &dt), 1.0), "ones_like");
+    return 1;
+}
+
+static int f_rand_like(lua_State *L)
+{
+    mo_dtype dt;
+    mo_tensor *t = like(L, "rand_like", &dt);
+    mo__check(L, mo_rand_uniform(t, mo__lua_rng(L), 0.0, 1.0), "rand_like");
+    return 1;
+}
+
+static int f_randn_like(lua_State *L)
+{
+    mo_dtype dt;
+    mo_tensor *t = like(L, "randn_like", &dt);
+    mo__check(L, mo_rand_normal(t, mo__lua_rng(L), 0.0, 1.0), "randn_like");
+    return 1;
+}
+
+/* The largest integer magnitude every smaller one of which a dtype holds exactly. */
+static lua_Integer exact_limit(mo_dtype dt)
+{
+    return dt == MO_FLOAT64 ? (lua_Integer)1 << 53 : (lua_Integer)1 << 24;
+}
+
+/*
+ * randint(lo, hi, shape [, {dtype =}]) -> integers drawn uniformly from lo..hi, BOTH
+ * included (Lua's math.random(lo, hi), not PyTorch's exclusive high); randint(hi, shape)
+ * draws from 1..hi, like math.random(hi), so the values are valid 1-based indices of a
+ * dimension of size hi. Stored as floats; |lo| and |hi| at most 2^24 (float32) or 2^53
+ * (float64), where every integer is exact.
+ */
+static int f_randint(lua_State *L)
+{
+    static const char *const fname = "randint";
+    const int two = lua_type(L, 2) == LUA_TNUMBER; /* randint(lo, hi, shape, ...) */
+    const int sh = two ? 3 : 2;
+    mo_dtype dt;
+    trailing_dtype(L, sh + 1, fname, &dt);
+    mo__checknumber(L, 1, fname);
+    lua_Integer lo = 1, hi = mo__checkinteger(L, 1, fname, two ? "lo" : "hi");
+    if (two) {
+        lo = hi;
+        hi = mo__checkinteger(L, 2, fname, "hi");
+    }
+    const lua_Integer lim = exact_limit(dt);
+    if (lo > hi)
+        return mo__argerror(L, two ? 2 : 1, fname, "hi %I is less than lo %I", hi, lo);
+    if (lo < -lim || hi > lim)
+        return mo__argerror(L, two ? 2 : 1, fname,
+                            "range %I..%I goes past %I, beyond which %s does not hold every integer",
+                            lo, hi, lim, mo_dtype_name(dt));
+    if (lua_type(L, sh) != LUA_TTABLE) return mo__typeerror(L, sh, fname, "shape table");
+    size_t shape[MO_MAX_DIMS];
+    int ndim = mo__readshape(L, sh, sh, fname, shape, NULL);
+    mo__shape_numel(L, fname, ndim, shape);
+    mo_tensor *t = mo__newtensor_dtype(L, ndim, shape, dt, 0, fname);
+    mo_rng *r = mo__lua_rng(L);
+    const uint64_t span = (uint64_t)(hi - lo) + 1; /* <= 2^54 + 1: no overflow */
+    for (size_t i = 0; i < t->numel; i++)
+        put_el(t, i, (lua_Number)(lo + (lua_Integer)mo_rng_below(r, span)));
+    return 1;
+}
+
+/* ======================================================================== */
 /* In-place random fills                                                    */
 /* ======================================================================== */
 
@@ -335,6 +485,13 @@ static const luaL_Reg create_functions[] = {
     {"randn", f_randn},
     {"arange", f_arange},
     {"randperm", f_randperm},
+    {"linspace", f_linspace},
+    {"eye", f_eye},
+    {"zeros_like", f_zeros_like},
+    {"ones_like", f_ones_like},
+    {"rand_like", f_rand_like},
+    {"randn_like", f_randn_like},
+    {"randint", f_randint},
     {NULL, NULL},
 };
 

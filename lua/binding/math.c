@@ -1,7 +1,7 @@
 /*
  * math.c - tensor math for Lua: elementwise operations (new result or in
  * place, broadcasting by NumPy's rules, numbers on either side), comparisons,
- * where/masked_fill, arithmetic operators, reductions, dot/norm, matmul.
+ * where/masked_fill, arithmetic operators, reductions, dot/norm (matmul: index.c).
  *
  * Naming follows PyTorch: a:add(b) returns a new tensor, a:add_(b) changes a
  * and returns it. Every argument is checked before anything is written, so a
@@ -465,108 +465,6 @@ static int f_norm_many(lua_State *L)
 }
 
 /* ======================================================================== */
-/* matmul                                                                   */
-/* ======================================================================== */
-
-/* mo.matmul(a, b [, {trans_a =, trans_b =, alpha =, beta =, out =}]) -> out or a new tensor. */
-static int f_matmul(lua_State *L)
-{
-    static const char *const fname = "matmul";
-    mo_tensor *a = mo__checkarg(L, 1, fname);
-    mo_tensor *b = mo__checkarg(L, 2, fname);
-    if (a->ndim != 2) return mo__argerror(L, 1, fname, "2-d tensor expected, got %d-d", a->ndim);
-    if (b->ndim != 2) return mo__argerror(L, 2, fname, "2-d tensor expected, got %d-d", b->ndim);
-    mo__same_dtype(L, fname, a, b);
-    int trans_a = 0, trans_b = 0, has_beta = 0, out_idx = 0;
-    lua_Number alpha = 1.0, beta = 0.0;
-    if (!lua_isnoneornil(L, 3)) {
-        if (lua_type(L, 3) != LUA_TTABLE) return mo__typeerror(L, 3, fname, "table");
-        /* unknown keys are typos (tranA, trans_A ...): refuse them */
-        lua_pushnil(L);
-        while (lua_next(L, 3)) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            int v = lua_gettop(L);
-            if (k != NULL && (strcmp(k, "trans_a") == 0 || strcmp(k, "trans_b") == 0)) {
-                if (!lua_isboolean(L, v))
-                    return mo__argerror(L, 3, fname, "option %s must be a boolean, got %s", k,
-                                        luaL_typename(L, v));
-                *(k[6] == 'a' ? &trans_a : &trans_b) = lua_toboolean(L, v);
-            } else if (k != NULL && (strcmp(k, "alpha") == 0 || strcmp(k, "beta") == 0)) {
-                if (lua_type(L, v) != LUA_TNUMBER)
-                    return mo__argerror(L, 3, fname, "option %s must be a number, got %s", k,
-                                        luaL_typename(L, v));
-                if (k[0] == 'a') {
-                    alpha = lua_tonumber(L, v);
-                } else {
-                    beta = lua_tonumber(L, v);
-                    has_beta = 1;
-                }
-            } else if (k != NULL && strcmp(k, "out") == 0) {
-                if (mo__totensor(L, v) == NULL)
-                    return mo__argerror(L, 3, fname, "option out must be a %s, got %s",
-                                        MO_TENSOR_MT, luaL_typename(L, v));
-            } else if (k != NULL) {
-                return mo__argerror(L, 3, fname, "unknown option '%s'", k);
-            } else {
-                return mo__argerror(L, 3, fname, "option keys must be strings, got %s",
-                                    luaL_typename(L, -2));
-            }
-            lua_pop(L, 1);
-        }
-        /* raw, as lua_next read the keys: an __index function would run Lua code here */
-        lua_pushliteral(L, "out");
-        if (lua_rawget(L, 3) != LUA_TNIL) out_idx = lua_gettop(L);
-    }
-    size_t m = a->shape[trans_a ? 1 : 0], k = a->shape[trans_a ? 0 : 1];
-    size_t kb = b->shape[trans_b ? 1 : 0], n = b->shape[trans_b ? 0 : 1];
-    char sa[MO__SHAPE_BUF], sb[MO__SHAPE_BUF];
-    if (k != kb)
-        return luaL_error(L, "matmul: shapes %s and %s do not agree%s", mo__shapestr(a, sa),
-                          mo__shapestr(b, sb),
-                          trans_a ? (trans_b ? " (trans_a, trans_b)" : " (trans_a)")
-                                  : (trans_b ? " (trans_b)" : ""));
-    if (has_beta && out_idx == 0)
-        return mo__argerror(L, 3, fname, "beta needs an out tensor to add to");
-    mo_tensor *c;
-    if (out_idx) {
-        c = mo__checkarg(L, out_idx, fname);
-        if (c->ndim != 2 || c->shape[0] != m || c->shape[1] != n) {
-            size_t want[2] = {m, n};
-            return luaL_error(L, "matmul: out has shape %s, expected %s", mo__shapestr(c, sa),
-                              mo__shapestr_raw(2, want, sb));
-        }
-        if (c->dtype != a->dtype)
-            return luaL_error(L, "matmul: dtype mismatch: out is %s, operands are %s",
-                              mo_dtype_name(c->dtype), mo_dtype_name(a->dtype));
-    } else {
-        size_t shape[2] = {m, n};
-        c = mo__newtensor_dtype(L, 2, shape, a->dtype, 0, fname);
-        out_idx = lua_gettop(L);
-        beta = 0.0;
-    }
-    /* BLAS must not write into memory it reads: copy inputs that share out's storage */
-    mo_tensor tmp_a, tmp_b;
-    mo_tensor_init(&tmp_a);
-    mo_tensor_init(&tmp_b);
-    const mo_tensor *ua = a, *ub = b;
-    mo_status st = MO_OK;
-    if (mo_tensor_same_storage(c, a)) {
-        st = mo_tensor_clone(&tmp_a, a, NULL);
-        ua = &tmp_a;
-    }
-    if (st == MO_OK && mo_tensor_same_storage(c, b)) {
-        st = mo_tensor_clone(&tmp_b, b, NULL);
-        ub = &tmp_b;
-    }
-    if (st == MO_OK) st = mo_matmul(c, ua, trans_a, ub, trans_b, alpha, beta);
-    mo_tensor_release(&tmp_a);
-    mo_tensor_release(&tmp_b);
-    if (st != MO_OK) return mo__status_error(L, st, fname);
-    lua_pushvalue(L, out_idx);
-    return 1;
-}
-
-/* ======================================================================== */
 /* Registration                                                             */
 /* ======================================================================== */
 
@@ -582,7 +480,7 @@ static const luaL_Reg math_methods[] = {
     {"maximum", m_maximum}, {"minimum", m_minimum}, BOTH(masked_fill),
     BOTH(addcmul), BOTH(addcdiv), BOTH(add_row_bias),
     {"sum", m_sum}, {"mean", m_mean}, {"max", m_max}, {"min", m_min}, {"argmax", m_argmax},
-    {"dot", m_dot}, {"norm", m_norm}, {"matmul", f_matmul},
+    {"dot", m_dot}, {"norm", m_norm},
     {NULL, NULL},
 };
 
@@ -593,7 +491,6 @@ static const luaL_Reg operators[] = {
 };
 
 static const luaL_Reg math_functions[] = {
-    {"matmul", f_matmul},
     {"norm_many", f_norm_many},
     {"maximum", f_maximum}, {"minimum", f_minimum}, {"where", f_where},
     {NULL, NULL},

@@ -73,6 +73,7 @@ int luaopen_moonopt_core(lua_State *L)
     mo__open_math(L);
     mo__open_shape(L);
     mo__open_reduce(L);
+    mo__open_index(L);
     mo__open_optim(L);
     mo__open_nn(L);
     mo__open_data(L);

@@ -540,44 +540,6 @@ static size_t first_values(const mo_tensor *t, double *vals, size_t limit)
     return n;
 }
 
-/* "moonopt.Tensor{2, 3}[1, 2, 3, 4, 5, 6]"; more than 6 values end in ", ...";
- * a float64 tensor ends in " dtype=float64". */
-static int t_tostring(lua_State *L)
-{
-    mo_tensor *t = mo__totensor(L, 1);
-    if (t == NULL) return mo__typeerror(L, 1, "__tostring", MO_TENSOR_MT);
-    if (!mo_tensor_alive(t)) {
-        lua_pushliteral(L, MO_TENSOR_MT " (freed)");
-        return 1;
-    }
-    /* Everything shown is copied out before the buffer allocates (a finalizer may free t). */
-    enum { SHOWN = 6 };
-    double vals[SHOWN];
-    size_t n = first_values(t, vals, SHOWN);
-    size_t numel = t->numel;
-    const mo_dtype dt = t->dtype;
-    char shape[MO__SHAPE_BUF];
-    mo__shapestr(t, shape);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, MO_TENSOR_MT);
-    luaL_addstring(&b, shape);
-    luaL_addchar(&b, '[');
-    for (size_t k = 0; k < n; k++) {
-        char num[40];
-        snprintf(num, sizeof num, k ? ", %.6g" : "%.6g", vals[k]);
-        luaL_addstring(&b, num);
-    }
-    if (numel > n) luaL_addstring(&b, ", ...");
-    luaL_addchar(&b, ']');
-    if (dt != MO_FLOAT32) { /* float32, the default, is not named */
-        luaL_addstring(&b, " dtype=");
-        luaL_addstring(&b, mo_dtype_name(dt));
-    }
-    luaL_pushresult(&b);
-    return 1;
-}
-
 static int t_len(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "__len");
@@ -992,7 +954,7 @@ void mo__open_tensor(lua_State *L)
     lua_setfield(L, mt, "__gc");
     lua_pushcfunction(L, t_free);
     lua_setfield(L, mt, "__close");
-    lua_pushcfunction(L, t_tostring);
+    lua_pushcfunction(L, mo__tensor_tostring); /* print.c */
     lua_setfield(L, mt, "__tostring");
     lua_pushcfunction(L, t_len);
     lua_setfield(L, mt, "__len");

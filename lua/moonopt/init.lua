@@ -9,9 +9,11 @@
 --   mo.arange(n) -> 1, 2, ..., n (Lua counting, not PyTorch's 0..n-1)
 --   mo.arange(a, b [, step]) -> the values `for i = a, b, step` visits
 --   mo.randperm(n) -> a Lua table with 1..n shuffled
+--   mo.linspace(a, b, n)   mo.eye(n [, m])   mo.zeros_like(t) ones_like rand_like randn_like
+--   mo.randint([lo,] hi, shape) -> integers lo..hi, both included (lo defaults to 1)
 --   mo.manual_seed(n)   mo.clock() (monotonic seconds)   mo.is_tensor(x)
---   mo.matmul(a, b [, {trans_a =, trans_b =, alpha =, beta =, out =}])
 --   mo.cat({a, b} [, dim])   mo.stack({a, b} [, dim])   (new tensors; dims 1-based)
+--   mo.matmul(a, b [, {trans_a =, trans_b =, alpha =, beta =, out =}]) (1-d, 2-d, 3-d)
 --   mo.save / mo.load / mo.save_tensors / mo.load_tensors (checkpoints)
 --   mo.blas_set_threads(n)   mo.blas_get_threads()
 --   mo.Tensor: the methods table shared by every tensor (t:add, t:view, ...)
@@ -50,6 +52,8 @@ local FROM_CORE = {
   "manual_seed", "clock", "is_tensor", "matmul", "blas_set_threads", "blas_get_threads",
   "cat", "stack",   -- the shape family (lua/binding/shape.c)
   "maximum", "minimum", "where",   -- the elementwise family (lua/binding/math.c)
+  -- the index family (lua/binding/create.c): creation helpers
+  "linspace", "eye", "zeros_like", "ones_like", "rand_like", "randn_like", "randint",
 }
 
 --- The public submodules, loaded on first use (a submodule's `require` costs time and

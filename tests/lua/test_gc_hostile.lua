@@ -478,6 +478,29 @@ method("copy", function(a) return {a[2]:t():contiguous():t()} end)
 case("mo.matmul trans", "matmul", function() return {M(3, 2), M(4, 3), {trans_a = true, trans_b = true}} end,
   function(a) return mo.matmul(a[1], a[2], a[3]) end)
 
+-- index family (issue 11): index ops with index tensors of the other dtype, torch.matmul
+-- shapes, creation helpers, printing
+method("index_select", function() return {2, mo.tensor({3, 1, 3}, {dtype = "float64"})} end)
+method("gather", function() return {2, mo.tensor{{1, 4}, {2, 2}, {3, 1}}} end)
+method("scatter_add_", function(a) return {1, mo.tensor{{1, 3, 1, 2}, {2, 1, 3, 3}}, a[2]} end,
+  {inplace = true})
+method("scatter_add", function(a) return {2, mo.tensor{{4, 4}, {1, 2}, {3, 3}}, a[3]} end)
+case("mo.matmul 1-d", "matmul", function() return {mo.tensor{1, 2, 3}, M(3, 4)} end,
+  function(a) return mo.matmul(a[1], a[2]) end)
+case("mo.matmul 3-d", "matmul", function() return {M(6, 4):view(2, 3, 4), M(4, 2)} end,
+  function(a) return mo.matmul(a[1], a[2]) end)
+case("mo.matmul batched", "matmul", function() return {M(6, 4):view(2, 3, 4), M(8, 2):view(2, 4, 2)} end,
+  function(a) return mo.matmul(a[1], a[2]) end)
+case("mo.linspace", "linspace", none, function() return mo.linspace(0, 1, 5, {dtype = "float64"}) end)
+case("mo.eye", "eye", none, function() return mo.eye(3, 2) end)
+case("mo.zeros_like", "zeros_like", function() return {M(2, 3):t()} end,
+  function(a) return mo.zeros_like(a[1], {dtype = "float64"}) end)
+case("mo.ones_like", "ones_like", function() return {M(2, 3)} end, function(a) return mo.ones_like(a[1]) end)
+case("mo.randn_like", "randn_like", function() return {M(2, 3)} end, function(a) return mo.randn_like(a[1]) end)
+case("mo.randint", "randint", function() return {{2, 3}} end, function(a) return mo.randint(2, 5, a[1]) end)
+case("tostring 3-d", "tostring", function() return {M(6, 2):view(3, 2, 2)} end,
+  function(a) return tostring(a[1]) end)
+
 -- ---- the tests -------------------------------------------------------------------------
 
 local TestGcHostile = {}

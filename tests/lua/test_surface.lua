@@ -7,9 +7,10 @@ local core = require "moonopt.core"
 
 local EXPORTED = {
   "Tensor", "_VERSION", "arange", "blas_backend", "blas_get_threads", "blas_set_threads", "cat",
-  "clock", "empty", "full", "is_tensor", "load", "load_tensors", "manual_seed", "matmul",
-  "maximum", "minimum", "ones", "rand", "randn", "randperm", "save", "save_tensors", "stack",
-  "tensor", "where", "zeros"
+  "clock", "empty", "eye", "full", "is_tensor", "linspace", "load", "load_tensors", "manual_seed",
+  "matmul", "maximum", "minimum", "ones", "ones_like", "rand", "rand_like", "randint", "randn",
+  "randn_like", "randperm", "save", "save_tensors", "stack", "tensor", "where", "zeros",
+  "zeros_like"
 }
 
 local SUBMODULES = {"data", "nn", "optim", "plot", "progress", "sched", "train"}

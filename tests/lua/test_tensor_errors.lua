@@ -252,8 +252,9 @@ function TestTensorErrors.test_matmul()
         {trans_b = true})
   fails("matmul: shapes {2, 3} and {2, 3} do not agree (trans_a, trans_b)", mo.matmul, a, a,
         {trans_a = true, trans_b = true})
-  fails("bad argument #1 to 'matmul' (2-d tensor expected, got 1-d)", mo.matmul, mo.zeros(3), a)
-  fails("bad argument #2 to 'matmul' (2-d tensor expected, got 3-d)", mo.matmul, a, mo.zeros(3, 1, 1))
+  fails("bad argument #1 to 'matmul' (1-d, 2-d or 3-d tensor expected, got 0-d)", mo.matmul, mo.tensor(3), a)
+  fails("bad argument #2 to 'matmul' (1-d, 2-d or 3-d tensor expected, got 4-d)", mo.matmul, a,
+        mo.zeros(3, 1, 1, 1))
   fails("bad argument #3 to 'matmul' (table expected, got number)", mo.matmul, a, a:t(), 1)
   fails("bad argument #3 to 'matmul' (unknown option 'tranA')", mo.matmul, a, a:t(), {tranA = true})
   fails("bad argument #3 to 'matmul' (option trans_a must be a boolean, got number)", mo.matmul, a, a,
