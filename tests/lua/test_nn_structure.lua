@@ -1,9 +1,9 @@
 -- tests/lua/test_nn_structure.lua - the cost and the safety of module trees built by a
 -- hostile (or just unusual) program:
 --   * nesting Sequential 2000 deep, a 2000-level comb (each level adds a Linear) and a
---     Sequential grown by 2000 add() calls build and list their parameters in well under
---     a second; the number of Lua function calls grows linearly (doubling the size at most
---     ~doubles it), which a quadratic or cubic construction cannot meet;
+--     Sequential grown by 2000 add() calls build and list their parameters; the number of
+--     Lua function calls grows linearly (doubling the size at most ~doubles it), which a
+--     quadratic or cubic construction cannot meet;
 --   * a module added to itself, directly or through a chain, is refused at add (and in
 --     add_module) with an error naming the function and the path, changing nothing;
 --   * the lazy flat layout still gives what eager flattening gave: one buffer for the
@@ -53,11 +53,11 @@ end
 
 local TestNnStructureCost = {}
 
+-- Counted in Lua calls, not seconds (a timed test fails on a busy machine; the times of
+-- depth 2000 are in the issue-10 note): depth 2000 must still finish, and doubling the
+-- size must about double the work.
 local function check_linear(build, name)
-  local t0 = os.clock()
   exercise(build, 2000)
-  local secs = os.clock() - t0
-  lu.assertTrue(secs < 2, string.format("%s of depth 2000: %.2f s", name, secs))
   local c1 = calls_of(function() exercise(build, 500) end)
   local c2 = calls_of(function() exercise(build, 1000) end)
   -- linear: c2 ~ 2 c1; quadratic would be ~4 c1
