@@ -35,8 +35,13 @@ static int state = 0;
  * tensor type becomes one more branch here). */
 static MPI_Datatype mpi_type_of(const mo_tensor *t)
 {
-    (void)t;
-    return MPI_FLOAT;
+    return t->dtype == MO_FLOAT64 ? MPI_DOUBLE : MPI_FLOAT;
+}
+
+/* Element i of t's memory (contiguous t, either dtype). */
+static void *elem_at(const mo_tensor *t, size_t i)
+{
+    return (char *)mo_tensor_ptr(t) + i * mo_dtype_size(t->dtype);
 }
 
 /* Raises "fname: MPI error: <MPI's text>" unless rc is MPI_SUCCESS. */
@@ -180,9 +185,13 @@ static int d_all_reduce(lua_State *L)
     MPI_Op op = check_op(L, 2, fname);
     lua_Number div = luaL_optnumber(L, 3, 0);
     int n = check_count(L, t->numel, fname);
-    float *p = mo_tensor_data(t);
-    check_mpi(L, MPI_Allreduce(MPI_IN_PLACE, p, n, mpi_type_of(t), op, MPI_COMM_WORLD), fname);
-    if (div != 0) {
+    check_mpi(L, MPI_Allreduce(MPI_IN_PLACE, mo_tensor_ptr(t), n, mpi_type_of(t), op, MPI_COMM_WORLD),
+              fname);
+    if (div != 0 && t->dtype == MO_FLOAT64) {
+        double *p = mo_tensor_ptr(t);
+        for (int i = 0; i < n; i++) p[i] /= div;
+    } else if (div != 0) {
+        float *p = mo_tensor_ptr(t);
         const float d = (float)div;
         for (int i = 0; i < n; i++) p[i] /= d;
     }
@@ -198,7 +207,7 @@ static int d_broadcast(lua_State *L)
     lua_Integer root = luaL_checkinteger(L, 2);
     if (root < 0 || root >= world_size()) mo__argerror(L, 2, fname, "root out of range");
     int n = check_count(L, t->numel, fname);
-    check_mpi(L, MPI_Bcast(mo_tensor_data(t), n, mpi_type_of(t), (int)root, MPI_COMM_WORLD), fname);
+    check_mpi(L, MPI_Bcast(mo_tensor_ptr(t), n, mpi_type_of(t), (int)root, MPI_COMM_WORLD), fname);
     return 0;
 }
 
@@ -283,8 +292,9 @@ static int d_all_gather(lua_State *L)
     mo_tensor *dst = check_buffer(L, 2, fname);
     if ((size_t)cnt[world_rank()] != src->numel || total != dst->numel)
         luaL_error(L, "%s: counts do not match the tensors", fname);
-    check_mpi(L, MPI_Allgatherv(mo_tensor_data(src), cnt[world_rank()], mpi_type_of(src),
-                                mo_tensor_data(dst), cnt, disp, mpi_type_of(dst), MPI_COMM_WORLD),
+    if (src->dtype != dst->dtype) luaL_error(L, "%s: source and result dtypes differ", fname);
+    check_mpi(L, MPI_Allgatherv(mo_tensor_ptr(src), cnt[world_rank()], mpi_type_of(src),
+                                mo_tensor_ptr(dst), cnt, disp, mpi_type_of(dst), MPI_COMM_WORLD),
               fname);
     return 0;
 }
@@ -316,11 +326,12 @@ static int d_reduce_scatter(lua_State *L)
         cnt[r] = check_count(L, count, fname);
     }
     shard_of(n, size, me, &first, &count);
-    float *tmp = (float *)lua_newuserdatauv(L, count > 0 ? count * sizeof *tmp : 1, 0);
+    /* 8 bytes an element: room for either dtype (the tensor is read after this allocation) */
+    void *tmp = lua_newuserdatauv(L, count > 0 ? count * sizeof(double) : 1, 0);
     mo_tensor *t = check_buffer(L, 1, fname); /* after the allocations */
-    float *p = mo_tensor_data(t);
-    check_mpi(L, MPI_Reduce_scatter(p, tmp, cnt, mpi_type_of(t), op, MPI_COMM_WORLD), fname);
-    if (count > 0) memcpy(p + first, tmp, count * sizeof *tmp);
+    check_mpi(L, MPI_Reduce_scatter(mo_tensor_ptr(t), tmp, cnt, mpi_type_of(t), op, MPI_COMM_WORLD),
+              fname);
+    if (count > 0) memcpy(elem_at(t, first), tmp, count * mo_dtype_size(t->dtype));
     lua_pushinteger(L, (lua_Integer)first);
     lua_pushinteger(L, (lua_Integer)count);
     return 2;
@@ -344,7 +355,7 @@ static int d_all_gather_parts(lua_State *L)
         disp[r] = check_count(L, first, fname);
     }
     mo_tensor *t = check_buffer(L, 1, fname); /* after the allocation */
-    check_mpi(L, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, mo_tensor_data(t), cnt, disp,
+    check_mpi(L, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, mo_tensor_ptr(t), cnt, disp,
                                 mpi_type_of(t), MPI_COMM_WORLD),
               fname);
     return 0;
@@ -387,7 +398,7 @@ static int d_iall_reduce(lua_State *L)
     mo__check(L, mo_tensor_share(&r->hold, t), fname);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, mo_tensor_data(t) + first, n, mpi_type_of(t), MPI_SUM,
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, elem_at(t, (size_t)first), n, mpi_type_of(t), MPI_SUM,
                             MPI_COMM_WORLD, &r->req);
     if (rc != MPI_SUCCESS) request_finish(r);
     check_mpi(L, rc, fname);

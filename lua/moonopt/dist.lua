@@ -93,6 +93,11 @@ local function agree(fname, what, v)
   end
 end
 
+-- Every rank's tensor must have the same dtype (MPI would read the bytes as another type).
+local function agree_dtype(fname, t)
+  agree(fname, "the dtype (1 float32, 2 float64)", t.dtype == "float64" and 2 or 1)
+end
+
 -- Runs f(c) on a contiguous tensor with t's values; copies c back into t when it was a copy.
 local function on_contiguous(t, f)
   local c = t:contiguous()
@@ -117,6 +122,7 @@ dist.all_reduce_ = api(function(t, op)
   op = check_op("all_reduce_", op)
   running("all_reduce_")
   agree("all_reduce_", "the number of elements", t:numel())
+  agree_dtype("all_reduce_", t)
   on_contiguous(t, function(c) mpi.all_reduce(c, OPS[op], op == "mean" and world or nil) end)
   return t
 end)
@@ -129,6 +135,7 @@ dist.broadcast_ = api(function(t, root)
   if root > world then fail("dist.broadcast_: root must be a rank in 1..%d, got %d", world, root) end
   agree("broadcast_", "the root", root)
   agree("broadcast_", "the number of elements", t:numel())
+  agree_dtype("broadcast_", t)
   on_contiguous(t, function(c) mpi.broadcast(c, root - 1) end)
   return t
 end)
@@ -141,6 +148,7 @@ dist.all_gather = api(function(t)
   running("all_gather")
   local shape = t:shape()
   agree("all_gather", "the number of dimensions", #shape)
+  agree_dtype("all_gather", t)
   local row = 1
   for i = 2, #shape do
     agree("all_gather", "the size of dimension " .. i, shape[i])
@@ -155,7 +163,7 @@ dist.all_gather = api(function(t)
   end
   local out_shape = {rows}
   for i = 2, #shape do out_shape[i] = shape[i] end
-  local out = core.empty(out_shape)
+  local out = core.empty(out_shape, {dtype = t.dtype})
   local c = t:contiguous()
   mpi.all_gather(c, out, counts)
   return out
@@ -191,6 +199,7 @@ dist.reduce_scatter_ = api(function(t, op)
   op = check_op("reduce_scatter_", op)
   running("reduce_scatter_")
   agree("reduce_scatter_", "the number of elements", t:numel())
+  agree_dtype("reduce_scatter_", t)
   local first, count = on_contiguous(t, function(c)
     local f, n = mpi.reduce_scatter(c, OPS[op])
     if op == "mean" and n > 0 then c:view(-1):narrow(1, f + 1, n):div_(world) end

@@ -124,6 +124,25 @@ local freed = mo.zeros(2)
 freed:__gc()
 raises("tensor has been freed", dist.all_reduce_, freed)
 
+-- float64: exact doubles through every collective (a float32 path would round 1e-12 away)
+local F64 = {dtype = "float64"}
+local d = mo.full({3}, r + 1e-12, F64)
+dist.all_reduce_(d)
+same(d, {n * (n + 1) / 2 + n * 1e-12, n * (n + 1) / 2 + n * 1e-12, n * (n + 1) / 2 + n * 1e-12},
+     "float64 all_reduce_")
+local b64 = mo.full({2}, r + 0.25e-12, F64)
+dist.broadcast_(b64, n)
+same(b64, {n + 0.25e-12, n + 0.25e-12}, "float64 broadcast_")
+local g64 = dist.all_gather(mo.full({1}, r + 1e-13, F64))
+local want64 = {}
+for k = 1, n do want64[k] = k + 1e-13 end
+assert(g64.dtype == "float64")
+same(g64, want64, "float64 all_gather")
+if n > 1 then
+  raises("the ranks disagree on the dtype", dist.all_reduce_,
+         r == 1 and mo.zeros(2) or mo.zeros({2}, F64))
+end
+
 dist.barrier()
 ok("barrier")
 dist.finalize()

@@ -36,25 +36,30 @@ local ELEMENTWISE = {sgd = true, adam = true, rmsprop = true, adagrad = true, ad
 
 -- The params of every group, in order, as {p =, gi =, j =, off =, numel =}.
 local function entries_of(self)
-  local out, n = {}, 0
+  local out, n, dtype = {}, 0, nil
   for gi, g in ipairs(self.param_groups) do
     for j, p in ipairs(g.params) do
       if not p:is_contiguous() then
         fail("%s: shard_state: parameter %d of group %d is not contiguous", self.name, j, gi)
       end
+      dtype = dtype or p.dtype
+      if p.dtype ~= dtype then
+        fail("%s: shard_state: parameter %d of group %d is %s, the first is %s (one dtype per optimizer)",
+             self.name, j, gi, p.dtype, dtype)
+      end
       out[#out + 1] = {p = p, gi = gi, j = j, off = n, numel = p:numel()}
       n = n + p:numel()
     end
   end
-  return out, n
+  return out, n, dtype
 end
 
 -- The shard's views of the parameters, per group: {params =, grads =, offs =, js =}.
 local function build(self, z)
-  local entries, n = entries_of(self)
+  local entries, n, dtype = entries_of(self)
   local first, count = z.dist.shard_range(n)
   first = first - 1
-  local buf = core.zeros(n)
+  local buf = core.zeros(n, {dtype = dtype or "float32"})
   local shadow = {}
   for gi = 1, #self.param_groups do shadow[gi] = {params = {}, grads = {}, offs = {}, js = {}, ents = {}} end
   for _, e in ipairs(entries) do
