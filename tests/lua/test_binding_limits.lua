@@ -3,14 +3,10 @@
 -- 2^63, -2^64 and fractions are named errors, never a cast), and a checkpoint cannot smuggle
 -- in a tensor the binding promises never exists (a size above 2^40, even with zero elements).
 local lu = require "luaunit"
+local helpers = require "helpers"
+local fails = helpers.fails
 local mo = require "moonopt"
 local core = require "moonopt.core"
-
-local function fails(text, f, ...)
-  local ok, msg = pcall(f, ...)
-  lu.assertFalse(ok, "expected an error containing: " .. text)
-  lu.assertStrContains(tostring(msg), text)
-end
 
 local TestBindingLimits = {}
 

@@ -4,6 +4,8 @@
 -- made by tests/golden/make_elementwise_golden.py), plus broadcasting corner cases (size-0,
 -- size-1, 0-d, numbers on both sides), non-contiguous inputs, NaN/inf and errors.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local fails = helpers.fails
 local mo = require "moonopt"
 
 -- Loaded per test and dropped after it: a large table kept alive for the whole run would
@@ -36,15 +38,6 @@ local function check(t, g, dt, what)
     if not ok then
       lu.fail(string.format("%s (%s) [%d]: got %.17g, want %.17g", what, dt, i, v, w))
     end
-  end
-end
-
-local function fails(text, f, ...)
-  local ok, msg = pcall(f, ...)
-  lu.assertFalse(ok, "expected an error containing: " .. text)
-  msg = tostring(msg)
-  if not msg:find(text, 1, true) then
-    lu.fail(string.format("error message %q does not contain %q", msg, text))
   end
 end
 

@@ -4,6 +4,8 @@
 -- tests/golden/make_index_golden.py. Index tensors are tried in both dtypes against data of
 -- both dtypes (the one place dtypes may differ).
 local lu = require "luaunit"
+local helpers = require "helpers"
+local fails = helpers.fails
 local mo = require "moonopt"
 -- The golden file is read inside each test, never kept: a large table alive while the whole
 -- suite runs would change the collector's pacing that test_gc_hostile.lua and
@@ -16,12 +18,6 @@ local function load_golden() G = dofile(GOLDEN) end
 local function drop_golden() G = nil end
 
 local DTYPES = {"float32", "float64"}
-
-local function fails(text, f, ...)
-  local ok, msg = pcall(f, ...)
-  lu.assertFalse(ok, "no error, expected: " .. text)
-  lu.assertStrContains(tostring(msg), text, false)
-end
 
 -- every value of t in row-major order (0-d: one value)
 local function flat(t)

@@ -5,12 +5,16 @@
 -- kept in float64, mixed dtypes refused before any write, state_dict / mo.save round trips
 -- bit-exact, L-BFGS and the torch7 functional layer in float64, and Rosenbrock to 1e-10.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local nest = helpers.nest
+local flatten = helpers.flatten
+local deepcopy = helpers.deepcopy
+local param_arg = helpers.param_arg
 local mo = require "moonopt"
 local core = require "moonopt.core"
 
--- The data is loaded when a test needs it and kept only weakly: a few MB of tables held for
--- the whole run would slow the collector's cycles, which test_gc_hostile.lua's harness
--- counts on finishing at every allocation.
+-- The data is loaded when a test needs it and kept only weakly, so a few MB of tables do not
+-- stay in the suite's heap for the whole run.
 local GOLDEN = "tests/golden/optim_golden_f64.lua"
 local cache = setmetatable({}, {__mode = "v"})
 local function golden()
@@ -23,37 +27,6 @@ local function golden()
 end
 local META = golden().meta
 local F64 = {dtype = "float64"}
-
-local function nest(flat, shape)
-  local function build(dim, offset)
-    local n, t = shape[dim], {}
-    if dim == #shape then
-      for i = 1, n do t[i] = flat[offset + i] end
-      return t
-    end
-    local stride = 1
-    for d = dim + 1, #shape do stride = stride * shape[d] end
-    for i = 1, n do t[i] = build(dim + 1, offset + (i - 1) * stride) end
-    return t
-  end
-  return build(1, 0)
-end
-
-local function flatten(t, out)
-  out = out or {}
-  if type(t) ~= "table" then out[#out + 1] = t; return out end
-  for _, v in ipairs(t) do
-    if type(v) == "table" then flatten(v, out) else out[#out + 1] = v end
-  end
-  return out
-end
-
-local function deepcopy(v)
-  if type(v) ~= "table" then return v end
-  local c = {}
-  for k, x in pairs(v) do c[k] = deepcopy(x) end
-  return c
-end
 
 local function values(t) return flatten(t:totable()) end
 
@@ -74,18 +47,6 @@ local function check_step(case, step, params)
       end
     end
   end
-end
-
-local function param_arg(case, params)
-  if not case.groups then return params end
-  local groups = {}
-  for gi, g in ipairs(case.groups) do
-    local group = deepcopy(g)
-    group.params = {}
-    for j, idx in ipairs(g.params) do group.params[j] = params[idx] end
-    groups[gi] = group
-  end
-  return groups
 end
 
 -- LBFGS: f = sum 0.5*a*x^2 + b*x, everything in double (as the generator's float64 closure)

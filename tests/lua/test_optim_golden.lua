@@ -9,6 +9,11 @@
 --     |got - want| <= rtol * max(|want|, floor)
 -- with rtol = 2e-5 (5e-4 for LBFGS) and floor = 0.1 from the data file's meta table.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local nest = helpers.nest
+local flatten = helpers.flatten
+local deepcopy = helpers.deepcopy
+local param_arg = helpers.param_arg
 local mo = require "moonopt"
 
 local golden = dofile("tests/golden/optim_golden.lua")
@@ -19,57 +24,12 @@ local function f32(x)
   return (string.unpack("f", string.pack("f", x)))
 end
 
--- Row-major flat list + shape -> nested Lua tables for mo.tensor.
-local function nest(flat, shape)
-  local function build(dim, offset)
-    local n, t = shape[dim], {}
-    if dim == #shape then
-      for i = 1, n do t[i] = flat[offset + i] end
-      return t
-    end
-    local stride = 1
-    for d = dim + 1, #shape do stride = stride * shape[d] end
-    for i = 1, n do t[i] = build(dim + 1, offset + (i - 1) * stride) end
-    return t
-  end
-  return build(1, 0)
-end
-
--- Nested tables (t:totable()) -> row-major flat list.
-local function flatten(t, out)
-  out = out or {}
-  for _, v in ipairs(t) do
-    if type(v) == "table" then flatten(v, out) else out[#out + 1] = v end
-  end
-  return out
-end
-
-local function deepcopy(v)
-  if type(v) ~= "table" then return v end
-  local c = {}
-  for k, x in pairs(v) do c[k] = deepcopy(x) end
-  return c
-end
-
 local function make_params(case)
   local params = {}
   for i, p in ipairs(case.params) do
     params[i] = mo.tensor(nest(p.data, p.shape))
   end
   return params
-end
-
--- The first argument of mo.optim.X: the tensors, or groups whose params are 1-based indices.
-local function param_arg(case, params)
-  if not case.groups then return params end
-  local groups = {}
-  for gi, g in ipairs(case.groups) do
-    local group = deepcopy(g)
-    group.params = {}
-    for j, idx in ipairs(g.params) do group.params[j] = params[idx] end
-    groups[gi] = group
-  end
-  return groups
 end
 
 -- LBFGS: f(x) = sum 0.5*a*x^2 + b*x, computed exactly as the generator's closure did:

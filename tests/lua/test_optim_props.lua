@@ -10,16 +10,9 @@
 --   * AdamW's bert flavour does not decay parameters named *bias / *LayerNorm* when the
 --     groups are built by mo.optim.groups from named parameters.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local flatten = helpers.flatten
 local mo = require "moonopt"
-
-local function flatten(t, out)
-  out = out or {}
-  if type(t) ~= "table" then out[#out + 1] = t; return out end
-  for _, v in ipairs(t) do
-    if type(v) == "table" then flatten(v, out) else out[#out + 1] = v end
-  end
-  return out
-end
 
 local function values(p) return flatten(p:totable()) end
 

@@ -7,6 +7,8 @@
 -- must match to a few float32 ulps (float32) or 1e-12 (float64), shapes exactly (keepdim,
 -- 0-d results), indices exactly (ties, NaN), and the result dtype is the input's.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local fails = helpers.fails
 local mo = require "moonopt"
 
 -- loaded by each golden test and dropped after it: run.lua loads every test file first, and
@@ -109,14 +111,6 @@ function TestReduceGolden.test_golden_covers_every_op()
 end
 
 local TestReduceApi = {}
-
-local function fails(pattern, f, ...)
-  local ok, err = pcall(f, ...)
-  lu.assertFalse(ok, "expected an error containing: " .. pattern)
-  if not tostring(err):find(pattern, 1, true) then
-    lu.fail(string.format("error %q does not contain %q", tostring(err), pattern))
-  end
-end
 
 function TestReduceApi.test_no_dim_gives_0d_tensors_and_item_numbers()
   local t = mo.tensor{{1, 5, 3}, {4, 2, 6}}

@@ -3,6 +3,8 @@
 -- transposed, narrowed and expanded inputs, size-0 and size-1 dims and 0-d tensors; views
 -- share storage (writes through them are visible); errors name the op, argument and shape.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local fails = helpers.fails
 local mo = require "moonopt"
 
 -- The golden table is read by each test and not kept: tests/lua/test_gc_hostile.lua tunes
@@ -91,15 +93,6 @@ end)()) do
       lu.assertTrue(changed > 0, case.name .. ": a write through the view reached the base")
       for _, v in ipairs(flat(res)) do lu.assertEquals(v, -7) end
     end
-  end
-end
-
-local function fails(text, f, ...)
-  local ok, msg = pcall(f, ...)
-  lu.assertFalse(ok, "expected an error containing: " .. text)
-  msg = tostring(msg)
-  if not msg:find(text, 1, true) then
-    lu.fail(string.format("error message %q does not contain %q", msg, text))
   end
 end
 

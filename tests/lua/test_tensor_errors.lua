@@ -1,19 +1,10 @@
 -- Every bad argument is a Lua error that names the function and the argument,
 -- and a failing call changes nothing.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local fails = helpers.fails
 local mo = require "moonopt"
 local core = require "moonopt.core"
-
--- f(...) must fail with a message containing `text` (plain substring)
-local function fails(text, f, ...)
-  local ok, msg = pcall(f, ...)
-  lu.assertFalse(ok, "expected an error containing: " .. text)
-  msg = tostring(msg)
-  if not msg:find(text, 1, true) then
-    lu.fail(string.format("error message %q does not contain %q", msg, text))
-  end
-  return msg
-end
 
 local function m23() return mo.tensor{{1, 2, 3}, {4, 5, 6}} end
 

@@ -2,6 +2,8 @@
 -- tensor and every view of it (which then raise "tensor has been freed" everywhere),
 -- .grad lives as long as its parameter, and tensor memory paces the garbage collector.
 local lu = require "luaunit"
+local helpers = require "helpers"
+local fails = helpers.fails
 local mo = require "moonopt"
 local core = require "moonopt.core"
 
@@ -11,14 +13,6 @@ local function full_gc()
 end
 
 local FREED = "tensor has been freed"
-
-local function fails(text, f, ...)
-  local ok, msg = pcall(f, ...)
-  lu.assertFalse(ok, "expected an error containing: " .. text)
-  if not tostring(msg):find(text, 1, true) then
-    lu.fail(string.format("error message %q does not contain %q", tostring(msg), text))
-  end
-end
 
 -- every method of the tensor API with arguments that would be valid for a live {2, 2} tensor
 local function method_calls(other)
