@@ -57,8 +57,7 @@ void mo__open_tensor(lua_State *L);
 void mo__open_create(lua_State *L);
 /* lua/binding/math.c: elementwise math, reductions, operators, matmul, norm_many. */
 void mo__open_math(lua_State *L);
-/* lua/binding/reduce.c: the reduce family (sum ... topk, any, all); opened after
- * mo__open_math, whose first sum/mean/max/min/argmax/norm methods it replaces. */
+/* lua/binding/reduce.c: the reduce family (sum ... topk, any, all). */
 void mo__open_reduce(lua_State *L);
 
 /* ---- lua/binding/shape.c: the shape family ---- */

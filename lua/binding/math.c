@@ -1,7 +1,8 @@
 /*
  * math.c - tensor math for Lua: elementwise operations (new result or in
  * place, broadcasting by NumPy's rules, numbers on either side), comparisons,
- * where/masked_fill, arithmetic operators, reductions, dot/norm (matmul: index.c).
+ * where/masked_fill, arithmetic operators, dot and norm_many (reductions: reduce.c;
+ * matmul: index.c).
  *
  * Naming follows PyTorch: a:add(b) returns a new tensor, a:add_(b) changes a
  * and returns it. Every argument is checked before anything is written, so a
@@ -346,70 +347,8 @@ static int m_add_row_bias(lua_State *L) { return row_bias(L, "add_row_bias", 0);
 static int m_add_row_bias_(lua_State *L) { return row_bias(L, "add_row_bias_", 1); }
 
 /* ======================================================================== */
-/* Reductions                                                               */
+/* dot and norm_many (the reductions over dims are reduce.c's)             */
 /* ======================================================================== */
-
-/* sum() / mean() / max() / min() -> number; with a dim -> a new tensor without that dim. */
-static int reduce(lua_State *L, mo_reduce_op op, const char *fname)
-{
-    mo_tensor *t = mo__checkarg(L, 1, fname);
-    int needs_elements = (op != MO_RED_SUM);
-    mo_status st;
-    if (lua_isnoneornil(L, 2)) {
-        if (needs_elements && t->numel == 0)
-            return luaL_error(L, "%s: the tensor is empty", fname);
-        double r = 0.0;
-        switch (op) {
-        case MO_RED_SUM: st = mo_sum(t, &r); break;
-        case MO_RED_MEAN: st = mo_mean(t, &r); break;
-        case MO_RED_MAX: st = mo_max(t, &r); break;
-        default: st = mo_min(t, &r); break;
-        }
-        if (st != MO_OK) return mo__status_error(L, st, fname);
-        lua_pushnumber(L, (lua_Number)r);
-        return 1;
-    }
-    int d = mo__checkdim(L, 2, fname, t);
-    if (needs_elements && t->shape[d] == 0)
-        return luaL_error(L, "%s: dimension %d has size 0", fname, d + 1);
-    mo_tensor *r = mo_lua_newtensor(L);
-    t = mo__recheck(L, 1, fname, 0, NULL);
-    st = mo_reduce_dim(r, t, d, op, NULL);
-    if (st != MO_OK) return mo__status_error(L, st, fname);
-    mo__gc_account(L, r->numel * (mo_dtype_size(r->dtype) / sizeof(float)));
-    return 1;
-}
-
-static int m_sum(lua_State *L) { return reduce(L, MO_RED_SUM, "sum"); }
-static int m_mean(lua_State *L) { return reduce(L, MO_RED_MEAN, "mean"); }
-static int m_max(lua_State *L) { return reduce(L, MO_RED_MAX, "max"); }
-static int m_min(lua_State *L) { return reduce(L, MO_RED_MIN, "min"); }
-
-/* argmax() -> 1-based flat index of the first maximum;
- * argmax(dim) -> a tensor of 1-based indices. */
-static int m_argmax(lua_State *L)
-{
-    mo_tensor *t = mo__checkarg(L, 1, "argmax");
-    mo_status st;
-    if (lua_isnoneornil(L, 2)) {
-        if (t->numel == 0) return luaL_error(L, "argmax: the tensor is empty");
-        size_t i = 0;
-        st = mo_argmax(t, &i);
-        if (st != MO_OK) return mo__status_error(L, st, "argmax");
-        lua_pushinteger(L, (lua_Integer)i + 1);
-        return 1;
-    }
-    int d = mo__checkdim(L, 2, "argmax", t);
-    if (t->shape[d] == 0) return luaL_error(L, "argmax: dimension %d has size 0", d + 1);
-    mo_tensor *r = mo_lua_newtensor(L);
-    t = mo__recheck(L, 1, "argmax", 0, NULL);
-    st = mo_argmax_dim(r, t, d, NULL); /* indices in t's dtype (float64: exact past 2^24) */
-    /* the core's indices are 0-based; Lua's are 1-based */
-    if (st == MO_OK) st = mo_binary_scalar(r, r, 1.0, MO_ADD);
-    if (st != MO_OK) return mo__status_error(L, st, "argmax");
-    mo__gc_account(L, r->numel * (mo_dtype_size(r->dtype) / sizeof(float)));
-    return 1;
-}
 
 /* dot(b) -> sum of a*b over a tensor of the same shape. */
 static int m_dot(lua_State *L)
@@ -421,17 +360,6 @@ static int m_dot(lua_State *L)
     double r = 0.0;
     mo_status st = mo_dot(a, b, &r);
     if (st != MO_OK) return mo__status_error(L, st, "dot");
-    lua_pushnumber(L, (lua_Number)r);
-    return 1;
-}
-
-/* norm() -> the L2 norm sqrt(sum x^2). */
-static int m_norm(lua_State *L)
-{
-    mo_tensor *t = mo__checkarg(L, 1, "norm");
-    double r = 0.0;
-    mo_status st = mo_norm2(t, &r);
-    if (st != MO_OK) return mo__status_error(L, st, "norm");
     lua_pushnumber(L, (lua_Number)r);
     return 1;
 }
@@ -479,8 +407,7 @@ static const luaL_Reg math_methods[] = {
     {"eq", m_eq}, {"ne", m_ne}, {"lt", m_lt}, {"le", m_le}, {"gt", m_gt}, {"ge", m_ge},
     {"maximum", m_maximum}, {"minimum", m_minimum}, BOTH(masked_fill),
     BOTH(addcmul), BOTH(addcdiv), BOTH(add_row_bias),
-    {"sum", m_sum}, {"mean", m_mean}, {"max", m_max}, {"min", m_min}, {"argmax", m_argmax},
-    {"dot", m_dot}, {"norm", m_norm},
+    {"dot", m_dot},
     {NULL, NULL},
 };
 

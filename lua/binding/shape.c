@@ -39,12 +39,6 @@ static mo_tensor *push_view(lua_State *L, int src)
     return v;
 }
 
-/* Raises for a failed core call: FREED reads "fname: tensor has been freed". */
-static void check(lua_State *L, mo_status st, const char *fname)
-{
-    mo__check(L, st, fname);
-}
-
 /* An optional dim at arg (default `def`, 1-based). */
 static int opt_dim(lua_State *L, int arg, const char *fname, const mo_tensor *t, int n, int def)
 {
@@ -133,7 +127,7 @@ static int m_permute(lua_State *L)
                               ints_str(n, given, sd), w, mo__shapestr(t, ss));
     }
     mo_tensor *v = push_view(L, 1);
-    check(L, mo_tensor_permute(v, mo__checkarg(L, 1, fname), n, dims), fname);
+    mo__check(L, mo_tensor_permute(v, mo__checkarg(L, 1, fname), n, dims), fname);
     return 1;
 }
 
@@ -145,7 +139,7 @@ static int m_squeeze(lua_State *L)
     /* a 0-d tensor accepts dim 1 / -1, as PyTorch's scalar wrapping does */
     int d = lua_isnoneornil(L, 2) ? -1 : mo__checkdim_n(L, 2, fname, t, t->ndim > 0 ? t->ndim : 1);
     mo_tensor *v = push_view(L, 1);
-    check(L, mo_tensor_squeeze(v, mo__checkarg(L, 1, fname), d), fname);
+    mo__check(L, mo_tensor_squeeze(v, mo__checkarg(L, 1, fname), d), fname);
     return 1;
 }
 
@@ -160,7 +154,7 @@ static int m_unsqueeze(lua_State *L)
         return luaL_error(L, "%s: a tensor of shape %s already has %d dimensions (at most %d)",
                           fname, mo__shapestr(t, s), MO_MAX_DIMS, MO_MAX_DIMS);
     mo_tensor *v = push_view(L, 1);
-    check(L, mo_tensor_unsqueeze(v, mo__checkarg(L, 1, fname), d), fname);
+    mo__check(L, mo_tensor_unsqueeze(v, mo__checkarg(L, 1, fname), d), fname);
     return 1;
 }
 
@@ -193,7 +187,7 @@ static int m_expand(lua_State *L)
     }
     mo__shape_numel(L, fname, n, shape);
     mo_tensor *v = push_view(L, 1);
-    check(L, mo_tensor_expand(v, mo__checkarg(L, 1, fname), n, shape), fname);
+    mo__check(L, mo_tensor_expand(v, mo__checkarg(L, 1, fname), n, shape), fname);
     return 1;
 }
 
@@ -207,7 +201,7 @@ static int reshape_to(lua_State *L, const char *fname, int ndim, const size_t *s
     ptrdiff_t stride[MO_MAX_DIMS];
     if (mo_view_strides(t, ndim, shape, stride)) {
         mo_tensor *v = push_view(L, 1);
-        check(L, mo_tensor_view_any(v, mo__checkarg(L, 1, fname), ndim, shape), fname);
+        mo__check(L, mo_tensor_view_any(v, mo__checkarg(L, 1, fname), ndim, shape), fname);
         return 1;
     }
     char sn[MO__SHAPE_BUF], ss[MO__SHAPE_BUF];
@@ -220,7 +214,7 @@ static int reshape_to(lua_State *L, const char *fname, int ndim, const size_t *s
                           mo__shapestr(t, ss), ints_str(t->ndim, st, sst));
     }
     mo_tensor *c = mo__newlike(L, t, ndim, shape, fname);
-    check(L, mo_copy_reshape(c, mo__checkarg(L, 1, fname)), fname);
+    mo__check(L, mo_copy_reshape(c, mo__checkarg(L, 1, fname)), fname);
     return 1;
 }
 
@@ -277,7 +271,7 @@ static int m_transpose(lua_State *L)
     int scalar = t->ndim == 0;
     mo_tensor *v = push_view(L, 1);
     t = mo__checkarg(L, 1, fname);
-    check(L, scalar ? mo_tensor_share(v, t) : mo_tensor_transpose(v, t, d0, d1), fname);
+    mo__check(L, scalar ? mo_tensor_share(v, t) : mo_tensor_transpose(v, t, d0, d1), fname);
     return 1;
 }
 
@@ -292,7 +286,7 @@ static int m_t(lua_State *L)
     int two = t->ndim == 2;
     mo_tensor *v = push_view(L, 1);
     t = mo__checkarg(L, 1, "t");
-    check(L, two ? mo_tensor_transpose(v, t, 0, 1) : mo_tensor_share(v, t), "t");
+    mo__check(L, two ? mo_tensor_transpose(v, t, 0, 1) : mo_tensor_share(v, t), "t");
     return 1;
 }
 
@@ -304,7 +298,7 @@ static int m_contiguous(lua_State *L)
     lua_settop(L, 1);
     if (mo_tensor_is_contiguous(t)) return 1;
     mo_tensor *c = mo__newlike(L, t, t->ndim, t->shape, fname);
-    check(L, mo_copy(c, mo__checkarg(L, 1, fname)), fname);
+    mo__check(L, mo_copy(c, mo__checkarg(L, 1, fname)), fname);
     return 1;
 }
 
@@ -316,7 +310,7 @@ static int m_select(lua_State *L)
     int d = mo__checkdim_n(L, 2, fname, t, t->ndim);
     size_t i = wrap_index(L, mo__checkinteger(L, 3, fname, "index"), 3, fname, t, d);
     mo_tensor *v = push_view(L, 1);
-    check(L, mo_tensor_select(v, mo__checkarg(L, 1, fname), d, i), fname);
+    mo__check(L, mo_tensor_select(v, mo__checkarg(L, 1, fname), d, i), fname);
     return 1;
 }
 
@@ -336,7 +330,7 @@ static int push_parts(lua_State *L, const char *fname, int d, size_t count, size
         mo_tensor *t = mo__checkarg(L, 1, fname);
         size_t size = t->shape[d];
         size_t l = len ? len[k] : (size - at < each ? size - at : each);
-        check(L, mo_tensor_narrow(v, t, d, at, l), fname);
+        mo__check(L, mo_tensor_narrow(v, t, d, at, l), fname);
         lua_rawseti(L, -2, (lua_Integer)k + 1);
         at += l;
     }
@@ -474,10 +468,10 @@ static int f_cat(lua_State *L)
             }
     }
     size_t shape[MO_MAX_DIMS];
-    check(L, mo_cat_shape(n, ts, d, shape), fname);
+    mo__check(L, mo_cat_shape(n, ts, d, shape), fname);
     mo__shape_numel(L, fname, a->ndim, shape);
     mo_tensor *out = mo__newlike(L, a, a->ndim, shape, fname);
-    check(L, mo_tensor_cat(out, n, ts, d), fname); /* re-checks every operand */
+    mo__check(L, mo_tensor_cat(out, n, ts, d), fname); /* re-checks every operand */
     return 1;
 }
 
@@ -499,7 +493,7 @@ static int f_stack(lua_State *L)
     for (int j = 0, k = 0; j <= a->ndim; j++) shape[j] = j == d ? n : a->shape[k++];
     mo__shape_numel(L, fname, a->ndim + 1, shape);
     mo_tensor *out = mo__newlike(L, a, a->ndim + 1, shape, fname);
-    check(L, mo_tensor_stack(out, n, ts, d), fname);
+    mo__check(L, mo_tensor_stack(out, n, ts, d), fname);
     return 1;
 }
 
@@ -597,7 +591,7 @@ int mo__index(lua_State *L)
     mo_slice s[MO_MAX_DIMS];
     int n = read_key(L, fname, t, s);
     mo_tensor *v = push_view(L, 1);
-    check(L, mo_tensor_slice(v, mo__checktensor(L, 1, fname), n, s), fname);
+    mo__check(L, mo_tensor_slice(v, mo__checktensor(L, 1, fname), n, s), fname);
     return 1;
 }
 
@@ -656,7 +650,7 @@ int mo__newindex(lua_State *L)
     }
     mo_tensor_release(&b);
     mo_tensor_release(&dst);
-    check(L, st, fname);
+    mo__check(L, st, fname);
     return 0;
 }
 
