@@ -79,7 +79,8 @@ function TestZDistDataParallel.test_equals_one_process_at_the_global_batch_3_ran
 -- accumulate 3: one reduction per step, after the last micro-batch
 function TestZDistDataParallel.test_gradient_accumulation_2_ranks() equiv(2, 3) end
 
--- ZeRO-1: bit-identical to data parallel at 2 ranks, 1/N of the state per rank
+-- ZeRO-1: bit-identical to data parallel (at 3 ranks too: both sum in rank order), 1/N of
+-- the state per rank
 local function zero(np, which)
   local out, ok = mpirun(np, "zero.lua", which)
   all_done(out, np, ok)

@@ -69,7 +69,11 @@ return function(dist, mpi)
       reqs[i] = mpi.iall_reduce(self._fg, bs[i][1], bs[i][2])
       i = i + 1
     end
-    for j = 1, #reqs do reqs[j]:test() end  -- lets MPI progress the running ones
+    -- lets MPI move the running ones on; in start order, stopping at the first whose parts
+    -- are still being exchanged, so every rank starts the gathers in the same order
+    for j = 1, #reqs do
+      if reqs[j]:progress() == 1 then break end
+    end
   end
 
   -- child -> its first element (0-based) in the flat buffer, for a model whose `modules`
