@@ -301,6 +301,7 @@ end
 function Run:train_batch(xb, yb, epoch, bi, sums)
   local out = self.model:forward(xb)
   local loss, g = loss_and_grad(self.loss_fn, out, yb)
+  if self.skip and self.world > 1 then loss, g = self:agree_finite(loss, g) end
   if not g then
     self:nonfinite("loss", loss, epoch, bi, 1)
     return loss
@@ -314,6 +315,17 @@ function Run:train_batch(xb, yb, epoch, bi, sums)
   if self.want_acc == nil then self.want_acc = looks_classification(out, yb) end
   if self.want_acc then sums.correct = sums.correct + core.count_correct(out, yb) end
   return loss
+end
+
+-- With skip_nonfinite across ranks: when some rank's loss is not finite every rank skips
+-- the batch (a rank alone skipping its backward would leave the others waiting in the
+-- gradient reduction). One 1-element all-reduce per batch; a rank whose own loss was finite
+-- reports NaN, so every rank's on_step sees the batch skipped.
+function Run:agree_finite(loss, g)
+  local flag = core.tensor{g and 0 or 1}
+  self.a.dist.all_reduce_(flag, "max")
+  if flag:get(1) == 0 then return loss, g end
+  return g and 0 / 0 or loss, nil
 end
 
 -- Across ranks: the loss gradient weighted by this rank's share of the global batch (the

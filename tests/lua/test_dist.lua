@@ -21,9 +21,10 @@ end
 
 -- Runs tests/dist/<script> on np ranks; returns the output, whether it exited 0, and the
 -- seconds it took. `timeout` bounds a hang (the failure tests must end far sooner).
-local function mpirun(np, script, args)
-  local cmd = ("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 60 mpirun "
-               .. "--oversubscribe -np %d %s tests/dist/%s %s 2>&1"):format(np, lua, script, args or "")
+local function mpirun(np, script, args, timeout)
+  local cmd = ("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout %d mpirun "
+               .. "--oversubscribe -np %d %s tests/dist/%s %s 2>&1"):format(timeout or 60, np, lua, script,
+                                                                           args or "")
   local t0 = mo.clock()
   local p = assert(io.popen(cmd))
   local out = p:read("a")
@@ -91,6 +92,17 @@ function TestZDistDataParallel.test_zero1_adamw_2_ranks() zero(2, "AdamW") end
 function TestZDistDataParallel.test_zero1_sgd_nesterov_2_ranks() zero(2, "SGD") end
 function TestZDistDataParallel.test_zero1_adamw_3_ranks() zero(3, "AdamW") end
 function TestZDistDataParallel.test_zero1_lion_3_ranks() zero(3, "Lion") end
+
+-- skip_nonfinite: one rank's NaN loss makes every rank skip that batch (it used to leave
+-- the others waiting in the reduction: the 30 s timeout catches such a hang)
+local function skip(np, k)
+  local out, ok = mpirun(np, "skip.lua", tostring(k), 30)
+  all_done(out, np, ok)
+  for r = 1, np do lu.assertStrContains(out, ("rank %d: skipped 1 batch(es) with the others"):format(r)) end
+end
+
+function TestZDistDataParallel.test_skip_nonfinite_on_one_rank_2_ranks() skip(2, 1) end
+function TestZDistDataParallel.test_skip_nonfinite_on_one_rank_accumulate_3_ranks() skip(3, 2) end
 
 -- Collective checkpoints of a ZeRO-1 run: saved at 2 ranks, resumed at 1, 2 and 3
 local TestZDistCheckpoint = {}
