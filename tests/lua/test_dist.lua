@@ -123,6 +123,26 @@ function TestZDistCheckpoint.test_resume_at_another_world_size()
   os.execute("rm -rf '" .. dir .. "'")
 end
 
+-- fit's mid-epoch position: saved at N ranks (ZeRO-1), resumed at M, against a
+-- one-process reference built from the definition (tests/dist/resume.lua)
+local function resume_at(saved_at, sizes)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local out, ok = mpirun(saved_at, "resume.lua", "save " .. dir)
+  all_done(out, saved_at, ok)
+  for _, m in ipairs(sizes) do
+    out, ok = mpirun(m, "resume.lua", ("resume %s %d"):format(dir, saved_at))
+    all_done(out, m, ok)
+    lu.assertStrContains(out, ("rank 1: resumed at %d ranks from %d after %d examples"):format(m, saved_at,
+                                                                                              40 * saved_at))
+  end
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+function TestZDistCheckpoint.test_fit_mid_epoch_2_to_1_2_3() resume_at(2, {1, 2, 3}) end
+function TestZDistCheckpoint.test_fit_mid_epoch_1_to_2() resume_at(1, {2}) end
+
 local TestZDistFailure = {}
 
 -- a dead rank ends the job, non-zero, within seconds (the survivors would wait 60 s)
