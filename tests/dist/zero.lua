@@ -3,7 +3,9 @@
 -- seeds, 20 steps of fit each. Every parameter and every element of the gathered state
 -- must be bit-identical at any world size: DataParallel's buckets and ZeRO's
 -- reduce-scatter both add the ranks' gradients in rank order (lua/dist/dist_core.c).
--- Each rank must hold 1/N of the optimizer state (its dist.shard_range part).
+-- Each rank must hold 1/N of the optimizer state (its dist.shard_range part); LAMB's parts
+-- are whole tensors, so the parts must add up to the whole. ScheduleFreeAdamW's eval() and
+-- train() (fit calls them at the end of the epoch) run on the shards and gather.
 local mo = require "moonopt"
 local dist = require "moonopt.dist"
 local nn = mo.nn
@@ -11,7 +13,9 @@ local nn = mo.nn
 local r, n = dist.init()
 local which = arg[1] or "AdamW"
 local opts = ({AdamW = {lr = 1e-2, weight_decay = 1e-2}, SGD = {lr = 0.05, momentum = 0.9, nesterov = true},
-               Lion = {lr = 1e-3, weight_decay = 0.1}, RMSprop = {lr = 1e-3, centered = true}})[which]
+               Lion = {lr = 1e-3, weight_decay = 0.1}, RMSprop = {lr = 1e-3, centered = true},
+               LAMB = {lr = 1e-2, weight_decay = 1e-2},
+               ScheduleFreeAdamW = {lr = 1e-2, warmup_steps = 3, weight_decay = 1e-3}})[which]
 
 mo.manual_seed(3)
 local ds = mo.data.spirals{n = 20 * 8 * n}
@@ -52,7 +56,7 @@ for idx, st in pairs(plain_sd.state) do
     end
   end
 end
-assert(tensors > 0 or which == "SGD" or which == "Lion" or which == "RMSprop", "no state tensors compared")
+assert(tensors > 0, "no state tensors compared")
 assert(state_differ == 0, "the gathered state differs in " .. state_differ .. " elements")
 local a, b = plain:totable(), zero:totable()
 local differ = 0
@@ -64,8 +68,14 @@ local ratio = shard_state / full_state
 io.write(("rank %d: %s differ %d of %d, state %d of %d floats (%.3fx)\n"):format(r, which, differ, #a,
   shard_state, full_state, ratio))
 assert(differ == 0, "ZeRO-1 differs from data parallel in " .. differ .. " elements")
--- this rank's part: n // N or one more parameter, times the state per parameter
-local _, count = dist.shard_range(nparams)
-assert(shard_state == count * per_elem, "the shard's state is not 1/N of the state")
+if which == "LAMB" then
+  -- whole tensors per rank: the parts add up to the whole state
+  local total = dist.all_reduce_(mo.tensor{shard_state}):item()
+  assert(total == full_state, ("the parts hold %d of %d state floats"):format(total, full_state))
+else
+  -- this rank's part: n // N or one more parameter, times the state per parameter
+  local _, count = dist.shard_range(nparams)
+  assert(shard_state == count * per_elem, "the shard's state is not 1/N of the state")
+end
 dist.finalize()
 io.write(("rank %d: done\n"):format(r))

@@ -92,6 +92,11 @@ function TestZDistDataParallel.test_zero1_adamw_2_ranks() zero(2, "AdamW") end
 function TestZDistDataParallel.test_zero1_sgd_nesterov_2_ranks() zero(2, "SGD") end
 function TestZDistDataParallel.test_zero1_adamw_3_ranks() zero(3, "AdamW") end
 function TestZDistDataParallel.test_zero1_lion_3_ranks() zero(3, "Lion") end
+-- LAMB: whole tensors per rank, so its per-tensor trust ratios are the unsharded ones
+function TestZDistDataParallel.test_zero1_lamb_2_ranks() zero(2, "LAMB") end
+function TestZDistDataParallel.test_zero1_lamb_3_ranks() zero(3, "LAMB") end
+-- ScheduleFreeAdamW: eval()/train() at the end of the epoch move the shards and gather
+function TestZDistDataParallel.test_zero1_schedulefree_3_ranks() zero(3, "ScheduleFreeAdamW") end
 
 -- skip_nonfinite: one rank's NaN loss makes every rank skip that batch (it used to leave
 -- the others waiting in the reduction: the 30 s timeout catches such a hang)
