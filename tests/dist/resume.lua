@@ -1,4 +1,5 @@
---- tests/dist/resume.lua save|resume DIR SAVED_AT - run under mpirun by tests/lua/test_dist.lua.
+--- tests/dist/resume.lua save|resume DIR SAVED_AT [ACCUMULATE] - run under mpirun by
+-- tests/lua/test_dist.lua.
 -- fit's mid-epoch position at another world size (docs/distributed.md "Checkpoints").
 --   save   (N ranks): fit{state = st} with ZeRO-1 AdamW, batch 8 per rank; at epoch 1,
 --          batch 5, dist.save(DIR/mid.ckpt, {model, optimizer, fit = st}) and stop.
@@ -11,7 +12,10 @@
 -- first s examples at batch 8N and over the rest at batch 8M (both unshuffled), then a
 -- shuffled epoch at 8M. Parameters agree to rtol 1e-5 (atol 1e-6: the ranks' sums run in
 -- another order), and so do epoch 1's loss (the sums of the save are added over ranks)
--- and the number of optimizer steps.
+-- and the number of optimizer steps. With ACCUMULATE = 2 the save falls inside a step
+-- (batch 5 of a pair): its local gradients go into the checkpoint as their mean over
+-- ranks, and the step is finished at the new world size by the first batch after the
+-- position (the reference does that step by hand).
 local mo = require "moonopt"
 local dist = require "moonopt.dist"
 local nn = mo.nn
@@ -19,6 +23,7 @@ local core = require "moonopt.core"
 
 local r, m = dist.init()
 local mode, dir, saved_at = arg[1], arg[2], math.tointeger(tonumber(arg[3] or "0"))
+local k = math.tointeger(tonumber(arg[4] or "1"))
 assert((mode == "save" or mode == "resume") and dir, "usage: resume.lua save|resume DIR [N]")
 local B, at_batch, n_ex = 8, 5, 200
 
@@ -35,7 +40,7 @@ end
 
 local function fit(model, opt, data, bs, extra)
   local a = {model = model, loss = nn.CrossEntropyLoss(), optimizer = opt, data = data, batch_size = bs,
-             epochs = 1, progress = false}
+             epochs = 1, progress = false, accumulate = k}
   for k, v in pairs(extra or {}) do a[k] = v end
   return mo.train.fit(a)
 end
@@ -46,6 +51,7 @@ if mode == "save" then
   local st = {}
   mo.manual_seed(11)
   fit(ddp, opt, ds, B, {epochs = 2, dist = dist, state = st, on_step = function(info)
+    assert(info.batch ~= at_batch or st.pending == k - 1, "the save must fall inside a step")
     if info.epoch == 1 and info.batch == at_batch then
       dist.save(dir .. "/mid.ckpt", {model = model, optimizer = opt, fit = info.state})
       return false
@@ -80,12 +86,30 @@ local function rows(from, count)
 end
 local rest = n - s
 if rest % (B * m) > 0 and rest % (B * m) < m then rest = rest - rest % (B * m) end   -- the dropped tail
-local h_a = fit(ref, ref_opt, rows(1, s), B * saved_at, {shuffle = false})
-local h_b = fit(ref, ref_opt, rows(s + 1, rest), B * m, {shuffle = false})
-local h_c = fit(ref, ref_opt, ds, B * m)    -- epoch 2 draws from the generator as the resumed run did
-local want_steps = h_a.steps + h_b.steps + h_c.steps
+local G, G2 = B * saved_at, B * m
+local want_steps, loss1
+if k == 1 then
+  local h_a = fit(ref, ref_opt, rows(1, s), G, {shuffle = false})
+  local h_b = fit(ref, ref_opt, rows(s + 1, rest), G2, {shuffle = false})
+  want_steps = h_a.steps + h_b.steps
+  loss1 = (h_a.train_loss[1] * s + h_b.train_loss[1] * rest) / (s + rest)
+else  -- k == 2: batches 1-4 are two steps, batch 5 and the first batch after it the third
+  local h_a = fit(ref, ref_opt, rows(1, s - G), G, {shuffle = false})
+  local loss_fn, sum = nn.CrossEntropyLoss(), 0
+  for _, part in ipairs{rows(s - G + 1, G), rows(s + 1, G2)} do
+    local out = ref:forward(part.x)
+    sum = sum + loss_fn:forward(out, part.y) * part.x:size(1)
+    ref:backward(part.x, loss_fn:backward(out, part.y):mul_(0.5), false)
+  end
+  ref_opt:step()
+  ref_opt:zero_grad()
+  local h_b = fit(ref, ref_opt, rows(s + G2 + 1, rest - G2), G2, {shuffle = false})
+  want_steps = h_a.steps + 1 + h_b.steps
+  loss1 = (h_a.train_loss[1] * (s - G) + sum + h_b.train_loss[1] * (rest - G2)) / (s + rest)
+end
+local h_c = fit(ref, ref_opt, ds, G2)    -- epoch 2 draws from the generator as the resumed run did
+want_steps = want_steps + h_c.steps
 assert(h.steps == want_steps, ("steps %d, want %d"):format(h.steps, want_steps))
-local loss1 = (h_a.train_loss[1] * s + h_b.train_loss[1] * rest) / (s + rest)
 assert(math.abs(h.train_loss[1] - loss1) <= 1e-5 * math.abs(loss1),
        ("epoch 1 loss %.7f, want %.7f"):format(h.train_loss[1], loss1))
 local a, b = ref:flat_parameters():totable(), model:flat_parameters():totable()

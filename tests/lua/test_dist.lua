@@ -130,14 +130,14 @@ end
 
 -- fit's mid-epoch position: saved at N ranks (ZeRO-1), resumed at M, against a
 -- one-process reference built from the definition (tests/dist/resume.lua)
-local function resume_at(saved_at, sizes)
+local function resume_at(saved_at, sizes, k)
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p '" .. dir .. "'"))
-  local out, ok = mpirun(saved_at, "resume.lua", "save " .. dir)
+  local out, ok = mpirun(saved_at, "resume.lua", ("save %s 0 %d"):format(dir, k or 1))
   all_done(out, saved_at, ok)
   for _, m in ipairs(sizes) do
-    out, ok = mpirun(m, "resume.lua", ("resume %s %d"):format(dir, saved_at))
+    out, ok = mpirun(m, "resume.lua", ("resume %s %d %d"):format(dir, saved_at, k or 1))
     all_done(out, m, ok)
     lu.assertStrContains(out, ("rank 1: resumed at %d ranks from %d after %d examples"):format(m, saved_at,
                                                                                               40 * saved_at))
@@ -147,6 +147,8 @@ end
 
 function TestZDistCheckpoint.test_fit_mid_epoch_2_to_1_2_3() resume_at(2, {1, 2, 3}) end
 function TestZDistCheckpoint.test_fit_mid_epoch_1_to_2() resume_at(1, {2}) end
+-- saved inside an accumulated step: its gradients are carried over as their mean over ranks
+function TestZDistCheckpoint.test_fit_mid_step_2_to_3() resume_at(2, {3}, 2) end
 
 local TestZDistFailure = {}
 
