@@ -41,7 +41,7 @@ end
 local function fit(model, opt, data, bs, extra)
   local a = {model = model, loss = nn.CrossEntropyLoss(), optimizer = opt, data = data, batch_size = bs,
              epochs = 1, progress = false, accumulate = k}
-  for k, v in pairs(extra or {}) do a[k] = v end
+  for key, v in pairs(extra or {}) do a[key] = v end
   return mo.train.fit(a)
 end
 
