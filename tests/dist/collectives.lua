@@ -133,6 +133,7 @@ if n > 1 then
 end
 raises("dist.shard_range: rank must be in 1..", dist.shard_range, 4, n + 1)
 raises("DataParallel: model must be a moonopt.nn module", dist.DataParallel, {})
+raises("DataParallel: ordered must be a boolean, got 1", dist.DataParallel, mo.nn.Linear(2, 2), {ordered = 1})
 local lin = mo.nn.Linear(2, 2)
 raises("LBFGS: shard_state = true is not supported: its step is a line search", mo.optim.LBFGS,
        lin:parameters(), {shard_state = true})

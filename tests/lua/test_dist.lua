@@ -68,8 +68,8 @@ end
 
 local TestZDistDataParallel = {}
 
-local function equiv(np, k)
-  local out, ok = mpirun(np, "ddp_equiv.lua", tostring(k))
+local function equiv(np, k, unordered)
+  local out, ok = mpirun(np, "ddp_equiv.lua", tostring(k) .. (unordered and " unordered" or ""))
   all_done(out, np, ok)
   lu.assertStrContains(out, "rank 1: steps 31 overlaps true")
 end
@@ -79,6 +79,8 @@ function TestZDistDataParallel.test_equals_one_process_at_the_global_batch_2_ran
 function TestZDistDataParallel.test_equals_one_process_at_the_global_batch_3_ranks() equiv(3, 1) end
 -- accumulate 3: one reduction per step, after the last micro-batch
 function TestZDistDataParallel.test_gradient_accumulation_2_ranks() equiv(2, 3) end
+-- ordered = false: MPI_Iallreduce buckets
+function TestZDistDataParallel.test_unordered_buckets_3_ranks() equiv(3, 1, true) end
 
 -- ZeRO-1: bit-identical to data parallel (at 3 ranks too: both sum in rank order), 1/N of
 -- the state per rank
