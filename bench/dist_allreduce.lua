@@ -55,6 +55,7 @@ if r == 1 then
          .. "DataParallel's ordered buckets %.2f ms (%.0f%% of raw)"):format(
     bytes / 1e6, n, mr * 1e3, gbs(mr), mo_ * 1e3, gbs(mo_), 100 * mr / mo_,
     mr / mo_ >= 0.9 and "(target >= 90%: met)" or "(target >= 90%: MISSED)",
-    mord * 1e3, 100 * mr / mord, mb * 1e3, 100 * mr / mb))
+    mord * 1e3, 100 * mr / mord, mb * 1e3, 100 * mr / mb)
+    .. (n == 2 and " (at 2 ranks both are MPI's own sums: a + b is the same in either order)" or ""))
 end
 dist.finalize()
