@@ -16,8 +16,9 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export LUA_PATH LUA_CPATH OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
 run() { mpirun --oversubscribe -np "$@"; }
 
-echo "== moonopt.dist: all-reduce bandwidth on loopback (2 ranks, 4 MB)"
+echo "== moonopt.dist: all-reduce bandwidth on loopback (2 and 3 ranks, 4 MB)"
 run 2 "$LUA" bench/dist_allreduce.lua 1048576
+run 3 "$LUA" bench/dist_allreduce.lua 1048576
 
 echo "== moonopt.dist: Fashion-MNIST MLP, one epoch at global batch 128, 1 rank vs 2 ranks"
 one=$(run 1 "$LUA" examples/fashion_mnist_dist.lua --epochs 1 2>/dev/null | grep '^final')
@@ -27,5 +28,6 @@ echo "2 ranks: $two"
 printf '%s\n%s\n' "$one" "$two" | sed 's/.*median_epoch_s=\([0-9.]*\).*/\1/' | paste -sd' ' | \
     awk '{printf "throughput at 2 ranks / 1 rank: %.2fx (2 cores shared with other work)\n", $1 / $2}'
 
-echo "== moonopt.dist: ZeRO-1 per-rank optimizer state at 2 ranks (AdamW)"
+echo "== moonopt.dist: ZeRO-1 per-rank optimizer state at 2 and 3 ranks (AdamW)"
 run 2 "$LUA" tests/dist/zero.lua AdamW | grep '^rank .*state'
+run 3 "$LUA" tests/dist/zero.lua AdamW | grep '^rank .*state'

@@ -217,10 +217,46 @@ local function all_ok(fname, ok, err, what)
   end
 end
 
+-- A copy of what's fields.
+local function copy(what)
+  local w = {}
+  for k, v in pairs(what) do w[k] = v end
+  return w
+end
+
+-- fit's state (what.fit) over all ranks, for a checkpoint that resumes at any world size:
+-- the epoch's running sums added over ranks (flagged, so a resumed fit keeps them on rank
+-- 1 only), and the gradients of an unfinished accumulated step (pending > 0: every rank's
+-- differ) replaced, while rank 1 writes, by their mean over ranks. Each resumed rank then
+-- starts from that mean, and the step's final averaging gives the mean of the old part
+-- plus the mean of the new one: the whole step's gradient at any world size. Returns the
+-- state to write and a function that puts the gradients back.
+local function fit_over_ranks(what)
+  local st = copy(what.fit)
+  local sums = mpi.reduce_numbers({st.loss_sum or 0, st.seen or 0, st.correct or 0}, "sum")
+  st.loss_sum, st.seen, st.correct = sums[1], math.tointeger(sums[2]) or sums[2], math.tointeger(sums[3]) or sums[3]
+  st.sums_over_ranks = true
+  local saved = {}
+  local model = what.model
+  if (st.pending or 0) > 0 and type(model) == "table" and type(model.parameters) == "function" then
+    for i, p in ipairs(model:parameters()) do
+      local g = p.grad
+      if g ~= nil then
+        saved[i] = {p, g}
+        p.grad = dist.all_reduce_(g:clone(), "mean")
+      end
+    end
+  end
+  return st, function()
+    for _, pg in pairs(saved) do pg[1].grad = pg[2] end
+  end
+end
+
 --- dist.save(path, what): mo.save as a collective (every rank calls it). With a sharded
--- optimizer (shard_state = true) every rank first gathers the whole state; rank 1 then
--- writes one ordinary checkpoint (mo.save's atomic write), loadable at any world size and
--- by an unsharded run. Raises on every rank when the write failed.
+-- optimizer (shard_state = true) every rank first gathers the whole state; fit's state
+-- (what.fit) is made global (fit_over_ranks above); rank 1 then writes one ordinary
+-- checkpoint (mo.save's atomic write), loadable at any world size and by an unsharded run.
+-- Raises on every rank when the write failed.
 dist.save = api(function(path, what)
   running("save")
   if type(what) ~= "table" then fail("dist.save: expected a table {model =, optimizer =, ...}, got %s", show(what)) end
@@ -228,12 +264,17 @@ dist.save = api(function(path, what)
   if type(opt) == "table" and rawget(opt, "_zero") then
     local ok, sd = pcall(opt.state_dict, opt)   -- a collective
     if not ok then mpi.abort(1) end             -- the ranks would be out of step
-    w = {}
-    for k, v in pairs(what) do w[k] = v end
+    w = copy(what)
     w.optimizer = {name = opt.name, state_dict = function() return sd end}
+  end
+  local put_back = nil
+  if type(what.fit) == "table" and world > 1 then
+    if w == what then w = copy(what) end
+    w.fit, put_back = fit_over_ranks(what)
   end
   local ok, err = true, nil
   if my_rank == 1 then ok, err = pcall(require("moonopt.checkpoint").save, path, w) end
+  if put_back then put_back() end
   all_ok("dist.save", ok, err, "the save")
 end)
 

@@ -19,7 +19,9 @@
 -- history so far) after every batch and every epoch. mo.save(path, {..., fit = tbl})
 -- stores it and mo.load(path, {..., fit = tbl}) restores it; fit{..., state = tbl}
 -- then continues from that point (the same epoch order, the same batches) and the run
--- is bit-identical to one that was never interrupted. See docs/checkpoints.md.
+-- is bit-identical to one that was never interrupted. See docs/checkpoints.md. A state
+-- saved by moonopt.dist at another world size resumes at the same place in the epoch's
+-- permutation (Run:rest_of_epoch; docs/distributed.md "Checkpoints").
 local core = require "moonopt.core"
 local data = require "moonopt.data"
 local optim = require "moonopt.optim"
@@ -146,8 +148,9 @@ end
 local STATE_VERSION = 1
 
 -- A resume state must describe a run of the same data layout; errors name the field.
-local function check_state(st, n, nb, bs, k)
+local function check_state(st, n, nb, bs, k, world)
   local function bad(f, ...) fail("fit: state: " .. f, ...) end
+  local relayout = (st.world_size or 1) ~= world
   if st.version ~= STATE_VERSION then bad("unknown version %s", show(st.version)) end
   for _, key in ipairs{"epoch", "batch", "step", "pending", "seen", "correct", "skipped_batches"} do
     local v = st[key]
@@ -159,11 +162,14 @@ local function check_state(st, n, nb, bs, k)
     bad("the run used batch_size %s and accumulate %s, this call %d and %d", show(st.batch_size),
         show(st.accumulate), bs, k)
   end
-  if st.n ~= n or st.num_batches ~= nb then
+  if relayout and st.batch > 0 and (math.type(st.sample) ~= "integer" or st.sample < 0 or st.sample > n) then
+    bad("resuming at another world size needs the epoch's sample position, got %s", show(st.sample))
+  end
+  if st.n ~= n or (st.num_batches ~= nb and not relayout) then
     bad("the run had %s examples in %s batches per epoch, this data gives %d in %d", show(st.n),
         show(st.num_batches), n, nb)
   end
-  if st.batch > nb then bad("batch %d is past the %d batches of an epoch", st.batch, nb) end
+  if st.batch > nb and not relayout then bad("batch %d is past the %d batches of an epoch", st.batch, nb) end
   if st.pending >= k then bad("pending %d must be below accumulate %d", st.pending, k) end
   if st.batch > 0 and type(st.epoch_rng) ~= "string" then bad("epoch_rng is missing") end
   if type(st.entries) ~= "table" then bad("entries must be a list of epoch entries") end
@@ -232,7 +238,7 @@ local function new_run(a)
   }, Run)
   r.inv_k, r.nb = 1 / r.k, r.loader:num_batches()
   r.resume = r.st.epoch ~= nil
-  if r.resume then check_state(r.st, r.loader.n, r.nb, bs, r.k) end
+  if r.resume then check_state(r.st, r.loader.n, r.nb, bs, r.k, world) end
   return r
 end
 
@@ -241,12 +247,18 @@ function Run:restore()
   local st, history = self.st, self.history
   if self.resume then
     self.step, self.pending, self.last_lr = st.step, st.pending, st.last_lr
+    -- sums over all ranks (dist.save adds them up; a one-process run's are): rank 1 carries
+    -- them on, the others restart from 0, so the epoch's all-reduced sums count each example once
+    local global = st.sums_over_ranks or (st.world_size or 1) == 1
+    if global and self.rank ~= 1 then st.loss_sum, st.seen, st.correct = 0, 0, 0 end
+    st.sums_over_ranks = nil
     if self.want_acc == nil then self.want_acc = st.want_acc end
     history.skipped_batches = st.skipped_batches
     for _, e in ipairs(st.entries) do self:add_entry(copy_entry(e)) end
   else
     st.version, st.n, st.num_batches, st.batch_size, st.accumulate = STATE_VERSION, self.loader.n, self.nb,
       self.loader.batch_size, self.k
+    st.world_size, st.sample = self.world, 0
     st.epoch, st.batch, st.step, st.pending, st.skipped_batches = 1, 0, 0, 0, 0
     st.loss_sum, st.seen, st.correct, st.entries, st.epoch_rng = 0, 0, 0, {}, nil
   end
@@ -259,6 +271,7 @@ function Run:save_position(bi, sums)
   st.batch, st.step, st.pending, st.skipped_batches = bi, self.step, self.pending, self.history.skipped_batches
   st.loss_sum, st.seen, st.correct = sums.loss_sum, sums.seen, sums.correct
   st.want_acc, st.last_lr = self.want_acc, self.last_lr
+  st.sample, st.world_size = self.sample, self.world
 end
 
 -- The batches of an epoch, and the running sums it starts from (not zero when resuming
@@ -268,11 +281,17 @@ function Run:epoch_batches(epoch)
   local st = self.st
   local sums = {loss_sum = 0, seen = 0, correct = 0, batches = 0}
   local batches
+  self.eloader, self.ebase, self.enb, self.sample = self.loader, 0, self.nb, 0
   if self.resume and st.batch > 0 then
     sums.loss_sum, sums.seen, sums.correct, sums.batches = st.loss_sum, st.seen, st.correct, st.batch
     local now = core.rng_get_state()
     core.rng_set_state(st.epoch_rng)
-    batches = self.loader:epoch(st.batch + 1)
+    if (st.world_size or 1) == self.world then
+      batches = self.loader:epoch(st.batch + 1)
+      self.sample = st.sample or 0
+    else
+      batches = self:rest_of_epoch(st)
+    end
     core.rng_set_state(now)
   else
     st.epoch, st.batch, st.epoch_rng = epoch, 0, core.rng_get_state()
@@ -280,6 +299,41 @@ function Run:epoch_batches(epoch)
   end
   self.resume = false
   return batches, sums
+end
+
+-- Resuming inside an epoch saved at another world size: "the same position"
+-- is the same place in the epoch's permutation. The examples after the first st.sample of
+-- it (the same permutation, drawn from the saved generator state) are cut into global
+-- batches of this run's size, each rank taking its part; their batch numbers go on from
+-- st.batch. The rest is gathered once into a data set of its own (a copy of the examples
+-- left in this epoch; unshuffled runs use a view).
+function Run:rest_of_epoch(st)
+  local l, ds = self.loader, self.a.data
+  local s, left = st.sample, self.loader.n - st.sample
+  local base = st.batch   -- (st.batch moves on as the batches run)
+  self.ebase, self.enb, self.sample = base, base, s
+  if left == 0 then return function() return nil end end
+  local perm = l.shuffle and core.randperm(l.n) or nil
+  local rest = {}
+  for _, f in ipairs{"x", "y"} do
+    local t = ds[f]
+    if t ~= nil and perm then
+      local shape = t:shape()
+      shape[1] = left
+      rest[f] = core.empty(shape, {dtype = t.dtype})
+      core.gather_rows(rest[f], t, perm, s + 1, left)
+    elseif t ~= nil then
+      rest[f] = t:narrow(1, s + 1, left)
+    end
+  end
+  self.eloader = data.loader(rest, {batch_size = l.batch_size, shuffle = false, drop_last = l.drop_last,
+                                    rank = self.rank, world_size = self.world})
+  self.enb = base + self.eloader:num_batches()
+  local it = self.eloader:epoch()
+  return function()
+    local xb, yb, i = it()
+    if i then return xb, yb, i + base end
+  end
 end
 
 -------------------------------------------------------------------------------------------
@@ -301,6 +355,7 @@ end
 function Run:train_batch(xb, yb, epoch, bi, sums)
   local out = self.model:forward(xb)
   local loss, g = loss_and_grad(self.loss_fn, out, yb)
+  if self.skip and self.world > 1 then loss, g = self:agree_finite(loss, g) end
   if not g then
     self:nonfinite("loss", loss, epoch, bi, 1)
     return loss
@@ -316,14 +371,25 @@ function Run:train_batch(xb, yb, epoch, bi, sums)
   return loss
 end
 
+-- With skip_nonfinite across ranks: when some rank's loss is not finite every rank skips
+-- the batch (a rank alone skipping its backward would leave the others waiting in the
+-- gradient reduction). One 1-element all-reduce per batch; a rank whose own loss was finite
+-- reports NaN, so every rank's on_step sees the batch skipped.
+function Run:agree_finite(loss, g)
+  local flag = core.tensor{g and 0 or 1}
+  self.a.dist.all_reduce_(flag, "max")
+  if flag:get(1) == 0 then return loss, g end
+  return g and 0 / 0 or loss, nil
+end
+
 -- Across ranks: the loss gradient weighted by this rank's share of the global batch (the
 -- model averages over ranks, so an uneven last batch still gives the global mean), and
 -- the model told whether this backward ends an accumulated step (only that one
 -- communicates).
 function Run:dist_weight(b, g, bi)
-  local w = b * self.world / self.loader:global_count(bi)
+  local w = b * self.world / self.eloader:global_count(bi - self.ebase)
   if w ~= 1 then g:mul_(w) end
-  if has_method(self.model, "set_sync") then self.model:set_sync(self.pending + 1 == self.k or bi == self.nb) end
+  if has_method(self.model, "set_sync") then self.model:set_sync(self.pending + 1 == self.k or bi == self.enb) end
 end
 
 -- The epoch's sums over all ranks (each rank saw its own shard).
@@ -428,6 +494,7 @@ function Run:finish_epoch(epoch, sums, seconds, bar)
     local st = self.st
     st.entries[#st.entries + 1] = copy_entry(entry)
     st.epoch, st.batch, st.epoch_rng = epoch + 1, 0, nil
+    self.sample = 0
     self:save_position(0, {loss_sum = 0, seen = 0, correct = 0})
   end
   if bar then bar:finish(summary(entry)) end
@@ -444,6 +511,7 @@ function Run:run_epoch(epoch)
   for xb, yb, bi in batches do
     local loss = self:train_batch(xb, yb, epoch, bi, sums)
     sums.batches = bi
+    self.sample = self.sample + self.eloader:global_count(bi - self.ebase)
     local norm = self.pending == self.k and self:optimizer_step(epoch, bi) or nil
     self:save_position(bi, sums)
     if not self:report_step(epoch, bi, loss, norm, xb:size(1)) then

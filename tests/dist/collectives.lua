@@ -100,6 +100,28 @@ local _, fm, cm = dist.reduce_scatter_(rm, "mean")
 for i = fm, fm + cm - 1 do assert(rm:get(i) == n + 1, "reduce_scatter_ mean") end
 ok("reduce_scatter_ mean")
 
+-- the rank-order sum (reduce_scatter_ and DataParallel's buckets): ranks 1..3 hold big, 1
+-- and -big (the rest 0), where ((big + 1) - big) == 0 but (big - big) + 1 == 1 and
+-- big + (1 - big) == 0 too: only the order 1, 2, 3 gives 0 from either dtype. At 2 ranks a
+-- sum of two is the same in any order: the rank-3 case shows the order (tested at -np 3).
+if n >= 3 then
+  local mpi = require "moonopt.dist_core"
+  for _, dt in ipairs{"float32", "float64"} do
+    local big = dt == "float32" and 1e8 or 1e17
+    local v = ({big, 1, -big})[r] or 0
+    local rso = mo.full({11}, v, {dtype = dt})
+    local _, fo, co = dist.reduce_scatter_(rso)
+    for i = fo, fo + co - 1 do assert(rso:get(i) == 0, dt .. " reduce_scatter_ sums in rank order") end
+    ok("reduce_scatter_ rank order " .. dt)
+    -- DataParallel's non-blocking path: three buckets of a 23-element buffer
+    local buf = mo.full({23}, v, {dtype = dt})
+    local reqs = {mpi.iall_reduce(buf, 13, 10), mpi.iall_reduce(buf, 3, 10), mpi.iall_reduce(buf, 0, 3)}
+    for _, q in ipairs(reqs) do q:wait() end
+    same(buf, (function() local z = {} for i = 1, 23 do z[i] = 0 end return z end)(),
+         "iall_reduce rank order " .. dt)
+  end
+end
+
 -- errors: named, and the same on every rank (no hang)
 raises("dist.all_reduce_: op must be", dist.all_reduce_, mo.zeros(2), "prod")
 raises("dist.all_reduce_: t must be a moonopt.Tensor, got 3", dist.all_reduce_, 3)
@@ -111,9 +133,10 @@ if n > 1 then
 end
 raises("dist.shard_range: rank must be in 1..", dist.shard_range, 4, n + 1)
 raises("DataParallel: model must be a moonopt.nn module", dist.DataParallel, {})
+raises("DataParallel: ordered must be a boolean, got 1", dist.DataParallel, mo.nn.Linear(2, 2), {ordered = 1})
 local lin = mo.nn.Linear(2, 2)
-raises("LAMB: shard_state = true needs an elementwise optimizer", mo.optim.LAMB, lin:parameters(),
-       {shard_state = true})
+raises("LBFGS: shard_state = true is not supported: its step is a line search", mo.optim.LBFGS,
+       lin:parameters(), {shard_state = true})
 raises("AdamW: option 'shard_state' must be a boolean, got 1", mo.optim.AdamW, lin:parameters(),
        {shard_state = 1})
 raises("dist.save: expected a table", dist.save, "/tmp/x.ckpt", 3)

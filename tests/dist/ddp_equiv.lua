@@ -1,9 +1,10 @@
---- tests/dist/ddp_equiv.lua [accumulate] - run under mpirun by tests/lua/test_dist.lua.
+--- tests/dist/ddp_equiv.lua [accumulate [unordered]] - run under mpirun by tests/lua/test_dist.lua.
 -- Data parallel at N ranks x batch B must equal one process at batch N * B: every rank
 -- first trains the single-process reference itself (no communication), then the same
 -- model with dist.DataParallel and fit{dist = dist}, 30 optimizer steps each, and compares
 -- every parameter (rtol 1e-5). With an accumulate argument, both runs accumulate that
--- many micro-batches per step (the reference at micro-batch N * B).
+-- many micro-batches per step (the reference at micro-batch N * B). With "unordered",
+-- DataParallel uses MPI_Iallreduce (ordered = false) instead of the rank-order sum.
 local mo = require "moonopt"
 local dist = require "moonopt.dist"
 local nn = mo.nn
@@ -30,7 +31,8 @@ local h1 = mo.train.fit{model = ref, loss = nn.CrossEntropyLoss(), optimizer = r
 -- data parallel: every rank starts from its own weights (seed r); rank 1's, which are the
 -- reference's, must reach every rank
 local model = model_and_opt(r)
-local ddp = dist.DataParallel(model, {bucket_mb = 1 / 1024})   -- 256-element buckets: several
+local ddp = dist.DataParallel(model, {bucket_mb = 1 / 1024,     -- 256-element buckets: several
+                                     ordered = arg[2] ~= "unordered"})
 local opt = mo.optim.AdamW(ddp:parameters(), {lr = 1e-2, weight_decay = 1e-2})
 mo.manual_seed(11)
 local h2 = mo.train.fit{model = ddp, loss = nn.CrossEntropyLoss(), optimizer = opt, data = ds,

@@ -21,9 +21,10 @@ end
 
 -- Runs tests/dist/<script> on np ranks; returns the output, whether it exited 0, and the
 -- seconds it took. `timeout` bounds a hang (the failure tests must end far sooner).
-local function mpirun(np, script, args)
-  local cmd = ("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 60 mpirun "
-               .. "--oversubscribe -np %d %s tests/dist/%s %s 2>&1"):format(np, lua, script, args or "")
+local function mpirun(np, script, args, timeout)
+  local cmd = ("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout %d mpirun "
+               .. "--oversubscribe -np %d %s tests/dist/%s %s 2>&1"):format(timeout or 60, np, lua, script,
+                                                                           args or "")
   local t0 = mo.clock()
   local p = assert(io.popen(cmd))
   local out = p:read("a")
@@ -67,8 +68,8 @@ end
 
 local TestZDistDataParallel = {}
 
-local function equiv(np, k)
-  local out, ok = mpirun(np, "ddp_equiv.lua", tostring(k))
+local function equiv(np, k, unordered)
+  local out, ok = mpirun(np, "ddp_equiv.lua", tostring(k) .. (unordered and " unordered" or ""))
   all_done(out, np, ok)
   lu.assertStrContains(out, "rank 1: steps 31 overlaps true")
 end
@@ -78,8 +79,11 @@ function TestZDistDataParallel.test_equals_one_process_at_the_global_batch_2_ran
 function TestZDistDataParallel.test_equals_one_process_at_the_global_batch_3_ranks() equiv(3, 1) end
 -- accumulate 3: one reduction per step, after the last micro-batch
 function TestZDistDataParallel.test_gradient_accumulation_2_ranks() equiv(2, 3) end
+-- ordered = false: MPI_Iallreduce buckets
+function TestZDistDataParallel.test_unordered_buckets_3_ranks() equiv(3, 1, true) end
 
--- ZeRO-1: bit-identical to data parallel at 2 ranks, 1/N of the state per rank
+-- ZeRO-1: bit-identical to data parallel (at 3 ranks too: both sum in rank order), 1/N of
+-- the state per rank
 local function zero(np, which)
   local out, ok = mpirun(np, "zero.lua", which)
   all_done(out, np, ok)
@@ -90,6 +94,22 @@ function TestZDistDataParallel.test_zero1_adamw_2_ranks() zero(2, "AdamW") end
 function TestZDistDataParallel.test_zero1_sgd_nesterov_2_ranks() zero(2, "SGD") end
 function TestZDistDataParallel.test_zero1_adamw_3_ranks() zero(3, "AdamW") end
 function TestZDistDataParallel.test_zero1_lion_3_ranks() zero(3, "Lion") end
+-- LAMB: whole tensors per rank, so its per-tensor trust ratios are the unsharded ones
+function TestZDistDataParallel.test_zero1_lamb_2_ranks() zero(2, "LAMB") end
+function TestZDistDataParallel.test_zero1_lamb_3_ranks() zero(3, "LAMB") end
+-- ScheduleFreeAdamW: eval()/train() at the end of the epoch move the shards and gather
+function TestZDistDataParallel.test_zero1_schedulefree_3_ranks() zero(3, "ScheduleFreeAdamW") end
+
+-- skip_nonfinite: one rank's NaN loss makes every rank skip that batch (it used to leave
+-- the others waiting in the reduction: the 30 s timeout catches such a hang)
+local function skip(np, k)
+  local out, ok = mpirun(np, "skip.lua", tostring(k), 30)
+  all_done(out, np, ok)
+  for r = 1, np do lu.assertStrContains(out, ("rank %d: skipped 1 batch(es) with the others"):format(r)) end
+end
+
+function TestZDistDataParallel.test_skip_nonfinite_on_one_rank_2_ranks() skip(2, 1) end
+function TestZDistDataParallel.test_skip_nonfinite_on_one_rank_accumulate_3_ranks() skip(3, 2) end
 
 -- Collective checkpoints of a ZeRO-1 run: saved at 2 ranks, resumed at 1, 2 and 3
 local TestZDistCheckpoint = {}
@@ -109,6 +129,28 @@ function TestZDistCheckpoint.test_resume_at_another_world_size()
   end
   os.execute("rm -rf '" .. dir .. "'")
 end
+
+-- fit's mid-epoch position: saved at N ranks (ZeRO-1), resumed at M, against a
+-- one-process reference built from the definition (tests/dist/resume.lua)
+local function resume_at(saved_at, sizes, k)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local out, ok = mpirun(saved_at, "resume.lua", ("save %s 0 %d"):format(dir, k or 1))
+  all_done(out, saved_at, ok)
+  for _, m in ipairs(sizes) do
+    out, ok = mpirun(m, "resume.lua", ("resume %s %d %d"):format(dir, saved_at, k or 1))
+    all_done(out, m, ok)
+    lu.assertStrContains(out, ("rank 1: resumed at %d ranks from %d after %d examples"):format(m, saved_at,
+                                                                                              40 * saved_at))
+  end
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+function TestZDistCheckpoint.test_fit_mid_epoch_2_to_1_2_3() resume_at(2, {1, 2, 3}) end
+function TestZDistCheckpoint.test_fit_mid_epoch_1_to_2() resume_at(1, {2}) end
+-- saved inside an accumulated step: its gradients are carried over as their mean over ranks
+function TestZDistCheckpoint.test_fit_mid_step_2_to_3() resume_at(2, {3}, 2) end
 
 local TestZDistFailure = {}
 

@@ -1,19 +1,22 @@
 --- moonopt.dist.parallel: dist.DataParallel (loaded by moonopt.dist; docs/distributed.md).
 --
---   local ddp = dist.DataParallel(model [, {bucket_mb = 1}])
+--   local ddp = dist.DataParallel(model [, {bucket_mb = 1, ordered = true}])
 --
 -- Wraps a model whose parameters are views into one flat buffer (every moonopt.nn model:
 -- see moonopt.nn.module, "Flat parameters"). At wrap time rank 1's parameters are
 -- broadcast, so every rank starts from the same weights. ddp:backward(...) runs the
 -- model's backward and leaves in the flat gradient buffer the MEAN over ranks of every
 -- rank's gradient: the buffer is cut into buckets of bucket_mb MiB from its end, and each
--- bucket's sum is started with a non-blocking all-reduce (MPI_Iallreduce) as soon as its
--- gradients are final. For a model with a `modules` list (Sequential) that is while
--- backward still runs: the children's backward run last to first, and the flat layout
--- keeps the children in order, so once child i is done every gradient from child i's first
--- parameter to the end is final. Between children the pending requests are tested, which
--- is what lets Open MPI (no progress thread by default) move them on. Backward ends by
--- waiting for every bucket and dividing by the number of ranks.
+-- bucket's sum is started with a non-blocking all-reduce as soon as its gradients are
+-- final: the rank-order sum of moonopt.dist_core (every element added in rank order, so a
+-- ZeRO-1 run is bit for bit the same), or with ordered = false MPI_Iallreduce (MPI's
+-- order; faster at 3+ ranks on one machine). For a model with a `modules` list
+-- (Sequential) that is while backward still runs: the children's backward run last to
+-- first, and the flat layout keeps the children in order, so once child i is done every
+-- gradient from child i's first parameter to the end is final. Between children the
+-- pending requests are moved on (progress), which is what lets Open MPI (no progress
+-- thread by default) advance them. Backward ends by waiting for every bucket and dividing
+-- by the number of ranks.
 --
 -- Gradient accumulation: ddp:set_sync(false) makes backward purely local (gradients keep
 -- adding up); set_sync(true) before the last micro-batch's backward reduces the
@@ -66,10 +69,14 @@ return function(dist, mpi)
     local bs, reqs = self._buckets, self._reqs
     local i = #reqs + 1
     while bs[i] and bs[i][1] >= from do
-      reqs[i] = mpi.iall_reduce(self._fg, bs[i][1], bs[i][2])
+      reqs[i] = mpi.iall_reduce(self._fg, bs[i][1], bs[i][2], self._ordered)
       i = i + 1
     end
-    for j = 1, #reqs do reqs[j]:test() end  -- lets MPI progress the running ones
+    -- lets MPI move the running ones on; in start order, stopping at the first whose parts
+    -- are still being exchanged, so every rank starts the gathers in the same order
+    for j = 1, #reqs do
+      if reqs[j]:progress() == 1 then break end
+    end
   end
 
   -- child -> its first element (0-based) in the flat buffer, for a model whose `modules`
@@ -168,7 +175,7 @@ return function(dist, mpi)
     return v
   end
 
-  local known = {bucket_mb = true}
+  local known = {bucket_mb = true, ordered = true}
   local function new(model, opts)
     opts = apierror.check_options("DataParallel", opts, known)
     if type(model) ~= "table" or type(model.flat_parameters) ~= "function"
@@ -179,11 +186,15 @@ return function(dist, mpi)
     if type(mb) ~= "number" or mb ~= mb or mb <= 0 or mb == math.huge then
       fail("DataParallel: bucket_mb must be a positive number, got %s", show(mb))
     end
+    if opts.ordered ~= nil and type(opts.ordered) ~= "boolean" then
+      fail("DataParallel: ordered must be a boolean, got %s", show(opts.ordered))
+    end
     local size = dist.size()
     local fp, fg = model:flat_parameters()
     dist.broadcast_(fp, 1)
     local self = setmetatable({module = model, _fg = fg, _size = size, _sync = true, _reqs = {},
-                               _in_backward = false, reductions = 0}, DataParallel)
+                               _in_backward = false, reductions = 0, _ordered = opts.ordered ~= false},
+                          DataParallel)
     self._first = model:parameters()[1]
     local elems = math.max(1, math.floor(mb * 1048576 / 4))
     self._buckets = make_buckets(fg:numel(), elems)

@@ -14,9 +14,13 @@
 --      (its `grads` argument): the state it creates is shaped as the views, 1/N of it;
 --   5. the shard's new values go into the buffer, an in-place all-gather gives every rank
 --      every part, and they are copied back into the parameters.
--- So only elementwise optimizers can shard (each element's update depends only on that
--- element): LAMB, whose trust ratio needs whole-tensor norms, L-BFGS, and ScheduleFreeAdamW
--- (its eval()/train() rewrite every parameter from the state) are refused.
+-- Elementwise optimizers (each element's update depends only on that element) split the
+-- elements evenly. LAMB's trust ratio needs the norms of whole tensors, so its parts are
+-- whole tensors instead (per_tensor_layout below): the kernel then runs on exactly the
+-- tensors and gradients of an unsharded run, bit for bit, with no change to the kernel.
+-- ScheduleFreeAdamW's eval()/train() move each shard's params with its state and then
+-- gather the params (gather_params). L-BFGS is refused: its step is a line search over
+-- the whole flat parameter vector with a closure that re-evaluates the loss.
 -- DataParallel sees the parameters in `sharded` and leaves the reduction to step().
 -- Memory beyond the unsharded run: the staging buffer (n floats), against a saving of
 -- (N-1)/N of the state (Adam: 2n floats).
@@ -32,7 +36,39 @@ local sharded = setmetatable({}, {__mode = "k"})
 M.sharded = sharded
 
 local ELEMENTWISE = {sgd = true, adam = true, rmsprop = true, adagrad = true, adadelta = true,
-                     adamax = true, nadam = true, radam = true, lion = true}
+                     adamax = true, nadam = true, radam = true, lion = true, sfadamw = true}
+-- kernels whose update of a tensor needs all of it (LAMB's norms): whole tensors per rank
+local PER_TENSOR = {lamb = true}
+
+-- Whole tensors per rank for a per-tensor kernel: largest first, each to the rank holding
+-- the fewest elements so far (the lowest rank on a tie), as PyTorch's ZeroRedundancyOptimizer
+-- assigns them; then the staging buffer is laid out rank by rank (each rank's tensors in
+-- their order), so every part is contiguous. Sets each entry's `off`; returns the per-rank
+-- counts. The balance depends on the sizes: a tensor larger than n / N is a part alone.
+local function per_tensor_layout(entries, size)
+  local order = {}
+  for i = 1, #entries do order[i] = i end
+  table.sort(order, function(a, b)
+    local na, nb = entries[a].numel, entries[b].numel
+    if na ~= nb then return na > nb end
+    return a < b
+  end)
+  local counts, owner = {}, {}
+  for r = 1, size do counts[r] = 0 end
+  for _, i in ipairs(order) do
+    local best = 1
+    for r = 2, size do if counts[r] < counts[best] then best = r end end
+    owner[i] = best
+    counts[best] = counts[best] + entries[i].numel
+  end
+  local off = 0
+  for r = 1, size do
+    for i, e in ipairs(entries) do
+      if owner[i] == r then e.off, off = off, off + e.numel end
+    end
+  end
+  return counts
+end
 
 -- The params of every group, in order, as {p =, gi =, j =, off =, numel =}.
 local function entries_of(self)
@@ -57,8 +93,16 @@ end
 -- The shard's views of the parameters, per group: {params =, grads =, offs =, js =}.
 local function build(self, z)
   local entries, n, dtype = entries_of(self)
-  local first, count = z.dist.shard_range(n)
-  first = first - 1
+  local first, count
+  if PER_TENSOR[self.spec.kernel] then
+    local size, rank = z.dist.size(), z.dist.rank()
+    z.counts = per_tensor_layout(entries, size)
+    first, count = 0, z.counts[rank]
+    for r = 1, rank - 1 do first = first + z.counts[r] end
+  else
+    first, count = z.dist.shard_range(n)
+    first = first - 1
+  end
   local buf = core.zeros(n, {dtype = dtype or "float32"})
   local shadow = {}
   for gi = 1, #self.param_groups do shadow[gi] = {params = {}, grads = {}, offs = {}, js = {}, ents = {}} end
@@ -84,9 +128,9 @@ end
 -- step, when every group is known).
 function M.attach(self)
   local kernel = self.spec.kernel
-  if not ELEMENTWISE[kernel] then
-    fail("%s: shard_state = true needs an elementwise optimizer (LAMB, L-BFGS and "
-         .. "ScheduleFreeAdamW are not; see docs/distributed.md)", self.name)
+  if not ELEMENTWISE[kernel] and not PER_TENSOR[kernel] then
+    fail("%s: shard_state = true is not supported: its step is a line search over all the "
+         .. "parameters at once (see docs/distributed.md \"ZeRO-1\")", self.name)
   end
   local ok, dist = pcall(require, "moonopt.dist")
   if not ok then fail("%s: shard_state = true needs moonopt.dist: %s", self.name, tostring(dist)) end
@@ -103,6 +147,16 @@ function M.attach(self)
   return z
 end
 
+-- Step 5: the shard's values into the buffer, the parts gathered, copied into the params.
+local function gather(z)
+  local buf = z.buf
+  for _, sh in ipairs(z.shadow) do
+    for i, v in ipairs(sh.params) do buf:narrow(1, sh.offs[i] + 1, v:numel()):copy_(v) end
+  end
+  z.mpi.all_gather_parts(buf, z.counts)
+  for _, e in ipairs(z.entries) do e.p:view(-1):copy_(buf:narrow(1, e.off + 1, e.numel)) end
+end
+
 -- Steps 1 to 3 of the top of this file; false when some rank's part is not finite.
 local function reduce(z)
   local buf = z.buf
@@ -110,7 +164,7 @@ local function reduce(z)
     local g, dst = e.p.grad, buf:narrow(1, e.off + 1, e.numel)
     if g ~= nil then dst:view(e.p:shape()):copy_(g) else dst:zero_() end
   end
-  z.mpi.reduce_scatter(buf, "sum")
+  z.mpi.reduce_scatter(buf, "sum", z.counts)
   local size = z.dist.size()
   if z.own and size > 1 then z.own:div_(size) end
   local bad = (z.own and not core.all_finite(z.own)) and 1 or 0
@@ -172,13 +226,24 @@ function M.step(self, masks)
     io.stderr:write(tostring(err), "\n")
     z.dist.abort(1)
   end
-  local buf = z.buf
-  for _, sh in ipairs(z.shadow) do
-    for i, v in ipairs(sh.params) do buf:narrow(1, sh.offs[i] + 1, v:numel()):copy_(v) end
-  end
-  z.mpi.all_gather_parts(buf)
-  for _, e in ipairs(z.entries) do e.p:view(-1):copy_(buf:narrow(1, e.off + 1, e.numel)) end
+  gather(z)
   return true
+end
+
+--- shard_params(opt, gi) -> this rank's views of group gi's params (ScheduleFreeAdamW's
+-- eval()/train() move these with their state).
+function M.shard_params(self, gi)
+  local z = self._zero
+  ensure(self, z)
+  return z.shadow[gi].params
+end
+
+--- gather_params(opt): every rank's parts of the params into every rank's params (a
+-- collective), after the shards moved.
+function M.gather_params(self)
+  local z = self._zero
+  ensure(self, z)
+  gather(z)
 end
 
 -- ---- checkpoints: the whole state gathered (save), this rank's part kept (load) ----------
@@ -239,7 +304,7 @@ function M.full_state(self)
         if st and core.is_tensor(st[name]) then buf:narrow(1, sh.offs[i] + 1, v:numel()):copy_(st[name]) end
       end
     end
-    z.mpi.all_gather_parts(buf)
+    z.mpi.all_gather_parts(buf, z.counts)
     for ei, e in ipairs(z.entries) do
       if vals[(ei - 1) * K + #nums + bi] == 1 then
         state_of(e.p)[name] = buf:narrow(1, e.off + 1, e.numel):clone():view(e.p:shape())

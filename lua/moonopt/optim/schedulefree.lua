@@ -61,18 +61,23 @@ local function lerp_(p, z, weight)
 end
 
 -- Moves every param with state from one point to the other: to x (eval) or back to y (train).
+-- With shard_state (ZeRO-1) each rank moves its parts of the params (moonopt.dist.zero keys
+-- the state by them) and the parts are then gathered: a collective, as step() is.
 local function swap(self, to_train)
-  for _, group in ipairs(self.param_groups) do
+  local zero = rawget(self, "_zero") and require("moonopt.dist.zero")
+  local moved = false
+  for gi, group in ipairs(self.param_groups) do
     if group.train_mode ~= to_train then
       local b1 = group.betas[1]
       local weight = to_train and (1 - b1) or (1 - 1 / b1)
-      for _, p in ipairs(group.params) do
+      for _, p in ipairs(zero and zero.shard_params(self, gi) or group.params) do
         local st = self.state[p]
         if st ~= nil and st.z ~= nil then lerp_(p, st.z, weight) end
       end
-      group.train_mode = to_train
+      group.train_mode, moved = to_train, true
     end
   end
+  if zero and moved then zero.gather_params(self) end
   return self
 end
 
