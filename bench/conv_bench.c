@@ -56,7 +56,8 @@ int main(int argc, char **argv)
     const int reps = argc > 1 ? atoi(argv[1]) : 7;
     if (reps < 1) return 1;
     double *tf = malloc(sizeof(double) * (size_t)reps), *tb = malloc(sizeof(double) * (size_t)reps);
-    double *tg = malloc(sizeof(double) * (size_t)reps), *ratio = malloc(sizeof(double) * (size_t)reps);
+    double *tg = malloc(sizeof(double) * (size_t)reps);
+    double *ratio = malloc(sizeof(double) * (size_t)reps);
     if (!tf || !tb || !tg || !ratio) return 1;
     mo_rng r;
     mo_rng_seed(&r, 1);

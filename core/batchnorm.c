@@ -134,7 +134,8 @@ mo_status mo_batch_norm_forward(mo_tensor *y, mo_tensor *save_mean, mo_tensor *s
             if (rmp) {
                 /* PyTorch's running variance is the unbiased one */
                 const double unbiased = var * (double)d.m / (double)(d.m - 1);
-                ops->set(rmp, rms, c, (1.0 - momentum) * ops->get(rmp, rms, c, 0.0) + momentum * mean);
+                ops->set(rmp, rms, c,
+                         (1.0 - momentum) * ops->get(rmp, rms, c, 0.0) + momentum * mean);
                 ops->set(rvp, rvs, c,
                          (1.0 - momentum) * ops->get(rvp, rvs, c, 0.0) + momentum * unbiased);
             }
@@ -146,7 +147,8 @@ mo_status mo_batch_norm_forward(mo_tensor *y, mo_tensor *save_mean, mo_tensor *s
         const double scale = invstd * ops->get(wp, ws, c, 1.0);
         ops->set(mo_tensor_ptr(save_mean), save_mean->stride[0], c, mean);
         ops->set(mo_tensor_ptr(save_invstd), save_invstd->stride[0], c, invstd);
-        ops->affine(mo_tensor_ptr(x), mo_tensor_ptr(y), &d, c, mean, scale, ops->get(bp, bs, c, 0.0));
+        ops->affine(mo_tensor_ptr(x), mo_tensor_ptr(y), &d, c, mean, scale,
+                    ops->get(bp, bs, c, 0.0));
     }
     return MO_OK;
 }
@@ -188,7 +190,8 @@ mo_status mo_batch_norm_backward(mo_tensor *gx, mo_tensor *dweight, mo_tensor *d
         ops->grad_sums(mo_tensor_ptr(x), mo_tensor_ptr(gy), &d, c, mean, &sg, &sgx);
         if (dweight) {
             void *p = mo_tensor_ptr(dweight);
-            ops->set(p, dweight->stride[0], c, ops->get(p, dweight->stride[0], c, 0.0) + sgx * invstd);
+            const ptrdiff_t s = dweight->stride[0];
+            ops->set(p, s, c, ops->get(p, s, c, 0.0) + sgx * invstd);
         }
         if (dbias) {
             void *p = mo_tensor_ptr(dbias);

@@ -195,51 +195,8 @@ static void TN(dw_forward)(const void *xv, const void *wv, void *yv, const conv_
     }
 }
 
-/*
- * Depthwise direct backward for one image: gw[o] += sum gy[o] * x[c] shifted (in
- * T per tap; gw contiguous), and, when gx is not NULL, gx[c] += w[o] * gy[o] scattered back.
- */
-static void TN(dw_backward)(const void *xv, const void *wv, const void *gyv, void *gwv,
-                            void *gxv, const conv_geom *g, size_t C, size_t mult)
-{
-    const T *x = xv, *w = wv, *gy = gyv;
-    T *gw = gwv, *gx = gxv;
-    const size_t OW = g->ow, P = g->oh * OW, plane = g->h * g->w, kk = g->kh * g->kw;
-    for (size_t o = 0; o < C * mult; o++) {
-        const size_t c = o / mult;
-        const T *xc = x + c * plane, *go = gy + o * P;
-        T *gxc = gx ? gx + c * plane : NULL;
-        for (size_t i = 0; i < g->kh; i++) {
-            const ptrdiff_t offh = (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph;
-            size_t h0, h1;
-            win_range(g->oh, g->sh, offh, g->h, &h0, &h1);
-            for (size_t j = 0; j < g->kw; j++) {
-                const size_t tap = o * kk + i * g->kw + j;
-                const T wt = w[tap];
-                const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
-                size_t w0, w1;
-                win_range(OW, g->sw, offw, g->w, &w0, &w1);
-                const ptrdiff_t sw = (ptrdiff_t)g->sw;
-                T acc = 0;
-                for (size_t oh = h0; oh < h1; oh++) {
-                    const T *r = go + oh * OW;
-                    const size_t at = (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
-                    const T *s = xc + at;
-                    for (size_t ow = w0; ow < w1; ow++) acc += r[ow] * s[(ptrdiff_t)ow * sw + offw];
-                    if (gxc) {
-                        T *d = gxc + at;
-                        for (size_t ow = w0; ow < w1; ow++) d[(ptrdiff_t)ow * sw + offw] += wt * r[ow];
-                    }
-                }
-                if (gw) gw[tap] += acc;
-            }
-        }
-    }
-}
-
 static const conv_ops TN(conv_ops) = {
     TN(im2col), TN(col2im), TN(add_bias), TN(row_sums), TN(add_acc), TN(dw_forward),
-    TN(dw_backward),
 };
 
 #undef T

@@ -185,8 +185,10 @@ TEST(conv_errors_write_nothing)
 TEST(pooling_values_and_errors)
 {
     const size_t xs[4] = {1, 1, 3, 4}, ys[4] = {1, 1, 2, 2};
-    mo_tensor x = make(4, xs, MO_FLOAT64), y = make(4, ys, MO_FLOAT64), idx = make(4, ys, MO_FLOAT64);
-    for (size_t i = 0; i < 12; i++) set(&x, i, (double)((i * 5) % 12)); /* 0 5 10 3 / 8 1 6 11 / 4 9 2 7 */
+    mo_tensor x = make(4, xs, MO_FLOAT64), y = make(4, ys, MO_FLOAT64);
+    mo_tensor idx = make(4, ys, MO_FLOAT64);
+    /* rows 0 5 10 3 / 8 1 6 11 / 4 9 2 7 */
+    for (size_t i = 0; i < 12; i++) set(&x, i, (double)((i * 5) % 12));
     mo_pool2d_args a = {{2, 2}, {2, 2}, {1, 0}, 0};
     /* rows [-1, 1), [1, 3); columns [0, 2), [2, 4) */
     CHECK_OK(mo_max_pool2d_forward(&y, &idx, &x, &a, 0));
