@@ -635,7 +635,7 @@ int mo__newindex(lua_State *L)
     mo_tensor_init(&b);
     mo_status st = mo_tensor_slice(&dst, t, n, s);
     if (st == MO_OK && isnum) {
-        st = mo_fill(&dst, (float)lua_tonumber(L, 3));
+        st = mo_fill(&dst, lua_tonumber(L, 3));
     } else if (st == MO_OK) {
         st = broadcast_value(&b, src, &dst);
         if (st == MO_ERR_SHAPE) {

@@ -142,6 +142,20 @@ function TestShape.test_index_reads_and_writes()
   lu.assertEquals(a[{}]:shape(), {2, 3})   -- an empty slicing is the whole tensor
 end
 
+-- A number written through t[k] = v keeps a float64 tensor's precision (it was once rounded
+-- through float32 on the way: 0.1 became 0.10000000149011612).
+function TestShape.test_number_write_keeps_float64()
+  local t = mo.zeros({2, 2}, {dtype = "float64"})
+  t[1] = 0.1
+  t[{2, 2}] = 1 / 3
+  lu.assertEquals(t:get(1, 1), 0.1)
+  lu.assertEquals(t:get(1, 2), 0.1)
+  lu.assertEquals(t:get(2, 2), 1 / 3)
+  local f = mo.zeros(2)
+  f[1] = 0.1                                -- float32 rounds to nearest, as ever
+  lu.assertEquals(f:get(1), mo.tensor{0.1}:get(1))
+end
+
 function TestShape.test_errors()
   local a = m23()
   fails("permute: dims {1, 1} repeat dimension 1 (shape {2, 3})", a.permute, a, 1, 1)
