@@ -44,8 +44,9 @@ static struct {
     pthread_mutex_t submit; /* held by the one submitting thread */
     pthread_t threads[MO_MAX_THREADS];
     int nworkers;           /* started and not joined */
-    int shutdown;
-    unsigned long gen;      /* job counter */
+    int sleepers;           /* workers waiting on `wake` */
+    atomic_int shutdown;
+    atomic_ulong gen;       /* job counter (written under lock; spinning workers poll it) */
     int open, active, want; /* job accepting workers / workers in it / worker ids < want join */
     mo__chunk_fn fn;
     void *ctx;
@@ -141,13 +142,37 @@ static void run_chunks(mo__chunk_fn fn, void *ctx, size_t n, size_t grain, size_
     t_in_chunk = 0;
 }
 
+/*
+ * After a job a worker polls for the next one for a short while (about 50 us: kernels
+ * come in bursts, e.g. the ops of one training step, and a sleeping thread takes tens of
+ * microseconds to wake), then sleeps on the condition variable.
+ */
+#define SPIN_POLLS 2000
+
+static void cpu_relax(void)
+{
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_pause();
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     const int id = (int)(intptr_t)arg;
     pthread_mutex_lock(&P.lock);
     unsigned long seen = P.gen;
     for (;;) {
-        while (P.gen == seen && !P.shutdown) pthread_cond_wait(&P.wake, &P.lock);
+        if (P.gen == seen && !P.shutdown) {
+            pthread_mutex_unlock(&P.lock);
+            for (int k = 0; k < SPIN_POLLS && atomic_load_explicit(&P.gen, memory_order_relaxed) == seen; k++)
+                cpu_relax();
+            pthread_mutex_lock(&P.lock);
+        }
+        while (P.gen == seen && !P.shutdown) {
+            P.sleepers++;
+            pthread_cond_wait(&P.wake, &P.lock);
+            P.sleepers--;
+        }
         if (P.shutdown) break;
         seen = P.gen;
         if (!P.open || id >= P.want) continue;
@@ -175,6 +200,7 @@ static void atfork_child(void)
     P.wake = c;
     P.done = c;
     P.nworkers = 0;
+    P.sleepers = 0;
     P.shutdown = 0;
     P.open = 0;
     P.active = 0;
@@ -228,7 +254,7 @@ void mo__parallel_for(size_t n, size_t grain, mo__chunk_fn fn, void *ctx)
     P.want = have;
     P.open = 1;
     P.gen++;
-    pthread_cond_broadcast(&P.wake);
+    if (P.sleepers > 0) pthread_cond_broadcast(&P.wake);
     pthread_mutex_unlock(&P.lock);
 
     run_chunks(fn, ctx, n, grain, nchunks);

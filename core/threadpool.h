@@ -67,6 +67,19 @@ void mo__parallel_for(size_t n, size_t grain, mo__chunk_fn fn, void *ctx);
 double mo__parallel_sum(size_t n, size_t grain, double (*fn)(void *ctx, size_t lo, size_t hi),
                         void *ctx);
 
+/*
+ * The strided iterator in parallel (defined in ops.c, next to mo__iter): the
+ * it->rows * it->n elements in row-major order are cut into chunks of `grain`
+ * elements, and fn gets each chunk's pieces of rows in order, with the chunk's
+ * index and the piece's position (the flat row-major index of its first
+ * element; a chunk's first piece has pos == chunk * grain). A piece is a
+ * mo__iter whose nops, n, inner[] and p[] are set (p at the piece's first
+ * element, n its length); nothing else of it is. it is not changed.
+ */
+struct mo__iter;
+typedef void (*mo__row_fn)(void *ctx, size_t chunk, size_t pos, const struct mo__iter *piece);
+void mo__iter_parallel(const struct mo__iter *it, size_t grain, mo__row_fn fn, void *ctx);
+
 /* The thread count a parallel_for would use now (the pool's size; 1 inside a chunk). */
 int mo__pool_threads(void);
 
