@@ -88,6 +88,61 @@ TEST(parallel_sum_same_bits_at_any_thread_count)
     free(x);
 }
 
+/* Every full reduction of a float64 tensor of 300001 elements (5 chunks of 65536), as a
+ * contiguous vector and as a transposed view, gives the same bits at 1, 2, 3 threads. */
+static void full_reductions(const mo_tensor *t, double *vals, int *count)
+{
+    const mo_reduce_op ops[] = {MO_RED_SUM,  MO_RED_MEAN,      MO_RED_MAX,    MO_RED_MIN,
+                                MO_RED_PROD, MO_RED_VAR,       MO_RED_STD,    MO_RED_NORM,
+                                MO_RED_NORM, MO_RED_NORM,      MO_RED_LOGSUMEXP, MO_RED_ARGMAX,
+                                MO_RED_ARGMIN, MO_RED_ANY,     MO_RED_ALL};
+    const double ps[] = {2, 2, 2, 2, 2, 2, 2, 2, 3, INFINITY, 2, 2, 2, 2, 2};
+    *count = 0;
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        const mo_reduce_args ra = {0, ps[k], 1.0, 0};
+        mo_tensor out;
+        mo_tensor_init(&out);
+        CHECK_OK(mo_reduce(&out, NULL, t, MO_DIM_ALL, ops[k], &ra, NULL));
+        vals[(*count)++] = *(const double *)mo_tensor_ptr(&out);
+        mo_tensor_release(&out);
+    }
+}
+
+TEST(full_reductions_same_bits_at_any_thread_count)
+{
+    const size_t shape[2] = {300001, 1}, tshape[2] = {547, 548};
+    mo_tensor v, m;
+    mo_tensor_init(&v);
+    mo_tensor_init(&m);
+    CHECK_OK(mo_tensor_empty_dtype(&v, 2, shape, MO_FLOAT64, NULL));
+    CHECK_OK(mo_tensor_empty_dtype(&m, 2, tshape, MO_FLOAT64, NULL));
+    double *x = mo_tensor_ptr(&v), *y = mo_tensor_ptr(&m);
+    uint32_t r = 99;
+    for (size_t i = 0; i < 300001; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (double)(int32_t)r * 1e-9 * (double)(1 + i % 13); /* magnitudes vary */
+        if (i < 547 * 548) y[i] = 1.0 + x[i] * 1e-3;                /* near 1: prod */
+    }
+    mo_tensor mt;
+    mo_tensor_init(&mt);
+    CHECK_OK(mo_tensor_transpose(&mt, &m, 0, 1));
+    double ref[2][16], got[16];
+    int count = 0;
+    CHECK_OK(mo_set_num_threads(1));
+    full_reductions(&v, ref[0], &count);
+    full_reductions(&mt, ref[1], &count);
+    for (int t = 2; t <= 3; t++) {
+        CHECK_OK(mo_set_num_threads(t));
+        full_reductions(&v, got, &count);
+        CHECK(memcmp(got, ref[0], (size_t)count * sizeof *got) == 0);
+        full_reductions(&mt, got, &count);
+        CHECK(memcmp(got, ref[1], (size_t)count * sizeof *got) == 0);
+    }
+    mo_tensor_release(&mt);
+    mo_tensor_release(&v);
+    mo_tensor_release(&m);
+}
+
 /* A chunk that itself calls parallel_for: the inner call runs inline. */
 static void inner_chunk(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
@@ -210,6 +265,7 @@ int main(void)
 {
     RUN(every_item_once_with_the_fixed_partition);
     RUN(parallel_sum_same_bits_at_any_thread_count);
+    RUN(full_reductions_same_bits_at_any_thread_count);
     RUN(nested_calls_run_inline);
     RUN(concurrent_submitters);
     RUN(fork_child_gets_a_working_pool);
