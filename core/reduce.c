@@ -9,7 +9,9 @@
  * loses about three digits, and the gradient norm used for clipping must not.
  * The summation order is fixed (see reduce_t.h): pairwise over blocks of
  * RED_BLOCK values for a contiguous lane, one running double sum for a strided
- * lane or across rows, so a result depends only on the values and the layout.
+ * lane; a reduction over every element is cut into chunks of RED_GRAIN elements
+ * whose partials are added in chunk order (docs/design.md "Threads"). So a result
+ * depends only on the values and the layout, never on the thread count.
  * max/min propagate NaN; the first maximum/minimum wins ties and counts NaN as
  * the extreme (PyTorch 1.13 on CPU does the same). The lane kernels are written
  * once over the element type in reduce_t.h (docs/design.md "Two dtypes");
@@ -341,7 +343,8 @@ static mo_status whole(const mo_tensor *t, int op, const mo_reduce_args *ra, dou
     if (op == MO_RED_VAR || op == MO_RED_STD) {
         const double mean = whole_pass(&it, t->dtype, MO_RED_SUM, ra, 0.0).v / n;
         const double div = n - ra->correction;
-        const double var = whole_pass(&it, t->dtype, RED_DEV2, ra, mean).v / (div > 0.0 ? div : 0.0);
+        const double dev2 = whole_pass(&it, t->dtype, RED_DEV2, ra, mean).v;
+        const double var = dev2 / (div > 0.0 ? div : 0.0);
         *v = op == MO_RED_STD ? sqrt(var) : var;
         return MO_OK;
     }
