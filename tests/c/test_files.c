@@ -62,7 +62,7 @@ static int refused_by_every_reader(const char *path, const char *kind)
         ok = 0;
     }
     mo_tensor_release(&t);
-    if (now() - t0 > 2.0) {
+    if (now() - t0 > 10.0) {  /* a reader that blocked or read forever; generous for loaded machines */
         printf("# %s: took %.1f s\n", path, now() - t0);
         ok = 0;
     }
