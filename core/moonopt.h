@@ -537,6 +537,13 @@ mo_status mo_scatter_add(mo_tensor *dst, int dim, const mo_tensor *index, const 
 mo_status mo_matmul_shape(const mo_tensor *a, const mo_tensor *b, int *ndim, size_t *shape);
 mo_status mo_matmul_nd(mo_tensor *c, const mo_tensor *a, const mo_tensor *b);
 
+/* ---- autograd support (docs/autograd.md) ---- */
+/* The storage's write counter: 0 for new storage; mo_tensor_bump_version adds one (the
+ * Lua binding calls it after every in-place write it makes). Views share it. 0 and a
+ * no-op for an empty handle. Not atomic: writes to one storage are not concurrent. */
+uint64_t mo_tensor_version(const mo_tensor *t);
+void mo_tensor_bump_version(const mo_tensor *t);
+
 /* The optimizer kernels (SGD, the Adam family, ...), the neural-network kernels and the
  * file formats (IDX data sets, safetensors checkpoints) have headers of their own. */
 #include "moonopt_optim.h"
