@@ -303,6 +303,163 @@ function TestTape.test_graph_is_collectable()
   lu.assertEquals(require("moonopt.core")._autograd.live(), live0)
 end
 
+local TestFunctional = {}
+
+function TestFunctional.test_grad_and_value_and_grad_with_structures()
+  local f = function(x, p) return (x * x * p.a):sum() + p.b[1]:sum() * 3 end
+  local x = mo.tensor({1, 2, 3}, D)
+  local p = {a = mo.tensor({2, 2, 2}, D), b = {mo.ones({2}, D)}}
+  lu.assertEquals(mo.grad(f)(x, p):totable(), {4, 8, 12})
+  local v, gs = mo.value_and_grad(f, {1, 2})(x, p)
+  lu.assertEquals(v:item(), 2 + 8 + 18 + 6)
+  lu.assertFalse(v.requires_grad)
+  lu.assertEquals(gs[1]:totable(), {4, 8, 12})
+  lu.assertEquals(gs[2].a:totable(), {1, 4, 9})
+  lu.assertEquals(gs[2].b[1]:totable(), {3, 3})
+  local g2 = mo.grad(f, 2)(x, p)
+  lu.assertEquals(g2.a:totable(), {1, 4, 9})
+  -- the arguments are left alone
+  lu.assertNil(x.grad)
+  lu.assertFalse(x.requires_grad)
+  lu.assertNil(p.a.grad)
+  -- an input the value does not depend on gets zeros
+  lu.assertEquals(mo.grad(function(_, b) return b:sum() end)(x, x):totable(), {0, 0, 0})
+end
+
+function TestFunctional.test_grad_composes_with_itself()
+  local x = mo.tensor({1, 2, 3}, D)
+  local d1 = mo.grad(function(y) return (y ^ 3):sum() end)
+  local d2 = mo.grad(function(y) return d1(y):sum() end)
+  lu.assertEquals(d2(x):totable(), {6, 12, 18})
+end
+
+function TestFunctional.test_transform_errors()
+  fails("grad: bad argument #1 (function expected, got 3)", mo.grad, 3)
+  fails("grad: argnums must be a positive integer or a list of them, got 0", mo.grad, print, 0)
+  local g = mo.grad(function(x) return x * 2 end)
+  fails("grad: the function must return a one-element tensor, got shape {3}", g, mo.ones(3, D))
+  fails("value_and_grad: argument #1 must be a tensor or a table of tensors, got 3",
+    mo.value_and_grad(print), 3)
+  fails("grad: argnums names argument #2, but only 1 were given", mo.grad(print, 2), mo.ones(1))
+end
+
+function TestFunctional.test_autograd_grad()
+  local x = mo.tensor({1.5}, {dtype = "float64", requires_grad = true})
+  local y = mo.tensor({2}, {dtype = "float64", requires_grad = true})
+  local z = (x ^ 4 * y):sum()
+  local g1 = mo.autograd.grad(z, x, {create_graph = true})
+  lu.assertEquals(g1:totable(), {4 * 1.5 ^ 3 * 2})
+  lu.assertNil(x.grad) -- grad never touches .grad
+  local gs = mo.autograd.grad(g1:sum(), {x, y})
+  lu.assertEquals(gs[1]:totable(), {12 * 1.5 ^ 2 * 2})
+  lu.assertEquals(gs[2]:totable(), {4 * 1.5 ^ 3})
+  -- an intermediate result as input, grad_outputs
+  local a = mo.tensor({1, 2}, {dtype = "float64", requires_grad = true})
+  local b = a * 3
+  local c = b * b
+  lu.assertEquals(mo.autograd.grad(c, b, {grad_outputs = mo.tensor({1, 10}, D)}):totable(),
+    {6, 120})
+  local u = mo.ones({2}, {requires_grad = true})
+  fails("grad: inputs[2] is not reached from the outputs (pass allow_unused = true",
+    mo.autograd.grad, (a * 2):sum(), {a, u})
+  local r = mo.autograd.grad((a * 2):sum(), {a, u}, {allow_unused = true})
+  lu.assertEquals(r[1]:totable(), {2, 2})
+  lu.assertNil(r[2])
+  fails("grad: inputs[1] does not require grad", mo.autograd.grad, (a * 2):sum(), mo.ones(2))
+  fails("grad: unknown option string \"retain\"", mo.autograd.grad, (a * 2):sum(), a,
+    {retain = true})
+end
+
+function TestFunctional.test_backward_with_create_graph()
+  local x = mo.tensor({2}, {dtype = "float64", requires_grad = true})
+  local y = (x ^ 3):sum()
+  y:backward(nil, {create_graph = true})
+  lu.assertEquals(x.grad:totable(), {12})
+  lu.assertTrue(x.grad.requires_grad)
+  local g = x.grad
+  x.grad = nil
+  g:sum():backward()
+  lu.assertEquals(x.grad:totable(), {12}) -- d(3x^2)/dx = 6x
+end
+
+function TestFunctional.test_hvp()
+  local x = mo.tensor({1, 2, 3}, D)
+  local fx, hv = mo.autograd.hvp(function(t) return (t ^ 3):sum() end, x, mo.tensor({1, 0, 2}, D))
+  lu.assertEquals(fx:item(), 36)
+  lu.assertEquals(hv:totable(), {6, 0, 36})
+  local _, hvs = mo.autograd.hvp(function(a, b) return (a * b):sum() end,
+    {mo.ones(2, D), mo.ones(2, D)}, {mo.tensor({1, 2}, D), mo.tensor({3, 4}, D)})
+  lu.assertEquals(hvs[1]:totable(), {3, 4})
+  lu.assertEquals(hvs[2]:totable(), {1, 2})
+  -- linear in x: H = 0
+  local _, h0 = mo.autograd.hvp(function(t) return (t * 2):sum() end, x, x)
+  lu.assertEquals(h0:totable(), {0, 0, 0})
+  fails("hvp: v[1] has shape {2}, inputs[1] {3}", mo.autograd.hvp, print, x, mo.ones(2, D))
+end
+
+function TestFunctional.test_gradcheck_reports_the_element()
+  local Bad = mo.autograd.Function{
+    forward = function(_, a) return a * 2 end,
+    backward = function(_, g) return g * 3 end,
+  }
+  local msg = fails("gradcheck: inputs[1] element {1, 1} (output element 1): analytical gradient 3,"
+    .. " numerical 2", function()
+      local ok = gradcheck(function(a) return Bad(a) end, {mo.ones({2, 2}, D)})
+      return ok
+    end)
+  lu.assertStrContains(msg, "test_autograd.lua:")
+  fails("gradcheck: inputs[1] is float32; gradcheck needs float64 inputs", gradcheck,
+    function(a) return a end, {mo.ones(2)})
+  fails("gradcheck: unknown option string \"tol\"", gradcheck, function(a) return a end,
+    {mo.ones(2, D)}, {tol = 1})
+  lu.assertTrue(gradcheck(function(a) return a * 2 end, mo.ones(3, D), {eps = 1e-5, atol = 1e-6}))
+end
+
+function TestFunctional.test_custom_function()
+  local Cube = mo.autograd.Function{
+    name = "Cube",
+    forward = function(ctx, a, k)
+      ctx:save_for_backward(a)
+      ctx.k = k
+      return a * a * a * k
+    end,
+    backward = function(ctx, g)
+      local a = ctx.saved_tensors[1]
+      return g * a * a * 3 * ctx.k, nil
+    end,
+  }
+  local w = mo.tensor({3}, {dtype = "float64", requires_grad = true})
+  local y = Cube(w, 2)
+  lu.assertEquals(y.grad_fn.name, "Cube")
+  y:sum():backward()
+  lu.assertEquals(w.grad:totable(), {54})
+  lu.assertTrue(gradcheck(function(a) return Cube.apply(a, 0.5) * a end, {mo.tensor({1, 2}, D)}))
+  -- without an input needing grad nothing is recorded
+  lu.assertNil(Cube(mo.ones(1), 1).grad_fn)
+  -- two outputs; a missing gradient comes in as zeros
+  local Split = mo.autograd.Function{
+    forward = function(_, a) return a * 2, a * 3 end,
+    backward = function(_, g1, g2) return g1 * 2 + g2 * 3 end,
+  }
+  local x = mo.ones({2}, {requires_grad = true})
+  local _, q = Split(x)
+  q:sum():backward()
+  lu.assertEquals(x.grad:totable(), {3, 3})
+  -- a wrong shape and an in-place change of a saved tensor are caught
+  local Wrong = mo.autograd.Function{
+    forward = function(_, a) return a:sum() end,
+    backward = function(_, g) return g end,
+  }
+  fails("backward: Function backward returned a gradient of shape {} for input #1 of shape {2}",
+    function() Wrong(x):backward() end)
+  local s = mo.ones({2}, {requires_grad = true})
+  local c = Cube(s, 1)
+  s:mul_(2)
+  fails("backward: a tensor that Cube saved for backward", function() c:sum():backward() end)
+  fails("Function: expects {forward = function(ctx, ...), backward = function(ctx, grad)}",
+    mo.autograd.Function, {forward = print})
+end
+
 local TestErrors = {}
 
 function TestErrors.test_backward_twice()
@@ -404,4 +561,5 @@ function TestErrors.test_argument_errors_keep_their_numbers()
     function() return x:add({}) end)
 end
 
-return {TestAutogradOps = TestAutogradOps, TestTape = TestTape, TestErrors = TestErrors}
+return {TestAutogradOps = TestAutogradOps, TestTape = TestTape, TestFunctional = TestFunctional,
+  TestErrors = TestErrors}

@@ -467,6 +467,7 @@ function M.Function(spec)
 end
 
 M.no_grad = api(M.no_grad)
+M.Function = api(M.Function)
 M.set_grad_enabled = api(M.set_grad_enabled)
 
 -- The internal API for defining ops is moonopt.autograd.engine (docs/autograd.md
