@@ -550,6 +550,8 @@ void mo_tensor_bump_version(const mo_tensor *t);
 #include "moonopt_nn.h"
 #include "moonopt_data.h"
 #include "moonopt_ckpt.h"
+/* convolutions, pooling, batch norm (issue 13) */
+#include "moonopt_conv.h"
 
 #ifdef __cplusplus
 }

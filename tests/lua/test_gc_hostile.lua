@@ -430,6 +430,50 @@ case("nn_flatten", "flatten",
   end,
   function(a) return core.nn_flatten(a[1]) end, {inplace = true, picks = 3})
 
+-- convolution kernels (issue 13): a strided x so that the call copies it first
+local function X4() return M(20, 6):t():reshape(2, 3, 4, 5):transpose(3, 4) end
+case("conv2d_forward", "conv2d_forward",
+  function() return {X4(), M(8, 9):view(4, 3, 3, 2), mo.tensor{1, 2, 3, 4}} end,
+  function(a) return core.conv2d_forward(a[1], a[2], a[3], 1, 2, 1, 0, 1, 1, 1) end)
+case("conv2d_backward", "conv2d_backward",
+  function()
+    return {X4(), M(8, 9):view(4, 3, 3, 2), M(16, 5):view(2, 4, 2, 5):transpose(3, 4),
+            mo.zeros(4, 3, 3, 2), mo.zeros(4)}
+  end,
+  function(a) return core.conv2d_backward(a[1], a[2], a[3], 1, 2, 1, 0, 1, 1, 1, a[4], a[5], true) end,
+  {inplace = true})
+
+case("max_pool2d_forward", "max_pool2d_forward", function() return {X4()} end,
+  function(a) return core.max_pool2d_forward(a[1], 3, 2, 2, 1, 1, 1) end)
+case("max_pool2d_backward", "max_pool2d_backward",
+  function()
+    local y, idx = core.max_pool2d_forward(M(40, 3):view(2, 3, 4, 5), 2, 2, 2, 2, 0, 0)
+    return {y:transpose(3, 4):contiguous():transpose(3, 4), idx, X4():contiguous()}
+  end,
+  function(a) return core.max_pool2d_backward(a[1], a[2], a[3]) end)
+case("avg_pool2d_forward", "avg_pool2d_forward", function() return {X4()} end,
+  function(a) return core.avg_pool2d_forward(a[1], 3, 2, 2, 1, 1, 1, false) end)
+case("avg_pool2d_backward", "avg_pool2d_backward",
+  function() return {M(6, 15):view(2, 3, 5, 3):transpose(3, 4), X4()} end,
+  function(a) return core.avg_pool2d_backward(a[1], a[2], 3, 2, 2, 1, 1, 1, true) end)
+case("adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_forward", function() return {X4()} end,
+  function(a) return core.adaptive_avg_pool2d_forward(a[1], 3, 3) end)
+case("adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_backward",
+  function() return {M(6, 9):view(2, 3, 3, 3):transpose(3, 4), X4()} end,
+  function(a) return core.adaptive_avg_pool2d_backward(a[1], a[2]) end)
+
+case("batch_norm_forward", "batch_norm_forward",
+  function() return {X4(), mo.tensor{1, 2, 3}, mo.tensor{0, 1, 0}, mo.zeros(3), mo.ones(3)} end,
+  function(a) return core.batch_norm_forward(a[1], a[2], a[3], a[4], a[5], true, 0.1, 1e-5) end,
+  {inplace = true})
+case("batch_norm_backward", "batch_norm_backward",
+  function()
+    return {X4(), M(20, 6):view(2, 3, 5, 4), mo.tensor{1, 2, 3}, mo.tensor{0.5, 1, 1.5},
+            mo.tensor{1, 2, 0.5}, mo.zeros(3), mo.zeros(3)}
+  end,
+  function(a) return core.batch_norm_backward(a[1], a[2], a[3], a[4], a[5], true, a[6], a[7], true) end,
+  {inplace = true})
+
 -- data and checkpoints
 case("gather_rows", "gather_rows", function() return {mo.zeros(2, 3), M(4, 3), {4, 2}} end,
   function(a) return core.gather_rows(a[1], a[2], a[3], 1, 2) end, {inplace = true})
