@@ -13,6 +13,8 @@
 --   optimizer:step(); optimizer:zero_grad(); scheduler:step()   (schedule_per = "batch")
 -- At the end of an epoch (Run:finish_epoch): evaluation, the per-epoch schedule, the
 -- history entry, the progress summary and on_epoch. See docs/training.md for every option.
+-- The autograd path: `loss` a function (model, xb, yb) -> 0-d tensor [, out]; fit runs
+-- backward on it (Run:train_batch_autograd; docs/training.md "The autograd path").
 --
 -- Resuming: with `state = tbl`, fit keeps its position in tbl (plain values: epoch,
 -- batch, step, running sums, the generator state at the start of the epoch, the
