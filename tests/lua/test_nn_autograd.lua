@@ -152,6 +152,13 @@ function T.test_no_record_without_grad()
   H.fails("Linear:requires_grad_: flag must be a boolean, got 1", function() m:requires_grad_(1) end)
 end
 
+function T.test_loss_call_with_a_target_needing_grad_is_an_error()
+  local out, t = mo.randn(3, 2):requires_grad_(), mo.randn(3, 2):requires_grad_()
+  H.fails("MSELoss: a module call does not differentiate the target", function() nn.MSELoss()(out, t) end)
+  F.mse_loss(out, t):backward()        -- the functional form differentiates both
+  lu.assertTrue(maxdiff(out.grad, -t.grad) < 1e-7)
+end
+
 function T.test_double_backward_through_a_module_is_an_error()
   local m = nn.Linear(3, 2):requires_grad_()
   local x = mo.randn(2, 3):requires_grad_()

@@ -647,7 +647,14 @@ local function record_call(self, x, ...)
   local target = ...
   local y = finish_call(E.grad_mode(false), pcall(self.forward, self, x, ...))
   local loss = type(y) == "number"
-  if loss then y = core.tensor(y, {dtype = x.dtype}) end
+  if loss then
+    if core.is_tensor(target) and target.requires_grad then
+      -- the node's inputs are the output and the parameters: the target's gradient would be lost
+      E.fail("%s: a module call does not differentiate the target, which requires grad; use "
+        .. "mo.nn.functional's loss for that", self._class_name)
+    end
+    y = core.tensor(y, {dtype = x.dtype})
+  end
   if not core.is_tensor(y) or rawequal(y, x) then return y end  -- identity: nothing to record
   local params = param_list(self)
   local inputs = {x}
@@ -663,7 +670,7 @@ end
 -- Whether grad mode is on and x or a parameter of m's tree requires grad.
 local function call_needs_grad(m, x)
   if not E.grad_mode() then return false end
-  if core.is_tensor(x) and x.requires_grad then return true end
+  if x.requires_grad then return true end
   for _, p in ipairs(param_list(m)) do
     if p.requires_grad then return true end
   end
@@ -676,7 +683,7 @@ end
 -- just runs its forward, whose ops record. A loss module returns a 0-d tensor then (its
 -- forward's number otherwise).
 function Module:__call(x, ...)
-  if self.backward == Module.backward or not call_needs_grad(self, x) then
+  if self.backward == Module.backward or not core.is_tensor(x) or not call_needs_grad(self, x) then
     return self:forward(x, ...)
   end
   return record_call(self, x, ...)
