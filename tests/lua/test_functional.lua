@@ -136,19 +136,19 @@ function TestFunctionalGradcheck.test_gradcheck_float64()
   end
 end
 
--- linear and the fused losses keep their gradient's graph: the float32 kernels' node
+-- linear, relu and the fused losses keep their gradient's graph: the float32 kernels' nodes
 -- differentiates twice (a gradient penalty)
 function TestFunctionalGradcheck.test_double_backward_float32()
   local x = mo.randn(4, 5):requires_grad_()
   local w = mo.randn(3, 5):requires_grad_()
-  local y = F.cross_entropy(F.linear(x, w), {1, 2, 3, 1})
+  local y = F.cross_entropy(F.linear(F.relu(x), w), {1, 2, 3, 1})
   local gx = mo.autograd.grad(y, {x}, {create_graph = true})[1]
   local pen = (gx * gx):sum()
   pen:backward()
   -- the same in float64 (tensor ops throughout)
   local x64 = x:detach():to("float64"):requires_grad_()
   local w64 = w:detach():to("float64"):requires_grad_()
-  local y64 = F.cross_entropy(F.linear(x64, w64), {1, 2, 3, 1})
+  local y64 = F.cross_entropy(F.linear(F.relu(x64), w64), {1, 2, 3, 1})
   local g64 = mo.autograd.grad(y64, {x64}, {create_graph = true})[1]
   ;(g64 * g64):sum():backward()
   local d = (w.grad:to("float64") - w64.grad):abs():max():item()

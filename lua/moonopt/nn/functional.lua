@@ -20,11 +20,12 @@
 -- paddings are a number or a {h, w} pair.
 --
 -- How each is computed (docs/autograd.md "nn and autograd"):
---   * relu, sigmoid, tanh, softmax, log_softmax, nll_loss, l1_loss, smooth_l1_loss are
---     tensor ops: differentiable twice, both dtypes.
---   * linear, gelu, dropout, layer_norm and the fused losses run the float32 nn kernels
+--   * sigmoid, tanh, softmax, log_softmax, nll_loss, l1_loss, smooth_l1_loss are tensor
+--     ops: differentiable twice, both dtypes.
+--   * linear, relu, gelu, dropout, layer_norm and the fused losses run the float32 nn kernels
 --     (lua/binding/nn.c) forward and record ONE node; their backward calls the kernels'
---     backward (linear's and dropout's are tensor ops, so they differentiate twice).
+--     backward (linear's and dropout's are tensor ops, and relu's and the losses' switch to
+--     tensor ops under create_graph, so those differentiate twice).
 --     float64 inputs (which the nn kernels do not take), and reduction = "none", go
 --     through the same formulas written with tensor ops.
 --   * conv2d, max_pool2d, avg_pool2d, batch_norm run the conv kernels (both dtypes) and
@@ -182,8 +183,22 @@ function F.linear(x, w, b)
   return y
 end
 
+--- relu(x): float32 through the nn kernels (one pass each way; the tensor op's backward,
+-- g * (y > 0), makes two), recorded as one node; under create_graph its backward is that
+-- tensor expression, so relu differentiates twice. float64: the tensor op.
 function F.relu(x)
-  return check_tensor("F.relu", "input", x):relu()
+  check_tensor("F.relu", "input", x)
+  if not is_f32(x) then return x:relu() end
+  local y = act_forward(x:contiguous(), core.NN_ACT_RELU, 0, nil)
+  if needs_grad(x) then
+    local node = record("relu", {x}, {y}, function(node, g)
+      local sy = node.saved[1]
+      if grad_mode() then return g * sy:gt(0) end
+      return act_backward(sy, g:contiguous(), core.NN_ACT_RELU, 0, nil)
+    end)
+    save(node, y)
+  end
+  return y
 end
 
 function F.sigmoid(x)
