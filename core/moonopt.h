@@ -556,6 +556,12 @@ mo_status mo_set_num_threads(int n);
  * integer in [1, MO_MAX_THREADS]; other values are ignored), else the number of online
  * cores. */
 int mo_get_num_threads(void);
+/* ---- autograd support (docs/autograd.md) ---- */
+/* The storage's write counter: 0 for new storage; mo_tensor_bump_version adds one (the
+ * Lua binding calls it after every in-place write it makes). Views share it. 0 and a
+ * no-op for an empty handle. Not atomic: writes to one storage are not concurrent. */
+uint64_t mo_tensor_version(const mo_tensor *t);
+void mo_tensor_bump_version(const mo_tensor *t);
 
 /* The optimizer kernels (SGD, the Adam family, ...), the neural-network kernels and the
  * file formats (IDX data sets, safetensors checkpoints) have headers of their own. */

@@ -24,6 +24,10 @@ struct mo_storage {
     mo_allocator alloc;     /* where this record (owned: with the data) came from */
     mo_release_fn release;  /* borrowed: called once with (release_ud, data) */
     void *release_ud;
+    /* Bumped by every in-place write the Lua binding makes (mo_tensor_bump_version):
+     * autograd compares it with the value a node saw when it saved a tensor
+     * (docs/autograd.md). Shared by every view of the storage. */
+    uint64_t version;
 };
 
 static const char *const status_text[MO_STATUS_COUNT_] = {
@@ -176,6 +180,16 @@ size_t mo_tensor_refcount(const mo_tensor *t)
     return t->storage ? (size_t)t->storage->refs : 0;
 }
 
+uint64_t mo_tensor_version(const mo_tensor *t)
+{
+    return t && t->storage ? t->storage->version : 0;
+}
+
+void mo_tensor_bump_version(const mo_tensor *t)
+{
+    if (t && t->storage) t->storage->version++;
+}
+
 int mo_tensor_same_storage(const mo_tensor *a, const mo_tensor *b)
 {
     return a->storage != NULL && a->storage == b->storage;
@@ -235,6 +249,7 @@ mo_status mo_tensor_empty_dtype(mo_tensor *out, int ndim, const size_t *shape, m
     s->nbytes = nbytes;
     s->bytes = bytes;
     s->refs = 1;
+    s->version = 0;
     s->owned = 1;
     s->alloc = *a;
     s->release = NULL;
@@ -282,6 +297,7 @@ mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *sh
     s->nbytes = bytes;
     s->bytes = 0;
     s->refs = 1;
+    s->version = 0;
     s->owned = 0;
     s->alloc = *a;
     s->release = release;

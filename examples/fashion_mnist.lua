@@ -3,6 +3,7 @@
 --
 --   lua5.4 examples/fashion_mnist.lua [--epochs 10] [--batch 128] [--lr 2e-3] [--wd 1e-2]
 --                                     [--threads N] [--seed 42] [--data DIR] [--out out]
+--                                     [--autograd]
 --   (from a checkout: LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;"; `make demo` sets them)
 --
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist; `make deps`).
@@ -10,6 +11,10 @@
 -- out/fashion_mnist_loss.svg and out/fashion_mnist_accuracy.svg, and its last line is
 --   final test_acc=<accuracy> median_epoch_s=<seconds>
 -- (median over epochs of the training time of one epoch, evaluation excluded).
+--
+-- --autograd trains the same MLP written with mo.nn.functional (F.linear, F.relu,
+-- F.cross_entropy) on the autograd tape instead of the modules' fused forward/backward:
+-- the same initial weights (nn.Linear's, same seed), the same steps.
 --
 -- --threads N sets OpenBLAS's thread count (openblas_set_num_threads through the
 -- binding). With another BLAS the flag has no effect: set that library's own variable
@@ -31,6 +36,7 @@ usage: lua5.4 examples/fashion_mnist.lua [options]
   --data DIR    Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
   --out DIR     where the SVG curves go (default out)
   --quiet       no progress display
+  --autograd    the same MLP written with mo.nn.functional, gradients by autograd
 ]]
 
 local function die(msg)
@@ -41,7 +47,8 @@ end
 -- --name value pairs into a table, with a type check per option.
 local function parse_args(argv)
   local spec = {epochs = "int", batch = "int", lr = "number", wd = "number", warmup = "int", threads = "int",
-                seed = "int", data = "string", out = "string", quiet = "flag", help = "flag"}
+                seed = "int", data = "string", out = "string", quiet = "flag", help = "flag",
+                autograd = "flag"}
   local o = {epochs = 10, batch = 128, lr = 2e-3, wd = 1e-2, seed = 42, out = "out"}
   local i = 1
   while i <= #argv do
@@ -102,6 +109,19 @@ local model = nn.Sequential(
   nn.Linear(256, 128), nn.ReLU(),
   nn.Linear(128, 10))
 local loss_fn = nn.CrossEntropyLoss()
+if opts.autograd then
+  -- the same parameters (the Linear layers above hold them), the forward written with F:
+  -- fit sees a loss function of (model, xb, yb) and runs backward on its result
+  local F = nn.functional
+  local l1, l2, l3 = model.modules[1], model.modules[3], model.modules[5]
+  model:requires_grad_()   -- the parameters become leaves of the tape
+  loss_fn = function(_, xb, yb)
+    local h = F.relu(F.linear(xb, l1.weight, l1.bias))
+    h = F.relu(F.linear(h, l2.weight, l2.bias))
+    local out = F.linear(h, l3.weight, l3.bias)
+    return F.cross_entropy(out, yb), out
+  end
+end
 local opt = mo.optim.AdamW(model:parameters(), {lr = opts.lr, weight_decay = opts.wd})
 local steps_per_epoch = math.ceil(mo.data.size(train_set) / opts.batch)
 local total = opts.epochs * steps_per_epoch

@@ -25,7 +25,7 @@ local M = {}
 --- The submodules under lua/moonopt/ that are public API (each gets "mo.<name>.<key>"
 -- names). Every top-level module must be listed here or in INTERNAL_MODULES, so a new one
 -- forces a decision (test_docs.lua checks it).
-M.PUBLIC_MODULES = {"nn", "optim", "sched", "train", "data", "plot", "progress"}
+M.PUBLIC_MODULES = {"autograd", "nn", "optim", "sched", "train", "data", "plot", "progress"}
 
 --- Modules that are implementation details (not reachable as mo.<name>, not documented API).
 M.INTERNAL_MODULES = {"apierror", "checkpoint", "json"}

@@ -7,9 +7,11 @@
 --
 --   f(x, y) = (1 - x)^2 + 100 (y - x^2)^2          (minimum 0 at x = y = 1)
 --
--- with Adam and a warmup + cosine learning-rate schedule; the gradient is computed here,
--- in Lua, from the shared tensor.
---
+-- with Adam and a warmup + cosine learning-rate schedule. The objective is written once, in
+-- Lua, with tensor ops; its gradient comes from autograd (no hand-derived partials): each
+-- step evaluates f on a float64 leaf holding the host's (x, y) (double precision, as the
+-- C-only run of kernels_only.c computes it), backward() fills that leaf's .grad, which is
+-- rounded into the float32 gradient the optimizer reads.
 -- Arguments (from the host): the {2} tensor on the host's memory, and the number of steps.
 -- luacheck: read globals report
 local params, steps = ...
@@ -30,19 +32,20 @@ local grad = params.grad
 local opt = mo.optim.Adam({params}, {lr = 0.1})
 local sched = mo.sched.WarmupCosine(opt, {warmup = 100, total = steps})
 
-local function rosenbrock(x, y)
-  local a, b = 1 - x, y - x * x
-  -- f and its gradient (df/dx, df/dy)
-  return a * a + 100 * b * b, -2 * a - 400 * x * b, 200 * b
+-- The objective, in Lua: xy is a {2} tensor; returns a 0-d tensor.
+local function rosenbrock(xy)
+  local x, y = xy[1], xy[2]
+  return (1 - x) ^ 2 + 100 * (y - x ^ 2) ^ 2
 end
 
 for step = 1, steps do
-  local loss, gx, gy = rosenbrock(params:get(1), params:get(2))
-  grad:set(1, gx)
-  grad:set(2, gy)
+  local xy = params:to("float64"):requires_grad_()
+  local f = rosenbrock(xy)
+  f:backward()
+  grad:copy_(xy.grad)
   opt:step()
   sched:step()
-  if step == 1 or step % 500 == 0 or step == steps then report_progress(step, loss) end
+  if step == 1 or step % 500 == 0 or step == steps then report_progress(step, f:item()) end
 end
 
-return rosenbrock(params:get(1), params:get(2))
+return mo.no_grad(function() return rosenbrock(params:to("float64")):item() end)

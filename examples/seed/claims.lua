@@ -137,7 +137,8 @@ end
 -- Claim 3: SGD with L2 versus decoupled weight decay
 -- ============================================================================================
 
--- The problem: f(w) = 1/2 sum_i h_i (w_i - c_i)^2, so df/dw_i = h_i (w_i - c_i).
+-- The problem: f(w) = 1/2 sum_i h_i (w_i - c_i)^2 (sgd_run takes its gradient by autograd;
+-- sgd_sim writes df/dw_i = h_i (w_i - c_i) out, as the reference it is).
 -- A run is described by o: h, c, w0 (lists), lr, momentum, steps, and
 --   l2     the optimizer's weight_decay (coupled: g += l2 * w),
 --   decay  a decoupled decay applied before each step: w *= 1 - decay.
@@ -151,11 +152,14 @@ function M.sgd_run(o)
   local opt = mo.optim.SGD({p}, {lr = o.lr, momentum = o.momentum or 0,
                                  weight_decay = o.l2 or 0})
   local traj = {copy_list(values(p))}
-  local g = {}
+  local h = mo.tensor(o.h, {dtype = "float64"})
+  local c = mo.tensor(o.c, {dtype = "float64"})
   for t = 1, o.steps do
-    local w = traj[t]
-    for i = 1, #w do g[i] = o.h[i] * (w[i] - o.c[i]) end
-    p.grad = mo.tensor(g)
+    -- df/dw by autograd, in double at the current (float32) weights
+    local w = mo.tensor(traj[t], {dtype = "float64"}):requires_grad_()
+    local f = 0.5 * (h * (w - c) ^ 2):sum()
+    f:backward()
+    p.grad = w.grad:to("float32")
     -- the gradient was taken at the current w; the decoupled decay does not enter it
     if (o.decay or 0) ~= 0 then p:mul_(1 - o.decay) end
     opt:step()

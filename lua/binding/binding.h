@@ -79,6 +79,42 @@ int mo__tensor_tostring(lua_State *L);
 /* lua/binding/index.c: index_select, gather, scatter_add(_), matmul (1-d/2-d/3-d). */
 void mo__open_index(lua_State *L);
 
+/* ---- lua/binding/autograd.c (docs/autograd.md "How the tape works") ---- */
+
+/* A tensor userdata's block: the handle, then autograd's flag bits (MO__AG_*). User
+ * values: 1 .grad, 2 what the memory depends on, 3 the autograd node (a table) or the
+ * name of the non-differentiable op that made it, 4 the output index in that node. */
+typedef struct mo__tblock {
+    mo_tensor t;
+    unsigned ag;
+} mo__tblock;
+#define MO__AG_REQ 1u     /* requires grad */
+#define MO__AG_NONLEAF 2u /* made by a recorded op: user value 3 is its node */
+#define MO__AG_MARK 4u    /* made by a non-differentiable op: user value 3 is its name */
+#define MO__TENSOR_UVS 4
+/* kind argument of mo__ag_call: an in-place write of argument 1 */
+#define MO__AG_INPLACE 1
+/* Creates the per-lua_State autograd state (grad mode on) unless it exists. */
+void mo__ag_open(lua_State *L);
+/* Adds the core._autograd plumbing table to the module table at the top and requires_grad_ / detach to the
+ * methods; after mo__open_tensor. */
+void mo__open_autograd(lua_State *L);
+/* The autograd flags of a tensor (0: none). */
+unsigned mo__ag_flags(const mo_tensor *t);
+/* Clears a dying tensor's flags (from __gc); its user values are the caller's. */
+void mo__ag_forget(lua_State *L, mo_tensor *t);
+/* Runs the C function f on the current arguments as a dispatched function named `name`
+ * would (recording, in-place checks and version bumps); kind 0 or MO__AG_INPLACE; upv:
+ * the caller has the tensor metatable as upvalue 1. Returns f's result count. */
+int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv);
+/* luaL_setfuncs of `l` into the table below the tensor metatable at the top, each
+ * function wrapped by the dispatcher (the metatable stays on the stack). */
+void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l);
+/* Pushes the per-lua_State autograd state userdata. */
+void mo__ag_push_state(lua_State *L);
+/* Pushes the tensor methods table. */
+void mo__push_methods(lua_State *L);
+
 /* Adds the functions of `l` to the tensor methods table (any file may add methods);
  * each gets the tensor metatable as upvalue 1 (see mo__checkarg). */
 void mo__add_methods(lua_State *L, const luaL_Reg *l);

@@ -3,9 +3,11 @@
  * element access and views; plus the argument and error helpers every file of
  * the binding shares (declared in binding.h).
  *
- * A tensor is a full userdata whose block is one mo_tensor handle, with two
- * user values: [1] .grad (nil or a tensor), [2] what the handle's memory
- * depends on (a host's owner object; views copy it from their source). The
+ * A tensor is a full userdata whose block is an mo__tblock (one mo_tensor handle
+ * and autograd's flag bits), with four user values: [1] .grad (nil or a tensor),
+ * [2] what the handle's memory depends on (a host's owner object; views copy it
+ * from their source), [3] autograd's node or non-differentiable op name and [4]
+ * the output index in that node (autograd.c, docs/autograd.md). The
  * handle starts empty, so an allocation error after lua_newuserdatauv leaves a
  * valid object that __gc handles; __gc and __close release the handle and are
  * safe to call any number of times. An empty or revoked handle makes every
@@ -307,8 +309,10 @@ mo_tensor *mo_lua_newtensor(lua_State *L)
 {
     /* The handle is valid and empty before the metatable (and its __gc) is set
      * and before any storage exists: an error at any later point leaks nothing. */
-    mo_tensor *t = (mo_tensor *)lua_newuserdatauv(L, sizeof *t, 2);
+    mo__tblock *b = (mo__tblock *)lua_newuserdatauv(L, sizeof *b, MO__TENSOR_UVS);
+    mo_tensor *t = &b->t;
     mo_tensor_init(t);
+    b->ag = 0;
     luaL_setmetatable(L, MO_TENSOR_MT);
     return t;
 }
@@ -427,11 +431,19 @@ int mo__optdtype(lua_State *L, int *last, const char *fname, mo_dtype *dt)
     /* every key must be known: a misspelt option is an error, not a silent default */
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        lua_pop(L, 1);
-        if (!(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "dtype") == 0))
-            return mo__argerror(L, idx, fname, "unknown option %s (options: dtype)",
+        int known = lua_type(L, -2) == LUA_TSTRING;
+        if (known && strcmp(lua_tostring(L, -2), "requires_grad") == 0) {
+            /* applied to the result by the autograd dispatcher (ag_call) */
+            if (!lua_isboolean(L, -1))
+                return mo__argerror(L, idx, fname, "requires_grad must be a boolean, got %s",
+                                    luaL_typename(L, -1));
+        } else if (!(known && strcmp(lua_tostring(L, -2), "dtype") == 0)) {
+            lua_pop(L, 1);
+            return mo__argerror(L, idx, fname, "unknown option %s (options: dtype, requires_grad)",
                                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                                 : luaL_typename(L, -1));
+        }
+        lua_pop(L, 1);
     }
     lua_getfield(L, idx, "dtype");
     if (!lua_isnil(L, -1)) {
@@ -503,10 +515,11 @@ static int t_gc(lua_State *L)
     mo_tensor *t = mo__totensor(L, 1);
     if (t == NULL) return mo__typeerror(L, 1, "__gc", MO_TENSOR_MT);
     mo_tensor_release(t);
-    lua_pushnil(L);
-    lua_setiuservalue(L, 1, 1);
-    lua_pushnil(L);
-    lua_setiuservalue(L, 1, 2);
+    mo__ag_forget(L, t);
+    for (int uv = 1; uv <= MO__TENSOR_UVS; uv++) {
+        lua_pushnil(L);
+        lua_setiuservalue(L, 1, uv);
+    }
     return 0;
 }
 
@@ -553,12 +566,24 @@ static int t_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE) return mo__index(L);
+    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE)
+        return mo__ag_call(L, mo__index, "__index", 0, 0); /* a view: may be recorded */
     if (lua_type(L, 2) == LUA_TSTRING) {
         const char *k = lua_tostring(L, 2);
         if (strcmp(k, "grad") == 0) {
             mo__checkarg(L, 1, "grad");
             lua_getiuservalue(L, 1, 1);
+        } else if (strcmp(k, "requires_grad") == 0) {
+            lua_pushboolean(L, (mo__ag_flags(mo__checkarg(L, 1, k)) & MO__AG_REQ) != 0);
+        } else if (strcmp(k, "is_leaf") == 0) {
+            lua_pushboolean(L, (mo__ag_flags(mo__checkarg(L, 1, k)) & MO__AG_NONLEAF) == 0);
+        } else if (strcmp(k, "grad_fn") == 0) {
+            if (mo__ag_flags(mo__checkarg(L, 1, k)) & MO__AG_NONLEAF)
+                lua_getiuservalue(L, 1, 3);
+            else
+                lua_pushnil(L);
+        } else if (strcmp(k, "_version") == 0) {
+            lua_pushinteger(L, (lua_Integer)mo_tensor_version(mo__checkarg(L, 1, k)));
         } else if (strcmp(k, "dtype") == 0) {
             mo_tensor *t = mo__totensor(L, 1);
             if (t) lua_pushstring(L, mo_dtype_name(t->dtype)); /* a freed tensor keeps its dtype */
@@ -571,7 +596,8 @@ static int t_index(lua_State *L)
 static int t_newindex(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "__newindex");
-    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE) return mo__newindex(L);
+    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE)
+        return mo__ag_call(L, mo__newindex, "__newindex", MO__AG_INPLACE, 0);
     if (!(lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0)) {
         if (lua_type(L, 2) == LUA_TSTRING)
             return luaL_error(L, "%s: cannot set field '%s' (only .grad is assignable)",
@@ -924,7 +950,13 @@ static const luaL_Reg tensor_methods[] = {
 void mo__setfuncs(lua_State *L, const luaL_Reg *l)
 {
     luaL_getmetatable(L, MO_TENSOR_MT);
-    luaL_setfuncs(L, l, 1);
+    mo__ag_setfuncs(L, l); /* each behind autograd's dispatcher (autograd.c) */
+    lua_pop(L, 1);
+}
+
+void mo__push_methods(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key);
 }
 
 void mo__add_methods(lua_State *L, const luaL_Reg *l)
@@ -936,6 +968,7 @@ void mo__add_methods(lua_State *L, const luaL_Reg *l)
 
 void mo__open_tensor(lua_State *L)
 {
+    mo__ag_open(L); /* before any function is registered: dispatchers capture its state */
     /* the metatable first: every function gets it as upvalue 1 (see mo__checkarg) */
     luaL_newmetatable(L, MO_TENSOR_MT);
     int mt = lua_gettop(L);
@@ -969,4 +1002,5 @@ void mo__open_tensor(lua_State *L)
     lua_pop(L, 1); /* metatable */
     lua_pushcfunction(L, f_is_tensor);
     lua_setfield(L, -2, "is_tensor");
+    mo__open_autograd(L);
 }

@@ -15,6 +15,8 @@
 --   mo.cat({a, b} [, dim])   mo.stack({a, b} [, dim])   (new tensors; dims 1-based)
 --   mo.matmul(a, b [, {trans_a =, trans_b =, alpha =, beta =, out =}]) (1-d, 2-d, 3-d)
 --   mo.save / mo.load / mo.save_tensors / mo.load_tensors (checkpoints)
+--   mo.no_grad(fn, ...)   mo.grad(f [, argnums])   mo.value_and_grad(f [, argnums])
+--   mo.autograd: grad, backward, hvp, gradcheck, Function, grad mode (docs/autograd.md)
 --   mo.blas_set_threads(n)   mo.blas_get_threads()
 --   mo.set_num_threads(n)   mo.get_num_threads()   (the kernels' thread pool)
 --   mo.Tensor: the methods table shared by every tensor (t:add, t:view, ...)
@@ -45,6 +47,9 @@ end
 
 local core = require "moonopt.core"
 local checkpoint = require "moonopt.checkpoint"
+-- autograd loads with the library: it installs the recorder every tensor op reports to
+-- (docs/autograd.md); a script that never asks for a gradient pays one compare per op.
+local autograd = require "moonopt.autograd"
 
 -- The exported names of the C module (tests/lua/test_surface.lua checks the full list).
 local FROM_CORE = {
@@ -68,6 +73,9 @@ local mo = {}
 for _, name in ipairs(FROM_CORE) do
   mo[name] = core[name]
 end
+mo.autograd = autograd
+mo.no_grad, mo.grad, mo.value_and_grad = autograd.no_grad, autograd._grad_transform,
+  autograd._value_and_grad
 mo.save, mo.load = checkpoint.save, checkpoint.load
 mo.save_tensors, mo.load_tensors = checkpoint.save_tensors, checkpoint.load_tensors
 

@@ -13,6 +13,8 @@
 --   optimizer:step(); optimizer:zero_grad(); scheduler:step()   (schedule_per = "batch")
 -- At the end of an epoch (Run:finish_epoch): evaluation, the per-epoch schedule, the
 -- history entry, the progress summary and on_epoch. See docs/training.md for every option.
+-- The autograd path: `loss` a function (model, xb, yb) -> 0-d tensor [, out]; fit runs
+-- backward on it (Run:train_batch_autograd; docs/training.md "The autograd path").
 --
 -- Resuming: with `state = tbl`, fit keeps its position in tbl (plain values: epoch,
 -- batch, step, running sums, the generator state at the start of the epoch, the
@@ -94,13 +96,17 @@ local known = {
   skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true, dist = true,
 }
 
--- The objects fit calls must have these methods.
+-- The objects fit calls must have these methods. The autograd path (a loss function of
+-- (model, xb, yb)) needs only the model's parameters.
 local function check_objects(a)
-  for _, m in ipairs{"forward", "backward", "parameters"} do
+  local ag = type(a.loss) == "function"
+  for _, m in ipairs(ag and {"parameters"} or {"forward", "backward", "parameters"}) do
     if a.model == nil or not has_method(a.model, m) then fail("fit: model must have a %s method", m) end
   end
-  for _, m in ipairs{"forward", "backward"} do
-    if a.loss == nil or not has_method(a.loss, m) then fail("fit: loss must have a %s method", m) end
+  for _, m in ipairs(ag and {} or {"forward", "backward"}) do
+    if a.loss == nil or not has_method(a.loss, m) then
+      fail("fit: loss must have a %s method (or be a function(model, xb, yb) returning a 0-d tensor)", m)
+    end
   end
   for _, m in ipairs{"step", "zero_grad"} do
     if a.optimizer == nil or not has_method(a.optimizer, m) then fail("fit: optimizer must have a %s method", m) end
@@ -350,9 +356,38 @@ function Run:nonfinite(what, value, epoch, bi, dropped)
   self.pending = 0
 end
 
+-- The autograd path: loss_fn(model, xb, yb) -> a 0-d tensor [, the model's output, for
+-- accuracy]; backward of it (seeded with 1/accumulate, and the rank's share) adds into .grad.
+local function autograd_loss(fname, lf, model, xb, yb)
+  local lt, out = lf(model, xb, yb)
+  if not core.is_tensor(lt) or lt:numel() ~= 1 then
+    fail("%s: the loss function must return a one-element tensor, got %s", fname, show(lt))
+  end
+  return lt, out
+end
+
+function Run:train_batch_autograd(xb, yb, epoch, bi, sums)
+  local lt, out = autograd_loss("fit", self.loss_fn, self.model, xb, yb)
+  local loss = lt:item()
+  if is_bad(loss) then
+    self:nonfinite("loss", loss, epoch, bi, 1)
+    return loss
+  end
+  local g = core.ones_like(lt) * self.inv_k
+  if self.world > 1 then self:dist_weight(xb:size(1), g, bi) end
+  lt:backward(g)
+  self.pending = self.pending + 1
+  local b = xb:size(1)
+  sums.loss_sum, sums.seen = sums.loss_sum + loss * b, sums.seen + b
+  if out ~= nil and self.want_acc == nil then self.want_acc = looks_classification(out, yb) end
+  if out ~= nil and self.want_acc then sums.correct = sums.correct + core.count_correct(out:detach(), yb) end
+  return loss
+end
+
 -- Forward, loss and backward of one batch; returns the loss. The gradient (scaled by
 -- 1/accumulate) is added into the parameters' .grad.
 function Run:train_batch(xb, yb, epoch, bi, sums)
+  if type(self.loss_fn) == "function" then return self:train_batch_autograd(xb, yb, epoch, bi, sums) end
   local out = self.model:forward(xb)
   local loss, g = loss_and_grad(self.loss_fn, out, yb)
   if self.skip and self.world > 1 then loss, g = self:agree_finite(loss, g) end
@@ -552,9 +587,19 @@ local function evaluate(model, loss_fn, ds, opts)
   local was_training = model.training
   if has_method(model, "evaluate") then model:evaluate() end
   local total, correct, want_acc = 0, 0, opts.accuracy
+  local no_grad = require("moonopt.autograd").no_grad
   for xb, yb in data.batches(ds, bs, {shuffle = false}) do
-    local out = model:forward(xb)
-    total = total + loss_fn:forward(out, yb) * xb:size(1)
+    local out, l
+    if type(loss_fn) == "function" then
+      local lt
+      lt, out = no_grad(autograd_loss, "evaluate", loss_fn, model, xb, yb)
+      l = lt:item()
+    else
+      out = model:forward(xb)
+      l = loss_fn:forward(out, yb)
+    end
+    total = total + l * xb:size(1)
+    if out == nil then want_acc = false end
     if want_acc == nil then want_acc = looks_classification(out, yb) end
     if want_acc then correct = correct + core.count_correct(out, yb) end
   end

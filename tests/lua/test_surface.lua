@@ -6,14 +6,16 @@ local mo = require "moonopt"
 local core = require "moonopt.core"
 
 local EXPORTED = {
-  "Tensor", "_VERSION", "arange", "blas_backend", "blas_get_threads", "blas_set_threads", "cat",
-  "clock", "empty", "eye", "full", "get_num_threads", "is_tensor", "linspace", "load", "load_tensors", "manual_seed",
-  "matmul", "maximum", "minimum", "ones", "ones_like", "rand", "rand_like", "randint", "randn",
-  "randn_like", "randperm", "save", "save_tensors", "set_num_threads", "stack", "tensor", "where", "zeros",
+  "Tensor", "_VERSION", "arange", "autograd", "blas_backend", "blas_get_threads",
+  "blas_set_threads", "cat", "clock", "empty", "eye", "full", "get_num_threads", "grad",
+  "is_tensor", "linspace", "load", "load_tensors", "manual_seed", "matmul", "maximum", "minimum",
+  "no_grad", "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like",
+  "randperm", "save", "save_tensors", "set_num_threads", "stack", "tensor", "value_and_grad",
+  "where", "zeros",
   "zeros_like"
 }
 
-local SUBMODULES = {"data", "nn", "optim", "plot", "progress", "sched", "train"}
+local SUBMODULES = {"autograd", "data", "nn", "optim", "plot", "progress", "sched", "train"}
 
 local function sorted_keys(t)
   local out = {}
@@ -106,7 +108,7 @@ function TestSurface.test_version_check()
   end
   local ok, err, required = load_init_as("Lua 5.4")
   lu.assertTrue(ok, err)
-  lu.assertEquals(required, {"moonopt.core", "moonopt.checkpoint"})
+  lu.assertEquals(required, {"moonopt.core", "moonopt.checkpoint", "moonopt.autograd"})
 end
 
 function TestSurface.test_lua51_says_to_use_lua54()

@@ -12,7 +12,8 @@
 -- Layers: Linear, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Softmax, Dropout,
 -- LayerNorm; container: Sequential; losses: MSELoss, CrossEntropyLoss,
 -- BCEWithLogitsLoss. nn.Module and nn.class(name [, parent]) build custom
--- modules (docs/nn.md).
+-- modules (docs/nn.md). nn.functional: the layers and losses as functions recorded
+-- on the autograd tape (moonopt.nn.functional).
 local base = require "moonopt.nn.module"
 local act = require "moonopt.nn.activations"
 local losses = require "moonopt.nn.losses"
@@ -33,4 +34,5 @@ return {
   MSELoss = losses.MSELoss,
   CrossEntropyLoss = losses.CrossEntropyLoss,
   BCEWithLogitsLoss = losses.BCEWithLogitsLoss,
+  functional = require "moonopt.nn.functional",
 }

@@ -35,6 +35,7 @@
 -- wrapper's pcall costs about 0.1 us a call, a fifth of a small Linear's forward).
 local core = require "moonopt.core"
 local apierror = require "moonopt.apierror"
+local E = require "moonopt.autograd.engine"
 
 local fail, api, show = apierror.fail, apierror.api, apierror.show
 
@@ -300,6 +301,18 @@ function Module:num_parameters()
   return n
 end
 
+--- requires_grad_([flag = true]): sets requires_grad on every parameter of the tree, so
+-- model(x) records on the autograd tape (docs/autograd.md "nn and autograd": parameters do
+-- not require grad by default). Returns the module.
+local function requires_grad_(self, flag)
+  if flag ~= nil and type(flag) ~= "boolean" then
+    fail("%s:requires_grad_: flag must be a boolean, got %s", self._class_name, show(flag))
+  end
+  for _, t in ipairs(param_list(self)) do t:requires_grad_(flag ~= false) end
+  return self
+end
+Module.requires_grad_ = api(requires_grad_)
+
 --- children() -> list of the direct child modules.
 function Module:children()
   local list = {}
@@ -499,7 +512,13 @@ local function load_state_dict(self, sd, strict)
       if not known[k] then fail("%s: unexpected key %s", fname, apierror.show_key(k)) end
     end
   end
-  for _, np in ipairs(list) do np[2]:copy_(sd[np[1]]) end
+  -- with grad mode off: the source may be another model's parameters, which require grad
+  local before = E.grad_mode(false)
+  local ok, err = pcall(function()
+    for _, np in ipairs(list) do np[2]:copy_(sd[np[1]]) end
+  end)
+  E.grad_mode(before)
+  if not ok then error(err, 0) end
   return self
 end
 Module.load_state_dict = api(load_state_dict)
@@ -535,8 +554,139 @@ function Module:__tostring()
   return repr(self, "")
 end
 
-function Module:__call(...)
-  return self:forward(...)
+-- ---------------------------------------------------------------------------------------
+-- model(x): the autograd path (docs/autograd.md "nn and autograd")
+-- ---------------------------------------------------------------------------------------
+
+-- The output and scratch buffers a forward writes into and reuses across calls. A module
+-- class with buffers of other names lists them in `_scratch` (a list of field names).
+local SCRATCH = {"output", "grad_input", "_buf", "_mean", "_rstd", "_mask"}
+
+local function clear_scratch(mods)
+  for _, m in ipairs(mods) do
+    for _, k in ipairs(SCRATCH) do m[k] = nil end
+    local extra = m._scratch
+    if extra then
+      for _, k in ipairs(extra) do m[k] = nil end
+    end
+  end
+end
+
+-- The modules of m's tree, each once (m first).
+local function tree(m, out, seen)
+  out, seen = out or {}, seen or {}
+  if seen[m] then return out end
+  seen[m] = true
+  out[#out + 1] = m
+  for _, nc in ipairs(m._children) do tree(nc[2], out, seen) end
+  return out
+end
+
+-- A shallow copy of every module's fields (what its backward reads from its forward).
+local function snapshot(mods)
+  local s = {}
+  for i, m in ipairs(mods) do
+    local c = {}
+    for k, v in pairs(m) do c[k] = v end
+    s[i] = c
+  end
+  return s
+end
+
+-- Replaces each module's fields by those of snapshot s.
+local function put(mods, s)
+  for i, m in ipairs(mods) do
+    for k in pairs(m) do m[k] = nil end
+    for k, v in pairs(s[i]) do m[k] = v end
+  end
+end
+
+local function finish_call(before, ok, ...)
+  E.grad_mode(before)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+-- The node's backward: the module's own backward, run with the module tree's fields as
+-- its forward left them and with fresh zero .grad tensors on the parameters (the kernels
+-- accumulate there), which are returned as the parameters' gradients, so the engine
+-- accumulates them into the real .grad (or returns them, for mo.autograd.grad).
+local function call_backward(node, g)
+  local self, mods, params = node.module, node.mods, node.params
+  if E.grad_mode() then
+    error(self._class_name .. ": double backward (create_graph) through a module call is "
+      .. "not supported (its backward is the module's C kernels); write the model with "
+      .. "mo.nn.functional and tensor ops for that", 0)
+  end
+  local x, target = node.saved[1], node.target
+  local now = snapshot(mods)
+  put(mods, node.state)
+  local old = {}
+  for i, p in ipairs(params) do
+    old[i] = p.grad
+    p.grad = core.zeros_like(p)
+  end
+  local ok, gi = pcall(function()
+    if node.loss then return self:backward(x, target) * g end
+    return self:backward(x, g, node.next[1] ~= false)
+  end)
+  local grads = {}
+  for i, p in ipairs(params) do
+    grads[i] = node.next[i + 1] and p.grad or nil
+    p.grad = old[i]
+  end
+  put(mods, now)
+  if not ok then error(gi, 0) end
+  return gi, table.unpack(grads, 1, #params)
+end
+
+-- Records model(x, ...) as one node (x and the parameters its inputs).
+local function record_call(self, x, ...)
+  local mods = tree(self)
+  clear_scratch(mods)  -- the forward writes into fresh buffers: the recorded output is its own
+  local target = ...
+  local y = finish_call(E.grad_mode(false), pcall(self.forward, self, x, ...))
+  local loss = type(y) == "number"
+  if loss then
+    if core.is_tensor(target) and target.requires_grad then
+      -- the node's inputs are the output and the parameters: the target's gradient would be lost
+      E.fail("%s: a module call does not differentiate the target, which requires grad; use "
+        .. "mo.nn.functional's loss for that", self._class_name)
+    end
+    y = core.tensor(y, {dtype = x.dtype})
+  end
+  if not core.is_tensor(y) or rawequal(y, x) then return y end  -- identity: nothing to record
+  local params = param_list(self)
+  local inputs = {x}
+  for i, p in ipairs(params) do inputs[i + 1] = p end
+  local node = E.record(self._class_name, inputs, {y}, call_backward, #params + 1)
+  node.module, node.mods, node.params, node.loss, node.target = self, mods, params, loss, target
+  node.state = snapshot(mods)
+  E.save(node, x)
+  clear_scratch(mods)  -- a later call (recorded or not) must not write into this call's buffers
+  return y
+end
+
+-- Whether grad mode is on and x or a parameter of m's tree requires grad.
+local function call_needs_grad(m, x)
+  if not E.grad_mode() then return false end
+  if x.requires_grad then return true end
+  for _, p in ipairs(param_list(m)) do
+    if p.requires_grad then return true end
+  end
+  return false
+end
+
+--- model(x, ...): model:forward(x, ...), recorded on the autograd tape as ONE node when
+-- grad mode is on and x or a parameter requires grad; the node's backward is the module's
+-- own backward. A class without its own backward (a module written with mo.nn.functional)
+-- just runs its forward, whose ops record. A loss module returns a 0-d tensor then (its
+-- forward's number otherwise).
+function Module:__call(x, ...)
+  if self.backward == Module.backward or not core.is_tensor(x) or not call_needs_grad(self, x) then
+    return self:forward(x, ...)
+  end
+  return record_call(self, x, ...)
 end
 
 M.Module = Module

@@ -1,0 +1,542 @@
+/*
+ * autograd.c - the binding's half of autograd (docs/autograd.md, "How the tape works"):
+ * per-tensor autograd state, the per-lua_State grad mode, and the dispatcher every
+ * tensor function registered through mo__setfuncs / mo__add_methods runs behind.
+ *
+ * Per tensor (the userdata block is an mo__tblock: the handle plus `ag` flag bits):
+ *   MO__AG_REQ     requires grad (a leaf with requires_grad, or a recorded result)
+ *   MO__AG_NONLEAF has a grad_fn: user value 3 is its node (a Lua table), user
+ *                  value 4 the output index within that node (nil for 1)
+ *   MO__AG_MARK    made by a non-differentiable op from tensors needing grad: user
+ *                  value 3 is the op's name, so backward can say which op it was
+ *
+ * Per lua_State (a userdata in the registry, upvalue 3 of every dispatcher):
+ *   enabled  grad mode (mo.no_grad turns it off)
+ *   live     how many tensors have any flag: while 0, no call needs recording, and
+ *            the dispatcher's whole cost is two upvalue reads and a compare.
+ *
+ * The dispatcher (ag_dispatch) wraps each C function f, calling f itself (not through
+ * lua_call, so f keeps the caller's frame: error positions and argument numbers are
+ * unchanged). Only when grad mode is on and some argument (or a tensor in a list
+ * argument) has a flag, it snapshots the arguments, runs f, and hands the Lua
+ * recorder (lua/moonopt/autograd/record.lua, installed with core._autograd.install) the op's
+ * name, the arguments and the results; the recorder attaches a node to the results.
+ * In-place functions (a name ending in "_", set, fill, copy, t[k] = v) are never
+ * recorded: under grad mode they raise when self has a grad_fn or another argument
+ * requires grad; afterwards they bump self's storage version. optim_step bumps every
+ * parameter's version. Factories apply a {requires_grad = true} option.
+ */
+#include "binding.h"
+
+#include <string.h>
+
+typedef struct ag_state {
+    int enabled;        /* grad mode */
+    size_t live;        /* tensors with ag != 0 */
+    lua_Integer serial; /* numbers the snapshots of recorded calls */
+} ag_state;
+
+/* Registry keys (their addresses are the keys; never written). */
+static const char state_key = 's';    /* the ag_state userdata */
+static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
+static const char snap_key = 'n';     /* weak-keyed table: first argument -> argument snapshot */
+
+/* Function kinds, from the registered name (upvalue 4 of a dispatcher). */
+enum { F_INPLACE = MO__AG_INPLACE, F_FACTORY = 2, F_STEP = 4 };
+
+/* The A_GROUPS argument of optim_step (lua/binding/optim.c): a list of {params = {...}}. */
+#define STEP_GROUPS_ARG 3
+
+static ag_state *get_state(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
+    ag_state *s = (ag_state *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s; /* the registry pins it */
+}
+
+void mo__ag_open(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        ag_state *s = (ag_state *)lua_newuserdatauv(L, sizeof *s, 0);
+        s->enabled = 1;
+        s->live = 0;
+        s->serial = 0;
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &snap_key);
+    } else {
+        lua_pop(L, 1);
+    }
+}
+
+void mo__ag_push_state(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
+}
+
+/* ---- flags ---- */
+
+/* The block of a tensor userdata (the handle comes first, so the cast is exact). */
+static mo__tblock *block_of(mo_tensor *t) { return (mo__tblock *)(void *)t; }
+
+unsigned mo__ag_flags(const mo_tensor *t) { return ((const mo__tblock *)(const void *)t)->ag; }
+
+/* Sets the flags of the tensor at idx (its user values are the caller's business),
+ * keeping the live count. */
+static void set_flags(ag_state *s, mo_tensor *t, unsigned flags)
+{
+    mo__tblock *b = block_of(t);
+    if (b->ag == 0 && flags != 0) s->live++;
+    if (b->ag != 0 && flags == 0 && s->live > 0) s->live--;
+    b->ag = flags;
+}
+
+void mo__ag_forget(lua_State *L, mo_tensor *t)
+{
+    if (block_of(t)->ag == 0) return;
+    ag_state *s = get_state(L);
+    if (s != NULL) set_flags(s, t, 0);
+    else block_of(t)->ag = 0;
+}
+
+/* The flags of the value at idx when it is a tensor (freed or not), else 0. upv: the
+ * running C function has the tensor metatable as upvalue 1 (dispatched functions do;
+ * t[k] and t[k] = v do not), so mo__toarg's fast test applies. */
+static unsigned arg_flags(lua_State *L, int idx, int upv)
+{
+    mo_tensor *t = upv ? mo__toarg(L, idx) : mo__totensor(L, idx);
+    return t ? block_of(t)->ag : 0;
+}
+
+/* The union of the flags of the tensors in the list at idx (its array part). */
+static unsigned list_flags(lua_State *L, int idx, int upv)
+{
+    unsigned f = 0;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i); /* no allocation: a plain read */
+        f |= arg_flags(L, -1, upv);
+        lua_pop(L, 1);
+    }
+    return f;
+}
+
+/* ---- in-place functions ---- */
+
+/* Raises when an in-place call must not run under grad mode (see the file comment). */
+static void inplace_check(lua_State *L, int top, const char *name, int upv)
+{
+    /* the suggestion: add_ -> "add"; set, copy, __newindex -> the out-of-place tools */
+    char alt[64] = " (mo.where, mo.cat, ...)";
+    size_t len = strlen(name);
+    if (len > 1 && len < sizeof alt - 1 && name[len - 1] == '_' && name[0] != '_') {
+        alt[0] = ' ';
+        memcpy(alt + 1, name, len - 1);
+        alt[len] = '\0';
+    }
+    unsigned self = arg_flags(L, 1, upv);
+    if (self & MO__AG_NONLEAF)
+        luaL_error(L, "%s: in-place operations are not recorded by autograd, and self was made "
+                   "by a recorded op (it has a grad_fn); use the out-of-place form%s (or run "
+                   "it under mo.no_grad)", name, alt);
+    for (int i = 2; i <= top; i++) {
+        unsigned f = lua_istable(L, i) ? list_flags(L, i, upv) : arg_flags(L, i, upv);
+        if (f & MO__AG_REQ)
+            luaL_error(L, "%s: argument #%d requires grad, but in-place operations are not "
+                       "recorded by autograd; use the out-of-place form%s", name, i - 1, alt);
+    }
+}
+
+static void bump_arg(lua_State *L, int idx)
+{
+    mo_tensor *t = mo__totensor(L, idx);
+    if (t != NULL) mo_tensor_bump_version(t);
+}
+
+/* After optim_step: every parameter of every group was (possibly) written. */
+static void bump_params(lua_State *L)
+{
+    if (!lua_istable(L, STEP_GROUPS_ARG)) return;
+    lua_Integer ng = (lua_Integer)lua_rawlen(L, STEP_GROUPS_ARG);
+    for (lua_Integer g = 1; g <= ng; g++) {
+        if (lua_rawgeti(L, STEP_GROUPS_ARG, g) == LUA_TTABLE) {
+            lua_pushliteral(L, "params");
+            if (lua_rawget(L, -2) == LUA_TTABLE) {
+                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+                for (lua_Integer i = 1; i <= n; i++) {
+                    lua_rawgeti(L, -1, i);
+                    bump_arg(L, -1);
+                    lua_pop(L, 1);
+                }
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* ---- recording ---- */
+
+/* Whether a factory's trailing options ask for requires_grad (mo__optdtype checks the
+ * value's type when f runs). */
+static int wants_grad(lua_State *L, int top)
+{
+    if (top < 1 || !lua_istable(L, top)) return 0;
+    lua_pushliteral(L, "requires_grad");
+    int want = lua_rawget(L, top) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return want;
+}
+
+/* The first collectable argument (a tensor or a table: one exists, since some argument
+ * has flags), which keys the snapshot while f runs: the stack pins it. */
+static int snapshot_key(lua_State *L, int top)
+{
+    for (int i = 1; i <= top; i++)
+        if (lua_type(L, i) == LUA_TUSERDATA || lua_type(L, i) == LUA_TTABLE) return i;
+    return 0;
+}
+
+/*
+ * The recording path. f runs with the stack exactly as the caller left it (it counts
+ * its arguments with lua_gettop), so the snapshot of the arguments waits in the
+ * weak-keyed registry table under the first collectable argument (which the stack
+ * pins). A snapshot links the one it displaced ([-2]) and carries its call's serial
+ * ([-1]): an op run by a finalizer inside f, with the same first argument, puts its
+ * own on top and takes it off again, and one left behind by an error is skipped.
+ * An error in f leaves the snapshot until that argument dies: nothing leaks.
+ */
+static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int top,
+                       unsigned req, unsigned mark)
+{
+    int key = snapshot_key(L, top);
+    lua_Integer serial = ++s->serial;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
+    int snaps = lua_gettop(L);
+    lua_createtable(L, top, 2);
+    for (int i = 1; i <= top; i++) {
+        lua_pushvalue(L, i);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, serial);
+    lua_rawseti(L, -2, -1);
+    lua_pushvalue(L, key);
+    lua_rawget(L, snaps);
+    lua_rawseti(L, -2, -2);
+    lua_pushvalue(L, key);
+    lua_insert(L, -2);
+    lua_rawset(L, snaps);
+    lua_settop(L, top);
+
+    int n = f(L);
+    int last = lua_gettop(L);
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
+    snaps = lua_gettop(L);
+    lua_pushvalue(L, key);
+    lua_rawget(L, snaps);
+    while (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, -1);
+        int mine = lua_tointeger(L, -1) == serial;
+        lua_pop(L, 1);
+        if (mine) break;
+        lua_rawgeti(L, -1, -2);
+        lua_remove(L, -2);
+    }
+    if (!lua_istable(L, -1))
+        return luaL_error(L, "%s: autograd lost the arguments of this call", name);
+    int args = lua_gettop(L);
+    lua_pushvalue(L, key);
+    lua_rawgeti(L, args, -2);
+    lua_rawset(L, snaps);
+    lua_pushnil(L);
+    lua_rawseti(L, args, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, args, -2);
+
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
+        lua_settop(L, last);
+        return n;
+    }
+    lua_pushstring(L, name);
+    lua_pushvalue(L, args);
+    lua_pushinteger(L, top);
+    lua_pushinteger(L, (lua_Integer)req);
+    lua_pushinteger(L, (lua_Integer)mark);
+    for (int i = last - n + 1; i <= last; i++) lua_pushvalue(L, i);
+    lua_call(L, 5 + n, 0);
+    lua_settop(L, last);
+    return n;
+}
+
+/* Everything but the fast path of ag_dispatch; also t[k] and t[k] = v (tensor.c). */
+int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv)
+{
+    ag_state *s = get_state(L);
+    int top = lua_gettop(L);
+    int recording = s != NULL && s->enabled && s->live > 0;
+    if (kind & F_INPLACE) {
+        if (recording) inplace_check(L, top, name, upv);
+        int n = f(L);
+        bump_arg(L, 1);
+        return n;
+    }
+    if (kind & F_FACTORY) {
+        int want = wants_grad(L, top);
+        int n = f(L);
+        mo_tensor *t = n == 1 ? mo__totensor(L, -1) : NULL;
+        if (want && t != NULL && s != NULL) set_flags(s, t, block_of(t)->ag | MO__AG_REQ);
+        return n;
+    }
+    if (kind & F_STEP) {
+        int n = f(L);
+        bump_params(L);
+        return n;
+    }
+    if (!recording) return f(L);
+    unsigned req = 0, mark = 0;
+    for (int i = 1; i <= top && i <= 30; i++) {
+        unsigned fl = lua_type(L, i) == LUA_TTABLE ? list_flags(L, i, upv) : arg_flags(L, i, upv);
+        if (fl & MO__AG_REQ) req |= 1u << (i - 1);
+        if (fl & MO__AG_MARK) mark |= 1u << (i - 1);
+    }
+    if (req == 0 && mark == 0) return f(L);
+    return record_call(L, s, f, name, top, req, mark);
+}
+
+/* The wrapper of every dispatched function. Upvalues: 1 the tensor metatable (for
+ * mo__toarg), 2 f, 3 the ag_state, 4 the kind, 5 the name. */
+static int ag_dispatch(lua_State *L)
+{
+    lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(2));
+    const ag_state *s = (const ag_state *)lua_touserdata(L, lua_upvalueindex(3));
+    lua_Integer kind = lua_tointeger(L, lua_upvalueindex(4));
+    if (kind == 0 && (s->live == 0 || !s->enabled)) return f(L);
+    return mo__ag_call(L, f, lua_tostring(L, lua_upvalueindex(5)), (int)kind, 1);
+}
+
+static int kind_of(const char *name)
+{
+    static const char *const inplace[] = {"set", "fill", "copy", NULL};
+    static const char *const factory[] = {"tensor", "zeros", "ones", "full", "empty", "rand",
+                                          "randn", "arange", "linspace", "eye", "zeros_like",
+                                          "ones_like", "rand_like", "randn_like", "randint", NULL};
+    size_t len = strlen(name);
+    if (len > 1 && name[len - 1] == '_' && name[0] != '_') return F_INPLACE;
+    for (int i = 0; inplace[i]; i++)
+        if (strcmp(name, inplace[i]) == 0) return F_INPLACE;
+    for (int i = 0; factory[i]; i++)
+        if (strcmp(name, factory[i]) == 0) return F_FACTORY;
+    if (strcmp(name, "optim_step") == 0) return F_STEP;
+    return 0;
+}
+
+void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
+{
+    /* stack: ..., target table, metatable */
+    int mt = lua_gettop(L);
+    for (; l->name != NULL; l++) {
+        if (l->func == NULL) {
+            lua_pushboolean(L, 0);
+        } else {
+            lua_pushvalue(L, mt);
+            lua_pushcfunction(L, l->func);
+            mo__ag_push_state(L);
+            lua_pushinteger(L, kind_of(l->name));
+            lua_pushstring(L, l->name);
+            lua_pushcclosure(L, ag_dispatch, 5);
+        }
+        lua_setfield(L, mt - 1, l->name);
+    }
+}
+
+/* ======================================================================== */
+/* Functions for the Lua half (moonopt.core._autograd; docs/autograd.md)     */
+/* ======================================================================== */
+
+static mo_tensor *check_any(lua_State *L, int idx, const char *fname)
+{
+    mo_tensor *t = mo__totensor(L, idx);
+    if (t == NULL) mo__typeerror(L, idx, fname, MO_TENSOR_MT);
+    return t;
+}
+
+/* install(recorder | nil) */
+static int f_install(lua_State *L)
+{
+    if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &recorder_key);
+    return 0;
+}
+
+/* grad_mode([flag]) -> the mode before the call; sets it when flag is given. */
+static int f_grad_mode(lua_State *L)
+{
+    ag_state *s = get_state(L);
+    lua_pushboolean(L, s->enabled);
+    if (!lua_isnone(L, 1)) {
+        luaL_checktype(L, 1, LUA_TBOOLEAN);
+        s->enabled = lua_toboolean(L, 1);
+    }
+    return 1;
+}
+
+/* info(t) -> requires_grad, node|nil, output index, mark|nil */
+static int f_info(lua_State *L)
+{
+    mo_tensor *t = check_any(L, 1, "info");
+    unsigned fl = block_of(t)->ag;
+    lua_pushboolean(L, (fl & MO__AG_REQ) != 0);
+    if (fl & MO__AG_NONLEAF) {
+        lua_getiuservalue(L, 1, 3);
+        if (lua_getiuservalue(L, 1, 4) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, 1);
+        }
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    if (fl & MO__AG_MARK)
+        lua_getiuservalue(L, 1, 3);
+    else
+        lua_pushnil(L);
+    return 4;
+}
+
+/* edge(t) -> where a gradient for t goes: its node and output index, t itself for a
+ * leaf requiring grad, or nothing. The recorder's per-input call. */
+static int f_edge(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    unsigned fl = t ? block_of(t)->ag : 0;
+    if (fl & MO__AG_NONLEAF) {
+        lua_getiuservalue(L, 1, 3);
+        if (lua_getiuservalue(L, 1, 4) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, 1);
+        }
+        return 2;
+    }
+    if (fl & MO__AG_REQ) {
+        lua_settop(L, 1);
+        lua_pushinteger(L, 0);
+        return 2;
+    }
+    return 0;
+}
+
+/* set_node(t, node, index): t becomes output `index` of node (a recorded result). */
+static int f_set_node(lua_State *L)
+{
+    mo_tensor *t = check_any(L, 1, "set_node");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer k = luaL_optinteger(L, 3, 1);
+    lua_settop(L, 2);
+    lua_setiuservalue(L, 1, 3);
+    if (k == 1)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, k);
+    lua_setiuservalue(L, 1, 4);
+    set_flags(get_state(L), t, MO__AG_REQ | MO__AG_NONLEAF);
+    return 0;
+}
+
+/* set_mark(t, opname): t was made by a non-differentiable op (ignored for a tensor
+ * that requires grad). */
+static int f_set_mark(lua_State *L)
+{
+    mo_tensor *t = check_any(L, 1, "set_mark");
+    luaL_checktype(L, 2, LUA_TSTRING);
+    if (block_of(t)->ag & MO__AG_REQ) return 0;
+    lua_settop(L, 2);
+    lua_setiuservalue(L, 1, 3);
+    set_flags(get_state(L), t, MO__AG_MARK);
+    return 0;
+}
+
+/* version(t) -> the storage's write count */
+static int f_version(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)mo_tensor_version(check_any(L, 1, "version")));
+    return 1;
+}
+
+/* live() -> tensors with autograd state (tests and benches) */
+static int f_live(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)get_state(L)->live);
+    return 1;
+}
+
+/* t:requires_grad_([flag = true]) -> t */
+static int m_requires_grad_(lua_State *L)
+{
+    static const char fname[] = "requires_grad_";
+    mo_tensor *t = mo__checkarg(L, 1, fname);
+    int flag = 1;
+    if (!lua_isnoneornil(L, 2)) {
+        if (!lua_isboolean(L, 2))
+            return mo__argerror(L, 2, fname, "flag must be a boolean, got %s",
+                                luaL_typename(L, 2));
+        flag = lua_toboolean(L, 2);
+    }
+    unsigned fl = block_of(t)->ag;
+    if (fl & MO__AG_NONLEAF) {
+        if (!flag)
+            return luaL_error(L, "%s: only a leaf's flag can change; this tensor was made by a "
+                              "recorded op (use t:detach())", fname);
+    } else {
+        lua_pushnil(L);
+        lua_setiuservalue(L, 1, 3); /* drops a mark */
+        set_flags(get_state(L), t, flag ? MO__AG_REQ : 0);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* t:detach() -> a new handle on the same view with no autograd state (shares memory). */
+static int m_detach(lua_State *L)
+{
+    mo_tensor *t = mo__checkarg(L, 1, "detach");
+    mo_tensor *v = mo_lua_newtensor(L);
+    mo__copy_owner(L, 1, -1);
+    t = mo__recheck(L, 1, "detach", 0, NULL);
+    mo__check(L, mo_tensor_share(v, t), "detach");
+    return 1;
+}
+
+static const luaL_Reg ag_functions[] = {
+    {"install", f_install},   {"grad_mode", f_grad_mode}, {"info", f_info},
+    {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
+    {"version", f_version},   {"live", f_live},           {NULL, NULL},
+};
+
+static const luaL_Reg ag_methods[] = {
+    {"requires_grad_", m_requires_grad_},
+    {"detach", m_detach},
+    {NULL, NULL},
+};
+
+void mo__open_autograd(lua_State *L)
+{
+    /* not dispatched: they are autograd's own plumbing (and requires_grad_ is not an
+     * in-place write of the data). The plumbing lives in core._autograd, out of the way
+     * of code that walks the module's functions. */
+    lua_createtable(L, 0, 8);
+    luaL_getmetatable(L, MO_TENSOR_MT);
+    luaL_setfuncs(L, ag_functions, 1);
+    lua_setfield(L, -2, "_autograd");
+    mo__push_methods(L);
+    luaL_getmetatable(L, MO_TENSOR_MT);
+    luaL_setfuncs(L, ag_methods, 1);
+    lua_pop(L, 1);
+}

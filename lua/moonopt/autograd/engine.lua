@@ -1,0 +1,395 @@
+--- moonopt.autograd.engine: the tape (nodes recorded as ops run) and the backward pass.
+--
+-- docs/autograd.md "How the tape works" is the reference; in short:
+--   * the C dispatcher (lua/binding/autograd.c) calls `recorder(name, args, nargs, req,
+--     mark, results...)` after a tensor function ran with grad mode on and some argument
+--     needing grad (bit k-1 of `req`) or carrying a non-differentiable mark (`mark`);
+--   * the recorder finds the op's definition (M.defop) and builds a node:
+--       node = {name, backward = fn(node, grad_1, ..., grad_nout) -> one grad per input,
+--               next = {edge per differentiable input or false}, nidx = {output index
+--               of that edge's node; 0 for a leaf}, saved = {...}, versions = {...}, ...}
+--     an edge is the input's own node (a recorded result) or the leaf tensor itself;
+--     the result's user value 3 gets the node (core._autograd.set_node);
+--   * backward walks the nodes reachable from the root in topological order (Kahn),
+--     summing the gradients that reach each node's outputs, and accumulates leaves'
+--     gradients into `.grad` (in place when one exists).
+local core = require "moonopt.core"
+
+local M = {}
+
+local AG = core._autograd
+local edge_of, set_node, set_mark = AG.edge, AG.set_node, AG.set_mark
+local ag_info, version_of, grad_mode = AG.info, AG.version, AG.grad_mode
+local is_tensor = core.is_tensor
+local select, type, fmt = select, type, string.format
+
+M.grad_mode = grad_mode
+
+--- binding name -> definition (see M.defop)
+M.DEFS = {}
+--- names of functions whose tensor results never carry a gradient (comparisons, argmax, ...)
+M.NONDIFF = {}
+
+local DEFS, NONDIFF = M.DEFS, M.NONDIFF
+
+-- An error reported at the first frame outside moonopt's own Lua files (the user's line).
+local lib_root = debug.getinfo(1, "S").short_src:match("^(.*)autograd/engine%.lua$")
+local function user_level()
+  local level = 3
+  while true do
+    local info = debug.getinfo(level, "S")
+    if info == nil then return 0 end
+    if info.what ~= "C" and not (lib_root and info.short_src:sub(1, #lib_root) == lib_root) then
+      return level - 1
+    end
+    level = level + 1
+  end
+end
+
+--- Raises `fmt(...)` at the user's line (for errors found while recording).
+function M.fail(...)
+  error(fmt(...), user_level())
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Recording
+-- ---------------------------------------------------------------------------------------
+
+--- Saves tensors (or other values) for backward in node.saved, with the storage version
+-- of each tensor, which backward checks (an in-place change in between is an error).
+function M.save(node, ...)
+  local n = select("#", ...)
+  local saved, versions = {...}, {}
+  for k = 1, n do
+    local v = saved[k]
+    versions[k] = is_tensor(v) and version_of(v) or false
+  end
+  saved.n = n
+  node.saved, node.versions = saved, versions
+end
+
+--- A new node for op `name` whose differentiable inputs are the values in `inputs`
+-- (an array of n values; non-tensors and tensors not needing grad get no edge).
+function M.new_node(name, backward, inputs, n)
+  local nxt, nidx = {}, {}
+  for k = 1, n do
+    local e, i = edge_of(inputs[k])
+    nxt[k] = e or false
+    nidx[k] = i or 0
+  end
+  return {name = name, backward = backward, next = nxt, nidx = nidx}
+end
+
+-- The mark carried by the first marked value among the args.
+local function first_mark(args, nargs, mark)
+  for k = 1, nargs do
+    if mark & (1 << (k - 1)) ~= 0 then
+      local v = args[k]
+      if is_tensor(v) then return (select(4, ag_info(v))) end
+      for _, t in ipairs(v) do
+        if is_tensor(t) then
+          local m = select(4, ag_info(t))
+          if m then return m end
+        end
+      end
+    end
+  end
+end
+
+--- Marks every tensor among the values (and in tables among them) as made by the
+-- non-differentiable op `name`.
+function M.mark(name, ...)
+  for k = 1, select("#", ...) do
+    local v = select(k, ...)
+    if is_tensor(v) then
+      set_mark(v, name)
+    elseif type(v) == "table" then
+      for _, t in ipairs(v) do
+        if is_tensor(t) then set_mark(t, name) end
+      end
+    end
+  end
+end
+local mark = M.mark
+
+-- The generic record of a definition with `inputs` positions and a `save` function.
+local function record_generic(def, args, nargs, req, out, ...)
+  local ins = def.inputs
+  local nxt, nidx = {}, {}
+  for k = 1, #ins do
+    local p = ins[k]
+    if req & (1 << (p - 1)) ~= 0 then
+      local e, i = edge_of(args[p])
+      nxt[k] = e or false
+      nidx[k] = i or 0
+    else
+      nxt[k] = false
+      nidx[k] = 0
+    end
+  end
+  local node = {name = def.name, backward = def.backward, next = nxt, nidx = nidx}
+  if def.save then def.save(node, args, nargs, out, ...) end
+  set_node(out, node, 1)
+  return node
+end
+
+--- The recorder the C dispatcher calls (see the top of this file).
+function M.recorder(name, args, nargs, req, mk, out, ...)
+  local def = DEFS[name]
+  if not is_tensor(out) and type(out) ~= "table" then return end -- a number, a string
+  for k = 1, nargs do
+    if rawequal(args[k], out) then return end -- `to` or `contiguous` returning self
+  end
+  if def == nil or NONDIFF[name] then
+    if req ~= 0 then return mark(name, out, ...) end
+    return mark(first_mark(args, nargs, mk) or name, out, ...)
+  end
+  if req == 0 then return mark(first_mark(args, nargs, mk) or name, out, ...) end
+  return (def.record or record_generic)(def, args, nargs, req, out, ...)
+end
+
+--[[--
+Defines the gradient of a function of the binding (a tensor method, metamethod or
+module function registered in C). `spec`:
+  name      the registered name ("mul", "__mul", "sum", "matmul", ...); `names` a list
+            of several names sharing the definition
+  inputs    the argument positions that are differentiable ({1, 2} for a binary op;
+            self is 1). The C dispatcher sets bit k-1 of `req` for an argument k
+            needing grad; record_generic makes one edge per entry of `inputs`.
+  save      function(node, args, nargs, out, ...) storing what backward needs (use
+            M.save(node, ...) for tensors, so in-place changes are detected)
+  backward  function(node, grad) -> one gradient per entry of `inputs` (nil for none),
+            written with ordinary tensor ops so it records under create_graph
+  record    optional: function(def, args, nargs, req, out, ...) replacing the generic
+            record (list arguments, several outputs, checks of options)
+  check     optional: true when a gradcheck case exists in tests (the registry walk)
+Returns the definition.
+--]]
+function M.defop(spec)
+  assert(type(spec.name) == "string", "defop: name must be a string")
+  assert(spec.record or (type(spec.backward) == "function" and type(spec.inputs) == "table"),
+    "defop: backward and inputs are required")
+  for _, n in ipairs(spec.names or {spec.name}) do DEFS[n] = spec end
+  return spec
+end
+
+--- Declares the tensor results of the named functions non-differentiable.
+function M.nondiff(...)
+  for k = 1, select("#", ...) do NONDIFF[select(k, ...)] = true end
+end
+
+--- Whether grad mode is on and some value among the arguments (tensors, or tensors in
+-- tables) requires grad: the test a Lua-level op makes before recording.
+function M.needs_grad(...)
+  if not grad_mode() then return false end
+  for k = 1, select("#", ...) do
+    local v = select(k, ...)
+    if is_tensor(v) then
+      if v.requires_grad then return true end
+    elseif type(v) == "table" then
+      for _, t in ipairs(v) do
+        if is_tensor(t) and t.requires_grad then return true end
+      end
+    end
+  end
+  return false
+end
+
+--[[--
+Records a node for a computation done outside the dispatcher (a fused C kernel, a
+custom Function): `inputs` an array of values (tensors needing grad get edges),
+`outputs` the results (tensors; each becomes output k of the node), `backward`
+function(node, grad_1, ..., grad_nout) -> one gradient per input. Call it after the
+forward ran with grad mode off. Returns the node (for M.save and extra fields).
+--]]
+function M.record(name, inputs, outputs, backward, ninputs)
+  local node = M.new_node(name, backward, inputs, ninputs or #inputs)
+  node.nout = #outputs
+  for k = 1, #outputs do set_node(outputs[k], node, k) end
+  return node
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Backward
+-- ---------------------------------------------------------------------------------------
+
+local function shape_str(t)
+  return "{" .. table.concat(t:shape(), ", ") .. "}"
+end
+M.shape_str = shape_str
+
+-- Raises when a saved tensor changed in place after it was saved.
+local function check_versions(node)
+  local saved, versions = node.saved, node.versions
+  if not saved then return end
+  for k = 1, saved.n do
+    local v = versions[k]
+    if v and version_of(saved[k]) ~= v then
+      error(fmt("backward: a tensor that %s saved for backward (saved value #%d, of shape %s)"
+        .. " was changed in place afterwards (version %d, expected %d); clone it before "
+        .. "the in-place op, or use the out-of-place form", node.name, k,
+        shape_str(saved[k]), version_of(saved[k]), v), 0)
+    end
+  end
+end
+
+local function add_grad(old, g)
+  if old == nil then return g end
+  return old + g
+end
+
+-- Each node reachable from the roots -> the count of edges into it from reachable nodes.
+local function count_deps(roots)
+  local deps, stack = {}, {}
+  for _, n in ipairs(roots) do
+    if deps[n] == nil then
+      deps[n] = 0
+      stack[#stack + 1] = n
+    end
+  end
+  while #stack > 0 do
+    local n = stack[#stack]
+    stack[#stack] = nil
+    if n.freed then
+      error(fmt("backward: the graph through %s was already freed by an earlier backward; "
+        .. "pass {retain_graph = true} to the first backward to run backward twice", n.name), 0)
+    end
+    local nxt = n.next
+    for k = 1, #nxt do
+      local e = nxt[k]
+      if type(e) == "table" then
+        local d = deps[e]
+        if d == nil then
+          deps[e] = 1
+          stack[#stack + 1] = e
+        else
+          deps[e] = d + 1
+        end
+      end
+    end
+  end
+  return deps
+end
+
+-- Accumulates g into a leaf's .grad: in place when it exists (nn modules' .grad are
+-- views into one flat buffer), else a copy of g (g may be shared with other edges).
+local function accumulate(leaf, g, create_graph)
+  local old = leaf.grad
+  if old == nil then
+    leaf.grad = create_graph and g.requires_grad and g or g:detach():clone()
+  elseif create_graph and (g.requires_grad or old.requires_grad) then
+    leaf.grad = old + g
+  else
+    old:add_(g)
+  end
+end
+
+local function run(roots, root_grads, retain, create_graph, capture)
+  local root_nodes, pending = {}, {}
+  for k, r in ipairs(roots) do
+    local e, i = edge_of(r)
+    local g = root_grads[k]
+    if type(e) == "table" then
+      root_nodes[#root_nodes + 1] = e
+      local slot = pending[e] or {}
+      pending[e] = slot
+      slot[i] = add_grad(slot[i], g)
+    elseif capture and capture[e] then
+      capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g)
+    elseif e ~= nil and not capture then
+      accumulate(e, g, create_graph)
+    end
+  end
+  local deps = count_deps(root_nodes)
+  local ready = {}
+  for _, n in ipairs(root_nodes) do
+    if deps[n] == 0 and not ready[n] then
+      ready[#ready + 1] = n
+      ready[n] = true
+    end
+  end
+  while #ready > 0 do
+    local node = ready[#ready]
+    ready[#ready] = nil
+    local gs = pending[node] or {} -- empty: no gradient reached it (all were nil)
+    pending[node] = nil
+    if capture then
+      for i, g in pairs(gs) do
+        local key = capture.nodes[node] and capture.nodes[node][i]
+        if key then capture[key] = g end
+      end
+    end
+    check_versions(node)
+    local nout = node.nout or 1
+    local grads = next(gs) == nil and {} or table.pack(node.backward(node, table.unpack(gs, 1, nout)))
+    local nxt, nidx = node.next, node.nidx
+    if not retain then
+      node.saved, node.versions, node.freed = nil, nil, true
+    end
+    for k = 1, #nxt do
+      local e, g = nxt[k], grads[k]
+      if e and g ~= nil then
+        if type(e) == "table" then
+          local slot = pending[e] or {}
+          pending[e] = slot
+          slot[nidx[k]] = add_grad(slot[nidx[k]], g)
+        elseif capture then
+          if capture[e] then capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g) end
+        else
+          accumulate(e, g, create_graph)
+        end
+      end
+      if e and type(e) == "table" then
+        deps[e] = deps[e] - 1
+        if deps[e] == 0 then ready[#ready + 1] = e end
+      end
+    end
+    if not retain then node.next, node.nidx = {}, {} end
+  end
+end
+
+--[[--
+Runs backward from `roots` (an array of tensors) seeded with `grads` (one per root).
+opts: retain_graph, create_graph; capture: nil to accumulate into leaves' .grad, or an
+array of tensors whose gradients are returned (in that order; nil where none reached)
+and nothing is accumulated.
+--]]
+function M.backward(roots, grads, opts, capture_list)
+  local retain = opts.retain_graph
+  local create_graph = opts.create_graph and true or false
+  if retain == nil then retain = create_graph end
+  local capture
+  if capture_list then
+    capture = {nodes = {}}
+    for _, t in ipairs(capture_list) do
+      local e, i = edge_of(t)
+      if type(e) == "table" then
+        capture.nodes[e] = capture.nodes[e] or {}
+        capture.nodes[e][i] = t
+      end
+      capture[t] = true
+    end
+  end
+  local before = grad_mode(create_graph)
+  local ok, err = pcall(run, roots, grads, retain, create_graph, capture)
+  grad_mode(before)
+  if not ok then error(err, 0) end
+  if capture_list then
+    local out = {}
+    for k, t in ipairs(capture_list) do
+      local g = capture[t]
+      out[k] = g ~= true and g or nil
+    end
+    return out
+  end
+end
+
+--- Why a tensor has no gradient path: "<op> is not differentiable" or "does not require grad".
+function M.why_no_grad(t)
+  local _, _, _, m = ag_info(t)
+  if m then return m .. " is not differentiable" end
+  return "the tensor does not require grad (it is neither a leaf with requires_grad nor " ..
+    "the result of recorded ops on one)"
+end
+
+return M

@@ -1,0 +1,138 @@
+#!/usr/bin/python3
+"""Writes tests/golden/autograd_golden.lua: PyTorch 1.13 autograd gradients of composite
+functions (broadcasting, indexing, reductions, matmul, softmax, losses) and of double
+backward (gradient penalties, Hessian-vector products), in float64, for
+tests/lua/test_autograd_golden.lua.
+
+Each case has a name, its inputs (flat row-major values and shapes), f's value, and the
+gradient of f with respect to each input; "hvp" cases also hold v and H v, "penalty"
+cases the gradient of sum(grad f ^ 2). The same functions are written in Lua in the test
+(indices 1-based there), keyed by name.
+Run: /usr/bin/python3 tests/golden/make_autograd_golden.py (writes the file itself)."""
+import os
+
+import torch
+
+torch.manual_seed(12)
+F64 = torch.float64
+
+
+def r(*shape):
+    return torch.randn(*shape, dtype=F64)
+
+
+def pos(*shape):
+    return torch.rand(*shape, dtype=F64) + 0.5
+
+
+def bce_logits(x, y):
+    # the numerically stable form, as torch.nn.functional.binary_cross_entropy_with_logits
+    return (x.clamp(min=0) - x * y + torch.log1p(torch.exp(-x.abs()))).mean()
+
+
+CASES = {
+    # broadcasting: {2,3} with {3}, {2,1} and a number on either side
+    "broadcast": (lambda a, b, c: ((a * b + c) / (b * b + 1) - 2 / (c * c + 1)).exp().sum(),
+                  [r(2, 3), r(3), r(2, 1)]),
+    "broadcast_minmax": (lambda a, b: (torch.maximum(a, b) * torch.minimum(a, 0.3 * b)).sum()
+                         + torch.where(a > 0, a, b * 2).sum(),
+                         [r(3, 4), r(4)]),
+    # indexing: rows, table slices, select, narrow, index_select, gather, cat/stack/chunk
+    "indexing": (lambda a, w: (a[1] * w).sum() + a[0:3, 2].pow(2).sum()
+                 + a.index_select(1, torch.tensor([2, 0, 2])).sin().sum()
+                 + a.gather(1, torch.tensor([[0, 1], [3, 3], [2, 0], [1, 1]])).exp().sum()
+                 + torch.cat([a.narrow(0, 1, 2), a[3:4]], 0).tanh().sum()
+                 + torch.stack([a[0], w], 1).prod(1).sum()
+                 + a.chunk(2, 1)[1].pow(3).sum(),
+                 [r(4, 4), r(4)]),
+    "scatter": (lambda a, s: a.scatter_add(1, torch.tensor([[0, 0, 2], [1, 3, 3]]), s).pow(2).sum(),
+                [r(2, 4), r(2, 3)]),
+    # reductions with dims and keepdim
+    "reductions": (lambda a: a.sum(1).pow(2).sum() + a.mean(0, keepdim=True).exp().sum()
+                   + a.prod(1).sum() + a.std(0).sum() + a.var(1, unbiased=False).sum()
+                   + a.max(1).values.sum() + a.min(0, keepdim=True).values.pow(2).sum()
+                   + a.norm() + a.norm(p=1, dim=1).sum() + a.logsumexp(1).sum()
+                   + a.cumsum(1).sin().sum() + a.sort(1, descending=True).values[:, 0].sum()
+                   + a.topk(2, 1).values.pow(2).sum(),
+                   [r(3, 5)]),
+    # matmul: 2-d, batched 3-d, 3-d with 2-d, 1-d on either side
+    "matmul": (lambda a, b, c, v: torch.matmul(a, b).tanh().sum()
+               + torch.matmul(c, b).pow(2).sum()
+               + torch.matmul(v, b).exp().sum() + torch.matmul(a, v[0:4]).sum()
+               + torch.matmul(c, c.transpose(1, 2)).sum(),
+               [r(3, 4), r(4, 5), r(2, 3, 4), r(4)]),
+    # softmax and log_softmax, a cross entropy, its composites
+    "softmax": (lambda x, t: -(x.log_softmax(1) * t).sum(1).mean()
+                + (x.softmax(0) * t).pow(2).sum() + x.softmax(1).max(),
+                [r(4, 5), torch.eye(5, dtype=F64)[torch.tensor([1, 0, 4, 2])]]),
+    # losses written with tensor ops
+    "losses": (lambda x, y: (x - y).pow(2).mean() + (x - y).abs().mean()
+               + bce_logits(x, torch.sigmoid(y)) + (x.sigmoid() - 0.5).pow(2).sum()
+               + torch.where((x - y).abs() < 1, 0.5 * (x - y).pow(2), (x - y).abs() - 0.5).mean(),
+               [r(3, 4), r(3, 4)]),
+    "shapes": (lambda a: a.t().reshape(2, 6).transpose(0, 1).permute(1, 0).flatten()
+               .unsqueeze(0).expand(3, 12).pow(2).sum() + a.view(12).squeeze().sin().sum()
+               + a.reshape(1, 3, 4).squeeze(0).contiguous().clone().exp().sum(),
+               [r(3, 4)]),
+}
+
+# f for double backward: the gradient penalty sum((df/dx)^2) and H v
+DOUBLE = {
+    "penalty": (lambda x, w: (torch.matmul(x, w).tanh() * x.sin().sum()).sum()
+                + (x.pow(3) * w[0]).sum() + x.exp().prod(),
+                [r(2, 3), r(3, 3)]),
+    "hvp_rosen": (lambda x: (100 * (x[1:] - x[:-1].pow(2)).pow(2) + (1 - x[:-1]).pow(2)).sum(),
+                  [r(6)]),
+    "hvp_mix": (lambda x: x.softmax(0).log().sum() * x.norm() + x.sigmoid().prod()
+                + x.logsumexp(0) * x.abs().sum() + (x.unsqueeze(1) * x.unsqueeze(0)).sin().sum(),
+                [r(5)]),
+}
+
+
+def lua_num(v):
+    return repr(float(v))
+
+
+def lua_tensor(t):
+    flat = t.detach().reshape(-1).tolist()
+    return "{shape = {%s}, data = {%s}}" % (", ".join(str(s) for s in t.shape),
+                                            ", ".join(lua_num(v) for v in flat))
+
+
+def main():
+    out = ["-- generated by tests/golden/make_autograd_golden.py (PyTorch %s); do not edit"
+           % torch.__version__, "return {", "cases = {"]
+    for name, (f, inputs) in CASES.items():
+        xs = [x.clone().requires_grad_() for x in inputs]
+        y = f(*xs)
+        gs = torch.autograd.grad(y, xs, allow_unused=True)
+        out.append("  %s = {value = %s, inputs = {%s}, grads = {%s}}," % (
+            name, lua_num(y), ", ".join(lua_tensor(x) for x in inputs),
+            ", ".join(lua_tensor(g if g is not None else torch.zeros_like(x))
+                      for g, x in zip(gs, inputs))))
+    out.append("},")
+    out.append("double = {")
+    for name, (f, inputs) in DOUBLE.items():
+        xs = [x.clone().requires_grad_() for x in inputs]
+        y = f(*xs)
+        gs = torch.autograd.grad(y, xs, create_graph=True)
+        pen = sum((g * g).sum() for g in gs)
+        pgs = torch.autograd.grad(pen, xs, retain_graph=True)
+        vs = [torch.randn_like(x) for x in inputs]
+        dot = sum((g * v).sum() for g, v in zip(gs, vs))
+        hv = torch.autograd.grad(dot, xs)
+        out.append("  %s = {value = %s, inputs = {%s}, grads = {%s}, penalty = {%s}, v = {%s}, "
+                   "hv = {%s}}," % (
+                       name, lua_num(y), ", ".join(lua_tensor(x) for x in inputs),
+                       ", ".join(lua_tensor(g) for g in gs), ", ".join(lua_tensor(g) for g in pgs),
+                       ", ".join(lua_tensor(v) for v in vs), ", ".join(lua_tensor(h) for h in hv)))
+    out.append("},")
+    out.append("}")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "autograd_golden.lua")
+    with open(path, "w") as fh:
+        fh.write("\n".join(out) + "\n")
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
