@@ -24,8 +24,8 @@
  *   block it handed out. Storage can outlive its lua_State (a host holding a
  *   handle); when the state closes, the cached blocks are freed and the cache
  *   lives on, pass-through, until its last block comes back.
- * - like the storage reference counts themselves, the cache belongs to the
- *   thread that runs the state: release a state's tensors on that thread.
+ * - a host may release storage from any thread (storage reference counts are
+ *   atomic): the cache's counts are atomic too and its list takes a spin lock.
  *
  * The collector (mo__gc_account, below) is told about every new tensor's
  * bytes, from the cache or not (a reused block is as live as a fresh one),
@@ -36,6 +36,7 @@
 #include "binding.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -53,11 +54,12 @@ typedef struct mo__block {
 } mo__block;
 
 typedef struct mo__cache {
-    size_t live;   /* bytes of the blocks handed out and not yet freed */
-    size_t refs;   /* 1 while the state is open + 1 per live block from here */
-    int open;      /* 0 after the state closed: free() everything */
-    int n;         /* blocks[0..n-1], oldest first */
-    size_t bytes;  /* their total size */
+    atomic_size_t live;  /* bytes of the blocks handed out and not yet freed */
+    atomic_size_t refs;  /* 1 while the state is open + 1 per live block from here */
+    atomic_flag lock;    /* guards open, n, bytes and blocks */
+    int open;            /* 0 after the state closed: free() everything */
+    int n;               /* blocks[0..n-1], oldest first */
+    size_t bytes;        /* their total size */
     mo__block blocks[MO__CACHE_SLOTS];
 } mo__cache;
 
@@ -72,60 +74,83 @@ typedef struct mo__alloc_anchor {
 
 static const char anchor_key = 'a';
 
-static void cache_unref(mo__cache *c)
+/* A spin lock: the sections are a few loads and stores (free() runs outside),
+ * and contention needs a host releasing a tensor on another thread meanwhile. */
+static void cache_lock(mo__cache *c)
 {
-    if (--c->refs == 0) free(c);
+    while (atomic_flag_test_and_set_explicit(&c->lock, memory_order_acquire)) continue;
 }
 
-static void drop_oldest(mo__cache *c)
+static void cache_unlock(mo__cache *c)
 {
-    free(c->blocks[0].ptr);
-    c->bytes -= c->blocks[0].size;
+    atomic_flag_clear_explicit(&c->lock, memory_order_release);
+}
+
+static void cache_unref(mo__cache *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) free(c);
+}
+
+/* Takes block i off the list (under the lock). */
+static void *take_block(mo__cache *c, int i)
+{
+    void *p = c->blocks[i].ptr;
+    c->bytes -= c->blocks[i].size;
     c->n--;
-    for (int i = 0; i < c->n; i++) c->blocks[i] = c->blocks[i + 1];
+    for (int j = i; j < c->n; j++) c->blocks[j] = c->blocks[j + 1];
+    return p;
 }
 
 static void *cache_alloc(void *ud, size_t size, size_t align)
 {
     mo__cache *c = ud;
-    if (size >= MO__CACHE_MIN_BYTES && c->open) {
+    void *p = NULL;
+    if (size >= MO__CACHE_MIN_BYTES) {
+        cache_lock(c);
         /* newest first: the most recently freed block is the likeliest in cache */
-        for (int i = c->n - 1; i >= 0; i--) {
-            if (c->blocks[i].size != size || (uintptr_t)c->blocks[i].ptr % align != 0) continue;
-            void *p = c->blocks[i].ptr;
-            c->bytes -= size;
-            c->n--;
-            for (int j = i; j < c->n; j++) c->blocks[j] = c->blocks[j + 1];
-            c->refs++;
-            c->live += size;
-            return p;
+        for (int i = c->n - 1; c->open && i >= 0; i--) {
+            if (c->blocks[i].size == size && (uintptr_t)c->blocks[i].ptr % align == 0) {
+                p = take_block(c, i);
+                break;
+            }
         }
+        cache_unlock(c);
     }
-    /* as the core's default allocator: aligned_alloc wants a multiple of the alignment */
-    if (size > SIZE_MAX - (align - 1)) return NULL;
-    size_t bytes = (size + align - 1) & ~(align - 1);
-    void *p = aligned_alloc(align, bytes == 0 ? align : bytes);
-    if (p) {
-        c->refs++;
-        c->live += size;
+    if (p == NULL) {
+        /* as the core's default allocator: aligned_alloc wants a multiple of the alignment */
+        if (size > SIZE_MAX - (align - 1)) return NULL;
+        size_t bytes = (size + align - 1) & ~(align - 1);
+        p = aligned_alloc(align, bytes == 0 ? align : bytes);
+        if (p == NULL) return NULL;
     }
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->live, size, memory_order_relaxed);
     return p;
 }
 
 static void cache_free(void *ud, void *ptr, size_t size)
 {
     mo__cache *c = ud;
-    c->live -= size;
-    if (size < MO__CACHE_MIN_BYTES || !c->open || size > MO__CACHE_BUDGET) {
-        free(ptr);
+    atomic_fetch_sub_explicit(&c->live, size, memory_order_relaxed);
+    void *evicted[MO__CACHE_SLOTS + 1];
+    int ne = 0;
+    if (size < MO__CACHE_MIN_BYTES || size > MO__CACHE_BUDGET) {
+        evicted[ne++] = ptr;
     } else {
-        while (c->n > 0 && (c->n == MO__CACHE_SLOTS || c->bytes + size > MO__CACHE_BUDGET))
-            drop_oldest(c);
-        c->blocks[c->n].ptr = ptr;
-        c->blocks[c->n].size = size;
-        c->n++;
-        c->bytes += size;
+        cache_lock(c);
+        if (!c->open) {
+            evicted[ne++] = ptr;
+        } else {
+            while (c->n > 0 && (c->n == MO__CACHE_SLOTS || c->bytes + size > MO__CACHE_BUDGET))
+                evicted[ne++] = take_block(c, 0);
+            c->blocks[c->n].ptr = ptr;
+            c->blocks[c->n].size = size;
+            c->n++;
+            c->bytes += size;
+        }
+        cache_unlock(c);
     }
+    for (int i = 0; i < ne; i++) free(evicted[i]);
     cache_unref(c);
 }
 
@@ -137,8 +162,13 @@ static int anchor_gc(lua_State *L)
     if (a == NULL || a->cache == NULL) return 0;
     mo__cache *c = a->cache;
     a->cache = NULL;
+    void *blocks[MO__CACHE_SLOTS];
+    int n = 0;
+    cache_lock(c);
     c->open = 0;
-    while (c->n > 0) drop_oldest(c);
+    while (c->n > 0) blocks[n++] = take_block(c, 0);
+    cache_unlock(c);
+    for (int i = 0; i < n; i++) free(blocks[i]);
     cache_unref(c);
     return 0;
 }
@@ -155,7 +185,9 @@ static mo__alloc_anchor *new_anchor(lua_State *L)
     lua_setmetatable(L, -2);
     mo__cache *c = calloc(1, sizeof *c);
     if (c == NULL) luaL_error(L, "out of memory");
-    c->refs = 1;
+    atomic_init(&c->live, 0);
+    atomic_init(&c->refs, 1);
+    atomic_flag_clear(&c->lock);
     c->open = 1;
     a->cache = c;
     a->alloc.alloc = cache_alloc;
@@ -189,7 +221,7 @@ const mo_allocator *mo__allocator(lua_State *L)
 static size_t total_bytes(lua_State *L, const mo__alloc_anchor *a)
 {
     size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
-    size_t live = a->cache ? a->cache->live : 0;
+    size_t live = a->cache ? atomic_load_explicit(&a->cache->live, memory_order_relaxed) : 0;
     return heap > SIZE_MAX - live ? SIZE_MAX : heap + live;
 }
 
