@@ -77,7 +77,8 @@ function TestMultiDim.test_errors_name_the_op_and_the_dims()
   local x = mo.zeros(2, 3, 4)
   helpers.fails("bad argument #1 to 'sum' (dimension 2 appears twice in the list)",
                 function() return x:sum({2, 2}) end)
-  helpers.fails("bad argument #1 to 'mean' (dims[2] = 4 is not a dimension of a 3-d tensor of shape {2, 3, 4} (expected 1..3 or -3..-1))",
+  helpers.fails("bad argument #1 to 'mean' (dims[2] = 4 is not a dimension of a 3-d tensor of shape "
+                .. "{2, 3, 4} (expected 1..3 or -3..-1))",
                 function() return x:mean({1, 4}) end)
   helpers.fails("bad argument #1 to 'std' (dims[1] = string is not a dimension",
                 function() return x:std({"a"}) end)
@@ -143,7 +144,7 @@ end
 local TestInPlaceCompare = {}
 
 function TestInPlaceCompare.test_eq_ne_lt_le_gt_ge_in_place()
-  each_dtype(function(g, r, tol, T, dt)
+  each_dtype(function(g, r, _, T, dt)
     local hi = T(g.HI)
     for _, op in ipairs{"eq", "ne", "lt", "le", "gt", "ge"} do
       local y = T(g.X)
