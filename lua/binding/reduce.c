@@ -181,8 +181,9 @@ static int push_reduce_dims(lua_State *L, const char *fname, int dims_idx, mo_re
     if (ndim == 0) return push_reduce(L, fname, MO_DIM_ALL, op, ra, 0); /* one pseudo-dim */
     size_t shape[MO_MAX_DIMS];
     for (int d = 0; d < ndim; d++) shape[d] = t->shape[d];
+    const size_t bytes = t->numel * mo_dtype_size(t->dtype); /* the result's, at most */
     mo_tensor *r = mo_lua_newtensor(L);
-    const mo_allocator *a = mo__allocator(L);
+    const mo_allocator *a = mo__allocator(L, bytes);
     t = recheck(L, fname, ndim, shape);
     mo__check(L, reduce_dims(r, t, set, op, ra, a), fname);
     account(L, r);

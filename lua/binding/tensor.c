@@ -345,7 +345,7 @@ mo_tensor *mo__newtensor_dtype(lua_State *L, int ndim, const size_t *shape, mo_d
         if (mo_size_mul(n, sizes[i], &n) != MO_OK) n = 0; /* the allocation below says why */
     mo__gc_account(L, n * (mo_dtype_size(dt) / sizeof(float))); /* in floats */
     mo_tensor *t = mo_lua_newtensor(L);
-    const mo_allocator *a = mo__allocator(L); /* alloc.c; after the last Lua allocation */
+    const mo_allocator *a = mo__allocator(L, n * mo_dtype_size(dt)); /* after the last Lua allocation */
     mo_status st = zero ? mo_tensor_zeros_dtype(t, ndim, sizes, dt, a)
                         : mo_tensor_empty_dtype(t, ndim, sizes, dt, a);
     if (st != MO_OK) mo__status_error(L, st, fname);
@@ -802,8 +802,9 @@ static int to_dtype(lua_State *L, mo_dtype dt, const char *fname)
         return 1;
     }
     mo__gc_account(L, t->numel * (mo_dtype_size(dt) / sizeof(float))); /* before: alloc.c */
+    const size_t bytes = t->numel * mo_dtype_size(dt);
     mo_tensor *r = mo_lua_newtensor(L);
-    const mo_allocator *a = mo__allocator(L);
+    const mo_allocator *a = mo__allocator(L, bytes);
     t = mo__recheck(L, 1, fname, 0, NULL);
     mo_status st = mo_tensor_clone_dtype(r, t, dt, a);
     if (st != MO_OK) return mo__status_error(L, st, fname);
@@ -823,8 +824,9 @@ static int m_clone(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "clone");
     mo__gc_account(L, t->numel * (mo_dtype_size(t->dtype) / sizeof(float))); /* before: alloc.c */
+    const size_t bytes = t->numel * mo_dtype_size(t->dtype);
     mo_tensor *r = mo_lua_newtensor(L);
-    const mo_allocator *a = mo__allocator(L);
+    const mo_allocator *a = mo__allocator(L, bytes);
     t = mo__recheck(L, 1, "clone", 0, NULL); /* the allocations may have freed it */
     mo_status st = mo_tensor_clone(r, t, a);
     if (st != MO_OK) return mo__status_error(L, st, "clone");
