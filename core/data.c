@@ -1,12 +1,15 @@
 /*
  * data.c - what a training loop needs on the C side besides the kernels:
- * gathering (shuffled) rows into a batch, and feature normalization.
+ * gathering (shuffled) rows into a batch, and feature normalization. Both
+ * dtypes: the loops are data_t.h, included once per dtype and picked once per
+ * call (docs/design.md "Two dtypes"); the operands of one call share a dtype,
+ * except mo_count_correct's labels (an index tensor: either).
  */
 #include "moonopt_internal.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <tgmath.h> /* sqrt picks float or double by argument (data_t.h) */
 
 /* Whether the elements after dimension 0 are laid out contiguously (a row is one block). */
 static int rows_contiguous(const mo_tensor *t)
@@ -19,13 +22,37 @@ static int rows_contiguous(const mo_tensor *t)
     return 1;
 }
 
+/* MO_OK when the n live tensors ts share a dtype the kernels have, else MO_ERR_DTYPE. */
+static mo_status one_dtype(int n, const mo_tensor *const *ts)
+{
+    if (ts[0]->dtype != MO_FLOAT32 && ts[0]->dtype != MO_FLOAT64) return MO_ERR_DTYPE;
+    for (int i = 1; i < n; i++)
+        if (ts[i]->dtype != ts[0]->dtype) return MO_ERR_DTYPE;
+    return MO_OK;
+}
+
+/* Label i of a 1-d index tensor of either dtype (read once per row). */
+static double label_at(const mo_tensor *labels, size_t i)
+{
+    const ptrdiff_t off = (ptrdiff_t)i * labels->stride[0];
+    return labels->dtype == MO_FLOAT64 ? ((const double *)mo_tensor_ptr(labels))[off]
+                                       : (double)((const float *)mo_tensor_ptr(labels))[off];
+}
+
+#define T float
+#define TN(name) name##_f32
+#include "data_t.h"
+#define T double
+#define TN(name) name##_f64
+#include "data_t.h"
+
 mo_status mo_gather_rows(mo_tensor *dst, const mo_tensor *src, const size_t *rows, size_t n)
 {
     if (!dst || !src || (n > 0 && !rows)) return MO_ERR_ARG;
     if (!mo_tensor_alive(dst) || !mo_tensor_alive(src)) return MO_ERR_FREED;
     {
-        const mo_tensor *f32_[2] = {dst, src};
-        MO_TRY(mo__check_f32(2, f32_)); /* float32 only in this stage */
+        const mo_tensor *ts[2] = {dst, src};
+        MO_TRY(one_dtype(2, ts));
     }
     if (src->ndim < 1 || dst->ndim != src->ndim || dst->shape[0] != n) return MO_ERR_SHAPE;
     for (int i = 1; i < src->ndim; i++)
@@ -37,14 +64,16 @@ mo_status mo_gather_rows(mo_tensor *dst, const mo_tensor *src, const size_t *row
         if (rows[i] >= nrows) return MO_ERR_RANGE;
     if (n == 0 || dst->numel == 0) return MO_OK;
 
-    const size_t row_len = dst->numel / n;  /* floats per row */
+    const size_t row_len = dst->numel / n;  /* elements per row */
     if (rows_contiguous(src) && rows_contiguous(dst)) {
         /* src {N, row_len} and dst {n, row_len}, each row one block at stride[0]. */
-        const float *s = mo_tensor_data(src);
-        float *d = mo_tensor_data(dst);
-        const size_t bytes = row_len * sizeof(float);
+        const size_t es = mo_dtype_size(dst->dtype);
+        const char *s = mo_tensor_ptr(src);
+        char *d = mo_tensor_ptr(dst);
+        const size_t bytes = row_len * es;
         for (size_t i = 0; i < n; i++)
-            memcpy(d + (ptrdiff_t)i * dst->stride[0], s + (ptrdiff_t)rows[i] * src->stride[0], bytes);
+            memcpy(d + (ptrdiff_t)i * dst->stride[0] * (ptrdiff_t)es,
+                   s + (ptrdiff_t)rows[i] * src->stride[0] * (ptrdiff_t)es, bytes);
         return MO_OK;
     }
     /* Any other layout: one strided copy per row (shapes were checked, so it cannot fail midway). */
@@ -73,28 +102,16 @@ mo_status mo_mean_std(const mo_tensor *t, double *mean, double *std)
 {
     if (!t || !mean || !std) return MO_ERR_ARG;
     if (!mo_tensor_alive(t)) return MO_ERR_FREED;
-    {
-        const mo_tensor *f32_[1] = {t};
-        MO_TRY(mo__check_f32(1, f32_)); /* float32 only in this stage */
-    }
+    MO_TRY(one_dtype(1, &t));
     if (t->numel == 0) return MO_ERR_ARG;
     mo_tensor c;
     mo_tensor_init(&c);
     MO_TRY(contiguous_of(&c, t));
-    const float *x = mo_tensor_data(&c);
-    const size_t n = c.numel;
-    /* Two passes: the sum of squared deviations from the exact mean does not cancel. */
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += x[i];
-    const double m = s / (double)n;
-    double ss = 0;
-    for (size_t i = 0; i < n; i++) {
-        double dv = x[i] - m;
-        ss += dv * dv;
-    }
+    if (c.dtype == MO_FLOAT64)
+        mean_std_run_f64(mo_tensor_ptr(&c), c.numel, mean, std);
+    else
+        mean_std_run_f32(mo_tensor_ptr(&c), c.numel, mean, std);
     mo_tensor_release(&c);
-    *mean = m;
-    *std = sqrt(ss / (double)n);
     return MO_OK;
 }
 
@@ -108,8 +125,8 @@ mo_status mo_column_mean_std(const mo_tensor *m, mo_tensor *mean, mo_tensor *std
     if (!m || !mean || !std) return MO_ERR_ARG;
     if (!mo_tensor_alive(m) || !mo_tensor_alive(mean) || !mo_tensor_alive(std)) return MO_ERR_FREED;
     {
-        const mo_tensor *f32_[3] = {m, mean, std};
-        MO_TRY(mo__check_f32(3, f32_)); /* float32 only in this stage */
+        const mo_tensor *ts[3] = {m, mean, std};
+        MO_TRY(one_dtype(3, ts));
     }
     if (m->ndim != 2) return MO_ERR_SHAPE;
     const size_t n = m->shape[0], d = m->shape[1];
@@ -117,26 +134,10 @@ mo_status mo_column_mean_std(const mo_tensor *m, mo_tensor *mean, mo_tensor *std
     if (n == 0) return MO_ERR_ARG;
     double *acc = calloc(d ? 2 * d : 1, sizeof *acc);  /* acc[0..d): sums, acc[d..2d): squares */
     if (!acc) return MO_ERR_NOMEM;
-    const float *x = mo_tensor_data(m);
-    const ptrdiff_t s0 = m->stride[0], s1 = m->stride[1];
-    for (size_t i = 0; i < n; i++) {
-        const float *row = x + (ptrdiff_t)i * s0;
-        for (size_t j = 0; j < d; j++) acc[j] += row[(ptrdiff_t)j * s1];
-    }
-    const double inv_n = 1.0 / (double)n;
-    for (size_t j = 0; j < d; j++) acc[j] *= inv_n;
-    for (size_t i = 0; i < n; i++) {
-        const float *row = x + (ptrdiff_t)i * s0;
-        for (size_t j = 0; j < d; j++) {
-            double dv = row[(ptrdiff_t)j * s1] - acc[j];
-            acc[d + j] += dv * dv;
-        }
-    }
-    float *mean_out = mo_tensor_data(mean), *std_out = mo_tensor_data(std);
-    for (size_t j = 0; j < d; j++) {
-        mean_out[(ptrdiff_t)j * mean->stride[0]] = (float)acc[j];
-        std_out[(ptrdiff_t)j * std->stride[0]] = (float)sqrt(acc[d + j] * inv_n);
-    }
+    if (m->dtype == MO_FLOAT64)
+        col_mean_std_run_f64(m, mean, std, acc);
+    else
+        col_mean_std_run_f32(m, mean, std, acc);
     free(acc);
     return MO_OK;
 }
@@ -145,18 +146,18 @@ mo_status mo_normalize(mo_tensor *t, double mean, double std)
 {
     if (!t) return MO_ERR_ARG;
     if (!mo_tensor_alive(t)) return MO_ERR_FREED;
-    {
-        const mo_tensor *f32_[1] = {t};
-        MO_TRY(mo__check_f32(1, f32_)); /* float32 only in this stage */
-    }
+    MO_TRY(one_dtype(1, (const mo_tensor *const *)&t));
     if (!isfinite(mean) || !isfinite(std) || !(std > 0)) return MO_ERR_ARG;
-    const float m = (float)mean;
-    const float inv = (float)(1.0 / std);  /* hoisted: one multiply per element, not a divide */
+    /* hoisted: one multiply per element, not a divide; rounded once to float for float32 */
+    const int f64 = t->dtype == MO_FLOAT64;
+    const double m = f64 ? mean : (double)(float)mean;
+    const double inv = f64 ? 1.0 / std : (double)(float)(1.0 / std);
     if (!isfinite(inv) || !isfinite(m)) return MO_ERR_ARG;
     if (mo_tensor_is_contiguous(t)) {
-        float *x = mo_tensor_data(t);
-        const size_t n = t->numel;
-        for (size_t i = 0; i < n; i++) x[i] = (x[i] - m) * inv;
+        if (f64)
+            normalize_run_f64(mo_tensor_ptr(t), t->numel, m, inv);
+        else
+            normalize_run_f32(mo_tensor_ptr(t), t->numel, (float)m, (float)inv);
         return MO_OK;
     }
     /* Strided: the elementwise kernels walk any layout (both calls validated the same way). */
@@ -169,73 +170,46 @@ mo_status mo_normalize_columns(mo_tensor *m, const mo_tensor *mean, const mo_ten
     if (!m || !mean || !std) return MO_ERR_ARG;
     if (!mo_tensor_alive(m) || !mo_tensor_alive(mean) || !mo_tensor_alive(std)) return MO_ERR_FREED;
     {
-        const mo_tensor *f32_[3] = {m, mean, std};
-        MO_TRY(mo__check_f32(3, f32_)); /* float32 only in this stage */
+        const mo_tensor *ts[3] = {m, mean, std};
+        MO_TRY(one_dtype(3, ts));
     }
     if (m->ndim != 2) return MO_ERR_SHAPE;
-    const size_t n = m->shape[0], d = m->shape[1];
+    const size_t d = m->shape[1];
     if (!is_vector_of(mean, d) || !is_vector_of(std, d)) return MO_ERR_SHAPE;
-    /* Per-column scalars once: mean[j] and 1/std[j], checked before anything is written. */
-    float *cols = malloc((d ? 2 * d : 1) * sizeof *cols);  /* cols[0..d): mean, cols[d..2d): 1/std */
+    /* Per-column scalars once: mean[j] and 1/std[j], checked before anything is written.
+     * cols: 2 d elements of m's dtype (a double is room for either). */
+    double *cols = malloc((d ? 2 * d : 1) * sizeof *cols);
     if (!cols) return MO_ERR_NOMEM;
-    const float *mp = mo_tensor_data(mean), *sp = mo_tensor_data(std);
-    for (size_t j = 0; j < d; j++) {
-        float mj = mp[(ptrdiff_t)j * mean->stride[0]], sj = sp[(ptrdiff_t)j * std->stride[0]];
-        float inv = (float)(1.0 / (double)sj);
-        if (!isfinite(mj) || !isfinite(sj) || !(sj > 0) || !isfinite(inv)) {
-            free(cols);
-            return MO_ERR_ARG;
-        }
-        cols[j] = mj;
-        cols[d + j] = inv;
-    }
-    float *x = mo_tensor_data(m);
-    const ptrdiff_t s0 = m->stride[0], s1 = m->stride[1];
-    for (size_t i = 0; i < n; i++) {
-        float *row = x + (ptrdiff_t)i * s0;
-        if (s1 == 1) {
-            for (size_t j = 0; j < d; j++) row[j] = (row[j] - cols[j]) * cols[d + j];
-        } else {
-            for (size_t j = 0; j < d; j++) {
-                float *p = row + (ptrdiff_t)j * s1;
-                *p = (*p - cols[j]) * cols[d + j];
-            }
-        }
+    mo_status st;
+    if (m->dtype == MO_FLOAT64) {
+        st = column_scalars_f64(cols, mean, std, d);
+        if (st == MO_OK) normalize_cols_run_f64(m, cols);
+    } else {
+        float *fc = (float *)(void *)cols;
+        st = column_scalars_f32(fc, mean, std, d);
+        if (st == MO_OK) normalize_cols_run_f32(m, fc);
     }
     free(cols);
-    return MO_OK;
+    return st;
 }
 
 mo_status mo_count_correct(const mo_tensor *scores, const mo_tensor *labels, float base, size_t *correct)
 {
     if (!scores || !labels || !correct || !isfinite(base)) return MO_ERR_ARG;
     if (!mo_tensor_alive(scores) || !mo_tensor_alive(labels)) return MO_ERR_FREED;
-    {
-        const mo_tensor *f32_[2] = {scores, labels};
-        MO_TRY(mo__check_f32(2, f32_)); /* float32 only in this stage */
-    }
+    MO_TRY(one_dtype(1, &scores));
+    MO_TRY(one_dtype(1, &labels)); /* an index tensor: either dtype */
     if (scores->ndim != 2 || labels->ndim != 1 || labels->shape[0] != scores->shape[0]) return MO_ERR_SHAPE;
     const size_t n = scores->shape[0], c = scores->shape[1];
-    const float *s = mo_tensor_data(scores), *y = mo_tensor_data(labels);
-    const ptrdiff_t s0 = scores->stride[0], s1 = scores->stride[1], ys = labels->stride[0];
     for (size_t i = 0; i < n; i++) {
-        double k = (double)y[(ptrdiff_t)i * ys] - base;
+        double k = label_at(labels, i) - base;
         if (!(k >= 0 && k < (double)c) || k != floor(k)) return MO_ERR_RANGE;
     }
-    size_t hits = 0;
-    for (size_t i = 0; i < n; i++) {
-        const float *row = s + (ptrdiff_t)i * s0;
-        size_t best = 0;
-        float bv = row[0];
-        for (size_t j = 1; j < c; j++) {
-            float v = row[(ptrdiff_t)j * s1];
-            if (v > bv || bv != bv) {  /* a NaN best is replaced by any number */
-                bv = v;
-                best = j;
-            }
-        }
-        if (bv == bv && best == (size_t)((double)y[(ptrdiff_t)i * ys] - base)) hits++;
+    if (n == 0) {
+        *correct = 0;
+        return MO_OK;
     }
-    *correct = hits;
+    *correct = scores->dtype == MO_FLOAT64 ? count_correct_run_f64(scores, labels, base)
+                                           : count_correct_run_f32(scores, labels, base);
     return MO_OK;
 }

@@ -114,8 +114,8 @@ typedef struct mo_allocator {
  * elementwise, reduction and matmul kernel takes both; operands of one call
  * must share a dtype (MO_ERR_DTYPE otherwise), except mo_copy, which converts.
  * Scalars are passed as double and rounded once to float for float32 tensors.
- * The nn kernels (moonopt_nn.h), the data helpers (moonopt_data.h) and
- * mo_tensor_wrap are float32 only in this stage (MO_ERR_DTYPE for float64).
+ * The nn kernels (moonopt_nn.h) and the data helpers (moonopt_data.h) take
+ * both too; mo_tensor_wrap lends float memory, mo_tensor_wrap_dtype either.
  */
 typedef enum mo_dtype { MO_FLOAT32, MO_FLOAT64, MO_DTYPE_COUNT_ } mo_dtype;
 
@@ -179,6 +179,16 @@ mo_status mo_tensor_zeros_dtype(mo_tensor *out, int ndim, const size_t *shape, m
  * every kernel loads and stores whole floats. */
 mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *shape,
                          mo_release_fn release, void *ud);
+
+/* --- t11: host memory of either dtype --- */
+/* The release callback of mo_tensor_wrap_dtype: data as the host passed it. */
+typedef void (*mo_release_data_fn)(void *ud, void *data);
+/* mo_tensor_wrap for elements of dtype dt (numel of them, row-major, contiguous),
+ * e.g. a host's double array as a float64 tensor. `data` must be aligned for the
+ * element type (8 bytes for float64): MO_ERR_ARG otherwise; MO_ERR_DTYPE for an
+ * invalid dt. On failure `release` is not called. */
+mo_status mo_tensor_wrap_dtype(mo_tensor *out, void *data, mo_dtype dt, int ndim,
+                               const size_t *shape, mo_release_data_fn release, void *ud);
 
 /*
  * Revoke the storage behind `t`: every handle sharing it now reports

@@ -22,6 +22,11 @@
  *     comment says so (in place); any other overlap is MO_ERR_ARG.
  *   - Inputs are validated before anything is written: on error no output has
  *     changed (except where a comment says otherwise).
+ *   - Both dtypes (docs/design.md "Two dtypes"): the tensor operands of one call
+ *     share a dtype (MO_ERR_DTYPE otherwise), except cross entropy's targets (an
+ *     index tensor, either dtype). Scalars (slope, eps, p, label_smoothing) are
+ *     double and are rounded to float once per call for float32 tensors, so
+ *     float32 results are those of the float32-only kernels.
  */
 #ifndef MOONOPT_NN_H
 #define MOONOPT_NN_H
@@ -63,17 +68,17 @@ const char *mo_nn_act_name(mo_nn_act act);
 int mo_nn_act_uses_output(mo_nn_act act);
 
 /* y = act(x); x, y: the same shape. y may be x (in place). */
-mo_status mo_nn_act_forward(mo_tensor *y, const mo_tensor *x, mo_nn_act act, float slope);
+mo_status mo_nn_act_forward(mo_tensor *y, const mo_tensor *x, mo_nn_act act, double slope);
 
 /*
  * dx = g * act'(.), where `saved` is the forward's output or input as
  * mo_nn_act_uses_output says. dx, g, saved: the same shape; dx may be g.
  */
 mo_status mo_nn_act_backward(mo_tensor *dx, const mo_tensor *g, const mo_tensor *saved,
-                             mo_nn_act act, float slope);
+                             mo_nn_act act, double slope);
 
 /* In place: y[i][j] = act(y[i][j] + b[j]); y {rows, cols}, b {cols} or NULL (no bias). */
-mo_status mo_nn_bias_act(mo_tensor *y, const mo_tensor *b, mo_nn_act act, float slope);
+mo_status mo_nn_bias_act(mo_tensor *y, const mo_tensor *b, mo_nn_act act, double slope);
 
 /* acc[j] += sum over i of g[i][j]; g {rows, cols} (any strides), acc {cols}. */
 mo_status mo_nn_colsum_acc(mo_tensor *acc, const mo_tensor *g);
@@ -84,7 +89,7 @@ mo_status mo_nn_colsum_acc(mo_tensor *acc, const mo_tensor *g);
  * y {B, out} (contiguous, not overlapping x, w or b).
  */
 mo_status mo_nn_linear_forward(mo_tensor *y, const mo_tensor *x, const mo_tensor *w,
-                               const mo_tensor *b, mo_nn_act act, float slope);
+                               const mo_tensor *b, mo_nn_act act, double slope);
 
 /*
  * Linear backward for g = dLoss/dy {B, out} (after any activation's backward):
@@ -117,7 +122,7 @@ mo_status mo_nn_softmax_backward(mo_tensor *dx, const mo_tensor *g, const mo_ten
  */
 mo_status mo_nn_layernorm_forward(mo_tensor *y, mo_tensor *mean, mo_tensor *rstd,
                                   const mo_tensor *x, const mo_tensor *gamma,
-                                  const mo_tensor *beta, float eps);
+                                  const mo_tensor *beta, double eps);
 
 /*
  * Its backward for g = dLoss/dy (shape of x), with xhat = (x - mean) * rstd:
@@ -139,7 +144,7 @@ mo_status mo_nn_layernorm_backward(mo_tensor *dx, mo_tensor *dgamma, mo_tensor *
  * bits 16..39 of the k-th draw as a 24-bit uniform u, and is kept when
  * u >= ceil(p * 2^24). The same generator state gives the same mask everywhere.
  */
-mo_status mo_nn_dropout_forward(mo_tensor *y, mo_tensor *mask, const mo_tensor *x, float p,
+mo_status mo_nn_dropout_forward(mo_tensor *y, mo_tensor *mask, const mo_tensor *x, double p,
                                 mo_rng *rng);
 
 /* dx = g * mask; all the same shape, dx may be g. */
@@ -175,7 +180,7 @@ mo_status mo_nn_bce_logits(double *loss, mo_tensor *grad, const mo_tensor *x,
  * bad_pos is not NULL, its 0-based position in *bad_pos; nothing is written.
  */
 mo_status mo_nn_cross_entropy(double *loss, mo_tensor *grad, const mo_tensor *logits,
-                              const mo_tensor *target, int base, float label_smoothing,
+                              const mo_tensor *target, int base, double label_smoothing,
                               mo_nn_reduction red, size_t *bad_pos);
 
 #ifdef __cplusplus

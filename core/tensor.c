@@ -22,7 +22,8 @@ struct mo_storage {
     _Atomic size_t refs;    /* handles sharing it; atomic so the host may release from any thread */
     int owned;              /* 1: record and data are one block from `alloc`; 0: borrowed */
     mo_allocator alloc;     /* where this record (owned: with the data) came from */
-    mo_release_fn release;  /* borrowed: called once with (release_ud, data) */
+    mo_release_fn release;  /* borrowed: called once with (release_ud, data) ... */
+    mo_release_data_fn release_v; /* ... or this one (mo_tensor_wrap_dtype); one is NULL */
     void *release_ud;
     /* Bumped by every in-place write the Lua binding makes (mo_tensor_bump_version):
      * autograd compares it with the value a node saw when it saved a tensor
@@ -131,6 +132,7 @@ static void storage_free(mo_storage *s)
         return;
     }
     if (s->data && s->release) s->release(s->release_ud, s->data);
+    if (s->data && s->release_v) s->release_v(s->release_ud, s->data);
     a.free(a.ud, s, sizeof *s);
 }
 
@@ -147,11 +149,12 @@ void mo_tensor_revoke(mo_tensor *t)
     if (!t) return;
     mo_storage *s = t->storage;
     if (!s || !s->data) return;
-    float *data = s->data; /* borrowed memory is always float32 (mo_tensor_wrap) */
+    void *data = s->data;
     s->data = NULL;
     /* Owned data shares its block with this record, which the remaining
      * handles still point at: the block goes with the last release. */
     if (!s->owned && s->release) s->release(s->release_ud, data);
+    if (!s->owned && s->release_v) s->release_v(s->release_ud, data);
 }
 
 int mo_tensor_alive(const mo_tensor *t)
@@ -253,6 +256,7 @@ mo_status mo_tensor_empty_dtype(mo_tensor *out, int ndim, const size_t *shape, m
     s->owned = 1;
     s->alloc = *a;
     s->release = NULL;
+    s->release_v = NULL;
     s->release_ud = NULL;
     t.storage = s;
     *out = t;
@@ -278,18 +282,24 @@ mo_status mo_tensor_zeros(mo_tensor *out, int ndim, const size_t *shape, const m
     return mo_tensor_zeros_dtype(out, ndim, shape, MO_FLOAT32, a);
 }
 
-mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *shape,
-                         mo_release_fn release, void *ud)
+/* Borrowed storage on `data` (elements of dt); exactly one of release_f (float32's
+ * historical callback type) and release_v may be non-NULL. */
+static mo_status wrap_any(mo_tensor *out, void *data, mo_dtype dt, int ndim, const size_t *shape,
+                          mo_release_fn release_f, mo_release_data_fn release_v, void *ud)
 {
     if (!out || !data || (ndim > 0 && !shape)) return MO_ERR_ARG;
-    /* The kernels load and store whole floats (and vectorize): a pointer that is
-     * not float-aligned would be undefined behaviour in every one of them. */
-    if ((uintptr_t)(void *)data % _Alignof(float) != 0) return MO_ERR_ARG;
+    const size_t esize = mo_dtype_size(dt);
+    if (esize == 0) return MO_ERR_DTYPE;
+    /* The kernels load and store whole elements (and vectorize): a pointer that is
+     * not aligned for the element type would be undefined behaviour in every one. */
+    const size_t align = dt == MO_FLOAT64 ? _Alignof(double) : _Alignof(float);
+    if ((uintptr_t)data % align != 0) return MO_ERR_ARG;
     mo_tensor t;
     mo_tensor_init(&t);
+    t.dtype = dt;
     MO_TRY(set_contiguous_shape(&t, ndim, shape));
     size_t bytes;
-    MO_TRY(mo_size_mul(t.numel, sizeof(float), &bytes));
+    MO_TRY(mo_size_mul(t.numel, esize, &bytes));
     const mo_allocator *a = &default_allocator;
     mo_storage *s = a->alloc(a->ud, sizeof *s, _Alignof(mo_storage));
     if (!s) return MO_ERR_NOMEM;
@@ -300,11 +310,24 @@ mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *sh
     s->version = 0;
     s->owned = 0;
     s->alloc = *a;
-    s->release = release;
+    s->release = release_f;
+    s->release_v = release_v;
     s->release_ud = ud;
     t.storage = s;
     *out = t;
     return MO_OK;
+}
+
+mo_status mo_tensor_wrap(mo_tensor *out, float *data, int ndim, const size_t *shape,
+                         mo_release_fn release, void *ud)
+{
+    return wrap_any(out, data, MO_FLOAT32, ndim, shape, release, NULL, ud);
+}
+
+mo_status mo_tensor_wrap_dtype(mo_tensor *out, void *data, mo_dtype dt, int ndim,
+                               const size_t *shape, mo_release_data_fn release, void *ud)
+{
+    return wrap_any(out, data, dt, ndim, shape, NULL, release, ud);
 }
 
 int mo_tensor_is_contiguous(const mo_tensor *t)

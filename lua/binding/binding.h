@@ -247,6 +247,12 @@ mo_tensor *mo__newtensor_dtype(lua_State *L, int ndim, const size_t *shape, mo_d
                                const char *fname);
 /* Reports numel floats of memory made outside Lua's allocator to the collector. */
 void mo__gc_account(lua_State *L, size_t numel);
+/* alloc.c: this state's tensor allocator for a tensor of about `bytes` bytes (a bounded
+ * cache of freed large blocks in front of aligned_alloc; docs/design.md "Memory ownership"),
+ * or NULL (the core's default) for small tensors and while the state closes. May allocate
+ * (the first call): get it after the last Lua allocation and pass it straight to the core
+ * call that makes storage. */
+const mo_allocator *mo__allocator(lua_State *L, size_t bytes);
 /* Copies user value 2 (what the memory depends on) from the tensor at src to the tensor at dst. */
 void mo__copy_owner(lua_State *L, int src, int dst);
 

@@ -157,6 +157,7 @@ static int f_gather_rows(lua_State *L)
     lua_Integer first = check_int_range(L, 4, fname, "first", 1, len + 1);
     lua_Integer count = check_int_range(L, 5, fname, "count", 0, len - first + 1);
     if (src->ndim < 1) return mo__argerror(L, 2, fname, "a tensor with at least one dimension expected");
+    mo__same_dtype(L, fname, dst, src);
     int shapes_ok = dst->ndim == src->ndim && dst->shape[0] == (size_t)count;
     for (int i = 1; shapes_ok && i < src->ndim; i++) shapes_ok = dst->shape[i] == src->shape[i];
     if (!shapes_ok) {
@@ -227,8 +228,11 @@ static int f_column_mean_std(lua_State *L)
     mo_tensor *m = check_matrix(L, 1, fname);
     if (m->shape[0] == 0) return mo__argerror(L, 1, fname, "tensor has no rows");
     size_t d = m->shape[1];
-    mo_tensor *mean = mo__newtensor(L, 1, &d, 0, fname);
-    mo_tensor *sd = mo__newtensor(L, 1, &d, 0, fname);
+    mo_dtype dt = m->dtype;
+    size_t was[2] = {m->shape[0], d};
+    mo_tensor *mean = mo__newtensor_dtype(L, 1, &d, dt, 0, fname);
+    mo_tensor *sd = mo__newtensor_dtype(L, 1, &d, dt, 0, fname);
+    m = mo__recheck(L, 1, fname, 2, was); /* the allocations may have run a finalizer */
     mo_status st = mo_column_mean_std(m, mean, sd);
     if (st != MO_OK) return mo__status_error(L, st, fname);
     return 2;
@@ -257,6 +261,8 @@ static int f_normalize_columns_(lua_State *L)
     mo_tensor *m = check_matrix(L, 1, fname);
     mo_tensor *mean = mo__checktensor(L, 2, fname);
     mo_tensor *sd = mo__checktensor(L, 3, fname);
+    mo__same_dtype(L, fname, m, mean);
+    mo__same_dtype(L, fname, m, sd);
     char a[MO__SHAPE_BUF], b[MO__SHAPE_BUF];
     if (mean->ndim != 1 || mean->shape[0] != m->shape[1])
         return luaL_error(L, "%s: mean %s does not match the columns of %s", fname, mo__shapestr(mean, a),

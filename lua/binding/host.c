@@ -53,22 +53,25 @@ static void check_index(lua_State *L, int idx, const char *fname, const char *wh
                    what, idx, lua_gettop(L));
 }
 
-mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *shape,
-                           mo_release_fn release, void *ud, int owner_idx)
+/* mo_lua_pushhost and mo_lua_pushhost_dtype: one of release_f, release_v is NULL. */
+static mo_tensor *push_host(lua_State *L, void *data, mo_dtype dt, int ndim, const size_t *shape,
+                            mo_release_fn release_f, mo_release_data_fn release_v, void *ud,
+                            int owner_idx, const char *fname)
 {
-    static const char fname[] = "mo_lua_pushhost";
     /* Every check runs before anything is pushed or wrapped: on an error the
      * host's memory is untouched and release is not called. */
     if (owner_idx != 0) {
         check_index(L, owner_idx, fname, "owner_idx");
         owner_idx = lua_absindex(L, owner_idx); /* the new userdata moves relative indices */
     }
+    if ((unsigned)dt >= (unsigned)MO_DTYPE_COUNT_) luaL_error(L, "%s: unknown dtype %d", fname, (int)dt);
     if (data == NULL) luaL_error(L, "%s: data is NULL", fname);
-    /* ops.c and reduce.c load and store whole floats: a misaligned pointer is
+    /* ops.c and reduce.c load and store whole elements: a misaligned pointer is
      * undefined behaviour there (mo_tensor_wrap refuses it too) */
-    if ((uintptr_t)(void *)data % _Alignof(float) != 0)
-        luaL_error(L, "%s: data %p is not aligned to %d bytes (a float's alignment)", fname,
-                   (void *)data, (int)_Alignof(float));
+    const int align = dt == MO_FLOAT64 ? (int)_Alignof(double) : (int)_Alignof(float);
+    if ((uintptr_t)data % (uintptr_t)align != 0)
+        luaL_error(L, "%s: data %p is not aligned to %d bytes (a %s's alignment)", fname, data,
+                   align, dt == MO_FLOAT64 ? "double" : "float");
     if (ndim < 0 || ndim > MO_MAX_DIMS)
         luaL_error(L, "%s: ndim must be 0..%d, got %d", fname, MO_MAX_DIMS, ndim);
     if (ndim > 0 && shape == NULL) luaL_error(L, "%s: shape is NULL for ndim %d", fname, ndim);
@@ -86,7 +89,9 @@ mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *sh
 
     ensure_module(L);
     mo_tensor *t = mo_lua_newtensor(L); /* an empty handle: an error below leaks nothing */
-    mo_status st = mo_tensor_wrap(t, data, ndim, shape, release, ud);
+    mo_status st = release_v != NULL || dt != MO_FLOAT32
+                       ? mo_tensor_wrap_dtype(t, data, dt, ndim, shape, release_v, ud)
+                       : mo_tensor_wrap(t, data, ndim, shape, release_f, ud);
     if (st != MO_OK) {
         /* wrap failed, so it did not take the memory: release stays uncalled */
         char buf[MO__SHAPE_BUF];
@@ -98,6 +103,21 @@ mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *sh
         lua_setiuservalue(L, -2, 2);
     }
     return t;
+}
+
+mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *shape,
+                           mo_release_fn release, void *ud, int owner_idx)
+{
+    return push_host(L, data, MO_FLOAT32, ndim, shape, release, NULL, ud, owner_idx,
+                     "mo_lua_pushhost");
+}
+
+mo_tensor *mo_lua_pushhost_dtype(lua_State *L, void *data, mo_dtype dt, int ndim,
+                                 const size_t *shape, mo_release_data_fn release, void *ud,
+                                 int owner_idx)
+{
+    return push_host(L, data, dt, ndim, shape, NULL, release, ud, owner_idx,
+                     "mo_lua_pushhost_dtype");
 }
 
 void mo_lua_revoke(lua_State *L, int idx)

@@ -59,12 +59,18 @@ UNARY(floor, MO_FLOOR)
 UNARY(ceil, MO_CEIL)
 UNARY(round, MO_ROUND)
 
-/* clamp(lo, hi): either bound may be nil (unbounded), not both; lo <= hi, no NaN. */
+static int clamp_tensors(lua_State *L, const char *fname, int inplace);
+
+/* clamp(lo, hi): either bound may be nil (unbounded), not both; numbers: lo <= hi, no NaN;
+ * either may be a tensor (clamp_tensors). */
 static int clamp(lua_State *L, const char *fname, int inplace)
 {
     mo_tensor *a = mo__checkarg(L, 1, fname);
     if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3))
         return luaL_error(L, "%s: at least one of lo and hi must be given", fname);
+    if (mo__toarg(L, 2) != NULL || mo__toarg(L, 3) != NULL || mo__totensor(L, 2) != NULL ||
+        mo__totensor(L, 3) != NULL)
+        return clamp_tensors(L, fname, inplace);
     lua_Number lo = mo__optnumber(L, 2, fname, -HUGE_VAL);
     lua_Number hi = mo__optnumber(L, 3, fname, HUGE_VAL);
     if (lo != lo) return mo__argerror(L, 2, fname, "lo is NaN");
@@ -126,6 +132,68 @@ static void broadcast_or_raise(lua_State *L, const char *fname, int n, const mo_
     luaL_error(L, "%s: shapes %s cannot broadcast", fname, lua_tostring(L, -1));
 }
 
+/* A bound of clamp_tensors at idx: a number or nil becomes (in place of it on the stack)
+ * the 0-d tensor of a's dtype holding it, or dflt for nil; a tensor stays. */
+static void clamp_bound(lua_State *L, int idx, mo_dtype dt, double dflt, const char *fname)
+{
+    if (!lua_isnil(L, idx) && lua_type(L, idx) != LUA_TNUMBER) {
+        mo__checkarg(L, idx, fname);
+        return;
+    }
+    double v = lua_isnil(L, idx) ? dflt : lua_tonumber(L, idx);
+    mo_tensor *t = mo__newtensor_dtype(L, 0, NULL, dt, 0, fname);
+    mo__check(L, mo_fill(t, v), fname);
+    lua_replace(L, idx);
+}
+
+/*
+ * clamp(lo, hi) with a tensor bound: min(max(self, lo), hi) elementwise as PyTorch (where
+ * lo > hi the result is hi; a NaN bound gives NaN), every operand broadcasting; a number
+ * or nil stands for a constant (nil: unbounded). In place, self keeps its shape.
+ */
+static int clamp_tensors(lua_State *L, const char *fname, int inplace)
+{
+    lua_settop(L, 3);
+    mo_dtype dt = mo__checkarg(L, 1, fname)->dtype;
+    clamp_bound(L, 2, dt, -HUGE_VAL, fname);
+    clamp_bound(L, 3, dt, HUGE_VAL, fname);
+    /* the allocations above may have run a finalizer: read the operands now */
+    mo_tensor *a = mo__checkarg(L, 1, fname);
+    const mo_tensor *lo = mo__checkarg(L, 2, fname);
+    const mo_tensor *hi = mo__checkarg(L, 3, fname);
+    mo__same_dtype(L, fname, a, lo);
+    mo__same_dtype(L, fname, a, hi);
+    const mo_tensor *ts[3] = {a, lo, hi};
+    int nd;
+    size_t shape[MO_MAX_DIMS];
+    broadcast_or_raise(L, fname, 3, ts, &nd, shape);
+    mo_tensor *out = a;
+    if (inplace) {
+        if (!mo__shape_is(a, nd, shape)) {
+            char sa[MO__SHAPE_BUF], sl[MO__SHAPE_BUF], sh[MO__SHAPE_BUF];
+            return luaL_error(L, "%s: bounds %s and %s do not broadcast to self's shape %s", fname,
+                              mo__shapestr(lo, sl), mo__shapestr(hi, sh), mo__shapestr(a, sa));
+        }
+    } else {
+        out = mo__newtensor_dtype(L, nd, shape, a->dtype, 0, fname);
+        a = mo__checkarg(L, 1, fname);
+        lo = mo__checkarg(L, 2, fname);
+        hi = mo__checkarg(L, 3, fname);
+    }
+    /* in place, a bound sharing self's memory is read before it is overwritten */
+    mo_tensor tl, th;
+    mo_status st = mo__unalias(&tl, out, &lo);
+    mo_tensor_init(&th);
+    if (st == MO_OK) st = mo__unalias(&th, out, &hi);
+    if (st == MO_OK) st = mo_binary(out, a, lo, MO_MAXIMUM);
+    if (st == MO_OK) st = mo_binary(out, out, hi, MO_MINIMUM);
+    mo_tensor_release(&tl);
+    mo_tensor_release(&th);
+    if (st != MO_OK) return mo__status_error(L, st, fname);
+    if (inplace) lua_pushvalue(L, 1); /* return self */
+    return 1;
+}
+
 /*
  * x OP y with x, y the arguments 1 and 2, each a tensor or a number (not both
  * numbers). self_first: argument 1 must be a tensor (methods). inplace: the
@@ -181,16 +249,18 @@ BINARY(mul, MO_MUL)
 BINARY(div, MO_DIV)
 BINARY(pow, MO_POW)
 
-/* Methods without an in-place form: comparisons (0/1 masks) and maximum/minimum. */
+/* comparisons: 0/1 masks of self's dtype; eq_ ... ge_ write the mask into self */
+BINARY(eq, MO_EQ)
+BINARY(ne, MO_NE)
+BINARY(lt, MO_LT)
+BINARY(le, MO_LE)
+BINARY(gt, MO_GT)
+BINARY(ge, MO_GE)
+
+/* Methods without an in-place form: maximum/minimum. */
 #define BINARY_NEW(name, OP)                                                              \
     static int m_##name(lua_State *L) { return binop(L, OP, #name, 0, 1); }
 
-BINARY_NEW(eq, MO_EQ)
-BINARY_NEW(ne, MO_NE)
-BINARY_NEW(lt, MO_LT)
-BINARY_NEW(le, MO_LE)
-BINARY_NEW(gt, MO_GT)
-BINARY_NEW(ge, MO_GE)
 BINARY_NEW(maximum, MO_MAXIMUM)
 BINARY_NEW(minimum, MO_MINIMUM)
 
@@ -283,25 +353,45 @@ static int addc(lua_State *L, int is_div, const char *fname, int inplace)
     }
     const mo_tensor *t1 = mo__checkarg(L, i1, fname);
     const mo_tensor *t2 = mo__checkarg(L, i2, fname);
-    if (!mo_tensor_same_shape(a, t1)) return mo__shape_error(L, fname, a, t1);
-    if (!mo_tensor_same_shape(a, t2)) return mo__shape_error(L, fname, a, t2);
     mo__same_dtype(L, fname, a, t1);
     mo__same_dtype(L, fname, a, t2);
-    mo_status st;
-    mo_tensor tmp1, tmp2;
+    const mo_tensor *ts[3] = {a, t1, t2};
+    int nd;
+    size_t shape[MO_MAX_DIMS];
+    broadcast_or_raise(L, fname, 3, ts, &nd, shape);
+    mo_tensor *out = a;
+    if (inplace) {
+        if (!mo__shape_is(a, nd, shape)) {
+            char sa[MO__SHAPE_BUF], s1[MO__SHAPE_BUF], s2[MO__SHAPE_BUF];
+            return luaL_error(L, "%s: shapes %s and %s do not broadcast to self's shape %s",
+                              fname, mo__shapestr(t1, s1), mo__shapestr(t2, s2),
+                              mo__shapestr(a, sa));
+        }
+    } else {
+        out = mo__newtensor_dtype(L, nd, shape, a->dtype, 0, fname);
+        /* the allocation may have run a finalizer: read the operands again */
+        a = mo__checkarg(L, 1, fname);
+        t1 = mo__checkarg(L, i1, fname);
+        t2 = mo__checkarg(L, i2, fname);
+    }
+    /* the kernel wants one shape: stride-0 views of the operands that broadcast */
+    mo_tensor va, v1, v2, tmp1, tmp2;
+    mo_tensor_init(&va);
+    mo_tensor_init(&v1);
+    mo_tensor_init(&v2);
     mo_tensor_init(&tmp1);
     mo_tensor_init(&tmp2);
-    mo_tensor *out;
-    if (inplace) {
-        out = a;
-        st = mo__unalias(&tmp1, a, &t1);
-        if (st == MO_OK) st = mo__unalias(&tmp2, a, &t2);
-    } else {
-        out = new_like(L, a, fname);
-        st = MO_OK;
-    }
+    mo_status st = mo_tensor_expand(&va, a, nd, shape);
+    if (st == MO_OK) st = mo_tensor_expand(&v1, t1, nd, shape);
+    if (st == MO_OK) st = mo_tensor_expand(&v2, t2, nd, shape);
+    const mo_tensor *p1 = &v1, *p2 = &v2;
+    if (st == MO_OK && inplace) st = mo__unalias(&tmp1, out, &p1);
+    if (st == MO_OK && inplace) st = mo__unalias(&tmp2, out, &p2);
     if (st == MO_OK)
-        st = is_div ? mo_addcdiv(out, a, value, t1, t2) : mo_addcmul(out, a, value, t1, t2);
+        st = is_div ? mo_addcdiv(out, &va, value, p1, p2) : mo_addcmul(out, &va, value, p1, p2);
+    mo_tensor_release(&va);
+    mo_tensor_release(&v1);
+    mo_tensor_release(&v2);
     mo_tensor_release(&tmp1);
     mo_tensor_release(&tmp2);
     if (st != MO_OK) return mo__status_error(L, st, fname);
@@ -360,7 +450,9 @@ static int m_dot(lua_State *L)
     double r = 0.0;
     mo_status st = mo_dot(a, b, &r);
     if (st != MO_OK) return mo__status_error(L, st, "dot");
-    lua_pushnumber(L, (lua_Number)r);
+    /* a 0-d tensor of the operands' dtype, like every reduction without a dim */
+    mo_tensor *out = mo__newtensor_dtype(L, 0, NULL, a->dtype, 0, "dot");
+    mo__check(L, mo_fill(out, r), "dot");
     return 1;
 }
 
@@ -405,6 +497,7 @@ static const luaL_Reg math_methods[] = {
     BOTH(floor), BOTH(ceil), BOTH(round),
     BOTH(add), BOTH(sub), BOTH(mul), BOTH(div),
     {"eq", m_eq}, {"ne", m_ne}, {"lt", m_lt}, {"le", m_le}, {"gt", m_gt}, {"ge", m_ge},
+    {"eq_", m_eq_}, {"ne_", m_ne_}, {"lt_", m_lt_}, {"le_", m_le_}, {"gt_", m_gt_}, {"ge_", m_ge_},
     {"maximum", m_maximum}, {"minimum", m_minimum}, BOTH(masked_fill),
     BOTH(addcmul), BOTH(addcdiv), BOTH(add_row_bias),
     {"dot", m_dot},

@@ -96,6 +96,16 @@ mo_tensor *mo_lua_pushhost(lua_State *L, float *data, int ndim, const size_t *sh
                            mo_release_fn release, void *ud, int owner_idx);
 
 /*
+ * mo_lua_pushhost for host memory of either dtype: `data` holds numel(shape) elements of
+ * dt (MO_FLOAT64: doubles, aligned to 8 bytes), e.g. a host's double array lent as a
+ * float64 tensor; release(ud, data) as above, with data as passed. The same checks and
+ * errors, naming mo_lua_pushhost_dtype (and an unknown dtype).
+ */
+mo_tensor *mo_lua_pushhost_dtype(lua_State *L, void *data, mo_dtype dt, int ndim,
+                                 const size_t *shape, mo_release_data_fn release, void *ud,
+                                 int owner_idx);
+
+/*
  * The host takes back the memory behind the tensor at idx (a tensor made by
  * mo_lua_pushhost, a view of one, or any tensor): every tensor and view
  * sharing its storage then raises "tensor has been freed" when Lua uses it,

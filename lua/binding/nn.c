@@ -42,7 +42,8 @@ static mo_tensor *contig_arg(lua_State *L, int idx, const char *fname)
 {
     mo_tensor *t = mo__checktensor(L, idx, fname);
     if (mo_tensor_is_contiguous(t)) return t;
-    mo_tensor *c = mo__newtensor(L, t->ndim, t->shape, 0, fname);
+    mo_tensor *c = mo__newtensor_dtype(L, t->ndim, t->shape, t->dtype, 0, fname);
+    t = mo__recheck(L, idx, fname, 0, NULL); /* the allocation may have run a finalizer */
     mo_status st = mo_copy(c, t);
     if (st != MO_OK) mo__status_error(L, st, fname);
     lua_replace(L, idx);
@@ -51,22 +52,34 @@ static mo_tensor *contig_arg(lua_State *L, int idx, const char *fname)
 
 /*
  * The output buffer at stack slot idx: reused when it is a live contiguous
- * tensor of the wanted shape sharing storage with none of the `n` inputs,
- * else a new tensor stored into slot idx. The result is always at slot idx.
+ * tensor of the wanted shape and dtype (inputs[0]'s) sharing storage with none
+ * of the `n` inputs, else a new tensor stored into slot idx. The result is
+ * always at slot idx.
  */
 static mo_tensor *out_buffer(lua_State *L, int idx, int ndim, const size_t *shape,
                              const mo_tensor *const *inputs, int n, const char *fname)
 {
+    mo_dtype dt = inputs[0]->dtype;
     mo_tensor *t = mo__totensor(L, idx);
-    if (t && mo_tensor_alive(t) && mo_tensor_is_contiguous(t) && mo__shape_is(t, ndim, shape)) {
+    if (t && mo_tensor_alive(t) && mo_tensor_is_contiguous(t) && t->dtype == dt &&
+        mo__shape_is(t, ndim, shape)) {
         int shared = 0;
         for (int i = 0; i < n && !shared; i++)
             shared = inputs[i] && mo_tensor_same_storage(t, inputs[i]);
         if (!shared) return t;
     }
-    t = mo__newtensor(L, ndim, shape, 0, fname);
+    t = mo__newtensor_dtype(L, ndim, shape, dt, 0, fname);
     lua_replace(L, idx);
     return t;
+}
+
+/* The optional tensors a, b, c (NULL: absent) share x's dtype, else the mixing error. */
+static void same_dtypes(lua_State *L, const char *fname, const mo_tensor *x, const mo_tensor *a,
+                        const mo_tensor *b, const mo_tensor *c)
+{
+    if (a) mo__same_dtype(L, fname, x, a);
+    if (b) mo__same_dtype(L, fname, x, b);
+    if (c) mo__same_dtype(L, fname, x, c);
 }
 
 /* The .grad of the parameter at idx (pushed onto the stack), or NULL when it has none. */
@@ -132,7 +145,8 @@ static int l_linear_forward(lua_State *L)
     mo_tensor *w = mo__checktensor(L, 2, fname);
     mo_tensor *b = mo__opttensor(L, 3, fname);
     mo_nn_act act = check_act(L, 4);
-    float slope = (float)luaL_optnumber(L, 5, 0.0);
+    double slope = luaL_optnumber(L, 5, 0.0);
+    same_dtypes(L, fname, x, w, b, NULL);
     if (x->ndim != 2) {
         char sx[MO__SHAPE_BUF];
         return luaL_error(L, "%s: input must be 2-d {batch, in_features}, got %s", fname,
@@ -161,6 +175,7 @@ static int l_linear_backward(lua_State *L)
     mo_tensor *w = mo__checktensor(L, 3, fname);
     mo_tensor *b = mo__opttensor(L, 4, fname);
     int need_gi = lua_toboolean(L, 6);
+    same_dtypes(L, fname, x, g, w, b);
     if (x->ndim != 2 || x->shape[1] != w->shape[1])
         return two_shapes_error(L, fname, "input %s does not match weight %s", x, w);
     if (g->ndim != 2 || g->shape[0] != x->shape[0] || g->shape[1] != w->shape[0]) {
@@ -210,7 +225,7 @@ static int l_act_forward(lua_State *L)
     mo_nn_act act = check_act(L, 2);
     const char *fname = act_fname(act, 0);
     mo_tensor *x = contig_arg(L, 1, fname);
-    float slope = (float)luaL_optnumber(L, 3, 0.0);
+    double slope = luaL_optnumber(L, 3, 0.0);
     const mo_tensor *ins[1] = {x};
     mo_tensor *y = out_buffer(L, 4, x->ndim, x->shape, ins, 1, fname);
     mo__check(L, mo_nn_act_forward(y, x, act, slope), fname);
@@ -226,7 +241,8 @@ static int l_act_backward(lua_State *L)
     const char *fname = act_fname(act, 1);
     mo_tensor *s = contig_arg(L, 1, fname);
     mo_tensor *g = contig_arg(L, 2, fname);
-    float slope = (float)luaL_optnumber(L, 4, 0.0);
+    double slope = luaL_optnumber(L, 4, 0.0);
+    same_dtypes(L, fname, s, g, NULL, NULL);
     if (!mo_tensor_same_shape(g, s))
         return two_shapes_error(L, fname, "grad_output %s does not match input %s", g, s);
     const mo_tensor *ins[2] = {s, g};
@@ -275,6 +291,7 @@ static int l_softmax_backward(lua_State *L)
     lua_settop(L, 4);
     mo_tensor *y = contig_arg(L, 1, fname);
     mo_tensor *g = contig_arg(L, 2, fname);
+    same_dtypes(L, fname, y, g, NULL, NULL);
     if (!mo_tensor_same_shape(g, y))
         return two_shapes_error(L, fname, "grad_output %s does not match output %s", g, y);
     int dim = softmax_dim(L, 3, y, fname);
@@ -309,7 +326,8 @@ static int l_layernorm_forward(lua_State *L)
     lua_Integer d = luaL_checkinteger(L, 2);
     mo_tensor *gamma = mo__opttensor(L, 3, fname);
     mo_tensor *beta = mo__opttensor(L, 4, fname);
-    float eps = (float)luaL_checknumber(L, 5);
+    double eps = luaL_checknumber(L, 5);
+    same_dtypes(L, fname, x, gamma, beta, NULL);
     size_t rows = ln_rows(L, x, d, fname);
     const mo_tensor *ins[3] = {x, gamma, beta};
     mo_tensor *y = out_buffer(L, 6, x->ndim, x->shape, ins, 3, fname);
@@ -332,6 +350,7 @@ static int l_layernorm_backward(lua_State *L)
     mo_tensor *beta = mo__opttensor(L, 5, fname);
     mo_tensor *mean = mo__checktensor(L, 6, fname);
     mo_tensor *rstd = mo__checktensor(L, 7, fname);
+    same_dtypes(L, fname, x, g, gamma, beta);
     size_t rows = ln_rows(L, x, d, fname);
     if (!mo_tensor_same_shape(g, x))
         return two_shapes_error(L, fname, "grad_output %s does not match input %s", g, x);
@@ -373,7 +392,7 @@ static int l_dropout_forward(lua_State *L)
     static const char fname[] = "Dropout:forward";
     lua_settop(L, 4);
     mo_tensor *x = contig_arg(L, 1, fname);
-    float p = (float)luaL_checknumber(L, 2);
+    double p = luaL_checknumber(L, 2);
     const mo_tensor *ins[1] = {x};
     mo_tensor *y = out_buffer(L, 3, x->ndim, x->shape, ins, 1, fname);
     const mo_tensor *ins2[2] = {x, y};
@@ -390,6 +409,7 @@ static int l_dropout_backward(lua_State *L)
     lua_settop(L, 3);
     mo_tensor *g = contig_arg(L, 1, fname);
     mo_tensor *mask = mo__checktensor(L, 2, fname);
+    same_dtypes(L, fname, g, mask, NULL, NULL);
     if (!mo_tensor_same_shape(g, mask))
         return two_shapes_error(L, fname, "grad_output %s does not match input %s", g, mask);
     const mo_tensor *ins[2] = {g, mask};
@@ -415,6 +435,7 @@ static int pair_loss(lua_State *L, const char *fwd_name, const char *bwd_name,
     mo_tensor *out = contig_arg(L, 1, fname);
     mo_tensor *target = contig_arg(L, 2, fname);
     mo_nn_reduction red = check_reduction(L, 3);
+    same_dtypes(L, fname, out, target, NULL, NULL);
     if (!mo_tensor_same_shape(out, target))
         return two_shapes_error(L, fname, "input %s and target %s have different shapes", out,
                                 target);
@@ -442,7 +463,8 @@ static int l_bce_logits(lua_State *L)
                      mo_nn_bce_logits);
 }
 
-/* Class indices 1..nc from a Lua table: a new {B} tensor (pushed onto the stack). */
+/* Class indices 1..nc from a Lua table: a new {B} float64 tensor (pushed onto the stack;
+ * float64 holds every index exactly). */
 static mo_tensor *targets_from_table(lua_State *L, int idx, size_t batch, size_t nc,
                                      const char *fname)
 {
@@ -450,19 +472,18 @@ static mo_tensor *targets_from_table(lua_State *L, int idx, size_t batch, size_t
     if ((size_t)n != batch)
         luaL_error(L, "%s: target has %I class indices for a batch of %I", fname, n,
                    (lua_Integer)batch);
-    mo_tensor *t = mo__newtensor(L, 1, &batch, 0, fname);
-    float *p = mo_tensor_data(t);
+    mo_tensor *t = mo__newtensor_dtype(L, 1, &batch, MO_FLOAT64, 0, fname);
+    double *p = mo_tensor_ptr(t);
     for (lua_Integer i = 1; i <= n; i++) {
         int ty = lua_rawgeti(L, idx, i);
         if (ty != LUA_TNUMBER)
             luaL_error(L, "%s: target[%I] must be a class index, got %s", fname, i,
                        lua_typename(L, ty));
         lua_Number v = lua_tonumber(L, -1);
-        /* the range check comes first, so the cast to float below is exact */
         if (!(v >= 1 && v <= (lua_Number)nc) || v != floor(v))
             luaL_error(L, "%s: target[%I] = %s is not a class index in 1..%I", fname, i,
                        numstr(L, v), (lua_Integer)nc);
-        p[i - 1] = (float)v;
+        p[i - 1] = v;
         lua_pop(L, 1);
     }
     return t;
@@ -475,7 +496,7 @@ static int l_cross_entropy(lua_State *L)
     int want_grad = lua_toboolean(L, 5);
     const char *fname = want_grad ? "CrossEntropyLoss:backward" : "CrossEntropyLoss:forward";
     mo_tensor *x = contig_arg(L, 1, fname);
-    float smoothing = (float)luaL_checknumber(L, 3);
+    double smoothing = luaL_checknumber(L, 3);
     mo_nn_reduction red = check_reduction(L, 4);
     if (x->ndim != 2) {
         char sx[MO__SHAPE_BUF];
@@ -504,7 +525,8 @@ static int l_cross_entropy(lua_State *L)
     size_t bad = 0;
     mo_status st = mo_nn_cross_entropy(&loss, grad, x, target, 1, smoothing, red, &bad);
     if (st == MO_ERR_RANGE) {
-        lua_Number v = mo_tensor_data(target)[bad];
+        lua_Number v = target->dtype == MO_FLOAT64 ? ((const double *)mo_tensor_ptr(target))[bad]
+                                                   : ((const float *)mo_tensor_ptr(target))[bad];
         return luaL_error(L, "%s: target[%I] = %s is not a class index in 1..%I", fname,
                           (lua_Integer)bad + 1, numstr(L, v), (lua_Integer)nc);
     }
@@ -540,8 +562,10 @@ static int l_cross_entropy(lua_State *L)
  * it, and nothing allocates from there to the end.
  */
 
-/* Pass 1: copies the list into slot 2, checks it, and returns the total size. */
-static size_t flatten_collect(lua_State *L, lua_Integer n, const char *fname)
+/* Pass 1: copies the list into slot 2, checks it (one dtype, stored in *dt), and returns
+ * the total size. */
+static size_t flatten_collect(lua_State *L, lua_Integer n, mo_dtype *dt, int convert,
+                              const char *fname)
 {
     size_t total = 0;
     for (lua_Integer i = 1; i <= n; i++) {
@@ -549,6 +573,11 @@ static size_t flatten_collect(lua_State *L, lua_Integer n, const char *fname)
         mo_tensor *p = mo__totensor(L, -1);
         if (p == NULL || !mo_tensor_alive(p))
             luaL_error(L, "%s: parameter #%I is not a live %s", fname, i, MO_TENSOR_MT);
+        if (i == 1 && !convert) *dt = p->dtype;
+        if (p->dtype != *dt && !convert)
+            luaL_error(L, "%s: parameter #%I is %s, parameter #1 %s (convert the model with "
+                       ":double() or :float())", fname, i, mo_dtype_name(p->dtype),
+                       mo_dtype_name(*dt));
         lua_pushvalue(L, -1);
         if (lua_rawget(L, 3) != LUA_TNIL)
             luaL_error(L, "%s: parameter #%I appears twice", fname, i);
@@ -614,20 +643,24 @@ static void flatten_fill(lua_State *L, lua_Integer n, mo_tensor *fp, mo_tensor *
     }
 }
 
+/* nn_flatten(params [, dtype]) -> flat_params, flat_grads; with a dtype the parameters
+ * and their gradients are converted to it (model:double()), else they must share one. */
 static int l_flatten(lua_State *L)
 {
     static const char fname[] = "flatten";
     luaL_checktype(L, 1, LUA_TTABLE);
+    int convert = !lua_isnoneornil(L, 2);
+    mo_dtype dt = convert ? mo__checkdtype(L, 2, fname) : MO_FLOAT32;
     lua_settop(L, 1);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     if (n > INT_MAX) return luaL_error(L, "%s: too many parameters (%I)", fname, n);
     lua_createtable(L, (int)n, 0);  /* 2: the parameters */
     lua_createtable(L, 0, (int)n);  /* 3: the set */
-    size_t total = flatten_collect(L, n, fname);
+    size_t total = flatten_collect(L, n, &dt, convert, fname);
 
     /* pass 2: every allocation */
-    mo_tensor *fp = mo__newtensor(L, 1, &total, 0, fname);  /* 4 */
-    mo_tensor *fg = mo__newtensor(L, 1, &total, 1, fname);  /* 5 */
+    mo_tensor *fp = mo__newtensor_dtype(L, 1, &total, dt, 0, fname);  /* 4 */
+    mo_tensor *fg = mo__newtensor_dtype(L, 1, &total, dt, 1, fname);  /* 5 */
     lua_createtable(L, (int)n, 0);                          /* 6 */
     lua_createtable(L, (int)n, 0);                          /* 7 */
     for (lua_Integer i = 1; i <= n; i++) {

@@ -12,7 +12,9 @@
  *     booleans (there is no bool dtype); with a dim, any/all give 0/1 masks;
  *   - results have the input's dtype, indices included (exact 1-based integers;
  *     float32 refuses index ranges past 2^24, float64 holds them exactly);
- *   - keepdim keeps the reduced dim with size 1.
+ *   - keepdim keeps the reduced dim with size 1;
+ *   - sum, mean, std, var, logsumexp and norm also take a list of dims ({1, 3}): the
+ *     listed dims are permuted last and flattened into one lane (reduce_dims).
  * Every argument is checked before the first allocation; the input is checked
  * again after the result userdata exist (a finalizer may have freed it).
  */
@@ -93,13 +95,110 @@ static int push_reduce(lua_State *L, const char *fname, int dim, mo_reduce_op op
     return with_idx ? 2 : 1;
 }
 
+/* ---- several dims at once: sum, mean, std, var, logsumexp ({d1, d2, ...}) ---- */
+
+/* The dims listed in the table at idx (1-based or negative, distinct) as a bit set of
+ * 0-based dims of t; an empty list means every dim (as PyTorch's dim=[]). */
+static unsigned checkdims(lua_State *L, int idx, const char *fname, const mo_tensor *t)
+{
+    const lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    const int nd = t->ndim > 0 ? t->ndim : 1;
+    if (n == 0) return (1u << nd) - 1u;
+    if (n > nd)
+        mo__argerror(L, idx, fname, "%I dimensions listed for a %d-d tensor", n, t->ndim);
+    unsigned set = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        int ok = 0;
+        lua_Integer d = lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (ok && d < 0) d += nd + 1;
+        if (!ok || d < 1 || d > nd) {
+            char sb[MO__SHAPE_BUF];
+            lua_rawgeti(L, idx, i);
+            mo__argerror(L, idx, fname, "dims[%I] = %s is not a dimension of a %d-d tensor of "
+                         "shape %s (expected 1..%d or -%d..-1)", i, mo__describe(L, -1),
+                         t->ndim, mo__shapestr(t, sb), nd, nd);
+        }
+        if (set & (1u << (d - 1)))
+            mo__argerror(L, idx, fname, "dimension %I appears twice in the list", d);
+        set |= 1u << (d - 1);
+    }
+    return set;
+}
+
+/*
+ * op over the dims in `set` of t (a C handle, checked): the reduced dims are permuted to
+ * the end and flattened into one (a view when the strides allow, else one contiguous
+ * copy), then reduced as one dim into `out` (empty), reshaped to keep them as 1 under
+ * keepdim. a: the allocator of the result.
+ */
+static mo_status reduce_dims(mo_tensor *out, const mo_tensor *t, unsigned set, mo_reduce_op op,
+                             const mo_reduce_args *ra, const mo_allocator *a)
+{
+    const int nd = t->ndim;
+    int perm[MO_MAX_DIMS], nk = 0;
+    size_t flat[MO_MAX_DIMS], keep[MO_MAX_DIMS], lane = 1;
+    for (int d = 0; d < nd; d++)
+        if (!(set & (1u << d))) {
+            perm[nk] = d;
+            flat[nk++] = t->shape[d];
+        }
+    for (int d = 0, j = nk; d < nd; d++)
+        if (set & (1u << d)) {
+            perm[j++] = d;
+            lane *= t->shape[d]; /* a factor of numel: no overflow */
+        }
+    flat[nk] = lane;
+    for (int d = 0; d < nd; d++) keep[d] = (set & (1u << d)) ? 1 : t->shape[d];
+    mo_tensor pv, fv, copy, r;
+    mo_tensor_init(&pv);
+    mo_tensor_init(&fv);
+    mo_tensor_init(&copy);
+    mo_tensor_init(&r);
+    mo_status st = mo_tensor_permute(&pv, t, nd, perm);
+    if (st == MO_OK && mo_tensor_view_any(&fv, &pv, nk + 1, flat) != MO_OK) {
+        st = mo_tensor_clone(&copy, &pv, NULL);
+        if (st == MO_OK) st = mo_tensor_view(&fv, &copy, nk + 1, flat);
+    }
+    const mo_reduce_args one = {0, ra->p, ra->correction, ra->index_base};
+    if (st == MO_OK) st = mo_reduce(ra->keepdim ? &r : out, NULL, &fv, nk, op, &one, a);
+    if (st == MO_OK && ra->keepdim) st = mo_tensor_view(out, &r, nd, keep);
+    mo_tensor_release(&pv);
+    mo_tensor_release(&fv);
+    mo_tensor_release(&copy);
+    mo_tensor_release(&r);
+    return st;
+}
+
+/* Pushes op over the dims listed in the table at dims_idx of the tensor at 1. */
+static int push_reduce_dims(lua_State *L, const char *fname, int dims_idx, mo_reduce_op op,
+                            const mo_reduce_args *ra)
+{
+    const mo_tensor *t = mo__checkarg(L, 1, fname);
+    const unsigned set = checkdims(L, dims_idx, fname, t);
+    const int ndim = t->ndim;
+    if (ndim == 0) return push_reduce(L, fname, MO_DIM_ALL, op, ra, 0); /* one pseudo-dim */
+    size_t shape[MO_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) shape[d] = t->shape[d];
+    const size_t bytes = t->numel * mo_dtype_size(t->dtype); /* the result's, at most */
+    mo_tensor *r = mo_lua_newtensor(L);
+    const mo_allocator *a = mo__allocator(L, bytes);
+    t = recheck(L, fname, ndim, shape);
+    mo__check(L, reduce_dims(r, t, set, op, ra, a), fname);
+    account(L, r);
+    return 1;
+}
+
 /* ---- sum, mean, prod: ([dim [, keepdim]]) ---- */
 
 static int simple(lua_State *L, mo_reduce_op op, const char *fname)
 {
     const mo_tensor *t = mo__checkarg(L, 1, fname);
-    const int dim = lua_isnoneornil(L, 2) ? MO_DIM_ALL : checkdim(L, 2, fname, t);
     const mo_reduce_args ra = {optbool(L, 3, fname, "keepdim", 0), 2.0, 1.0, 1};
+    if (lua_type(L, 2) == LUA_TTABLE && op != MO_RED_PROD) /* PyTorch's prod takes one dim */
+        return push_reduce_dims(L, fname, 2, op, &ra);
+    const int dim = lua_isnoneornil(L, 2) ? MO_DIM_ALL : checkdim(L, 2, fname, t);
     return push_reduce(L, fname, dim, op, &ra, 0);
 }
 
@@ -115,10 +214,11 @@ static int spread(lua_State *L, mo_reduce_op op, const char *fname)
     int dim = MO_DIM_ALL, ub_idx = 3;
     if (lua_type(L, 2) == LUA_TBOOLEAN)
         ub_idx = 2; /* std(false): every element, biased */
-    else if (!lua_isnoneornil(L, 2))
+    else if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TTABLE)
         dim = checkdim(L, 2, fname, t);
     const int unbiased = optbool(L, ub_idx, fname, "unbiased", 1);
     const mo_reduce_args ra = {optbool(L, ub_idx + 1, fname, "keepdim", 0), 2.0, unbiased ? 1.0 : 0.0, 1};
+    if (lua_type(L, 2) == LUA_TTABLE) return push_reduce_dims(L, fname, 2, op, &ra);
     return push_reduce(L, fname, dim, op, &ra, 0);
 }
 
@@ -167,8 +267,9 @@ static int m_norm(lua_State *L)
     if (!(p > 0))
         return mo__argerror(L, 2, "norm", "p must be a positive number or math.huge, got %s",
                             mo__describe(L, 2));
-    const int dim = lua_isnoneornil(L, 3) ? MO_DIM_ALL : checkdim(L, 3, "norm", t);
     const mo_reduce_args ra = {optbool(L, 4, "norm", "keepdim", 0), (double)p, 1.0, 1};
+    if (lua_type(L, 3) == LUA_TTABLE) return push_reduce_dims(L, "norm", 3, MO_RED_NORM, &ra);
+    const int dim = lua_isnoneornil(L, 3) ? MO_DIM_ALL : checkdim(L, 3, "norm", t);
     return push_reduce(L, "norm", dim, MO_RED_NORM, &ra, 0);
 }
 
@@ -177,8 +278,10 @@ static int m_norm(lua_State *L)
 static int m_logsumexp(lua_State *L)
 {
     const mo_tensor *t = mo__checkarg(L, 1, "logsumexp");
-    const int dim = checkdim(L, 2, "logsumexp", t);
     const mo_reduce_args ra = {optbool(L, 3, "logsumexp", "keepdim", 0), 2.0, 1.0, 1};
+    if (lua_type(L, 2) == LUA_TTABLE)
+        return push_reduce_dims(L, "logsumexp", 2, MO_RED_LOGSUMEXP, &ra);
+    const int dim = checkdim(L, 2, "logsumexp", t);
     return push_reduce(L, "logsumexp", dim, MO_RED_LOGSUMEXP, &ra, 0);
 }
 

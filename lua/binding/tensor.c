@@ -328,42 +328,6 @@ mo_tensor *mo_lua_checktensor(lua_State *L, int idx)
     return mo__checktensor(L, idx, "mo_lua_checktensor");
 }
 
-/* Registry key of this state's count of tensor kilobytes not yet reported. */
-static const char gc_pending_key = 'g';
-
-/* How much tensor memory to gather before one report: a collection cycle costs
- * about as much as marking the whole Lua heap, so reporting every tensor made a
- * loop of 256 KB temporaries run a cycle per tensor (3x slower); batching keeps
- * the extra memory bounded by this amount. */
-#define MO__GC_BATCH_KB (16 * 1024)
-
-void mo__gc_account(lua_State *L, size_t numel)
-{
-    /* Tensor memory comes from the core's allocator, which Lua's collector
-     * never sees: it counts ~200 bytes per tensor, so a loop making 1 MB
-     * temporaries would pile up gigabytes before a cycle. Adding the bytes as
-     * collector debt paces collection as if Lua had allocated them. Small
-     * tensors are not worth the call. */
-    size_t kb = numel / (1024 / sizeof(float));
-    if (kb == 0) return;
-    size_t *pending;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &gc_pending_key) == LUA_TUSERDATA) {
-        pending = (size_t *)lua_touserdata(L, -1);
-        lua_pop(L, 1);
-    } else {
-        lua_pop(L, 1);
-        pending = (size_t *)lua_newuserdatauv(L, sizeof *pending, 0);
-        *pending = 0;
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &gc_pending_key);
-    }
-    *pending = kb > SIZE_MAX - *pending ? SIZE_MAX : *pending + kb;
-    if (*pending < MO__GC_BATCH_KB) return;
-    kb = *pending;
-    *pending = 0;
-    if (!lua_gc(L, LUA_GCISRUNNING)) return;
-    lua_gc(L, LUA_GCSTEP, kb > (size_t)INT_MAX ? INT_MAX : (int)kb);
-}
-
 mo_tensor *mo__newtensor(lua_State *L, int ndim, const size_t *shape, int zero, const char *fname)
 {
     return mo__newtensor_dtype(L, ndim, shape, MO_FLOAT32, zero, fname);
@@ -378,11 +342,17 @@ mo_tensor *mo__newtensor_dtype(lua_State *L, int ndim, const size_t *shape, mo_d
     size_t sizes[MO_MAX_DIMS];
     if (ndim < 0 || ndim > MO_MAX_DIMS) mo__status_error(L, MO_ERR_DIMS, fname);
     if (ndim > 0) memcpy(sizes, shape, (size_t)ndim * sizeof *sizes);
+    /* Reported before the new handle exists (alloc.c): a collection run here
+     * finds the caller's previous temporaries dead while they are still young. */
+    size_t n = 1;
+    for (int i = 0; i < ndim && n != 0; i++)
+        if (mo_size_mul(n, sizes[i], &n) != MO_OK) n = 0; /* the allocation below says why */
+    mo__gc_account(L, n * (mo_dtype_size(dt) / sizeof(float))); /* in floats */
     mo_tensor *t = mo_lua_newtensor(L);
-    mo_status st = zero ? mo_tensor_zeros_dtype(t, ndim, sizes, dt, NULL)
-                        : mo_tensor_empty_dtype(t, ndim, sizes, dt, NULL);
+    const mo_allocator *a = mo__allocator(L, n * mo_dtype_size(dt)); /* after the last Lua allocation */
+    mo_status st = zero ? mo_tensor_zeros_dtype(t, ndim, sizes, dt, a)
+                        : mo_tensor_empty_dtype(t, ndim, sizes, dt, a);
     if (st != MO_OK) mo__status_error(L, st, fname);
-    mo__gc_account(L, t->numel * (mo_dtype_size(dt) / sizeof(float))); /* in floats */
     return t;
 }
 
@@ -857,11 +827,13 @@ static int to_dtype(lua_State *L, mo_dtype dt, const char *fname)
         lua_pushvalue(L, 1); /* return self, as PyTorch's .to() does */
         return 1;
     }
+    mo__gc_account(L, t->numel * (mo_dtype_size(dt) / sizeof(float))); /* before: alloc.c */
+    const size_t bytes = t->numel * mo_dtype_size(dt);
     mo_tensor *r = mo_lua_newtensor(L);
+    const mo_allocator *a = mo__allocator(L, bytes);
     t = mo__recheck(L, 1, fname, 0, NULL);
-    mo_status st = mo_tensor_clone_dtype(r, t, dt, NULL);
+    mo_status st = mo_tensor_clone_dtype(r, t, dt, a);
     if (st != MO_OK) return mo__status_error(L, st, fname);
-    mo__gc_account(L, r->numel * (mo_dtype_size(dt) / sizeof(float)));
     return 1;
 }
 
@@ -877,10 +849,13 @@ static int m_float(lua_State *L) { return to_dtype(L, MO_FLOAT32, "float"); }
 static int m_clone(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "clone");
+    mo__gc_account(L, t->numel * (mo_dtype_size(t->dtype) / sizeof(float))); /* before: alloc.c */
+    const size_t bytes = t->numel * mo_dtype_size(t->dtype);
     mo_tensor *r = mo_lua_newtensor(L);
-    mo_status st = mo_tensor_clone(r, t, NULL);
+    const mo_allocator *a = mo__allocator(L, bytes);
+    t = mo__recheck(L, 1, "clone", 0, NULL); /* the allocations may have freed it */
+    mo_status st = mo_tensor_clone(r, t, a);
     if (st != MO_OK) return mo__status_error(L, st, "clone");
-    mo__gc_account(L, r->numel);
     return 1;
 }
 

@@ -249,11 +249,11 @@ local function gather(ds, rows)
   for k, v in pairs(ds) do out[k] = v end
   local xs = ds.x:shape()
   xs[1] = #rows
-  out.x = core.gather_rows(core.empty(xs), ds.x, rows, 1, #rows)
+  out.x = core.gather_rows(core.empty(xs, {dtype = ds.x.dtype}), ds.x, rows, 1, #rows)
   if ds.y then
     local ys = ds.y:shape()
     ys[1] = #rows
-    out.y = core.gather_rows(core.empty(ys), ds.y, rows, 1, #rows)
+    out.y = core.gather_rows(core.empty(ys, {dtype = ds.y.dtype}), ds.y, rows, 1, #rows)
   end
   return out
 end
@@ -344,11 +344,11 @@ local function buffers(self, count)
   if not self.xbuf then
     local xs = ds.x:shape()
     xs[1] = self.batch_size
-    self.xbuf = core.empty(xs)
+    self.xbuf = core.empty(xs, {dtype = ds.x.dtype})
     if ds.y then
       local ys = ds.y:shape()
       ys[1] = self.batch_size
-      self.ybuf = core.empty(ys)
+      self.ybuf = core.empty(ys, {dtype = ds.y.dtype})
     end
   end
   if count == self.batch_size then return self.xbuf, self.ybuf end

@@ -1136,7 +1136,7 @@ TEST(float64_matmul_and_dtypes)
     CHECK(fabs((double)(float)want - want) > 1e-9); /* float32 could not have produced it */
     CHECK(mo_matmul(&f, &a, 0, &b, 0, 1.0, 0.0) == MO_ERR_DTYPE);
     CHECK(mo_binary(&c1, &a, &f, MO_ADD) == MO_ERR_DTYPE);
-    CHECK(mo_nn_act_forward(&c1, &a, MO_ACT_RELU, 0.0f) == MO_ERR_DTYPE);
+    CHECK(mo_nn_act_forward(&f, &a, MO_ACT_RELU, 0.0f) == MO_ERR_DTYPE); /* mixed dtypes */
     CHECK(strcmp(mo_dtype_name(MO_FLOAT64), "float64") == 0 && mo_dtype_size(MO_FLOAT64) == 8);
     mo_tensor_release(&a); mo_tensor_release(&b); mo_tensor_release(&c1);
     mo_tensor_release(&c2); mo_tensor_release(&f);

@@ -7,6 +7,7 @@
  * compiled-in Lua files (mo_lua_openlibs), so they need nothing on disk.
  */
 #include <lauxlib.h>
+#include <pthread.h>
 #include <lua.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -392,6 +393,131 @@ TEST(gc_method_on_host_memory_revokes_every_view)
     CHECK(log.calls == 1);
 }
 
+/* The state's tensor allocator (lua/binding/alloc.c) caches freed large blocks and is
+ * reference counted: a host's handle on a large tensor outlives lua_close and its memory
+ * stays valid until the host releases it (valgrind/ASan in `make check` see a leak or a
+ * use after free otherwise). Small tensors (not cached) take the same path. */
+TEST(large_storage_outlives_its_state)
+{
+    lua_State *L = new_state();
+    CHECK(L != NULL);
+    if (!L) return;
+    /* freed blocks are in the cache when the state closes */
+    CHECK(run_is(L, "mo = require 'moonopt' for i = 1, 20 do local _ = mo.ones(300, 300) * i end "
+                    "big = mo.full({512, 512}, 3) small = mo.full({4}, 2) return big:sum():item()",
+                 "786432.0"));
+    mo_tensor keep_big, keep_small;
+    mo_tensor_init(&keep_big);
+    mo_tensor_init(&keep_small);
+    lua_getglobal(L, "big");
+    CHECK_OK(mo_tensor_share(&keep_big, mo_lua_checktensor(L, -1)));
+    lua_getglobal(L, "small");
+    CHECK_OK(mo_tensor_share(&keep_small, mo_lua_checktensor(L, -1)));
+    lua_pop(L, 2);
+    lua_close(L);
+    double s = 0;
+    CHECK_OK(mo_sum(&keep_big, &s));
+    CHECK(s == 786432.0);
+    CHECK_OK(mo_sum(&keep_small, &s));
+    CHECK(s == 8.0);
+    mo_tensor_release(&keep_big);   /* the last block: frees the cache too */
+    mo_tensor_release(&keep_small);
+}
+
+/* A host may release storage from any thread (docs/design.md "Memory ownership"): large
+ * tensors' handles released by another thread while the state allocates and frees large
+ * tensors through the same cache. Run under ASan/valgrind by `make check`. */
+enum { RELEASED = 16 };
+static void *release_all(void *arg)
+{
+    mo_tensor *ts = arg;
+    for (int i = 0; i < RELEASED; i++) mo_tensor_release(&ts[i]);
+    return NULL;
+}
+
+TEST(large_storage_released_from_another_thread)
+{
+    lua_State *L = new_state();
+    CHECK(L != NULL);
+    if (!L) return;
+    mo_tensor keep[RELEASED];
+    CHECK(run_is(L, "mo = require 'moonopt' held = {} for i = 1, 16 do held[i] = mo.full({128, 128}, i) "
+                    "end return #held", "16"));
+    for (int i = 0; i < RELEASED; i++) {
+        mo_tensor_init(&keep[i]);
+        lua_getglobal(L, "held");
+        lua_rawgeti(L, -1, i + 1);
+        CHECK_OK(mo_tensor_share(&keep[i], mo_lua_checktensor(L, -1)));
+        lua_pop(L, 2);
+    }
+    CHECK(run_is(L, "held = nil collectgarbage() return 0", "0"));
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, release_all, keep) == 0);
+    CHECK(run_is(L, "local s = 0 for i = 1, 200 do s = s + (mo.ones(128, 128) * i):sum():item() end "
+                    "return s", "329318400.0"));
+    CHECK(pthread_join(th, NULL) == 0);
+    lua_close(L);
+}
+
+static void log_release_v(void *ud, void *data)
+{
+    release_log *log = (release_log *)ud;
+    log->calls++;
+    log->data = data;
+}
+
+/* A host's double array lent as a float64 tensor: no copy, float64 arithmetic on it (1e-12
+ * survives, which float32 would lose), writes visible to the host, release once with the
+ * host's pointer; a pointer not aligned for double and an unknown dtype are refused. */
+TEST(pushhost_float64_shares_double_memory)
+{
+    lua_State *L = new_state();
+    CHECK(L != NULL);
+    if (!L) return;
+    double buf[4] = {1.0 + 1e-12, 2.0, 3.0, 4.0};
+    size_t shape[2] = {2, 2};
+    release_log log = {0, NULL};
+    mo_tensor *t = mo_lua_pushhost_dtype(L, buf, MO_FLOAT64, 2, shape, log_release_v, &log, 0);
+    CHECK(t != NULL && mo_tensor_ptr(t) == (void *)buf && t->dtype == MO_FLOAT64);
+    lua_setglobal(L, "h");
+    CHECK(run_is(L, "return h.dtype", "float64"));
+    CHECK(run_is(L, "return string.format('%.13f', h:sum():item())", "10.0000000000010"));
+    CHECK(run_is(L, "h:mul_(2) return h:t():contiguous()[1][2]:item()", "6.0"));
+    CHECK(buf[2] == 6.0 && buf[0] == 2.0 + 2e-12);
+    CHECK(run_is(L, "h = nil collectgarbage() collectgarbage() return 0", "0"));
+    CHECK(log.calls == 1 && (void *)log.data == (void *)buf);
+
+    _Alignas(double) unsigned char bytes[4 * sizeof(double) + 4];
+    size_t n = 2;
+    mo_tensor w;
+    mo_tensor_init(&w);
+    CHECK_STATUS(mo_tensor_wrap_dtype(&w, bytes + 4, MO_FLOAT64, 1, &n, NULL, NULL), MO_ERR_ARG);
+    CHECK_STATUS(mo_tensor_wrap_dtype(&w, bytes, (mo_dtype)7, 1, &n, NULL, NULL), MO_ERR_DTYPE);
+    CHECK_OK(mo_tensor_wrap_dtype(&w, bytes + 4, MO_FLOAT32, 1, &n, NULL, NULL)); /* float: 4 is fine */
+    mo_tensor_release(&w);
+    lua_close(L);
+}
+
+static int push_misaligned_double(lua_State *L)
+{
+    static _Alignas(double) unsigned char bytes[2 * sizeof(double) + 4];
+    size_t n = 2;
+    mo_lua_pushhost_dtype(L, bytes + 4, MO_FLOAT64, 1, &n, NULL, NULL, 0);
+    return 1;
+}
+
+TEST(pushhost_float64_refuses_misaligned_data)
+{
+    lua_State *L = new_state();
+    CHECK(L != NULL);
+    if (!L) return;
+    lua_pushcfunction(L, push_misaligned_double);
+    CHECK(lua_pcall(L, 0, 1, 0) != LUA_OK);
+    CHECK(strstr(lua_tostring(L, -1), "mo_lua_pushhost_dtype: data") != NULL);
+    CHECK(strstr(lua_tostring(L, -1), "is not aligned to 8 bytes (a double's alignment)") != NULL);
+    lua_close(L);
+}
+
 int main(void)
 {
     RUN(pushhost_shares_memory_without_copy);
@@ -403,5 +529,9 @@ int main(void)
     RUN(revoke_refuses_an_invalid_index);
     RUN(wrap_refuses_misaligned_data);
     RUN(gc_method_on_host_memory_revokes_every_view);
+    RUN(large_storage_outlives_its_state);
+    RUN(pushhost_float64_shares_double_memory);
+    RUN(pushhost_float64_refuses_misaligned_data);
+    RUN(large_storage_released_from_another_thread);
     return ctest_summary();
 }

@@ -60,7 +60,7 @@ function TestDtypeGolden.test_reductions()
   check(x:sum(1), G.sum1, "sum(1)"); check(x:sum(2), G.sum2, "sum(2)")
   check(x:mean(2), G.mean2, "mean(2)"); check(x:max(1), G.max1, "max(1)")
   check(x:min(2), G.min2, "min(2)"); check(x:argmax(2), G.argmax2, "argmax(2)")
-  close(x:dot(y), G.dot, "dot"); close(x:norm():item(), G.norm, "norm")
+  close(x:dot(y):item(), G.dot, "dot"); close(x:norm():item(), G.norm, "norm")
   close(require("moonopt.core").norm_many{x, x}, G.norm * math.sqrt(2), "norm_many")
 end
 

@@ -519,6 +519,29 @@ method("pow_", function() return {2} end, {inplace = true})
 method("addcmul_", function(a) return {a[2], a[3], 0.5} end, {inplace = true})
 method("sub_", function(a) return {a[2]:t():t()} end, {inplace = true})
 method("copy", function(a) return {a[2]:t():contiguous():t()} end)
+-- t11: multi-dim reductions, clamp with tensor bounds, broadcasting addcmul, in-place
+-- comparisons, float64 nn and data helpers, nn_flatten converting dtypes
+method("sum", function() return {{1, 2}, true} end)
+method("std", function() return {{2, 1}} end)
+method("logsumexp", function() return {{1, 2}} end)
+method("clamp", function(a) return {a[2]:narrow(1, 1, 1), 9} end)
+method("clamp_", function(a) return {a[2], a[3]} end, {inplace = true})
+method("addcmul", function() return {mo.ones(1, 4), mo.ones(3, 1)} end)
+method("addcdiv_", function(a) return {a[2]:narrow(1, 1, 1), a[3]} end, {inplace = true})
+method("lt_", other, {inplace = true})
+method("eq_", function() return {2} end, {inplace = true})
+case("nn_flatten float64", "flatten",
+  function()
+    local p1, p2 = M(2, 3), mo.tensor{5, 6}
+    p1.grad = M(2, 3, 1)
+    return {{p1, p2}}
+  end,
+  function(a) return core.nn_flatten(a[1], "float64") end, {inplace = true, picks = 2})
+case("nn_linear_forward float64", "Linear:forward",
+  function() return {M(3, 4):double(), M(2, 4):double(), mo.tensor({1, 2}, {dtype = "float64"})} end,
+  function(a) return core.nn_linear_forward(a[1], a[2], a[3], core.NN_ACT_TANH, 0, nil) end)
+case("column_mean_std float64", "column_mean_std", function() return {M(3, 2):double()} end,
+  function(a) return core.column_mean_std(a[1]) end)
 case("mo.matmul trans", "matmul", function() return {M(3, 2), M(4, 3), {trans_a = true, trans_b = true}} end,
   function(a) return mo.matmul(a[1], a[2], a[3]) end)
 

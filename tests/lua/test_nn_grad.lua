@@ -68,7 +68,7 @@ local function check_module(m, x)
   local r = mo.randn(y:shape())
   m:zero_grad()
   local gi = m:backward(x, r):clone()
-  local function f() return m:forward(x):dot(r) end
+  local function f() return m:forward(x):dot(r):item() end
   assert_grad(gi, numeric_grad(f, x), m._class_name .. " input")
   for _, np in ipairs(m:named_parameters()) do
     local p = np[2]
@@ -101,7 +101,7 @@ function TestNnGrad.test_checker_catches_wrong_gradients()
   m:forward(x)
   m:zero_grad()
   local gi = m:backward(x, r):clone()
-  local num = numeric_grad(function() return m:forward(x):dot(r) end, x)
+  local num = numeric_grad(function() return m:forward(x):dot(r):item() end, x)
   lu.assertTrue(compare(gi, num, "right"))
   lu.assertFalse(compare(gi:mul(1.03), num, "3% too large"))
   lu.assertFalse(compare(gi:t():contiguous():view(2, 4), num, "transposed"))

@@ -361,7 +361,7 @@ end
 function TestOptimF64.test_functional_layer()
   local function opfunc(x)
     local d = x - A
-    return d:dot(d), d * 2
+    return d:dot(d):item(), d * 2
   end
   local runs = {
     {"sgd", {learningRate = 0.1, momentum = 0.5}, 200},

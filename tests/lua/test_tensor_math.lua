@@ -169,7 +169,8 @@ end
 
 function TestTensorMath.test_dot_norm_norm_many()
   local a, b = mo.tensor{1, 2, 3}, mo.tensor{4, -5, 6}
-  lu.assertEquals(a:dot(b), 12)
+  lu.assertEquals(a:dot(b):item(), 12)
+  lu.assertEquals(a:dot(b):dim(), 0)   -- a 0-d tensor, like every reduction without a dim
   near(a:norm():item(), math.sqrt(14), 1e-7)   -- a float32 0-d result
   lu.assertEquals(mo.tensor{{3, 0}, {0, 4}}:norm():item(), 5)
   near(core.norm_many{a, b}, math.sqrt(14 + 77), 1e-12)

@@ -248,7 +248,7 @@ function TestTensorRef:test_whole_reductions()
   near(a:min():item(), REF.min, 1e-8)
   lu.assertEquals(a:argmax():item(), math.tointeger(REF.argmax))
   near(a:norm():item(), REF.norm, 1e-6)
-  near(a:dot(a), REF.dotAA, 1e-6)
+  near(a:dot(a):item(), REF.dotAA, 1e-6)
   near(core.norm_many{a, self.B}, REF.norm_many, 1e-6)
   -- the same through strided views
   near(a:t():sum(1):totable(), REF.t_sum1, 1e-6)

@@ -320,16 +320,17 @@ function Module:children()
   return list
 end
 
---- flatten_parameters(): moves all parameters of this module tree into one
+--- flatten_parameters([dtype]): moves all parameters of this module tree into one
 -- buffer (and their gradients into another) now, preserving values and the
 -- tensors' identity: O(the tree's parameters). Layers call it at the end of their
 -- _init (so does a custom module); containers leave it to the first call that needs
 -- the layout (settle, below). Buffers handed out earlier by flat_parameters() are no
--- longer the parameters' storage afterwards.
-function Module:flatten_parameters()
+-- longer the parameters' storage afterwards. With a dtype, the parameters and their
+-- gradients are converted to it on the way (Module:to).
+function Module:flatten_parameters(dtype)
   local list = param_list(self)
   if #list == 0 then return self end
-  local fp, fg = core.nn_flatten(list)
+  local fp, fg = core.nn_flatten(list, dtype)
   local home, off = {fp = fp, fg = fg}, 0
   for _, t in ipairs(list) do
     home_of[t], offset_of[t] = home, off
@@ -424,6 +425,32 @@ function Module:flat_parameters()
   return fp, fg
 end
 
+--- to(dtype) / double() / float(): converts every parameter of this module's tree and its
+-- gradient to dtype ("float32" or "float64") in place, keeping the tensors' identity (an
+-- optimizer built before still holds them; its state must be made again for the new
+-- dtype), and re-homes them in flat buffers of that dtype. A class holding other tensors
+-- (running statistics) converts them in a method _to_dtype(dtype), called on every module
+-- of the tree. Returns the module.
+local function to_dtype(self, dtype)
+  if dtype ~= "float32" and dtype ~= "float64" then
+    fail("%s:to: dtype must be \"float32\" or \"float64\", got %s", self._class_name, show(dtype))
+  end
+  local stack, seen = {self}, {}
+  while #stack > 0 do
+    local m = table.remove(stack)
+    if not seen[m] then
+      seen[m] = true
+      if m._to_dtype then m:_to_dtype(dtype) end
+      for _, nc in ipairs(m._children) do stack[#stack + 1] = nc[2] end
+    end
+  end
+  Module.flatten_parameters(self, dtype)
+  return self
+end
+Module.to = api(to_dtype)
+function Module:double() return Module.to(self, "float64") end
+function Module:float() return Module.to(self, "float32") end
+
 --- Gives each own parameter without a .grad its gradient view back, zeroed
 -- (after an optimizer's zero_grad(set_to_none)); backward passes call it.
 function Module:_reattach_grads()
@@ -432,7 +459,7 @@ function Module:_reattach_grads()
     if t.grad == nil then
       local home = grad_home[t]
       if home == nil then
-        home = core.zeros(t:shape())
+        home = core.zeros(t:shape(), {dtype = t.dtype})
         grad_home[t] = home
       end
       t.grad = home:zero_()

@@ -273,7 +273,7 @@ function M.lbfgs(opfunc, x, config, state)
       -- changes y, old_stps the steps s (torch7 itself named them the other way round)
       local y = g:sub(g_old)
       local s = d:mul(t)
-      local ys = y:dot(s)
+      local ys = y:dot(s):item()
       if ys > 1e-10 then
         if #old_dirs == nCorrection then
           table.remove(old_dirs, 1)
@@ -281,15 +281,15 @@ function M.lbfgs(opfunc, x, config, state)
         end
         old_dirs[#old_dirs + 1] = y
         old_stps[#old_stps + 1] = s
-        Hdiag = ys / y:dot(y)
+        Hdiag = ys / y:dot(y):item()
       end
       local ro = {}
-      for i = 1, #old_dirs do ro[i] = 1 / old_dirs[i]:dot(old_stps[i]) end
+      for i = 1, #old_dirs do ro[i] = 1 / old_dirs[i]:dot(old_stps[i]):item() end
       d = two_loop(g, old_stps, old_dirs, ro, Hdiag, {})
     end
     g_old = g:clone()
     f_old = f
-    local gtd = g:dot(d)
+    local gtd = g:dot(d):item()
     if gtd > -tolX then break end
     if state.nIter == 1 then
       t = math.min(1, 1 / g:abs():sum():item()) * learningRate
@@ -353,14 +353,14 @@ function M.cg(opfunc, x, config, state)
   f1, df1 = feval()
   fx[#fx + 1] = f1
   local s = df1:neg()                   -- the search direction
-  d1 = -s:dot(s)                        -- its slope
+  d1 = -s:dot(s):item()                        -- its slope
   z1 = red / (1 - d1)                   -- the initial step
 
   while i < math.abs(maxEval) do
     x0, f0 = x:clone(), f1
     axpy(x, z1, s)
     f2, df2 = feval()
-    d2 = df2:dot(s)
+    d2 = df2:dot(s):item()
     f3, d3, z3 = f1, d1, -z1            -- point 3 starts equal to point 1
     local m = math.min(maxIter, maxEval - i)
     local success = false
@@ -382,7 +382,7 @@ function M.cg(opfunc, x, config, state)
         axpy(x, z2, s)
         f2, df2 = feval()
         m = m - 1
-        d2 = df2:dot(s)
+        d2 = df2:dot(s):item()
         z3 = z3 - z2
       end
       if f2 > f1 + z1 * rho * d1 or d2 > -sig * d1 then
@@ -415,21 +415,21 @@ function M.cg(opfunc, x, config, state)
       axpy(x, z2, s)
       f2, df2 = feval()
       m = m - 1
-      d2 = df2:dot(s)
+      d2 = df2:dot(s):item()
     end
     if success then
       f1 = f2
       fx[#fx + 1] = f1
       -- Polack-Ribiere direction
-      local ss = (df2:dot(df2) - df2:dot(df1)) / df1:dot(df1)
+      local ss = (df2:dot(df2):item() - df2:dot(df1):item()) / df1:dot(df1):item()
       s:mul_(ss)
       axpy(s, -1, df2)
       df1 = df2  -- the next line search evaluates a fresh df2
-      d2 = df1:dot(s)
+      d2 = df1:dot(s):item()
       if d2 > 0 then
         -- not a descent direction: steepest descent instead
         s = df1:neg()
-        d2 = -s:dot(s)
+        d2 = -s:dot(s):item()
       end
       z1 = z1 * math.min(ratio, d1 / (d2 - 1e-320))
       d1 = d2
@@ -441,7 +441,7 @@ function M.cg(opfunc, x, config, state)
       -- restart along the steepest descent at the last evaluated gradient (as minimize does)
       df1 = df2
       s = df1:neg()
-      d1 = -s:dot(s)
+      d1 = -s:dot(s):item()
       z1 = 1 / (1 - d1)
       ls_failed = true
     end

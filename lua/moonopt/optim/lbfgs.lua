@@ -98,7 +98,7 @@ local function strong_wolfe(obj_func, x, t, d, f, g, gtd, tolerance_change)
   g = g:clone()
   local f_new, g_new = obj_func(x, t, d)
   local ls_func_evals = 1
-  local gtd_new = g_new:dot(d)
+  local gtd_new = g_new:dot(d):item()
   local t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
   local done = false
   local ls_iter = 0
@@ -127,7 +127,7 @@ local function strong_wolfe(obj_func, x, t, d, f, g, gtd, tolerance_change)
     t_prev, f_prev, g_prev, gtd_prev = tmp, f_new, g_new:clone(), gtd_new
     f_new, g_new = obj_func(x, t, d)
     ls_func_evals = ls_func_evals + 1
-    gtd_new = g_new:dot(d)
+    gtd_new = g_new:dot(d):item()
     ls_iter = ls_iter + 1
   end
   if ls_iter == max_ls then
@@ -157,7 +157,7 @@ local function strong_wolfe(obj_func, x, t, d, f, g, gtd, tolerance_change)
     end
     f_new, g_new = obj_func(x, t, d)
     ls_func_evals = ls_func_evals + 1
-    gtd_new = g_new:dot(d)
+    gtd_new = g_new:dot(d):item()
     ls_iter = ls_iter + 1
     if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos] then
       bracket[high_pos], bracket_f[high_pos] = t, f_new
@@ -290,7 +290,7 @@ function LBFGS:step(closure)
     else
       local y = flat_grad:sub(prev_flat_grad)
       local s = d:mul(t)
-      local ys = y:dot(s)
+      local ys = y:dot(s):item()
       if ys > 1e-10 then
         -- remember the curvature pair, dropping the oldest beyond history_size
         if #old_dirs == history_size then
@@ -301,7 +301,7 @@ function LBFGS:step(closure)
         old_dirs[#old_dirs + 1] = y
         old_stps[#old_stps + 1] = s
         ro[#ro + 1] = 1 / ys
-        H_diag = ys / y:dot(y)
+        H_diag = ys / y:dot(y):item()
       end
       -- d = -H g with the limited-memory inverse Hessian (PyTorch's names: old_stps holds
       -- the steps s, old_dirs the gradient changes y)
@@ -318,7 +318,7 @@ function LBFGS:step(closure)
     else
       t = lr
     end
-    local gtd = flat_grad:dot(d)
+    local gtd = flat_grad:dot(d):item()
     if gtd > -tolerance_change then break end
 
     local ls_func_evals = 0

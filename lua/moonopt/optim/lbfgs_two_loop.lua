@@ -15,12 +15,12 @@ return function(g, s, y, ro, H_diag, al)
   local k = #s
   local q = g:neg()
   for i = k, 1, -1 do
-    al[i] = s[i]:dot(q) * ro[i]
+    al[i] = s[i]:dot(q):item() * ro[i]
     axpy(q, -al[i], y[i])
   end
   local d = q:mul(H_diag)
   for i = 1, k do
-    local be_i = y[i]:dot(d) * ro[i]
+    local be_i = y[i]:dot(d):item() * ro[i]
     axpy(d, al[i] - be_i, s[i])
   end
   return d
