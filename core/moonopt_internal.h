@@ -75,9 +75,6 @@ mo_status mo__check_live(int n, const mo_tensor *const *ts);
 
 /* MO_ERR_DTYPE unless the n handles (non-NULL) all have ts[0]'s dtype. */
 mo_status mo__check_dtypes(int n, const mo_tensor *const *ts);
-/* MO_ERR_DTYPE unless the n handles (non-NULL) are all float32: the kernels that
- * exist for float32 only in this stage (nn, data) refuse float64 with it. */
-mo_status mo__check_f32(int n, const mo_tensor *const *ts);
 
 /*
  * Two dtypes, one kernel source (docs/design.md "Two dtypes"). A file's

@@ -468,13 +468,6 @@ mo_status mo__check_dtypes(int n, const mo_tensor *const *ts)
     return MO_OK;
 }
 
-mo_status mo__check_f32(int n, const mo_tensor *const *ts)
-{
-    for (int i = 0; i < n; i++)
-        if (ts[i] && ts[i]->dtype != MO_FLOAT32) return MO_ERR_DTYPE;
-    return MO_OK;
-}
-
 /* Validation shared by the public functions: NULL -> ARG, dead -> FREED, shapes -> SHAPE,
  * dtypes -> DTYPE. */
 static mo_status check_same(int n, const mo_tensor *const *ts)

@@ -220,9 +220,6 @@ size_t mo__shape_numel(lua_State *L, const char *fname, int ndim, const size_t *
 /* Returns 1 when a and b share a dtype, else raises
  * "fname: dtype mismatch: float32 vs float64 (convert one with :double() or :float())". */
 int mo__same_dtype(lua_State *L, const char *fname, const mo_tensor *a, const mo_tensor *b);
-/* Returns 1 for a float32 tensor, else raises "fname: expects float32 tensors, got float64
- * ..." (the nn, data and optimizer kernels that are float32 only in this stage). */
-int mo__need_f32(lua_State *L, const char *fname, const mo_tensor *t);
 /* The dtype named by the string at idx ("float32" or "float64"), or an argument error. */
 mo_dtype mo__checkdtype(lua_State *L, int idx, const char *fname);
 /* Whether the value at idx is an options table: a table with keys but no array part

@@ -365,13 +365,6 @@ int mo__same_dtype(lua_State *L, const char *fname, const mo_tensor *a, const mo
                       fname, mo_dtype_name(a->dtype), mo_dtype_name(b->dtype));
 }
 
-int mo__need_f32(lua_State *L, const char *fname, const mo_tensor *t)
-{
-    if (t->dtype == MO_FLOAT32) return 1;
-    return luaL_error(L, "%s: expects float32 tensors, got %s (float64 is not supported here yet; "
-                      "convert with :float())", fname, mo_dtype_name(t->dtype));
-}
-
 mo_dtype mo__checkdtype(lua_State *L, int idx, const char *fname)
 {
     if (lua_type(L, idx) == LUA_TSTRING) {
