@@ -239,3 +239,73 @@ mo_status mo_count_correct(const mo_tensor *scores, const mo_tensor *labels, flo
     *correct = hits;
     return MO_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Augmentation: random crop with zero padding, horizontal flip             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One example's planes: d, s {C, H, W} contiguous. Row y of the output reads source row
+ * y + dy - pad; column x reads source column (flip ? W-1-x : x) + dx - pad; anything
+ * outside the source is 0. The valid columns are one run, so an unflipped row is a
+ * memcpy between two zero fills.
+ */
+static void crop_flip_one(float *d, const float *s, size_t C, size_t H, size_t W, ptrdiff_t oy,
+                          ptrdiff_t ox, int flip)
+{
+    /* source column of output column x: x + ox (plain) or W-1-x + ox (flipped);
+     * valid output columns are x0 .. x1-1 */
+    ptrdiff_t w = (ptrdiff_t)W;
+    ptrdiff_t x0 = flip ? ox : -ox, x1 = flip ? w + ox : w - ox;
+    if (x0 < 0) x0 = 0;
+    if (x1 > w) x1 = w;
+    for (size_t c = 0; c < C; c++) {
+        for (size_t y = 0; y < H; y++) {
+            float *drow = d + (c * H + y) * W;
+            ptrdiff_t sy = (ptrdiff_t)y + oy;
+            if (sy < 0 || sy >= (ptrdiff_t)H || x0 >= x1) {
+                memset(drow, 0, W * sizeof *drow);
+                continue;
+            }
+            const float *srow = s + (c * H + (size_t)sy) * W;
+            memset(drow, 0, (size_t)x0 * sizeof *drow);
+            if (flip) {
+                for (ptrdiff_t x = x0; x < x1; x++) drow[x] = srow[w - 1 - x + ox];
+            } else {
+                memcpy(drow + x0, srow + x0 + ox, (size_t)(x1 - x0) * sizeof *drow);
+            }
+            memset(drow + x1, 0, (size_t)(w - x1) * sizeof *drow);
+        }
+    }
+}
+
+mo_status mo_augment_crop_flip(mo_tensor *dst, const mo_tensor *src, size_t pad, int flip, uint64_t seed)
+{
+    if (!dst || !src) return MO_ERR_ARG;
+    if (!mo_tensor_alive(dst) || !mo_tensor_alive(src)) return MO_ERR_FREED;
+    {
+        const mo_tensor *f32_[2] = {dst, src};
+        MO_TRY(mo__check_f32(2, f32_)); /* float32 only, as the other data helpers */
+    }
+    if (src->ndim != 4 || dst->ndim != 4) return MO_ERR_SHAPE;
+    for (int i = 0; i < 4; i++)
+        if (dst->shape[i] != src->shape[i]) return MO_ERR_SHAPE;
+    if (!mo_tensor_is_contiguous(dst) || !mo_tensor_is_contiguous(src)) return MO_ERR_LAYOUT;
+    if (mo_tensor_same_storage(dst, src)) return MO_ERR_ARG;
+    /* offsets up to 2*pad must stay representable as ptrdiff_t next to the sizes */
+    if (pad > (size_t)PTRDIFF_MAX / 4 || src->shape[3] > (size_t)PTRDIFF_MAX / 4) return MO_ERR_RANGE;
+    const size_t B = src->shape[0], C = src->shape[1], H = src->shape[2], W = src->shape[3];
+    if (src->numel == 0) return MO_OK;
+    const size_t per = C * H * W;          /* floats per example (numel checked at creation) */
+    const float *s = mo_tensor_data(src);
+    float *d = mo_tensor_data(dst);
+    mo_rng r;
+    mo_rng_seed(&r, seed);
+    for (size_t b = 0; b < B; b++) {
+        ptrdiff_t dy = (ptrdiff_t)mo_rng_below(&r, 2 * (uint64_t)pad + 1);
+        ptrdiff_t dx = (ptrdiff_t)mo_rng_below(&r, 2 * (uint64_t)pad + 1);
+        int f = flip ? (int)mo_rng_below(&r, 2) : 0;
+        crop_flip_one(d + b * per, s + b * per, C, H, W, dy - (ptrdiff_t)pad, dx - (ptrdiff_t)pad, f);
+    }
+    return MO_OK;
+}

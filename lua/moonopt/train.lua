@@ -90,6 +90,7 @@ local known = {
   batch_size = true, accumulate = true, clip_grad_norm = true, schedule_per = true, eval = true,
   eval_batch_size = true, on_step = true, on_epoch = true, progress = true, progress_every = true,
   skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true, dist = true,
+  augment = true,
 }
 
 -- The objects fit calls must have these methods.
@@ -222,7 +223,7 @@ local function new_run(a)
     per_batch = (a.schedule_per or "batch") == "batch" and not (sched and sched.needs_metric),
     params = a.model:parameters(),
     loader = data.loader(a.data, {batch_size = bs, shuffle = a.shuffle ~= false, drop_last = a.drop_last,
-                                  rank = rank, world_size = world}),
+                                  rank = rank, world_size = world, augment = a.augment}),
     rank = rank, world = world,
     history = new_history(), info = {},   -- one info table for every on_step call
     step = 0,                              -- optimizer steps taken
