@@ -231,7 +231,8 @@ function TestAugment.test_errors()
   fails("augment needs images", mo.train.fit, {model = nn.Linear(9, 2), loss = nn.MSELoss(),
         optimizer = mo.optim.SGD(nn.Linear(9, 2):parameters(), {lr = 0.1}), data = {x = mo.zeros(4, 9)},
         augment = {crop = 1}, progress = false})
-  fails("augment: augment works on float32 images (as the other data helpers), got float64", data.augment, mo.zeros({2, 1, 3, 3}, {dtype = "float64"}), {crop = 1})
+  fails("augment: augment works on float32 images (as the other data helpers), got float64", data.augment,
+        mo.zeros({2, 1, 3, 3}, {dtype = "float64"}), {crop = 1})
   -- the kernel refuses shape mismatches and aliasing
   fails("augment_crop_flip", core.augment_crop_flip, mo.zeros(2, 1, 3, 3), mo.zeros(2, 1, 3, 4), 1, true, 1)
   fails("share memory", core.augment_crop_flip, x, x, 1, true, 1)
