@@ -497,4 +497,7 @@ local function evaluate(model, loss_fn, ds, opts)
 end
 train.evaluate = apierror.api(evaluate)
 
+--- train.lr_find{...}: the learning-rate range test (lua/moonopt/lr_find.lua, docs/training.md).
+train.lr_find = require "moonopt.lr_find"
+
 return train
