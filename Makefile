@@ -48,7 +48,7 @@ CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
 BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
 CORE_HDR    := $(wildcard core/*.h)
 BIND_HDR    := $(wildcard lua/binding/*.h)
-PUBLIC_HDR  := core/moonopt.h core/moonopt_optim.h core/moonopt_nn.h core/moonopt_data.h core/moonopt_ckpt.h lua/binding/moonopt_lua.h
+PUBLIC_HDR  := core/moonopt.h core/moonopt_optim.h core/moonopt_nn.h core/moonopt_data.h core/moonopt_ckpt.h core/moonopt_conv.h lua/binding/moonopt_lua.h
 
 SONAME_MAJOR := 0
 SO_VERSION   := 0.1.0

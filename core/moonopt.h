@@ -543,6 +543,8 @@ mo_status mo_matmul_nd(mo_tensor *c, const mo_tensor *a, const mo_tensor *b);
 #include "moonopt_nn.h"
 #include "moonopt_data.h"
 #include "moonopt_ckpt.h"
+/* convolutions, pooling, batch norm (issue 13) */
+#include "moonopt_conv.h"
 
 #ifdef __cplusplus
 }

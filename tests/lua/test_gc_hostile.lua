@@ -430,6 +430,19 @@ case("nn_flatten", "flatten",
   end,
   function(a) return core.nn_flatten(a[1]) end, {inplace = true, picks = 3})
 
+-- convolution kernels (issue 13): a strided x so that the call copies it first
+local function X4() return M(20, 6):t():reshape(2, 3, 4, 5):transpose(3, 4) end
+case("conv2d_forward", "conv2d_forward",
+  function() return {X4(), M(8, 9):view(4, 3, 3, 2), mo.tensor{1, 2, 3, 4}} end,
+  function(a) return core.conv2d_forward(a[1], a[2], a[3], 1, 2, 1, 0, 1, 1, 1) end)
+case("conv2d_backward", "conv2d_backward",
+  function()
+    return {X4(), M(8, 9):view(4, 3, 3, 2), M(16, 5):view(2, 4, 2, 5):transpose(3, 4),
+            mo.zeros(4, 3, 3, 2), mo.zeros(4)}
+  end,
+  function(a) return core.conv2d_backward(a[1], a[2], a[3], 1, 2, 1, 0, 1, 1, 1, a[4], a[5], true) end,
+  {inplace = true})
+
 -- data and checkpoints
 case("gather_rows", "gather_rows", function() return {mo.zeros(2, 3), M(4, 3), {4, 2}} end,
   function(a) return core.gather_rows(a[1], a[2], a[3], 1, 2) end, {inplace = true})

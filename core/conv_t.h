@@ -1,0 +1,209 @@
+/*
+ * conv_t.h - the dtype-generic loops of conv.c (im2col, col2im, bias, row sums),
+ * written once over T and included by conv.c once per dtype; see
+ * moonopt_internal.h and docs/design.md "Two dtypes". The matrix products go
+ * through mo_matmul, which dispatches on the dtype itself. No include guard on
+ * purpose; T and TN are #undef'd at the end.
+ *
+ * Every function takes void pointers so that conv.c can pick one table of
+ * them per call (TN(conv_ops) at the end) and never dispatch inside a loop.
+ */
+#if !defined(T) || !defined(TN)
+#error "define T and TN before including conv_t.h"
+#endif
+
+/*
+ * col {C*kH*kW, OH*OW} from the planes x {C, H, W}: row (c*kH + i)*kW + j, column
+ * oh*OW + ow holds x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw], 0 outside the input.
+ * The valid output columns of each row are computed once (win_range) so the
+ * inner loop has no bounds test (a plain copy when sw == 1).
+ */
+static void TN(im2col)(const void *xv, const conv_geom *g, size_t C, void *colv)
+{
+    const T *x = xv;
+    T *col = colv;
+    const size_t OH = g->oh, OW = g->ow, P = OH * OW, plane = g->h * g->w;
+    for (size_t c = 0; c < C; c++) {
+        const T *xc = x + c * plane;
+        for (size_t i = 0; i < g->kh; i++) {
+            size_t h0, h1; /* output rows whose input row is inside */
+            win_range(g->oh, g->sh, (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph, g->h, &h0, &h1);
+            for (size_t j = 0; j < g->kw; j++) {
+                T *row = col + ((c * g->kh + i) * g->kw + j) * P;
+                const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
+                size_t w0, w1;
+                win_range(OW, g->sw, offw, g->w, &w0, &w1);
+                const ptrdiff_t offh = (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph;
+                memset(row, 0, h0 * OW * sizeof(T));
+                for (size_t oh = h0; oh < h1; oh++) {
+                    T *r = row + oh * OW;
+                    const T *src = xc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
+                    for (size_t ow = 0; ow < w0; ow++) r[ow] = 0;
+                    if (g->sw == 1) {
+                        if (w1 > w0)
+                            memcpy(r + w0, src + ((ptrdiff_t)w0 + offw), (w1 - w0) * sizeof(T));
+                    } else {
+                        const ptrdiff_t sw = (ptrdiff_t)g->sw;
+                        for (size_t ow = w0; ow < w1; ow++) r[ow] = src[(ptrdiff_t)ow * sw + offw];
+                    }
+                    for (size_t ow = w1; ow < OW; ow++) r[ow] = 0;
+                }
+                memset(row + h1 * OW, 0, (OH - h1) * OW * sizeof(T));
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col: gx {C, H, W} += col {C*kH*kW, OH*OW} scattered back. */
+static void TN(col2im)(const void *colv, const conv_geom *g, size_t C, void *gxv)
+{
+    const T *col = colv;
+    T *gx = gxv;
+    const size_t OW = g->ow, P = g->oh * OW, plane = g->h * g->w;
+    for (size_t c = 0; c < C; c++) {
+        T *gc = gx + c * plane;
+        for (size_t i = 0; i < g->kh; i++) {
+            const ptrdiff_t offh = (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph;
+            size_t h0, h1;
+            win_range(g->oh, g->sh, offh, g->h, &h0, &h1);
+            for (size_t j = 0; j < g->kw; j++) {
+                const T *row = col + ((c * g->kh + i) * g->kw + j) * P;
+                const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
+                size_t w0, w1;
+                win_range(OW, g->sw, offw, g->w, &w0, &w1);
+                const ptrdiff_t sw = (ptrdiff_t)g->sw;
+                for (size_t oh = h0; oh < h1; oh++) {
+                    const T *r = row + oh * OW;
+                    T *dst = gc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
+                    if (sw == 1) {
+                        for (size_t ow = w0; ow < w1; ow++) dst[(ptrdiff_t)ow + offw] += r[ow];
+                    } else {
+                        for (size_t ow = w0; ow < w1; ow++) dst[(ptrdiff_t)ow * sw + offw] += r[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* y {rows, n}: y[r][k] += b[r * bstride] (the bias of the row's output channel). */
+static void TN(add_bias)(void *yv, const void *bv, ptrdiff_t bstride, size_t rows, size_t n)
+{
+    T *y = yv;
+    const T *b = bv;
+    for (size_t r = 0; r < rows; r++) {
+        const T br = b[(ptrdiff_t)r * bstride];
+        T *yr = y + r * n;
+        for (size_t k = 0; k < n; k++) yr[k] += br;
+    }
+}
+
+/* acc[r] += sum of row r of g {rows, n} (double accumulation; summed over the batch). */
+static void TN(row_sums)(double *acc, const void *gv, size_t rows, size_t n)
+{
+    const T *g = gv;
+    for (size_t r = 0; r < rows; r++) {
+        const T *gr = g + r * n;
+        double s = 0.0;
+        for (size_t k = 0; k < n; k++) s += gr[k];
+        acc[r] += s;
+    }
+}
+
+/* gb[o * stride] += acc[o] (gb any stride). */
+static void TN(add_acc)(void *gbv, ptrdiff_t stride, const double *acc, size_t n)
+{
+    T *gb = gbv;
+    for (size_t o = 0; o < n; o++) gb[(ptrdiff_t)o * stride] += (T)acc[o];
+}
+
+/*
+ * Depthwise direct forward (groups == C, one filter per output channel o reading
+ * channel o / mult): y[o] = sum_{i,j} w[o][i][j] * x[c] shifted, no im2col.
+ * For each tap the valid output window is computed once; the inner loop is a
+ * contiguous axpy when sw == 1.
+ */
+static void TN(dw_forward)(const void *xv, const void *wv, void *yv, const conv_geom *g,
+                           size_t C, size_t mult)
+{
+    const T *x = xv, *w = wv;
+    T *y = yv;
+    const size_t OW = g->ow, P = g->oh * OW, plane = g->h * g->w, kk = g->kh * g->kw;
+    for (size_t o = 0; o < C * mult; o++) {
+        const T *xc = x + (o / mult) * plane;
+        T *yo = y + o * P;
+        memset(yo, 0, P * sizeof(T));
+        for (size_t i = 0; i < g->kh; i++) {
+            const ptrdiff_t offh = (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph;
+            size_t h0, h1;
+            win_range(g->oh, g->sh, offh, g->h, &h0, &h1);
+            for (size_t j = 0; j < g->kw; j++) {
+                const T wt = w[o * kk + i * g->kw + j];
+                const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
+                size_t w0, w1;
+                win_range(OW, g->sw, offw, g->w, &w0, &w1);
+                const ptrdiff_t sw = (ptrdiff_t)g->sw;
+                for (size_t oh = h0; oh < h1; oh++) {
+                    T *r = yo + oh * OW;
+                    const T *s = xc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
+                    if (sw == 1) {
+                        for (size_t ow = w0; ow < w1; ow++) r[ow] += wt * s[(ptrdiff_t)ow + offw];
+                    } else {
+                        for (size_t ow = w0; ow < w1; ow++)
+                            r[ow] += wt * s[(ptrdiff_t)ow * sw + offw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/*
+ * Depthwise direct backward for one image: gw[o] += sum gy[o] * x[c] shifted (in
+ * T per tap; gw contiguous), and, when gx is not NULL, gx[c] += w[o] * gy[o] scattered back.
+ */
+static void TN(dw_backward)(const void *xv, const void *wv, const void *gyv, void *gwv,
+                            void *gxv, const conv_geom *g, size_t C, size_t mult)
+{
+    const T *x = xv, *w = wv, *gy = gyv;
+    T *gw = gwv, *gx = gxv;
+    const size_t OW = g->ow, P = g->oh * OW, plane = g->h * g->w, kk = g->kh * g->kw;
+    for (size_t o = 0; o < C * mult; o++) {
+        const size_t c = o / mult;
+        const T *xc = x + c * plane, *go = gy + o * P;
+        T *gxc = gx ? gx + c * plane : NULL;
+        for (size_t i = 0; i < g->kh; i++) {
+            const ptrdiff_t offh = (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph;
+            size_t h0, h1;
+            win_range(g->oh, g->sh, offh, g->h, &h0, &h1);
+            for (size_t j = 0; j < g->kw; j++) {
+                const size_t tap = o * kk + i * g->kw + j;
+                const T wt = w[tap];
+                const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
+                size_t w0, w1;
+                win_range(OW, g->sw, offw, g->w, &w0, &w1);
+                const ptrdiff_t sw = (ptrdiff_t)g->sw;
+                T acc = 0;
+                for (size_t oh = h0; oh < h1; oh++) {
+                    const T *r = go + oh * OW;
+                    const size_t at = (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
+                    const T *s = xc + at;
+                    for (size_t ow = w0; ow < w1; ow++) acc += r[ow] * s[(ptrdiff_t)ow * sw + offw];
+                    if (gxc) {
+                        T *d = gxc + at;
+                        for (size_t ow = w0; ow < w1; ow++) d[(ptrdiff_t)ow * sw + offw] += wt * r[ow];
+                    }
+                }
+                if (gw) gw[tap] += acc;
+            }
+        }
+    }
+}
+
+static const conv_ops TN(conv_ops) = {
+    TN(im2col), TN(col2im), TN(add_bias), TN(row_sums), TN(add_acc), TN(dw_forward),
+    TN(dw_backward),
+};
+
+#undef T
+#undef TN
