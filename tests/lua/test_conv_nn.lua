@@ -22,7 +22,8 @@ local function assert_close(a, b, what, atol, rtol)
   local fa, fb = helpers.flatten(a:totable()), helpers.flatten(b:totable())
   for i = 1, #fa do
     local tol = atol + rtol * math.abs(fb[i])
-    if not (math.abs(fa[i] - fb[i]) <= tol) then
+    local ok = math.abs(fa[i] - fb[i]) <= tol   -- false for NaN too
+    if not ok then
       lu.fail(string.format("%s: element %d is %.9g, PyTorch %.9g", what, i, fa[i], fb[i]))
     end
   end
@@ -270,7 +271,8 @@ function TestConvModules.test_flatten()
   lu.assertEquals(nn.Flatten(-2):forward(x):shape(), {2, 3, 20})
   lu.assertEquals(tostring(f), "Flatten(start_dim=2, end_dim=-1)")
   fails("Flatten: start_dim must be a non-zero integer", nn.Flatten, 0)
-  fails("Flatten:forward: dimensions 3 .. 2 do not fit input {2, 3, 4, 5}", function() nn.Flatten(3, 2):forward(x) end)
+  fails("Flatten:forward: dimensions 3 .. 2 do not fit input {2, 3, 4, 5}",
+        function() nn.Flatten(3, 2):forward(x) end)
   fails("Flatten:forward: dimensions 2 .. -1 do not fit input {6}", function() f:forward(mo.zeros(6)) end)
 end
 
@@ -292,14 +294,16 @@ end
 
 function TestConvModules.test_errors_name_the_module_and_shapes()
   local conv = nn.Conv2d(3, 4, 3)
-  fails("Conv2d:forward: expected input {N, 3, H, W}, got {2, 1, 8, 8}", function() conv:forward(mo.zeros(2, 1, 8, 8)) end)
+  fails("Conv2d:forward: expected input {N, 3, H, W}, got {2, 1, 8, 8}",
+        function() conv:forward(mo.zeros(2, 1, 8, 8)) end)
   fails("Conv2d:forward: expected input {N, 3, H, W}, got {3, 8, 8}", function() conv:forward(mo.zeros(3, 8, 8)) end)
   fails("Conv2d:forward: input {1, 3, 2, 5} with padding (0, 0) is smaller than the (dilated) kernel (3, 3): "
         .. "the output would be 0x3", function() conv:forward(mo.zeros(1, 3, 2, 5)) end)
   fails("kernel (5, 5)", function() nn.Conv2d(1, 1, 3, {dilation = 2}):forward(mo.zeros(1, 1, 4, 9)) end)
   fails("MaxPool2d:forward: input {1, 1, 1, 4} with padding (0, 0) is smaller than the kernel (2, 2)",
         function() nn.MaxPool2d(2):forward(mo.zeros(1, 1, 1, 4)) end)
-  fails("MaxPool2d:forward: expected input {N, C, H, W}, got {4, 4}", function() nn.MaxPool2d(2):forward(mo.zeros(4, 4)) end)
+  fails("MaxPool2d:forward: expected input {N, C, H, W}, got {4, 4}",
+        function() nn.MaxPool2d(2):forward(mo.zeros(4, 4)) end)
   fails("BatchNorm2d:forward: expected input {N, 3, H, W}, got {2, 4, 5, 5}",
         function() nn.BatchNorm2d(3):forward(mo.zeros(2, 4, 5, 5)) end)
   fails("BatchNorm1d:forward: expected input {N, 3} or {N, 3, L}, got {2, 4}",
