@@ -203,7 +203,9 @@ end
 
 function TestConvModules.test_bn_running_stats_survive_a_checkpoint()
   mo.manual_seed(9)
-  local function make() return nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3), nn.Flatten(), nn.BatchNorm1d(12)) end
+  local function make()
+    return nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3), nn.Flatten(), nn.BatchNorm1d(12))
+  end
   local model = make()
   for _ = 1, 3 do model:forward(mo.randn(5, 2, 2, 2)) end
   local path = os.tmpname()
