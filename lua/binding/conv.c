@@ -213,10 +213,229 @@ static int l_conv2d_backward(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Pooling                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* x must be 3-d {C, H, W} or 4-d {N, C, H, W}. */
+static void need_planes(lua_State *L, const char *fname, const char *what, const mo_tensor *t)
+{
+    if (t->ndim == 3 || t->ndim == 4) return;
+    char s[MO__SHAPE_BUF];
+    luaL_error(L, "%s: %s must be 3-d {C, H, W} or 4-d {N, C, H, W}, got %s", fname, what,
+               mo__shapestr(t, s));
+}
+
+/* Reads kernel, stride, padding at first .. first+5 (padding at most half the kernel,
+ * PyTorch's rule: every window then holds at least one input element). */
+static void read_pool_args(lua_State *L, int first, const char *fname, mo_pool2d_args *a)
+{
+    static const char *const names[6] = {"kernel_h", "kernel_w", "stride_h", "stride_w",
+                                         "padding_h", "padding_w"};
+    size_t v[6];
+    for (int i = 0; i < 6; i++) v[i] = check_size(L, first + i, fname, names[i], i < 4 ? 1 : 0);
+    for (int i = 0; i < 2; i++) {
+        a->kernel[i] = v[i];
+        a->stride[i] = v[2 + i];
+        a->padding[i] = v[4 + i];
+        if (v[4 + i] > v[i] / 2)
+            mo__argerror(L, first + 4 + i, fname, "%s must be at most half of %s, got %s = %I "
+                         "and %s = %I", names[4 + i], names[i], names[4 + i],
+                         (lua_Integer)v[4 + i], names[i], (lua_Integer)v[i]);
+    }
+    a->count_include_pad = 0;
+}
+
+/* The pooled shape of x under a into ys (x's leading dims, then OH, OW). */
+static void pool_shape(lua_State *L, const char *fname, const mo_tensor *x, const mo_pool2d_args *a,
+                       size_t *ys)
+{
+    const int n = x->ndim;
+    for (int d = 0; d < n - 2; d++) ys[d] = x->shape[d];
+    if (x->shape[n - 2] == 0 || x->shape[n - 1] == 0) {
+        char s[MO__SHAPE_BUF];
+        luaL_error(L, "%s: input %s has an empty plane", fname, mo__shapestr(x, s));
+    }
+    ys[n - 2] = out_size(L, fname, "height", x, x->shape[n - 2], a->kernel[0], a->stride[0],
+                         a->padding[0], 1);
+    ys[n - 1] = out_size(L, fname, "width", x, x->shape[n - 1], a->kernel[1], a->stride[1],
+                         a->padding[1], 1);
+}
+
+/* max_pool2d_forward(x, kh, kw, sh, sw, ph, pw) -> y, idx (1-based positions in the plane) */
+static int l_max_pool2d_forward(lua_State *L)
+{
+    static const char fname[] = "max_pool2d_forward";
+    lua_settop(L, 7);
+    mo_tensor *x = check_t(L, 1, fname, NULL);
+    mo_pool2d_args a;
+    read_pool_args(L, 2, fname, &a);
+    need_planes(L, fname, "input", x);
+    const int nd = x->ndim;
+    size_t xs[4], ys[4];
+    memcpy(xs, x->shape, sizeof xs);
+    pool_shape(L, fname, x, &a, ys);
+    if (x->dtype == MO_FLOAT32 && xs[nd - 2] * xs[nd - 1] > ((size_t)1 << 24))
+        luaL_error(L, "%s: a float32 input's plane of %I elements is too large for exact "
+                   "float32 indices (at most 2^24; use float64)", fname,
+                   (lua_Integer)(xs[nd - 2] * xs[nd - 1]));
+    make_contig(L, 1, fname);
+    mo_tensor *y = mo__newtensor_dtype(L, nd, ys, x->dtype, 0, fname);
+    mo_tensor *idx = mo__newtensor_dtype(L, nd, ys, x->dtype, 0, fname);
+    x = mo__recheck(L, 1, fname, nd, xs);
+    mo__check(L, mo_max_pool2d_forward(y, idx, x, &a, 1), fname);
+    return 2;
+}
+
+/* max_pool2d_backward(gy, idx, x) -> gx (x's shape; x only for its shape and dtype) */
+static int l_max_pool2d_backward(lua_State *L)
+{
+    static const char fname[] = "max_pool2d_backward";
+    lua_settop(L, 3);
+    mo_tensor *gy = check_t(L, 1, fname, NULL);
+    mo_tensor *idx = check_t(L, 2, fname, gy);
+    mo_tensor *x = check_t(L, 3, fname, gy);
+    need_planes(L, fname, "input", x);
+    const int nd = x->ndim;
+    size_t xs[4], ys[4];
+    memcpy(xs, x->shape, sizeof xs);
+    memcpy(ys, gy->shape, sizeof ys);
+    int ok = gy->ndim == nd;
+    for (int d = 0; ok && d < nd - 2; d++) ok = gy->shape[d] == xs[d];
+    if (!ok) {
+        char sg[MO__SHAPE_BUF], sx[MO__SHAPE_BUF];
+        luaL_error(L, "%s: grad_output %s does not match input %s", fname, mo__shapestr(gy, sg),
+                   mo__shapestr(x, sx));
+    }
+    need_shape(L, fname, "indices", idx, nd, ys);
+    make_contig(L, 1, fname);
+    make_contig(L, 2, fname);
+    mo_tensor *gx = mo__newtensor_dtype(L, nd, xs, gy->dtype, 0, fname);
+    gy = mo__recheck(L, 1, fname, nd, ys);
+    idx = mo__recheck(L, 2, fname, nd, ys);
+    mo_status st = mo_max_pool2d_backward(gx, gy, idx, 1);
+    if (st == MO_ERR_RANGE)
+        luaL_error(L, "%s: indices hold a value that is not a whole number in 1 .. %I (the "
+                   "input's plane): not max_pool2d_forward's indices for this input", fname,
+                   (lua_Integer)(xs[nd - 2] * xs[nd - 1]));
+    mo__check(L, st, fname);
+    return 1;
+}
+
+/* count_include_pad at idx: a boolean. */
+static int check_bool(lua_State *L, int idx, const char *fname)
+{
+    if (!lua_isboolean(L, idx)) mo__typeerror(L, idx, fname, "boolean (count_include_pad)");
+    return lua_toboolean(L, idx);
+}
+
+/* avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad) -> y */
+static int l_avg_pool2d_forward(lua_State *L)
+{
+    static const char fname[] = "avg_pool2d_forward";
+    lua_settop(L, 8);
+    mo_tensor *x = check_t(L, 1, fname, NULL);
+    mo_pool2d_args a;
+    read_pool_args(L, 2, fname, &a);
+    a.count_include_pad = check_bool(L, 8, fname);
+    need_planes(L, fname, "input", x);
+    const int nd = x->ndim;
+    size_t xs[4], ys[4];
+    memcpy(xs, x->shape, sizeof xs);
+    pool_shape(L, fname, x, &a, ys);
+    make_contig(L, 1, fname);
+    mo_tensor *y = mo__newtensor_dtype(L, nd, ys, x->dtype, 0, fname);
+    x = mo__recheck(L, 1, fname, nd, xs);
+    mo__check(L, mo_avg_pool2d_forward(y, x, &a), fname);
+    return 1;
+}
+
+/* avg_pool2d_backward(gy, x, kh, kw, sh, sw, ph, pw, count_include_pad) -> gx */
+static int l_avg_pool2d_backward(lua_State *L)
+{
+    static const char fname[] = "avg_pool2d_backward";
+    lua_settop(L, 9);
+    mo_tensor *gy = check_t(L, 1, fname, NULL);
+    mo_tensor *x = check_t(L, 2, fname, gy);
+    mo_pool2d_args a;
+    read_pool_args(L, 3, fname, &a);
+    a.count_include_pad = check_bool(L, 9, fname);
+    need_planes(L, fname, "input", x);
+    const int nd = x->ndim;
+    size_t xs[4], ys[4];
+    memcpy(xs, x->shape, sizeof xs);
+    pool_shape(L, fname, x, &a, ys);
+    need_shape(L, fname, "grad_output", gy, nd, ys);
+    make_contig(L, 1, fname);
+    mo_tensor *gx = mo__newtensor_dtype(L, nd, xs, gy->dtype, 0, fname);
+    gy = mo__recheck(L, 1, fname, nd, ys);
+    mo__check(L, mo_avg_pool2d_backward(gx, gy, &a), fname);
+    return 1;
+}
+
+/* adaptive_avg_pool2d_forward(x, oh, ow) -> y {..., oh, ow} */
+static int l_adaptive_forward(lua_State *L)
+{
+    static const char fname[] = "adaptive_avg_pool2d_forward";
+    lua_settop(L, 3);
+    mo_tensor *x = check_t(L, 1, fname, NULL);
+    const size_t oh = check_size(L, 2, fname, "output_h", 1);
+    const size_t ow = check_size(L, 3, fname, "output_w", 1);
+    need_planes(L, fname, "input", x);
+    const int nd = x->ndim;
+    size_t xs[4], ys[4];
+    memcpy(xs, x->shape, sizeof xs);
+    memcpy(ys, x->shape, sizeof ys);
+    ys[nd - 2] = oh;
+    ys[nd - 1] = ow;
+    if (xs[nd - 2] == 0 || xs[nd - 1] == 0) {
+        char s[MO__SHAPE_BUF];
+        luaL_error(L, "%s: input %s has an empty plane", fname, mo__shapestr(x, s));
+    }
+    mo__shape_numel(L, fname, nd, ys);
+    make_contig(L, 1, fname);
+    mo_tensor *y = mo__newtensor_dtype(L, nd, ys, x->dtype, 0, fname);
+    x = mo__recheck(L, 1, fname, nd, xs);
+    mo__check(L, mo_adaptive_avg_pool2d_forward(y, x), fname);
+    return 1;
+}
+
+/* adaptive_avg_pool2d_backward(gy, x) -> gx (x's shape; the output size is gy's) */
+static int l_adaptive_backward(lua_State *L)
+{
+    static const char fname[] = "adaptive_avg_pool2d_backward";
+    lua_settop(L, 2);
+    mo_tensor *gy = check_t(L, 1, fname, NULL);
+    mo_tensor *x = check_t(L, 2, fname, gy);
+    need_planes(L, fname, "input", x);
+    const int nd = x->ndim;
+    size_t xs[4], ys[4];
+    memcpy(xs, x->shape, sizeof xs);
+    memcpy(ys, gy->shape, sizeof ys);
+    int ok = gy->ndim == nd && ys[nd - 2] > 0 && ys[nd - 1] > 0;
+    for (int d = 0; ok && d < nd - 2; d++) ok = ys[d] == xs[d];
+    if (!ok || xs[nd - 2] == 0 || xs[nd - 1] == 0) {
+        char sg[MO__SHAPE_BUF], sx[MO__SHAPE_BUF];
+        luaL_error(L, "%s: grad_output %s does not match input %s", fname, mo__shapestr(gy, sg),
+                   mo__shapestr(x, sx));
+    }
+    make_contig(L, 1, fname);
+    mo_tensor *gx = mo__newtensor_dtype(L, nd, xs, gy->dtype, 0, fname);
+    gy = mo__recheck(L, 1, fname, nd, ys);
+    mo__check(L, mo_adaptive_avg_pool2d_backward(gx, gy), fname);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
 
 static const luaL_Reg conv_funcs[] = {
     {"conv2d_forward", l_conv2d_forward},
     {"conv2d_backward", l_conv2d_backward},
+    {"max_pool2d_forward", l_max_pool2d_forward},
+    {"max_pool2d_backward", l_max_pool2d_backward},
+    {"avg_pool2d_forward", l_avg_pool2d_forward},
+    {"avg_pool2d_backward", l_avg_pool2d_backward},
+    {"adaptive_avg_pool2d_forward", l_adaptive_forward},
+    {"adaptive_avg_pool2d_backward", l_adaptive_backward},
     {NULL, NULL}
 };
 

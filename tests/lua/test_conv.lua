@@ -67,6 +67,35 @@ function RUN.conv2d(c, dt)
   return {y = y, gx = gx, gw = gw, gb = gb}
 end
 
+local function pool_args(c)
+  return c.kernel[1], c.kernel[2], c.stride[1], c.stride[2], c.padding[1], c.padding[2]
+end
+
+function RUN.max_pool2d(c, dt)
+  local x, gy = T(c, "x", dt), T(c, "gy", dt)
+  local y, idx = core.max_pool2d_forward(x, pool_args(c))
+  lu.assertEquals(idx:shape(), y:shape())
+  -- idx: each max's 1-based flat position in its plane, so gathering x there gives y
+  local W, H = x:shape()[4], x:shape()[3]
+  local planes = x:reshape(-1, H * W)
+  local got = planes:gather(2, idx:reshape(planes:shape()[1], -1))
+  lu.assertEquals(flat(got), flat(y), "max_pool2d: x at idx is y")
+  return {y = y, gx = core.max_pool2d_backward(gy, idx, x)}
+end
+
+function RUN.avg_pool2d(c, dt)
+  local x, gy = T(c, "x", dt), T(c, "gy", dt)
+  local k1, k2, s1, s2, p1, p2 = pool_args(c)
+  local y = core.avg_pool2d_forward(x, k1, k2, s1, s2, p1, p2, c.count_include_pad)
+  return {y = y, gx = core.avg_pool2d_backward(gy, x, k1, k2, s1, s2, p1, p2, c.count_include_pad)}
+end
+
+function RUN.adaptive_avg_pool2d(c, dt)
+  local x, gy = T(c, "x", dt), T(c, "gy", dt)
+  local y = core.adaptive_avg_pool2d_forward(x, c.out[1], c.out[2])
+  return {y = y, gx = core.adaptive_avg_pool2d_backward(gy, x)}
+end
+
 local TestConvGolden = {}
 TestConvGolden.setUp, TestConvGolden.tearDown = load_golden, drop_golden
 
@@ -138,6 +167,29 @@ function TestConvGradcheck.test_conv2d()
     near(flat(gw), numgrad(w, loss), 1e-6, "conv2d gw")
     near(flat(gb), numgrad(b, loss), 1e-6, "conv2d gb")
   end
+end
+
+function TestConvGradcheck.test_pooling()
+  mo.manual_seed(7)
+  local x = rand({2, 2, 5, 6})
+  -- max: random values have no ties, so the max is differentiable at x
+  local y, idx = core.max_pool2d_forward(x, 3, 2, 2, 1, 1, 1)
+  local gy = rand(y:shape())
+  near(flat(core.max_pool2d_backward(gy, idx, x)),
+    numgrad(x, function() return dot(core.max_pool2d_forward(x, 3, 2, 2, 1, 1, 1), gy) end),
+    1e-6, "max_pool2d gx")
+  for _, cip in ipairs{true, false} do
+    y = core.avg_pool2d_forward(x, 3, 3, 2, 2, 1, 1, cip)
+    gy = rand(y:shape())
+    near(flat(core.avg_pool2d_backward(gy, x, 3, 3, 2, 2, 1, 1, cip)),
+      numgrad(x, function() return dot(core.avg_pool2d_forward(x, 3, 3, 2, 2, 1, 1, cip), gy) end),
+      1e-6, "avg_pool2d gx")
+  end
+  y = core.adaptive_avg_pool2d_forward(x, 3, 4)
+  gy = rand(y:shape())
+  near(flat(core.adaptive_avg_pool2d_backward(gy, x)),
+    numgrad(x, function() return dot(core.adaptive_avg_pool2d_forward(x, 3, 4), gy) end),
+    1e-6, "adaptive_avg_pool2d gx")
 end
 
 -- ---- accumulation and options ------------------------------------------------------------
@@ -247,6 +299,52 @@ function TestConvErrors.test_conv2d_backward_errors()
   local buf = mo.ones({6, 2, 3, 3})
   fails("conv2d_backward", f, x, buf, gy, 1, 1, 0, 0, 1, 1, 2, buf, nil, false)
   lu.assertEquals(buf:sum():item(), 108)
+end
+
+function TestConvErrors.test_pooling_errors()
+  local x = mo.zeros({2, 3, 5, 5})
+  local f = core.max_pool2d_forward
+  fails("bad argument #6 to 'max_pool2d_forward' (padding_h must be at most half of kernel_h, " ..
+    "got padding_h = 2 and kernel_h = 3)", f, x, 3, 3, 1, 1, 2, 0)
+  fails("bad argument #7 to 'avg_pool2d_forward' (padding_w must be at most half of kernel_w, " ..
+    "got padding_w = 1 and kernel_w = 1)", core.avg_pool2d_forward, x, 2, 1, 1, 1, 0, 1, true)
+  fails("max_pool2d_forward: the kernel's height extent 6 (kernel 6, dilation 1) is larger " ..
+    "than the padded input 5 (size 5 + 2 * padding 0) of input {2, 3, 5, 5}: the output " ..
+    "height would be 0", f, x, 6, 2, 1, 1, 0, 0)
+  fails("bad argument #2 to 'max_pool2d_forward' (kernel_h must be a positive integer, got 0)",
+    f, x, 0, 2, 1, 1, 0, 0)
+  fails("bad argument #5 to 'max_pool2d_forward' (stride_w must be a positive integer, got 0)",
+    f, x, 2, 2, 1, 0, 0, 0)
+  fails("max_pool2d_forward: input must be 3-d {C, H, W} or 4-d {N, C, H, W}, got {5, 5}",
+    f, mo.zeros({5, 5}), 2, 2, 2, 2, 0, 0)
+  fails("max_pool2d_forward: input {2, 3, 0, 5} has an empty plane",
+    f, mo.zeros({2, 3, 0, 5}), 2, 2, 2, 2, 1, 1)
+  -- a 3-d input pools its planes too
+  lu.assertEquals(f(mo.zeros({3, 5, 5}), 2, 2, 2, 2, 0, 0):shape(), {3, 2, 2})
+  fails("bad argument #8 to 'avg_pool2d_forward' (boolean (count_include_pad) expected, got nil)",
+    core.avg_pool2d_forward, x, 2, 2, 2, 2, 0, 0)
+  -- backward: shapes, dtypes, indices that are not forward's
+  local y, idx = f(x, 2, 2, 2, 2, 0, 0)
+  fails("max_pool2d_backward: indices must have shape {2, 3, 2, 2}, got {2, 3, 2, 3}",
+    core.max_pool2d_backward, y, mo.ones({2, 3, 2, 3}), x)
+  fails("max_pool2d_backward: dtype mismatch", core.max_pool2d_backward, y, idx:double(), x)
+  fails("max_pool2d_backward: grad_output {3, 2, 2} does not match input {2, 3, 5, 5}",
+    core.max_pool2d_backward, mo.zeros({3, 2, 2}), mo.ones({3, 2, 2}), x)
+  for _, bad in ipairs{0, 26, 1.5, 0 / 0} do
+    fails("max_pool2d_backward: indices hold a value that is not a whole number in 1 .. 25",
+      core.max_pool2d_backward, y, mo.full({2, 3, 2, 2}, bad), x)
+  end
+  fails("avg_pool2d_backward: grad_output must have shape {2, 3, 2, 2}, got {2, 3, 5, 5}",
+    core.avg_pool2d_backward, x, x, 2, 2, 2, 2, 0, 0, false)
+  fails("adaptive_avg_pool2d_forward' (output_w must be a positive integer, got 0)",
+    core.adaptive_avg_pool2d_forward, x, 2, 0)
+  fails("adaptive_avg_pool2d_backward: grad_output {2, 4, 2, 2} does not match input " ..
+    "{2, 3, 5, 5}", core.adaptive_avg_pool2d_backward, mo.zeros({2, 4, 2, 2}), x)
+  fails("adaptive_avg_pool2d_backward: dtype mismatch", core.adaptive_avg_pool2d_backward,
+    mo.zeros({2, 3, 2, 2}), x:double())
+  -- float32 indices are exact up to 2^24 positions per plane
+  fails("too large for exact float32 indices", f, mo.zeros({1, 1, 1, 1}):expand(1, 1, 4097, 4097),
+    2, 2, 2, 2, 0, 0)
 end
 
 return {

@@ -443,6 +443,25 @@ case("conv2d_backward", "conv2d_backward",
   function(a) return core.conv2d_backward(a[1], a[2], a[3], 1, 2, 1, 0, 1, 1, 1, a[4], a[5], true) end,
   {inplace = true})
 
+case("max_pool2d_forward", "max_pool2d_forward", function() return {X4()} end,
+  function(a) return core.max_pool2d_forward(a[1], 3, 2, 2, 1, 1, 1) end)
+case("max_pool2d_backward", "max_pool2d_backward",
+  function()
+    local y, idx = core.max_pool2d_forward(M(40, 3):view(2, 3, 4, 5), 2, 2, 2, 2, 0, 0)
+    return {y:transpose(3, 4):contiguous():transpose(3, 4), idx, X4():contiguous()}
+  end,
+  function(a) return core.max_pool2d_backward(a[1], a[2], a[3]) end)
+case("avg_pool2d_forward", "avg_pool2d_forward", function() return {X4()} end,
+  function(a) return core.avg_pool2d_forward(a[1], 3, 2, 2, 1, 1, 1, false) end)
+case("avg_pool2d_backward", "avg_pool2d_backward",
+  function() return {M(6, 15):view(2, 3, 5, 3):transpose(3, 4), X4()} end,
+  function(a) return core.avg_pool2d_backward(a[1], a[2], 3, 2, 2, 1, 1, 1, true) end)
+case("adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_forward", function() return {X4()} end,
+  function(a) return core.adaptive_avg_pool2d_forward(a[1], 3, 3) end)
+case("adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_backward",
+  function() return {M(6, 9):view(2, 3, 3, 3):transpose(3, 4), X4()} end,
+  function(a) return core.adaptive_avg_pool2d_backward(a[1], a[2]) end)
+
 -- data and checkpoints
 case("gather_rows", "gather_rows", function() return {mo.zeros(2, 3), M(4, 3), {4, 2}} end,
   function(a) return core.gather_rows(a[1], a[2], a[3], 1, 2) end, {inplace = true})
