@@ -13,41 +13,72 @@
 #endif
 
 /*
+ * One row of col for a stride-1 tap whose output rows are as long as the input's (OW ==
+ * W, the usual "same" convolution): output rows h0..h1-1 read ONE contiguous run of the
+ * plane, from the first valid element of the first row to the last valid element of the
+ * last row, so it is copied in one go and the few columns outside [w0, w1) of each row
+ * (which the run wrapped in from the neighbouring input rows) are zeroed afterwards.
+ */
+static void TN(im2col_rows_same)(T *row, const T *xc, size_t OW, size_t h0, size_t h1,
+                                 ptrdiff_t offh, ptrdiff_t offw, size_t w0, size_t w1)
+{
+    const size_t from = (size_t)(((ptrdiff_t)h0 + offh) * (ptrdiff_t)OW + offw + (ptrdiff_t)w0);
+    const size_t n = (h1 - h0 - 1) * OW + w1 - w0;
+    memcpy(row + h0 * OW + w0, xc + from, n * sizeof(T));
+    for (size_t oh = h0; oh < h1; oh++) {
+        T *r = row + oh * OW;
+        for (size_t ow = 0; ow < w0; ow++) r[ow] = 0;
+        for (size_t ow = w1; ow < OW; ow++) r[ow] = 0;
+    }
+}
+
+/* The general row: output rows h0..h1-1, columns w0..w1-1 read from the plane. */
+static void TN(im2col_rows)(T *row, const T *xc, const conv_geom *g, size_t h0, size_t h1,
+                            ptrdiff_t offh, ptrdiff_t offw, size_t w0, size_t w1)
+{
+    const size_t OW = g->ow;
+    const ptrdiff_t sw = (ptrdiff_t)g->sw;
+    for (size_t oh = h0; oh < h1; oh++) {
+        T *r = row + oh * OW;
+        const T *src = xc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
+        for (size_t ow = 0; ow < w0; ow++) r[ow] = 0;
+        if (sw == 1) {
+            for (size_t ow = w0; ow < w1; ow++) r[ow] = src[(ptrdiff_t)ow + offw];
+        } else {
+            for (size_t ow = w0; ow < w1; ow++) r[ow] = src[(ptrdiff_t)ow * sw + offw];
+        }
+        for (size_t ow = w1; ow < OW; ow++) r[ow] = 0;
+    }
+}
+
+/*
  * col {C*kH*kW, OH*OW} from the planes x {C, H, W}: row (c*kH + i)*kW + j, column
  * oh*OW + ow holds x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw], 0 outside the input.
- * The valid output columns of each row are computed once (win_range) so the
- * inner loop has no bounds test (a plain copy when sw == 1).
+ * The valid output rows and columns of each tap are computed once (win_range) so
+ * the inner loops have no bounds tests.
  */
 static void TN(im2col)(const void *xv, const conv_geom *g, size_t C, void *colv)
 {
     const T *x = xv;
     T *col = colv;
     const size_t OH = g->oh, OW = g->ow, P = OH * OW, plane = g->h * g->w;
+    const int same = g->sh == 1 && g->sw == 1 && OW == g->w;
     for (size_t c = 0; c < C; c++) {
         const T *xc = x + c * plane;
         for (size_t i = 0; i < g->kh; i++) {
+            const ptrdiff_t offh = (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph;
             size_t h0, h1; /* output rows whose input row is inside */
-            win_range(g->oh, g->sh, (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph, g->h, &h0, &h1);
+            win_range(OH, g->sh, offh, g->h, &h0, &h1);
             for (size_t j = 0; j < g->kw; j++) {
                 T *row = col + ((c * g->kh + i) * g->kw + j) * P;
                 const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
                 size_t w0, w1;
                 win_range(OW, g->sw, offw, g->w, &w0, &w1);
-                const ptrdiff_t offh = (ptrdiff_t)(i * g->dh) - (ptrdiff_t)g->ph;
                 memset(row, 0, h0 * OW * sizeof(T));
-                for (size_t oh = h0; oh < h1; oh++) {
-                    T *r = row + oh * OW;
-                    const T *src = xc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
-                    for (size_t ow = 0; ow < w0; ow++) r[ow] = 0;
-                    if (g->sw == 1) {
-                        if (w1 > w0)
-                            memcpy(r + w0, src + ((ptrdiff_t)w0 + offw), (w1 - w0) * sizeof(T));
-                    } else {
-                        const ptrdiff_t sw = (ptrdiff_t)g->sw;
-                        for (size_t ow = w0; ow < w1; ow++) r[ow] = src[(ptrdiff_t)ow * sw + offw];
-                    }
-                    for (size_t ow = w1; ow < OW; ow++) r[ow] = 0;
-                }
+                if (same && h1 > h0 && w1 > w0)
+                    TN(im2col_rows_same)(row, xc, OW, h0, h1, offh, offw, w0, w1);
+                else
+                    TN(im2col_rows)(row, xc, g, h0, h1, offh, offw, w0, w1);
                 memset(row + h1 * OW, 0, (OH - h1) * OW * sizeof(T));
             }
         }
@@ -98,14 +129,20 @@ static void TN(add_bias)(void *yv, const void *bv, ptrdiff_t bstride, size_t row
     }
 }
 
-/* acc[r] += sum of row r of g {rows, n} (double accumulation; summed over the batch). */
+/* acc[r] += sum of row r of g {rows, n} (double accumulation; summed over the batch).
+ * Eight partial sums: one chain of dependent adds would wait on the add latency. */
 static void TN(row_sums)(double *acc, const void *gv, size_t rows, size_t n)
 {
     const T *g = gv;
     for (size_t r = 0; r < rows; r++) {
         const T *gr = g + r * n;
+        double s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t k = 0;
+        for (; k + 8 <= n; k += 8)
+            for (size_t j = 0; j < 8; j++) s8[j] += gr[k + j];
         double s = 0.0;
-        for (size_t k = 0; k < n; k++) s += gr[k];
+        for (; k < n; k++) s += gr[k];
+        for (size_t j = 0; j < 8; j++) s += s8[j];
         acc[r] += s;
     }
 }

@@ -20,6 +20,7 @@
  */
 #include "binding.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
@@ -426,6 +427,119 @@ static int l_adaptive_backward(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Batch norm                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* x must be {N, C, ...}; returns C. */
+static size_t bn_channels(lua_State *L, const char *fname, const mo_tensor *x)
+{
+    if (x->ndim < 2) {
+        char s[MO__SHAPE_BUF];
+        luaL_error(L, "%s: input must have at least 2 dims {N, C, ...}, got %s", fname,
+                   mo__shapestr(x, s));
+    }
+    return x->shape[1];
+}
+
+/* The optional {C} tensor at idx (nil: NULL), named `what`. */
+static mo_tensor *bn_vec(lua_State *L, int idx, const char *fname, const char *what,
+                         const mo_tensor *x, const size_t *c)
+{
+    mo_tensor *t = opt_t(L, idx, fname, x);
+    if (t) need_shape(L, fname, what, t, 1, c);
+    return t;
+}
+
+/* training at idx: a boolean. */
+static int bn_training(lua_State *L, int idx, const char *fname)
+{
+    if (!lua_isboolean(L, idx)) mo__typeerror(L, idx, fname, "boolean (training)");
+    return lua_toboolean(L, idx);
+}
+
+/*
+ * batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+ *   -> y, save_mean, save_invstd. running_* updated in place when training.
+ */
+static int l_bn_forward(lua_State *L)
+{
+    static const char fname[] = "batch_norm_forward";
+    lua_settop(L, 8);
+    mo_tensor *x = check_t(L, 1, fname, NULL);
+    const size_t c = bn_channels(L, fname, x);
+    static const char *const names[4] = {"weight", "bias", "running_mean", "running_var"};
+    mo_tensor *v[4];
+    for (int i = 0; i < 4; i++) v[i] = bn_vec(L, 2 + i, fname, names[i], x, &c);
+    const int training = bn_training(L, 6, fname);
+    const lua_Number momentum = mo__checknumber(L, 7, fname);
+    const lua_Number eps = mo__checknumber(L, 8, fname);
+    if (!(momentum >= 0 && momentum <= 1))
+        mo__argerror(L, 7, fname, "momentum must be in [0, 1], got %s", mo__describe(L, 7));
+    if (!(eps > 0) || eps == HUGE_VAL)
+        mo__argerror(L, 8, fname, "eps must be a positive finite number, got %s",
+                     mo__describe(L, 8));
+    if ((v[2] == NULL) != (v[3] == NULL))
+        luaL_error(L, "%s: running_mean and running_var must be given together", fname);
+    if (!training && !v[2])
+        luaL_error(L, "%s: running_mean and running_var are needed when not training", fname);
+    char sx[MO__SHAPE_BUF];
+    if (training && x->numel / (c ? c : 1) <= 1)
+        luaL_error(L, "%s: expected more than 1 value per channel when training, got input %s",
+                   fname, mo__shapestr(x, sx));
+    const int nd = x->ndim;
+    size_t xs[MO_MAX_DIMS];
+    memcpy(xs, x->shape, sizeof xs);
+    make_contig(L, 1, fname);
+    mo_tensor *y = mo__newtensor_dtype(L, nd, xs, x->dtype, 0, fname);         /* 9 */
+    mo_tensor *sm = mo__newtensor_dtype(L, 1, &c, x->dtype, 0, fname);        /* 10 */
+    mo_tensor *si = mo__newtensor_dtype(L, 1, &c, x->dtype, 0, fname);        /* 11 */
+    x = mo__recheck(L, 1, fname, nd, xs);
+    for (int i = 0; i < 4; i++)
+        if (v[i]) v[i] = mo__recheck(L, 2 + i, fname, 1, &c);
+    mo__check(L, mo_batch_norm_forward(y, sm, si, x, v[0], v[1], v[2], v[3], training, momentum,
+                                       eps), fname);
+    return 3;
+}
+
+/*
+ * batch_norm_backward(x, gy, weight, save_mean, save_invstd, training, gw, gb, need_gx)
+ *   -> gx or nil; gw += dL/dweight, gb += dL/dbias (in place, any strides).
+ */
+static int l_bn_backward(lua_State *L)
+{
+    static const char fname[] = "batch_norm_backward";
+    lua_settop(L, 9);
+    mo_tensor *x = check_t(L, 1, fname, NULL);
+    mo_tensor *gy = check_t(L, 2, fname, x);
+    const size_t c = bn_channels(L, fname, x);
+    const int nd = x->ndim;
+    size_t xs[MO_MAX_DIMS];
+    memcpy(xs, x->shape, sizeof xs);
+    need_shape(L, fname, "grad_output", gy, nd, xs);
+    static const char *const names[3] = {"weight", "save_mean", "save_invstd"};
+    mo_tensor *v[3];
+    for (int i = 0; i < 3; i++) v[i] = bn_vec(L, 3 + i, fname, names[i], x, &c);
+    if (!v[1] || !v[2]) luaL_error(L, "%s: save_mean and save_invstd are needed", fname);
+    const int training = bn_training(L, 6, fname);
+    mo_tensor *gw = bn_vec(L, 7, fname, "grad_weight", x, &c);
+    mo_tensor *gb = bn_vec(L, 8, fname, "grad_bias", x, &c);
+    const int need_gx = lua_toboolean(L, 9);
+    make_contig(L, 1, fname);
+    make_contig(L, 2, fname);
+    mo_tensor *gx = NULL;
+    if (need_gx) gx = mo__newtensor_dtype(L, nd, xs, x->dtype, 0, fname);
+    else lua_pushnil(L);
+    x = mo__recheck(L, 1, fname, nd, xs);
+    gy = mo__recheck(L, 2, fname, nd, xs);
+    for (int i = 0; i < 3; i++)
+        if (v[i]) v[i] = mo__recheck(L, 3 + i, fname, 1, &c);
+    if (gw) gw = mo__recheck(L, 7, fname, 1, &c);
+    if (gb) gb = mo__recheck(L, 8, fname, 1, &c);
+    mo__check(L, mo_batch_norm_backward(gx, gw, gb, x, gy, v[0], v[1], v[2], training), fname);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
 
 static const luaL_Reg conv_funcs[] = {
     {"conv2d_forward", l_conv2d_forward},
@@ -436,6 +550,8 @@ static const luaL_Reg conv_funcs[] = {
     {"avg_pool2d_backward", l_avg_pool2d_backward},
     {"adaptive_avg_pool2d_forward", l_adaptive_forward},
     {"adaptive_avg_pool2d_backward", l_adaptive_backward},
+    {"batch_norm_forward", l_bn_forward},
+    {"batch_norm_backward", l_bn_backward},
     {NULL, NULL}
 };
 

@@ -96,11 +96,22 @@ function RUN.adaptive_avg_pool2d(c, dt)
   return {y = y, gx = core.adaptive_avg_pool2d_backward(gy, x)}
 end
 
+function RUN.batch_norm(c, dt)
+  local x, gy, w, b = T(c, "x", dt), T(c, "gy", dt), T(c, "weight", dt), T(c, "bias", dt)
+  local rm, rv = T(c, "running_mean", dt), T(c, "running_var", dt)
+  local y, sm, si = core.batch_norm_forward(x, w, b, rm, rv, c.training, c.momentum, c.eps)
+  local gw = w and mo.zeros(w:shape(), {dtype = dt})
+  local gb = b and mo.zeros(b:shape(), {dtype = dt})
+  local gx = core.batch_norm_backward(x, gy, w, sm, si, c.training, gw, gb, true)
+  return {y = y, gx = gx, gweight = gw, gbias = gb, running_mean_after = rm,
+          running_var_after = rv}
+end
+
 local TestConvGolden = {}
 TestConvGolden.setUp, TestConvGolden.tearDown = load_golden, drop_golden
 
 for i, info in ipairs(CASES) do
-  if RUN[info.op] then TestConvGolden[string.format("test_%02d_%s_%s", i, info.op, info.name:gsub("%W+", "_"))] =
+  TestConvGolden[string.format("test_%02d_%s_%s", i, info.op, info.name:gsub("%W+", "_"))] =
     function()
       local c = G[i]
       for _, dt in ipairs(DTYPES) do
@@ -117,7 +128,7 @@ for i, info in ipairs(CASES) do
           end
         end
       end
-    end end
+    end
 end
 
 -- ---- finite differences in float64 ---------------------------------------------------
@@ -190,6 +201,29 @@ function TestConvGradcheck.test_pooling()
   near(flat(core.adaptive_avg_pool2d_backward(gy, x)),
     numgrad(x, function() return dot(core.adaptive_avg_pool2d_forward(x, 3, 4), gy) end),
     1e-6, "adaptive_avg_pool2d gx")
+end
+
+function TestConvGradcheck.test_batch_norm()
+  mo.manual_seed(8)
+  for _, shape in ipairs{{4, 3}, {3, 2, 5}, {2, 3, 2, 3}} do
+    for _, training in ipairs{true, false} do
+      local c = shape[2]
+      local x, w, b = rand(shape), rand({c}), rand({c})
+      local rm, rv = rand({c}), rand({c}):abs() + 0.5
+      -- the forward updates the running stats in training: give each call fresh copies
+      local function fwd() return core.batch_norm_forward(x, w, b, rm:clone(), rv:clone(), training,
+        0.1, 1e-5) end
+      local y, sm, si = fwd()
+      local gy = rand(y:shape())
+      local gw, gb = mo.zeros({c}, {dtype = "float64"}), mo.zeros({c}, {dtype = "float64"})
+      local gx = core.batch_norm_backward(x, gy, w, sm, si, training, gw, gb, true)
+      local function loss() return dot(fwd(), gy) end
+      local what = string.format("batch_norm %d-d %s", #shape, training and "train" or "eval")
+      near(flat(gx), numgrad(x, loss), 1e-6, what .. " gx")
+      near(flat(gw), numgrad(w, loss), 1e-6, what .. " gw")
+      near(flat(gb), numgrad(b, loss), 1e-6, what .. " gb")
+    end
+  end
 end
 
 -- ---- accumulation and options ------------------------------------------------------------
@@ -345,6 +379,53 @@ function TestConvErrors.test_pooling_errors()
   -- float32 indices are exact up to 2^24 positions per plane
   fails("too large for exact float32 indices", f, mo.zeros({1, 1, 1, 1}):expand(1, 1, 4097, 4097),
     2, 2, 2, 2, 0, 0)
+end
+
+function TestConvErrors.test_batch_norm_errors()
+  local x, v = mo.randn({4, 3, 2}), mo.ones({3})
+  local f = core.batch_norm_forward
+  fails("batch_norm_forward: input must have at least 2 dims {N, C, ...}, got {4}",
+    f, mo.zeros({4}), nil, nil, nil, nil, true, 0.1, 1e-5)
+  fails("batch_norm_forward: weight must have shape {3}, got {4}",
+    f, x, mo.ones({4}), nil, nil, nil, true, 0.1, 1e-5)
+  fails("batch_norm_forward: running_var must have shape {3}, got {3, 1}",
+    f, x, v, v, mo.zeros({3}), mo.ones({3, 1}), true, 0.1, 1e-5)
+  fails("batch_norm_forward: dtype mismatch", f, x, v:double(), nil, nil, nil, true, 0.1, 1e-5)
+  fails("bad argument #7 to 'batch_norm_forward' (momentum must be in [0, 1], got 1.5)",
+    f, x, v, v, nil, nil, true, 1.5, 1e-5)
+  fails("bad argument #8 to 'batch_norm_forward' (eps must be a positive finite number, got 0)",
+    f, x, v, v, nil, nil, true, 0.1, 0)
+  fails("bad argument #6 to 'batch_norm_forward' (boolean (training) expected, got number)",
+    f, x, v, v, nil, nil, 1, 0.1, 1e-5)
+  fails("batch_norm_forward: running_mean and running_var must be given together",
+    f, x, v, v, mo.zeros({3}), nil, true, 0.1, 1e-5)
+  fails("batch_norm_forward: running_mean and running_var are needed when not training",
+    f, x, v, v, nil, nil, false, 0.1, 1e-5)
+  fails("batch_norm_forward: expected more than 1 value per channel when training, got " ..
+    "input {1, 3}", f, mo.zeros({1, 3}), nil, nil, nil, nil, true, 0.1, 1e-5)
+  -- training without running stats (track_running_stats=False) works; nothing to update
+  local y = f(x, nil, nil, nil, nil, true, 0.1, 1e-5)
+  lu.assertEquals(y:shape(), {4, 3, 2})
+  -- the running stats are updated in place, whatever their strides
+  local buf = mo.zeros({3, 2})
+  local rm, rv = buf:select(2, 1), buf:select(2, 2):fill(1)
+  f(x, nil, nil, rm, rv, true, 0.5, 1e-5)
+  local mean = x:mean(3):mean(1)
+  near(flat(rm), flat(mean * 0.5), 1e-6, "strided running_mean")
+  -- the same running tensor twice: refused, nothing changed
+  local r = mo.ones({3})
+  fails("batch_norm_forward", f, x, nil, nil, r, r, true, 0.1, 1e-5)
+  lu.assertEquals(flat(r), {1, 1, 1})
+  local b = core.batch_norm_backward
+  local _, sm, si = f(x, nil, nil, nil, nil, true, 0.1, 1e-5)
+  fails("batch_norm_backward: grad_output must have shape {4, 3, 2}, got {4, 3}",
+    b, x, mo.zeros({4, 3}), nil, sm, si, true, nil, nil, true)
+  fails("batch_norm_backward: save_mean and save_invstd are needed",
+    b, x, x, nil, nil, si, true, nil, nil, true)
+  fails("batch_norm_backward: grad_bias must have shape {3}, got {2}",
+    b, x, x, nil, sm, si, true, mo.zeros({3}), mo.zeros({2}), true)
+  fails("batch_norm_backward: dtype mismatch", b, x, x:double(), nil, sm, si, true, nil, nil, true)
+  lu.assertNil(b(x, x, nil, sm, si, true, mo.zeros({3}), nil, false))
 end
 
 return {

@@ -462,6 +462,18 @@ case("adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_backward",
   function() return {M(6, 9):view(2, 3, 3, 3):transpose(3, 4), X4()} end,
   function(a) return core.adaptive_avg_pool2d_backward(a[1], a[2]) end)
 
+case("batch_norm_forward", "batch_norm_forward",
+  function() return {X4(), mo.tensor{1, 2, 3}, mo.tensor{0, 1, 0}, mo.zeros(3), mo.ones(3)} end,
+  function(a) return core.batch_norm_forward(a[1], a[2], a[3], a[4], a[5], true, 0.1, 1e-5) end,
+  {inplace = true})
+case("batch_norm_backward", "batch_norm_backward",
+  function()
+    return {X4(), M(20, 6):view(2, 3, 5, 4), mo.tensor{1, 2, 3}, mo.tensor{0.5, 1, 1.5},
+            mo.tensor{1, 2, 0.5}, mo.zeros(3), mo.zeros(3)}
+  end,
+  function(a) return core.batch_norm_backward(a[1], a[2], a[3], a[4], a[5], true, a[6], a[7], true) end,
+  {inplace = true})
+
 -- data and checkpoints
 case("gather_rows", "gather_rows", function() return {mo.zeros(2, 3), M(4, 3), {4, 2}} end,
   function(a) return core.gather_rows(a[1], a[2], a[3], 1, 2) end, {inplace = true})

@@ -1,0 +1,32 @@
+#!/usr/bin/python3
+"""bench/conv_torch.py - the PyTorch 1.13 reference of bench/conv_bench.sh: the same
+Conv2d(32, 64, 3, padding 1) on x {128, 32, 14, 14}, forward and backward (grad of x,
+weight and bias), one thread. Prints "torch_conv_s <median seconds of forward+backward>
+fwd_s F bwd_s B". usage: conv_torch.py [reps]"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(1)
+reps = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+torch.manual_seed(1)
+x = torch.randn(128, 32, 14, 14, requires_grad=True)
+w = torch.randn(64, 32, 3, 3, requires_grad=True)
+b = torch.randn(64, requires_grad=True)
+gy = torch.randn(128, 64, 14, 14)
+tf, tb = [], []
+for i in range(reps + 1):
+    x.grad = w.grad = b.grad = None
+    t0 = time.perf_counter()
+    y = F.conv2d(x, w, b, 1, 1)
+    t1 = time.perf_counter()
+    y.backward(gy)
+    t2 = time.perf_counter()
+    if i > 0:
+        tf.append(t1 - t0)
+        tb.append(t2 - t1)
+tot = sorted(f + g for f, g in zip(tf, tb))
+print("torch_conv_s %.5f fwd_s %.5f bwd_s %.5f" % (tot[len(tot) // 2], sorted(tf)[len(tf) // 2],
+                                                  sorted(tb)[len(tb) // 2]))
