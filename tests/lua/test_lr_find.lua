@@ -31,7 +31,7 @@ end
 local function setup()
   mo.manual_seed(3)
   local ds = mo.data.regression{n = 200, d = 5}
-  local model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 1))
+  local model = nn.Sequential(nn.Linear(5, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 1))
   local opt = mo.optim.SGD(model:parameters(), {lr = 1e-3, momentum = 0.9})
   return ds, model, opt
 end
