@@ -596,9 +596,10 @@ mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t
 /* Reading: the parsed file                                                 */
 /* ======================================================================== */
 
-enum { DT_F32, DT_F64, DT_F16, DT_BF16 };
-static const char *const dtype_names[] = {"F32", "F64", "F16", "BF16"};
-static const size_t dtype_sizes[] = {4, 8, 2, 2};
+/* I64 (PyTorch's BatchNorm num_batches_tracked) is read into float64, exact up to 2^53. */
+enum { DT_F32, DT_F64, DT_F16, DT_BF16, DT_I64, DT_COUNT };
+static const char *const dtype_names[] = {"F32", "F64", "F16", "BF16", "I64"};
+static const size_t dtype_sizes[] = {4, 8, 2, 2, 8};
 
 typedef struct entry {
     char *name;
@@ -890,17 +891,17 @@ static mo_status jtensor(jparse *p, entry *e)
                 char *dt;
                 MO_TRY(jstring(p, &dt));
                 int k = -1;
-                for (int i = 0; i < 4; i++)
+                for (int i = 0; i < DT_COUNT; i++)
                     if (strcmp(dt, dtype_names[i]) == 0) k = i;
                 if (k < 0) {
                     static const char *const other[] = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32",
-                                                        "I64", "U64", "F8_E5M2", "F8_E4M3"};
+                                                        "U64", "F8_E5M2", "F8_E4M3"};
                     int known = 0;
                     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
                         if (strcmp(dt, other[i]) == 0) known = 1;
                     if (known)
                         mo__say(p->why, p->why_size,
-                            "tensor '%.80s': dtype %s is not supported (moonopt reads F32, F64, F16, BF16)",
+                            "tensor '%.80s': dtype %s is not supported (moonopt reads F32, F64, F16, BF16, I64)",
                             name, dt);
                     else
                         mo__say(p->why, p->why_size, "tensor '%.80s': unknown dtype '%.40s'", name, dt);
@@ -1256,6 +1257,18 @@ static mo_status read_tensor(source *s, entry *e, unsigned char *stage, uint32_t
                 memcpy(&dst64[k], &u, sizeof u);
                 break;
             }
+            case DT_I64: {
+                /* two's complement bits -> int64 without implementation-defined conversion */
+                uint64_t u = get_u64le(q);
+                int64_t v = u >> 63 ? -(int64_t)(~u) - 1 : (int64_t)u;
+                if (v > ((int64_t)1 << 53) || v < -((int64_t)1 << 53)) {
+                    mo__say(why, why_size, "tensor '%.80s': I64 value %lld is beyond 2^53 (not exact in "
+                            "float64)", e->name, (long long)v);
+                    return MO_ERR_FORMAT;
+                }
+                dst64[k] = (double)v;
+                break;
+            }
             case DT_F16: dst[k] = f32_of_f16((uint16_t)(q[0] | q[1] << 8)); break;
             default: dst[k] = f32_of_bits((uint32_t)(q[0] | q[1] << 8) << 16); break;   /* BF16 */
             }
@@ -1316,7 +1329,7 @@ static mo_status read_all(mo_ckpt **out, source *s, size_t size, const mo_alloca
     for (size_t i = 0; st == MO_OK && i < c->count; i++) {
         entry *e = &c->e[i];
         st = mo_tensor_empty_dtype(&e->t, e->ndim, e->shape,
-                                   e->dtype == DT_F64 ? MO_FLOAT64 : MO_FLOAT32, a);
+                                   (e->dtype == DT_F64 || e->dtype == DT_I64) ? MO_FLOAT64 : MO_FLOAT32, a);
         if (st != MO_OK) {
             char sh[160];
             shape_text(e, sh, sizeof sh);

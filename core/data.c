@@ -213,3 +213,40 @@ mo_status mo_count_correct(const mo_tensor *scores, const mo_tensor *labels, flo
                                            : count_correct_run_f32(scores, labels, base);
     return MO_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Augmentation: random crop with zero padding, horizontal flip             */
+/* ------------------------------------------------------------------------ */
+
+mo_status mo_augment_crop_flip(mo_tensor *dst, const mo_tensor *src, size_t pad, int flip, uint64_t seed)
+{
+    if (!dst || !src) return MO_ERR_ARG;
+    if (!mo_tensor_alive(dst) || !mo_tensor_alive(src)) return MO_ERR_FREED;
+    if (dst->dtype != src->dtype) return MO_ERR_DTYPE;
+    if (src->ndim != 4 || dst->ndim != 4) return MO_ERR_SHAPE;
+    for (int i = 0; i < 4; i++)
+        if (dst->shape[i] != src->shape[i]) return MO_ERR_SHAPE;
+    if (!mo_tensor_is_contiguous(dst) || !mo_tensor_is_contiguous(src)) return MO_ERR_LAYOUT;
+    if (mo_tensor_same_storage(dst, src)) return MO_ERR_ARG;
+    /* offsets up to 2*pad must stay representable as ptrdiff_t next to the sizes */
+    if (pad > (size_t)PTRDIFF_MAX / 4 || src->shape[3] > (size_t)PTRDIFF_MAX / 4) return MO_ERR_RANGE;
+    const size_t B = src->shape[0], C = src->shape[1], H = src->shape[2], W = src->shape[3];
+    if (src->numel == 0) return MO_OK;
+    const size_t per = C * H * W;          /* elements per example (numel checked at creation) */
+    const int f64 = src->dtype == MO_FLOAT64;
+    mo_rng r;
+    mo_rng_seed(&r, seed);
+    for (size_t b = 0; b < B; b++) {
+        ptrdiff_t dy = (ptrdiff_t)mo_rng_below(&r, 2 * (uint64_t)pad + 1);
+        ptrdiff_t dx = (ptrdiff_t)mo_rng_below(&r, 2 * (uint64_t)pad + 1);
+        int f = flip ? (int)mo_rng_below(&r, 2) : 0;
+        const ptrdiff_t oy = dy - (ptrdiff_t)pad, ox = dx - (ptrdiff_t)pad;
+        if (f64)
+            crop_flip_one_f64((double *)mo_tensor_ptr(dst) + b * per,
+                              (const double *)mo_tensor_ptr(src) + b * per, C, H, W, oy, ox, f);
+        else
+            crop_flip_one_f32((float *)mo_tensor_ptr(dst) + b * per,
+                              (const float *)mo_tensor_ptr(src) + b * per, C, H, W, oy, ox, f);
+    }
+    return MO_OK;
+}

@@ -114,5 +114,40 @@ static size_t TN(count_correct_run)(const mo_tensor *scores, const mo_tensor *la
     return hits;
 }
 
+/*
+ * One example's planes: d, s {C, H, W} contiguous. Row y of the output reads source row
+ * y + dy - pad; column x reads source column (flip ? W-1-x : x) + dx - pad; anything
+ * outside the source is 0. The valid columns are one run, so an unflipped row is a
+ * memcpy between two zero fills.
+ */
+static void TN(crop_flip_one)(T *d, const T *s, size_t C, size_t H, size_t W, ptrdiff_t oy,
+                              ptrdiff_t ox, int flip)
+{
+    /* source column of output column x: x + ox (plain) or W-1-x + ox (flipped);
+     * valid output columns are x0 .. x1-1 */
+    ptrdiff_t w = (ptrdiff_t)W;
+    ptrdiff_t x0 = flip ? ox : -ox, x1 = flip ? w + ox : w - ox;
+    if (x0 < 0) x0 = 0;
+    if (x1 > w) x1 = w;
+    for (size_t c = 0; c < C; c++) {
+        for (size_t y = 0; y < H; y++) {
+            T *drow = d + (c * H + y) * W;
+            ptrdiff_t sy = (ptrdiff_t)y + oy;
+            if (sy < 0 || sy >= (ptrdiff_t)H || x0 >= x1) {
+                memset(drow, 0, W * sizeof *drow);
+                continue;
+            }
+            const T *srow = s + (c * H + (size_t)sy) * W;
+            memset(drow, 0, (size_t)x0 * sizeof *drow);
+            if (flip) {
+                for (ptrdiff_t x = x0; x < x1; x++) drow[x] = srow[w - 1 - x + ox];
+            } else {
+                memcpy(drow + x0, srow + x0 + ox, (size_t)(x1 - x0) * sizeof *drow);
+            }
+            memset(drow + x1, 0, (size_t)(w - x1) * sizeof *drow);
+        }
+    }
+}
+
 #undef T
 #undef TN

@@ -158,6 +158,17 @@ mo_status mo_normalize_columns(mo_tensor *m, const mo_tensor *mean, const mo_ten
  */
 mo_status mo_count_correct(const mo_tensor *scores, const mo_tensor *labels, float base, size_t *correct);
 
+/*
+ * Data augmentation of a batch of images (float32, both contiguous, not sharing memory):
+ * dst, src {B, C, H, W}. Per example b, from a generator seeded with `seed`
+ * (mo_rng_seed), in this order: dy, dx uniform in 0..2*pad, then (when flip) one bit.
+ * The example is cropped at offset (dy, dx) from the image zero-padded by `pad` on every
+ * side (the crop has the original size), then mirrored left-right when the bit is 1:
+ *   dst[b, c, y, x] = padded[c, y + dy, (flip ? W-1-x : x) + dx]   (0 outside the image)
+ * pad 0 and flip 0 copy. The same seed gives the same batch on every machine.
+ */
+mo_status mo_augment_crop_flip(mo_tensor *dst, const mo_tensor *src, size_t pad, int flip, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif

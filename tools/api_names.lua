@@ -28,7 +28,7 @@ local M = {}
 M.PUBLIC_MODULES = {"autograd", "nn", "optim", "sched", "train", "data", "plot", "progress"}
 
 --- Modules that are implementation details (not reachable as mo.<name>, not documented API).
-M.INTERNAL_MODULES = {"apierror", "checkpoint", "json"}
+M.INTERNAL_MODULES = {"apierror", "checkpoint", "json", "lr_find"}
 
 --- Public modules required on their own, not reachable as mo.<name> (each gets
 -- "<name>.<key>" names, e.g. dist.all_reduce_, when it loads: moonopt.dist needs its

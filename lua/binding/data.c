@@ -14,6 +14,8 @@
  *   normalize_(t, mean, std)                  -> t, in place (t - mean) / std
  *   normalize_columns_(m, mean, std)          -> m, in place per column
  *   count_correct(scores, labels)             -> rows of scores {n, c} whose argmax is labels[i] (1..c)
+ *   augment_crop_flip(dst, src, pad, flip, seed) -> dst: random crop (zero padding pad) and flip
+ *   augment_seed()                            -> an integer from the default generator
  *   isatty([fd = 1])                          -> whether fd is a terminal
  *   blas_set_threads(n)                       -> true when OpenBLAS took it, else false
  *   blas_get_threads()                        -> OpenBLAS's thread count, or nil
@@ -299,6 +301,46 @@ static int f_count_correct(lua_State *L)
 }
 
 /* ======================================================================== */
+/* Augmentation                                                             */
+/* ======================================================================== */
+
+/*
+ * augment_crop_flip(dst, src, pad, flip, seed) -> dst
+ * dst, src {B, C, H, W} contiguous, distinct, of one dtype; pad >= 0 (zero padding of the random
+ * crop), flip a boolean (random horizontal flip), seed an integer: the generator of this
+ * batch (core/moonopt_data.h, mo_augment_crop_flip).
+ */
+static int f_augment_crop_flip(lua_State *L)
+{
+    static const char fname[] = "augment_crop_flip";
+    mo_tensor *dst = mo__checktensor(L, 1, fname);
+    mo_tensor *src = mo__checktensor(L, 2, fname);
+    lua_Integer pad = check_int_range(L, 3, fname, "pad", 0, 1 << 20);
+    luaL_checktype(L, 4, LUA_TBOOLEAN);
+    int flip = lua_toboolean(L, 4);
+    mo__checknumber(L, 5, fname);
+    lua_Integer seed = mo__checkinteger(L, 5, fname, "seed");
+    int shapes_ok = dst->ndim == 4 && src->ndim == 4;
+    for (int i = 0; shapes_ok && i < 4; i++) shapes_ok = dst->shape[i] == src->shape[i];
+    if (!shapes_ok) {
+        char a[MO__SHAPE_BUF], b[MO__SHAPE_BUF];
+        return luaL_error(L, "%s: destination %s and source %s must be one shape {B, C, H, W}", fname,
+                          mo__shapestr(dst, a), mo__shapestr(src, b));
+    }
+    if (mo_tensor_same_storage(dst, src)) return luaL_error(L, "%s: destination and source share memory", fname);
+    mo__check(L, mo_augment_crop_flip(dst, src, (size_t)pad, flip, (uint64_t)seed), fname);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* augment_seed() -> a non-negative integer drawn from the default generator (63 bits) */
+static int f_augment_seed(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)(mo_rng_next(mo__lua_rng(L)) >> 1));
+    return 1;
+}
+
+/* ======================================================================== */
 /* Terminal and BLAS threads                                                */
 /* ======================================================================== */
 
@@ -349,6 +391,8 @@ static const luaL_Reg data_functions[] = {
     {"normalize_", f_normalize_},
     {"normalize_columns_", f_normalize_columns_},
     {"count_correct", f_count_correct},
+    {"augment_crop_flip", f_augment_crop_flip},
+    {"augment_seed", f_augment_seed},
     {"isatty", f_isatty},
     {"blas_set_threads", f_blas_set_threads},
     {"blas_get_threads", f_blas_get_threads},

@@ -7,7 +7,7 @@
 --   mo.save_tensors("w.safetensors", {w = w, b = b} [, {note = "text"}])
 --   local ts, meta = mo.load_tensors("w.safetensors")   -- {w = tensor, b = tensor}
 --
--- Tensors are stored under "model.<parameter name>" (model:named_parameters(): "0.weight"),
+-- Tensors are stored under "model.<parameter or buffer name>" ("0.weight", "1.running_mean"),
 -- "optimizer.<path in opt:state_dict()>" ("optimizer.state.3.exp_avg"), "extra.<path>"
 -- and "fit.grad.<parameter name>"; everything else is JSON in the header's __metadata__
 -- (see lua/moonopt/json.lua for the exact encoding, docs/checkpoints.md for the keys).
@@ -72,6 +72,12 @@ local function named_params(fname, model)
   local f = method(model, "named_parameters")
   if not f then fail("%s: model must have a named_parameters method", fname) end
   local list = f(model)
+  -- buffers (BatchNorm's running statistics) are saved and restored like parameters
+  local fb = method(model, "named_buffers")
+  if fb then
+    list = table.move(list, 1, #list, 1, {})
+    for _, nb in ipairs(fb(model)) do list[#list + 1] = nb end
+  end
   for i, np in ipairs(list) do
     if type(np) ~= "table" or type(np[1]) ~= "string" or not is_tensor(np[2]) then
       fail("%s: model:named_parameters() entry %d is not a {name, tensor} pair", fname, i)

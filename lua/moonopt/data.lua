@@ -282,6 +282,61 @@ data.split = public(function(ds, n_first, opts)
 end)
 
 -- ---------------------------------------------------------------------------
+-- augmentation (random crop with zero padding, horizontal flip; core/data.c)
+
+-- The checked augmentation options of `fname` for examples of x's shape:
+-- {crop = pad, flip = bool, chw = {C, H, W}}, or nil when opts is nil or false.
+local function augment_spec(fname, opts, x)
+  if opts == nil or opts == false then return nil end
+  opts = check_opts(fname .. ": augment", opts, {crop = true, flip = true, shape = true})
+  local pad = check_count(fname, "augment.crop (the padding of the random crop)", opts.crop or 0, 0)
+  if opts.flip ~= nil and type(opts.flip) ~= "boolean" then
+    fail("%s: augment.flip must be a boolean, got %s", fname, show(opts.flip))
+  end
+  local per = 1
+  for d = 2, x:dim() do per = per * x:size(d) end
+  local chw = opts.shape
+  if chw == nil then
+    if x:dim() == 4 then chw = {x:size(2), x:size(3), x:size(4)}
+    elseif x:dim() == 3 then chw = {1, x:size(2), x:size(3)}
+    else
+      fail("%s: augment needs images: x %s is not {n, C, H, W} or {n, H, W}; give augment.shape = {C, H, W}",
+           fname, shape_str(x))
+    end
+  else
+    if type(chw) ~= "table" or (#chw ~= 2 and #chw ~= 3) then
+      fail("%s: augment.shape must be {C, H, W} or {H, W}, got %s", fname, show(chw))
+    end
+    local c = {}
+    for i, v in ipairs(chw) do c[i] = check_count(fname, "augment.shape[" .. i .. "]", v, 1) end
+    chw = #c == 2 and {1, c[1], c[2]} or c
+    if chw[1] * chw[2] * chw[3] ~= per then
+      fail("%s: augment.shape {%d, %d, %d} does not hold the %d values of an example of x %s", fname, chw[1],
+           chw[2], chw[3], per, shape_str(x))
+    end
+  end
+  return {crop = pad, flip = opts.flip == true, chw = chw}
+end
+
+-- dst = the augmented src (both {b, ...}, contiguous), per spec, from the generator `seed`.
+local function augment_into(dst, src, spec, seed)
+  local b, chw = src:size(1), spec.chw
+  core.augment_crop_flip(dst:view(b, chw[1], chw[2], chw[3]), src:contiguous():view(b, chw[1], chw[2], chw[3]),
+                         spec.crop, spec.flip, seed)
+  return dst
+end
+
+--- data.augment(x, {crop = 0, flip = false [, shape = {C, H, W}]}) -> a new augmented copy of x
+-- x {n, C, H, W} or {n, H, W} (or flat rows with `shape`): each example cropped at a random
+-- offset from the image zero-padded by `crop` pixels (same size), then mirrored left-right
+-- with probability 1/2 when `flip`. Draws one number from the default generator.
+data.augment = public(function(x, opts)
+  if not is_tensor(x) or x:dim() < 2 then fail("augment: x must be a tensor {n, ...}, got %s", show(x)) end
+  local spec = augment_spec("augment", opts or {}, x)
+  return augment_into(core.empty(x:shape(), {dtype = x.dtype}), x, spec, core.augment_seed())
+end)
+
+-- ---------------------------------------------------------------------------
 -- batches
 
 local Loader = {}
@@ -291,6 +346,9 @@ Loader.__index = Loader
 -- loader:epoch([first]) -> iterator over (xb, yb, i) for one pass (from batch `first`,
 -- default 1: the order is drawn as for a whole pass, then batches before `first` are
 -- skipped without being gathered); loader:num_batches().
+-- augment = {crop = pad, flip = true [, shape = {C, H, W}]} augments every batch (see
+-- data.augment) into a buffer of its own, from a seed drawn after the pass's order: the
+-- batches of a pass depend only on the generator state at its start (exact resume).
 -- Shuffled epochs draw a new permutation from the default generator (mo.manual_seed)
 -- and gather into batch buffers made once and reused: a batch is only valid until
 -- the next one is produced (copy it with :clone() to keep it). Unshuffled batches
@@ -304,13 +362,14 @@ Loader.__index = Loader
 data.loader = public(function(ds, opts)
   local n = check(ds, "loader")
   opts = check_opts("loader", opts, {batch_size = true, shuffle = true, drop_last = true, rank = true,
-                                     world_size = true})
+                                     world_size = true, augment = true})
   local bs = check_count("loader", "batch_size", opts.batch_size or 32, 1)
   local ws = check_count("loader", "world_size", opts.world_size or 1, 1)
   local rank = check_count("loader", "rank", opts.rank or 1, 1)
   if rank > ws then fail("loader: rank must be in 1..%d (world_size), got %d", ws, rank) end
   local self = setmetatable({ds = ds, n = n, batch_size = bs, shuffle = opts.shuffle ~= false,
-                             drop_last = opts.drop_last == true, rank = rank, world_size = ws}, Loader)
+                             drop_last = opts.drop_last == true, rank = rank, world_size = ws,
+                             augment = augment_spec("loader", opts.augment, ds.x)}, Loader)
   return self
 end)
 
@@ -360,11 +419,29 @@ local function buffers(self, count)
   return self.xshort, self.yshort
 end
 
+-- The buffer {count, ...} augmented batches are written into (made once, like xbuf).
+local function aug_buffer(self, count)
+  if not self.abuf then
+    local xs = self.ds.x:shape()
+    xs[1] = self.batch_size
+    self.abuf = core.empty(xs)
+  end
+  if count == self.batch_size then return self.abuf end
+  if self.ashort_count ~= count then
+    self.ashort_count, self.ashort = count, self.abuf:narrow(1, 1, count)
+  end
+  return self.ashort
+end
+
 -- The iterator over batches first.. of one pass (start checked by the caller).
 local function epoch(self, start)
   local ds, n = self.ds, self.n
   local nb = self:num_batches()
   local perm = self.shuffle and core.randperm(n) or nil
+  -- augmentation: one seed per pass, drawn right after the order; batch i's generator is
+  -- seeded with seed + i, so a pass resumed at batch `first` augments as the whole pass did
+  local spec = self.augment
+  local seed = spec and core.augment_seed()
   local x, y = ds.x, ds.y
   local i = start - 1
   local gather_rows = core.gather_rows
@@ -372,12 +449,15 @@ local function epoch(self, start)
     i = i + 1
     if i > nb then return nil end
     local first, count = rows_of(self, i)
+    local xb, yb
     if not perm then
-      return x:narrow(1, first, count), y and y:narrow(1, first, count), i
+      xb, yb = x:narrow(1, first, count), y and y:narrow(1, first, count)
+    else
+      xb, yb = buffers(self, count)
+      gather_rows(xb, x, perm, first, count)
+      if yb then gather_rows(yb, y, perm, first, count) end
     end
-    local xb, yb = buffers(self, count)
-    gather_rows(xb, x, perm, first, count)
-    if yb then gather_rows(yb, y, perm, first, count) end
+    if spec then xb = augment_into(aug_buffer(self, count), xb, spec, seed + i) end
     return xb, yb, i
   end
 end
@@ -390,11 +470,12 @@ Loader.epoch = public(Loader.epoch)
 --- data.batches(ds, batch_size [, {shuffle = true, drop_last = false}]) -> iterator (xb, yb, i)
 -- One pass over ds: every example exactly once (drop_last: except a last partial batch).
 data.batches = public(function(ds, batch_size, opts)
-  opts = check_opts("batches", opts, {shuffle = true, drop_last = true})
+  opts = check_opts("batches", opts, {shuffle = true, drop_last = true, augment = true})
   local n = check(ds, "batches")
   local bs = check_count("batches", "batch_size", batch_size, 1)
   local l = setmetatable({ds = ds, n = n, batch_size = bs, shuffle = opts.shuffle ~= false,
-                          drop_last = opts.drop_last == true}, Loader)
+                          drop_last = opts.drop_last == true,
+                          augment = augment_spec("batches", opts.augment, ds.x)}, Loader)
   return epoch(l, 1)
 end)
 

@@ -94,6 +94,7 @@ local known = {
   batch_size = true, accumulate = true, clip_grad_norm = true, schedule_per = true, eval = true,
   eval_batch_size = true, on_step = true, on_epoch = true, progress = true, progress_every = true,
   skip_nonfinite = true, shuffle = true, drop_last = true, accuracy = true, state = true, dist = true,
+  augment = true,
 }
 
 -- The objects fit calls must have these methods. The autograd path (a loss function of
@@ -234,7 +235,7 @@ local function new_run(a)
     per_batch = (a.schedule_per or "batch") == "batch" and not (sched and sched.needs_metric),
     params = a.model:parameters(),
     loader = data.loader(a.data, {batch_size = bs, shuffle = a.shuffle ~= false, drop_last = a.drop_last,
-                                  rank = rank, world_size = world}),
+                                  rank = rank, world_size = world, augment = a.augment}),
     rank = rank, world = world,
     history = new_history(), info = {},   -- one info table for every on_step call
     step = 0,                              -- optimizer steps taken
@@ -608,5 +609,8 @@ local function evaluate(model, loss_fn, ds, opts)
   return total / n, want_acc and correct / n or nil
 end
 train.evaluate = apierror.api(evaluate)
+
+--- train.lr_find{...}: the learning-rate range test (lua/moonopt/lr_find.lua, docs/training.md).
+train.lr_find = require "moonopt.lr_find"
 
 return train

@@ -381,8 +381,11 @@ TEST(tensor_entry_errors)
     const float d[4] = {1, 2, 3, 4};
     CHECK(refuses_json("{\"w\":{\"dtype\":\"F33\",\"shape\":[2],\"data_offsets\":[0,8]}}", d, 8,
                        "tensor 'w': unknown dtype 'F33'"));
+    CHECK(refuses_json("{\"w\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}}", d, 8,
+                       "dtype U64 is not supported"));
+    /* I64 is read into float64 when exact: the bytes of floats 1, 2 as an int64 are not */
     CHECK(refuses_json("{\"w\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", d, 8,
-                       "dtype I64 is not supported"));
+                       "I64 value 4611686019492741120 is beyond 2^53"));
     CHECK(refuses_json("{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", d, 8, "tensor 'w': missing 'data_offsets'"));
     CHECK(refuses_json("{\"w\":{\"shape\":[2],\"data_offsets\":[0,8]}}", d, 8, "missing 'dtype'"));
     CHECK(refuses_json("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", d, 8,

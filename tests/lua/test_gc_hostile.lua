@@ -485,6 +485,9 @@ case("normalize_columns_", "normalize_columns_",
   function(a) return core.normalize_columns_(a[1], a[2], a[3]) end, {inplace = true})
 case("count_correct", "count_correct", function() return {M(3, 2), mo.tensor{2, 2, 1}} end,
   function(a) return core.count_correct(a[1], a[2]) end)
+case("augment_crop_flip", "augment_crop_flip", function() return {mo.zeros(2, 1, 3, 4), M(2, 12):view(2, 1, 3, 4)} end,
+  function(a) return core.augment_crop_flip(a[1], a[2], 1, true, 7) end, {inplace = true})
+case("augment_seed", "augment_seed", none, function() return core.augment_seed() end)
 case("ckpt_encode", "ckpt_encode",
   function() return {{"a", "b"}, {M(2, 2), mo.tensor{1, 2, 3}}, {key = "value"}} end,
   function(a) return core.ckpt_encode(a[1], a[2], a[3]) end, {picks = 3})

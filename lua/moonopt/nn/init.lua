@@ -10,13 +10,16 @@
 --   local params = model:parameters()               -- views into one flat buffer
 --
 -- Layers: Linear, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Softmax, Dropout,
--- LayerNorm; container: Sequential; losses: MSELoss, CrossEntropyLoss,
+-- LayerNorm, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d,
+-- Flatten, Dropout2d (NCHW, PyTorch's names and shapes); container: Sequential; losses: MSELoss, CrossEntropyLoss,
 -- BCEWithLogitsLoss. nn.Module and nn.class(name [, parent]) build custom
 -- modules (docs/nn.md). nn.functional: the layers and losses as functions recorded
 -- on the autograd tape (moonopt.nn.functional).
 local base = require "moonopt.nn.module"
 local act = require "moonopt.nn.activations"
 local losses = require "moonopt.nn.losses"
+local pooling = require "moonopt.nn.pooling"
+local batchnorm = require "moonopt.nn.batchnorm"
 
 return {
   Module = base.Module,
@@ -30,6 +33,14 @@ return {
   Softmax = act.Softmax,
   Dropout = require "moonopt.nn.dropout",
   LayerNorm = require "moonopt.nn.layernorm",
+  Conv2d = require "moonopt.nn.conv",
+  MaxPool2d = pooling.MaxPool2d,
+  AvgPool2d = pooling.AvgPool2d,
+  AdaptiveAvgPool2d = pooling.AdaptiveAvgPool2d,
+  BatchNorm1d = batchnorm.BatchNorm1d,
+  BatchNorm2d = batchnorm.BatchNorm2d,
+  Flatten = require "moonopt.nn.flatten",
+  Dropout2d = require "moonopt.nn.dropout2d",
   Sequential = require "moonopt.nn.sequential",
   MSELoss = losses.MSELoss,
   CrossEntropyLoss = losses.CrossEntropyLoss,

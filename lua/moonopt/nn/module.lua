@@ -99,6 +99,7 @@ function Module:_base_init()
   self.training = true
   self._params = {}    -- own parameters: list of {name, tensor}
   self._children = {}  -- child modules: list of {name, module}
+  self._buffers = {}   -- own buffers (BatchNorm's running statistics): list of {name, tensor}
 end
 
 function Module._init() end
@@ -190,6 +191,21 @@ function M.cycle_error(parent, m, fname)
   return nil
 end
 
+--- Registers a buffer: a tensor the module keeps and updates itself (BatchNorm's running
+-- statistics). Buffers are in state_dict() and checkpoints, not in parameters(): no
+-- gradient, no optimizer. The module must update it in place (its identity is kept).
+local function register_buffer(self, name, t)
+  if not core.is_tensor(t) then
+    fail("%s:register_buffer: buffer %s must be a moonopt.Tensor, got %s", self._class_name,
+         apierror.show_key(name), show(t))
+  end
+  local bs = self._buffers
+  bs[#bs + 1] = {name, t}
+  self[name] = t
+  return t
+end
+Module.register_buffer = api(register_buffer)
+
 --- Registers a child module under `name` (a string; Sequential uses "0", "1", ...).
 local function add_module(self, name, m)
   local fname = self._class_name .. ":add_module"
@@ -279,6 +295,27 @@ end
 
 local function named(m)
   return collect(m, {}, 0, {}, {}, {})
+end
+
+-- Depth-first {name, tensor} pairs of the buffers of m's tree (each module once).
+local function collect_buffers(m, parts, depth, out, visited)
+  visited[m] = true
+  for _, nb in ipairs(m._buffers or {}) do
+    parts[depth + 1] = nb[1]
+    out[#out + 1] = {table.concat(parts, ".", 1, depth + 1), nb[2]}
+  end
+  for _, nc in ipairs(m._children) do
+    if not visited[nc[2]] then
+      parts[depth + 1] = nc[1]
+      collect_buffers(nc[2], parts, depth + 1, out, visited)
+    end
+  end
+  return out
+end
+
+--- named_buffers() -> list of {name, tensor} ("1.running_mean", ...), depth-first.
+function Module:named_buffers()
+  return collect_buffers(self, {}, 0, {}, {})
 end
 
 --- named_parameters() -> list of {name, tensor} in a fixed order ("0.weight", "0.bias", ...).
@@ -493,7 +530,7 @@ function Module:zero_grad(set_to_none)
 end
 
 --- train([mode = true]) / evaluate(): set the training flag of the whole tree
--- (Dropout is active only in training mode). Both return the module.
+-- (Dropout, Dropout2d and BatchNorm look at it). Both return the module.
 function Module:train(mode)
   local on = mode ~= false
   self.training = on
@@ -506,20 +543,27 @@ function Module:evaluate()
 end
 Module.eval = Module.evaluate
 
---- state_dict() -> {name = tensor} (the live parameter tensors, not copies).
+-- The parameters, then the buffers, as {name, tensor} pairs (state_dict's entries).
+local function named_state(m)
+  local list = named(m)
+  for _, nb in ipairs(collect_buffers(m, {}, 0, {}, {})) do list[#list + 1] = nb end
+  return list
+end
+
+--- state_dict() -> {name = tensor} (the live parameter and buffer tensors, not copies).
 function Module:state_dict()
   local sd = {}
-  for _, np in ipairs(named(self)) do sd[np[1]] = np[2] end
+  for _, np in ipairs(named_state(self)) do sd[np[1]] = np[2] end
   return sd
 end
 
---- load_state_dict(sd [, strict = true]): copies values into the parameters.
+--- load_state_dict(sd [, strict = true]): copies values into the parameters and buffers.
 -- Everything is checked first (missing and, when strict, unexpected names;
 -- shapes), so an error changes nothing.
 local function load_state_dict(self, sd, strict)
   local fname = self._class_name .. ":load_state_dict"
   if type(sd) ~= "table" then fail("%s: expected a table, got %s", fname, show(sd)) end
-  local list = named(self)
+  local list = named_state(self)
   local known = {}
   for _, np in ipairs(list) do
     local name, t = np[1], np[2]
