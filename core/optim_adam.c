@@ -228,6 +228,33 @@ __attribute__((target("avx"))) static size_t adam_avx(const adam_k *k, float *w,
 }
 #endif
 
+/* The float32 loop: the widest vector loop the CPU has, the scalar loop for the rest. */
+static void adam_run(const adam_k *k, float *w, const float *g, float *m, float *v, float *vmax,
+                     size_t n)
+{
+    size_t done = 0;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(k, w, g, m, v, vmax, n);
+#endif
+    adam_scalar_f32(k, w, g, m, v, vmax, done, n);
+}
+
+/* mo__lean_fn: one block of decoded state (st: m, v, vmax or NULL). */
+static void adam_lean_block(const void *ctx, float *w, const float *g, float *const *st, size_t n)
+{
+    adam_run(ctx, w, g, st[0], st[1], st[2], n);
+}
+
+mo_status mo_adam_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, mo_lean *v,
+                            mo_lean *vmax, const mo_adam_scalars *k, mo_state_rounding r,
+                            int64_t step)
+{
+    if (!k || !m || !v || (k->ams && !vmax)) return MO_ERR_ARG;
+    mo_lean *st[3] = {m, v, k->ams ? vmax : NULL};
+    /* a skipped step (MXNet AdamW's signal) checks its arguments and changes nothing */
+    return mo__lean_run(w, g, st, 3, k->skip ? NULL : adam_lean_block, k, r, step);
+}
+
 mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k)
 {
     if (!c || !k || step < 1) return MO_ERR_ARG;
@@ -241,11 +268,7 @@ mo_status mo_adam_update_prepared(float *w, const float *g, float *m, float *v, 
 {
     if (!w || !g || !m || !v || !k || (k->ams && !vmax)) return MO_ERR_ARG;
     if (k->skip) return MO_OK;
-    size_t done = 0;
-#ifdef MO__HAVE_AVX_DISPATCH
-    if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(k, w, g, m, v, vmax, n);
-#endif
-    adam_scalar_f32(k, w, g, m, v, vmax, done, n);
+    adam_run(k, w, g, m, v, vmax, n);
     return MO_OK;
 }
 
@@ -444,6 +467,9 @@ static mo_status adam_step_v(const void *c, mo_optim_call *a)
         if (st != MO_OK) return st;
         k->step = a->step;
     }
+    if (a->lean[0])
+        return mo_adam_step_lean(a->w, a->g, a->lean[0], a->lean[1], a->lean[2], &k->k, a->rounding,
+                                 a->step);
     return mo_adam_step_prepared(a->w, a->g, a->buf[0], a->buf[1], a->buf[2], &k->k);
 }
 
@@ -465,9 +491,9 @@ static const mo_optim_option adam_options[] = {
     MO__OPTION(mo_adam_config, "skip_nonfinite_rescale", MO_OPTT_BOOL, skip_nonfinite_rescale),
 };
 static const mo_optim_buffer adam_buffers[] = {
-    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
-    {"max_exp_avg_sq", "amsgrad", MO_OPTI_ZERO, NULL},
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_SIGNED},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_UNSIGNED},
+    {"max_exp_avg_sq", "amsgrad", MO_OPTI_ZERO, NULL, MO_LEAN_UNSIGNED},
 };
 
 const mo_optim_desc mo__optim_adam = {
@@ -477,8 +503,8 @@ const mo_optim_desc mo__optim_adam = {
 };
 
 static const mo_optim_buffer moment_buffers[] = {
-    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 static void adamax_defaults_v(void *c) { mo_adamax_defaults(c); }
@@ -497,8 +523,8 @@ static const mo_optim_option adamax_options[] = {
     MO__OPTION(mo_adamax_config, "maximize", MO_OPTT_BOOL, maximize),
 };
 static const mo_optim_buffer adamax_buffers[] = {
-    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"exp_inf", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"exp_inf", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_adamax = {

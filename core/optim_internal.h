@@ -52,6 +52,18 @@ mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts);
 /* Writes the temporaries of written tensors back when write_back, then frees them. */
 void mo__opt_finish(mo__opt_args *a, int write_back);
 
+/*
+ * The lean-state driver (optim_lean.c): runs fn over w, g and the decoded float32 blocks of
+ * up to MO__LEAN_MAX lean buffers (st[j] may be NULL: fn gets NULL there), MO_LEAN_BLOCK
+ * elements at a time, storing each block back (docs/design.md "Lean optimizer state").
+ * Checks w and g (float32: MO_ERR_DTYPE otherwise) and every buffer's n before any write;
+ * fn NULL: only checks.
+ */
+#define MO__LEAN_MAX 3
+typedef void (*mo__lean_fn)(const void *ctx, float *w, const float *g, float *const *st, size_t n);
+mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
+                       mo__lean_fn fn, const void *ctx, mo_state_rounding r, int64_t step);
+
 /* Hyperparameter domains. */
 int mo__is_finite(double x);
 int mo__nonneg(double x);   /* finite and >= 0 */

@@ -78,8 +78,8 @@ static const mo_optim_option lamb_options[] = {
     MO__OPTION(mo_lamb_config, "maximize", MO_OPTT_BOOL, maximize),
 };
 static const mo_optim_buffer lamb_buffers[] = {
-    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 /* the last trust ratio, kept for inspection only */
 static const mo_optim_scalar lamb_scalars[] = {{"trust_ratio", 1.0, 0}};

@@ -52,12 +52,28 @@ mo_status mo_lion_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, const mo_
     return MO_OK;
 }
 
+/* mo__lean_fn: one block of decoded state (st[0]: m). */
+static void lion_lean_block(const void *ctx, float *w, const float *g, float *const *st, size_t n)
+{
+    lion_run_f32(w, g, st[0], n, ctx);
+}
+
+mo_status mo_lion_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, const mo_lion_config *c,
+                            mo_state_rounding r, int64_t step)
+{
+    if (!c || !m) return MO_ERR_ARG;
+    MO_TRY(mo_lion_check(c));
+    mo_lean *st[1] = {m};
+    return mo__lean_run(w, g, st, 1, lion_lean_block, c, r, step);
+}
+
 /* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */
 
 static void lion_defaults(void *c) { mo_lion_defaults(c); }
 static mo_status lion_check(const void *c) { return mo_lion_check(c); }
 static mo_status lion_step(const void *c, mo_optim_call *a)
 {
+    if (a->lean[0]) return mo_lion_step_lean(a->w, a->g, a->lean[0], c, a->rounding, a->step);
     return mo_lion_step(a->w, a->g, a->buf[0], c);
 }
 
@@ -68,7 +84,7 @@ static const mo_optim_option lion_options[] = {
     MO__OPTION(mo_lion_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
     MO__OPTION(mo_lion_config, "maximize", MO_OPTT_BOOL, maximize),
 };
-static const mo_optim_buffer lion_buffers[] = {{"exp_avg", NULL, MO_OPTI_ZERO, NULL}};
+static const mo_optim_buffer lion_buffers[] = {{"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_SIGNED}};
 
 const mo_optim_desc mo__optim_lion = {
     "lion", sizeof(mo_lion_config), lion_defaults, lion_check,

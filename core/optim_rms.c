@@ -171,9 +171,9 @@ static const mo_optim_option rmsprop_options[] = {
 };
 /* the optional buffers appear when their option is (or becomes) on */
 static const mo_optim_buffer rmsprop_buffers[] = {
-    {"square_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"grad_avg", "centered", MO_OPTI_ZERO, NULL},
-    {"momentum_buffer", "momentum", MO_OPTI_ZERO, NULL},
+    {"square_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"grad_avg", "centered", MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"momentum_buffer", "momentum", MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_rmsprop = {
@@ -199,7 +199,7 @@ static const mo_optim_option adagrad_options[] = {
     MO__OPTION(mo_adagrad_config, "maximize", MO_OPTT_BOOL, maximize),
 };
 static const mo_optim_buffer adagrad_buffers[] = {
-    {"sum", NULL, MO_OPTI_OPTION, "initial_accumulator_value"},
+    {"sum", NULL, MO_OPTI_OPTION, "initial_accumulator_value", MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_adagrad = {
@@ -223,8 +223,8 @@ static const mo_optim_option adadelta_options[] = {
     MO__OPTION(mo_adadelta_config, "maximize", MO_OPTT_BOOL, maximize),
 };
 static const mo_optim_buffer adadelta_buffers[] = {
-    {"square_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"acc_delta", NULL, MO_OPTI_ZERO, NULL},
+    {"square_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"acc_delta", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_adadelta = {

@@ -135,8 +135,8 @@ static const mo_optim_option sf_options[] = {
 };
 /* z starts at the parameter (the reference's torch.clone(p.data)) */
 static const mo_optim_buffer sf_buffers[] = {
-    {"z", NULL, MO_OPTI_PARAM, NULL},
-    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+    {"z", NULL, MO_OPTI_PARAM, NULL, MO_LEAN_NONE},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 static const mo_optim_scalar sf_scalars_desc[] = {{"weight_sum", 0.0, 1}, {"lr_max", -1.0, 1}};
 

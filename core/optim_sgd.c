@@ -59,6 +59,31 @@ mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
     return MO_OK;
 }
 
+/* Lean SGD: the config and `first` through the driver's context. */
+typedef struct sgd_lean_ctx {
+    const mo_sgd_config *c;
+    int first;
+} sgd_lean_ctx;
+
+static void sgd_lean_block(const void *ctx, float *w, const float *g, float *const *st, size_t n)
+{
+    const sgd_lean_ctx *k = ctx;
+    sgd_run_f32(w, g, st[0], n, k->c, k->first);
+}
+
+mo_status mo_sgd_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *buf, const mo_sgd_config *c,
+                           int first, mo_state_rounding r)
+{
+    if (!c || !buf) return MO_ERR_ARG;
+    MO_TRY(mo_sgd_check(c));
+    /* lean state is a momentum buffer: without momentum there is nothing to keep */
+    if (c->momentum == 0.0) return MO_ERR_ARG;
+    sgd_lean_ctx k = {c, first};
+    mo_lean *st[1] = {buf};
+    /* SGD counts no steps: the stochastic stream hashes the value being rounded (sr_bits) */
+    return mo__lean_run(w, g, st, 1, sgd_lean_block, &k, r, 0);
+}
+
 /* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */
 
 static void sgd_defaults(void *c) { mo_sgd_defaults(c); }
@@ -67,6 +92,7 @@ static mo_status sgd_check(const void *c) { return mo_sgd_check(c); }
 static mo_status sgd_step(const void *c, mo_optim_call *a)
 {
     /* PyTorch starts the momentum buffer at the first (decayed) gradient */
+    if (a->lean[0]) return mo_sgd_step_lean(a->w, a->g, a->lean[0], c, a->fresh[0], a->rounding);
     return mo_sgd_step(a->w, a->g, a->buf[0], c, a->fresh[0]);
 }
 
@@ -80,7 +106,7 @@ static const mo_optim_option sgd_options[] = {
 };
 
 static const mo_optim_buffer sgd_buffers[] = {
-    {"momentum_buffer", "momentum", MO_OPTI_KERNEL, NULL},
+    {"momentum_buffer", "momentum", MO_OPTI_KERNEL, NULL, MO_LEAN_SIGNED},
 };
 
 /* SGD keeps no step count (PyTorch's SGD state is the momentum buffer alone). */

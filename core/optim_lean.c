@@ -1,0 +1,311 @@
+/*
+ * optim_lean.c - lean optimizer state: moment buffers kept in bfloat16 or in block-quantized
+ * 8-bit codes (moonopt_optim.h "Lean optimizer state"; docs/design.md "Lean optimizer state"),
+ * and the block driver the lean kernels of Adam, Lion and SGD share.
+ *
+ * The driver walks a parameter in blocks of MO_LEAN_BLOCK elements: it decodes each lean
+ * buffer's block into a float32 scratch array on the stack ({MO_LEAN_BLOCK} per buffer, in
+ * L1), runs the float32 kernel of the algorithm on that block (the very loop float32 state
+ * runs, AVX included), and encodes the block back. So one pass reads and writes each byte of
+ * state once, and a lean step is the float32 step applied to the decoded state.
+ *
+ * The int8 map (why not a linear one): a block of 256 second moments spans many orders of
+ * magnitude, and a linear map sends everything below absmax/255 to 0, where Adam's
+ * denominator collapses to eps and the update explodes. Dettmers et al.'s dynamic map keeps
+ * relative precision over ~7 decades instead. This one does the same with a tiny
+ * floating-point format relative to the block's absmax (signed 1-4-3, unsigned 0-5-3 bits:
+ * 2^-17 resp. 2^-33 of absmax at the bottom, 3 mantissa bits everywhere above), and has
+ * one property the tree map lacks: its codes are computed from the float's bits (a
+ * rounding add and a shift, no search over 256 values) and decoded by the reverse shift.
+ */
+#include "optim_internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- bfloat16 ---- */
+
+static uint32_t f32_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+static float f32_of(uint32_t b)
+{
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+uint16_t mo_bf16_from_float(float x)
+{
+    uint32_t b = f32_bits(x);
+    /* NaN: keep the sign and the top of the payload, force it quiet (the rounding add could
+       carry a NaN into inf) */
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x0040u);
+    /* to nearest, ties to the even upper half; a carry into the exponent is the right answer,
+       up to inf for |x| above the largest bfloat16 plus half its ulp */
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return (uint16_t)(b >> 16);
+}
+
+uint16_t mo_bf16_from_float_sr(float x, uint32_t r)
+{
+    uint32_t b = f32_bits(x);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x0040u);
+    /* adds a uniform 16-bit fraction of the ulp: rounds up with probability equal to the
+       dropped fraction (inf + r stays inf: the mantissa bits added are below the exponent) */
+    b += r & 0xffffu;
+    return (uint16_t)(b >> 16);
+}
+
+float mo_bf16_to_float(uint16_t h) { return f32_of((uint32_t)h << 16); }
+
+/* ---- the 8-bit map ---- */
+
+/* The format of each map: EB exponent bits, 3 mantissa bits, bias so that the largest
+ * exponent's first code is exactly 1.0. */
+#define Q8_M 3
+#define Q8_BIAS(sign) ((sign) == MO_LEAN_SIGNED ? 15 : 31)
+#define Q8_MAX(sign) (Q8_BIAS(sign) << Q8_M)   /* the code of 1.0: 120 or 248 */
+
+/* u in [0, 1] (not NaN) -> magnitude code (0 .. Q8_MAX), to nearest (ties to even). */
+MO__INLINE unsigned q8_mag(float u, int bias)
+{
+    /* below the smallest normal 2^(1-bias): evenly spaced steps of 2^(1-bias-M) */
+    if (u < f32_of((uint32_t)(128 - bias) << 23))
+        return (unsigned)rintf(u * f32_of((uint32_t)(127 + bias - 1 + Q8_M) << 23));
+    uint32_t b = f32_bits(u);
+    b += (1u << (22 - Q8_M)) - 1u + ((b >> (23 - Q8_M)) & 1u);
+    unsigned c = (unsigned)(b >> (23 - Q8_M)) - ((unsigned)(127 - bias) << Q8_M);
+    unsigned top = (unsigned)bias << Q8_M;
+    return c > top ? top : c;
+}
+
+MO__INLINE float q8_mag_value(unsigned c, int bias)
+{
+    if (c < (1u << Q8_M)) return (float)c * f32_of((uint32_t)(127 - (bias - 1 + Q8_M)) << 23);
+    return f32_of((uint32_t)(c + ((unsigned)(127 - bias) << Q8_M)) << (23 - Q8_M));
+}
+
+uint8_t mo_q8_from_unit(float u, mo_lean_sign sign)
+{
+    int bias = Q8_BIAS(sign);
+    if (isnan(u)) return 0;
+    if (sign == MO_LEAN_SIGNED) {
+        float a = fabsf(u);
+        unsigned c = q8_mag(a > 1.0f ? 1.0f : a, bias);
+        int q = u < 0.0f ? -(int)c : (int)c;
+        return (uint8_t)(int8_t)q;
+    }
+    return (uint8_t)q8_mag(u < 0.0f ? 0.0f : (u > 1.0f ? 1.0f : u), bias);
+}
+
+float mo_q8_to_unit(uint8_t code, mo_lean_sign sign)
+{
+    int bias = Q8_BIAS(sign);
+    if (sign == MO_LEAN_SIGNED) {
+        int q = (int8_t)code;
+        unsigned c = (unsigned)(q < 0 ? -q : q);
+        if (c > (unsigned)Q8_MAX(sign)) return NAN;
+        float v = q8_mag_value(c, bias);
+        return q < 0 ? -v : v;
+    }
+    if (code > Q8_MAX(sign)) return NAN;
+    return q8_mag_value(code, bias);
+}
+
+/* ---- buffers ---- */
+
+mo_status mo_lean_init(mo_lean *s, mo_state_dtype dt, mo_lean_sign sign, size_t n)
+{
+    if (!s) return MO_ERR_ARG;
+    memset(s, 0, sizeof *s);
+    if ((dt != MO_STATE_BFLOAT16 && dt != MO_STATE_INT8) ||
+        (sign != MO_LEAN_SIGNED && sign != MO_LEAN_UNSIGNED))
+        return MO_ERR_ARG;
+    size_t es = dt == MO_STATE_BFLOAT16 ? 2 : 1, bytes;
+    MO_TRY(mo_size_mul(n, es, &bytes));
+    size_t nb = dt == MO_STATE_INT8 ? n / MO_LEAN_BLOCK + (n % MO_LEAN_BLOCK != 0) : 0;
+    void *codes = calloc(bytes ? bytes : 1, 1);
+    float *absmax = nb ? calloc(nb, sizeof(float)) : NULL;
+    if (!codes || (nb && !absmax)) {
+        free(codes);
+        free(absmax);
+        return MO_ERR_NOMEM;
+    }
+    s->dtype = dt;
+    s->sign = sign;
+    s->n = n;
+    s->nblocks = nb;
+    s->codes = codes;
+    s->absmax = absmax;
+    return MO_OK;
+}
+
+void mo_lean_free(mo_lean *s)
+{
+    if (!s) return;
+    free(s->codes);
+    free(s->absmax);
+    memset(s, 0, sizeof *s);
+}
+
+mo_status mo_lean_copy(mo_lean *dst, const mo_lean *src)
+{
+    if (!dst || !src || !src->codes) return MO_ERR_ARG;
+    mo_lean t;
+    MO_TRY(mo_lean_init(&t, src->dtype, src->sign, src->n));
+    memcpy(t.codes, src->codes, src->n * (src->dtype == MO_STATE_BFLOAT16 ? 2 : 1));
+    if (t.nblocks) memcpy(t.absmax, src->absmax, t.nblocks * sizeof(float));
+    *dst = t;
+    return MO_OK;
+}
+
+/* ---- one block ---- */
+
+/* The stochastic rounding bits of element i: a hash of the stream seed, the index and the
+ * value being rounded (so the stream is a function of the saved state alone). */
+MO__INLINE uint32_t sr_bits(uint64_t seed, size_t i, float x)
+{
+    uint64_t h = seed ^ ((uint64_t)i * 0x9e3779b97f4a7c15u) ^ ((uint64_t)f32_bits(x) << 29);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+/* Elements [off, off + len) of s into x {len}. */
+static void decode_block(const mo_lean *s, size_t off, size_t len, float *x)
+{
+    if (s->dtype == MO_STATE_BFLOAT16) {
+        const uint16_t *c = (const uint16_t *)s->codes + off;
+        for (size_t i = 0; i < len; i++) x[i] = mo_bf16_to_float(c[i]);
+        return;
+    }
+    const uint8_t *c = (const uint8_t *)s->codes + off;
+    const float a = s->absmax[off / MO_LEAN_BLOCK];
+    const int bias = Q8_BIAS(s->sign);
+    if (s->sign == MO_LEAN_SIGNED) {
+        for (size_t i = 0; i < len; i++) {
+            int q = (int8_t)c[i];
+            float v = q8_mag_value((unsigned)(q < 0 ? -q : q), bias) * a;
+            x[i] = q < 0 ? -v : v;
+        }
+    } else {
+        for (size_t i = 0; i < len; i++) x[i] = q8_mag_value(c[i], bias) * a;
+    }
+}
+
+/* x {len} into elements [off, off + len) of s (off a multiple of MO_LEAN_BLOCK for int8). */
+static void encode_block(mo_lean *s, size_t off, size_t len, const float *x, mo_state_rounding r,
+                         uint64_t seed)
+{
+    if (s->dtype == MO_STATE_BFLOAT16) {
+        uint16_t *c = (uint16_t *)s->codes + off;
+        if (r == MO_ROUND_STOCHASTIC) {
+            for (size_t i = 0; i < len; i++) c[i] = mo_bf16_from_float_sr(x[i], sr_bits(seed, off + i, x[i]));
+        } else {
+            for (size_t i = 0; i < len; i++) c[i] = mo_bf16_from_float(x[i]);
+        }
+        return;
+    }
+    uint8_t *c = (uint8_t *)s->codes + off;
+    float a = 0.0f;
+    int bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        float m = fabsf(x[i]);
+        bad |= !(m <= FLT_MAX);   /* NaN or inf */
+        a = m > a ? m : a;
+    }
+    if (bad) {
+        s->absmax[off / MO_LEAN_BLOCK] = NAN;
+        memset(c, 0, len);
+        return;
+    }
+    s->absmax[off / MO_LEAN_BLOCK] = a;
+    /* x / a through one reciprocal: |x| * inv may exceed 1 by an ulp; the codec clamps */
+    const float inv = a > 0.0f ? 1.0f / a : 0.0f;
+    const int bias = Q8_BIAS(s->sign);
+    if (s->sign == MO_LEAN_SIGNED) {
+        for (size_t i = 0; i < len; i++) {
+            float u = fabsf(x[i]) * inv;
+            unsigned m = q8_mag(u > 1.0f ? 1.0f : u, bias);
+            c[i] = (uint8_t)(int8_t)(x[i] < 0.0f ? -(int)m : (int)m);
+        }
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            float u = x[i] * inv;   /* second moments are >= 0; a negative one stores 0 */
+            c[i] = (uint8_t)q8_mag(u < 0.0f ? 0.0f : (u > 1.0f ? 1.0f : u), bias);
+        }
+    }
+}
+
+mo_status mo_lean_encode(mo_lean *s, const float *x, size_t n, mo_state_rounding r, uint64_t seed)
+{
+    if (!s || !s->codes || (!x && n) || n != s->n) return MO_ERR_ARG;
+    for (size_t off = 0; off < n; off += MO_LEAN_BLOCK) {
+        size_t len = n - off < MO_LEAN_BLOCK ? n - off : MO_LEAN_BLOCK;
+        encode_block(s, off, len, x + off, r, seed);
+    }
+    return MO_OK;
+}
+
+mo_status mo_lean_decode(const mo_lean *s, float *x, size_t n)
+{
+    if (!s || !s->codes || (!x && n) || n != s->n) return MO_ERR_ARG;
+    for (size_t off = 0; off < n; off += MO_LEAN_BLOCK) {
+        size_t len = n - off < MO_LEAN_BLOCK ? n - off : MO_LEAN_BLOCK;
+        decode_block(s, off, len, x + off);
+    }
+    return MO_OK;
+}
+
+/* ---- the block driver ---- */
+
+/* A distinct stream per (step, buffer slot). */
+static uint64_t slot_seed(int64_t step, int slot)
+{
+    return (uint64_t)step * 0xd1b54a32d192ed03u + (uint64_t)(slot + 1) * 0x8cb92ba72f3d8dd7u;
+}
+
+mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
+                       mo__lean_fn fn, const void *ctx, mo_state_rounding r, int64_t step)
+{
+    if (!w || !g || nst < 1 || nst > MO__LEAN_MAX) return MO_ERR_ARG;
+    const mo_tensor *ts[2] = {w, g};
+    mo__opt_args a;
+    MO_TRY(mo__opt_begin(&a, 2, ts));
+    mo_status bad = a.dtype != MO_FLOAT32 ? MO_ERR_DTYPE : MO_OK;
+    for (int j = 0; j < nst && bad == MO_OK; j++) {
+        if (st[j] == NULL) continue;
+        if (!st[j]->codes) bad = MO_ERR_ARG;
+        else if (st[j]->n != a.n) bad = MO_ERR_SHAPE;
+    }
+    if (bad != MO_OK || fn == NULL) {
+        mo__opt_finish(&a, 0);
+        return bad;
+    }
+    float *wp = a.ptr[0];
+    const float *gp = a.ptr[1];
+    float scratch[MO__LEAN_MAX][MO_LEAN_BLOCK];
+    float *bufs[MO__LEAN_MAX] = {NULL};
+    for (size_t off = 0; off < a.n; off += MO_LEAN_BLOCK) {
+        size_t len = a.n - off < MO_LEAN_BLOCK ? a.n - off : MO_LEAN_BLOCK;
+        for (int j = 0; j < nst; j++) {
+            bufs[j] = st[j] ? scratch[j] : NULL;
+            if (st[j]) decode_block(st[j], off, len, scratch[j]);
+        }
+        fn(ctx, wp + off, gp + off, bufs, len);
+        for (int j = 0; j < nst; j++)
+            if (st[j]) encode_block(st[j], off, len, scratch[j], r, slot_seed(step, j));
+    }
+    mo__opt_finish(&a, 1);
+    return MO_OK;
+}
