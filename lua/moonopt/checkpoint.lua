@@ -370,7 +370,7 @@ end
 local function load_tensors(path)
   local fname = "mo.load_tensors"
   check_path(fname, path)
-  local tensors, meta, _, dtypes = core.ckpt_read(path, fname)
+  local tensors, meta = core.ckpt_read(path, fname)
   return tensors, meta
 end
 
