@@ -4,9 +4,10 @@
  * docs/optimizers.md), Adamax, NAdam and RAdam.
  *
  * Adam is the hot kernel (benchmark: one AdamW step on 16M floats). Its loop
- * exists twice with the same operations in the same order: a scalar C loop,
- * and an AVX loop (8 floats at a time, chosen at run time on x86-64). Neither
- * uses fused multiply-add, so both round every operation the same way and a
+ * exists in several forms with the same operations in the same order: a scalar C loop,
+ * and vector loops (optim_adam_simd_t.h: AVX and AVX-512, float32 and float64, the widest
+ * the CPU has chosen at run time on x86-64, docs/design.md "SIMD dispatch"). None
+ * uses fused multiply-add, so all round every operation the same way and a
  * result never depends on which loop, or which part of a loop, produced it.
  * The mode switches are loop-invariant branches: perfectly predicted, and
  * in the AVX loop taken once per 8 elements.
@@ -15,7 +16,7 @@
  * optim_adam_t.h and instantiated for float and double; the steps pick the instance from
  * the tensors' dtype, once per call. The per-step scalars are computed in double and, for
  * float32, rounded to float once, so the float32 results are those of the float-only code;
- * the AVX loop is float32 only (float64 runs the scalar instance).
+ * float64 has vector loops too (4 and 8 lanes).
  */
 #include "optim_internal.h"
 
@@ -185,58 +186,106 @@ static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
 }
 
 #ifdef MO__HAVE_AVX_DISPATCH
-/* The same operations, 8 lanes at a time; returns how many elements it did (a multiple of 8). */
-__attribute__((target("avx"))) static size_t adam_avx(const adam_k *k, float *w, const float *g,
-                                                       float *m, float *v, float *vmax, size_t n)
-{
-    const __m256 scale = _mm256_set1_ps(k->scale), clip = _mm256_set1_ps(k->clip);
-    const __m256 nclip = _mm256_set1_ps(-k->clip), wd_l2 = _mm256_set1_ps(k->wd_l2);
-    const __m256 decay = _mm256_set1_ps(k->decay), b1 = _mm256_set1_ps(k->b1);
-    const __m256 omb1 = _mm256_set1_ps(k->omb1), b2 = _mm256_set1_ps(k->b2);
-    const __m256 omb2 = _mm256_set1_ps(k->omb2), bc2s = _mm256_set1_ps(k->bc2s);
-    const __m256 eps = _mm256_set1_ps(k->eps), neg_step = _mm256_set1_ps(k->neg_step);
-    const __m256 wd_bc = _mm256_set1_ps(k->wd_bc);
-    size_t end = n - n % 8;
-    for (size_t i = 0; i < end; i += 8) {
-        __m256 gi = _mm256_loadu_ps(g + i), wi = _mm256_loadu_ps(w + i);
-        if (k->pre) {
-            gi = _mm256_mul_ps(gi, scale);
-            if (k->l2_pre) gi = _mm256_add_ps(gi, _mm256_mul_ps(wd_l2, wi));
-            gi = _mm256_min_ps(clip, gi);   /* clip < g ? clip : g, as the scalar loop */
-            gi = _mm256_max_ps(nclip, gi);  /* -clip > g ? -clip : g */
-        }
-        if (k->l2) gi = _mm256_add_ps(gi, _mm256_mul_ps(wd_l2, wi));
-        wi = _mm256_mul_ps(wi, decay);
-        __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), b1), _mm256_mul_ps(omb1, gi));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2),
-                                  _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
-        _mm256_storeu_ps(m + i, mi);
-        _mm256_storeu_ps(v + i, vi);
-        if (k->ams) {
-            vi = _mm256_max_ps(_mm256_loadu_ps(vmax + i), vi);
-            _mm256_storeu_ps(vmax + i, vi);
-        }
-        __m256 d = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2s), eps);
-        if (k->dbc)
-            wi = _mm256_add_ps(wi, _mm256_mul_ps(neg_step, _mm256_add_ps(_mm256_div_ps(mi, d),
-                                                                         _mm256_mul_ps(wd_bc, wi))));
-        else
-            wi = _mm256_add_ps(wi, _mm256_div_ps(_mm256_mul_ps(neg_step, mi), d));
-        _mm256_storeu_ps(w + i, wi);
-    }
-    return end;
-}
+/* The same operations on vectors (optim_adam_simd_t.h): float32 in 8 and 16 lanes, float64 in
+ * 4 and 8; each returns how many elements it did (a multiple of its lanes). */
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx"
+#define SIMD_NAME adam_avx_f32
+#define SIMD_V __m256
+#define SIMD_W 8
+#define SIMD_LOAD _mm256_loadu_ps
+#define SIMD_STORE _mm256_storeu_ps
+#define SIMD_SET1 _mm256_set1_ps
+#define SIMD_ADD _mm256_add_ps
+#define SIMD_MUL _mm256_mul_ps
+#define SIMD_DIV _mm256_div_ps
+#define SIMD_SQRT _mm256_sqrt_ps
+#define SIMD_MIN _mm256_min_ps
+#define SIMD_MAX _mm256_max_ps
+#include "optim_adam_simd_t.h"
+
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx512f"
+#define SIMD_NAME adam_avx512_f32
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_LOAD _mm512_loadu_ps
+#define SIMD_STORE _mm512_storeu_ps
+#define SIMD_SET1 _mm512_set1_ps
+#define SIMD_ADD _mm512_add_ps
+#define SIMD_MUL _mm512_mul_ps
+#define SIMD_DIV _mm512_div_ps
+#define SIMD_SQRT _mm512_sqrt_ps
+#define SIMD_MIN _mm512_min_ps
+#define SIMD_MAX _mm512_max_ps
+#include "optim_adam_simd_t.h"
+
+#define SIMD_T double
+#define SIMD_K mo_adam_scalars64
+#define SIMD_TARGET "avx"
+#define SIMD_NAME adam_avx_f64
+#define SIMD_V __m256d
+#define SIMD_W 4
+#define SIMD_LOAD _mm256_loadu_pd
+#define SIMD_STORE _mm256_storeu_pd
+#define SIMD_SET1 _mm256_set1_pd
+#define SIMD_ADD _mm256_add_pd
+#define SIMD_MUL _mm256_mul_pd
+#define SIMD_DIV _mm256_div_pd
+#define SIMD_SQRT _mm256_sqrt_pd
+#define SIMD_MIN _mm256_min_pd
+#define SIMD_MAX _mm256_max_pd
+#include "optim_adam_simd_t.h"
+
+#define SIMD_T double
+#define SIMD_K mo_adam_scalars64
+#define SIMD_TARGET "avx512f"
+#define SIMD_NAME adam_avx512_f64
+#define SIMD_V __m512d
+#define SIMD_W 8
+#define SIMD_LOAD _mm512_loadu_pd
+#define SIMD_STORE _mm512_storeu_pd
+#define SIMD_SET1 _mm512_set1_pd
+#define SIMD_ADD _mm512_add_pd
+#define SIMD_MUL _mm512_mul_pd
+#define SIMD_DIV _mm512_div_pd
+#define SIMD_SQRT _mm512_sqrt_pd
+#define SIMD_MIN _mm512_min_pd
+#define SIMD_MAX _mm512_max_pd
+#include "optim_adam_simd_t.h"
 #endif
 
-/* The float32 loop: the widest vector loop the CPU has, the scalar loop for the rest. */
+/* The float32 loop: the widest vector loop the CPU has (once per call), then narrower ones
+ * and the scalar loop for the tail; every path rounds alike, so the split changes no bit. */
 static void adam_run(const adam_k *k, float *w, const float *g, float *m, float *v, float *vmax,
                      size_t n)
 {
     size_t done = 0;
 #ifdef MO__HAVE_AVX_DISPATCH
-    if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(k, w, g, m, v, vmax, n);
+    int level = n >= 8 ? mo__simd_level() : MO__SIMD_SCALAR;
+    if (level >= MO__SIMD_AVX512) done = adam_avx512_f32(k, w, g, m, v, vmax, n);
+    if (level >= MO__SIMD_AVX && n - done >= 8)
+        done += adam_avx_f32(k, w + done, g + done, m + done, v + done, vmax ? vmax + done : NULL,
+                             n - done);
 #endif
     adam_scalar_f32(k, w, g, m, v, vmax, done, n);
+}
+
+/* The same for float64. */
+static void adam_run64(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
+                       double *v, double *vmax, size_t n)
+{
+    size_t done = 0;
+#ifdef MO__HAVE_AVX_DISPATCH
+    int level = n >= 4 ? mo__simd_level() : MO__SIMD_SCALAR;
+    if (level >= MO__SIMD_AVX512) done = adam_avx512_f64(k, w, g, m, v, vmax, n);
+    if (level >= MO__SIMD_AVX && n - done >= 4)
+        done += adam_avx_f64(k, w + done, g + done, m + done, v + done, vmax ? vmax + done : NULL,
+                             n - done);
+#endif
+    adam_scalar_f64(k, w, g, m, v, vmax, done, n);
 }
 
 /* mo__lean_fn: one block of decoded state (st: m, v, vmax or NULL). */
@@ -290,7 +339,7 @@ mo_status mo_adam_step_prepared(mo_tensor *w, const mo_tensor *g, mo_tensor *m, 
     MO_TRY(mo__opt_begin(&a, 5, ts));
     mo_status st = MO_OK;
     if (a.dtype == MO_FLOAT64) {
-        if (!k->skip) adam_scalar_f64(&k->f64, a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], 0, a.n);
+        if (!k->skip) adam_run64(&k->f64, a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n);
     } else {
         st = mo_adam_update_prepared(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, k);
     }

@@ -15,11 +15,21 @@
 #define MO__INLINE static inline
 #endif
 
-/* x86-64 with GCC or clang: kernels may carry an AVX variant chosen at run time. */
+/* x86-64 with GCC or clang: kernels may carry AVX and AVX-512 variants chosen at run time
+ * (docs/design.md "SIMD dispatch"). */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MO_NO_SIMD)
 #define MO__HAVE_AVX_DISPATCH 1
 int mo__cpu_has_avx(void);
 #endif
+
+/* The vector loops: MO__SIMD_SCALAR (none), MO__SIMD_AVX (256-bit), MO__SIMD_AVX512 (512-bit). */
+enum { MO__SIMD_SCALAR = 0, MO__SIMD_AVX = 1, MO__SIMD_AVX512 = 2 };
+/* The widest loop to use: what the CPU (and OS) support, at most mo__simd_cap. Every path
+ * gives the same bits; the cap exists so tests and benchmarks can run each one. */
+int mo__simd_level(void);
+/* MO__SIMD_AVX512 (no cap) by default. Tests and benchmarks only: set it before stepping,
+ * never while another thread steps. */
+extern int mo__simd_cap;
 
 /* The most tensors one kernel call touches: w, g and up to three state tensors. */
 #define MO__OPT_MAX 5

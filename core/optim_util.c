@@ -21,6 +21,19 @@ int mo__cpu_has_avx(void)
 }
 #endif
 
+int mo__simd_cap = MO__SIMD_AVX512;
+
+int mo__simd_level(void)
+{
+    int level = MO__SIMD_SCALAR;
+#ifdef MO__HAVE_AVX_DISPATCH
+    /* cheap after the first call (a read of libgcc's CPU model); the AVX-512 test also checks
+       that the OS saves the ZMM registers */
+    if (mo__cpu_has_avx()) level = __builtin_cpu_supports("avx512f") ? MO__SIMD_AVX512 : MO__SIMD_AVX;
+#endif
+    return level < mo__simd_cap ? level : mo__simd_cap;
+}
+
 int mo__is_finite(double x) { return isfinite(x); }
 int mo__nonneg(double x) { return isfinite(x) && x >= 0.0; }
 int mo__beta(double b) { return b >= 0.0 && b < 1.0; }

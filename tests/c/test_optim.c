@@ -8,6 +8,7 @@
 
 #include "ctest.h"
 #include "moonopt.h"
+#include "optim_internal.h"   /* mo__simd_cap, mo__simd_level: force each vector path */
 
 #define N 11 /* more than one 8-wide vector plus a tail */
 
@@ -924,6 +925,145 @@ TEST(every_descriptor_float64_and_mixed)
     }
 }
 
+
+/* Every Adam switch combination (27 configs), float32 and float64, through the scalar, AVX and
+ * AVX-512 loops (forced with mo__simd_cap; a level the CPU lacks runs the next narrower one):
+ * the same bits from every path, including NaN, inf, -0 and huge values in the data. 135
+ * elements: AVX-512 body, an AVX tail and a scalar tail. */
+#define XN 135
+static void adam_paths_config(int which, mo_adam_config *c)
+{
+    mo_adamw_defaults(c);
+    c->weight_decay_mode = (mo_wd_mode)(which % 3);
+    c->eps_mode = (mo_eps_mode)(which / 3 % 2);
+    c->amsgrad = which / 6 % 2;
+    c->bias_correction = which % 4 != 3;
+    c->maximize = which % 5 == 1;
+    if (which % 3 == 0) c->weight_decay = 0.3;
+    if (which / 9 == 1) {
+        c->rescale_grad = 0.75;
+        c->clip_gradient = 0.5;
+        c->clip_weight_decay = which % 2;
+    }
+    if (which / 9 == 2) c->lr_decay = 0.1;
+}
+
+static float path_data(int t, int i)
+{
+    if (i == 7) return NAN;
+    if (i == 8) return t % 2 ? INFINITY : -INFINITY;
+    if (i == 9) return -0.0f;
+    if (i == 10) return 1e30f;
+    return (float)sin(0.37 * i + 1.3 * t) * (i % 11 == 0 ? 1e-6f : 2.0f);
+}
+
+static void adam_paths_run_f32(const mo_adam_config *c, int cap, float out[4][XN])
+{
+    float g[XN];
+    for (int i = 0; i < XN; i++) {
+        out[0][i] = 0.01f * (float)(i - 60);
+        out[1][i] = out[2][i] = out[3][i] = 0.0f;
+    }
+    mo__simd_cap = cap;
+    for (int t = 1; t <= 3; t++) {
+        for (int i = 0; i < XN; i++) g[i] = path_data(t, i);
+        CHECK_OK(mo_adam_update(out[0], g, out[1], out[2], out[3], XN, c, t));
+    }
+    mo__simd_cap = MO__SIMD_AVX512;
+}
+
+static void adam_paths_run_f64(const mo_adam_config *c, int cap, double out[4][XN])
+{
+    size_t shape[1] = {XN};
+    mo_tensor t[5];
+    for (int i = 0; i < 5; i++) {
+        mo_tensor_init(&t[i]);
+        CHECK_OK(mo_tensor_zeros_dtype(&t[i], 1, shape, MO_FLOAT64, NULL));
+    }
+    double *w = mo_tensor_data_f64(&t[0]), *g = mo_tensor_data_f64(&t[1]);
+    for (int i = 0; i < XN; i++) w[i] = 0.01 * (i - 60);
+    mo__simd_cap = cap;
+    for (int s = 1; s <= 3; s++) {
+        for (int i = 0; i < XN; i++) g[i] = (double)path_data(s, i) * (1.0 + 1e-12 * i);
+        CHECK_OK(mo_adam_step(&t[0], &t[1], &t[2], &t[3], &t[4], c, s));
+    }
+    mo__simd_cap = MO__SIMD_AVX512;
+    int map[4] = {0, 2, 3, 4};
+    for (int k = 0; k < 4; k++) memcpy(out[k], mo_tensor_data_f64(&t[map[k]]), sizeof out[k]);
+    for (int i = 0; i < 5; i++) mo_tensor_release(&t[i]);
+}
+
+TEST(adam_simd_paths_agree_bitwise_every_switch)
+{
+    static float f[3][4][XN];
+    static double d[3][4][XN];
+    for (int which = 0; which < 27; which++) {
+        mo_adam_config c;
+        adam_paths_config(which, &c);
+        for (int cap = 0; cap < 3; cap++) {
+            adam_paths_run_f32(&c, cap, f[cap]);
+            adam_paths_run_f64(&c, cap, d[cap]);
+        }
+        for (int cap = 1; cap < 3; cap++) {
+            int same32 = memcmp(f[0], f[cap], sizeof f[0]) == 0;
+            int same64 = memcmp(d[0], d[cap], sizeof d[0]) == 0;
+            if (!same32 || !same64) printf("#   config %d, path %d: float32 %d float64 %d\n", which, cap, same32, same64);
+            CHECK(same32);
+            CHECK(same64);
+        }
+    }
+    /* the paths were really taken where the CPU has them (so the test compares something) */
+    mo__simd_cap = MO__SIMD_AVX512;
+    printf("# widest path on this CPU: %d (0 scalar, 1 AVX, 2 AVX-512)\n", mo__simd_level());
+}
+
+/* bfloat16: round to nearest even, NaN kept quiet, inf kept, overflow to inf */
+TEST(lean_bf16_codec)
+{
+    CHECK(mo_bf16_from_float(1.0f + 0x1p-8f) == 0x3F80);          /* tie: down to even */
+    CHECK(mo_bf16_from_float(1.0f + 3 * 0x1p-8f) == 0x3F82);      /* tie: up to even */
+    CHECK(mo_bf16_from_float(-1.0f - 0x1p-8f - 0x1p-20f) == 0xBF81);
+    CHECK(mo_bf16_from_float(INFINITY) == 0x7F80);
+    CHECK(mo_bf16_from_float(-INFINITY) == 0xFF80);
+    CHECK(mo_bf16_from_float(3.4028235e38f) == 0x7F80);
+    uint16_t q = mo_bf16_from_float(NAN);
+    CHECK((q & 0x7F80) == 0x7F80 && (q & 0x7F) != 0);
+    CHECK(mo_bf16_to_float(0x3F82) == 1.0f + 0x1p-6f);
+    /* stochastic: r below the dropped fraction's complement rounds down, at or above up */
+    CHECK(mo_bf16_from_float_sr(1.0f + 0x1p-9f, 0xBFFF) == 0x3F80);
+    CHECK(mo_bf16_from_float_sr(1.0f + 0x1p-9f, 0xC000) == 0x3F81);
+    CHECK(mo_bf16_from_float_sr(INFINITY, 0xFFFF) == 0x7F80);
+}
+
+/* int8 maps: every code decodes to a value that encodes back to it; 1.0 is a code; the
+ * error of any u in [0, 1] is within 1/16 relative or the smallest step */
+TEST(lean_q8_codec)
+{
+    for (int signed_map = 0; signed_map < 2; signed_map++) {
+        mo_lean_sign sg = signed_map ? MO_LEAN_SIGNED : MO_LEAN_UNSIGNED;
+        int top = signed_map ? 120 : 248;
+        for (int c = 0; c <= top; c++) {
+            uint8_t code = (uint8_t)c;
+            float u = mo_q8_to_unit(code, sg);
+            CHECK(mo_q8_from_unit(u, sg) == code);
+            if (signed_map && c) {
+                uint8_t neg = (uint8_t)(int8_t)-c;
+                CHECK(mo_q8_from_unit(-u, sg) == neg);
+                CHECK(mo_q8_to_unit(neg, sg) == -u);
+            }
+            if (c) CHECK(u > mo_q8_to_unit((uint8_t)(c - 1), sg));   /* increasing */
+        }
+        CHECK(mo_q8_to_unit((uint8_t)top, sg) == 1.0f);
+        CHECK(isnan(mo_q8_to_unit((uint8_t)(top + 1), sg)));
+        float floor_step = signed_map ? 0x1p-17f : 0x1p-33f;
+        for (int i = 0; i <= 100000; i++) {
+            float u = powf(2.0f, -36.0f * (float)i / 100000.0f);
+            float back = mo_q8_to_unit(mo_q8_from_unit(u, sg), sg);
+            CHECK(fabsf(back - u) <= u / 16 + floor_step);
+        }
+    }
+}
+
 int main(void)
 {
     RUN(adam_first_step_by_hand);
@@ -950,5 +1090,8 @@ int main(void)
     RUN(clip_formulas_and_nonfinite_policy);
     RUN(descriptors_are_consistent);
     RUN(sfadamw_first_step_by_hand);
+    RUN(adam_simd_paths_agree_bitwise_every_switch);
+    RUN(lean_bf16_codec);
+    RUN(lean_q8_codec);
     return ctest_summary();
 }
