@@ -32,14 +32,18 @@ ifneq ($(BLAS_PKG),)
   BLAS_CFLAGS := -DMO_HAVE_CBLAS $(shell $(PKG_CONFIG) --cflags $(BLAS_PKG))
   BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs $(BLAS_PKG))
 endif
+# OpenBLAS by name: the thread pool sizes it with openblas_set_num_threads (docs/design.md "Threads").
+ifeq ($(BLAS_PKG),openblas)
+  BLAS_CFLAGS += -DMO_HAVE_OPENBLAS
+endif
 
 WARN   := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
           -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 -Wundef \
           -Wvla -Wwrite-strings -Wold-style-definition $(WERROR)
 CFLAGS ?= $(OPT) -g
 # -fno-math-errno: nothing reads errno, and without it GCC will not vectorize loops calling sqrtf.
-ALL_CFLAGS = $(WARN) $(CFLAGS) -fno-math-errno -fPIC -D_POSIX_C_SOURCE=200809L -DMO_HAVE_ZLIB -Icore $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LIBS   = $(BLAS_LIBS) -lz -lm
+ALL_CFLAGS = $(WARN) $(CFLAGS) -pthread -fno-math-errno -fPIC -D_POSIX_C_SOURCE=200809L -DMO_HAVE_ZLIB -Icore $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
+LIBS   = $(BLAS_LIBS) -lz -lm -pthread
 
 CORE_SRC    := $(sort $(wildcard core/*.c))
 BIND_SRC    := $(sort $(wildcard lua/binding/*.c))

@@ -4,6 +4,7 @@
 -- Prints "mo_sum_dim2 <median seconds>". The values (uniform [0, 1)) do not change the timing.
 -- usage: lua5.4 bench/reduce_bench.lua [reps]
 local mo = require "moonopt"
+mo.set_num_threads(1)
 
 local reps = tonumber(arg[1]) or 21
 local x = mo.rand(4096, 1024)

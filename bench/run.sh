@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/run.sh - `make bench`: every benchmark, each printed as a ratio against a reference
 # measured in the same run (the machines are shared and noisy; absolute times drift).
-# BLAS runs single-threaded on both sides so the comparison is like for like.
+# BLAS and moonopt's pool run single-threaded so the comparison is like for like
+# (bench/threads_bench.sh measures 1 and 2 threads on every side).
 set -e
 BUILD=${BUILD:-build}
 LUA=${LUA:-lua5.4}
@@ -9,7 +10,9 @@ CC=${CC:-cc}
 LUA_PATH="lua/?.lua;lua/?/init.lua;;"
 LUA_CPATH="$BUILD/?.so;;"
 OPENBLAS_NUM_THREADS=1
-export LUA_PATH LUA_CPATH OPENBLAS_NUM_THREADS
+# moonopt's own pool too: one thread unless a bench sets its count (threads_bench.sh does)
+MOONOPT_NUM_THREADS=1
+export LUA_PATH LUA_CPATH OPENBLAS_NUM_THREADS MOONOPT_NUM_THREADS
 mkdir -p "$BUILD/bench"
 
 echo "== tensor method calls from Lua"

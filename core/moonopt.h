@@ -537,6 +537,26 @@ mo_status mo_scatter_add(mo_tensor *dst, int dim, const mo_tensor *index, const 
 mo_status mo_matmul_shape(const mo_tensor *a, const mo_tensor *b, int *ndim, size_t *shape);
 mo_status mo_matmul_nd(mo_tensor *c, const mo_tensor *a, const mo_tensor *b);
 
+/* ---- threads (core/threadpool.c; docs/design.md "Threads") ---------------------------- */
+
+/* The largest thread count mo_set_num_threads accepts. */
+#define MO_MAX_THREADS 1024
+
+/*
+ * The size of the one process-wide thread pool that the elementwise, broadcast and
+ * reduction kernels (and, as they are converted, the optimizer and nn kernels) share,
+ * counting the calling thread: 1 runs every kernel in the caller. MO_ERR_ARG outside
+ * [1, MO_MAX_THREADS]. When moonopt is linked with OpenBLAS it also sets OpenBLAS's
+ * thread count to n (BLAS runs outside the pool's kernels, so the two never run at
+ * once). Results are bit-identical for every n. Threads start on the first kernel large
+ * enough to use them, not here.
+ */
+mo_status mo_set_num_threads(int n);
+/* The pool's size: the last mo_set_num_threads, else MOONOPT_NUM_THREADS (a decimal
+ * integer in [1, MO_MAX_THREADS]; other values are ignored), else the number of online
+ * cores. */
+int mo_get_num_threads(void);
+
 /* The optimizer kernels (SGD, the Adam family, ...), the neural-network kernels and the
  * file formats (IDX data sets, safetensors checkpoints) have headers of their own. */
 #include "moonopt_optim.h"

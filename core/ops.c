@@ -20,6 +20,7 @@
  * (docs/design.md "Two dtypes"); ew_row picks the instance by dtype.
  */
 #include "moonopt_internal.h"
+#include "threadpool.h"
 
 #include <float.h>
 #include <stdint.h>
@@ -101,6 +102,57 @@ int mo__iter_next(mo__iter *it)
                        it->stride[j][d] * (ptrdiff_t)(it->shape[d] - 1) * (ptrdiff_t)it->esize[j];
     }
     return 0;
+}
+
+/* Moves a freshly initialized iterator (pointers at row 0) to row r < it->rows. */
+static void iter_seek(mo__iter *it, size_t r)
+{
+    for (int d = it->ndim - 2; d >= 0; d--) {
+        const size_t i = r % it->shape[d];
+        r /= it->shape[d];
+        it->idx[d] = i;
+        for (int j = 0; j < it->nops; j++)
+            it->p[j] = (char *)it->p[j] + it->stride[j][d] * (ptrdiff_t)i * (ptrdiff_t)it->esize[j];
+    }
+}
+
+typedef struct iter_job {
+    const mo__iter *it;
+    mo__row_fn fn;
+    void *ctx;
+} iter_job;
+
+/* Elements [lo, hi) of the iteration, as pieces of rows in order. */
+static void iter_chunk(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const iter_job *job = ctx;
+    mo__iter it = *job->it;
+    const size_t n = it.n;
+    size_t j = lo % n;
+    iter_seek(&it, lo / n);
+    mo__iter piece;
+    piece.nops = it.nops;
+    for (int k = 0; k < MO__ITER_MAX; k++) {
+        piece.inner[k] = it.inner[k];
+        piece.p[k] = NULL;
+    }
+    while (lo < hi) {
+        const size_t cnt = n - j < hi - lo ? n - j : hi - lo;
+        for (int k = 0; k < it.nops; k++)
+            piece.p[k] = (char *)it.p[k] + (ptrdiff_t)j * it.inner[k] * (ptrdiff_t)it.esize[k];
+        piece.n = cnt;
+        job->fn(job->ctx, chunk, lo, &piece);
+        lo += cnt;
+        j = 0;
+        if (lo < hi) mo__iter_next(&it);
+    }
+}
+
+void mo__iter_parallel(const mo__iter *it, size_t grain, mo__row_fn fn, void *ctx)
+{
+    if (it->rows == 0 || it->n == 0) return;
+    iter_job job = {it, fn, ctx};
+    mo__parallel_for(it->rows * it->n, grain, iter_chunk, &job); /* <= numel: no overflow */
 }
 
 mo_status mo__check_live(int n, const mo_tensor *const *ts)
@@ -307,6 +359,32 @@ static void ew_row(const ew_op *e, const mo__iter *it, mo_dtype dt)
         ew_row_f32(e, it);
 }
 
+/* The op and dtype of a parallel elementwise run. */
+typedef struct ew_job {
+    const ew_op *e;
+    mo_dtype dt;
+} ew_job;
+
+static void ew_piece(void *ctx, size_t chunk, size_t pos, const mo__iter *piece)
+{
+    (void)chunk, (void)pos;
+    const ew_job *j = ctx;
+    ew_row(j->e, piece, j->dt);
+}
+
+/* Elements per chunk: ops with a libm call per element are worth threads sooner. Any
+ * grain gives the same values (elementwise: each output depends on its inputs alone). */
+static size_t ew_grain(const ew_op *e)
+{
+    if (e->kind == EW_UNARY && e->op != MO_NEG && e->op != MO_RELU && e->op != MO_ABS &&
+        e->op != MO_SIGN && e->op != MO_SQRT && e->op != MO_FLOOR && e->op != MO_CEIL)
+        return MO__GRAIN_HEAVY;
+    if ((e->kind == EW_BINARY || e->kind == EW_BINSC || e->kind == EW_SCBIN) && e->op == MO_POW)
+        return MO__GRAIN_HEAVY;
+    if (e->kind == EW_SCALAR && e->op == SC_POW) return MO__GRAIN_HEAVY;
+    return MO__GRAIN_STREAM;
+}
+
 /* Runs e over out and nin inputs (all validated, same shape, no harmful overlap). */
 static void ew_direct(mo_tensor *out, int nin, const mo_tensor *const *in, const ew_op *e)
 {
@@ -314,7 +392,8 @@ static void ew_direct(mo_tensor *out, int nin, const mo_tensor *const *in, const
     for (int j = 0; j < nin; j++) ops[j + 1] = in[j];
     mo__iter it;
     mo__iter_init(&it, nin + 1, ops);
-    for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) ew_row(e, &it, out->dtype);
+    ew_job job = {e, out->dtype};
+    mo__iter_parallel(&it, ew_grain(e), ew_piece, &job);
 }
 
 /*
@@ -353,7 +432,15 @@ static mo_status ew_apply(mo_tensor *out, int nin, const mo_tensor *const *in, c
     if (out->numel == 0) return MO_OK;
     mo__iter flat;
     if (ew_flat(&flat, out, nin, in)) {
-        ew_row(e, &flat, out->dtype);
+        if (out->numel <= ew_grain(e)) { /* one chunk: skip the pool's bookkeeping */
+            ew_row(e, &flat, out->dtype);
+        } else {
+            for (int j = 0; j < MO__ITER_MAX; j++) flat.esize[j] = mo_dtype_size(out->dtype);
+            flat.ndim = 1;
+            flat.shape[0] = flat.n;
+            ew_job job = {e, out->dtype};
+            mo__iter_parallel(&flat, ew_grain(e), ew_piece, &job);
+        }
         return MO_OK;
     }
     int need_tmp = 0;
@@ -422,24 +509,30 @@ static float f32_of_f64(double d)
     return d < 0 ? -big : big;
 }
 
-/* dst = src converted between float32 and float64, one strided row at a time. */
+/* One piece of a conversion; ctx points at the destination's dtype. */
+static void convert_piece(void *ctx, size_t chunk, size_t pos, const mo__iter *it)
+{
+    (void)chunk, (void)pos;
+    const ptrdiff_t so = it->inner[0], sa = it->inner[1];
+    if (*(const mo_dtype *)ctx == MO_FLOAT64) {
+        double *o = it->p[0];
+        const float *a = it->p[1];
+        for (size_t i = 0; i < it->n; i++) AT(o, so, i) = (double)AT(a, sa, i);
+    } else {
+        float *o = it->p[0];
+        const double *a = it->p[1];
+        for (size_t i = 0; i < it->n; i++) AT(o, so, i) = f32_of_f64(AT(a, sa, i));
+    }
+}
+
+/* dst = src converted between float32 and float64, strided rows in parallel pieces. */
 static void convert_rows(mo_tensor *dst, const mo_tensor *src)
 {
     const mo_tensor *ops[2] = {dst, src};
     mo__iter it;
     mo__iter_init(&it, 2, ops);
-    for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
-        const ptrdiff_t so = it.inner[0], sa = it.inner[1];
-        if (dst->dtype == MO_FLOAT64) {
-            double *o = it.p[0];
-            const float *a = it.p[1];
-            for (size_t i = 0; i < it.n; i++) AT(o, so, i) = (double)AT(a, sa, i);
-        } else {
-            float *o = it.p[0];
-            const double *a = it.p[1];
-            for (size_t i = 0; i < it.n; i++) AT(o, so, i) = f32_of_f64(AT(a, sa, i));
-        }
-    }
+    mo_dtype dt = dst->dtype;
+    mo__iter_parallel(&it, MO__GRAIN_STREAM, convert_piece, &dt);
 }
 
 mo_status mo_copy(mo_tensor *dst, const mo_tensor *src)
@@ -602,6 +695,29 @@ mo_status mo_addcdiv(mo_tensor *out, const mo_tensor *a, double value, const mo_
     return ew_apply(out, 3, ts + 1, &e);
 }
 
+/* mo_add_row_bias's operands: m {rows, cols} (strides rs, cs), bias {cols} (stride bs). */
+typedef struct bias_job {
+    mo_dtype dt;
+    void *m;
+    size_t cols;
+    ptrdiff_t rs, cs;
+    const void *b;
+    ptrdiff_t bs;
+} bias_job;
+
+/* Rows [lo, hi) of m. */
+static void bias_chunk(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const bias_job *j = ctx;
+    (void)chunk;
+    if (j->dt == MO_FLOAT64)
+        add_rows_f64((double *)j->m + (ptrdiff_t)lo * j->rs, hi - lo, j->cols, j->rs, j->cs,
+                     j->b, j->bs);
+    else
+        add_rows_f32((float *)j->m + (ptrdiff_t)lo * j->rs, hi - lo, j->cols, j->rs, j->cs,
+                     j->b, j->bs);
+}
+
 mo_status mo_add_row_bias(mo_tensor *m, const mo_tensor *bias)
 {
     const mo_tensor *ts[2] = {m, bias};
@@ -619,13 +735,11 @@ mo_status mo_add_row_bias(mo_tensor *m, const mo_tensor *bias)
         bt = &tmp;
     }
     /* m: {rows, cols}, row i at data + i*stride[0]; bias: {cols} */
-    const size_t rows = m->shape[0], cols = m->shape[1];
-    const ptrdiff_t rs = m->stride[0], cs = cols > 1 ? m->stride[1] : 1;
-    const ptrdiff_t bs = cols > 1 ? bt->stride[0] : 1;
-    if (m->dtype == MO_FLOAT64)
-        add_rows_f64(mo_tensor_ptr(m), rows, cols, rs, cs, mo_tensor_ptr(bt), bs);
-    else
-        add_rows_f32(mo_tensor_ptr(m), rows, cols, rs, cs, mo_tensor_ptr(bt), bs);
+    const size_t cols = m->shape[1];
+    bias_job job = {m->dtype, mo_tensor_ptr(m), cols, m->stride[0], cols > 1 ? m->stride[1] : 1,
+                    mo_tensor_ptr(bt), cols > 1 ? bt->stride[0] : 1};
+    /* rows in chunks of about a stream grain of elements */
+    mo__parallel_for(m->shape[0], MO__GRAIN_STREAM / cols + 1, bias_chunk, &job);
     mo_tensor_release(&tmp);
     return MO_OK;
 }

@@ -17,6 +17,7 @@
  * 2^24, so larger float32 index ranges are refused).
  */
 #include "moonopt_internal.h"
+#include "threadpool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,9 +27,18 @@
 #define RED_BLOCK 256
 /* Output columns handled per pass of the "column" strategy (stack buffers). */
 #define RED_CHUNK 128
-/* Private ops of the whole-tensor path: sum of x^2, sum of |x|^p (max |x| for p = inf). */
+/* Private ops of the whole-tensor path: sum of x^2, sum of |x|^p (max |x| for p = inf),
+ * sum of (x - aux)^2 (var's second pass), sum of exp(x - aux) (logsumexp's). */
 #define RED_SUMSQ 64
 #define RED_ABSPOW 65
+#define RED_DEV2 66
+#define RED_EXPSUM 67
+/* Threads: a full reduction is cut into chunks of RED_GRAIN elements (at most
+ * RED_MAX_CHUNKS: the grain grows with n beyond that), a reduction along a dim into
+ * chunks of about RED_GRAIN input elements' worth of outputs. Both partitions depend
+ * only on the sizes, and partials are combined in chunk order (docs/design.md "Threads"). */
+#define RED_GRAIN ((size_t)65536)
+#define RED_MAX_CHUNKS 256
 /* float32 integers are exact up to here */
 #define F32_EXACT ((size_t)1 << 24)
 
@@ -38,8 +48,8 @@
  * least as fast as PyTorch). Built for x86-64 with GCC or Clang through the target
  * attribute and used only when the CPU has AVX2 (checked at run time), so the library
  * still runs on any x86-64; elsewhere simd_sum_* decline and the portable loop sums.
- * float32: per chunk of 256 values, 32 float lanes each add 8 values (7 float
- * roundings at most), then the partials go into 8 double lanes for the whole lane
+ * float32: per chunk of 512 values, 64 float lanes each add 8 values (7 float
+ * roundings at most), then the partials go into 16 double lanes for the whole lane
  * (blocked, not pairwise: in double that is plenty); float64: one block in 16 double
  * lanes, blocks pairwise as in reduce_t.h. The order is fixed, so a result depends
  * only on the values, the layout and whether the CPU has AVX2.
@@ -47,32 +57,47 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
-/* Chunks of 256: 32 float lanes add 8 values each, then go into 8 double lanes. */
+/* Widens the 8 floats of v into d0 (low 4) and d1 (high 4). */
+#define MO__WIDEN_ADD(d0, d1, v)                                                  \
+    do {                                                                          \
+        d0 = _mm256_add_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));       \
+        d1 = _mm256_add_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));     \
+    } while (0)
+
+/*
+ * Chunks of 512: 64 float lanes (eight independent vector sums, so the adds' latency
+ * is hidden behind the loads) add 8 values each, then go into 16 double lanes.
+ */
 __attribute__((target("avx2"))) static double avx2_sum_f32(const float *a, size_t n)
 {
-    __m256d d0 = _mm256_setzero_pd(), d1 = d0;
+    __m256d d0 = _mm256_setzero_pd(), d1 = d0, d2 = d0, d3 = d0;
     size_t i = 0;
-    while (i + 32 <= n) {
-        __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
-        const size_t end = n - i >= 256 ? i + 256 : n - (n - i) % 32;
-        for (; i < end; i += 32) {
+    while (i + 64 <= n) {
+        __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0, f4 = f0, f5 = f0, f6 = f0,
+               f7 = f0;
+        const size_t end = n - i >= 512 ? i + 512 : n - (n - i) % 64;
+        for (; i < end; i += 64) {
             f0 = _mm256_add_ps(f0, _mm256_loadu_ps(a + i));
             f1 = _mm256_add_ps(f1, _mm256_loadu_ps(a + i + 8));
             f2 = _mm256_add_ps(f2, _mm256_loadu_ps(a + i + 16));
             f3 = _mm256_add_ps(f3, _mm256_loadu_ps(a + i + 24));
+            f4 = _mm256_add_ps(f4, _mm256_loadu_ps(a + i + 32));
+            f5 = _mm256_add_ps(f5, _mm256_loadu_ps(a + i + 40));
+            f6 = _mm256_add_ps(f6, _mm256_loadu_ps(a + i + 48));
+            f7 = _mm256_add_ps(f7, _mm256_loadu_ps(a + i + 56));
         }
         /* the float partials leave for double before they grow */
-        d0 = _mm256_add_pd(d0, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f0)),
-                                             _mm256_cvtps_pd(_mm256_castps256_ps128(f1))));
-        d1 = _mm256_add_pd(d1, _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f0, 1)),
-                                             _mm256_cvtps_pd(_mm256_extractf128_ps(f1, 1))));
-        d0 = _mm256_add_pd(d0, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f2)),
-                                             _mm256_cvtps_pd(_mm256_castps256_ps128(f3))));
-        d1 = _mm256_add_pd(d1, _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f2, 1)),
-                                             _mm256_cvtps_pd(_mm256_extractf128_ps(f3, 1))));
+        MO__WIDEN_ADD(d0, d1, f0);
+        MO__WIDEN_ADD(d2, d3, f1);
+        MO__WIDEN_ADD(d0, d1, f2);
+        MO__WIDEN_ADD(d2, d3, f3);
+        MO__WIDEN_ADD(d0, d1, f4);
+        MO__WIDEN_ADD(d2, d3, f5);
+        MO__WIDEN_ADD(d0, d1, f6);
+        MO__WIDEN_ADD(d2, d3, f7);
     }
     double t[4];
-    _mm256_storeu_pd(t, _mm256_add_pd(d0, d1));
+    _mm256_storeu_pd(t, _mm256_add_pd(_mm256_add_pd(d0, d1), _mm256_add_pd(d2, d3)));
     double s = (t[0] + t[1]) + (t[2] + t[3]);
     for (; i < n; i++) s += (double)a[i];
     return s;
@@ -99,7 +124,7 @@ __attribute__((target("avx2"))) static double avx2_sum_f64(const double *a, size
  * lane, blocked; float64: one block of <= RED_BLOCK, the blocks then added pairwise). */
 static int simd_sum_f32(const float *a, size_t n, double *s)
 {
-    if (n < 32 || !__builtin_cpu_supports("avx2")) return 0;
+    if (n < 64 || !__builtin_cpu_supports("avx2")) return 0;
     *s = avx2_sum_f32(a, n);
     return 1;
 }
@@ -139,16 +164,19 @@ static int is_extreme_op(int op)
     return op == MO_RED_MAX || op == MO_RED_MIN || is_arg_op(op);
 }
 
-/* One lane of either dtype (the private whole-tensor ops included). */
+/* One lane of either dtype (the private whole-tensor ops included; aux their parameter). */
 static double lane(mo_dtype dt, int op, const void *p, ptrdiff_t s, size_t K,
-                   const mo_reduce_args *ra, size_t *idx)
+                   const mo_reduce_args *ra, double aux, size_t *idx)
 {
-    if (op == RED_SUMSQ)
-        return dt == MO_FLOAT64 ? lane_sum_f64(p, s, K, 1) : lane_sum_f32(p, s, K, 1);
-    if (op == RED_ABSPOW)
-        return dt == MO_FLOAT64 ? lane_abspow_f64(p, s, K, ra->p) : lane_abspow_f32(p, s, K, ra->p);
-    return dt == MO_FLOAT64 ? lane_reduce_f64(op, p, s, K, ra, idx)
-                            : lane_reduce_f32(op, p, s, K, ra, idx);
+    const int f64 = dt == MO_FLOAT64;
+    switch (op) {
+    case RED_SUMSQ: return f64 ? lane_sum_f64(p, s, K, 1) : lane_sum_f32(p, s, K, 1);
+    case RED_ABSPOW: return f64 ? lane_abspow_f64(p, s, K, ra->p) : lane_abspow_f32(p, s, K, ra->p);
+    case RED_DEV2: return f64 ? lane_dev2_f64(p, s, K, aux) : lane_dev2_f32(p, s, K, aux);
+    case RED_EXPSUM: return f64 ? lane_expsum_f64(p, s, K, aux) : lane_expsum_f32(p, s, K, aux);
+    default:
+        return f64 ? lane_reduce_f64(op, p, s, K, ra, idx) : lane_reduce_f32(op, p, s, K, ra, idx);
+    }
 }
 
 /* x replaces best (double copies of the elements; conversion keeps order and NaN). */
@@ -212,53 +240,92 @@ static void store(void *p, mo_dtype dt, double v)
 
 /* ---- over every element ---- */
 
-static mo_status whole(const mo_tensor *t, int op, const mo_reduce_args *ra, double *v,
-                       size_t *idx);
+/* A partial result of a full reduction: the value and, for the extreme ops, the flat
+ * row-major index of the winner; `has` is 0 until the first lane is folded in. */
+typedef struct red_part {
+    double v;
+    size_t i;
+    int has;
+} red_part;
 
-/* Several rows (a non-contiguous tensor): the rows' results combined. */
-static void whole_rows(const mo_tensor *t, int op, const mo_reduce_args *ra, double *v, size_t *idx)
+/* One pass of a full reduction: lanes of row op `op` folded into partials per chunk. */
+typedef struct whole_job {
+    mo_dtype dt;
+    int op;
+    const mo_reduce_args *ra;
+    double aux;
+    size_t grain;
+    red_part part[RED_MAX_CHUNKS];
+} whole_job;
+
+/*
+ * acc <- acc combined with a lane's (or chunk's) result x, its winner at flat index i:
+ * the first value is taken as is (so one lane gives exactly lane()'s result), then
+ * added, multiplied, or'ed/and'ed, or compared (the first extreme wins; NaN counts as
+ * the extreme; max |x| keeps the first NaN).
+ */
+static void fold(int op, const mo_reduce_args *ra, red_part *acc, double x, size_t i)
 {
-    mo__iter it;
-    mo__iter_init(&it, 1, &t);
-    int row_op = op == MO_RED_MEAN ? MO_RED_SUM : op;
-    if (op == MO_RED_NORM) row_op = ra->p == 2.0 ? RED_SUMSQ : RED_ABSPOW;
-    const int ext = is_extreme_op(op);
-    const int want_max = op == MO_RED_MAX || op == MO_RED_ARGMAX;
-    const int maxabs = op == MO_RED_NORM && isinf(ra->p);
-    double acc = (op == MO_RED_PROD || op == MO_RED_ALL) ? 1.0 : 0.0;
-    size_t bi = 0;
-    for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
-        size_t i = 0;
-        const double x = lane(t->dtype, row_op, it.p[0], it.inner[0], it.n, ra, &i);
-        if (ext) {
-            if (r == 0 || takes(want_max, x, acc)) {
-                acc = x;
-                bi = r * it.n + i; /* rows come in row-major order, n values each */
-            }
-        } else if (maxabs) {
-            if (x > acc || isnan(x)) acc = x;
-        } else if (op == MO_RED_PROD) {
-            acc *= x;
-        } else if (op == MO_RED_ANY) {
-            acc = (acc != 0.0 || x != 0.0) ? 1.0 : 0.0;
-        } else if (op == MO_RED_ALL) {
-            acc = (acc != 0.0 && x != 0.0) ? 1.0 : 0.0;
-        } else {
-            acc += x;
-        }
+    if (!acc->has) {
+        acc->v = x;
+        acc->i = i;
+        acc->has = 1;
+        return;
     }
-    if (op == MO_RED_MEAN) acc /= (double)t->numel;
-    if (op == MO_RED_NORM && ra->p == 2.0) acc = sqrt(acc);
-    if (op == MO_RED_NORM && ra->p != 2.0 && ra->p != 1.0 && !maxabs) acc = pow(acc, 1.0 / ra->p);
-    *v = acc;
-    *idx = bi;
+    if (is_extreme_op(op)) {
+        if (takes(op == MO_RED_MAX || op == MO_RED_ARGMAX, x, acc->v)) {
+            acc->v = x;
+            acc->i = i;
+        }
+    } else if (op == RED_ABSPOW && isinf(ra->p)) {
+        if (x > acc->v || isnan(x)) acc->v = x; /* nothing compares above a NaN: it stays */
+    } else if (op == MO_RED_PROD) {
+        acc->v *= x;
+    } else if (op == MO_RED_ANY) {
+        acc->v = (acc->v != 0.0 || x != 0.0) ? 1.0 : 0.0;
+    } else if (op == MO_RED_ALL) {
+        acc->v = (acc->v != 0.0 && x != 0.0) ? 1.0 : 0.0;
+    } else {
+        acc->v += x;
+    }
+}
+
+/* One piece of a row: its lane result folded into its chunk's partial. */
+static void whole_piece(void *ctx, size_t chunk, size_t pos, const mo__iter *piece)
+{
+    whole_job *j = ctx;
+    red_part *acc = &j->part[chunk];
+    if (pos == chunk * j->grain) acc->has = 0; /* the chunk's first piece */
+    size_t i = 0;
+    const double x = lane(j->dt, j->op, piece->p[0], piece->n == 1 ? 1 : piece->inner[0],
+                          piece->n, j->ra, j->aux, &i);
+    fold(j->op, j->ra, acc, x, pos + i);
+}
+
+/* Row op `op` over every element the iterator visits (numel > 0): chunks in parallel,
+ * then their partials in chunk order. */
+static red_part whole_pass(const mo__iter *it, mo_dtype dt, int op, const mo_reduce_args *ra,
+                           double aux)
+{
+    whole_job j;
+    const size_t n = it->rows * it->n;
+    j.dt = dt;
+    j.op = op;
+    j.ra = ra;
+    j.aux = aux;
+    j.grain = mo__grain_for(n, RED_GRAIN, RED_MAX_CHUNKS);
+    mo__iter_parallel(it, j.grain, whole_piece, &j);
+    red_part acc = {0.0, 0, 0};
+    const size_t nchunks = mo__parallel_chunks(n, j.grain);
+    for (size_t c = 0; c < nchunks; c++) fold(op, ra, &acc, j.part[c].v, j.part[c].i);
+    return acc;
 }
 
 /*
- * op over every element of t (live, numel > 0 for the extreme ops) as a double,
- * *idx the flat row-major index of the winner. One lane when the iterator sees a
- * single row (contiguous, or evenly strided); rows combined otherwise; var, std
- * and logsumexp of a non-contiguous tensor work on a contiguous copy (two passes).
+ * op over every element of t (live, numel > 0 for the extreme ops) as a double, *idx
+ * the flat row-major index of the winner. The elements are cut into chunks that depend
+ * only on numel (whole_pass), so the value does not depend on the thread count; var,
+ * std and logsumexp take two passes (the mean, or the max, first).
  */
 static mo_status whole(const mo_tensor *t, int op, const mo_reduce_args *ra, double *v,
                        size_t *idx)
@@ -266,43 +333,76 @@ static mo_status whole(const mo_tensor *t, int op, const mo_reduce_args *ra, dou
     mo__iter it;
     mo__iter_init(&it, 1, &t);
     *idx = 0;
-    if (it.rows <= 1) {
-        *v = lane(t->dtype, op, it.p[0], it.n == 1 ? 1 : it.inner[0], t->numel, ra, idx);
+    if (t->numel == 0) { /* the empty lane's value: 0, 1, NaN, -inf ... (lane_reduce) */
+        *v = lane(t->dtype, op, mo_tensor_ptr(t), 1, 0, ra, 0.0, idx);
         return MO_OK;
     }
-    if (op == MO_RED_VAR || op == MO_RED_STD || op == MO_RED_LOGSUMEXP) {
-        mo_tensor c;
-        mo_tensor_init(&c);
-        MO_TRY(mo_tensor_clone(&c, t, NULL));
-        mo_status st = whole(&c, op, ra, v, idx);
-        mo_tensor_release(&c);
-        return st;
+    const double n = (double)t->numel;
+    if (op == MO_RED_VAR || op == MO_RED_STD) {
+        const double mean = whole_pass(&it, t->dtype, MO_RED_SUM, ra, 0.0).v / n;
+        const double div = n - ra->correction;
+        const double var = whole_pass(&it, t->dtype, RED_DEV2, ra, mean).v / (div > 0.0 ? div : 0.0);
+        *v = op == MO_RED_STD ? sqrt(var) : var;
+        return MO_OK;
     }
-    whole_rows(t, op, ra, v, idx);
+    if (op == MO_RED_LOGSUMEXP) {
+        const double m = whole_pass(&it, t->dtype, MO_RED_MAX, ra, 0.0).v;
+        *v = isfinite(m) ? m + log(whole_pass(&it, t->dtype, RED_EXPSUM, ra, m).v) : m;
+        return MO_OK;
+    }
+    int row_op = op == MO_RED_MEAN ? MO_RED_SUM : op;
+    if (op == MO_RED_NORM) row_op = ra->p == 2.0 ? RED_SUMSQ : RED_ABSPOW;
+    const red_part r = whole_pass(&it, t->dtype, row_op, ra, 0.0);
+    double acc = r.v;
+    if (op == MO_RED_MEAN) acc /= n;
+    if (op == MO_RED_NORM && ra->p == 2.0) acc = sqrt(acc);
+    if (op == MO_RED_NORM && ra->p != 2.0 && ra->p != 1.0 && !isinf(ra->p))
+        acc = pow(acc, 1.0 / ra->p);
+    *v = acc;
+    *idx = r.i;
     return MO_OK;
 }
 
 /* ---- along one dimension ---- */
 
-/* res, ires (when not NULL) and src without dim `dim` walked together. */
+/* A reduction along a dim: K values per lane, step sd; pieces of the output rows. */
+typedef struct along_job {
+    mo_dtype dt;
+    int op, has_idx;
+    size_t K;
+    ptrdiff_t sd;
+    const mo_reduce_args *ra;
+} along_job;
+
+static void along_piece(void *ctx, size_t chunk, size_t pos, const mo__iter *it)
+{
+    const along_job *j = ctx;
+    (void)chunk, (void)pos;
+    void *oi = j->has_idx ? it->p[2] : NULL;
+    const ptrdiff_t soi = j->has_idx ? it->inner[2] : 0;
+    if (j->dt == MO_FLOAT64)
+        reduce_row_f64(j->op, it->n, it->p[0], it->inner[0], oi, soi, it->p[1], it->inner[1],
+                       j->K, j->sd, j->ra);
+    else
+        reduce_row_f32(j->op, it->n, it->p[0], it->inner[0], oi, soi, it->p[1], it->inner[1],
+                       j->K, j->sd, j->ra);
+}
+
+/* Outputs per chunk for lanes of K values: about RED_GRAIN values read per chunk. Each
+ * output is computed whole by one thread, so any grain gives the same values. */
+static size_t lane_grain(size_t K) { return K >= RED_GRAIN ? 1 : RED_GRAIN / (K ? K : 1); }
+
+/* res, ires (when not NULL) and src without dim `dim` walked together, in parallel. */
 static void along(mo_tensor *res, mo_tensor *ires, const mo_tensor *src, int dim, int op,
                   const mo_reduce_args *ra)
 {
     mo_tensor rest;
     (void)drop_dim(&rest, src, dim); /* checked by the caller */
-    const size_t K = src->shape[dim];
-    const ptrdiff_t sd = src->stride[dim];
     const mo_tensor *ops[3] = {res, &rest, ires};
     mo__iter it;
     mo__iter_init(&it, ires ? 3 : 2, ops);
-    for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it)) {
-        if (src->dtype == MO_FLOAT64)
-            reduce_row_f64(op, it.n, it.p[0], it.inner[0], ires ? it.p[2] : NULL,
-                           ires ? it.inner[2] : 0, it.p[1], it.inner[1], K, sd, ra);
-        else
-            reduce_row_f32(op, it.n, it.p[0], it.inner[0], ires ? it.p[2] : NULL,
-                           ires ? it.inner[2] : 0, it.p[1], it.inner[1], K, sd, ra);
-    }
+    along_job j = {src->dtype, op, ires != NULL, src->shape[dim], src->stride[dim], ra};
+    mo__iter_parallel(&it, lane_grain(j.K), along_piece, &j);
 }
 
 static mo_status check_reduce(const mo_tensor *out, const mo_tensor *indices,
@@ -410,6 +510,29 @@ mo_status mo_argmax_dim(mo_tensor *out, const mo_tensor *src, int dim, const mo_
 
 /* ---- lanes to lanes: softmax, log_softmax, cumsum ---- */
 
+/* A scan along a dim: lanes of K values, step sd in the source and od in the output. */
+typedef struct scan_job {
+    mo_dtype dt;
+    int op;
+    size_t K;
+    ptrdiff_t sd, od;
+} scan_job;
+
+/* One piece of lanes (each lane whole in one thread). Operands: output rest, source rest. */
+static void scan_piece(void *ctx, size_t chunk, size_t pos, const mo__iter *it)
+{
+    const scan_job *s = ctx;
+    (void)chunk, (void)pos;
+    for (size_t j = 0; j < it->n; j++) {
+        if (s->dt == MO_FLOAT64)
+            lane_scan_f64(s->op, (const double *)it->p[1] + (ptrdiff_t)j * it->inner[1], s->sd,
+                          (double *)it->p[0] + (ptrdiff_t)j * it->inner[0], s->od, s->K);
+        else
+            lane_scan_f32(s->op, (const float *)it->p[1] + (ptrdiff_t)j * it->inner[1], s->sd,
+                          (float *)it->p[0] + (ptrdiff_t)j * it->inner[0], s->od, s->K);
+    }
+}
+
 mo_status mo_scan(mo_tensor *out, const mo_tensor *src, int dim, mo_scan_op op,
                   const mo_allocator *a)
 {
@@ -427,20 +550,11 @@ mo_status mo_scan(mo_tensor *out, const mo_tensor *src, int dim, mo_scan_op op,
         as_1d(&o1, &res);
         (void)drop_dim(&srest, &s1, dim); /* numel > 0: no overflow */
         (void)drop_dim(&orest, &o1, dim);
-        const size_t K = s1.shape[dim];
-        const ptrdiff_t sd = s1.stride[dim], od = o1.stride[dim];
         const mo_tensor *ops[2] = {&orest, &srest};
         mo__iter it;
         mo__iter_init(&it, 2, ops);
-        for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it))
-            for (size_t j = 0; j < it.n; j++) {
-                if (src->dtype == MO_FLOAT64)
-                    lane_scan_f64((int)op, (const double *)it.p[1] + (ptrdiff_t)j * it.inner[1],
-                                  sd, (double *)it.p[0] + (ptrdiff_t)j * it.inner[0], od, K);
-                else
-                    lane_scan_f32((int)op, (const float *)it.p[1] + (ptrdiff_t)j * it.inner[1],
-                                  sd, (float *)it.p[0] + (ptrdiff_t)j * it.inner[0], od, K);
-            }
+        scan_job j = {src->dtype, (int)op, s1.shape[dim], s1.stride[dim], o1.stride[dim]};
+        mo__iter_parallel(&it, lane_grain(j.K), scan_piece, &j);
     }
     *out = res;
     return MO_OK;

@@ -73,6 +73,14 @@ static double TN(lane_dev2)(const T *p, ptrdiff_t s, size_t K, double mean)
     return acc;
 }
 
+/* sum of exp(x - shift) over a lane: the second pass of a full logsumexp */
+static double TN(lane_expsum)(const T *p, ptrdiff_t s, size_t K, double shift)
+{
+    double acc = 0.0;
+    for (size_t k = 0; k < K; k++) acc += exp((double)p[(ptrdiff_t)k * s] - shift);
+    return acc;
+}
+
 static double TN(lane_prod)(const T *p, ptrdiff_t s, size_t K)
 {
     double acc = 1.0;

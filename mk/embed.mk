@@ -84,7 +84,7 @@ embed-demo: $(EMBED_HOST_BIN) $(EMBED_KONLY_BIN)
 # One template, two files: moonopt.pc for hosts that embed Lua (binding + core, Requires
 # the Lua pc), moonopt-core.pc for hosts that only call the C kernels.
 EMBED_PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(SO_VERSION)|g' \
-                   -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) -lz -lm)|g'
+                   -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) -lz -lm -pthread)|g'
 
 install-pc: moonopt.pc.in
 	install -d $(EMBED_PC_DIR)

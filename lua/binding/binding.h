@@ -47,6 +47,8 @@ void mo__open_nn(lua_State *L);
 void mo__open_data(lua_State *L);
 /* lua/binding/checkpoint.c: safetensors reading/writing and RNG state, likewise. */
 void mo__open_checkpoint(lua_State *L);
+/* lua/binding/threads.c: set_num_threads / get_num_threads (the core's thread pool). */
+void mo__open_threads(lua_State *L);
 
 /* lua/binding/tensor.c: creates the "moonopt.Tensor" metatable and its methods
  * table, and adds is_tensor and Tensor (the methods table) to the module table

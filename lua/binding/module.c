@@ -78,6 +78,7 @@ int luaopen_moonopt_core(lua_State *L)
     mo__open_nn(L);
     mo__open_data(L);
     mo__open_checkpoint(L);
+    mo__open_threads(L);
     luaL_setfuncs(L, module_functions, 0);
     lua_pushliteral(L, "moonopt " MO_VERSION_STRING);
     lua_setfield(L, -2, "_VERSION");

@@ -16,6 +16,7 @@
 --   mo.matmul(a, b [, {trans_a =, trans_b =, alpha =, beta =, out =}]) (1-d, 2-d, 3-d)
 --   mo.save / mo.load / mo.save_tensors / mo.load_tensors (checkpoints)
 --   mo.blas_set_threads(n)   mo.blas_get_threads()
+--   mo.set_num_threads(n)   mo.get_num_threads()   (the kernels' thread pool)
 --   mo.Tensor: the methods table shared by every tensor (t:add, t:view, ...)
 --   mo._VERSION = "moonopt 0.1.0"; mo.blas_backend = "cblas" | "portable"
 --   mo.nn  mo.optim  mo.sched  mo.train  mo.data  mo.plot  mo.progress: submodules,
@@ -50,6 +51,7 @@ local FROM_CORE = {
   "Tensor", "_VERSION", "blas_backend",
   "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "arange", "randperm",
   "manual_seed", "clock", "is_tensor", "matmul", "blas_set_threads", "blas_get_threads",
+  "set_num_threads", "get_num_threads",   -- the thread pool (lua/binding/threads.c)
   "cat", "stack",   -- the shape family (lua/binding/shape.c)
   "maximum", "minimum", "where",   -- the elementwise family (lua/binding/math.c)
   -- the index family (lua/binding/create.c): creation helpers

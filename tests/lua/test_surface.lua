@@ -7,9 +7,9 @@ local core = require "moonopt.core"
 
 local EXPORTED = {
   "Tensor", "_VERSION", "arange", "blas_backend", "blas_get_threads", "blas_set_threads", "cat",
-  "clock", "empty", "eye", "full", "is_tensor", "linspace", "load", "load_tensors", "manual_seed",
+  "clock", "empty", "eye", "full", "get_num_threads", "is_tensor", "linspace", "load", "load_tensors", "manual_seed",
   "matmul", "maximum", "minimum", "ones", "ones_like", "rand", "rand_like", "randint", "randn",
-  "randn_like", "randperm", "save", "save_tensors", "stack", "tensor", "where", "zeros",
+  "randn_like", "randperm", "save", "save_tensors", "set_num_threads", "stack", "tensor", "where", "zeros",
   "zeros_like"
 }
 
