@@ -259,33 +259,62 @@ static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
 
 /* The float32 loop: the widest vector loop the CPU has (once per call), then narrower ones
  * and the scalar loop for the tail; every path rounds alike, so the split changes no bit. */
-static void adam_run(const adam_k *k, float *w, const float *g, float *m, float *v, float *vmax,
-                     size_t n)
+void mo__adam_run_level(const adam_k *k, float *w, const float *g, float *m, float *v,
+                        float *vmax, size_t n, int level)
 {
     size_t done = 0;
 #ifdef MO__HAVE_AVX_DISPATCH
-    int level = n >= 8 ? mo__simd_level() : MO__SIMD_SCALAR;
+    if (n < 8) level = MO__SIMD_SCALAR;
     if (level >= MO__SIMD_AVX512) done = adam_avx512_f32(k, w, g, m, v, vmax, n);
     if (level >= MO__SIMD_AVX && n - done >= 8)
         done += adam_avx_f32(k, w + done, g + done, m + done, v + done, vmax ? vmax + done : NULL,
                              n - done);
+#else
+    (void)level;
 #endif
     adam_scalar_f32(k, w, g, m, v, vmax, done, n);
 }
 
 /* The same for float64. */
-static void adam_run64(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
-                       double *v, double *vmax, size_t n)
+void mo__adam_run64_level(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
+                          double *v, double *vmax, size_t n, int level)
 {
     size_t done = 0;
 #ifdef MO__HAVE_AVX_DISPATCH
-    int level = n >= 4 ? mo__simd_level() : MO__SIMD_SCALAR;
+    if (n < 4) level = MO__SIMD_SCALAR;
     if (level >= MO__SIMD_AVX512) done = adam_avx512_f64(k, w, g, m, v, vmax, n);
     if (level >= MO__SIMD_AVX && n - done >= 4)
         done += adam_avx_f64(k, w + done, g + done, m + done, v + done, vmax ? vmax + done : NULL,
                              n - done);
+#else
+    (void)level;
 #endif
     adam_scalar_f64(k, w, g, m, v, vmax, done, n);
+}
+
+static void adam_run(const adam_k *k, float *w, const float *g, float *m, float *v, float *vmax,
+                     size_t n)
+{
+    mo__adam_run_level(k, w, g, m, v, vmax, n, mo__simd_level());
+}
+
+static void adam_run64(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
+                       double *v, double *vmax, size_t n)
+{
+    mo__adam_run64_level(k, w, g, m, v, vmax, n, mo__simd_level());
+}
+
+/* mo__opt_body: one chunk of the pool (p: w, g, m, v, vmax). */
+static void adam_body32(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    adam_run(ctx, p[0], p[1], p[2], p[3], p[4], n);
+}
+
+static void adam_body64(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    adam_run64(ctx, p[0], p[1], p[2], p[3], p[4], n);
 }
 
 /* mo__lean_fn: one block of decoded state (st: m, v, vmax or NULL). */
@@ -317,7 +346,8 @@ mo_status mo_adam_update_prepared(float *w, const float *g, float *m, float *v, 
 {
     if (!w || !g || !m || !v || !k || (k->ams && !vmax)) return MO_ERR_ARG;
     if (k->skip) return MO_OK;
-    adam_run(k, w, g, m, v, vmax, n);
+    void *p[5] = {w, MO__UNCONST(g), m, v, k->ams ? vmax : NULL};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 5, p, adam_body32, k);
     return MO_OK;
 }
 
@@ -339,7 +369,7 @@ mo_status mo_adam_step_prepared(mo_tensor *w, const mo_tensor *g, mo_tensor *m, 
     MO_TRY(mo__opt_begin(&a, 5, ts));
     mo_status st = MO_OK;
     if (a.dtype == MO_FLOAT64) {
-        if (!k->skip) adam_run64(&k->f64, a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n);
+        if (!k->skip) mo__opt_parallel(&a, adam_body64, &k->f64);
     } else {
         st = mo_adam_update_prepared(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, k);
     }
@@ -354,6 +384,47 @@ mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor
     adam_k k;
     MO_TRY(mo_adam_prepare(c, step, &k));
     return mo_adam_step_prepared(w, g, m, v, vmax, &k);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adamax, NAdam, RAdam on the pool: one body per algorithm and dtype         */
+/* ------------------------------------------------------------------------ */
+
+/* What a chunk needs besides its arrays (p: w, g, m, v). */
+typedef struct family_job {
+    const void *c;
+    int64_t step;
+    double mu_product;   /* NAdam: the product before this step (each chunk reads a copy) */
+} family_job;
+
+#define FAMILY_BODY(alg, sfx, T)                                                          \
+    static void alg##_body_##sfx(const void *ctx, void *const *p, size_t n, size_t off)   \
+    {                                                                                     \
+        const family_job *j = ctx;                                                        \
+        (void)off;                                                                        \
+        alg##_run_##sfx((T *)p[0], (const T *)p[1], (T *)p[2], (T *)p[3], n, j->c, j->step); \
+    }
+FAMILY_BODY(adamax, f32, float)
+FAMILY_BODY(adamax, f64, double)
+FAMILY_BODY(radam, f32, float)
+FAMILY_BODY(radam, f64, double)
+/* NAdam's chunks step with a private copy of the product; the caller stores the new one */
+#define NADAM_BODY(sfx, T)                                                                \
+    static void nadam_body_##sfx(const void *ctx, void *const *p, size_t n, size_t off)   \
+    {                                                                                     \
+        const family_job *j = ctx;                                                        \
+        double mp = j->mu_product;                                                        \
+        (void)off;                                                                        \
+        nadam_run_##sfx((T *)p[0], (const T *)p[1], (T *)p[2], (T *)p[3], n, j->c, j->step, &mp); \
+    }
+NADAM_BODY(f32, float)
+NADAM_BODY(f64, double)
+
+/* Runs an algorithm's body of the arrays' dtype over 4 arrays of n. */
+static void family_run(mo_dtype dt, void *const *p, size_t n, mo__opt_body f32, mo__opt_body f64,
+                       const family_job *j)
+{
+    mo__opt_parallel_arrays(dt, n, 4, p, dt == MO_FLOAT64 ? f64 : f32, j);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -382,7 +453,9 @@ mo_status mo_adamax_update(float *w, const float *g, float *m, float *u, size_t 
 {
     if (!w || !g || !m || !u || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_adamax_check(c));
-    adamax_run_f32(w, g, m, u, n, c, step);
+    family_job j = {c, step, 0.0};
+    void *p[4] = {w, MO__UNCONST(g), m, u};
+    family_run(MO_FLOAT32, p, n, adamax_body_f32, adamax_body_f64, &j);
     return MO_OK;
 }
 
@@ -394,8 +467,8 @@ mo_status mo_adamax_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tens
     const mo_tensor *ts[4] = {w, g, m, u};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) adamax_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
-    else adamax_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    family_job j = {c, step, 0.0};
+    family_run(a.dtype, a.ptr, a.n, adamax_body_f32, adamax_body_f64, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -430,7 +503,10 @@ mo_status mo_nadam_update(float *w, const float *g, float *m, float *v, size_t n
 {
     if (!w || !g || !m || !v || !c || !mu_product || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_nadam_check(c));
-    nadam_run_f32(w, g, m, v, n, c, step, mu_product);
+    family_job j = {c, step, *mu_product};
+    void *p[4] = {w, MO__UNCONST(g), m, v};
+    family_run(MO_FLOAT32, p, n, nadam_body_f32, nadam_body_f64, &j);
+    nadam_run_f32(NULL, NULL, NULL, NULL, 0, c, step, mu_product);   /* the product alone */
     return MO_OK;
 }
 
@@ -442,8 +518,11 @@ mo_status mo_nadam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tenso
     const mo_tensor *ts[4] = {w, g, m, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) nadam_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
-    else nadam_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
+    family_job j = {c, step, *mu_product};
+    family_run(a.dtype, a.ptr, a.n, nadam_body_f32, nadam_body_f64, &j);
+    /* the product alone (no elements) */
+    if (a.dtype == MO_FLOAT64) nadam_run_f64(NULL, NULL, NULL, NULL, 0, c, step, mu_product);
+    else nadam_run_f32(NULL, NULL, NULL, NULL, 0, c, step, mu_product);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -475,7 +554,9 @@ mo_status mo_radam_update(float *w, const float *g, float *m, float *v, size_t n
 {
     if (!w || !g || !m || !v || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_radam_check(c));
-    radam_run_f32(w, g, m, v, n, c, step);
+    family_job j = {c, step, 0.0};
+    void *p[4] = {w, MO__UNCONST(g), m, v};
+    family_run(MO_FLOAT32, p, n, radam_body_f32, radam_body_f64, &j);
     return MO_OK;
 }
 
@@ -487,8 +568,8 @@ mo_status mo_radam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tenso
     const mo_tensor *ts[4] = {w, g, m, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) radam_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
-    else radam_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    family_job j = {c, step, 0.0};
+    family_run(a.dtype, a.ptr, a.n, radam_body_f32, radam_body_f64, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }

@@ -7,6 +7,7 @@
 #include "moonopt_internal.h"
 
 #include <stddef.h>  /* offsetof (the descriptors) */
+#include <stdint.h>  /* uintptr_t (MO__UNCONST) */
 
 /* Force inlining where a tiny helper sits in a hot loop (plain inline elsewhere). */
 #if defined(__GNUC__) || defined(__clang__)
@@ -24,12 +25,15 @@ int mo__cpu_has_avx(void);
 
 /* The vector loops: MO__SIMD_SCALAR (none), MO__SIMD_AVX (256-bit), MO__SIMD_AVX512 (512-bit). */
 enum { MO__SIMD_SCALAR = 0, MO__SIMD_AVX = 1, MO__SIMD_AVX512 = 2 };
-/* The widest loop to use: what the CPU (and OS) support, at most mo__simd_cap. Every path
- * gives the same bits; the cap exists so tests and benchmarks can run each one. */
+/* The widest loop the CPU (and OS) support. Every path gives the same bits. */
 int mo__simd_level(void);
-/* MO__SIMD_AVX512 (no cap) by default. Tests and benchmarks only: set it before stepping,
- * never while another thread steps. */
-extern int mo__simd_cap;
+/* Adam's float32 and float64 loops at a given level (at most mo__simd_level(); lower runs a
+ * narrower path), one thread: what the kernels run per chunk, exposed so tests and benchmarks
+ * can run and compare each path (no global switch: the core keeps no writable state). */
+void mo__adam_run_level(const mo_adam_scalars *k, float *w, const float *g, float *m, float *v,
+                        float *vmax, size_t n, int level);
+void mo__adam_run64_level(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
+                          double *v, double *vmax, size_t n, int level);
 
 /* The most tensors one kernel call touches: w, g and up to three state tensors. */
 #define MO__OPT_MAX 5
@@ -61,6 +65,22 @@ mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts);
 
 /* Writes the temporaries of written tensors back when write_back, then frees them. */
 void mo__opt_finish(mo__opt_args *a, int write_back);
+
+/*
+ * Threads (docs/design.md "Threads"): an elementwise kernel runs as body(ctx, p, n, off) over
+ * the pool's fixed chunks of MO__GRAIN_STREAM elements (a multiple of MO_LEAN_BLOCK): p[i] is
+ * ptr[i] advanced to element `off` of the chunk (NULL stays NULL), n the chunk's length. Every
+ * element's arithmetic is the same in any chunk, so the results are the same bits at any
+ * thread count. ptr: count arrays of n elements of dtype dt (a read-only one passed through
+ * MO__UNCONST).
+ */
+typedef void (*mo__opt_body)(const void *ctx, void *const *p, size_t n, size_t off);
+void mo__opt_parallel_arrays(mo_dtype dt, size_t n, int count, void *const *ptr,
+                             mo__opt_body body, const void *ctx);
+/* The same over the arrays of a tensor-level call. */
+void mo__opt_parallel(const mo__opt_args *a, mo__opt_body body, const void *ctx);
+/* A read-only array into a ptr list (the bodies never write what the caller only reads). */
+#define MO__UNCONST(p) ((void *)(uintptr_t)(const void *)(p))
 
 /*
  * The lean-state driver (optim_lean.c): runs fn over w, g and the decoded float32 blocks of

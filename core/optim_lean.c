@@ -275,6 +275,37 @@ static uint64_t slot_seed(int64_t step, int slot)
     return (uint64_t)step * 0xd1b54a32d192ed03u + (uint64_t)(slot + 1) * 0x8cb92ba72f3d8dd7u;
 }
 
+/* What every chunk of a lean step shares. */
+typedef struct lean_job {
+    mo_lean *const *st;
+    int nst;
+    mo__lean_fn fn;
+    const void *ctx;
+    mo_state_rounding r;
+    int64_t step;
+} lean_job;
+
+/* mo__opt_body: the blocks of one chunk of the pool (p: w, g at element off; off and the
+ * chunk's length are whole blocks but for the last). The scratch is this thread's stack. */
+static void lean_body(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    const lean_job *j = ctx;
+    float scratch[MO__LEAN_MAX][MO_LEAN_BLOCK];
+    float *bufs[MO__LEAN_MAX] = {NULL};
+    float *w = p[0];
+    const float *g = p[1];
+    for (size_t b = 0; b < n; b += MO_LEAN_BLOCK) {
+        size_t len = n - b < MO_LEAN_BLOCK ? n - b : MO_LEAN_BLOCK;
+        for (int k = 0; k < j->nst; k++) {
+            bufs[k] = j->st[k] ? scratch[k] : NULL;
+            if (j->st[k]) decode_block(j->st[k], off + b, len, scratch[k]);
+        }
+        j->fn(j->ctx, w + b, g + b, bufs, len);
+        for (int k = 0; k < j->nst; k++)
+            if (j->st[k]) encode_block(j->st[k], off + b, len, scratch[k], j->r, slot_seed(j->step, k));
+    }
+}
+
 mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
                        mo__lean_fn fn, const void *ctx, mo_state_rounding r, int64_t step)
 {
@@ -292,20 +323,10 @@ mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int
         mo__opt_finish(&a, 0);
         return bad;
     }
-    float *wp = a.ptr[0];
-    const float *gp = a.ptr[1];
-    float scratch[MO__LEAN_MAX][MO_LEAN_BLOCK];
-    float *bufs[MO__LEAN_MAX] = {NULL};
-    for (size_t off = 0; off < a.n; off += MO_LEAN_BLOCK) {
-        size_t len = a.n - off < MO_LEAN_BLOCK ? a.n - off : MO_LEAN_BLOCK;
-        for (int j = 0; j < nst; j++) {
-            bufs[j] = st[j] ? scratch[j] : NULL;
-            if (st[j]) decode_block(st[j], off, len, scratch[j]);
-        }
-        fn(ctx, wp + off, gp + off, bufs, len);
-        for (int j = 0; j < nst; j++)
-            if (st[j]) encode_block(st[j], off, len, scratch[j], r, slot_seed(step, j));
-    }
+    /* every block is decoded, stepped and encoded by one chunk alone: chunks are whole blocks
+       (mo__opt_parallel_arrays), and a block's absmax slot is its own */
+    lean_job j = {st, nst, fn, ctx, r, step};
+    mo__opt_parallel(&a, lean_body, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }

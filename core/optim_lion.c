@@ -31,11 +31,25 @@ mo_status mo_lion_check(const mo_lion_config *c)
     return MO_OK;
 }
 
+/* On the pool: p: w, g, m. */
+static void lion_body_f32(const void *c, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    lion_run_f32(p[0], p[1], p[2], n, c);
+}
+
+static void lion_body_f64(const void *c, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    lion_run_f64(p[0], p[1], p[2], n, c);
+}
+
 mo_status mo_lion_update(float *w, const float *g, float *m, size_t n, const mo_lion_config *c)
 {
     if (!w || !g || !m || !c) return MO_ERR_ARG;
     MO_TRY(mo_lion_check(c));
-    lion_run_f32(w, g, m, n, c);
+    void *p[3] = {w, MO__UNCONST(g), m};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 3, p, lion_body_f32, c);
     return MO_OK;
 }
 
@@ -46,8 +60,7 @@ mo_status mo_lion_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, const mo_
     const mo_tensor *ts[3] = {w, g, m};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    if (a.dtype == MO_FLOAT64) lion_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c);
-    else lion_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c);
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? lion_body_f64 : lion_body_f32, c);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }

@@ -32,6 +32,26 @@ mo_status mo_sgd_check(const mo_sgd_config *c)
     return MO_OK;
 }
 
+/* On the pool: p: w, g, buf (NULL without momentum). */
+typedef struct sgd_job {
+    const mo_sgd_config *c;
+    int first;
+} sgd_job;
+
+static void sgd_body_f32(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    const sgd_job *j = ctx;
+    (void)off;
+    sgd_run_f32(p[0], p[1], p[2], n, j->c, j->first);
+}
+
+static void sgd_body_f64(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    const sgd_job *j = ctx;
+    (void)off;
+    sgd_run_f64(p[0], p[1], p[2], n, j->c, j->first);
+}
+
 mo_status mo_sgd_update(float *w, const float *g, float *buf, size_t n,
                         const mo_sgd_config *c, int first)
 {
@@ -39,7 +59,9 @@ mo_status mo_sgd_update(float *w, const float *g, float *buf, size_t n,
     MO_TRY(mo_sgd_check(c));
     const int mom = c->momentum != 0.0;
     if (mom && !buf) return MO_ERR_ARG;
-    sgd_run_f32(w, g, buf, n, c, first);
+    sgd_job j = {c, first};
+    void *p[3] = {w, MO__UNCONST(g), mom ? buf : NULL};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 3, p, sgd_body_f32, &j);
     return MO_OK;
 }
 
@@ -53,8 +75,8 @@ mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
     const mo_tensor *ts[3] = {w, g, mom ? buf : NULL};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    if (a.dtype == MO_FLOAT64) sgd_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, first);
-    else sgd_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, first);
+    sgd_job j = {c, first};
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? sgd_body_f64 : sgd_body_f32, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }

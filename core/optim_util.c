@@ -5,6 +5,7 @@
  * the gradient utilities (finiteness check, clipping, axpy).
  */
 #include "optim_internal.h"
+#include "threadpool.h"
 
 #include <math.h>
 #include <string.h>
@@ -21,8 +22,6 @@ int mo__cpu_has_avx(void)
 }
 #endif
 
-int mo__simd_cap = MO__SIMD_AVX512;
-
 int mo__simd_level(void)
 {
     int level = MO__SIMD_SCALAR;
@@ -31,7 +30,7 @@ int mo__simd_level(void)
        that the OS saves the ZMM registers */
     if (mo__cpu_has_avx()) level = __builtin_cpu_supports("avx512f") ? MO__SIMD_AVX512 : MO__SIMD_AVX;
 #endif
-    return level < mo__simd_cap ? level : mo__simd_cap;
+    return level;
 }
 
 int mo__is_finite(double x) { return isfinite(x); }
@@ -87,6 +86,40 @@ static void strided_copy(const mo_tensor *t, void *flat_v, size_t es, int gather
         }
         if (d < 0) return;
     }
+}
+
+/* ---- the elementwise kernels on the pool ---- */
+
+typedef struct par_job {
+    size_t es;
+    int count;
+    void *const *ptr;
+    mo__opt_body body;
+    const void *ctx;
+} par_job;
+
+static void par_chunk(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const par_job *j = ctx;
+    void *p[MO__OPT_MAX];
+    (void)chunk;
+    for (int i = 0; i < j->count; i++)
+        p[i] = j->ptr[i] ? (unsigned char *)j->ptr[i] + lo * j->es : NULL;
+    j->body(j->ctx, p, hi - lo, lo);
+}
+
+void mo__opt_parallel_arrays(mo_dtype dt, size_t n, int count, void *const *ptr,
+                             mo__opt_body body, const void *ctx)
+{
+    par_job j = {mo_dtype_size(dt), count, ptr, body, ctx};
+    /* the lean driver needs chunks of whole blocks */
+    _Static_assert(MO__GRAIN_STREAM % MO_LEAN_BLOCK == 0, "chunks must hold whole lean blocks");
+    mo__parallel_for(n, MO__GRAIN_STREAM, par_chunk, &j);
+}
+
+void mo__opt_parallel(const mo__opt_args *a, mo__opt_body body, const void *ctx)
+{
+    mo__opt_parallel_arrays(a->dtype, a->n, a->count, a->ptr, body, ctx);
 }
 
 mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts)

@@ -8,7 +8,7 @@
 
 #include "ctest.h"
 #include "moonopt.h"
-#include "optim_internal.h"   /* mo__simd_cap, mo__simd_level: force each vector path */
+#include "optim_internal.h"   /* mo__adam_run_level, mo__simd_level: run each vector path */
 
 #define N 11 /* more than one 8-wide vector plus a tail */
 
@@ -927,7 +927,7 @@ TEST(every_descriptor_float64_and_mixed)
 
 
 /* Every Adam switch combination (27 configs), float32 and float64, through the scalar, AVX and
- * AVX-512 loops (forced with mo__simd_cap; a level the CPU lacks runs the next narrower one):
+ * AVX-512 loops (mo__adam_run_level; a level the CPU lacks runs the widest it has):
  * the same bits from every path, including NaN, inf, -0 and huge values in the data. 135
  * elements: AVX-512 body, an AVX tail and a scalar tail. */
 #define XN 135
@@ -957,40 +957,34 @@ static float path_data(int t, int i)
     return (float)sin(0.37 * i + 1.3 * t) * (i % 11 == 0 ? 1e-6f : 2.0f);
 }
 
-static void adam_paths_run_f32(const mo_adam_config *c, int cap, float out[4][XN])
+static void adam_paths_run_f32(const mo_adam_config *c, int level, float out[4][XN])
 {
     float g[XN];
     for (int i = 0; i < XN; i++) {
         out[0][i] = 0.01f * (float)(i - 60);
         out[1][i] = out[2][i] = out[3][i] = 0.0f;
     }
-    mo__simd_cap = cap;
     for (int t = 1; t <= 3; t++) {
         for (int i = 0; i < XN; i++) g[i] = path_data(t, i);
-        CHECK_OK(mo_adam_update(out[0], g, out[1], out[2], out[3], XN, c, t));
+        mo_adam_scalars k;
+        CHECK_OK(mo_adam_prepare(c, t, &k));
+        if (!k.skip) mo__adam_run_level(&k, out[0], g, out[1], out[2], out[3], XN, level);
     }
-    mo__simd_cap = MO__SIMD_AVX512;
 }
 
-static void adam_paths_run_f64(const mo_adam_config *c, int cap, double out[4][XN])
+static void adam_paths_run_f64(const mo_adam_config *c, int level, double out[4][XN])
 {
-    size_t shape[1] = {XN};
-    mo_tensor t[5];
-    for (int i = 0; i < 5; i++) {
-        mo_tensor_init(&t[i]);
-        CHECK_OK(mo_tensor_zeros_dtype(&t[i], 1, shape, MO_FLOAT64, NULL));
+    double g[XN];
+    for (int i = 0; i < XN; i++) {
+        out[0][i] = 0.01 * (i - 60);
+        out[1][i] = out[2][i] = out[3][i] = 0.0;
     }
-    double *w = mo_tensor_data_f64(&t[0]), *g = mo_tensor_data_f64(&t[1]);
-    for (int i = 0; i < XN; i++) w[i] = 0.01 * (i - 60);
-    mo__simd_cap = cap;
-    for (int s = 1; s <= 3; s++) {
-        for (int i = 0; i < XN; i++) g[i] = (double)path_data(s, i) * (1.0 + 1e-12 * i);
-        CHECK_OK(mo_adam_step(&t[0], &t[1], &t[2], &t[3], &t[4], c, s));
+    for (int t = 1; t <= 3; t++) {
+        for (int i = 0; i < XN; i++) g[i] = (double)path_data(t, i) * (1.0 + 1e-12 * i);
+        mo_adam_scalars k;
+        CHECK_OK(mo_adam_prepare(c, t, &k));
+        if (!k.skip) mo__adam_run64_level(&k.f64, out[0], g, out[1], out[2], out[3], XN, level);
     }
-    mo__simd_cap = MO__SIMD_AVX512;
-    int map[4] = {0, 2, 3, 4};
-    for (int k = 0; k < 4; k++) memcpy(out[k], mo_tensor_data_f64(&t[map[k]]), sizeof out[k]);
-    for (int i = 0; i < 5; i++) mo_tensor_release(&t[i]);
 }
 
 TEST(adam_simd_paths_agree_bitwise_every_switch)
@@ -1000,9 +994,10 @@ TEST(adam_simd_paths_agree_bitwise_every_switch)
     for (int which = 0; which < 27; which++) {
         mo_adam_config c;
         adam_paths_config(which, &c);
-        for (int cap = 0; cap < 3; cap++) {
-            adam_paths_run_f32(&c, cap, f[cap]);
-            adam_paths_run_f64(&c, cap, d[cap]);
+        for (int level = 0; level < 3; level++) {
+            int lv = level < mo__simd_level() ? level : mo__simd_level();
+            adam_paths_run_f32(&c, lv, f[level]);
+            adam_paths_run_f64(&c, lv, d[level]);
         }
         for (int cap = 1; cap < 3; cap++) {
             int same32 = memcmp(f[0], f[cap], sizeof f[0]) == 0;
@@ -1013,7 +1008,6 @@ TEST(adam_simd_paths_agree_bitwise_every_switch)
         }
     }
     /* the paths were really taken where the CPU has them (so the test compares something) */
-    mo__simd_cap = MO__SIMD_AVX512;
     printf("# widest path on this CPU: %d (0 scalar, 1 AVX, 2 AVX-512)\n", mo__simd_level());
 }
 

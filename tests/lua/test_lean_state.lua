@@ -497,6 +497,55 @@ function TestLeanCheckpoint.test_missing_scales_refused()
   os.remove(path)
 end
 
+-- ---- threads -----------------------------------------------------------------------------------
+
+local TestOptimThreads = {}
+
+-- Every optimizer kernel on the pool (docs/design.md "Threads"): 3 steps on params of 100003
+-- elements (4 chunks; LAMB's norms from 4 partials in chunk order) in float32 and float64,
+-- and every lean state dtype, give the same bits at 1, 2 and 3 threads.
+function TestOptimThreads.test_every_kernel_same_bits_at_1_2_3_threads()
+  local CASES3 = {
+    {"SGD", {lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01}},
+    {"Adam", {amsgrad = true, weight_decay = 0.01}}, {"AdamW", {flavor = "mxnet"}},
+    {"Adamax", {}}, {"NAdam", {}}, {"RAdam", {}}, {"RMSprop", {centered = true, momentum = 0.5}},
+    {"Adagrad", {lr_decay = 0.1}}, {"Adadelta", {}}, {"Lion", {weight_decay = 0.1}}, {"LAMB", {}},
+    {"ScheduleFreeAdamW", {}},
+    {"AdamW", {state_dtype = "bfloat16", state_rounding = "stochastic"}},
+    {"Adam", {state_dtype = "int8", amsgrad = true}},
+    {"Lion", {state_dtype = "int8"}}, {"SGD", {lr = 0.1, momentum = 0.9, state_dtype = "bfloat16"}},
+  }
+  local saved = mo.get_num_threads()
+  for _, c in ipairs(CASES3) do
+    for _, dtype in ipairs{"float32", "float64"} do
+      if dtype == "float32" or (c[2].state_dtype or "float32") == "float32" then
+        local first
+        for _, threads in ipairs{1, 2, 3} do
+          mo.set_num_threads(threads)
+          mo.manual_seed(8)
+          local w = mo.randn({100003}, {dtype = dtype})
+          local opt = mo.optim[c[1]]({w}, c[2])
+          for k = 1, 3 do
+            w.grad = (w * 0.5 + k * 0.01):sin()
+            opt:step()
+          end
+          local bits = w:totable()
+          if first == nil then first = bits
+          else
+            for i = 1, #bits do
+              if bits[i] ~= first[i] and (bits[i] == bits[i] or first[i] == first[i]) then
+                mo.set_num_threads(saved)
+                lu.fail(string.format("%s %s: element %d differs at %d threads", c[1], dtype, i, threads))
+              end
+            end
+          end
+        end
+      end
+    end
+  end
+  mo.set_num_threads(saved)
+end
+
 -- ---- a small training run ------------------------------------------------------------------
 
 local TestLeanTraining = {}
@@ -526,4 +575,4 @@ end
 
 return {TestLeanBf16 = TestLeanBf16, TestLeanInt8 = TestLeanInt8, TestLeanStep = TestLeanStep,
         TestLeanRefusals = TestLeanRefusals, TestLeanCheckpoint = TestLeanCheckpoint,
-        TestLeanTraining = TestLeanTraining}
+        TestLeanTraining = TestLeanTraining, TestOptimThreads = TestOptimThreads}
