@@ -222,6 +222,46 @@ static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
 #define SIMD_MAX _mm512_max_ps
 #include "optim_adam_simd_t.h"
 
+/* bfloat16 moments (lean state), 16 lanes: the loads widen the codes (exact), the stores round
+ * to nearest even as mo_bf16_from_float (NaN kept quiet). */
+__attribute__((target("avx512f"))) static inline __m512 bf16_load16(const uint16_t *p)
+{
+    __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(b, 16));
+}
+
+__attribute__((target("avx512f"))) static inline void bf16_store16(uint16_t *p, __m512 x)
+{
+    __m512i b = _mm512_castps_si512(x);
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i hi = _mm512_srli_epi32(b, 16);
+    __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                     _mm512_and_si512(hi, _mm512_set1_epi32(1))));
+    r = _mm512_mask_blend_epi32(nan, _mm512_srli_epi32(r, 16), _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256((__m256i *)(void *)p, _mm512_cvtepi32_epi16(r));
+}
+
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx512f"
+#define SIMD_NAME adam_avx512_bf16
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_LOAD _mm512_loadu_ps
+#define SIMD_STORE _mm512_storeu_ps
+#define SIMD_SET1 _mm512_set1_ps
+#define SIMD_ADD _mm512_add_ps
+#define SIMD_MUL _mm512_mul_ps
+#define SIMD_DIV _mm512_div_ps
+#define SIMD_SQRT _mm512_sqrt_ps
+#define SIMD_MIN _mm512_min_ps
+#define SIMD_MAX _mm512_max_ps
+#define SIMD_S uint16_t
+#define SIMD_LOAD_S bf16_load16
+#define SIMD_STORE_S bf16_store16
+#include "optim_adam_simd_t.h"
+
 #define SIMD_T double
 #define SIMD_K mo_adam_scalars64
 #define SIMD_TARGET "avx"
@@ -323,14 +363,26 @@ static void adam_lean_block(const void *ctx, float *w, const float *g, float *co
     adam_run(ctx, w, g, st[0], st[1], st[2], n);
 }
 
+#ifdef MO__HAVE_AVX_DISPATCH
+/* mo__lean_fused_fn: bfloat16 moments read and written by the AVX-512 loop itself. */
+static size_t adam_lean_fused(const void *ctx, float *w, const float *g, void *const *codes, size_t n)
+{
+    return adam_avx512_bf16(ctx, w, g, codes[0], codes[1], codes[2], n);
+}
+#endif
+
 mo_status mo_adam_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, mo_lean *v,
                             mo_lean *vmax, const mo_adam_scalars *k, mo_state_rounding r,
                             int64_t step)
 {
     if (!k || !m || !v || (k->ams && !vmax)) return MO_ERR_ARG;
     mo_lean *st[3] = {m, v, k->ams ? vmax : NULL};
+    mo__lean_fused_fn fused = NULL;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (mo__simd_level() >= MO__SIMD_AVX512) fused = adam_lean_fused;
+#endif
     /* a skipped step (MXNet AdamW's signal) checks its arguments and changes nothing */
-    return mo__lean_run(w, g, st, 3, k->skip ? NULL : adam_lean_block, k, r, step);
+    return mo__lean_run_fused(w, g, st, 3, k->skip ? NULL : adam_lean_block, fused, k, r, step);
 }
 
 mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k)

@@ -16,15 +16,23 @@
  *   SIMD_V      the vector type                   SIMD_W       lanes per vector
  *   SIMD_LOAD, SIMD_STORE, SIMD_SET1, SIMD_ADD, SIMD_MUL, SIMD_DIV, SIMD_SQRT, SIMD_MIN,
  *   SIMD_MAX    the intrinsics (unaligned loads and stores)
+ * and optionally, for moments kept in another type (bfloat16 state: the fused lean loop):
+ *   SIMD_S      the moments' element type         SIMD_LOAD_S(p), SIMD_STORE_S(p, x)
+ *               (default: SIMD_T, SIMD_LOAD, SIMD_STORE)
  */
 #if !defined(SIMD_NAME) || !defined(SIMD_W)
 #error "define the SIMD_* macros before including optim_adam_simd_t.h"
 #endif
+#ifndef SIMD_S
+#define SIMD_S SIMD_T
+#define SIMD_LOAD_S SIMD_LOAD
+#define SIMD_STORE_S SIMD_STORE
+#endif
 
 /* Elements [0, end) with end = n rounded down to SIMD_W lanes; returns end. */
 __attribute__((target(SIMD_TARGET))) static size_t SIMD_NAME(const SIMD_K *k, SIMD_T *w,
-                                                             const SIMD_T *g, SIMD_T *m,
-                                                             SIMD_T *v, SIMD_T *vmax, size_t n)
+                                                             const SIMD_T *g, SIMD_S *m,
+                                                             SIMD_S *v, SIMD_S *vmax, size_t n)
 {
     const SIMD_V scale = SIMD_SET1(k->scale), clip = SIMD_SET1(k->clip);
     const SIMD_V nclip = SIMD_SET1(-k->clip), wd_l2 = SIMD_SET1(k->wd_l2);
@@ -44,13 +52,13 @@ __attribute__((target(SIMD_TARGET))) static size_t SIMD_NAME(const SIMD_K *k, SI
         }
         if (k->l2) gi = SIMD_ADD(gi, SIMD_MUL(wd_l2, wi));
         wi = SIMD_MUL(wi, decay);
-        SIMD_V mi = SIMD_ADD(SIMD_MUL(SIMD_LOAD(m + i), b1), SIMD_MUL(omb1, gi));
-        SIMD_V vi = SIMD_ADD(SIMD_MUL(SIMD_LOAD(v + i), b2), SIMD_MUL(SIMD_MUL(omb2, gi), gi));
-        SIMD_STORE(m + i, mi);
-        SIMD_STORE(v + i, vi);
+        SIMD_V mi = SIMD_ADD(SIMD_MUL(SIMD_LOAD_S(m + i), b1), SIMD_MUL(omb1, gi));
+        SIMD_V vi = SIMD_ADD(SIMD_MUL(SIMD_LOAD_S(v + i), b2), SIMD_MUL(SIMD_MUL(omb2, gi), gi));
+        SIMD_STORE_S(m + i, mi);
+        SIMD_STORE_S(v + i, vi);
         if (k->ams) {
-            vi = SIMD_MAX(SIMD_LOAD(vmax + i), vi);
-            SIMD_STORE(vmax + i, vi);
+            vi = SIMD_MAX(SIMD_LOAD_S(vmax + i), vi);
+            SIMD_STORE_S(vmax + i, vi);
         }
         SIMD_V d = SIMD_ADD(SIMD_DIV(SIMD_SQRT(vi), bc2s), eps);
         if (k->dbc)
@@ -77,3 +85,6 @@ __attribute__((target(SIMD_TARGET))) static size_t SIMD_NAME(const SIMD_K *k, SI
 #undef SIMD_SQRT
 #undef SIMD_MIN
 #undef SIMD_MAX
+#undef SIMD_S
+#undef SIMD_LOAD_S
+#undef SIMD_STORE_S

@@ -21,6 +21,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MO_NO_SIMD)
 #define MO__HAVE_AVX_DISPATCH 1
 int mo__cpu_has_avx(void);
+int mo__cpu_has_avx2(void);
 #endif
 
 /* The vector loops: MO__SIMD_SCALAR (none), MO__SIMD_AVX (256-bit), MO__SIMD_AVX512 (512-bit). */
@@ -91,8 +92,23 @@ void mo__opt_parallel(const mo__opt_args *a, mo__opt_body body, const void *ctx)
  */
 #define MO__LEAN_MAX 3
 typedef void (*mo__lean_fn)(const void *ctx, float *w, const float *g, float *const *st, size_t n);
+/* Optional: a loop that reads and writes bfloat16 moments itself (codes[k]: uint16_t * at the
+ * chunk's first element, NULL where st[k] is), with the same bits as decode + fn + encode;
+ * returns how many leading elements it did. Used only when every buffer is bfloat16 and
+ * rounding is to nearest. */
+typedef size_t (*mo__lean_fused_fn)(const void *ctx, float *w, const float *g, void *const *codes,
+                                    size_t n);
 mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
                        mo__lean_fn fn, const void *ctx, mo_state_rounding r, int64_t step);
+mo_status mo__lean_run_fused(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
+                             mo__lean_fn fn, mo__lean_fused_fn fused, const void *ctx,
+                             mo_state_rounding r, int64_t step);
+
+/* mo_lean_encode / mo_lean_decode with the vector codecs allowed (vec 1, where the CPU has
+ * AVX2) or not (vec 0): the same bits either way; tests compare them. */
+mo_status mo__lean_encode_vec(mo_lean *s, const float *x, size_t n, mo_state_rounding r,
+                             uint64_t seed, int vec);
+mo_status mo__lean_decode_vec(const mo_lean *s, float *x, size_t n, int vec);
 
 /* Hyperparameter domains. */
 int mo__is_finite(double x);

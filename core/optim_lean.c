@@ -20,6 +20,10 @@
  */
 #include "optim_internal.h"
 
+#ifdef MO__HAVE_AVX_DISPATCH
+#include <immintrin.h>
+#endif
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -181,90 +185,263 @@ MO__INLINE uint32_t sr_bits(uint64_t seed, size_t i, float x)
     return (uint32_t)h;
 }
 
-/* Elements [off, off + len) of s into x {len}. */
-static void decode_block(const mo_lean *s, size_t off, size_t len, float *x)
+#ifdef MO__HAVE_AVX_DISPATCH
+/*
+ * The codecs 8 elements at a time (AVX2), the same bits as the scalar loops below: integer
+ * operations on the floats' bits, conversions that round to nearest even as rintf does, and
+ * products by powers of two (exact). Each does [0, n rounded down to 8) and returns that.
+ */
+__attribute__((target("avx2"))) static size_t bf16_decode_avx2(const uint16_t *c, float *x, size_t n)
 {
+    const size_t end = n - n % 8;
+    for (size_t i = 0; i < end; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(c + i));
+        __m256i b = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+        _mm256_storeu_ps(x + i, _mm256_castsi256_ps(b));
+    }
+    return end;
+}
+
+__attribute__((target("avx2"))) static size_t bf16_encode_avx2(const float *x, uint16_t *c, size_t n)
+{
+    const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i half = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+    const __m256i quiet = _mm256_set1_epi32(0x40);
+    const size_t end = n - n % 8;
+    for (size_t i = 0; i < end; i += 8) {
+        __m256i b = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(b, absmask), inf);
+        __m256i hi = _mm256_srli_epi32(b, 16);
+        __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(half, _mm256_and_si256(hi, one)));
+        r = _mm256_blendv_epi8(_mm256_srli_epi32(r, 16), _mm256_or_si256(hi, quiet), nan);
+        /* 8 x 32 -> 8 x 16 bits: packed per 128-bit lane, then the two lanes' halves joined */
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+        _mm_storeu_si128((__m128i *)(void *)(c + i), _mm256_castsi256_si128(p));
+    }
+    return end;
+}
+
+__attribute__((target("avx2"))) static size_t q8_decode_avx2(const uint8_t *c, float *x, size_t n,
+                                                            float a, mo_lean_sign sign)
+{
+    const int bias = Q8_BIAS(sign);
+    const __m256i off = _mm256_set1_epi32((127 - bias) << Q8_M), small = _mm256_set1_epi32(1 << Q8_M);
+    const __m256i sbit = _mm256_set1_epi32((int)0x80000000u);
+    const __m256 step = _mm256_set1_ps(f32_of((uint32_t)(127 - (bias - 1 + Q8_M)) << 23));
+    const __m256 va = _mm256_set1_ps(a);
+    const size_t end = n - n % 8;
+    for (size_t i = 0; i < end; i += 8) {
+        __m128i raw = _mm_loadl_epi64((const __m128i *)(const void *)(c + i));
+        __m256i q = sign == MO_LEAN_SIGNED ? _mm256_cvtepi8_epi32(raw) : _mm256_cvtepu8_epi32(raw);
+        __m256i m = _mm256_abs_epi32(q);
+        __m256 normal = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(m, off), 23 - Q8_M));
+        __m256 tiny = _mm256_mul_ps(_mm256_cvtepi32_ps(m), step);
+        __m256 v = _mm256_blendv_ps(normal, tiny, _mm256_castsi256_ps(_mm256_cmpgt_epi32(small, m)));
+        v = _mm256_mul_ps(v, va);
+        /* the code's sign, after the product (negation is exact), as the scalar loop */
+        v = _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_and_si256(q, sbit)));
+        _mm256_storeu_ps(x + i, v);
+    }
+    return end;
+}
+
+/* The block's largest |x| (*a) and whether some x is NaN or +-inf. */
+__attribute__((target("avx2"))) static size_t q8_absmax_avx2(const float *x, size_t n, float *a, int *bad)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i big = _mm256_set1_epi32(0x7f7fffff);
+    __m256 mx = _mm256_setzero_ps();
+    __m256i nf = _mm256_setzero_si256();
+    const size_t end = n - n % 8;
+    for (size_t i = 0; i < end; i += 8) {
+        __m256 m = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
+        nf = _mm256_or_si256(nf, _mm256_cmpgt_epi32(_mm256_castps_si256(m), big));
+        mx = _mm256_max_ps(m, mx);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mx);
+    for (int k = 0; k < 8; k++) *a = lanes[k] > *a ? lanes[k] : *a;
+    *bad |= !_mm256_testz_si256(nf, nf);
+    return end;
+}
+
+__attribute__((target("avx2"))) static size_t q8_encode_avx2(const float *x, uint8_t *c, size_t n,
+                                                            float inv, mo_lean_sign sign)
+{
+    const int bias = Q8_BIAS(sign);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 vinv = _mm256_set1_ps(inv), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 thresh = _mm256_set1_ps(f32_of((uint32_t)(128 - bias) << 23));
+    const __m256 scale = _mm256_set1_ps(f32_of((uint32_t)(127 + bias - 1 + Q8_M) << 23));
+    const __m256i rnd = _mm256_set1_epi32((1 << (22 - Q8_M)) - 1), lsb = _mm256_set1_epi32(1);
+    const __m256i off = _mm256_set1_epi32((127 - bias) << Q8_M), top = _mm256_set1_epi32(bias << Q8_M);
+    const __m256i pick = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+    const size_t end = n - n % 8;
+    for (size_t i = 0; i < end; i += 8) {
+        __m256 xi = _mm256_loadu_ps(x + i);
+        __m256 u = sign == MO_LEAN_SIGNED ? _mm256_mul_ps(_mm256_and_ps(xi, absmask), vinv)
+                                          : _mm256_max_ps(_mm256_mul_ps(xi, vinv), zero);
+        u = _mm256_min_ps(u, one);
+        __m256i b = _mm256_castps_si256(u);
+        b = _mm256_add_epi32(b, _mm256_add_epi32(rnd, _mm256_and_si256(_mm256_srli_epi32(b, 23 - Q8_M), lsb)));
+        __m256i normal = _mm256_min_epi32(_mm256_sub_epi32(_mm256_srli_epi32(b, 23 - Q8_M), off), top);
+        __m256i tiny = _mm256_cvtps_epi32(_mm256_mul_ps(u, scale));
+        __m256i q = _mm256_blendv_epi8(normal, tiny, _mm256_castps_si256(_mm256_cmp_ps(u, thresh, _CMP_LT_OQ)));
+        __m256i p;
+        if (sign == MO_LEAN_SIGNED) {
+            __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_LT_OQ));
+            q = _mm256_blendv_epi8(q, _mm256_sub_epi32(_mm256_setzero_si256(), q), neg);
+            p = _mm256_packs_epi32(q, q);
+            p = _mm256_packs_epi16(p, p);
+        } else {
+            p = _mm256_packus_epi32(q, q);
+            p = _mm256_packus_epi16(p, p);
+        }
+        /* bytes 0-3 of each 128-bit lane hold the lane's four codes */
+        p = _mm256_permutevar8x32_epi32(p, pick);
+        _mm_storel_epi64((__m128i *)(void *)(c + i), _mm256_castsi256_si128(p));
+    }
+    return end;
+}
+#endif
+
+/* Elements [off, off + len) of s into x {len}; vec: the AVX2 codecs may run. */
+static void decode_block(const mo_lean *s, size_t off, size_t len, float *x, int vec)
+{
+    size_t i = 0;
+    (void)vec;
     if (s->dtype == MO_STATE_BFLOAT16) {
         const uint16_t *c = (const uint16_t *)s->codes + off;
-        for (size_t i = 0; i < len; i++) x[i] = mo_bf16_to_float(c[i]);
+#ifdef MO__HAVE_AVX_DISPATCH
+        if (vec) i = bf16_decode_avx2(c, x, len);
+#endif
+        for (; i < len; i++) x[i] = mo_bf16_to_float(c[i]);
         return;
     }
     const uint8_t *c = (const uint8_t *)s->codes + off;
     const float a = s->absmax[off / MO_LEAN_BLOCK];
     const int bias = Q8_BIAS(s->sign);
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (vec) i = q8_decode_avx2(c, x, len, a, s->sign);
+#endif
     if (s->sign == MO_LEAN_SIGNED) {
-        for (size_t i = 0; i < len; i++) {
+        for (; i < len; i++) {
             int q = (int8_t)c[i];
             float v = q8_mag_value((unsigned)(q < 0 ? -q : q), bias) * a;
             x[i] = q < 0 ? -v : v;
         }
     } else {
-        for (size_t i = 0; i < len; i++) x[i] = q8_mag_value(c[i], bias) * a;
+        for (; i < len; i++) x[i] = q8_mag_value(c[i], bias) * a;
     }
+}
+
+/* The block's largest |x| and whether it holds NaN or +-inf. */
+static float block_absmax(const float *x, size_t len, int *bad, int vec)
+{
+    float a = 0.0f;
+    size_t i = 0;
+    *bad = 0;
+    (void)vec;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (vec) i = q8_absmax_avx2(x, len, &a, bad);
+#endif
+    for (; i < len; i++) {
+        float m = fabsf(x[i]);
+        *bad |= !(m <= FLT_MAX);   /* NaN or inf */
+        a = m > a ? m : a;
+    }
+    return a;
 }
 
 /* x {len} into elements [off, off + len) of s (off a multiple of MO_LEAN_BLOCK for int8). */
 static void encode_block(mo_lean *s, size_t off, size_t len, const float *x, mo_state_rounding r,
-                         uint64_t seed)
+                         uint64_t seed, int vec)
 {
+    size_t i = 0;
     if (s->dtype == MO_STATE_BFLOAT16) {
         uint16_t *c = (uint16_t *)s->codes + off;
         if (r == MO_ROUND_STOCHASTIC) {
-            for (size_t i = 0; i < len; i++) c[i] = mo_bf16_from_float_sr(x[i], sr_bits(seed, off + i, x[i]));
-        } else {
-            for (size_t i = 0; i < len; i++) c[i] = mo_bf16_from_float(x[i]);
+            for (; i < len; i++) c[i] = mo_bf16_from_float_sr(x[i], sr_bits(seed, off + i, x[i]));
+            return;
         }
+#ifdef MO__HAVE_AVX_DISPATCH
+        if (vec) i = bf16_encode_avx2(x, c, len);
+#endif
+        for (; i < len; i++) c[i] = mo_bf16_from_float(x[i]);
         return;
     }
     uint8_t *c = (uint8_t *)s->codes + off;
-    float a = 0.0f;
-    int bad = 0;
-    for (size_t i = 0; i < len; i++) {
-        float m = fabsf(x[i]);
-        bad |= !(m <= FLT_MAX);   /* NaN or inf */
-        a = m > a ? m : a;
-    }
+    int bad;
+    const float a = block_absmax(x, len, &bad, vec);
     if (bad) {
         s->absmax[off / MO_LEAN_BLOCK] = NAN;
         memset(c, 0, len);
         return;
     }
     s->absmax[off / MO_LEAN_BLOCK] = a;
-    /* x / a through one reciprocal: |x| * inv may exceed 1 by an ulp; the codec clamps */
+    /* x / a through one reciprocal: |x| * inv may exceed 1 by an ulp; the codec clamps. For a
+       subnormal absmax the reciprocal overflows: those blocks divide, element by element */
     const float inv = a > 0.0f ? 1.0f / a : 0.0f;
+    const int divide = !(inv <= FLT_MAX);
     const int bias = Q8_BIAS(s->sign);
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (vec && !divide) i = q8_encode_avx2(x, c, len, inv, s->sign);
+#endif
     if (s->sign == MO_LEAN_SIGNED) {
-        for (size_t i = 0; i < len; i++) {
-            float u = fabsf(x[i]) * inv;
+        for (; i < len; i++) {
+            float u = divide ? fabsf(x[i]) / a : fabsf(x[i]) * inv;
             unsigned m = q8_mag(u > 1.0f ? 1.0f : u, bias);
             c[i] = (uint8_t)(int8_t)(x[i] < 0.0f ? -(int)m : (int)m);
         }
     } else {
-        for (size_t i = 0; i < len; i++) {
-            float u = x[i] * inv;   /* second moments are >= 0; a negative one stores 0 */
+        for (; i < len; i++) {
+            float u = divide ? x[i] / a : x[i] * inv;   /* second moments are >= 0; a negative one stores 0 */
             c[i] = (uint8_t)q8_mag(u < 0.0f ? 0.0f : (u > 1.0f ? 1.0f : u), bias);
         }
     }
 }
 
-mo_status mo_lean_encode(mo_lean *s, const float *x, size_t n, mo_state_rounding r, uint64_t seed)
+/* Whether the AVX2 codecs may run on this CPU (asked once per call, not per block). */
+static int codec_vec(void)
+{
+#ifdef MO__HAVE_AVX_DISPATCH
+    return mo__cpu_has_avx2();
+#else
+    return 0;
+#endif
+}
+
+mo_status mo__lean_encode_vec(mo_lean *s, const float *x, size_t n, mo_state_rounding r,
+                             uint64_t seed, int vec)
 {
     if (!s || !s->codes || (!x && n) || n != s->n) return MO_ERR_ARG;
+    vec = vec && codec_vec();
     for (size_t off = 0; off < n; off += MO_LEAN_BLOCK) {
         size_t len = n - off < MO_LEAN_BLOCK ? n - off : MO_LEAN_BLOCK;
-        encode_block(s, off, len, x + off, r, seed);
+        encode_block(s, off, len, x + off, r, seed, vec);
     }
     return MO_OK;
 }
 
-mo_status mo_lean_decode(const mo_lean *s, float *x, size_t n)
+mo_status mo__lean_decode_vec(const mo_lean *s, float *x, size_t n, int vec)
 {
     if (!s || !s->codes || (!x && n) || n != s->n) return MO_ERR_ARG;
+    vec = vec && codec_vec();
     for (size_t off = 0; off < n; off += MO_LEAN_BLOCK) {
         size_t len = n - off < MO_LEAN_BLOCK ? n - off : MO_LEAN_BLOCK;
-        decode_block(s, off, len, x + off);
+        decode_block(s, off, len, x + off, vec);
     }
     return MO_OK;
+}
+
+mo_status mo_lean_encode(mo_lean *s, const float *x, size_t n, mo_state_rounding r, uint64_t seed)
+{
+    return mo__lean_encode_vec(s, x, n, r, seed, 1);
+}
+
+mo_status mo_lean_decode(const mo_lean *s, float *x, size_t n)
+{
+    return mo__lean_decode_vec(s, x, n, 1);
 }
 
 /* ---- the block driver ---- */
@@ -280,9 +457,11 @@ typedef struct lean_job {
     mo_lean *const *st;
     int nst;
     mo__lean_fn fn;
+    mo__lean_fused_fn fused;   /* NULL: blocks only */
     const void *ctx;
     mo_state_rounding r;
     int64_t step;
+    int vec;             /* codec_vec(), asked once */
 } lean_job;
 
 /* mo__opt_body: the blocks of one chunk of the pool (p: w, g at element off; off and the
@@ -294,20 +473,34 @@ static void lean_body(const void *ctx, void *const *p, size_t n, size_t off)
     float *bufs[MO__LEAN_MAX] = {NULL};
     float *w = p[0];
     const float *g = p[1];
-    for (size_t b = 0; b < n; b += MO_LEAN_BLOCK) {
+    size_t b = 0;
+    if (j->fused) {
+        void *codes[MO__LEAN_MAX] = {NULL};
+        for (int k = 0; k < j->nst; k++)
+            if (j->st[k]) codes[k] = (uint16_t *)j->st[k]->codes + off;
+        b = j->fused(j->ctx, w, g, codes, n);   /* bfloat16: the rest may start anywhere */
+    }
+    for (; b < n; b += MO_LEAN_BLOCK) {
         size_t len = n - b < MO_LEAN_BLOCK ? n - b : MO_LEAN_BLOCK;
         for (int k = 0; k < j->nst; k++) {
             bufs[k] = j->st[k] ? scratch[k] : NULL;
-            if (j->st[k]) decode_block(j->st[k], off + b, len, scratch[k]);
+            if (j->st[k]) decode_block(j->st[k], off + b, len, scratch[k], j->vec);
         }
         j->fn(j->ctx, w + b, g + b, bufs, len);
         for (int k = 0; k < j->nst; k++)
-            if (j->st[k]) encode_block(j->st[k], off + b, len, scratch[k], j->r, slot_seed(j->step, k));
+            if (j->st[k]) encode_block(j->st[k], off + b, len, scratch[k], j->r, slot_seed(j->step, k), j->vec);
     }
 }
 
 mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
                        mo__lean_fn fn, const void *ctx, mo_state_rounding r, int64_t step)
+{
+    return mo__lean_run_fused(w, g, st, nst, fn, NULL, ctx, r, step);
+}
+
+mo_status mo__lean_run_fused(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
+                             mo__lean_fn fn, mo__lean_fused_fn fused, const void *ctx,
+                             mo_state_rounding r, int64_t step)
 {
     if (!w || !g || nst < 1 || nst > MO__LEAN_MAX) return MO_ERR_ARG;
     const mo_tensor *ts[2] = {w, g};
@@ -325,7 +518,10 @@ mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int
     }
     /* every block is decoded, stepped and encoded by one chunk alone: chunks are whole blocks
        (mo__opt_parallel_arrays), and a block's absmax slot is its own */
-    lean_job j = {st, nst, fn, ctx, r, step};
+    int all_bf16 = r == MO_ROUND_NEAREST;
+    for (int k = 0; k < nst; k++)
+        if (st[k] && st[k]->dtype != MO_STATE_BFLOAT16) all_bf16 = 0;
+    lean_job j = {st, nst, fn, all_bf16 ? fused : NULL, ctx, r, step, codec_vec()};
     mo__opt_parallel(&a, lean_body, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;

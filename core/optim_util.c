@@ -20,6 +20,12 @@ int mo__cpu_has_avx(void)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx");
 }
+
+int mo__cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
 #endif
 
 int mo__simd_level(void)

@@ -1058,6 +1058,104 @@ TEST(lean_q8_codec)
     }
 }
 
+
+/* The AVX2 codecs against the scalar ones: the same codes, scales and decoded values for data
+ * spanning 40 octaves, both signs, zeros, -0, a block with a subnormal absmax, a block holding
+ * NaN, a partial last block; the same at every length 0..40 (vector body + tails). */
+TEST(lean_vector_codecs_match_scalar)
+{
+    enum { LN = 256 * 5 + 77 };
+    static float x[LN], da[LN], db[LN];
+    for (int i = 0; i < LN; i++) {
+        float mag = powf(2.0f, -40.0f * (float)((i * 7919) % 1000) / 1000.0f);
+        x[i] = (i % 3 == 0 ? -mag : mag) * (float)(1 + i % 5);
+    }
+    x[5] = 0.0f;
+    x[6] = -0.0f;
+    for (int i = 256; i < 512; i++) x[i] = (float)(i - 300) * 1e-42f;   /* subnormal absmax */
+    x[600] = NAN;
+    for (int dt = 1; dt <= 2; dt++) {
+        for (int sg = 1; sg <= 2; sg++) {
+            for (int len = 0; len <= LN; len += len < 40 ? 1 : LN - 40) {
+                mo_lean a, b;
+                CHECK_OK(mo_lean_init(&a, (mo_state_dtype)dt, (mo_lean_sign)sg, (size_t)len));
+                CHECK_OK(mo_lean_init(&b, (mo_state_dtype)dt, (mo_lean_sign)sg, (size_t)len));
+                CHECK_OK(mo__lean_encode_vec(&a, x, (size_t)len, MO_ROUND_NEAREST, 0, 1));
+                CHECK_OK(mo__lean_encode_vec(&b, x, (size_t)len, MO_ROUND_NEAREST, 0, 0));
+                size_t es = dt == MO_STATE_BFLOAT16 ? 2 : 1;
+                CHECK(memcmp(a.codes, b.codes, (size_t)len * es) == 0);
+                if (a.nblocks) CHECK(memcmp(a.absmax, b.absmax, a.nblocks * sizeof(float)) == 0);
+                CHECK_OK(mo__lean_decode_vec(&a, da, (size_t)len, 1));
+                CHECK_OK(mo__lean_decode_vec(&a, db, (size_t)len, 0));
+                CHECK(memcmp(da, db, (size_t)len * sizeof(float)) == 0);
+                mo_lean_free(&a);
+                mo_lean_free(&b);
+            }
+        }
+    }
+}
+
+
+/* A lean Adam step is the float32 step on the decoded moments, stored back: against that
+ * reference built from the public codecs and mo_adam_update_prepared, bit for bit, for
+ * bfloat16 (the fused AVX-512 loop where the CPU has it, blocks for the tail) and int8, with
+ * and without amsgrad, over 3 steps. */
+TEST(lean_adam_step_is_the_float_step_on_decoded_state)
+{
+    enum { LN = 256 * 4 + 21 };
+    static float w[LN], g[LN], rw[LN], rm[LN], rv[LN], rx[LN];
+    for (int dt = 1; dt <= 2; dt++) {
+        for (int ams = 0; ams <= 1; ams++) {
+            mo_adam_config c;
+            mo_adamw_defaults(&c);
+            c.amsgrad = ams;
+            c.lr = 1e-2;
+            size_t shape[1] = {LN};
+            mo_tensor tw, tg;
+            mo_tensor_init(&tw);
+            mo_tensor_init(&tg);
+            CHECK_OK(mo_tensor_wrap(&tw, w, 1, shape, NULL, NULL));
+            CHECK_OK(mo_tensor_wrap(&tg, g, 1, shape, NULL, NULL));
+            mo_lean m, v, x, cm, cv, cx;
+            CHECK_OK(mo_lean_init(&m, (mo_state_dtype)dt, MO_LEAN_SIGNED, LN));
+            CHECK_OK(mo_lean_init(&v, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            CHECK_OK(mo_lean_init(&x, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            CHECK_OK(mo_lean_init(&cm, (mo_state_dtype)dt, MO_LEAN_SIGNED, LN));
+            CHECK_OK(mo_lean_init(&cv, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            CHECK_OK(mo_lean_init(&cx, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            for (int i = 0; i < LN; i++) w[i] = rw[i] = 0.01f * (float)(i % 97) - 0.4f;
+            for (int t = 1; t <= 3; t++) {
+                for (int i = 0; i < LN; i++) g[i] = (float)sin(0.3 * i + t) * (i % 13 == 0 ? 1e-4f : 1.0f);
+                mo_adam_scalars k;
+                CHECK_OK(mo_adam_prepare(&c, t, &k));
+                CHECK_OK(mo_adam_step_lean(&tw, &tg, &m, &v, ams ? &x : NULL, &k, MO_ROUND_NEAREST, t));
+                /* the reference: decode, step in float32, encode */
+                CHECK_OK(mo_lean_decode(&cm, rm, LN));
+                CHECK_OK(mo_lean_decode(&cv, rv, LN));
+                CHECK_OK(mo_lean_decode(&cx, rx, LN));
+                CHECK_OK(mo_adam_update_prepared(rw, g, rm, rv, rx, LN, &k));
+                CHECK_OK(mo_lean_encode(&cm, rm, LN, MO_ROUND_NEAREST, 0));
+                CHECK_OK(mo_lean_encode(&cv, rv, LN, MO_ROUND_NEAREST, 0));
+                CHECK_OK(mo_lean_encode(&cx, rx, LN, MO_ROUND_NEAREST, 0));
+            }
+            size_t es = dt == MO_STATE_BFLOAT16 ? 2 : 1;
+            CHECK(memcmp(w, rw, sizeof w) == 0);
+            CHECK(memcmp(m.codes, cm.codes, LN * es) == 0);
+            CHECK(memcmp(v.codes, cv.codes, LN * es) == 0);
+            if (ams) CHECK(memcmp(x.codes, cx.codes, LN * es) == 0);
+            if (m.nblocks) CHECK(memcmp(m.absmax, cm.absmax, m.nblocks * sizeof(float)) == 0);
+            mo_lean_free(&m);
+            mo_lean_free(&v);
+            mo_lean_free(&x);
+            mo_lean_free(&cm);
+            mo_lean_free(&cv);
+            mo_lean_free(&cx);
+            mo_tensor_release(&tw);
+            mo_tensor_release(&tg);
+        }
+    }
+}
+
 int main(void)
 {
     RUN(adam_first_step_by_hand);
@@ -1087,5 +1185,7 @@ int main(void)
     RUN(adam_simd_paths_agree_bitwise_every_switch);
     RUN(lean_bf16_codec);
     RUN(lean_q8_codec);
+    RUN(lean_vector_codecs_match_scalar);
+    RUN(lean_adam_step_is_the_float_step_on_decoded_state);
     return ctest_summary();
 }
