@@ -9,7 +9,9 @@
  * loses about three digits, and the gradient norm used for clipping must not.
  * The summation order is fixed (see reduce_t.h): pairwise over blocks of
  * RED_BLOCK values for a contiguous lane, one running double sum for a strided
- * lane or across rows, so a result depends only on the values and the layout.
+ * lane; a reduction over every element is cut into chunks of RED_GRAIN elements
+ * whose partials are added in chunk order (docs/design.md "Threads"). So a result
+ * depends only on the values and the layout, never on the thread count.
  * max/min propagate NaN; the first maximum/minimum wins ties and counts NaN as
  * the extreme (PyTorch 1.13 on CPU does the same). The lane kernels are written
  * once over the element type in reduce_t.h (docs/design.md "Two dtypes");
@@ -341,7 +343,8 @@ static mo_status whole(const mo_tensor *t, int op, const mo_reduce_args *ra, dou
     if (op == MO_RED_VAR || op == MO_RED_STD) {
         const double mean = whole_pass(&it, t->dtype, MO_RED_SUM, ra, 0.0).v / n;
         const double div = n - ra->correction;
-        const double var = whole_pass(&it, t->dtype, RED_DEV2, ra, mean).v / (div > 0.0 ? div : 0.0);
+        const double dev2 = whole_pass(&it, t->dtype, RED_DEV2, ra, mean).v;
+        const double var = dev2 / (div > 0.0 ? div : 0.0);
         *v = op == MO_RED_STD ? sqrt(var) : var;
         return MO_OK;
     }
@@ -695,6 +698,40 @@ mo_status mo_norm2_many(const mo_tensor *const *ts, size_t n, double *out)
     return MO_OK;
 }
 
+/* A dot product in chunks: part[c] the sum of chunk c's pieces, then the parts in order. */
+typedef struct dot_job {
+    mo_dtype dt;
+    size_t grain;
+    double part[RED_MAX_CHUNKS];
+} dot_job;
+
+static void dot_piece(void *ctx, size_t chunk, size_t pos, const mo__iter *it)
+{
+    dot_job *j = ctx;
+    const double x = j->dt == MO_FLOAT64 ? dot_row_f64(it) : dot_row_f32(it);
+    if (pos == chunk * j->grain)
+        j->part[chunk] = x;
+    else
+        j->part[chunk] += x;
+}
+
+/* sum a[i] * b[i] over two live tensors of one shape (numel may be 0), in double. */
+static double dot_pairs(const mo_tensor *a, const mo_tensor *b, mo_dtype dt)
+{
+    if (a->numel == 0) return 0.0;
+    const mo_tensor *ops[2] = {a, b};
+    mo__iter it;
+    mo__iter_init(&it, 2, ops);
+    dot_job j;
+    j.dt = dt;
+    j.grain = mo__grain_for(a->numel, RED_GRAIN, RED_MAX_CHUNKS);
+    mo__iter_parallel(&it, j.grain, dot_piece, &j);
+    double s = j.part[0];
+    const size_t nchunks = mo__parallel_chunks(a->numel, j.grain);
+    for (size_t c = 1; c < nchunks; c++) s += j.part[c];
+    return s;
+}
+
 mo_status mo_dot(const mo_tensor *a, const mo_tensor *b, double *out)
 {
     const mo_tensor *ts[2] = {a, b};
@@ -725,18 +762,14 @@ mo_status mo_dot(const mo_tensor *a, const mo_tensor *b, double *out)
         }
     }
 
-    double s = 0.0;
+    /* different shapes: both contiguous now, so both are read as flat vectors */
+    mo_tensor fa = *pa, fb = *pb;
     if (!mo_tensor_same_shape(pa, pb)) {
-        /* both contiguous now: one flat row each */
-        s = f64 ? dot_c_f64(mo_tensor_ptr(pa), mo_tensor_ptr(pb), pa->numel)
-                : dot_c_f32(mo_tensor_ptr(pa), mo_tensor_ptr(pb), pa->numel);
-    } else {
-        const mo_tensor *ops[2] = {pa, pb};
-        mo__iter it;
-        mo__iter_init(&it, 2, ops);
-        for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it))
-            s += f64 ? dot_row_f64(&it) : dot_row_f32(&it);
+        fa.ndim = fb.ndim = 1;
+        fa.shape[0] = fb.shape[0] = pa->numel;
+        fa.stride[0] = fb.stride[0] = 1;
     }
+    const double s = dot_pairs(&fa, &fb, f64 ? MO_FLOAT64 : MO_FLOAT32);
     mo_tensor_release(&ca);
     mo_tensor_release(&cb);
     *out = s;

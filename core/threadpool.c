@@ -4,7 +4,7 @@
  * reasons (pthreads rather than OpenMP, why this is the core's one piece of
  * global mutable state and how it stays safe) in docs/design.md "Threads".
  *
- * Shape of the pool: P.size threads counting the submitter, so P.size - 1
+ * Shape of the pool: P_size threads counting the submitter, so P_size - 1
  * workers, started lazily by the first kernel that has more than one chunk.
  * A job is (fn, ctx, n, grain); its chunks are handed out by one atomic
  * counter, so a worker that is descheduled (the machine is shared) simply takes
@@ -15,7 +15,7 @@
  * concurrent lua_States never wait for each other and never oversubscribe.
  *
  * Job protocol (all under P.lock except running chunks):
- *   submitter: post fn..nchunks, next = 0, open = 1, gen++, wake everyone;
+ *   submitter: post fn..nchunks, next = 0, open = 1, gen++, wake the sleepers;
  *              run chunks; open = 0; wait until active == 0.
  *   worker:    on a new gen, if the job is open and its id < want: active++,
  *              run chunks, active--, signal `done` when the last one leaves a
@@ -164,8 +164,10 @@ static void *worker_main(void *arg)
     for (;;) {
         if (P.gen == seen && !P.shutdown) {
             pthread_mutex_unlock(&P.lock);
-            for (int k = 0; k < SPIN_POLLS && atomic_load_explicit(&P.gen, memory_order_relaxed) == seen; k++)
+            for (int k = 0; k < SPIN_POLLS; k++) {
+                if (atomic_load_explicit(&P.gen, memory_order_relaxed) != seen) break;
                 cpu_relax();
+            }
             pthread_mutex_lock(&P.lock);
         }
         while (P.gen == seen && !P.shutdown) {

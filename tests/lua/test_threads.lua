@@ -83,7 +83,7 @@ end
 function TestThreadsDeterminism.test_full_reductions()
   for _, dtype in ipairs{"float32", "float64"} do
     same_bits_at_every_count("full reductions " .. dtype, function()
-      local a = operands(dtype)
+      local a, b = operands(dtype)
       local at = a:t()
       local near1 = a:mul(1e-3):add(1)
       local out = {
@@ -92,6 +92,7 @@ function TestThreadsDeterminism.test_full_reductions()
         norm2 = a:norm(), norm1 = a:norm(1), norm3 = a:norm(3), norminf = a:norm(math.huge),
         -- the same on a transposed view (rows of the iterator, cut across chunks)
         sum_t = at:sum(), var_t = at:var(), argmax_t = at:argmax(), norm3_t = at:norm(3),
+        dot = a:dot(b), dot_t = at:dot(b:t()),
       }
       for k, v in pairs(out) do
         if type(v) == "number" then out[k] = num(v) end
