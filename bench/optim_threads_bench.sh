@@ -40,6 +40,8 @@ if [ -x /usr/bin/python3 ]; then
     done
 fi
 
+# the load: on a shared machine a second thread may find no free core (say so with the figures)
+echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) on $(nproc 2>/dev/null || echo ?) cores"
 printf '%s%s' "$out" "$pt" | awk -v runs="$RUNS" '
 function median(a, n,   i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }

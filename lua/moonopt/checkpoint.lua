@@ -195,6 +195,7 @@ local function load(path, what)
       if t == nil or name:sub(1, #prefix + 1) ~= prefix .. "." then
         error(fmt("refers to tensor '%s', which is not among the file's '%s.' tensors", name, prefix), 0)
       end
+      if prefix ~= "optimizer" then return t end
       return lean_state(name, t, dtypes[name])
     end})
     if not ok then bad("metadata '%s': %s", key, v) end
