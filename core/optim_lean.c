@@ -7,7 +7,10 @@
  * buffer's block into a float32 scratch array on the stack ({MO_LEAN_BLOCK} per buffer, in
  * L1), runs the float32 kernel of the algorithm on that block (the very loop float32 state
  * runs, AVX included), and encodes the block back. So one pass reads and writes each byte of
- * state once, and a lean step is the float32 step applied to the decoded state.
+ * state once, and a lean step is the float32 step applied to the decoded state. The blocks
+ * are shared out over the thread pool in fixed chunks of whole blocks (mo__opt_parallel); a
+ * caller may pass a fused loop that reads and writes bfloat16 itself (Adam's AVX-512 one).
+ * The codecs have AVX2 forms, chosen once per call, with the scalar codecs' bits.
  *
  * The int8 map (why not a linear one): a block of 256 second moments spans many orders of
  * magnitude, and a linear map sends everything below absmax/255 to 0, where Adam's
