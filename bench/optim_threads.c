@@ -64,10 +64,13 @@ static void ref_adamw(float *restrict w, const float *restrict g, float *restric
     }
 }
 
-enum { K_MO1, K_MO2, K_REF1, K_OMP2, K_BF16, K_INT8, K_F32T, K_SCALAR, K_AVX, K_AVX512, K_COUNT };
+/* in this order within a round: the 1-thread kernel and loop first, the three state dtypes
+ * next to each other, then the 2-thread runs (the script runs OpenMP with
+ * OMP_WAIT_POLICY=PASSIVE, so no team spins on the core a later measurement uses) */
+enum { K_MO1, K_REF1, K_F32T, K_BF16, K_INT8, K_MO2, K_OMP2, K_SCALAR, K_AVX, K_AVX512, K_COUNT };
 static const char *const names[K_COUNT] = {
-    "adamw_mo_1t", "adamw_mo_2t", "adamw_ref_1t", "adamw_omp_2t", "adamw_bf16_1t",
-    "adamw_int8_1t", "adamw_f32state_1t", "adamw_path_scalar", "adamw_path_avx", "adamw_path_avx512",
+    "adamw_mo_1t", "adamw_ref_1t", "adamw_f32state_1t", "adamw_bf16_1t", "adamw_int8_1t",
+    "adamw_mo_2t", "adamw_omp_2t", "adamw_path_scalar", "adamw_path_avx", "adamw_path_avx512",
 };
 
 typedef struct arrays {

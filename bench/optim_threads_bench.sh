@@ -25,6 +25,9 @@ $CC -std=c11 -O3 -march=native -fno-math-errno -fopenmp -pthread -g -D_POSIX_C_S
     -Icore bench/optim_threads.c -o "$BUILD/bench/optim_threads" "$BUILD/libmoonopt.a" \
     $BLAS -lz -lm
 
+# OpenMP's threads would otherwise spin for a while after each parallel loop, on the core
+# the next (1-thread) measurement runs on
+export OMP_WAIT_POLICY=PASSIVE
 out=""
 for r in $(seq 1 "$RUNS"); do
     out="$out$("$BUILD/bench/optim_threads" "$REPS" | sed "s/^/$r /")
