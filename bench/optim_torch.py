@@ -1,10 +1,10 @@
 """bench/optim_torch.py - the PyTorch reference for bench/optim_adamw.c: one AdamW step
 (torch.optim.AdamW, defaults, single-tensor path as on CPU) on a 16M-element float32
-parameter, one thread. Prints "torch_adamw_16M <median seconds>" (and the torch version on
-stderr). Needs Debian's python3-torch (1.13); a development tool, not a dependency: when
+parameter, one thread (or `threads`). Prints "torch_adamw_16M <median seconds>" (and the torch
+version on stderr). Needs Debian's python3-torch (1.13); a development tool, not a dependency: when
 torch is missing it prints "torch_adamw_16M unavailable" and exits 0.
 
-usage: /usr/bin/python3 bench/optim_torch.py [reps] [n]
+usage: /usr/bin/python3 bench/optim_torch.py [reps] [n] [threads]
 """
 import sys
 import time
@@ -19,7 +19,8 @@ except ImportError:
 def main():
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 11
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 16 << 20
-    torch.set_num_threads(1)
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    torch.set_num_threads(threads)
     idx = torch.arange(n)
     p = torch.nn.Parameter((idx % 101).float() * 0.01 - 0.5)
     p.grad = (idx % 37).float() * 0.003 - 0.05

@@ -335,6 +335,49 @@ static mo_status each_chunk(const mo_tensor *t, unsigned char *stage, chunk_fn f
     return MO_OK;
 }
 
+/* Raw items: bytes per element by dtype name (0: not a raw dtype). */
+static size_t raw_size(const char *dt)
+{
+    if (!dt) return 0;
+    if (strcmp(dt, "BF16") == 0) return 2;
+    if (strcmp(dt, "I8") == 0 || strcmp(dt, "U8") == 0) return 1;
+    return 0;
+}
+
+static mo_status raw_numel(const mo_ckpt_raw *r, size_t *n)
+{
+    if (r->ndim < 0 || r->ndim > MO_MAX_DIMS) return MO_ERR_DIMS;
+    return mo_shape_numel(r->ndim, r->shape, n);
+}
+
+/* Hands a raw item's elements to fn as little-endian bytes. */
+static mo_status raw_chunks(const mo_ckpt_raw *r, unsigned char *stage, chunk_fn fn, void *ctx)
+{
+    size_t n, es = raw_size(r->dtype);
+    MO_TRY(raw_numel(r, &n));
+    if (es == 1 || host_little_endian()) return n ? fn(ctx, r->data, n * es) : MO_OK;
+    const uint16_t *h = r->data;
+    size_t used = 0;
+    for (size_t k = 0; k < n; k++) {
+        stage[used++] = (unsigned char)(h[k] & 0xffu);
+        stage[used++] = (unsigned char)(h[k] >> 8);
+        if (used == STAGE) {
+            MO_TRY(fn(ctx, stage, used));
+            used = 0;
+        }
+    }
+    return used ? fn(ctx, stage, used) : MO_OK;
+}
+
+/* Item i is raws[i] when raws and raws[i] are non-NULL, else items[i].tensor. */
+#define RAW_AT(raws, i) ((raws) ? (raws)[i] : NULL)
+
+static mo_status item_chunks(const mo_ckpt_item *it, const mo_ckpt_raw *r, unsigned char *stage,
+                             chunk_fn fn, void *ctx)
+{
+    return r ? raw_chunks(r, stage, fn, ctx) : each_chunk(it->tensor, stage, fn, ctx);
+}
+
 static mo_status crc_chunk(void *ctx, const unsigned char *p, size_t n)
 {
     uint32_t *crc = ctx;
@@ -364,12 +407,22 @@ static mo_status find_duplicate(const char *const *s, size_t n, const char **dup
     return MO_OK;
 }
 
+/* The bytes item `it` (or raw item r) takes in the data section. */
+static mo_status item_bytes(const mo_ckpt_item *it, const mo_ckpt_raw *r, size_t *bytes)
+{
+    if (!r) return mo_size_mul(it->tensor->numel, mo_dtype_size(it->tensor->dtype), bytes);
+    size_t n;
+    MO_TRY(raw_numel(r, &n));
+    return mo_size_mul(n, raw_size(r->dtype), bytes);
+}
+
 /*
  * Checks the writer's arguments and builds the header (length prefix
  * included, padded so the data section starts 8-byte aligned). *data_len gets
  * the data section's size.
  */
-static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *items, size_t n,
+static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *items,
+                              const mo_ckpt_raw *const *raws, size_t n,
                               const mo_ckpt_meta *meta, size_t nmeta, unsigned char *stage,
                               char *why, size_t why_size)
 {
@@ -379,8 +432,10 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
     }
     for (size_t i = 0; i < n; i++) {
         const char *name = items[i].name;
-        if (!name || !items[i].tensor) {
-            mo__say(why, why_size, "tensor #%zu: NULL name or tensor", i + 1);
+        const mo_ckpt_raw *r = RAW_AT(raws, i);
+        if (!name || (r ? !r->data || !raw_size(r->dtype) : !items[i].tensor)) {
+            mo__say(why, why_size, "tensor #%zu: NULL name or tensor (or a raw item without "
+                    "data or of a dtype other than BF16, I8, U8)", i + 1);
             return MO_ERR_ARG;
         }
         if (!*name || strcmp(name, "__metadata__") == 0 || !utf8_valid(name)) {
@@ -388,7 +443,7 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
                 *name ? (utf8_valid(name) ? "reserved" : "not valid UTF-8") : "empty");
             return MO_ERR_ARG;
         }
-        if (!mo_tensor_alive(items[i].tensor)) {
+        if (!r && !mo_tensor_alive(items[i].tensor)) {
             mo__say(why, why_size, "tensor '%.80s' has been freed", name);
             return MO_ERR_FREED;
         }
@@ -438,9 +493,9 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
     uint32_t crc = 0;
     for (size_t i = 0; i < n; i++) {
         size_t tb;
-        MO_TRY(mo_size_mul(items[i].tensor->numel, mo_dtype_size(items[i].tensor->dtype), &tb));
+        MO_TRY(item_bytes(&items[i], RAW_AT(raws, i), &tb));
         MO_TRY(mo_size_add(total, tb, &total));
-        MO_TRY(each_chunk(items[i].tensor, stage, crc_chunk, &crc));
+        MO_TRY(item_chunks(&items[i], RAW_AT(raws, i), stage, crc_chunk, &crc));
     }
     *data_len = total;
 
@@ -461,19 +516,25 @@ static mo_status build_header(strbuf *hb, size_t *data_len, const mo_ckpt_item *
     sb_putc(hb, '}');
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        const mo_tensor *t = items[i].tensor;
+        const mo_ckpt_raw *r = RAW_AT(raws, i);
+        const mo_tensor *t = r ? NULL : items[i].tensor;
+        int ndim = t ? t->ndim : r->ndim;
+        const size_t *shape = t ? t->shape : r->shape;
         sb_putc(hb, ',');
         sb_json_string(hb, items[i].name);
-        sb_puts(hb, t->dtype == MO_FLOAT64 ? ":{\"dtype\":\"F64\",\"shape\":["
-                                           : ":{\"dtype\":\"F32\",\"shape\":[");
-        for (int d = 0; d < t->ndim; d++) {
+        sb_puts(hb, ":{\"dtype\":\"");
+        sb_puts(hb, t ? (t->dtype == MO_FLOAT64 ? "F64" : "F32") : r->dtype);
+        sb_puts(hb, "\",\"shape\":[");
+        for (int d = 0; d < ndim; d++) {
             if (d) sb_putc(hb, ',');
-            sb_putu(hb, t->shape[d]);
+            sb_putu(hb, shape[d]);
         }
         sb_puts(hb, "],\"data_offsets\":[");
         sb_putu(hb, off);
         sb_putc(hb, ',');
-        off += t->numel * mo_dtype_size(t->dtype);   /* <= total, checked above */
+        size_t tb = 0;
+        (void)item_bytes(&items[i], r, &tb);   /* succeeded above; <= total */
+        off += tb;
         sb_putu(hb, off);
         sb_puts(hb, "]}");
     }
@@ -517,16 +578,23 @@ static mo_status sink_write(void *ctx, const unsigned char *p, size_t n)
     return MO_OK;
 }
 
-static mo_status write_image(sink *k, const strbuf *hb, const mo_ckpt_item *items, size_t n,
-                             unsigned char *stage)
+static mo_status write_image(sink *k, const strbuf *hb, const mo_ckpt_item *items,
+                             const mo_ckpt_raw *const *raws, size_t n, unsigned char *stage)
 {
     MO_TRY(sink_write(k, (const unsigned char *)hb->p, hb->len));
-    for (size_t i = 0; i < n; i++) MO_TRY(each_chunk(items[i].tensor, stage, sink_write, k));
+    for (size_t i = 0; i < n; i++) MO_TRY(item_chunks(&items[i], RAW_AT(raws, i), stage, sink_write, k));
     return MO_OK;
 }
 
 mo_status mo_ckpt_encode(unsigned char **out, size_t *len, const mo_ckpt_item *items, size_t n,
                          const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size)
+{
+    return mo_ckpt_encode_raw(out, len, items, NULL, n, meta, nmeta, why, why_size);
+}
+
+mo_status mo_ckpt_encode_raw(unsigned char **out, size_t *len, const mo_ckpt_item *items,
+                             const mo_ckpt_raw *const *raws, size_t n, const mo_ckpt_meta *meta,
+                             size_t nmeta, char *why, size_t why_size)
 {
     if (!out || !len) {
         mo__say(why, why_size, "NULL output");
@@ -539,14 +607,14 @@ mo_status mo_ckpt_encode(unsigned char **out, size_t *len, const mo_ckpt_item *i
     size_t data_len = 0, total = 0;
     unsigned char *stage = malloc(STAGE);
     mo_status st = stage ? MO_OK : MO_ERR_NOMEM;
-    if (st == MO_OK) st = build_header(&hb, &data_len, items, n, meta, nmeta, stage, why, why_size);
+    if (st == MO_OK) st = build_header(&hb, &data_len, items, raws, n, meta, nmeta, stage, why, why_size);
     if (st == MO_OK) st = mo_size_add(hb.len, data_len, &total);
     sink k = {NULL, NULL, 0, why, why_size};
     if (st == MO_OK) {
         k.mem = malloc(total ? total : 1);
         if (!k.mem) st = MO_ERR_NOMEM;
     }
-    if (st == MO_OK) st = write_image(&k, &hb, items, n, stage);
+    if (st == MO_OK) st = write_image(&k, &hb, items, raws, n, stage);
     if (st == MO_OK) {
         *out = k.mem;
         *len = total;
@@ -567,6 +635,13 @@ void mo_ckpt_buffer_free(unsigned char *buf)
 mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t n,
                              const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size)
 {
+    return mo_ckpt_write_file_raw(path, items, NULL, n, meta, nmeta, why, why_size);
+}
+
+mo_status mo_ckpt_write_file_raw(const char *path, const mo_ckpt_item *items,
+                                 const mo_ckpt_raw *const *raws, size_t n, const mo_ckpt_meta *meta,
+                                 size_t nmeta, char *why, size_t why_size)
+{
     if (!path || !*path) {
         mo__say(why, why_size, "no file name");
         return MO_ERR_ARG;
@@ -576,14 +651,14 @@ mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t
     size_t data_len = 0;
     unsigned char *stage = malloc(STAGE);
     mo_status st = stage ? MO_OK : MO_ERR_NOMEM;
-    if (st == MO_OK) st = build_header(&hb, &data_len, items, n, meta, nmeta, stage, why, why_size);
+    if (st == MO_OK) st = build_header(&hb, &data_len, items, raws, n, meta, nmeta, stage, why, why_size);
 
     /* temporary file, fsync, rename, stale temporaries removed: core/file.c */
     mo__atomic_file w = {NULL, NULL, path};
     if (st == MO_OK) st = mo__atomic_begin(&w, path, why, why_size);
     if (st == MO_OK) {
         sink k = {w.fp, NULL, 0, why, why_size};
-        st = write_image(&k, &hb, items, n, stage);
+        st = write_image(&k, &hb, items, raws, n, stage);
     }
     st = mo__atomic_end(&w, st, why, why_size);
     if (st == MO_ERR_NOMEM || st == MO_ERR_OVERFLOW) mo__say(why, why_size, "%s", mo_status_str(st));
@@ -596,10 +671,11 @@ mo_status mo_ckpt_write_file(const char *path, const mo_ckpt_item *items, size_t
 /* Reading: the parsed file                                                 */
 /* ======================================================================== */
 
-/* I64 (PyTorch's BatchNorm num_batches_tracked) is read into float64, exact up to 2^53. */
-enum { DT_F32, DT_F64, DT_F16, DT_BF16, DT_I64, DT_COUNT };
-static const char *const dtype_names[] = {"F32", "F64", "F16", "BF16", "I64"};
-static const size_t dtype_sizes[] = {4, 8, 2, 2, 8};
+/* I64 (PyTorch's BatchNorm num_batches_tracked) is read into float64, exact up to 2^53; I8 and
+ * U8 (lean optimizer state codes) into float32. */
+enum { DT_F32, DT_F64, DT_F16, DT_BF16, DT_I64, DT_I8, DT_U8, DT_COUNT };
+static const char *const dtype_names[] = {"F32", "F64", "F16", "BF16", "I64", "I8", "U8"};
+static const size_t dtype_sizes[] = {4, 8, 2, 2, 8, 1, 1};
 
 typedef struct entry {
     char *name;
@@ -894,14 +970,14 @@ static mo_status jtensor(jparse *p, entry *e)
                 for (int i = 0; i < DT_COUNT; i++)
                     if (strcmp(dt, dtype_names[i]) == 0) k = i;
                 if (k < 0) {
-                    static const char *const other[] = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32",
+                    static const char *const other[] = {"BOOL", "I16", "U16", "I32", "U32",
                                                         "U64", "F8_E5M2", "F8_E4M3"};
                     int known = 0;
                     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
                         if (strcmp(dt, other[i]) == 0) known = 1;
                     if (known)
                         mo__say(p->why, p->why_size,
-                            "tensor '%.80s': dtype %s is not supported (moonopt reads F32, F64, F16, BF16, I64)",
+                            "tensor '%.80s': dtype %s is not supported (moonopt reads F32, F64, F16, BF16, I64, I8, U8)",
                             name, dt);
                     else
                         mo__say(p->why, p->why_size, "tensor '%.80s': unknown dtype '%.40s'", name, dt);
@@ -1230,7 +1306,7 @@ static mo_status src_read(source *s, void *dst, size_t n, char *why, size_t why_
 }
 
 /* Reads entry e's bytes (e->t allocated: float64 for F64, else float32, converting
- * F16 and BF16); updates crc. */
+ * F16, BF16, I8 and U8); updates crc. */
 static mo_status read_tensor(source *s, entry *e, unsigned char *stage, uint32_t *crc, char *why,
                              size_t why_size)
 {
@@ -1270,6 +1346,8 @@ static mo_status read_tensor(source *s, entry *e, unsigned char *stage, uint32_t
                 break;
             }
             case DT_F16: dst[k] = f32_of_f16((uint16_t)(q[0] | q[1] << 8)); break;
+            case DT_I8: dst[k] = (float)(int8_t)q[0]; break;
+            case DT_U8: dst[k] = (float)q[0]; break;
             default: dst[k] = f32_of_bits((uint32_t)(q[0] | q[1] << 8) << 16); break;   /* BF16 */
             }
         }

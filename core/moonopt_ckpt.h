@@ -13,8 +13,9 @@
  *
  * so Python's `safetensors` package and ten lines of NumPy read it (see
  * docs/checkpoints.md). Writing stores each tensor in its dtype (float32 as
- * "F32", float64 as "F64"); reading gives F64 as float64 tensors and F32, F16
- * and BF16 as float32 ones (F16 and BF16 converted). The writer adds the metadata entry
+ * "F32", float64 as "F64"); reading gives F64 as float64 tensors and F32, F16,
+ * BF16, I8 and U8 as float32 ones (converted; every BF16, I8 and U8 value is exact in
+ * float32). mo_ckpt_write_file_raw writes BF16, I8 and U8 items. The writer adds the metadata entry
  * "moonopt.crc32": the CRC-32 (zlib's) of the data section as 8 lowercase hex
  * digits; the reader checks it when present (files from other tools have none).
  *
@@ -84,6 +85,16 @@ extern "C" {
 /* mo_ckpt_find's answer for a name the file does not hold. */
 #define MO_CKPT_NONE ((size_t)-1)
 
+/* Elements of a dtype the tensor type does not have (lean optimizer state, moonopt_optim.h
+ * "Lean optimizer state"), written as they are: "BF16" (uint16_t bit patterns), "I8"
+ * (int8_t) or "U8" (uint8_t), numel of them in host order, row-major. */
+typedef struct mo_ckpt_raw {
+    const char *dtype;
+    int ndim;
+    size_t shape[MO_MAX_DIMS];
+    const void *data;
+} mo_ckpt_raw;
+
 /* One tensor to write: its name in the file (UTF-8, not empty, not "__metadata__") and
  * the tensor (any layout; strided views are written row-major). */
 typedef struct mo_ckpt_item {
@@ -126,6 +137,18 @@ const char *mo_file_kind(const char *path);
 mo_status mo_ckpt_encode(unsigned char **out, size_t *len, const mo_ckpt_item *items, size_t n,
                          const mo_ckpt_meta *meta, size_t nmeta, char *why, size_t why_size);
 void mo_ckpt_buffer_free(unsigned char *buf);
+
+/*
+ * The two writers with raw items: raws is NULL or n pointers; where raws[i] is non-NULL,
+ * item i is written from it (dtype "BF16", "I8" or "U8") and items[i].tensor is not read
+ * (may be NULL). Used for lean optimizer state (moonopt_optim.h "Lean optimizer state").
+ */
+mo_status mo_ckpt_write_file_raw(const char *path, const mo_ckpt_item *items,
+                                 const mo_ckpt_raw *const *raws, size_t n, const mo_ckpt_meta *meta,
+                                 size_t nmeta, char *why, size_t why_size);
+mo_status mo_ckpt_encode_raw(unsigned char **out, size_t *len, const mo_ckpt_item *items,
+                             const mo_ckpt_raw *const *raws, size_t n, const mo_ckpt_meta *meta,
+                             size_t nmeta, char *why, size_t why_size);
 
 /* A file read into memory: its tensors and metadata. */
 typedef struct mo_ckpt mo_ckpt;

@@ -324,6 +324,86 @@ mo_status mo_sfadamw_step(mo_tensor *y, const mo_tensor *g, mo_tensor *z, mo_ten
                           double *lr_max);
 
 /* ------------------------------------------------------------------------ */
+/* Lean optimizer state: moments in bfloat16 or block-quantized int8        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A moment buffer kept in fewer bits than float32 (docs/design.md "Lean optimizer state").
+ * The kernels read a block of it into float32, update it there exactly as the float32 kernel
+ * does, and store it back, block by block, in one pass.
+ *
+ *   bfloat16: codes is uint16_t[n], the upper half of each float32 (round to nearest even;
+ *       or stochastic rounding, MO_ROUND_STOCHASTIC). NaN stays NaN, +-inf stays +-inf.
+ *   int8: codes is uint8_t[n], one 8-bit code per element, and absmax[b] the largest |x| of
+ *       block b (elements [256 b, 256 b + 256)). x / absmax[b] is stored in an 8-bit
+ *       floating-point map: signed (first moments): a sign bit, 4 exponent bits, 3 mantissa
+ *       bits, |x|/absmax from 2^-17 to 1 (codes -120..120 as int8); unsigned (second
+ *       moments): 5 exponent bits, 3 mantissa bits, 2^-33 to 1 (codes 0..248). Rounding is to
+ *       the nearest code. A block holding NaN or +-inf stores absmax NaN: all of it reads NaN.
+ */
+typedef enum mo_state_dtype {
+    MO_STATE_FLOAT32 = 0,
+    MO_STATE_BFLOAT16 = 1,
+    MO_STATE_INT8 = 2
+} mo_state_dtype;
+
+typedef enum mo_state_rounding {
+    MO_ROUND_NEAREST = 0,    /* to nearest, ties to even */
+    MO_ROUND_STOCHASTIC = 1  /* bfloat16: up with probability (x - down) / (up - down) */
+} mo_state_rounding;
+
+/* Which int8 map a buffer uses (and whether it may be lean at all). */
+typedef enum mo_lean_sign {
+    MO_LEAN_NONE = 0,      /* the buffer is always float */
+    MO_LEAN_SIGNED = 1,    /* first moments, momentum */
+    MO_LEAN_UNSIGNED = 2   /* second moments (never negative) */
+} mo_lean_sign;
+
+#define MO_LEAN_BLOCK 256
+
+typedef struct mo_lean {
+    mo_state_dtype dtype;  /* MO_STATE_BFLOAT16 or MO_STATE_INT8 */
+    mo_lean_sign sign;     /* MO_LEAN_SIGNED or MO_LEAN_UNSIGNED (the int8 map) */
+    size_t n;              /* elements */
+    size_t nblocks;        /* int8: ceil(n / MO_LEAN_BLOCK); 0 for bfloat16 */
+    void *codes;           /* bfloat16: uint16_t[n]; int8: uint8_t[n] (int8_t when signed) */
+    float *absmax;         /* int8: [nblocks]; NULL for bfloat16 */
+} mo_lean;
+
+/* A new buffer of n elements, all 0 (codes 0, absmax 0). `s` is overwritten. */
+mo_status mo_lean_init(mo_lean *s, mo_state_dtype dt, mo_lean_sign sign, size_t n);
+/* Frees the arrays and leaves `s` empty (n 0, NULL arrays); safe twice. */
+void mo_lean_free(mo_lean *s);
+/* dst (overwritten) becomes a copy of src. */
+mo_status mo_lean_copy(mo_lean *dst, const mo_lean *src);
+/* x {n} -> s (n must equal s->n). seed picks the stochastic-rounding stream. */
+mo_status mo_lean_encode(mo_lean *s, const float *x, size_t n, mo_state_rounding r, uint64_t seed);
+/* s -> x {n} (n must equal s->n). */
+mo_status mo_lean_decode(const mo_lean *s, float *x, size_t n);
+
+/* The element codecs (exposed for tests and hosts). */
+uint16_t mo_bf16_from_float(float x);         /* round to nearest even; NaN stays (quiet) NaN */
+uint16_t mo_bf16_from_float_sr(float x, uint32_t r);  /* stochastic: r's low 16 bits decide */
+float mo_bf16_to_float(uint16_t b);           /* exact */
+uint8_t mo_q8_from_unit(float u, mo_lean_sign sign);  /* u = x / absmax in [-1, 1] -> code */
+float mo_q8_to_unit(uint8_t code, mo_lean_sign sign);  /* exact; NaN for a code past the map */
+
+/*
+ * The optimizers with lean state: the same updates as mo_adam_step_prepared, mo_lion_step and
+ * mo_sgd_step (w, g float32 tensors; the buffers lean, of w's numel; vmax NULL unless amsgrad).
+ * `step` (0 for SGD) seeds stochastic rounding with the buffer's place in the call, so a
+ * run resumed from saved state rounds as the uninterrupted one. MO_ERR_DTYPE for float64
+ * tensors, MO_ERR_SHAPE when a buffer's n differs from w's numel.
+ */
+mo_status mo_adam_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, mo_lean *v,
+                            mo_lean *vmax, const mo_adam_scalars *k, mo_state_rounding r,
+                            int64_t step);
+mo_status mo_lion_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, const mo_lion_config *c,
+                            mo_state_rounding r, int64_t step);
+mo_status mo_sgd_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *buf, const mo_sgd_config *c,
+                           int first, mo_state_rounding r);
+
+/* ------------------------------------------------------------------------ */
 /* Optimizer descriptors: every algorithm above, described by name          */
 /* ------------------------------------------------------------------------ */
 
@@ -366,6 +446,7 @@ typedef struct mo_optim_buffer {
     const char *when;     /* NULL: always kept; else kept while that option is non-zero / true */
     mo_optim_init init;
     const char *arg;      /* MO_OPTI_OPTION: the option holding the initial value */
+    mo_lean_sign lean;    /* MO_LEAN_NONE (0): always float; else the int8 map it may be kept in */
 } mo_optim_buffer;
 
 /* A per-parameter state number (NAdam's mu_product, LAMB's trust_ratio). */
@@ -387,6 +468,11 @@ typedef struct mo_optim_call {
     int64_t step;                          /* the 1-based step being taken */
     double scalar[MO_OPTIM_MAX_SCALARS];   /* desc->scalars order: in the state's values, out the new ones */
     void *cache;                           /* desc->cache_size bytes, zeroed per config and call */
+    /* Lean state (state_dtype bfloat16 / int8): lean[i] replaces buf[i] (then NULL) for the
+     * buffers the descriptor marks; all NULL for float state. Only descriptors with such
+     * buffers see it set. rounding: how bfloat16 state is stored. */
+    mo_lean *lean[MO_OPTIM_MAX_BUFFERS];
+    mo_state_rounding rounding;
 } mo_optim_call;
 
 typedef struct mo_optim_desc {

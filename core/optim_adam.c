@@ -4,9 +4,10 @@
  * docs/optimizers.md), Adamax, NAdam and RAdam.
  *
  * Adam is the hot kernel (benchmark: one AdamW step on 16M floats). Its loop
- * exists twice with the same operations in the same order: a scalar C loop,
- * and an AVX loop (8 floats at a time, chosen at run time on x86-64). Neither
- * uses fused multiply-add, so both round every operation the same way and a
+ * exists in several forms with the same operations in the same order: a scalar C loop,
+ * and vector loops (optim_adam_simd_t.h: AVX and AVX-512, float32 and float64, the widest
+ * the CPU has chosen at run time on x86-64, docs/design.md "SIMD dispatch"). None
+ * uses fused multiply-add, so all round every operation the same way and a
  * result never depends on which loop, or which part of a loop, produced it.
  * The mode switches are loop-invariant branches: perfectly predicted, and
  * in the AVX loop taken once per 8 elements.
@@ -15,7 +16,7 @@
  * optim_adam_t.h and instantiated for float and double; the steps pick the instance from
  * the tensors' dtype, once per call. The per-step scalars are computed in double and, for
  * float32, rounded to float once, so the float32 results are those of the float-only code;
- * the AVX loop is float32 only (float64 runs the scalar instance).
+ * float64 has vector loops too (4 and 8 lanes).
  */
 #include "optim_internal.h"
 
@@ -185,48 +186,204 @@ static void adam_prepare(const mo_adam_config *c, int64_t step, adam_k *k)
 }
 
 #ifdef MO__HAVE_AVX_DISPATCH
-/* The same operations, 8 lanes at a time; returns how many elements it did (a multiple of 8). */
-__attribute__((target("avx"))) static size_t adam_avx(const adam_k *k, float *w, const float *g,
-                                                       float *m, float *v, float *vmax, size_t n)
+/* The same operations on vectors (optim_adam_simd_t.h): float32 in 8 and 16 lanes, float64 in
+ * 4 and 8; each returns how many elements it did (a multiple of its lanes). */
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx"
+#define SIMD_NAME adam_avx_f32
+#define SIMD_V __m256
+#define SIMD_W 8
+#define SIMD_LOAD _mm256_loadu_ps
+#define SIMD_STORE _mm256_storeu_ps
+#define SIMD_SET1 _mm256_set1_ps
+#define SIMD_ADD _mm256_add_ps
+#define SIMD_MUL _mm256_mul_ps
+#define SIMD_DIV _mm256_div_ps
+#define SIMD_SQRT _mm256_sqrt_ps
+#define SIMD_MIN _mm256_min_ps
+#define SIMD_MAX _mm256_max_ps
+#include "optim_adam_simd_t.h"
+
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx512f"
+#define SIMD_NAME adam_avx512_f32
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_LOAD _mm512_loadu_ps
+#define SIMD_STORE _mm512_storeu_ps
+#define SIMD_SET1 _mm512_set1_ps
+#define SIMD_ADD _mm512_add_ps
+#define SIMD_MUL _mm512_mul_ps
+#define SIMD_DIV _mm512_div_ps
+#define SIMD_SQRT _mm512_sqrt_ps
+#define SIMD_MIN _mm512_min_ps
+#define SIMD_MAX _mm512_max_ps
+#include "optim_adam_simd_t.h"
+
+/* bfloat16 moments (lean state), 16 lanes: the loads widen the codes (exact), the stores round
+ * to nearest even as mo_bf16_from_float (NaN kept quiet). */
+__attribute__((target("avx512f"))) static inline __m512 bf16_load16(const uint16_t *p)
 {
-    const __m256 scale = _mm256_set1_ps(k->scale), clip = _mm256_set1_ps(k->clip);
-    const __m256 nclip = _mm256_set1_ps(-k->clip), wd_l2 = _mm256_set1_ps(k->wd_l2);
-    const __m256 decay = _mm256_set1_ps(k->decay), b1 = _mm256_set1_ps(k->b1);
-    const __m256 omb1 = _mm256_set1_ps(k->omb1), b2 = _mm256_set1_ps(k->b2);
-    const __m256 omb2 = _mm256_set1_ps(k->omb2), bc2s = _mm256_set1_ps(k->bc2s);
-    const __m256 eps = _mm256_set1_ps(k->eps), neg_step = _mm256_set1_ps(k->neg_step);
-    const __m256 wd_bc = _mm256_set1_ps(k->wd_bc);
-    size_t end = n - n % 8;
-    for (size_t i = 0; i < end; i += 8) {
-        __m256 gi = _mm256_loadu_ps(g + i), wi = _mm256_loadu_ps(w + i);
-        if (k->pre) {
-            gi = _mm256_mul_ps(gi, scale);
-            if (k->l2_pre) gi = _mm256_add_ps(gi, _mm256_mul_ps(wd_l2, wi));
-            gi = _mm256_min_ps(clip, gi);   /* clip < g ? clip : g, as the scalar loop */
-            gi = _mm256_max_ps(nclip, gi);  /* -clip > g ? -clip : g */
-        }
-        if (k->l2) gi = _mm256_add_ps(gi, _mm256_mul_ps(wd_l2, wi));
-        wi = _mm256_mul_ps(wi, decay);
-        __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), b1), _mm256_mul_ps(omb1, gi));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2),
-                                  _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
-        _mm256_storeu_ps(m + i, mi);
-        _mm256_storeu_ps(v + i, vi);
-        if (k->ams) {
-            vi = _mm256_max_ps(_mm256_loadu_ps(vmax + i), vi);
-            _mm256_storeu_ps(vmax + i, vi);
-        }
-        __m256 d = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2s), eps);
-        if (k->dbc)
-            wi = _mm256_add_ps(wi, _mm256_mul_ps(neg_step, _mm256_add_ps(_mm256_div_ps(mi, d),
-                                                                         _mm256_mul_ps(wd_bc, wi))));
-        else
-            wi = _mm256_add_ps(wi, _mm256_div_ps(_mm256_mul_ps(neg_step, mi), d));
-        _mm256_storeu_ps(w + i, wi);
-    }
-    return end;
+    __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(b, 16));
+}
+
+__attribute__((target("avx512f"))) static inline void bf16_store16(uint16_t *p, __m512 x)
+{
+    __m512i b = _mm512_castps_si512(x);
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i hi = _mm512_srli_epi32(b, 16);
+    __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                     _mm512_and_si512(hi, _mm512_set1_epi32(1))));
+    r = _mm512_mask_blend_epi32(nan, _mm512_srli_epi32(r, 16), _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256((__m256i *)(void *)p, _mm512_cvtepi32_epi16(r));
+}
+
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx512f"
+#define SIMD_NAME adam_avx512_bf16
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_LOAD _mm512_loadu_ps
+#define SIMD_STORE _mm512_storeu_ps
+#define SIMD_SET1 _mm512_set1_ps
+#define SIMD_ADD _mm512_add_ps
+#define SIMD_MUL _mm512_mul_ps
+#define SIMD_DIV _mm512_div_ps
+#define SIMD_SQRT _mm512_sqrt_ps
+#define SIMD_MIN _mm512_min_ps
+#define SIMD_MAX _mm512_max_ps
+#define SIMD_S uint16_t
+#define SIMD_LOAD_S bf16_load16
+#define SIMD_STORE_S bf16_store16
+#include "optim_adam_simd_t.h"
+
+#define SIMD_T double
+#define SIMD_K mo_adam_scalars64
+#define SIMD_TARGET "avx"
+#define SIMD_NAME adam_avx_f64
+#define SIMD_V __m256d
+#define SIMD_W 4
+#define SIMD_LOAD _mm256_loadu_pd
+#define SIMD_STORE _mm256_storeu_pd
+#define SIMD_SET1 _mm256_set1_pd
+#define SIMD_ADD _mm256_add_pd
+#define SIMD_MUL _mm256_mul_pd
+#define SIMD_DIV _mm256_div_pd
+#define SIMD_SQRT _mm256_sqrt_pd
+#define SIMD_MIN _mm256_min_pd
+#define SIMD_MAX _mm256_max_pd
+#include "optim_adam_simd_t.h"
+
+#define SIMD_T double
+#define SIMD_K mo_adam_scalars64
+#define SIMD_TARGET "avx512f"
+#define SIMD_NAME adam_avx512_f64
+#define SIMD_V __m512d
+#define SIMD_W 8
+#define SIMD_LOAD _mm512_loadu_pd
+#define SIMD_STORE _mm512_storeu_pd
+#define SIMD_SET1 _mm512_set1_pd
+#define SIMD_ADD _mm512_add_pd
+#define SIMD_MUL _mm512_mul_pd
+#define SIMD_DIV _mm512_div_pd
+#define SIMD_SQRT _mm512_sqrt_pd
+#define SIMD_MIN _mm512_min_pd
+#define SIMD_MAX _mm512_max_pd
+#include "optim_adam_simd_t.h"
+#endif
+
+/* The float32 loop: the widest vector loop the CPU has (once per call), then narrower ones
+ * and the scalar loop for the tail; every path rounds alike, so the split changes no bit. */
+void mo__adam_run_level(const adam_k *k, float *w, const float *g, float *m, float *v,
+                        float *vmax, size_t n, int level)
+{
+    size_t done = 0;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (n < 8) level = MO__SIMD_SCALAR;
+    if (level >= MO__SIMD_AVX512) done = adam_avx512_f32(k, w, g, m, v, vmax, n);
+    if (level >= MO__SIMD_AVX && n - done >= 8)
+        done += adam_avx_f32(k, w + done, g + done, m + done, v + done, vmax ? vmax + done : NULL,
+                             n - done);
+#else
+    (void)level;
+#endif
+    adam_scalar_f32(k, w, g, m, v, vmax, done, n);
+}
+
+/* The same for float64. */
+void mo__adam_run64_level(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
+                          double *v, double *vmax, size_t n, int level)
+{
+    size_t done = 0;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (n < 4) level = MO__SIMD_SCALAR;
+    if (level >= MO__SIMD_AVX512) done = adam_avx512_f64(k, w, g, m, v, vmax, n);
+    if (level >= MO__SIMD_AVX && n - done >= 4)
+        done += adam_avx_f64(k, w + done, g + done, m + done, v + done, vmax ? vmax + done : NULL,
+                             n - done);
+#else
+    (void)level;
+#endif
+    adam_scalar_f64(k, w, g, m, v, vmax, done, n);
+}
+
+static void adam_run(const adam_k *k, float *w, const float *g, float *m, float *v, float *vmax,
+                     size_t n)
+{
+    mo__adam_run_level(k, w, g, m, v, vmax, n, mo__simd_level());
+}
+
+static void adam_run64(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
+                       double *v, double *vmax, size_t n)
+{
+    mo__adam_run64_level(k, w, g, m, v, vmax, n, mo__simd_level());
+}
+
+/* mo__opt_body: one chunk of the pool (p: w, g, m, v, vmax). */
+static void adam_body32(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    adam_run(ctx, p[0], p[1], p[2], p[3], p[4], n);
+}
+
+static void adam_body64(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    adam_run64(ctx, p[0], p[1], p[2], p[3], p[4], n);
+}
+
+/* mo__lean_fn: one block of decoded state (st: m, v, vmax or NULL). */
+static void adam_lean_block(const void *ctx, float *w, const float *g, float *const *st, size_t n)
+{
+    adam_run(ctx, w, g, st[0], st[1], st[2], n);
+}
+
+#ifdef MO__HAVE_AVX_DISPATCH
+/* mo__lean_fused_fn: bfloat16 moments read and written by the AVX-512 loop itself. */
+static size_t adam_lean_fused(const void *ctx, float *w, const float *g, void *const *codes, size_t n)
+{
+    return adam_avx512_bf16(ctx, w, g, codes[0], codes[1], codes[2], n);
 }
 #endif
+
+mo_status mo_adam_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, mo_lean *v,
+                            mo_lean *vmax, const mo_adam_scalars *k, mo_state_rounding r,
+                            int64_t step)
+{
+    if (!k || !m || !v || (k->ams && !vmax)) return MO_ERR_ARG;
+    mo_lean *st[3] = {m, v, k->ams ? vmax : NULL};
+    mo__lean_fused_fn fused = NULL;
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (mo__simd_level() >= MO__SIMD_AVX512) fused = adam_lean_fused;
+#endif
+    /* a skipped step (MXNet AdamW's signal) checks its arguments and changes nothing */
+    return mo__lean_run_fused(w, g, st, 3, k->skip ? NULL : adam_lean_block, fused, k, r, step);
+}
 
 mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k)
 {
@@ -241,11 +398,8 @@ mo_status mo_adam_update_prepared(float *w, const float *g, float *m, float *v, 
 {
     if (!w || !g || !m || !v || !k || (k->ams && !vmax)) return MO_ERR_ARG;
     if (k->skip) return MO_OK;
-    size_t done = 0;
-#ifdef MO__HAVE_AVX_DISPATCH
-    if (n >= 8 && mo__cpu_has_avx()) done = adam_avx(k, w, g, m, v, vmax, n);
-#endif
-    adam_scalar_f32(k, w, g, m, v, vmax, done, n);
+    void *p[5] = {w, MO__UNCONST(g), m, v, k->ams ? vmax : NULL};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 5, p, adam_body32, k);
     return MO_OK;
 }
 
@@ -267,7 +421,7 @@ mo_status mo_adam_step_prepared(mo_tensor *w, const mo_tensor *g, mo_tensor *m, 
     MO_TRY(mo__opt_begin(&a, 5, ts));
     mo_status st = MO_OK;
     if (a.dtype == MO_FLOAT64) {
-        if (!k->skip) adam_scalar_f64(&k->f64, a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], 0, a.n);
+        if (!k->skip) mo__opt_parallel(&a, adam_body64, &k->f64);
     } else {
         st = mo_adam_update_prepared(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, k);
     }
@@ -282,6 +436,47 @@ mo_status mo_adam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tensor
     adam_k k;
     MO_TRY(mo_adam_prepare(c, step, &k));
     return mo_adam_step_prepared(w, g, m, v, vmax, &k);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adamax, NAdam, RAdam on the pool: one body per algorithm and dtype         */
+/* ------------------------------------------------------------------------ */
+
+/* What a chunk needs besides its arrays (p: w, g, m, v). */
+typedef struct family_job {
+    const void *c;
+    int64_t step;
+    double mu_product;   /* NAdam: the product before this step (each chunk reads a copy) */
+} family_job;
+
+#define FAMILY_BODY(alg, sfx, T)                                                          \
+    static void alg##_body_##sfx(const void *ctx, void *const *p, size_t n, size_t off)   \
+    {                                                                                     \
+        const family_job *j = ctx;                                                        \
+        (void)off;                                                                        \
+        alg##_run_##sfx((T *)p[0], (const T *)p[1], (T *)p[2], (T *)p[3], n, j->c, j->step); \
+    }
+FAMILY_BODY(adamax, f32, float)
+FAMILY_BODY(adamax, f64, double)
+FAMILY_BODY(radam, f32, float)
+FAMILY_BODY(radam, f64, double)
+/* NAdam's chunks step with a private copy of the product; the caller stores the new one */
+#define NADAM_BODY(sfx, T)                                                                \
+    static void nadam_body_##sfx(const void *ctx, void *const *p, size_t n, size_t off)   \
+    {                                                                                     \
+        const family_job *j = ctx;                                                        \
+        double mp = j->mu_product;                                                        \
+        (void)off;                                                                        \
+        nadam_run_##sfx((T *)p[0], (const T *)p[1], (T *)p[2], (T *)p[3], n, j->c, j->step, &mp); \
+    }
+NADAM_BODY(f32, float)
+NADAM_BODY(f64, double)
+
+/* Runs an algorithm's body of the arrays' dtype over 4 arrays of n. */
+static void family_run(mo_dtype dt, void *const *p, size_t n, mo__opt_body f32, mo__opt_body f64,
+                       const family_job *j)
+{
+    mo__opt_parallel_arrays(dt, n, 4, p, dt == MO_FLOAT64 ? f64 : f32, j);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -310,7 +505,9 @@ mo_status mo_adamax_update(float *w, const float *g, float *m, float *u, size_t 
 {
     if (!w || !g || !m || !u || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_adamax_check(c));
-    adamax_run_f32(w, g, m, u, n, c, step);
+    family_job j = {c, step, 0.0};
+    void *p[4] = {w, MO__UNCONST(g), m, u};
+    family_run(MO_FLOAT32, p, n, adamax_body_f32, adamax_body_f64, &j);
     return MO_OK;
 }
 
@@ -322,8 +519,8 @@ mo_status mo_adamax_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tens
     const mo_tensor *ts[4] = {w, g, m, u};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) adamax_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
-    else adamax_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    family_job j = {c, step, 0.0};
+    family_run(a.dtype, a.ptr, a.n, adamax_body_f32, adamax_body_f64, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -358,7 +555,10 @@ mo_status mo_nadam_update(float *w, const float *g, float *m, float *v, size_t n
 {
     if (!w || !g || !m || !v || !c || !mu_product || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_nadam_check(c));
-    nadam_run_f32(w, g, m, v, n, c, step, mu_product);
+    family_job j = {c, step, *mu_product};
+    void *p[4] = {w, MO__UNCONST(g), m, v};
+    family_run(MO_FLOAT32, p, n, nadam_body_f32, nadam_body_f64, &j);
+    nadam_run_f32(NULL, NULL, NULL, NULL, 0, c, step, mu_product);   /* the product alone */
     return MO_OK;
 }
 
@@ -370,8 +570,11 @@ mo_status mo_nadam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tenso
     const mo_tensor *ts[4] = {w, g, m, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) nadam_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
-    else nadam_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step, mu_product);
+    family_job j = {c, step, *mu_product};
+    family_run(a.dtype, a.ptr, a.n, nadam_body_f32, nadam_body_f64, &j);
+    /* the product alone (no elements) */
+    if (a.dtype == MO_FLOAT64) nadam_run_f64(NULL, NULL, NULL, NULL, 0, c, step, mu_product);
+    else nadam_run_f32(NULL, NULL, NULL, NULL, 0, c, step, mu_product);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -403,7 +606,9 @@ mo_status mo_radam_update(float *w, const float *g, float *m, float *v, size_t n
 {
     if (!w || !g || !m || !v || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_radam_check(c));
-    radam_run_f32(w, g, m, v, n, c, step);
+    family_job j = {c, step, 0.0};
+    void *p[4] = {w, MO__UNCONST(g), m, v};
+    family_run(MO_FLOAT32, p, n, radam_body_f32, radam_body_f64, &j);
     return MO_OK;
 }
 
@@ -415,8 +620,8 @@ mo_status mo_radam_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, mo_tenso
     const mo_tensor *ts[4] = {w, g, m, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) radam_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
-    else radam_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, step);
+    family_job j = {c, step, 0.0};
+    family_run(a.dtype, a.ptr, a.n, radam_body_f32, radam_body_f64, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -444,6 +649,9 @@ static mo_status adam_step_v(const void *c, mo_optim_call *a)
         if (st != MO_OK) return st;
         k->step = a->step;
     }
+    if (a->lean[0])
+        return mo_adam_step_lean(a->w, a->g, a->lean[0], a->lean[1], a->lean[2], &k->k, a->rounding,
+                                 a->step);
     return mo_adam_step_prepared(a->w, a->g, a->buf[0], a->buf[1], a->buf[2], &k->k);
 }
 
@@ -465,9 +673,9 @@ static const mo_optim_option adam_options[] = {
     MO__OPTION(mo_adam_config, "skip_nonfinite_rescale", MO_OPTT_BOOL, skip_nonfinite_rescale),
 };
 static const mo_optim_buffer adam_buffers[] = {
-    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
-    {"max_exp_avg_sq", "amsgrad", MO_OPTI_ZERO, NULL},
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_SIGNED},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_UNSIGNED},
+    {"max_exp_avg_sq", "amsgrad", MO_OPTI_ZERO, NULL, MO_LEAN_UNSIGNED},
 };
 
 const mo_optim_desc mo__optim_adam = {
@@ -477,8 +685,8 @@ const mo_optim_desc mo__optim_adam = {
 };
 
 static const mo_optim_buffer moment_buffers[] = {
-    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 static void adamax_defaults_v(void *c) { mo_adamax_defaults(c); }
@@ -497,8 +705,8 @@ static const mo_optim_option adamax_options[] = {
     MO__OPTION(mo_adamax_config, "maximize", MO_OPTT_BOOL, maximize),
 };
 static const mo_optim_buffer adamax_buffers[] = {
-    {"exp_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"exp_inf", NULL, MO_OPTI_ZERO, NULL},
+    {"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"exp_inf", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_adamax = {

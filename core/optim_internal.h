@@ -7,6 +7,7 @@
 #include "moonopt_internal.h"
 
 #include <stddef.h>  /* offsetof (the descriptors) */
+#include <stdint.h>  /* uintptr_t (MO__UNCONST) */
 
 /* Force inlining where a tiny helper sits in a hot loop (plain inline elsewhere). */
 #if defined(__GNUC__) || defined(__clang__)
@@ -15,11 +16,25 @@
 #define MO__INLINE static inline
 #endif
 
-/* x86-64 with GCC or clang: kernels may carry an AVX variant chosen at run time. */
+/* x86-64 with GCC or clang: kernels may carry AVX and AVX-512 variants chosen at run time
+ * (docs/design.md "SIMD dispatch"). */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MO_NO_SIMD)
 #define MO__HAVE_AVX_DISPATCH 1
 int mo__cpu_has_avx(void);
+int mo__cpu_has_avx2(void);
 #endif
+
+/* The vector loops: MO__SIMD_SCALAR (none), MO__SIMD_AVX (256-bit), MO__SIMD_AVX512 (512-bit). */
+enum { MO__SIMD_SCALAR = 0, MO__SIMD_AVX = 1, MO__SIMD_AVX512 = 2 };
+/* The widest loop the CPU (and OS) support. Every path gives the same bits. */
+int mo__simd_level(void);
+/* Adam's float32 and float64 loops at a given level (at most mo__simd_level(); lower runs a
+ * narrower path), one thread: what the kernels run per chunk, exposed so tests and benchmarks
+ * can run and compare each path (no global switch: the core keeps no writable state). */
+void mo__adam_run_level(const mo_adam_scalars *k, float *w, const float *g, float *m, float *v,
+                        float *vmax, size_t n, int level);
+void mo__adam_run64_level(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
+                          double *v, double *vmax, size_t n, int level);
 
 /* The most tensors one kernel call touches: w, g and up to three state tensors. */
 #define MO__OPT_MAX 5
@@ -51,6 +66,49 @@ mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts);
 
 /* Writes the temporaries of written tensors back when write_back, then frees them. */
 void mo__opt_finish(mo__opt_args *a, int write_back);
+
+/*
+ * Threads (docs/design.md "Threads"): an elementwise kernel runs as body(ctx, p, n, off) over
+ * the pool's fixed chunks of MO__GRAIN_STREAM elements (a multiple of MO_LEAN_BLOCK): p[i] is
+ * ptr[i] advanced to element `off` of the chunk (NULL stays NULL), n the chunk's length. Every
+ * element's arithmetic is the same in any chunk, so the results are the same bits at any
+ * thread count. ptr: count arrays of n elements of dtype dt (a read-only one passed through
+ * MO__UNCONST).
+ */
+typedef void (*mo__opt_body)(const void *ctx, void *const *p, size_t n, size_t off);
+void mo__opt_parallel_arrays(mo_dtype dt, size_t n, int count, void *const *ptr,
+                             mo__opt_body body, const void *ctx);
+/* The same over the arrays of a tensor-level call. */
+void mo__opt_parallel(const mo__opt_args *a, mo__opt_body body, const void *ctx);
+/* A read-only array into a ptr list (the bodies never write what the caller only reads). */
+#define MO__UNCONST(p) ((void *)(uintptr_t)(const void *)(p))
+
+/*
+ * The lean-state driver (optim_lean.c): runs fn over w, g and the decoded float32 blocks of
+ * up to MO__LEAN_MAX lean buffers (st[j] may be NULL: fn gets NULL there), MO_LEAN_BLOCK
+ * elements at a time, storing each block back (docs/design.md "Lean optimizer state").
+ * Checks w and g (float32: MO_ERR_DTYPE otherwise) and every buffer's n before any write;
+ * fn NULL: only checks.
+ */
+#define MO__LEAN_MAX 3
+typedef void (*mo__lean_fn)(const void *ctx, float *w, const float *g, float *const *st, size_t n);
+/* Optional: a loop that reads and writes bfloat16 moments itself (codes[k]: uint16_t * at the
+ * chunk's first element, NULL where st[k] is), with the same bits as decode + fn + encode;
+ * returns how many leading elements it did. Used only when every buffer is bfloat16 and
+ * rounding is to nearest. */
+typedef size_t (*mo__lean_fused_fn)(const void *ctx, float *w, const float *g, void *const *codes,
+                                    size_t n);
+mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
+                       mo__lean_fn fn, const void *ctx, mo_state_rounding r, int64_t step);
+mo_status mo__lean_run_fused(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
+                             mo__lean_fn fn, mo__lean_fused_fn fused, const void *ctx,
+                             mo_state_rounding r, int64_t step);
+
+/* mo_lean_encode / mo_lean_decode with the vector codecs allowed (vec 1, where the CPU has
+ * AVX2) or not (vec 0): the same bits either way; tests compare them. */
+mo_status mo__lean_encode_vec(mo_lean *s, const float *x, size_t n, mo_state_rounding r,
+                             uint64_t seed, int vec);
+mo_status mo__lean_decode_vec(const mo_lean *s, float *x, size_t n, int vec);
 
 /* Hyperparameter domains. */
 int mo__is_finite(double x);

@@ -31,11 +31,25 @@ mo_status mo_lion_check(const mo_lion_config *c)
     return MO_OK;
 }
 
+/* On the pool: p: w, g, m. */
+static void lion_body_f32(const void *c, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    lion_run_f32(p[0], p[1], p[2], n, c);
+}
+
+static void lion_body_f64(const void *c, void *const *p, size_t n, size_t off)
+{
+    (void)off;
+    lion_run_f64(p[0], p[1], p[2], n, c);
+}
+
 mo_status mo_lion_update(float *w, const float *g, float *m, size_t n, const mo_lion_config *c)
 {
     if (!w || !g || !m || !c) return MO_ERR_ARG;
     MO_TRY(mo_lion_check(c));
-    lion_run_f32(w, g, m, n, c);
+    void *p[3] = {w, MO__UNCONST(g), m};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 3, p, lion_body_f32, c);
     return MO_OK;
 }
 
@@ -46,10 +60,24 @@ mo_status mo_lion_step(mo_tensor *w, const mo_tensor *g, mo_tensor *m, const mo_
     const mo_tensor *ts[3] = {w, g, m};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    if (a.dtype == MO_FLOAT64) lion_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c);
-    else lion_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c);
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? lion_body_f64 : lion_body_f32, c);
     mo__opt_finish(&a, 1);
     return MO_OK;
+}
+
+/* mo__lean_fn: one block of decoded state (st[0]: m). */
+static void lion_lean_block(const void *ctx, float *w, const float *g, float *const *st, size_t n)
+{
+    lion_run_f32(w, g, st[0], n, ctx);
+}
+
+mo_status mo_lion_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, const mo_lion_config *c,
+                            mo_state_rounding r, int64_t step)
+{
+    if (!c || !m) return MO_ERR_ARG;
+    MO_TRY(mo_lion_check(c));
+    mo_lean *st[1] = {m};
+    return mo__lean_run(w, g, st, 1, lion_lean_block, c, r, step);
 }
 
 /* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */
@@ -58,6 +86,7 @@ static void lion_defaults(void *c) { mo_lion_defaults(c); }
 static mo_status lion_check(const void *c) { return mo_lion_check(c); }
 static mo_status lion_step(const void *c, mo_optim_call *a)
 {
+    if (a->lean[0]) return mo_lion_step_lean(a->w, a->g, a->lean[0], c, a->rounding, a->step);
     return mo_lion_step(a->w, a->g, a->buf[0], c);
 }
 
@@ -68,7 +97,7 @@ static const mo_optim_option lion_options[] = {
     MO__OPTION(mo_lion_config, "weight_decay", MO_OPTT_NUMBER, weight_decay),
     MO__OPTION(mo_lion_config, "maximize", MO_OPTT_BOOL, maximize),
 };
-static const mo_optim_buffer lion_buffers[] = {{"exp_avg", NULL, MO_OPTI_ZERO, NULL}};
+static const mo_optim_buffer lion_buffers[] = {{"exp_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_SIGNED}};
 
 const mo_optim_desc mo__optim_lion = {
     "lion", sizeof(mo_lion_config), lion_defaults, lion_check,

@@ -37,6 +37,35 @@ mo_status mo_rmsprop_check(const mo_rmsprop_config *c)
     return MO_OK;
 }
 
+/* ---- on the pool: one body per algorithm and dtype (p: w, g, then the state arrays) ---- */
+
+typedef struct rms_job {
+    const void *c;
+    int64_t step;
+} rms_job;
+
+#define RMS_BODIES(sfx, T)                                                                   \
+    static void rmsprop_body_##sfx(const void *ctx, void *const *p, size_t n, size_t off)    \
+    {                                                                                        \
+        (void)off;                                                                           \
+        rmsprop_run_##sfx((T *)p[0], (const T *)p[1], (T *)p[2], (T *)p[3], (T *)p[4], n,    \
+                          ((const rms_job *)ctx)->c);                                        \
+    }                                                                                        \
+    static void adagrad_body_##sfx(const void *ctx, void *const *p, size_t n, size_t off)    \
+    {                                                                                        \
+        const rms_job *j = ctx;                                                              \
+        (void)off;                                                                           \
+        adagrad_run_##sfx((T *)p[0], (const T *)p[1], (T *)p[2], n, j->c, j->step);          \
+    }                                                                                        \
+    static void adadelta_body_##sfx(const void *ctx, void *const *p, size_t n, size_t off)   \
+    {                                                                                        \
+        (void)off;                                                                           \
+        adadelta_run_##sfx((T *)p[0], (const T *)p[1], (T *)p[2], (T *)p[3], n,              \
+                           ((const rms_job *)ctx)->c);                                       \
+    }
+RMS_BODIES(f32, float)
+RMS_BODIES(f64, double)
+
 mo_status mo_rmsprop_update(float *w, const float *g, float *square_avg, float *grad_avg,
                             float *buf, size_t n, const mo_rmsprop_config *c)
 {
@@ -44,7 +73,9 @@ mo_status mo_rmsprop_update(float *w, const float *g, float *square_avg, float *
     MO_TRY(mo_rmsprop_check(c));
     const int centered = c->centered != 0, mom = c->momentum > 0.0;
     if ((centered && !grad_avg) || (mom && !buf)) return MO_ERR_ARG;
-    rmsprop_run_f32(w, g, square_avg, grad_avg, buf, n, c);
+    rms_job j = {c, 0};
+    void *p[5] = {w, MO__UNCONST(g), square_avg, centered ? grad_avg : NULL, mom ? buf : NULL};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 5, p, rmsprop_body_f32, &j);
     return MO_OK;
 }
 
@@ -58,8 +89,8 @@ mo_status mo_rmsprop_step(mo_tensor *w, const mo_tensor *g, mo_tensor *square_av
     const mo_tensor *ts[5] = {w, g, square_avg, centered ? grad_avg : NULL, mom ? buf : NULL};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 5, ts));
-    if (a.dtype == MO_FLOAT64) rmsprop_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, c);
-    else rmsprop_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.ptr[4], a.n, c);
+    rms_job j = {c, 0};
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? rmsprop_body_f64 : rmsprop_body_f32, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -90,7 +121,9 @@ mo_status mo_adagrad_update(float *w, const float *g, float *sum, size_t n,
 {
     if (!w || !g || !sum || !c || step < 1) return MO_ERR_ARG;
     MO_TRY(mo_adagrad_check(c));
-    adagrad_run_f32(w, g, sum, n, c, step);
+    rms_job j = {c, step};
+    void *p[3] = {w, MO__UNCONST(g), sum};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 3, p, adagrad_body_f32, &j);
     return MO_OK;
 }
 
@@ -102,8 +135,8 @@ mo_status mo_adagrad_step(mo_tensor *w, const mo_tensor *g, mo_tensor *sum,
     const mo_tensor *ts[3] = {w, g, sum};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    if (a.dtype == MO_FLOAT64) adagrad_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, step);
-    else adagrad_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, step);
+    rms_job j = {c, step};
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? adagrad_body_f64 : adagrad_body_f32, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -133,7 +166,9 @@ mo_status mo_adadelta_update(float *w, const float *g, float *square_avg, float 
 {
     if (!w || !g || !square_avg || !acc_delta || !c) return MO_ERR_ARG;
     MO_TRY(mo_adadelta_check(c));
-    adadelta_run_f32(w, g, square_avg, acc_delta, n, c);
+    rms_job j = {c, 0};
+    void *p[4] = {w, MO__UNCONST(g), square_avg, acc_delta};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 4, p, adadelta_body_f32, &j);
     return MO_OK;
 }
 
@@ -145,8 +180,8 @@ mo_status mo_adadelta_step(mo_tensor *w, const mo_tensor *g, mo_tensor *square_a
     const mo_tensor *ts[4] = {w, g, square_avg, acc_delta};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) adadelta_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c);
-    else adadelta_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c);
+    rms_job j = {c, 0};
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? adadelta_body_f64 : adadelta_body_f32, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
 }
@@ -171,9 +206,9 @@ static const mo_optim_option rmsprop_options[] = {
 };
 /* the optional buffers appear when their option is (or becomes) on */
 static const mo_optim_buffer rmsprop_buffers[] = {
-    {"square_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"grad_avg", "centered", MO_OPTI_ZERO, NULL},
-    {"momentum_buffer", "momentum", MO_OPTI_ZERO, NULL},
+    {"square_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"grad_avg", "centered", MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"momentum_buffer", "momentum", MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_rmsprop = {
@@ -199,7 +234,7 @@ static const mo_optim_option adagrad_options[] = {
     MO__OPTION(mo_adagrad_config, "maximize", MO_OPTT_BOOL, maximize),
 };
 static const mo_optim_buffer adagrad_buffers[] = {
-    {"sum", NULL, MO_OPTI_OPTION, "initial_accumulator_value"},
+    {"sum", NULL, MO_OPTI_OPTION, "initial_accumulator_value", MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_adagrad = {
@@ -223,8 +258,8 @@ static const mo_optim_option adadelta_options[] = {
     MO__OPTION(mo_adadelta_config, "maximize", MO_OPTT_BOOL, maximize),
 };
 static const mo_optim_buffer adadelta_buffers[] = {
-    {"square_avg", NULL, MO_OPTI_ZERO, NULL},
-    {"acc_delta", NULL, MO_OPTI_ZERO, NULL},
+    {"square_avg", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
+    {"acc_delta", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 
 const mo_optim_desc mo__optim_adadelta = {

@@ -60,6 +60,26 @@ mo_status mo_sfadamw_check(const mo_sfadamw_config *c)
     return MO_OK;
 }
 
+/* On the pool: p: y, g, z, v. */
+typedef struct sf_job {
+    const mo_sfadamw_config *c;
+    double lr, ck;
+} sf_job;
+
+static void sf_body_f32(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    const sf_job *j = ctx;
+    (void)off;
+    sf_run_f32(p[0], p[1], p[2], p[3], n, j->c, j->lr, j->ck);
+}
+
+static void sf_body_f64(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    const sf_job *j = ctx;
+    (void)off;
+    sf_run_f64(p[0], p[1], p[2], p[3], n, j->c, j->lr, j->ck);
+}
+
 /* The per-step scalars above; fails (nothing changed) when they are not finite. */
 static mo_status sf_scalars(const mo_sfadamw_config *c, int64_t step, double *weight_sum,
                             double *lr_max, double *lr_k, double *ckp1)
@@ -87,7 +107,9 @@ mo_status mo_sfadamw_update(float *y, const float *g, float *z, float *v, size_t
     MO_TRY(mo_sfadamw_check(c));
     double sum = *weight_sum, mx = *lr_max, lr, ck;
     MO_TRY(sf_scalars(c, step, &sum, &mx, &lr, &ck));
-    sf_run_f32(y, g, z, v, n, c, lr, ck);
+    sf_job j = {c, lr, ck};
+    void *p[4] = {y, MO__UNCONST(g), z, v};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 4, p, sf_body_f32, &j);
     *weight_sum = sum;
     *lr_max = mx;
     return MO_OK;
@@ -105,8 +127,8 @@ mo_status mo_sfadamw_step(mo_tensor *y, const mo_tensor *g, mo_tensor *z, mo_ten
     const mo_tensor *ts[4] = {y, g, z, v};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 4, ts));
-    if (a.dtype == MO_FLOAT64) sf_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, lr, ck);
-    else sf_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.ptr[3], a.n, c, lr, ck);
+    sf_job j = {c, lr, ck};
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? sf_body_f64 : sf_body_f32, &j);
     mo__opt_finish(&a, 1);
     *weight_sum = sum;
     *lr_max = mx;
@@ -135,8 +157,8 @@ static const mo_optim_option sf_options[] = {
 };
 /* z starts at the parameter (the reference's torch.clone(p.data)) */
 static const mo_optim_buffer sf_buffers[] = {
-    {"z", NULL, MO_OPTI_PARAM, NULL},
-    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL},
+    {"z", NULL, MO_OPTI_PARAM, NULL, MO_LEAN_NONE},
+    {"exp_avg_sq", NULL, MO_OPTI_ZERO, NULL, MO_LEAN_NONE},
 };
 static const mo_optim_scalar sf_scalars_desc[] = {{"weight_sum", 0.0, 1}, {"lr_max", -1.0, 1}};
 

@@ -32,6 +32,26 @@ mo_status mo_sgd_check(const mo_sgd_config *c)
     return MO_OK;
 }
 
+/* On the pool: p: w, g, buf (NULL without momentum). */
+typedef struct sgd_job {
+    const mo_sgd_config *c;
+    int first;
+} sgd_job;
+
+static void sgd_body_f32(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    const sgd_job *j = ctx;
+    (void)off;
+    sgd_run_f32(p[0], p[1], p[2], n, j->c, j->first);
+}
+
+static void sgd_body_f64(const void *ctx, void *const *p, size_t n, size_t off)
+{
+    const sgd_job *j = ctx;
+    (void)off;
+    sgd_run_f64(p[0], p[1], p[2], n, j->c, j->first);
+}
+
 mo_status mo_sgd_update(float *w, const float *g, float *buf, size_t n,
                         const mo_sgd_config *c, int first)
 {
@@ -39,7 +59,9 @@ mo_status mo_sgd_update(float *w, const float *g, float *buf, size_t n,
     MO_TRY(mo_sgd_check(c));
     const int mom = c->momentum != 0.0;
     if (mom && !buf) return MO_ERR_ARG;
-    sgd_run_f32(w, g, buf, n, c, first);
+    sgd_job j = {c, first};
+    void *p[3] = {w, MO__UNCONST(g), mom ? buf : NULL};
+    mo__opt_parallel_arrays(MO_FLOAT32, n, 3, p, sgd_body_f32, &j);
     return MO_OK;
 }
 
@@ -53,10 +75,35 @@ mo_status mo_sgd_step(mo_tensor *w, const mo_tensor *g, mo_tensor *buf,
     const mo_tensor *ts[3] = {w, g, mom ? buf : NULL};
     mo__opt_args a;
     MO_TRY(mo__opt_begin(&a, 3, ts));
-    if (a.dtype == MO_FLOAT64) sgd_run_f64(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, first);
-    else sgd_run_f32(a.ptr[0], a.ptr[1], a.ptr[2], a.n, c, first);
+    sgd_job j = {c, first};
+    mo__opt_parallel(&a, a.dtype == MO_FLOAT64 ? sgd_body_f64 : sgd_body_f32, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;
+}
+
+/* Lean SGD: the config and `first` through the driver's context. */
+typedef struct sgd_lean_ctx {
+    const mo_sgd_config *c;
+    int first;
+} sgd_lean_ctx;
+
+static void sgd_lean_block(const void *ctx, float *w, const float *g, float *const *st, size_t n)
+{
+    const sgd_lean_ctx *k = ctx;
+    sgd_run_f32(w, g, st[0], n, k->c, k->first);
+}
+
+mo_status mo_sgd_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *buf, const mo_sgd_config *c,
+                           int first, mo_state_rounding r)
+{
+    if (!c || !buf) return MO_ERR_ARG;
+    MO_TRY(mo_sgd_check(c));
+    /* lean state is a momentum buffer: without momentum there is nothing to keep */
+    if (c->momentum == 0.0) return MO_ERR_ARG;
+    sgd_lean_ctx k = {c, first};
+    mo_lean *st[1] = {buf};
+    /* SGD counts no steps: the stochastic stream hashes the value being rounded (sr_bits) */
+    return mo__lean_run(w, g, st, 1, sgd_lean_block, &k, r, 0);
 }
 
 /* ---- descriptor (see moonopt_optim.h "Optimizer descriptors") ---- */
@@ -67,6 +114,7 @@ static mo_status sgd_check(const void *c) { return mo_sgd_check(c); }
 static mo_status sgd_step(const void *c, mo_optim_call *a)
 {
     /* PyTorch starts the momentum buffer at the first (decayed) gradient */
+    if (a->lean[0]) return mo_sgd_step_lean(a->w, a->g, a->lean[0], c, a->fresh[0], a->rounding);
     return mo_sgd_step(a->w, a->g, a->buf[0], c, a->fresh[0]);
 }
 
@@ -80,7 +128,7 @@ static const mo_optim_option sgd_options[] = {
 };
 
 static const mo_optim_buffer sgd_buffers[] = {
-    {"momentum_buffer", "momentum", MO_OPTI_KERNEL, NULL},
+    {"momentum_buffer", "momentum", MO_OPTI_KERNEL, NULL, MO_LEAN_SIGNED},
 };
 
 /* SGD keeps no step count (PyTorch's SGD state is the momentum buffer alone). */

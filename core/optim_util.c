@@ -5,6 +5,7 @@
  * the gradient utilities (finiteness check, clipping, axpy).
  */
 #include "optim_internal.h"
+#include "threadpool.h"
 
 #include <math.h>
 #include <string.h>
@@ -19,7 +20,24 @@ int mo__cpu_has_avx(void)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx");
 }
+
+int mo__cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
 #endif
+
+int mo__simd_level(void)
+{
+    int level = MO__SIMD_SCALAR;
+#ifdef MO__HAVE_AVX_DISPATCH
+    /* cheap after the first call (a read of libgcc's CPU model); the AVX-512 test also checks
+       that the OS saves the ZMM registers */
+    if (mo__cpu_has_avx()) level = __builtin_cpu_supports("avx512f") ? MO__SIMD_AVX512 : MO__SIMD_AVX;
+#endif
+    return level;
+}
 
 int mo__is_finite(double x) { return isfinite(x); }
 int mo__nonneg(double x) { return isfinite(x) && x >= 0.0; }
@@ -74,6 +92,40 @@ static void strided_copy(const mo_tensor *t, void *flat_v, size_t es, int gather
         }
         if (d < 0) return;
     }
+}
+
+/* ---- the elementwise kernels on the pool ---- */
+
+typedef struct par_job {
+    size_t es;
+    int count;
+    void *const *ptr;
+    mo__opt_body body;
+    const void *ctx;
+} par_job;
+
+static void par_chunk(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const par_job *j = ctx;
+    void *p[MO__OPT_MAX];
+    (void)chunk;
+    for (int i = 0; i < j->count; i++)
+        p[i] = j->ptr[i] ? (unsigned char *)j->ptr[i] + lo * j->es : NULL;
+    j->body(j->ctx, p, hi - lo, lo);
+}
+
+void mo__opt_parallel_arrays(mo_dtype dt, size_t n, int count, void *const *ptr,
+                             mo__opt_body body, const void *ctx)
+{
+    par_job j = {mo_dtype_size(dt), count, ptr, body, ctx};
+    /* the lean driver needs chunks of whole blocks */
+    _Static_assert(MO__GRAIN_STREAM % MO_LEAN_BLOCK == 0, "chunks must hold whole lean blocks");
+    mo__parallel_for(n, MO__GRAIN_STREAM, par_chunk, &j);
+}
+
+void mo__opt_parallel(const mo__opt_args *a, mo__opt_body body, const void *ctx)
+{
+    mo__opt_parallel_arrays(a->dtype, a->n, a->count, a->ptr, body, ctx);
 }
 
 mo_status mo__opt_begin(mo__opt_args *a, int count, const mo_tensor *const *ts)

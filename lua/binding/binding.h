@@ -261,4 +261,20 @@ void mo__copy_owner(lua_State *L, int src, int dst);
  */
 mo_status mo__unalias(mo_tensor *tmp, const mo_tensor *out, const mo_tensor **in);
 
+/* ---- lean optimizer state objects (optim.c; docs/design.md "Lean optimizer state") ---- */
+
+/* The userdata behind a lean state buffer: the core's buffer plus its param's shape. */
+typedef struct mo__lean_ud {
+    mo_lean s;
+    int ndim;
+    size_t shape[MO_MAX_DIMS];
+} mo__lean_ud;
+/* The lean state object at idx, or NULL for anything else (an emptied one has s.codes NULL). */
+mo__lean_ud *mo__tolean(lua_State *L, int idx);
+/* Pushes a new lean state object of the shape, all 0 (allocates: may run finalizers). */
+mo__lean_ud *mo__push_lean(lua_State *L, mo_state_dtype dt, mo_lean_sign sign, int ndim,
+                           const size_t *shape, const char *fname);
+/* Registers the lean state type and its core functions (optim_lean.c; called by mo__open_optim). */
+void mo__open_optim_lean(lua_State *L);
+
 #endif /* MOONOPT_BINDING_H */

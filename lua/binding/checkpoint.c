@@ -4,7 +4,8 @@
  *
  *   ckpt_write(path, names, tensors [, meta [, fname]])
  *       names: list of strings, tensors: list of tensors (same length, any
- *       layout), meta: nil or {string = string}. Atomic (see moonopt_ckpt.h).
+ *       layout) or lean optimizer state objects (written as their codes: BF16,
+ *       I8 or U8), meta: nil or {string = string}. Atomic (see moonopt_ckpt.h).
  *   ckpt_encode(names, tensors [, meta [, fname]]) -> string (the file's bytes)
  *   ckpt_read(path [, fname]) -> tensors {name = tensor}, meta {key = value},
  *       names (list, in the order of the data section), dtypes {name = "F32", ...}
@@ -55,7 +56,8 @@ static const char *opt_fname(lua_State *L, int idx, const char *def)
  * userdata pushed on the stack (collected with it, so an error leaks nothing).
  */
 static void read_items(lua_State *L, int first, const char *fname, mo_ckpt_item **items_out,
-                       size_t *n_out, mo_ckpt_meta **meta_out, size_t *nmeta_out)
+                       const mo_ckpt_raw *const **raws_out, size_t *n_out, mo_ckpt_meta **meta_out,
+                       size_t *nmeta_out)
 {
     luaL_checktype(L, first, LUA_TTABLE);
     luaL_checktype(L, first + 1, LUA_TTABLE);
@@ -73,10 +75,15 @@ static void read_items(lua_State *L, int first, const char *fname, mo_ckpt_item 
         }
     }
     /* both lists are far below 2^40 entries (they live in Lua tables) */
-    size_t bytes = (size_t)n * sizeof(mo_ckpt_item) + nmeta * sizeof(mo_ckpt_meta) + 1;
+    /* items, then meta, then the raw items of lean state objects and their pointers */
+    size_t bytes = (size_t)n * (sizeof(mo_ckpt_item) + sizeof(mo_ckpt_raw) + sizeof(mo_ckpt_raw *)) +
+                   nmeta * sizeof(mo_ckpt_meta) + 1;
     char *block = (char *)lua_newuserdatauv(L, bytes, 0);
     mo_ckpt_item *items = (mo_ckpt_item *)(void *)block;
     mo_ckpt_meta *meta = (mo_ckpt_meta *)(void *)(block + (size_t)n * sizeof(mo_ckpt_item));
+    mo_ckpt_raw *raw = (mo_ckpt_raw *)(void *)(block + (size_t)n * sizeof(mo_ckpt_item) +
+                                               nmeta * sizeof(mo_ckpt_meta));
+    const mo_ckpt_raw **raws = (const mo_ckpt_raw **)(void *)(raw + n);
     for (lua_Unsigned i = 0; i < n; i++) {
         /* the strings and tensors stay alive: they are held by the argument tables */
         lua_rawgeti(L, first, (lua_Integer)i + 1);
@@ -89,12 +96,28 @@ static void read_items(lua_State *L, int first, const char *fname, mo_ckpt_item 
             luaL_error(L, "%s: name #%I contains a NUL byte", fname, (lua_Integer)i + 1);
         lua_pop(L, 1);
         lua_rawgeti(L, first + 1, (lua_Integer)i + 1);
+        items[i].name = s;
+        raws[i] = NULL;
+        /* a lean optimizer state buffer: its codes as BF16, I8 or U8 (its int8 scales are
+           another entry, a float32 tensor that lua/moonopt/checkpoint.lua adds) */
+        mo__lean_ud *lean = mo__tolean(L, -1);
+        if (lean != NULL) {
+            if (!lean->s.codes) luaL_error(L, "%s: '%s': lean state has been freed", fname, s);
+            raw[i].dtype = lean->s.dtype == MO_STATE_BFLOAT16 ? "BF16"
+                           : lean->s.sign == MO_LEAN_SIGNED ? "I8" : "U8";
+            raw[i].ndim = lean->ndim;
+            memcpy(raw[i].shape, lean->shape, sizeof raw[i].shape);
+            raw[i].data = lean->s.codes;
+            raws[i] = &raw[i];
+            items[i].tensor = NULL;
+            lua_pop(L, 1);
+            continue;
+        }
         mo_tensor *t = mo__totensor(L, -1);
         if (t == NULL)
             luaL_error(L, "%s: '%s' must be a %s, got %s", fname, s, MO_TENSOR_MT, luaL_typename(L, -1));
         if (!mo_tensor_alive(t)) luaL_error(L, "%s: '%s': tensor has been freed", fname, s);
         lua_pop(L, 1);
-        items[i].name = s;
         items[i].tensor = t;
     }
     size_t k = 0;
@@ -118,6 +141,7 @@ static void read_items(lua_State *L, int first, const char *fname, mo_ckpt_item 
         }
     }
     *items_out = items;
+    *raws_out = raws;
     *n_out = (size_t)n;
     *meta_out = meta;
     *nmeta_out = k;
@@ -128,11 +152,12 @@ static int f_ckpt_write(lua_State *L)
     const char *fname = opt_fname(L, 5, "ckpt_write");
     const char *path = check_cstring(L, 1, fname, "path");
     mo_ckpt_item *items;
+    const mo_ckpt_raw *const *raws;
     mo_ckpt_meta *meta;
     size_t n, nmeta;
-    read_items(L, 2, fname, &items, &n, &meta, &nmeta);
+    read_items(L, 2, fname, &items, &raws, &n, &meta, &nmeta);
     char why[MO_CKPT_WHY_SIZE] = "";
-    mo_status st = mo_ckpt_write_file(path, items, n, meta, nmeta, why, sizeof why);
+    mo_status st = mo_ckpt_write_file_raw(path, items, raws, n, meta, nmeta, why, sizeof why);
     if (st != MO_OK) return luaL_error(L, "%s: %s: %s", fname, path, why[0] ? why : mo_status_str(st));
     return 0;
 }
@@ -200,12 +225,13 @@ static int f_ckpt_encode(lua_State *L)
      * replaces their slots) between reading them and encoding. */
     box *b = push_box(L);
     mo_ckpt_item *items;
+    const mo_ckpt_raw *const *raws;
     mo_ckpt_meta *meta;
     size_t n, nmeta;
-    read_items(L, 1, fname, &items, &n, &meta, &nmeta);
+    read_items(L, 1, fname, &items, &raws, &n, &meta, &nmeta);
     char why[MO_CKPT_WHY_SIZE] = "";
     size_t len = 0;
-    mo_status st = mo_ckpt_encode(&b->buf, &len, items, n, meta, nmeta, why, sizeof why);
+    mo_status st = mo_ckpt_encode_raw(&b->buf, &len, items, raws, n, meta, nmeta, why, sizeof why);
     if (st != MO_OK) return luaL_error(L, "%s: %s", fname, why[0] ? why : mo_status_str(st));
     lua_pushlstring(L, (const char *)b->buf, len);
     mo_ckpt_buffer_free(b->buf);

@@ -13,7 +13,7 @@
  *       Params without a gradient are skipped. Missing state (a new param, or a buffer an
  *       option now needs) is created here. Returns false, changing nothing, when
  *       check_finite and some gradient holds NaN or +-inf.
- *   optim_info(kind) -> {options = {name, ...}, buffers = {{name, when}, ...},
+ *   optim_info(kind) -> {options = {name, ...}, buffers = {{name, when, lean}, ...},
  *       scalars = {{name, input}, ...}, counts_steps = bool}: what a state holds, for
  *       load_state_dict's checks.
  *   optim_check(params, fname, check_finite) -> all_finite: every param's .grad (when not
@@ -27,7 +27,9 @@
  *
  * Dtypes: a param steps in its own dtype (float32 or float64, the kernels' two instances,
  * docs/design.md "Two dtypes"); its grad and state must share it, and new state is made in
- * it.
+ * it. Lean state (a group's state_dtype "bfloat16" or "int8", for the buffers the descriptor
+ * marks lean): float32 params only; those buffers are lean state objects (optim_lean.c),
+ * checked like tensors (live, the param's shape, the group's dtype, the buffer's int8 map).
  *
  * Garbage collection: creating state allocates, and an allocation may run any finalizer.
  * So the call runs in phases: (1) read every group's options; (2) validate everything,
@@ -60,7 +62,9 @@ typedef struct step_ctx {
     size_t stride;      /* bytes per group in the work area: 2 configs, 2 caches, the on-mask */
     unsigned char *work;
     int k_params, k_step, k_opt, k_buf, k_scal;  /* stack indices of the pinned key strings */
+    int k_sdt, k_srd;   /* "state_dtype", "state_rounding" */
     int wd_option;      /* index of the "weight_decay" option, or -1 */
+    int lean_ok;        /* some buffer of the descriptor may be lean */
 } step_ctx;
 
 static size_t align16(size_t n) { return (n + 15u) & ~(size_t)15u; }
@@ -83,6 +87,15 @@ static unsigned *group_on(const step_ctx *c, lua_Integer gi)
     size_t base = 2 * align16(c->d->config_size) + 2 * align16(c->d->cache_size);
     return (unsigned *)(void *)(c->work + (size_t)(gi - 1) * c->stride + base);
 }
+
+/* Group gi's state storage: the mo_state_dtype in bits 0-3, bit 4 set for stochastic
+ * rounding (the word after group_on's, in the same 16 bytes). */
+static unsigned *group_lean(const step_ctx *c, lua_Integer gi)
+{
+    return group_on(c, gi) + 1;
+}
+#define LEAN_DTYPE(word) ((mo_state_dtype)((word) & 15u))
+#define LEAN_ROUNDING(word) ((word) >> 4 & 1u ? MO_ROUND_STOCHASTIC : MO_ROUND_NEAREST)
 
 /* Pushes t[key] (key: a pinned string at stack index k), raw; returns its type. */
 static int rawget_key(lua_State *L, int t, int k)
@@ -157,6 +170,31 @@ static void read_option(const step_ctx *c, lua_Integer gi, const mo_optim_option
 
 static int buffer_on(const mo_optim_desc *d, size_t i, const void *cfg);
 
+/* A group's state_dtype and state_rounding (nil: float32, nearest) as a group_lean word. The
+ * class checks them first with friendlier messages (optimizer.lua); this guards the core. */
+static unsigned read_lean_options(const step_ctx *c, lua_Integer gi, int group)
+{
+    static const char *const dtypes[] = {"float32", "bfloat16", "int8", NULL};
+    static const char *const roundings[] = {"nearest", "stochastic", NULL};
+    lua_State *L = c->L;
+    unsigned word = 0;
+    for (int which = 0; which < 2; which++) {
+        const char *const *names = which ? roundings : dtypes;
+        int t = rawget_key(L, group, which ? c->k_srd : c->k_sdt);
+        const char *v = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int k = 0;
+        while (v && names[k] && strcmp(names[k], v) != 0) k++;
+        if (t != LUA_TNIL && (!v || !names[k]))
+            luaL_error(L, "%s: param group %I: option '%s' must be %s, got %s", c->fname, (lua_Integer)gi,
+                       which ? "state_rounding" : "state_dtype",
+                       which ? "\"nearest\" or \"stochastic\"" : "\"float32\", \"bfloat16\" or \"int8\"",
+                       mo__describe(L, -1));
+        if (t != LUA_TNIL) word |= which ? (unsigned)k << 4 : (unsigned)k;
+        lua_pop(L, 1);
+    }
+    return word;
+}
+
 /* Reads group gi's options into its two configs (the second with weight_decay 0). */
 static void read_group(const step_ctx *c, lua_Integer gi, int group)
 {
@@ -182,6 +220,7 @@ static void read_group(const step_ctx *c, lua_Integer gi, int group)
     for (size_t i = 0; i < d->nbuffers; i++)
         if (buffer_on(d, i, cfg)) on |= 1u << i;
     *group_on(c, gi) = on;
+    *group_lean(c, gi) = c->lean_ok ? read_lean_options(c, gi, group) : 0u;
 }
 
 /* Whether buffer i is kept under cfg (its `when` option is non-zero / true). */
@@ -316,6 +355,12 @@ static void new_buffer(step_ctx *c, const param_at *a, const mo_optim_buffer *b,
     size_t shape[MO_MAX_DIMS];
     int ndim = p->ndim;
     memcpy(shape, p->shape, sizeof shape);
+    mo_state_dtype sdt = LEAN_DTYPE(*group_lean(c, a->gi));
+    if (sdt != MO_STATE_FLOAT32 && b->lean != MO_LEAN_NONE) {
+        /* lean buffers start at 0 (every lean buffer is MO_OPTI_ZERO or MO_OPTI_KERNEL) */
+        mo__push_lean(L, sdt, b->lean, ndim, shape, c->fname);
+        return;
+    }
     /* the state has the param's dtype (the kernel refuses a mix) */
     mo_tensor *t = mo__newtensor_dtype(L, ndim, shape, p->dtype, b->init != MO_OPTI_PARAM, c->fname);
     if (b->init == MO_OPTI_OPTION) {
@@ -403,6 +448,40 @@ static int absent(step_ctx *c, const param_at *a, validate_acc *acc, const char 
     return 1;
 }
 
+static const char *dtype_word(mo_state_dtype dt)
+{
+    return dt == MO_STATE_BFLOAT16 ? "bfloat16" : dt == MO_STATE_INT8 ? "int8" : "float32";
+}
+
+/* The entry at the top of the stack is buffer i of the param at a->p, kept as lean state of
+ * dtype sdt: a live lean object of the param's shape, the group's dtype and the buffer's map. */
+static void check_lean_entry(step_ctx *c, const param_at *a, const mo_tensor *p, size_t i,
+                             mo_state_dtype sdt)
+{
+    lua_State *L = c->L;
+    const char *key = c->d->buffers[i].name;
+    mo__lean_ud *u = mo__tolean(L, -1);
+    if (u == NULL) {
+        if (mo__toarg(L, -1) != NULL)
+            luaL_error(L, "%s: step: state of param #%I: '%s' is a float tensor, the group's "
+                       "state_dtype is '%s' (load_state_dict converts state between dtypes)",
+                       c->fname, (lua_Integer)a->index, key, dtype_word(sdt));
+        state_error(c, a, key, "is not lean state");
+    }
+    if (u->s.codes == NULL) state_error(c, a, key, "is a freed lean state");
+    if (u->s.dtype != sdt)
+        luaL_error(L, "%s: step: state of param #%I: '%s' is %s state, the group's state_dtype is "
+                   "'%s' (load_state_dict converts state between dtypes)", c->fname,
+                   (lua_Integer)a->index, key, dtype_word(u->s.dtype), dtype_word(sdt));
+    /* the map matters for int8 codes only (bfloat16 stores the value itself) */
+    if (u->s.dtype == MO_STATE_INT8 && u->s.sign != c->d->buffers[i].lean)
+        state_error(c, a, key, u->s.sign == MO_LEAN_SIGNED ? "is signed lean state, this buffer is unsigned"
+                                                           : "is unsigned lean state, this buffer is signed");
+    int same = u->ndim == p->ndim;
+    for (int k = 0; same && k < p->ndim; k++) same = u->shape[k] == p->shape[k];
+    if (!same) state_error(c, a, key, "has a shape other than the param's");
+}
+
 static int validate_param(step_ctx *c, const param_at *a, void *ud)
 {
     validate_acc *acc = ud;
@@ -424,6 +503,11 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
                    mo_dtype_name(g->dtype), mo_dtype_name(p->dtype));
     if (acc->check_finite && acc->all_finite) mo__check(L, mo_all_finite(g, &acc->all_finite), c->fname);
     unsigned on = *group_on(c, a->gi);
+    mo_state_dtype sdt = LEAN_DTYPE(*group_lean(c, a->gi));
+    if (sdt != MO_STATE_FLOAT32 && p->dtype != MO_FLOAT32)
+        luaL_error(L, "%s: param #%I is %s: state_dtype '%s' needs float32 params (use "
+                   "state_dtype = \"float32\" for float64 ones)", c->fname, (lua_Integer)a->index,
+                   mo_dtype_name(p->dtype), sdt == MO_STATE_BFLOAT16 ? "bfloat16" : "int8");
     int st = (push_state(c, a), lua_gettop(L));
     if (!lua_isnil(L, st) && !lua_istable(L, st))
         luaL_error(L, "%s: step: the state of param #%I must be a table", c->fname, (lua_Integer)a->index);
@@ -431,6 +515,16 @@ static int validate_param(step_ctx *c, const param_at *a, void *ud)
         if (!(on >> i & 1u)) continue;
         const char *key = d->buffers[i].name;
         if (push_entry(c, a, st, c->k_buf + (int)i) == LUA_TNIL && absent(c, a, acc, key)) continue;
+        if (sdt != MO_STATE_FLOAT32 && d->buffers[i].lean != MO_LEAN_NONE) {
+            check_lean_entry(c, a, p, i, sdt);
+            lua_pop(L, 1);
+            continue;
+        }
+        mo__lean_ud *lu = mo__tolean(L, -1);
+        if (lu != NULL)
+            luaL_error(L, "%s: step: state of param #%I: '%s' is %s state, the group's state_dtype "
+                       "is 'float32' (load_state_dict converts state between dtypes)", c->fname,
+                       (lua_Integer)a->index, key, lu->s.dtype == MO_STATE_BFLOAT16 ? "bfloat16" : "int8");
         mo_tensor *t = mo__toarg(L, -1);
         if (t == NULL || !mo_tensor_alive(t)) state_error(c, a, key, t ? "is a freed tensor" : "is not a tensor");
         if (!mo_tensor_same_shape(t, p))
@@ -501,10 +595,16 @@ static int run_param(step_ctx *c, const param_at *a, void *ud)
     int st = (push_state(c, a), lua_gettop(L));
     lua_pushvalue(L, a->p);
     int fresh = lua_rawget(L, S_PENDING) == LUA_TTABLE ? lua_gettop(L) : 0;
+    unsigned lw = *group_lean(c, a->gi);
+    call.rounding = LEAN_ROUNDING(lw);
     for (size_t i = 0; i < d->nbuffers; i++) {
         if (!(on >> i & 1u)) continue;
         rawget_key(L, st, c->k_buf + (int)i);
-        call.buf[i] = mo__toarg(L, -1);  /* st keeps it alive */
+        /* st keeps it alive */
+        if (LEAN_DTYPE(lw) != MO_STATE_FLOAT32 && d->buffers[i].lean != MO_LEAN_NONE)
+            call.lean[i] = &mo__tolean(L, -1)->s;
+        else
+            call.buf[i] = mo__toarg(L, -1);
         lua_pop(L, 1);
         call.fresh[i] = fresh && rawget_key(L, fresh, c->k_buf + (int)i) != LUA_TNIL;
         if (fresh) lua_pop(L, 1);
@@ -560,6 +660,13 @@ static void push_keys(step_ctx *c)
     for (size_t i = 0; i < d->nbuffers; i++) lua_pushstring(L, d->buffers[i].name);
     c->k_scal = c->k_buf + (int)d->nbuffers;
     for (size_t i = 0; i < d->nscalars; i++) lua_pushstring(L, d->scalars[i].name);
+    c->k_sdt = c->k_scal + (int)d->nscalars;
+    lua_pushliteral(L, "state_dtype");
+    c->k_srd = c->k_sdt + 1;
+    lua_pushliteral(L, "state_rounding");
+    c->lean_ok = 0;
+    for (size_t i = 0; i < d->nbuffers; i++)
+        if (d->buffers[i].lean != MO_LEAN_NONE) c->lean_ok = 1;
 }
 
 static void setup_ctx(lua_State *L, step_ctx *c)
@@ -638,6 +745,10 @@ static int f_info(lua_State *L)
         if (d->buffers[i].when) {
             lua_pushstring(L, d->buffers[i].when);
             lua_setfield(L, -2, "when");
+        }
+        if (d->buffers[i].lean != MO_LEAN_NONE) {
+            lua_pushstring(L, d->buffers[i].lean == MO_LEAN_SIGNED ? "signed" : "unsigned");
+            lua_setfield(L, -2, "lean");
         }
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
@@ -802,4 +913,5 @@ static const luaL_Reg optim_functions[] = {
 void mo__open_optim(lua_State *L)
 {
     mo__setfuncs(L, optim_functions);
+    mo__open_optim_lean(L);
 }

@@ -29,6 +29,8 @@ local M = {}
 
 local FORMAT = "1"
 local is_tensor = core.is_tensor
+-- what the writer stores: tensors, and lean optimizer state (docs/design.md "Lean optimizer state")
+local function is_stored(v) return is_tensor(v) or core.is_lean(v) end
 local fmt = string.format
 local fail, show, show_key = apierror.fail, apierror.show, apierror.show_key
 local shape_str, same_shape = apierror.shape_str, apierror.same_shape
@@ -109,10 +111,18 @@ local function save(path, what)
   end
   local function encode(value, prefix, part)
     local ok, text = pcall(json.encode, value, {
-      is_tensor = is_tensor, path = "",
+      is_tensor = is_stored, path = "",
       tensor = function(t, p)
-        if not core.is_tensor(t) then fail("%s: %s: not a tensor", fname, p) end
-        return add(prefix .. (p == "" and "" or ".") .. p:gsub("%[(%-?%d+)%]", ".%1"):gsub("^%.", ""), t)
+        if not is_stored(t) then fail("%s: %s: not a tensor", fname, p) end
+        local name = add(prefix .. (p == "" and "" or ".") .. p:gsub("%[(%-?%d+)%]", ".%1"):gsub("^%.", ""), t)
+        -- lean optimizer state: its codes are the entry (BF16, I8, U8); int8 state's block
+        -- scales go beside it as "<name>.absmax" (F32)
+        if core.is_lean(t) and t:dtype() == "int8" then
+          local scales = name .. ".absmax"
+          if used[scales] then fail("%s: %s: the name '%s' is taken", fname, p, scales) end
+          add(scales, t:absmax())
+        end
+        return name
       end,
     })
     if not ok then fail("%s: %s: %s", fname, part, text) end
@@ -165,7 +175,20 @@ local load_known = {model = true, optimizer = true, scheduler = true, fit = true
 local function load(path, what)
   local fname = "mo.load"
   what = check_args(fname, path, what, load_known)
-  local tensors, meta = core.ckpt_read(path, fname)
+  local tensors, meta, _, dtypes = core.ckpt_read(path, fname)
+  -- an optimizer state entry saved as lean state (BF16 codes, or I8/U8 codes beside their
+  -- F32 block scales) becomes a lean state object again, bit for bit
+  local function lean_state(name, t, dtype)
+    if dtype == "BF16" then return core.lean_encode(t, "bfloat16", "signed") end
+    if dtype ~= "I8" and dtype ~= "U8" then return t end
+    local scales = tensors[name .. ".absmax"]
+    if scales == nil then
+      error(fmt("int8 state '%s' has no block scales '%s.absmax'", name, name), 0)
+    end
+    local ok, s = pcall(core.lean_from_codes, "int8", dtype == "I8" and "signed" or "unsigned", t, scales)
+    if not ok then error(fmt("int8 state '%s': %s", name, tostring(s)), 0) end
+    return s
+  end
   local function bad(msg, ...)
     fail("%s: %s: " .. msg, fname, path, ...)
   end
@@ -178,7 +201,8 @@ local function load(path, what)
       if t == nil or name:sub(1, #prefix + 1) ~= prefix .. "." then
         error(fmt("refers to tensor '%s', which is not among the file's '%s.' tensors", name, prefix), 0)
       end
-      return t
+      if prefix ~= "optimizer" then return t end
+      return lean_state(name, t, dtypes[name])
     end})
     if not ok then bad("metadata '%s': %s", key, v) end
     return v

@@ -8,6 +8,7 @@
 
 #include "ctest.h"
 #include "moonopt.h"
+#include "optim_internal.h"   /* mo__adam_run_level, mo__simd_level: run each vector path */
 
 #define N 11 /* more than one 8-wide vector plus a tail */
 
@@ -924,6 +925,237 @@ TEST(every_descriptor_float64_and_mixed)
     }
 }
 
+
+/* Every Adam switch combination (27 configs), float32 and float64, through the scalar, AVX and
+ * AVX-512 loops (mo__adam_run_level; a level the CPU lacks runs the widest it has):
+ * the same bits from every path, including NaN, inf, -0 and huge values in the data. 135
+ * elements: AVX-512 body, an AVX tail and a scalar tail. */
+#define XN 135
+static void adam_paths_config(int which, mo_adam_config *c)
+{
+    mo_adamw_defaults(c);
+    c->weight_decay_mode = (mo_wd_mode)(which % 3);
+    c->eps_mode = (mo_eps_mode)(which / 3 % 2);
+    c->amsgrad = which / 6 % 2;
+    c->bias_correction = which % 4 != 3;
+    c->maximize = which % 5 == 1;
+    if (which % 3 == 0) c->weight_decay = 0.3;
+    if (which / 9 == 1) {
+        c->rescale_grad = 0.75;
+        c->clip_gradient = 0.5;
+        c->clip_weight_decay = which % 2;
+    }
+    if (which / 9 == 2) c->lr_decay = 0.1;
+}
+
+static float path_data(int t, int i)
+{
+    if (i == 7) return NAN;
+    if (i == 8) return t % 2 ? INFINITY : -INFINITY;
+    if (i == 9) return -0.0f;
+    if (i == 10) return 1e30f;
+    return (float)sin(0.37 * i + 1.3 * t) * (i % 11 == 0 ? 1e-6f : 2.0f);
+}
+
+static void adam_paths_run_f32(const mo_adam_config *c, int level, float out[4][XN])
+{
+    float g[XN];
+    for (int i = 0; i < XN; i++) {
+        out[0][i] = 0.01f * (float)(i - 60);
+        out[1][i] = out[2][i] = out[3][i] = 0.0f;
+    }
+    for (int t = 1; t <= 3; t++) {
+        for (int i = 0; i < XN; i++) g[i] = path_data(t, i);
+        mo_adam_scalars k;
+        CHECK_OK(mo_adam_prepare(c, t, &k));
+        if (!k.skip) mo__adam_run_level(&k, out[0], g, out[1], out[2], out[3], XN, level);
+    }
+}
+
+static void adam_paths_run_f64(const mo_adam_config *c, int level, double out[4][XN])
+{
+    double g[XN];
+    for (int i = 0; i < XN; i++) {
+        out[0][i] = 0.01 * (i - 60);
+        out[1][i] = out[2][i] = out[3][i] = 0.0;
+    }
+    for (int t = 1; t <= 3; t++) {
+        for (int i = 0; i < XN; i++) g[i] = (double)path_data(t, i) * (1.0 + 1e-12 * i);
+        mo_adam_scalars k;
+        CHECK_OK(mo_adam_prepare(c, t, &k));
+        if (!k.skip) mo__adam_run64_level(&k.f64, out[0], g, out[1], out[2], out[3], XN, level);
+    }
+}
+
+TEST(adam_simd_paths_agree_bitwise_every_switch)
+{
+    static float f[3][4][XN];
+    static double d[3][4][XN];
+    for (int which = 0; which < 27; which++) {
+        mo_adam_config c;
+        adam_paths_config(which, &c);
+        for (int level = 0; level < 3; level++) {
+            int lv = level < mo__simd_level() ? level : mo__simd_level();
+            adam_paths_run_f32(&c, lv, f[level]);
+            adam_paths_run_f64(&c, lv, d[level]);
+        }
+        for (int cap = 1; cap < 3; cap++) {
+            int same32 = memcmp(f[0], f[cap], sizeof f[0]) == 0;
+            int same64 = memcmp(d[0], d[cap], sizeof d[0]) == 0;
+            if (!same32 || !same64) printf("#   config %d, path %d: float32 %d float64 %d\n", which, cap, same32, same64);
+            CHECK(same32);
+            CHECK(same64);
+        }
+    }
+    /* the paths were really taken where the CPU has them (so the test compares something) */
+    printf("# widest path on this CPU: %d (0 scalar, 1 AVX, 2 AVX-512)\n", mo__simd_level());
+}
+
+/* bfloat16: round to nearest even, NaN kept quiet, inf kept, overflow to inf */
+TEST(lean_bf16_codec)
+{
+    CHECK(mo_bf16_from_float(1.0f + 0x1p-8f) == 0x3F80);          /* tie: down to even */
+    CHECK(mo_bf16_from_float(1.0f + 3 * 0x1p-8f) == 0x3F82);      /* tie: up to even */
+    CHECK(mo_bf16_from_float(-1.0f - 0x1p-8f - 0x1p-20f) == 0xBF81);
+    CHECK(mo_bf16_from_float(INFINITY) == 0x7F80);
+    CHECK(mo_bf16_from_float(-INFINITY) == 0xFF80);
+    CHECK(mo_bf16_from_float(3.4028235e38f) == 0x7F80);
+    uint16_t q = mo_bf16_from_float(NAN);
+    CHECK((q & 0x7F80) == 0x7F80 && (q & 0x7F) != 0);
+    CHECK(mo_bf16_to_float(0x3F82) == 1.0f + 0x1p-6f);
+    /* stochastic: r below the dropped fraction's complement rounds down, at or above up */
+    CHECK(mo_bf16_from_float_sr(1.0f + 0x1p-9f, 0xBFFF) == 0x3F80);
+    CHECK(mo_bf16_from_float_sr(1.0f + 0x1p-9f, 0xC000) == 0x3F81);
+    CHECK(mo_bf16_from_float_sr(INFINITY, 0xFFFF) == 0x7F80);
+}
+
+/* int8 maps: every code decodes to a value that encodes back to it; 1.0 is a code; the
+ * error of any u in [0, 1] is within 1/16 relative or the smallest step */
+TEST(lean_q8_codec)
+{
+    for (int signed_map = 0; signed_map < 2; signed_map++) {
+        mo_lean_sign sg = signed_map ? MO_LEAN_SIGNED : MO_LEAN_UNSIGNED;
+        int top = signed_map ? 120 : 248;
+        for (int c = 0; c <= top; c++) {
+            uint8_t code = (uint8_t)c;
+            float u = mo_q8_to_unit(code, sg);
+            CHECK(mo_q8_from_unit(u, sg) == code);
+            if (signed_map && c) {
+                uint8_t neg = (uint8_t)(int8_t)-c;
+                CHECK(mo_q8_from_unit(-u, sg) == neg);
+                CHECK(mo_q8_to_unit(neg, sg) == -u);
+            }
+            if (c) CHECK(u > mo_q8_to_unit((uint8_t)(c - 1), sg));   /* increasing */
+        }
+        CHECK(mo_q8_to_unit((uint8_t)top, sg) == 1.0f);
+        CHECK(isnan(mo_q8_to_unit((uint8_t)(top + 1), sg)));
+        float floor_step = signed_map ? 0x1p-17f : 0x1p-33f;
+        for (int i = 0; i <= 100000; i++) {
+            float u = powf(2.0f, -36.0f * (float)i / 100000.0f);
+            float back = mo_q8_to_unit(mo_q8_from_unit(u, sg), sg);
+            CHECK(fabsf(back - u) <= u / 16 + floor_step);
+        }
+    }
+}
+
+
+/* The AVX2 codecs against the scalar ones: the same codes, scales and decoded values for data
+ * spanning 40 octaves, both signs, zeros, -0, a block with a subnormal absmax, a block holding
+ * NaN, a partial last block; the same at every length 0..40 (vector body + tails). */
+TEST(lean_vector_codecs_match_scalar)
+{
+    enum { LN = 256 * 5 + 77 };
+    static float x[LN], da[LN], db[LN];
+    for (int i = 0; i < LN; i++) {
+        float mag = powf(2.0f, -40.0f * (float)((i * 7919) % 1000) / 1000.0f);
+        x[i] = (i % 3 == 0 ? -mag : mag) * (float)(1 + i % 5);
+    }
+    x[5] = 0.0f;
+    x[6] = -0.0f;
+    for (int i = 256; i < 512; i++) x[i] = (float)(i - 300) * 1e-42f;   /* subnormal absmax */
+    x[600] = NAN;
+    for (int dt = 1; dt <= 2; dt++) {
+        for (int sg = 1; sg <= 2; sg++) {
+            for (int len = 0; len <= LN; len += len < 40 ? 1 : LN - 40) {
+                mo_lean a, b;
+                CHECK_OK(mo_lean_init(&a, (mo_state_dtype)dt, (mo_lean_sign)sg, (size_t)len));
+                CHECK_OK(mo_lean_init(&b, (mo_state_dtype)dt, (mo_lean_sign)sg, (size_t)len));
+                CHECK_OK(mo__lean_encode_vec(&a, x, (size_t)len, MO_ROUND_NEAREST, 0, 1));
+                CHECK_OK(mo__lean_encode_vec(&b, x, (size_t)len, MO_ROUND_NEAREST, 0, 0));
+                size_t es = dt == MO_STATE_BFLOAT16 ? 2 : 1;
+                CHECK(memcmp(a.codes, b.codes, (size_t)len * es) == 0);
+                if (a.nblocks) CHECK(memcmp(a.absmax, b.absmax, a.nblocks * sizeof(float)) == 0);
+                CHECK_OK(mo__lean_decode_vec(&a, da, (size_t)len, 1));
+                CHECK_OK(mo__lean_decode_vec(&a, db, (size_t)len, 0));
+                CHECK(memcmp(da, db, (size_t)len * sizeof(float)) == 0);
+                mo_lean_free(&a);
+                mo_lean_free(&b);
+            }
+        }
+    }
+}
+
+
+/* A lean Adam step is the float32 step on the decoded moments, stored back: against that
+ * reference built from the public codecs and mo_adam_update_prepared, bit for bit, for
+ * bfloat16 (the fused AVX-512 loop where the CPU has it, blocks for the tail) and int8, with
+ * and without amsgrad, over 3 steps. */
+TEST(lean_adam_step_is_the_float_step_on_decoded_state)
+{
+    enum { LN = 256 * 4 + 21 };
+    static float w[LN], g[LN], rw[LN], rm[LN], rv[LN], rx[LN];
+    for (int dt = 1; dt <= 2; dt++) {
+        for (int ams = 0; ams <= 1; ams++) {
+            mo_adam_config c;
+            mo_adamw_defaults(&c);
+            c.amsgrad = ams;
+            c.lr = 1e-2;
+            size_t shape[1] = {LN};
+            mo_tensor tw, tg;
+            mo_tensor_init(&tw);
+            mo_tensor_init(&tg);
+            CHECK_OK(mo_tensor_wrap(&tw, w, 1, shape, NULL, NULL));
+            CHECK_OK(mo_tensor_wrap(&tg, g, 1, shape, NULL, NULL));
+            mo_lean m, v, x, cm, cv, cx;
+            CHECK_OK(mo_lean_init(&m, (mo_state_dtype)dt, MO_LEAN_SIGNED, LN));
+            CHECK_OK(mo_lean_init(&v, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            CHECK_OK(mo_lean_init(&x, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            CHECK_OK(mo_lean_init(&cm, (mo_state_dtype)dt, MO_LEAN_SIGNED, LN));
+            CHECK_OK(mo_lean_init(&cv, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            CHECK_OK(mo_lean_init(&cx, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, LN));
+            for (int i = 0; i < LN; i++) w[i] = rw[i] = 0.01f * (float)(i % 97) - 0.4f;
+            for (int t = 1; t <= 3; t++) {
+                for (int i = 0; i < LN; i++) g[i] = (float)sin(0.3 * i + t) * (i % 13 == 0 ? 1e-4f : 1.0f);
+                mo_adam_scalars k;
+                CHECK_OK(mo_adam_prepare(&c, t, &k));
+                CHECK_OK(mo_adam_step_lean(&tw, &tg, &m, &v, ams ? &x : NULL, &k, MO_ROUND_NEAREST, t));
+                /* the reference: decode, step in float32, encode */
+                CHECK_OK(mo_lean_decode(&cm, rm, LN));
+                CHECK_OK(mo_lean_decode(&cv, rv, LN));
+                CHECK_OK(mo_lean_decode(&cx, rx, LN));
+                CHECK_OK(mo_adam_update_prepared(rw, g, rm, rv, rx, LN, &k));
+                CHECK_OK(mo_lean_encode(&cm, rm, LN, MO_ROUND_NEAREST, 0));
+                CHECK_OK(mo_lean_encode(&cv, rv, LN, MO_ROUND_NEAREST, 0));
+                CHECK_OK(mo_lean_encode(&cx, rx, LN, MO_ROUND_NEAREST, 0));
+            }
+            size_t es = dt == MO_STATE_BFLOAT16 ? 2 : 1;
+            CHECK(memcmp(w, rw, sizeof w) == 0);
+            CHECK(memcmp(m.codes, cm.codes, LN * es) == 0);
+            CHECK(memcmp(v.codes, cv.codes, LN * es) == 0);
+            if (ams) CHECK(memcmp(x.codes, cx.codes, LN * es) == 0);
+            if (m.nblocks) CHECK(memcmp(m.absmax, cm.absmax, m.nblocks * sizeof(float)) == 0);
+            mo_lean_free(&m);
+            mo_lean_free(&v);
+            mo_lean_free(&x);
+            mo_lean_free(&cm);
+            mo_lean_free(&cv);
+            mo_lean_free(&cx);
+            mo_tensor_release(&tw);
+            mo_tensor_release(&tg);
+        }
+    }
+}
+
 int main(void)
 {
     RUN(adam_first_step_by_hand);
@@ -950,5 +1182,10 @@ int main(void)
     RUN(clip_formulas_and_nonfinite_policy);
     RUN(descriptors_are_consistent);
     RUN(sfadamw_first_step_by_hand);
+    RUN(adam_simd_paths_agree_bitwise_every_switch);
+    RUN(lean_bf16_codec);
+    RUN(lean_q8_codec);
+    RUN(lean_vector_codecs_match_scalar);
+    RUN(lean_adam_step_is_the_float_step_on_decoded_state);
     return ctest_summary();
 }

@@ -509,6 +509,14 @@ local tmp = os.tmpname()
 case("ckpt_write", "ckpt_write",
   function() return {{"a", "b"}, {M(2, 2):t(), mo.tensor{1, 2, 3}}, {key = "value"}} end,
   function(a) core.ckpt_write(tmp, a[1], a[2], a[3]); return file_bytes(tmp) end, {picks = 3})
+-- lean optimizer state (optim_lean.c): codes and values as tensors, to compare
+case("lean_encode", "lean_encode", function() return {M(3, 2):t()} end,
+  function(a) return core.lean_encode(a[1], "int8", "signed"):codes() end)
+case("lean_from_codes", "lean_from_codes", function() return {mo.tensor{1, -3, 120}:view(3, 1):t(), mo.tensor{2}} end,
+  function(a) return core.lean_from_codes("int8", "signed", a[1], a[2]):float() end)
+case("ckpt_write lean", "ckpt_write",
+  function() return {{"a", "b"}, {core.lean_encode(M(2, 2), "bfloat16", "signed"), mo.tensor{1, 2, 3}}} end,
+  function(a) core.ckpt_write(tmp, a[1], a[2]); return file_bytes(tmp) end, {picks = 2})
 case("write_idx", "write_idx", function() return {M(2, 3):t()} end,
   function(a) core.write_idx(tmp, a[1], "float32"); return file_bytes(tmp) end)
 case("normalize_", "normalize_", function() return {M(2, 3):t()} end,

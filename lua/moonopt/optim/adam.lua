@@ -20,6 +20,7 @@ local function adam_defaults(wd)
     maximize = false, flavor = "pytorch", bias_correction = true, eps_mode = "raw",
     weight_decay_mode = "l2", rescale_grad = 1, clip_gradient = false, lr_decay = 0,
     exclude_from_weight_decay = false, clip_weight_decay = false, skip_nonfinite_rescale = false,
+    state_dtype = "float32", state_rounding = "nearest",
   }
 end
 
@@ -92,6 +93,7 @@ local function check_adam(presets)
       end
     end
     C.nonneg(o, err, "lr_decay")
+    C.state_dtype(o, err)
     local ex = o.exclude_from_weight_decay
     if ex ~= false and ex ~= nil then
       if type(ex) ~= "table" then

@@ -8,12 +8,14 @@ local M = {}
 
 M.Lion = Optimizer.class{
   name = "Lion",
-  defaults = {lr = 1e-4, betas = {0.9, 0.99}, weight_decay = 0, maximize = false},
+  defaults = {lr = 1e-4, betas = {0.9, 0.99}, weight_decay = 0, maximize = false,
+              state_dtype = "float32", state_rounding = "nearest"},
   check = function(o, err)
     C.lr(o, err)
     C.betas(o, err)
     C.weight_decay(o, err)
     C.boolean(o, err, "maximize")
+    C.state_dtype(o, err)
   end,
   kernel = "lion",
 }

@@ -28,6 +28,7 @@ local core = require "moonopt.core"
 local apierror = require "moonopt.apierror"
 
 local is_tensor = core.is_tensor
+local is_lean = core.is_lean
 local optim_step = core.optim_step
 local fail, api, show, show_key = apierror.fail, apierror.api, apierror.show, apierror.show_key
 
@@ -126,9 +127,17 @@ local function resolve(cls, opts, group)
   return r
 end
 
+-- The options of lean state (docs/optimizers.md "Lean optimizer state"); the classes that
+-- keep it list them in their defaults.
+local LEAN_OPTIONS = {state_dtype = true, state_rounding = true}
+
 local function check_known(cls, t, where)
   for k in pairs(t) do
     if cls.spec.defaults[k] == nil and not NOT_OPTIONS[k] and not OWN_OPTIONS[k] then
+      if LEAN_OPTIONS[k] then
+        fail("%s: %s = %s is not supported: lean state is kept by Adam, AdamW, Lion and SGD "
+             .. "(with momentum)%s", cls.name, k, show(t[k]), where)
+      end
       fail("%s: unknown option %s%s", cls.name, show_key(k), where)
     end
   end
@@ -280,7 +289,13 @@ local function step(self, closure)
     loss = closure()
   end
   local groups, spec = self.param_groups, self.spec
-  for gi = 1, #groups do check_group(self, groups[gi], gi) end
+  for gi = 1, #groups do
+    check_group(self, groups[gi], gi)
+    if self._zero and (groups[gi].state_dtype or "float32") ~= "float32" then
+      fail("%s: step: shard_state keeps float32 state only (param group %d has state_dtype %s)",
+           self.name, gi, show(groups[gi].state_dtype))
+    end
+  end
   if spec.before_step then spec.before_step(self, self._err) end
   local masks = spec.masks and spec.masks(self) or nil
   local ok, stepped
@@ -310,9 +325,9 @@ end
 
 -- ---- state_dict -------------------------------------------------------------------------
 
--- A copy of plain data where every tensor, at any depth, is cloned.
+-- A copy of plain data where every tensor and lean state object, at any depth, is cloned.
 local function deep_clone(v)
-  if is_tensor(v) then return v:clone() end
+  if is_tensor(v) or is_lean(v) then return v:clone() end
   if type(v) ~= "table" then return v end
   local c = {}
   for k, x in pairs(v) do c[k] = deep_clone(x) end
@@ -389,7 +404,7 @@ local function check_kernel_state(info, st)
   for _, b in ipairs(info.buffers) do
     local v = st[b.name]
     if v == nil and b.when == nil then return "no '" .. b.name .. "'" end
-    if v ~= nil and not is_tensor(v) then
+    if v ~= nil and not is_tensor(v) and not (b.lean and is_lean(v)) then
       return string.format("'%s' must be a tensor, got %s", b.name, show(v))
     end
   end
@@ -406,7 +421,7 @@ end
 -- The option groups of a state dict, checked against the optimizer's groups; returns the new
 -- groups and the map param index -> param.
 local function load_groups(self, sd, lfail)
-  local params, new_groups = {}, {}
+  local params, new_groups, group_of = {}, {}, {}
   for gi, group in ipairs(self.param_groups) do
     local sg = sd.param_groups[gi]
     if type(sg) ~= "table" or type(sg.params) ~= "table" then
@@ -434,18 +449,53 @@ local function load_groups(self, sd, lfail)
         lfail("param group %d: params[%d] must be an integer index, got %s", gi, j, show(idx))
       end
       if params[idx] ~= nil then lfail("param index %d appears twice", idx) end
-      params[idx] = group.params[j]
+      params[idx], group_of[idx] = group.params[j], gi
     end
     new_groups[gi] = ng
   end
-  return new_groups, params
+  return new_groups, params, group_of
+end
+
+-- Brings each buffer of a loaded state to its group's state_dtype (float32 tensors, or lean
+-- state objects): a float32 state dict loads into an optimizer with lean state and back.
+-- bfloat16 -> bfloat16 and int8 -> int8 keep the codes as they are (an exact resume).
+-- Returns a message or nil.
+local function convert_state(info, st, group)
+  local want = group.state_dtype or "float32"
+  for _, b in ipairs(info.buffers) do
+    local v = st[b.name]
+    if v ~= nil and b.lean then
+      local have = is_lean(v) and v:dtype() or "float32"
+      if have ~= want then
+        local x = is_lean(v) and v:float() or v
+        if want == "float32" then
+          st[b.name] = x
+        elseif x.dtype ~= "float32" then
+          return string.format("'%s' is %s: state_dtype %s needs float32 params", b.name, x.dtype,
+                               show(want))
+        else
+          st[b.name] = core.lean_encode(x, want, b.lean)
+        end
+      end
+    end
+  end
+  return nil
 end
 
 -- Every tensor in a state, nested ones included, must have the shape the class expects and
 -- the param's dtype (the kernels step a param, its grad and its state in one dtype).
 local function check_state_shapes(s, want, dtype, idx, lfail)
   local function walk(v, path)
-    if is_tensor(v) then
+    if is_lean(v) then
+      if not apierror.same_shape(v, want) then
+        lfail("state of param #%d: %s has shape %s, the param has shape %s", idx, path,
+              apierror.shape_str(v), apierror.shape_str(want))
+      end
+      if dtype ~= "float32" then
+        lfail("state of param #%d: %s is %s state, the param is %s (lean state needs float32 "
+              .. "params)", idx, path, v:dtype(), dtype)
+      end
+    elseif is_tensor(v) then
       if not apierror.same_shape(v, want) then
         lfail("state of param #%d: %s has shape %s, the param has shape %s", idx, path,
               apierror.shape_str(v), apierror.shape_str(want))
@@ -477,7 +527,7 @@ local function load_state_dict(self, sd)
     lfail("the state dict has %d param groups, the optimizer has %d", #sd.param_groups,
           #self.param_groups)
   end
-  local new_groups, params = load_groups(self, sd, lfail)
+  local new_groups, params, group_of = load_groups(self, sd, lfail)
   local new_state = {}
   local info = kernel_info(self)
   for idx, s in pairs(sd.state) do
@@ -489,6 +539,7 @@ local function load_state_dict(self, sd)
     local fresh = deep_clone(s)
     local msg
     if info then msg = check_kernel_state(info, fresh) end
+    if msg == nil and info then msg = convert_state(info, fresh, new_groups[group_of[idx]]) end
     if msg == nil and self.spec.check_state then msg = self.spec.check_state(fresh, new_groups, p) end
     if msg then lfail("state of param #%d: %s", idx, msg) end
     new_state[p] = fresh
@@ -610,6 +661,22 @@ function C.adam_family(o, err)
   C.betas(o, err)
   C.eps(o, err)
   C.weight_decay(o, err)
+end
+
+-- state_dtype and state_rounding (the classes with lean state).
+local STATE_DTYPES = {float32 = true, bfloat16 = true, int8 = true}
+function C.state_dtype(o, err)
+  if not STATE_DTYPES[o.state_dtype] then
+    err("option 'state_dtype' must be \"float32\", \"bfloat16\" or \"int8\", got %s", show(o.state_dtype))
+  end
+  local r = o.state_rounding
+  if r ~= "nearest" and r ~= "stochastic" then
+    err("option 'state_rounding' must be \"nearest\" or \"stochastic\", got %s", show(r))
+  end
+  if r == "stochastic" and o.state_dtype ~= "bfloat16" then
+    err("state_rounding \"stochastic\" applies to bfloat16 state, and state_dtype is %s (int8 "
+        .. "state rounds to the nearest code)", show(o.state_dtype))
+  end
 end
 
 function C.nonneg(o, err, key, what)
