@@ -203,6 +203,22 @@ static int snapshot_key(lua_State *L, int top)
     return 0;
 }
 
+/* Raises the recorder's error (at the top) as this call's: a message naming the op
+ * passes (E.fail put the user's position there); another one (an argument a finalizer
+ * freed while the node was built) gets the op's name, without the library position. */
+static void record_error(lua_State *L, const char *name)
+{
+    const char *msg = lua_tostring(L, -1);
+    if (msg == NULL) lua_error(L);
+    if (strstr(msg, name) != NULL) lua_error(L);
+    const char *pos = strstr(msg, ".lua:");
+    if (pos != NULL) {
+        const char *rest = strstr(pos, ": ");
+        if (rest != NULL) msg = rest + 2;
+    }
+    luaL_error(L, "%s: %s", name, msg);
+}
+
 /*
  * The recording path. f runs with the stack exactly as the caller left it (it counts
  * its arguments with lua_gettop), so the snapshot of the arguments waits in the
@@ -270,7 +286,7 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     lua_pushinteger(L, (lua_Integer)req);
     lua_pushinteger(L, (lua_Integer)mark);
     for (int i = last - n + 1; i <= last; i++) lua_pushvalue(L, i);
-    lua_call(L, 5 + n, 0);
+    if (lua_pcall(L, 5 + n, 0, 0) != LUA_OK) record_error(L, name);
     lua_settop(L, last);
     return n;
 }
