@@ -521,7 +521,8 @@ case("detach", "detach", function() return {RG(M(2, 3))} end,
 -- (the constant is made inside: nn_flatten, a hostile action, gives a tensor a zero .grad)
 case("backward", {"backward", "tensor has been freed"}, function() return {RG(M(2, 3))} end,
   function(a)
-    ;(a[1] * M(2, 3, 1)):exp():sum():backward()
+    local y = (a[1] * M(2, 3, 1)):exp():sum()
+    y:backward()
     return a[1].grad
   end, {inplace = true, grads = true})
 
