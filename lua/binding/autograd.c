@@ -22,8 +22,9 @@
  * recorder (lua/moonopt/autograd/record.lua, installed with core._autograd.install) the op's
  * name, the arguments and the results; the recorder attaches a node to the results.
  * In-place functions (a name ending in "_", set, fill, copy, t[k] = v) are never
- * recorded: under grad mode they raise when self has a grad_fn or another argument
- * requires grad; afterwards they bump self's storage version. optim_step bumps every
+ * recorded: under grad mode they raise when self has a grad_fn, or when another argument
+ * has one and self is not a leaf needing grad (writing into a parameter is an update;
+ * a leaf source is read as a constant); afterwards they bump self's storage version. optim_step bumps every
  * parameter's version. Factories apply a {requires_grad = true} option.
  */
 #include "binding.h"
@@ -145,11 +146,15 @@ static void inplace_check(lua_State *L, int top, const char *name, int upv)
         luaL_error(L, "%s: in-place operations are not recorded by autograd, and self was made "
                    "by a recorded op (it has a grad_fn); use the out-of-place form%s (or run "
                    "it under mo.no_grad)", name, alt);
+    /* a leaf needing grad is a parameter: writing into it is an update (an optimizer
+     * restoring a backup it cloned), whatever the source */
+    if (self & MO__AG_REQ) return;
     for (int i = 2; i <= top; i++) {
         unsigned f = lua_istable(L, i) ? list_flags(L, i, upv) : arg_flags(L, i, upv);
-        if (f & MO__AG_REQ)
-            luaL_error(L, "%s: argument #%d requires grad, but in-place operations are not "
-                       "recorded by autograd; use the out-of-place form%s", name, i - 1, alt);
+        if (f & MO__AG_NONLEAF)
+            luaL_error(L, "%s: argument #%d was made by a recorded op (it has a grad_fn), but "
+                       "in-place operations are not recorded by autograd; use the out-of-place "
+                       "form%s", name, i - 1, alt);
     }
 }
 

@@ -397,6 +397,14 @@ function TestFunctional.test_hvp()
   fails("hvp: v[1] has shape {2}, inputs[1] {3}", mo.autograd.hvp, print, x, mo.ones(2, D))
 end
 
+function TestFunctional.test_newton_example_beats_lbfgs()
+  -- examples/newton.lua, small: Newton-CG on autograd's Hessian-vector products takes
+  -- fewer iterations than L-BFGS on the 20-d Rosenbrock function
+  local newton, lbfgs = assert(loadfile("examples/newton.lua"))(20, "quiet")
+  lu.assertTrue(newton > 0 and newton < lbfgs, string.format("Newton-CG %d, L-BFGS %d", newton,
+    lbfgs))
+end
+
 function TestFunctional.test_gradcheck_reports_the_element()
   local Bad = mo.autograd.Function{
     forward = function(_, a) return a * 2 end,
@@ -543,9 +551,13 @@ function TestErrors.test_in_place_on_a_recorded_result()
     .. "recorded op (it has a grad_fn); use the out-of-place form add", function() y:add_(1) end)
   fails("__newindex: in-place operations are not recorded", function() y[1] = 5 end)
   local t = mo.zeros(2)
-  fails("copy_: argument #1 requires grad, but in-place operations are not recorded by autograd; "
-    .. "use the out-of-place form copy", function() t:copy_(x) end)
-  fails("__newindex: argument #2 requires grad", function() t[1] = x[1] end)
+  fails("copy_: argument #1 was made by a recorded op (it has a grad_fn), but in-place operations "
+    .. "are not recorded by autograd; use the out-of-place form copy", function() t:copy_(y) end)
+  fails("__newindex: argument #2 was made by a recorded op", function() t[1] = x[1] end)
+  x:copy_(y * 0 + 1) -- into a leaf: a parameter update (optimizers restore backups so)
+  t:copy_(x) -- a leaf's values are read as a constant (optimizers back parameters up so)
+  lu.assertEquals(t:totable(), {1, 1})
+  lu.assertFalse(t.requires_grad)
   -- allowed: on leaves, and anything under no_grad
   x:add_(1)
   lu.assertEquals(x:totable(), {2, 2})
