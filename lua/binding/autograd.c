@@ -35,15 +35,18 @@ typedef struct ag_state {
     int enabled;        /* grad mode */
     size_t live;        /* tensors with ag != 0 */
     lua_Integer serial; /* numbers the snapshots of recorded calls */
+    lua_Integer npool;  /* snapshot tables waiting in the pool for reuse */
 } ag_state;
 
 /* Registry keys (their addresses are the keys; never written). */
 static const char state_key = 's';    /* the ag_state userdata */
 static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
 static const char snap_key = 'n';     /* weak-keyed table: first argument -> argument snapshot */
+static const char pool_key = 'p';     /* snapshot tables for reuse (saves an allocation per op) */
+#define POOL_MAX 16
 
 /* Function kinds, from the registered name (upvalue 4 of a dispatcher). */
-enum { F_INPLACE = MO__AG_INPLACE, F_FACTORY = 2, F_STEP = 4 };
+enum { F_INPLACE = MO__AG_INPLACE, F_FACTORY = 2, F_STEP = 4, F_PLAIN = 8 };
 
 /* The A_GROUPS argument of optim_step (lua/binding/optim.c): a list of {params = {...}}. */
 #define STEP_GROUPS_ARG 3
@@ -64,6 +67,9 @@ void mo__ag_open(lua_State *L)
         s->enabled = 1;
         s->live = 0;
         s->serial = 0;
+        s->npool = 0;
+        lua_newtable(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
         lua_newtable(L);
         lua_createtable(L, 0, 1);
@@ -224,6 +230,20 @@ static void record_error(lua_State *L, const char *name)
     luaL_error(L, "%s: %s", name, msg);
 }
 
+/* Empties the snapshot at `args` (its top arguments) and puts it in the pool. */
+static void give_back(lua_State *L, ag_state *s, int args, int top)
+{
+    if (s->npool >= POOL_MAX) return;
+    for (int i = 1; i <= top; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, args, i);
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+    lua_pushvalue(L, args);
+    lua_rawseti(L, -2, ++s->npool);
+    lua_pop(L, 1);
+}
+
 /*
  * The recording path. f runs with the stack exactly as the caller left it (it counts
  * its arguments with lua_gettop), so the snapshot of the arguments waits in the
@@ -233,14 +253,24 @@ static void record_error(lua_State *L, const char *name)
  * own on top and takes it off again, and one left behind by an error is skipped.
  * An error in f leaves the snapshot until that argument dies: nothing leaks.
  */
-static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int top,
-                       unsigned req, unsigned mark)
+static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
+                       int top, unsigned req, unsigned mark)
 {
     int key = snapshot_key(L, top);
     lua_Integer serial = ++s->serial;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
     int snaps = lua_gettop(L);
-    lua_createtable(L, top, 2);
+    if (s->npool > 0) {
+        /* a table a finished call gave back (empty); one an error skipped is garbage */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+        lua_rawgeti(L, -1, s->npool);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, s->npool);
+        s->npool--;
+        lua_remove(L, -2);
+    } else {
+        lua_createtable(L, top, 2);
+    }
     for (int i = 1; i <= top; i++) {
         lua_pushvalue(L, i);
         lua_rawseti(L, -2, i);
@@ -282,22 +312,35 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     lua_rawseti(L, args, -2);
 
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
+        give_back(L, s, args, top);
         lua_settop(L, last);
         return n;
     }
-    lua_pushstring(L, name);
+    if (nameidx != 0)
+        lua_pushvalue(L, nameidx); /* the dispatcher's name upvalue: no string interning */
+    else
+        lua_pushstring(L, name);
     lua_pushvalue(L, args);
     lua_pushinteger(L, top);
     lua_pushinteger(L, (lua_Integer)req);
     lua_pushinteger(L, (lua_Integer)mark);
     for (int i = last - n + 1; i <= last; i++) lua_pushvalue(L, i);
     if (lua_pcall(L, 5 + n, 0, 0) != LUA_OK) record_error(L, name);
+    give_back(L, s, args, top); /* the recorder keeps no reference to the snapshot */
     lua_settop(L, last);
     return n;
 }
 
+static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind,
+                   int upv);
+
 /* Everything but the fast path of ag_dispatch; also t[k] and t[k] = v (tensor.c). */
 int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv)
+{
+    return ag_call(L, f, name, 0, kind, upv);
+}
+
+static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind, int upv)
 {
     ag_state *s = get_state(L);
     int top = lua_gettop(L);
@@ -328,7 +371,7 @@ int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int u
         if (fl & MO__AG_MARK) mark |= 1u << (i - 1);
     }
     if (req == 0 && mark == 0) return f(L);
-    return record_call(L, s, f, name, top, req, mark);
+    return record_call(L, s, f, name, nameidx, top, req, mark);
 }
 
 /* The wrapper of every dispatched function. Upvalues: 1 the tensor metatable (for
@@ -339,11 +382,20 @@ static int ag_dispatch(lua_State *L)
     const ag_state *s = (const ag_state *)lua_touserdata(L, lua_upvalueindex(3));
     lua_Integer kind = lua_tointeger(L, lua_upvalueindex(4));
     if (kind == 0 && (s->live == 0 || !s->enabled)) return f(L);
-    return mo__ag_call(L, f, lua_tostring(L, lua_upvalueindex(5)), (int)kind, 1);
+    return ag_call(L, f, lua_tostring(L, lua_upvalueindex(5)), lua_upvalueindex(5), (int)kind, 1);
 }
+
+/* Functions whose results are never tensors made from their arguments (numbers, tables
+ * of sizes, strings): registered without the dispatcher, nothing to record. */
+static const char *const plain_names[] = {
+    "shape", "size", "stride", "numel", "dim", "is_contiguous", "same_storage", "get", "item",
+    "totable", "any", "all", "dot", "norm_many", "is_tensor", "__gc", "__close", "__len",
+    "__tostring", "blas_set_threads", "blas_get_threads", "manual_seed", "clock", NULL};
 
 static int kind_of(const char *name)
 {
+    for (int i = 0; plain_names[i]; i++)
+        if (strcmp(name, plain_names[i]) == 0) return F_PLAIN;
     static const char *const inplace[] = {"set", "fill", "copy", NULL};
     static const char *const factory[] = {"tensor", "zeros", "ones", "full", "empty", "rand",
                                           "randn", "arange", "linspace", "eye", "zeros_like",
@@ -363,13 +415,17 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
     /* stack: ..., target table, metatable */
     int mt = lua_gettop(L);
     for (; l->name != NULL; l++) {
+        int kind = l->func ? kind_of(l->name) : 0;
         if (l->func == NULL) {
             lua_pushboolean(L, 0);
+        } else if (kind == F_PLAIN) {
+            lua_pushvalue(L, mt);
+            lua_pushcclosure(L, l->func, 1);
         } else {
             lua_pushvalue(L, mt);
             lua_pushcfunction(L, l->func);
             mo__ag_push_state(L);
-            lua_pushinteger(L, kind_of(l->name));
+            lua_pushinteger(L, kind);
             lua_pushstring(L, l->name);
             lua_pushcclosure(L, ag_dispatch, 5);
         }
@@ -484,10 +540,53 @@ static int f_set_mark(lua_State *L)
     return 0;
 }
 
-/* version(t) -> the storage's write count */
+/* bshape(t, out) -> t's sizes (a table) when they differ from out's, else false: what a
+ * broadcasting op keeps to sum its gradient back (no table in the common case). A
+ * non-tensor t gives nil. */
+static int f_bshape(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    mo_tensor *o = mo__totensor(L, 2);
+    if (t == NULL) return 0;
+    if (o != NULL && mo_tensor_same_shape(t, o)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_Integer v[MO_MAX_DIMS];
+    int nd = t->ndim;
+    for (int d = 0; d < nd; d++) v[d] = (lua_Integer)t->shape[d];
+    lua_createtable(L, nd, 0);
+    for (int d = 0; d < nd; d++) {
+        lua_pushinteger(L, v[d]);
+        lua_rawseti(L, -2, d + 1);
+    }
+    return 1;
+}
+
+/* bmeta(t, out) -> bshape(t, out), version(t): what a binary op saves of an operand,
+ * in one call. */
+static int f_bmeta(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    if (t == NULL) {
+        lua_pushnil(L);
+        lua_pushboolean(L, 0);
+        return 2;
+    }
+    lua_Integer v = (lua_Integer)mo_tensor_version(t);
+    f_bshape(L);
+    lua_pushinteger(L, v);
+    return 2;
+}
+
+/* version(t) -> the storage's write count (false for a non-tensor) */
 static int f_version(lua_State *L)
 {
-    lua_pushinteger(L, (lua_Integer)mo_tensor_version(check_any(L, 1, "version")));
+    mo_tensor *t = mo__totensor(L, 1);
+    if (t == NULL)
+        lua_pushboolean(L, 0); /* a saved non-tensor (a number): nothing to check */
+    else
+        lua_pushinteger(L, (lua_Integer)mo_tensor_version(t));
     return 1;
 }
 
@@ -538,7 +637,9 @@ static int m_detach(lua_State *L)
 static const luaL_Reg ag_functions[] = {
     {"install", f_install},   {"grad_mode", f_grad_mode}, {"info", f_info},
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
-    {"version", f_version},   {"live", f_live},           {NULL, NULL},
+    {"version", f_version},   {"live", f_live},           {"bshape", f_bshape},
+    {"bmeta", f_bmeta},
+    {NULL, NULL},
 };
 
 static const luaL_Reg ag_methods[] = {

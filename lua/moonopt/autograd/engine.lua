@@ -6,8 +6,9 @@
 --     needing grad (bit k-1 of `req`) or carrying a non-differentiable mark (`mark`);
 --   * the recorder finds the op's definition (M.defop) and builds a node:
 --       node = {name, backward = fn(node, grad_1, ..., grad_nout) -> one grad per input,
---               next = {edge per differentiable input or false}, nidx = {output index
---               of that edge's node; 0 for a leaf}, saved = {...}, versions = {...}, ...}
+--               nin = number of differentiable inputs, [2k-1] = the edge of input k (or
+--               false), [2k] = the output index of that edge's node (0 for a leaf),
+--               saved = {values..., versions..., n = count}, ...}
 --     an edge is the input's own node (a recorded result) or the leaf tensor itself;
 --     the result's user value 3 gets the node (core._autograd.set_node);
 --   * backward walks the nodes reachable from the root in topological order (Kahn),
@@ -57,27 +58,36 @@ end
 
 --- Saves tensors (or other values) for backward in node.saved, with the storage version
 -- of each tensor, which backward checks (an in-place change in between is an error).
-function M.save(node, ...)
+function M.save(node, a, b, c, ...)
+  -- node.saved = {values..., their versions (false for a non-tensor)...}, node.nsaved =
+  -- the count; one constructor for up to three values (no rehash while filling)
   local n = select("#", ...)
-  local saved, versions = {...}, {}
-  for k = 1, n do
-    local v = saved[k]
-    versions[k] = is_tensor(v) and version_of(v) or false
+  if n == 0 then
+    if c ~= nil then
+      node.saved, node.nsaved = {a, b, c, version_of(a), version_of(b), version_of(c)}, 3
+    elseif b ~= nil then
+      node.saved, node.nsaved = {a, b, version_of(a), version_of(b)}, 2
+    else
+      node.saved, node.nsaved = {a, version_of(a)}, 1
+    end
+    return
   end
-  saved.n = n
-  node.saved, node.versions = saved, versions
+  local saved = table.pack(a, b, c, ...)
+  n = saved.n
+  saved.n = nil
+  for k = 1, n do saved[n + k] = version_of(saved[k]) end
+  node.saved, node.nsaved = saved, n
 end
 
 --- A new node for op `name` whose differentiable inputs are the values in `inputs`
 -- (an array of n values; non-tensors and tensors not needing grad get no edge).
 function M.new_node(name, backward, inputs, n)
-  local nxt, nidx = {}, {}
+  local node = {name = name, backward = backward, nin = n}
   for k = 1, n do
     local e, i = edge_of(inputs[k])
-    nxt[k] = e or false
-    nidx[k] = i or 0
+    node[2 * k - 1], node[2 * k] = e or false, i or 0
   end
-  return {name = name, backward = backward, next = nxt, nidx = nidx}
+  return node
 end
 
 -- The mark carried by the first marked value among the args.
@@ -115,19 +125,25 @@ local mark = M.mark
 -- The generic record of a definition with `inputs` positions and a `save` function.
 local function record_generic(def, args, nargs, req, out, ...)
   local ins = def.inputs
-  local nxt, nidx = {}, {}
-  for k = 1, #ins do
+  local nin = #ins
+  local node
+  -- sized by the constructor (no rehash as the edges go in): most ops have 1 or 2 inputs
+  if nin == 1 then
+    node = {false, 0, name = def.name, backward = def.backward, nin = 1}
+  elseif nin == 2 then
+    node = {false, 0, false, 0, name = def.name, backward = def.backward, nin = 2}
+  else
+    node = {name = def.name, backward = def.backward, nin = nin}
+  end
+  for k = 1, nin do
     local p = ins[k]
     if req & (1 << (p - 1)) ~= 0 then
       local e, i = edge_of(args[p])
-      nxt[k] = e or false
-      nidx[k] = i or 0
+      node[2 * k - 1], node[2 * k] = e or false, i or 0
     else
-      nxt[k] = false
-      nidx[k] = 0
+      node[2 * k - 1], node[2 * k] = false, 0
     end
   end
-  local node = {name = def.name, backward = def.backward, next = nxt, nidx = nidx}
   if def.save then def.save(node, args, nargs, out, ...) end
   set_node(out, node, 1)
   return node
@@ -136,7 +152,8 @@ end
 --- The recorder the C dispatcher calls (see the top of this file).
 function M.recorder(name, args, nargs, req, mk, out, ...)
   local def = DEFS[name]
-  if not is_tensor(out) and type(out) ~= "table" then return end -- a number, a string
+  local to = type(out)
+  if to ~= "userdata" and to ~= "table" then return end -- a number, a string
   for k = 1, nargs do
     if rawequal(args[k], out) then return end -- `to` or `contiguous` returning self
   end
@@ -162,6 +179,8 @@ module function registered in C). `spec`:
             written with ordinary tensor ops so it records under create_graph
   record    optional: function(def, args, nargs, req, out, ...) replacing the generic
             record (list arguments, several outputs, checks of options)
+`args` (the argument snapshot) is reused for the next call once record returns: keep
+values from it, never the table itself.
   check     optional: true when a gradcheck case exists in tests (the registry walk)
 Returns the definition.
 --]]
@@ -220,10 +239,11 @@ M.shape_str = shape_str
 
 -- Raises when a saved tensor changed in place after it was saved.
 local function check_versions(node)
-  local saved, versions = node.saved, node.versions
+  local saved = node.saved
   if not saved then return end
-  for k = 1, saved.n do
-    local v = versions[k]
+  local n = node.nsaved
+  for k = 1, n do
+    local v = saved[n + k]
     if v and version_of(saved[k]) ~= v then
       error(fmt("backward: a tensor that %s saved for backward (saved value #%d, of shape %s)"
         .. " was changed in place afterwards (version %d, expected %d); clone it before "
@@ -254,9 +274,8 @@ local function count_deps(roots)
       error(fmt("backward: the graph through %s was already freed by an earlier backward; "
         .. "pass {retain_graph = true} to the first backward to run backward twice", n.name), 0)
     end
-    local nxt = n.next
-    for k = 1, #nxt do
-      local e = nxt[k]
+    for k = 1, 2 * n.nin, 2 do
+      local e = n[k]
       if type(e) == "table" then
         local d = deps[e]
         if d == nil then
@@ -322,17 +341,17 @@ local function run(roots, root_grads, retain, create_graph, capture)
     check_versions(node)
     local nout = node.nout or 1
     local grads = next(gs) == nil and {} or table.pack(node.backward(node, table.unpack(gs, 1, nout)))
-    local nxt, nidx = node.next, node.nidx
     if not retain then
-      node.saved, node.versions, node.freed = nil, nil, true
+      node.saved, node.freed = nil, true
     end
-    for k = 1, #nxt do
-      local e, g = nxt[k], grads[k]
+    for k = 1, node.nin do
+      local e, g = node[2 * k - 1], grads[k]
       if e and g ~= nil then
         if type(e) == "table" then
           local slot = pending[e] or {}
           pending[e] = slot
-          slot[nidx[k]] = add_grad(slot[nidx[k]], g)
+          local i = node[2 * k]
+          slot[i] = add_grad(slot[i], g)
         elseif capture then
           if capture[e] then capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g) end
         else
@@ -344,7 +363,9 @@ local function run(roots, root_grads, retain, create_graph, capture)
         if deps[e] == 0 then ready[#ready + 1] = e end
       end
     end
-    if not retain then node.next, node.nidx = {}, {} end
+    if not retain then
+      for k = 1, 2 * node.nin do node[k] = false end
+    end
   end
 end
 

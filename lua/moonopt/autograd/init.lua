@@ -404,11 +404,11 @@ local function function_backward(node, ...)
   for k = 1, node.nout do
     if gs[k] == nil then gs[k] = core.zeros_like(node.outs[k]) end
   end
-  ctx.saved_tensors = node.saved
+  ctx.saved_tensors = node.saved and {unpack(node.saved, 1, node.nsaved)} or {}
   local r = pack(spec.backward(ctx, unpack(gs, 1, node.nout)))
   for k = 1, node.nin do
     local g, shape = r[k], node.in_shapes[k]
-    if node.next[k] and g ~= nil then
+    if node[2 * k - 1] and g ~= nil then
       if not is_tensor(g) then
         error(string.format("backward: Function backward returned %s for input #%d, expected a "
           .. "tensor or nil", show(g), k), 0)
