@@ -161,6 +161,21 @@ function TestAutogradOps.test_every_registered_op_has_a_gradcheck_case()
   lu.assertEquals(missing, {}, "differentiable ops without a gradcheck case in CASES")
 end
 
+function TestAutogradOps.test_every_registered_op_is_listed_in_autograd_md()
+  local f = assert(io.open("docs/autograd.md", "r"))
+  local doc = f:read("a")
+  f:close()
+  local section = doc:match("## What is differentiable(.-)\n## ")
+  local missing = {}
+  for name in pairs(E.DEFS) do
+    local word = ({__add = "+", __sub = "-", __mul = "*", __div = "/", __pow = "^",
+      __unm = "unary `-`", __index = "t[i]"})[name] or name
+    if not section:find(word, 1, true) then missing[#missing + 1] = name end
+  end
+  table.sort(missing)
+  lu.assertEquals(missing, {}, "ops missing from docs/autograd.md 'What is differentiable'")
+end
+
 for name, case in pairs(CASES) do
   TestAutogradOps["test_" .. name] = function()
     lu.assertNotNil(E.DEFS[name], name .. " is not in the registry")
