@@ -23,9 +23,15 @@ local function P23() return T({0.3, 1.2, 0.7, 1.9, 0.4, 1.1}, {2, 3}) end -- pos
 local function V3() return T({0.5, -1.5, 2.0}) end
 local function IDX(data) return mo.tensor(data, D) end
 
+-- name -> {f, inputs} of the gc cases, for the double-backward checks below
+local SECOND = {}
+local gc_of = {}
+
 local function gc(f, ...)
   local inputs = {...}
-  return function() lu.assertTrue(gradcheck(f, inputs)) end
+  local case = function() lu.assertTrue(gradcheck(f, inputs)) end
+  gc_of[case] = {f = f, inputs = inputs}
+  return case
 end
 
 -- name (as in E.DEFS) -> a test function; every differentiable op must appear here.
@@ -180,6 +186,31 @@ for name, case in pairs(CASES) do
   TestAutogradOps["test_" .. name] = function()
     lu.assertNotNil(E.DEFS[name], name .. " is not in the registry")
     case()
+  end
+  if gc_of[case] then SECOND[name] = gc_of[case] end
+end
+
+-- Double backward: the gradient of <grad f(x), c> (a Hessian-vector product) checked by
+-- central differences, for every op with a plain gc case: backward formulas record.
+local TestDoubleBackward = {}
+for name, spec in pairs(SECOND) do
+  TestDoubleBackward["test_" .. name] = function()
+    local function first(...)
+      -- gradcheck's numerical pass runs this under no_grad: the inner gradient needs a graph
+      local before = mo.autograd.set_grad_enabled(true)
+      local xs = {}
+      for k, x in ipairs{...} do xs[k] = x:requires_grad_() end
+      local y = spec.f(table.unpack(xs))
+      local w = mo.arange(y:numel(), D):reshape(y:shape()) * 0.3 + 0.2
+      local gs = mo.autograd.grad((y * w):sum(), xs, {create_graph = true, allow_unused = true})
+      local s = mo.zeros({}, D)
+      for k, g in pairs(gs) do s = s + (g * (mo.arange(g:numel(), D):reshape(g:shape()) - k)):sum() end
+      mo.autograd.set_grad_enabled(before)
+      return s
+    end
+    local inputs = {}
+    for k, x in ipairs(spec.inputs) do inputs[k] = x:detach() end
+    lu.assertTrue(gradcheck(first, inputs))
   end
 end
 
@@ -588,5 +619,5 @@ function TestErrors.test_argument_errors_keep_their_numbers()
     function() return x:add({}) end)
 end
 
-return {TestAutogradOps = TestAutogradOps, TestTape = TestTape, TestFunctional = TestFunctional,
-  TestErrors = TestErrors}
+return {TestAutogradOps = TestAutogradOps, TestDoubleBackward = TestDoubleBackward,
+  TestTape = TestTape, TestFunctional = TestFunctional, TestErrors = TestErrors}
