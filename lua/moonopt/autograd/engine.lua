@@ -303,68 +303,103 @@ local function accumulate(leaf, g, create_graph)
   end
 end
 
+-- Adds g to what is pending for output i of node e: the gradient itself for a node with
+-- one output (no table), a table by output index for a node with several (e.nout).
+local function push(pending, e, i, g)
+  if e.nout then
+    local slot = pending[e]
+    if slot == nil then
+      slot = {}
+      pending[e] = slot
+    end
+    slot[i] = add_grad(slot[i], g)
+  else
+    pending[e] = add_grad(pending[e], g)
+  end
+end
+
+-- Sends the gradient g of an input along its edge e (node, leaf or false).
+local function send(pending, e, i, g, capture, create_graph)
+  if type(e) == "table" then
+    push(pending, e, i, g)
+  elseif capture then
+    if capture[e] then capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g) end
+  else
+    accumulate(e, g, create_graph)
+  end
+end
+
+-- Records the gradients reaching a node's outputs that autograd.grad asked for.
+local function capture_at(capture, node, p)
+  local want = capture.nodes[node]
+  if not want or p == nil then return end
+  if node.nout then
+    for i, g in pairs(p) do
+      if want[i] then capture[want[i]] = g end
+    end
+  elseif want[1] then
+    capture[want[1]] = p
+  end
+end
+
 local function run(roots, root_grads, retain, create_graph, capture)
   local root_nodes, pending = {}, {}
   for k, r in ipairs(roots) do
     local e, i = edge_of(r)
-    local g = root_grads[k]
-    if type(e) == "table" then
-      root_nodes[#root_nodes + 1] = e
-      local slot = pending[e] or {}
-      pending[e] = slot
-      slot[i] = add_grad(slot[i], g)
-    elseif capture and capture[e] then
-      capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g)
-    elseif e ~= nil and not capture then
-      accumulate(e, g, create_graph)
-    end
+    if type(e) == "table" then root_nodes[#root_nodes + 1] = e end
+    if e ~= nil then send(pending, e, i, root_grads[k], capture, create_graph) end
   end
   local deps = count_deps(root_nodes)
-  local ready = {}
+  local ready, queued = {}, {}
   for _, n in ipairs(root_nodes) do
-    if deps[n] == 0 and not ready[n] then
+    if deps[n] == 0 and not queued[n] then
       ready[#ready + 1] = n
-      ready[n] = true
+      queued[n] = true
     end
   end
-  while #ready > 0 do
-    local node = ready[#ready]
-    ready[#ready] = nil
-    local gs = pending[node] or {} -- empty: no gradient reached it (all were nil)
+  local nready = #ready
+  while nready > 0 do
+    local node = ready[nready]
+    ready[nready] = nil
+    nready = nready - 1
+    local p = pending[node] -- nil: no gradient reached it (all were nil)
     pending[node] = nil
-    if capture then
-      for i, g in pairs(gs) do
-        local key = capture.nodes[node] and capture.nodes[node][i]
-        if key then capture[key] = g end
-      end
-    end
+    if capture then capture_at(capture, node, p) end
     check_versions(node)
-    local nout = node.nout or 1
-    local grads = next(gs) == nil and {} or table.pack(node.backward(node, table.unpack(gs, 1, nout)))
+    local nin = node.nin
+    local g1, g2, g3, rest
+    if p ~= nil then
+      if node.nout then
+        rest = table.pack(node.backward(node, table.unpack(p, 1, node.nout)))
+      elseif nin <= 3 then
+        g1, g2, g3 = node.backward(node, p)
+      else
+        rest = table.pack(node.backward(node, p))
+      end
+      if rest then g1, g2, g3 = rest[1], rest[2], rest[3] end
+    end
     if not retain then
       node.saved, node.freed = nil, true
     end
-    for k = 1, node.nin do
-      local e, g = node[2 * k - 1], grads[k]
-      if e and g ~= nil then
+    for k = 1, nin do
+      local e = node[2 * k - 1]
+      if e then
+        local g
+        if k == 1 then g = g1 elseif k == 2 then g = g2 elseif k == 3 then g = g3
+        else g = rest and rest[k] end
+        if g then send(pending, e, node[2 * k], g, capture, create_graph) end
         if type(e) == "table" then
-          local slot = pending[e] or {}
-          pending[e] = slot
-          local i = node[2 * k]
-          slot[i] = add_grad(slot[i], g)
-        elseif capture then
-          if capture[e] then capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g) end
-        else
-          accumulate(e, g, create_graph)
+          local d = deps[e] - 1
+          deps[e] = d
+          if d == 0 then
+            nready = nready + 1
+            ready[nready] = e
+          end
         end
-      end
-      if e and type(e) == "table" then
-        deps[e] = deps[e] - 1
-        if deps[e] == 0 then ready[#ready + 1] = e end
       end
     end
     if not retain then
-      for k = 1, 2 * node.nin do node[k] = false end
+      for k = 1, 2 * nin do node[k] = false end
     end
   end
 end
