@@ -443,6 +443,31 @@ function TestFunctional.test_hvp()
   fails("hvp: v[1] has shape {2}, inputs[1] {3}", mo.autograd.hvp, print, x, mo.ones(2, D))
 end
 
+function TestFunctional.test_fused_op_with_E_record()
+  -- the pattern docs/autograd.md gives for a fused kernel (mo.nn.functional builds on it):
+  -- the forward runs unrecorded, one node carries a hand-written backward
+  local function linear(x, w, b)
+    local y = mo.no_grad(function() return mo.matmul(x, w, {trans_b = true}) + b end)
+    if E.needs_grad(x, w, b) then
+      local node = E.record("linear", {x, w, b}, {y}, function(node, gy)
+        local xs, ws = node.saved[1], node.saved[2]
+        return mo.matmul(gy, ws), mo.matmul(gy, xs, {trans_a = true}), gy:sum(1)
+      end)
+      E.save(node, x, w)
+    end
+    return y
+  end
+  local x = T({1, 2, 3, 4, 5, 6}, {2, 3})
+  local w, b = B23():t():contiguous():t(), V3():narrow(1, 1, 2)
+  lu.assertTrue(gradcheck(function(xx, ww, bb) return linear(xx, ww, bb):tanh() end, {x, w, b}))
+  local wr = w:clone():requires_grad_()
+  local y = linear(x, wr, b)
+  lu.assertEquals(y.grad_fn.name, "linear")
+  lu.assertNil(linear(x, w, b).grad_fn)
+  wr:mul_(2)
+  fails("backward: a tensor that linear saved for backward", function() y:sum():backward() end)
+end
+
 function TestFunctional.test_newton_example_beats_lbfgs()
   -- examples/newton.lua, small: Newton-CG on autograd's Hessian-vector products takes
   -- fewer iterations than L-BFGS on the 20-d Rosenbrock function

@@ -223,7 +223,7 @@ forward ran with grad mode off. Returns the node (for M.save and extra fields).
 --]]
 function M.record(name, inputs, outputs, backward, ninputs)
   local node = M.new_node(name, backward, inputs, ninputs or #inputs)
-  node.nout = #outputs
+  if #outputs > 1 then node.nout = #outputs end -- nil: one output (the engine's fast case)
   for k = 1, #outputs do set_node(outputs[k], node, k) end
   return node
 end

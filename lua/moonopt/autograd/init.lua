@@ -411,11 +411,12 @@ end
 local function function_backward(node, ...)
   local spec, ctx = node.spec, node.ctx
   local gs = pack(...)
-  for k = 1, node.nout do
+  local nout = #node.outs
+  for k = 1, nout do
     if gs[k] == nil then gs[k] = core.zeros_like(node.outs[k]) end
   end
   ctx.saved_tensors = node.saved and {unpack(node.saved, 1, node.nsaved)} or {}
-  local r = pack(spec.backward(ctx, unpack(gs, 1, node.nout)))
+  local r = pack(spec.backward(ctx, unpack(gs, 1, nout)))
   for k = 1, node.nin do
     local g, shape = r[k], node.in_shapes[k]
     if node[2 * k - 1] and g ~= nil then
