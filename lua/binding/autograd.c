@@ -41,6 +41,7 @@ typedef struct ag_state {
 /* Registry keys (their addresses are the keys; never written). */
 static const char state_key = 's';    /* the ag_state userdata */
 static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
+static const char defs_key = 'd';     /* engine.DEFS: name -> definition (the fast path) */
 static const char snap_key = 'n';     /* weak-keyed table: first argument -> argument snapshot */
 static const char pool_key = 'p';     /* snapshot tables for reuse (saves an allocation per op) */
 #define POOL_MAX 16
@@ -230,6 +231,113 @@ static void record_error(lua_State *L, const char *name)
     luaL_error(L, "%s: %s", name, msg);
 }
 
+/* Pushes the edge of the tensor at idx (its node and output index, the leaf itself and
+ * 0, or false and 0). */
+static void push_edge(lua_State *L, int idx)
+{
+    mo_tensor *t = mo__totensor(L, idx);
+    unsigned fl = t ? block_of(t)->ag : 0;
+    if (fl & MO__AG_NONLEAF) {
+        lua_getiuservalue(L, idx, 3);
+        if (lua_getiuservalue(L, idx, 4) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, 1);
+        }
+    } else if (fl & MO__AG_REQ) {
+        lua_pushvalue(L, idx);
+        lua_pushinteger(L, 0);
+    } else {
+        lua_pushboolean(L, 0);
+        lua_pushinteger(L, 0);
+    }
+}
+
+/*
+ * The recorder's generic case done here (engine.lua's record_generic, the same node):
+ * a definition with `inputs` and no `record` of its own, one tensor result that is not
+ * one of the arguments. Builds the node, lets the definition's `save` run, attaches the
+ * node to the result. Returns 0 (nothing done) for every other case, which the Lua
+ * recorder takes. The stack is left with extra values; the caller resets it.
+ */
+static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx, int args,
+                       int top, unsigned req, int last)
+{
+    mo_tensor *out = mo__totensor(L, last);
+    if (out == NULL) return 0;
+    for (int i = 1; i <= top; i++) {
+        lua_rawgeti(L, args, i);
+        int same = lua_rawequal(L, -1, last);
+        lua_pop(L, 1);
+        if (same) return 0; /* `to` or `contiguous` returning self: nothing to record */
+    }
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key) != LUA_TTABLE) return 0;
+    if (nameidx != 0)
+        lua_pushvalue(L, nameidx);
+    else
+        lua_pushstring(L, name);
+    if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
+    int def = lua_gettop(L);
+    lua_pushliteral(L, "record");
+    if (lua_rawget(L, def) != LUA_TNIL) return 0;
+    lua_pushliteral(L, "inputs");
+    if (lua_rawget(L, def) != LUA_TTABLE) return 0;
+    int ins = lua_gettop(L);
+    int nin = (int)lua_rawlen(L, ins);
+    if (nin < 1 || nin > 30) return 0;
+
+    lua_createtable(L, 2 * nin, 8); /* the node; as engine.lua's record_generic */
+    int node = lua_gettop(L);
+    for (int k = 1; k <= nin; k++) {
+        lua_rawgeti(L, ins, k);
+        lua_Integer p = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) {
+            lua_rawgeti(L, args, p);
+            push_edge(L, lua_gettop(L));
+            lua_remove(L, -3);
+        } else {
+            lua_pushboolean(L, 0);
+            lua_pushinteger(L, 0);
+        }
+        lua_rawseti(L, node, 2 * k);
+        lua_rawseti(L, node, 2 * k - 1);
+    }
+    lua_pushliteral(L, "name");
+    lua_pushliteral(L, "name");
+    lua_rawget(L, def);
+    lua_rawset(L, node);
+    lua_pushliteral(L, "backward");
+    lua_pushliteral(L, "backward");
+    lua_rawget(L, def);
+    lua_rawset(L, node);
+    lua_pushinteger(L, nin);
+    lua_setfield(L, node, "nin");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, node, "saved");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, node, "nsaved");
+
+    lua_pushliteral(L, "save");
+    if (lua_rawget(L, def) != LUA_TNIL) {
+        lua_pushvalue(L, node);
+        lua_pushvalue(L, args);
+        lua_pushinteger(L, top);
+        lua_pushvalue(L, last);
+        if (lua_pcall(L, 4, 0, 0) != LUA_OK) record_error(L, name);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* the result is output 1 of the node (as _autograd.set_node) */
+    out = mo__totensor(L, last);
+    if (out == NULL) return luaL_error(L, "%s: tensor has been freed", name);
+    lua_pushvalue(L, node);
+    lua_setiuservalue(L, last, 3);
+    lua_pushnil(L);
+    lua_setiuservalue(L, last, 4);
+    set_flags(s, out, MO__AG_REQ | MO__AG_NONLEAF);
+    return 1;
+}
+
 /* Empties the snapshot at `args` (its top arguments) and puts it in the pool. */
 static void give_back(lua_State *L, ag_state *s, int args, int top)
 {
@@ -316,6 +424,13 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
         lua_settop(L, last);
         return n;
     }
+    int base = lua_gettop(L); /* the recorder function on top */
+    if (n == 1 && req != 0 && fast_record(L, s, name, nameidx, args, top, req, last)) {
+        give_back(L, s, args, top);
+        lua_settop(L, last);
+        return n;
+    }
+    lua_settop(L, base);
     if (nameidx != 0)
         lua_pushvalue(L, nameidx); /* the dispatcher's name upvalue: no string interning */
     else
@@ -444,11 +559,13 @@ static mo_tensor *check_any(lua_State *L, int idx, const char *fname)
     return t;
 }
 
-/* install(recorder | nil) */
+/* install(recorder | nil [, defs]): the Lua recorder and engine.DEFS (for the C fast path) */
 static int f_install(lua_State *L)
 {
     if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_settop(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &defs_key);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &recorder_key);
     return 0;
 }

@@ -128,12 +128,16 @@ local function record_generic(def, args, nargs, req, out, ...)
   local nin = #ins
   local node
   -- sized by the constructor (no rehash as the edges go in): most ops have 1 or 2 inputs
+  -- (saved and nsaved are set here so the hash part is sized for them and three fields of
+  -- the definition's own at once: no rehash while save fills it)
   if nin == 1 then
-    node = {false, 0, name = def.name, backward = def.backward, nin = 1}
+    node = {false, 0, name = def.name, backward = def.backward, nin = 1, saved = false,
+            nsaved = 0}
   elseif nin == 2 then
-    node = {false, 0, false, 0, name = def.name, backward = def.backward, nin = 2}
+    node = {false, 0, false, 0, name = def.name, backward = def.backward, nin = 2,
+            saved = false, nsaved = 0}
   else
-    node = {name = def.name, backward = def.backward, nin = nin}
+    node = {name = def.name, backward = def.backward, nin = nin, saved = false, nsaved = 0}
   end
   for k = 1, nin do
     local p = ins[k]

@@ -19,7 +19,7 @@ local pack, unpack = table.pack, table.unpack
 
 local M = {}
 
-core._autograd.install(E.recorder)
+core._autograd.install(E.recorder, E.DEFS) -- DEFS: the C side records generic ops itself
 
 -- ---------------------------------------------------------------------------------------
 -- Grad mode
