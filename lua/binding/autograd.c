@@ -252,6 +252,27 @@ static void push_edge(lua_State *L, int idx)
     }
 }
 
+/* node[2k-1], node[2k] = the edge of differentiable input k (argument ins[k] of the
+ * snapshot at `args`), for k = 1..nin. */
+static void fill_edges(lua_State *L, int node, int ins, int nin, int args, unsigned req)
+{
+    for (int k = 1; k <= nin; k++) {
+        lua_rawgeti(L, ins, k);
+        lua_Integer p = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) {
+            lua_rawgeti(L, args, p);
+            push_edge(L, lua_gettop(L));
+            lua_remove(L, -3);
+        } else {
+            lua_pushboolean(L, 0);
+            lua_pushinteger(L, 0);
+        }
+        lua_rawseti(L, node, 2 * k);
+        lua_rawseti(L, node, 2 * k - 1);
+    }
+}
+
 /*
  * The recorder's generic case done here (engine.lua's record_generic, the same node):
  * a definition with `inputs` and no `record` of its own, one tensor result that is not
@@ -287,21 +308,7 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
 
     lua_createtable(L, 2 * nin, 8); /* the node; as engine.lua's record_generic */
     int node = lua_gettop(L);
-    for (int k = 1; k <= nin; k++) {
-        lua_rawgeti(L, ins, k);
-        lua_Integer p = lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) {
-            lua_rawgeti(L, args, p);
-            push_edge(L, lua_gettop(L));
-            lua_remove(L, -3);
-        } else {
-            lua_pushboolean(L, 0);
-            lua_pushinteger(L, 0);
-        }
-        lua_rawseti(L, node, 2 * k);
-        lua_rawseti(L, node, 2 * k - 1);
-    }
+    fill_edges(L, node, ins, nin, args, req);
     lua_pushliteral(L, "name");
     lua_pushliteral(L, "name");
     lua_rawget(L, def);
@@ -361,11 +368,11 @@ static void give_back(lua_State *L, ag_state *s, int args, int top)
  * own on top and takes it off again, and one left behind by an error is skipped.
  * An error in f leaves the snapshot until that argument dies: nothing leaks.
  */
-static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
-                       int top, unsigned req, unsigned mark)
+/* Before f: a snapshot of arguments 1..top (a pooled table or a new one) goes into the
+ * weak table under the argument at `key`, linking the one it displaces; the stack is
+ * left as it was. */
+static void stash_args(lua_State *L, ag_state *s, int key, int top, lua_Integer serial)
 {
-    int key = snapshot_key(L, top);
-    lua_Integer serial = ++s->serial;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
     int snaps = lua_gettop(L);
     if (s->npool > 0) {
@@ -392,12 +399,14 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     lua_insert(L, -2);
     lua_rawset(L, snaps);
     lua_settop(L, top);
+}
 
-    int n = f(L);
-    int last = lua_gettop(L);
-
+/* After f: pushes this call's snapshot (skipping ones an error left behind), puts back
+ * the one it displaced, and returns its stack index. */
+static int take_args(lua_State *L, int key, lua_Integer serial, const char *name)
+{
     lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
-    snaps = lua_gettop(L);
+    int snaps = lua_gettop(L);
     lua_pushvalue(L, key);
     lua_rawget(L, snaps);
     while (lua_istable(L, -1)) {
@@ -418,6 +427,18 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     lua_rawseti(L, args, -1);
     lua_pushnil(L);
     lua_rawseti(L, args, -2);
+    return args;
+}
+
+static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
+                       int top, unsigned req, unsigned mark)
+{
+    int key = snapshot_key(L, top);
+    lua_Integer serial = ++s->serial;
+    stash_args(L, s, key, top, serial);
+    int n = f(L);
+    int last = lua_gettop(L);
+    int args = take_args(L, key, serial, name);
 
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
         give_back(L, s, args, top);
