@@ -155,7 +155,7 @@ M.grad = api(grad)
 -- needs grad, under an outer transform) a recorded alias, so the outer one can go on
 -- differentiating through the inner gradient.
 local function make_input(t)
-  if grad_mode() and t.requires_grad then return t:view(t:shape()), true end
+  if grad_mode() and t.requires_grad then return t:reshape(t:shape()), true end
   return t:detach():requires_grad_(), false
 end
 
