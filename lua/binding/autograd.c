@@ -22,8 +22,9 @@
  * recorder (lua/moonopt/autograd/record.lua, installed with core._autograd.install) the op's
  * name, the arguments and the results; the recorder attaches a node to the results.
  * In-place functions (a name ending in "_", set, fill, copy, t[k] = v) are never
- * recorded: under grad mode they raise when self has a grad_fn or another argument
- * requires grad; afterwards they bump self's storage version. optim_step bumps every
+ * recorded: under grad mode they raise when self has a grad_fn, or when another argument
+ * has one and self is not a leaf needing grad (writing into a parameter is an update;
+ * a leaf source is read as a constant); afterwards they bump self's storage version. optim_step bumps every
  * parameter's version. Factories apply a {requires_grad = true} option.
  */
 #include "binding.h"
@@ -34,15 +35,19 @@ typedef struct ag_state {
     int enabled;        /* grad mode */
     size_t live;        /* tensors with ag != 0 */
     lua_Integer serial; /* numbers the snapshots of recorded calls */
+    lua_Integer npool;  /* snapshot tables waiting in the pool for reuse */
 } ag_state;
 
 /* Registry keys (their addresses are the keys; never written). */
 static const char state_key = 's';    /* the ag_state userdata */
 static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
+static const char defs_key = 'd';     /* engine.DEFS: name -> definition (the fast path) */
 static const char snap_key = 'n';     /* weak-keyed table: first argument -> argument snapshot */
+static const char pool_key = 'p';     /* snapshot tables for reuse (saves an allocation per op) */
+#define POOL_MAX 16
 
 /* Function kinds, from the registered name (upvalue 4 of a dispatcher). */
-enum { F_INPLACE = MO__AG_INPLACE, F_FACTORY = 2, F_STEP = 4 };
+enum { F_INPLACE = MO__AG_INPLACE, F_FACTORY = 2, F_STEP = 4, F_PLAIN = 8 };
 
 /* The A_GROUPS argument of optim_step (lua/binding/optim.c): a list of {params = {...}}. */
 #define STEP_GROUPS_ARG 3
@@ -63,6 +68,9 @@ void mo__ag_open(lua_State *L)
         s->enabled = 1;
         s->live = 0;
         s->serial = 0;
+        s->npool = 0;
+        lua_newtable(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
         lua_newtable(L);
         lua_createtable(L, 0, 1);
@@ -145,11 +153,15 @@ static void inplace_check(lua_State *L, int top, const char *name, int upv)
         luaL_error(L, "%s: in-place operations are not recorded by autograd, and self was made "
                    "by a recorded op (it has a grad_fn); use the out-of-place form%s (or run "
                    "it under mo.no_grad)", name, alt);
+    /* a leaf needing grad is a parameter: writing into it is an update (an optimizer
+     * restoring a backup it cloned), whatever the source */
+    if (self & MO__AG_REQ) return;
     for (int i = 2; i <= top; i++) {
         unsigned f = lua_istable(L, i) ? list_flags(L, i, upv) : arg_flags(L, i, upv);
-        if (f & MO__AG_REQ)
-            luaL_error(L, "%s: argument #%d requires grad, but in-place operations are not "
-                       "recorded by autograd; use the out-of-place form%s", name, i - 1, alt);
+        if (f & MO__AG_NONLEAF)
+            luaL_error(L, "%s: argument #%d was made by a recorded op (it has a grad_fn), but "
+                       "in-place operations are not recorded by autograd; use the out-of-place "
+                       "form%s", name, i - 1, alt);
     }
 }
 
@@ -203,6 +215,150 @@ static int snapshot_key(lua_State *L, int top)
     return 0;
 }
 
+/* Raises the recorder's error (at the top) as this call's: a message naming the op
+ * passes (E.fail put the user's position there); another one (an argument a finalizer
+ * freed while the node was built) gets the op's name, without the library position. */
+static void record_error(lua_State *L, const char *name)
+{
+    const char *msg = lua_tostring(L, -1);
+    if (msg == NULL) lua_error(L);
+    if (strstr(msg, name) != NULL) lua_error(L);
+    const char *pos = strstr(msg, ".lua:");
+    if (pos != NULL) {
+        const char *rest = strstr(pos, ": ");
+        if (rest != NULL) msg = rest + 2;
+    }
+    luaL_error(L, "%s: %s", name, msg);
+}
+
+/* Pushes the edge of the tensor at idx (its node and output index, the leaf itself and
+ * 0, or false and 0). */
+static void push_edge(lua_State *L, int idx)
+{
+    mo_tensor *t = mo__totensor(L, idx);
+    unsigned fl = t ? block_of(t)->ag : 0;
+    if (fl & MO__AG_NONLEAF) {
+        lua_getiuservalue(L, idx, 3);
+        if (lua_getiuservalue(L, idx, 4) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, 1);
+        }
+    } else if (fl & MO__AG_REQ) {
+        lua_pushvalue(L, idx);
+        lua_pushinteger(L, 0);
+    } else {
+        lua_pushboolean(L, 0);
+        lua_pushinteger(L, 0);
+    }
+}
+
+/* node[2k-1], node[2k] = the edge of differentiable input k (argument ins[k] of the
+ * snapshot at `args`), for k = 1..nin. */
+static void fill_edges(lua_State *L, int node, int ins, int nin, int args, unsigned req)
+{
+    for (int k = 1; k <= nin; k++) {
+        lua_rawgeti(L, ins, k);
+        lua_Integer p = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) {
+            lua_rawgeti(L, args, p);
+            push_edge(L, lua_gettop(L));
+            lua_remove(L, -3);
+        } else {
+            lua_pushboolean(L, 0);
+            lua_pushinteger(L, 0);
+        }
+        lua_rawseti(L, node, 2 * k);
+        lua_rawseti(L, node, 2 * k - 1);
+    }
+}
+
+/*
+ * The recorder's generic case done here (engine.lua's record_generic, the same node):
+ * a definition with `inputs` and no `record` of its own, one tensor result that is not
+ * one of the arguments. Builds the node, lets the definition's `save` run, attaches the
+ * node to the result. Returns 0 (nothing done) for every other case, which the Lua
+ * recorder takes. The stack is left with extra values; the caller resets it.
+ */
+static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx, int args,
+                       int top, unsigned req, int last)
+{
+    mo_tensor *out = mo__totensor(L, last);
+    if (out == NULL) return 0;
+    for (int i = 1; i <= top; i++) {
+        lua_rawgeti(L, args, i);
+        int same = lua_rawequal(L, -1, last);
+        lua_pop(L, 1);
+        if (same) return 0; /* `to` or `contiguous` returning self: nothing to record */
+    }
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key) != LUA_TTABLE) return 0;
+    if (nameidx != 0)
+        lua_pushvalue(L, nameidx);
+    else
+        lua_pushstring(L, name);
+    if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
+    int def = lua_gettop(L);
+    lua_pushliteral(L, "record");
+    if (lua_rawget(L, def) != LUA_TNIL) return 0;
+    lua_pushliteral(L, "inputs");
+    if (lua_rawget(L, def) != LUA_TTABLE) return 0;
+    int ins = lua_gettop(L);
+    int nin = (int)lua_rawlen(L, ins);
+    if (nin < 1 || nin > 30) return 0;
+
+    lua_createtable(L, 2 * nin, 8); /* the node; as engine.lua's record_generic */
+    int node = lua_gettop(L);
+    fill_edges(L, node, ins, nin, args, req);
+    lua_pushliteral(L, "name");
+    lua_pushliteral(L, "name");
+    lua_rawget(L, def);
+    lua_rawset(L, node);
+    lua_pushliteral(L, "backward");
+    lua_pushliteral(L, "backward");
+    lua_rawget(L, def);
+    lua_rawset(L, node);
+    lua_pushinteger(L, nin);
+    lua_setfield(L, node, "nin");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, node, "saved");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, node, "nsaved");
+
+    lua_pushliteral(L, "save");
+    if (lua_rawget(L, def) != LUA_TNIL) {
+        lua_pushvalue(L, node);
+        lua_pushvalue(L, args);
+        lua_pushinteger(L, top);
+        lua_pushvalue(L, last);
+        if (lua_pcall(L, 4, 0, 0) != LUA_OK) record_error(L, name);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* the result is output 1 of the node (as _autograd.set_node) */
+    out = mo__totensor(L, last);
+    if (out == NULL) return luaL_error(L, "%s: tensor has been freed", name);
+    lua_pushvalue(L, node);
+    lua_setiuservalue(L, last, 3);
+    lua_pushnil(L);
+    lua_setiuservalue(L, last, 4);
+    set_flags(s, out, MO__AG_REQ | MO__AG_NONLEAF);
+    return 1;
+}
+
+/* Empties the snapshot at `args` (its top arguments) and puts it in the pool. */
+static void give_back(lua_State *L, ag_state *s, int args, int top)
+{
+    if (s->npool >= POOL_MAX) return;
+    for (int i = 1; i <= top; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, args, i);
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+    lua_pushvalue(L, args);
+    lua_rawseti(L, -2, ++s->npool);
+    lua_pop(L, 1);
+}
+
 /*
  * The recording path. f runs with the stack exactly as the caller left it (it counts
  * its arguments with lua_gettop), so the snapshot of the arguments waits in the
@@ -212,14 +368,24 @@ static int snapshot_key(lua_State *L, int top)
  * own on top and takes it off again, and one left behind by an error is skipped.
  * An error in f leaves the snapshot until that argument dies: nothing leaks.
  */
-static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int top,
-                       unsigned req, unsigned mark)
+/* Before f: a snapshot of arguments 1..top (a pooled table or a new one) goes into the
+ * weak table under the argument at `key`, linking the one it displaces; the stack is
+ * left as it was. */
+static void stash_args(lua_State *L, ag_state *s, int key, int top, lua_Integer serial)
 {
-    int key = snapshot_key(L, top);
-    lua_Integer serial = ++s->serial;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
     int snaps = lua_gettop(L);
-    lua_createtable(L, top, 2);
+    if (s->npool > 0) {
+        /* a table a finished call gave back (empty); one an error skipped is garbage */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+        lua_rawgeti(L, -1, s->npool);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, s->npool);
+        s->npool--;
+        lua_remove(L, -2);
+    } else {
+        lua_createtable(L, top, 2);
+    }
     for (int i = 1; i <= top; i++) {
         lua_pushvalue(L, i);
         lua_rawseti(L, -2, i);
@@ -233,12 +399,14 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     lua_insert(L, -2);
     lua_rawset(L, snaps);
     lua_settop(L, top);
+}
 
-    int n = f(L);
-    int last = lua_gettop(L);
-
+/* After f: pushes this call's snapshot (skipping ones an error left behind), puts back
+ * the one it displaced, and returns its stack index. */
+static int take_args(lua_State *L, int key, lua_Integer serial, const char *name)
+{
     lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
-    snaps = lua_gettop(L);
+    int snaps = lua_gettop(L);
     lua_pushvalue(L, key);
     lua_rawget(L, snaps);
     while (lua_istable(L, -1)) {
@@ -259,24 +427,56 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     lua_rawseti(L, args, -1);
     lua_pushnil(L);
     lua_rawseti(L, args, -2);
+    return args;
+}
+
+static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
+                       int top, unsigned req, unsigned mark)
+{
+    int key = snapshot_key(L, top);
+    lua_Integer serial = ++s->serial;
+    stash_args(L, s, key, top, serial);
+    int n = f(L);
+    int last = lua_gettop(L);
+    int args = take_args(L, key, serial, name);
 
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
+        give_back(L, s, args, top);
         lua_settop(L, last);
         return n;
     }
-    lua_pushstring(L, name);
+    int base = lua_gettop(L); /* the recorder function on top */
+    if (n == 1 && req != 0 && fast_record(L, s, name, nameidx, args, top, req, last)) {
+        give_back(L, s, args, top);
+        lua_settop(L, last);
+        return n;
+    }
+    lua_settop(L, base);
+    if (nameidx != 0)
+        lua_pushvalue(L, nameidx); /* the dispatcher's name upvalue: no string interning */
+    else
+        lua_pushstring(L, name);
     lua_pushvalue(L, args);
     lua_pushinteger(L, top);
     lua_pushinteger(L, (lua_Integer)req);
     lua_pushinteger(L, (lua_Integer)mark);
     for (int i = last - n + 1; i <= last; i++) lua_pushvalue(L, i);
-    lua_call(L, 5 + n, 0);
+    if (lua_pcall(L, 5 + n, 0, 0) != LUA_OK) record_error(L, name);
+    give_back(L, s, args, top); /* the recorder keeps no reference to the snapshot */
     lua_settop(L, last);
     return n;
 }
 
+static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind,
+                   int upv);
+
 /* Everything but the fast path of ag_dispatch; also t[k] and t[k] = v (tensor.c). */
 int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv)
+{
+    return ag_call(L, f, name, 0, kind, upv);
+}
+
+static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind, int upv)
 {
     ag_state *s = get_state(L);
     int top = lua_gettop(L);
@@ -307,7 +507,7 @@ int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int u
         if (fl & MO__AG_MARK) mark |= 1u << (i - 1);
     }
     if (req == 0 && mark == 0) return f(L);
-    return record_call(L, s, f, name, top, req, mark);
+    return record_call(L, s, f, name, nameidx, top, req, mark);
 }
 
 /* The wrapper of every dispatched function. Upvalues: 1 the tensor metatable (for
@@ -318,11 +518,20 @@ static int ag_dispatch(lua_State *L)
     const ag_state *s = (const ag_state *)lua_touserdata(L, lua_upvalueindex(3));
     lua_Integer kind = lua_tointeger(L, lua_upvalueindex(4));
     if (kind == 0 && (s->live == 0 || !s->enabled)) return f(L);
-    return mo__ag_call(L, f, lua_tostring(L, lua_upvalueindex(5)), (int)kind, 1);
+    return ag_call(L, f, lua_tostring(L, lua_upvalueindex(5)), lua_upvalueindex(5), (int)kind, 1);
 }
+
+/* Functions whose results are never tensors made from their arguments (numbers, tables
+ * of sizes, strings): registered without the dispatcher, nothing to record. */
+static const char *const plain_names[] = {
+    "shape", "size", "stride", "numel", "dim", "is_contiguous", "same_storage", "get", "item",
+    "totable", "any", "all", "dot", "norm_many", "is_tensor", "__gc", "__close", "__len",
+    "__tostring", "blas_set_threads", "blas_get_threads", "manual_seed", "clock", NULL};
 
 static int kind_of(const char *name)
 {
+    for (int i = 0; plain_names[i]; i++)
+        if (strcmp(name, plain_names[i]) == 0) return F_PLAIN;
     static const char *const inplace[] = {"set", "fill", "copy", NULL};
     static const char *const factory[] = {"tensor", "zeros", "ones", "full", "empty", "rand",
                                           "randn", "arange", "linspace", "eye", "zeros_like",
@@ -342,13 +551,17 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
     /* stack: ..., target table, metatable */
     int mt = lua_gettop(L);
     for (; l->name != NULL; l++) {
+        int kind = l->func ? kind_of(l->name) : 0;
         if (l->func == NULL) {
             lua_pushboolean(L, 0);
+        } else if (kind == F_PLAIN) {
+            lua_pushvalue(L, mt);
+            lua_pushcclosure(L, l->func, 1);
         } else {
             lua_pushvalue(L, mt);
             lua_pushcfunction(L, l->func);
             mo__ag_push_state(L);
-            lua_pushinteger(L, kind_of(l->name));
+            lua_pushinteger(L, kind);
             lua_pushstring(L, l->name);
             lua_pushcclosure(L, ag_dispatch, 5);
         }
@@ -367,11 +580,13 @@ static mo_tensor *check_any(lua_State *L, int idx, const char *fname)
     return t;
 }
 
-/* install(recorder | nil) */
+/* install(recorder | nil [, defs]): the Lua recorder and engine.DEFS (for the C fast path) */
 static int f_install(lua_State *L)
 {
     if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_settop(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &defs_key);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &recorder_key);
     return 0;
 }
@@ -463,10 +678,53 @@ static int f_set_mark(lua_State *L)
     return 0;
 }
 
-/* version(t) -> the storage's write count */
+/* bshape(t, out) -> t's sizes (a table) when they differ from out's, else false: what a
+ * broadcasting op keeps to sum its gradient back (no table in the common case). A
+ * non-tensor t gives nil. */
+static int f_bshape(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    mo_tensor *o = mo__totensor(L, 2);
+    if (t == NULL) return 0;
+    if (o != NULL && mo_tensor_same_shape(t, o)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_Integer v[MO_MAX_DIMS];
+    int nd = t->ndim;
+    for (int d = 0; d < nd; d++) v[d] = (lua_Integer)t->shape[d];
+    lua_createtable(L, nd, 0);
+    for (int d = 0; d < nd; d++) {
+        lua_pushinteger(L, v[d]);
+        lua_rawseti(L, -2, d + 1);
+    }
+    return 1;
+}
+
+/* bmeta(t, out) -> bshape(t, out), version(t): what a binary op saves of an operand,
+ * in one call. */
+static int f_bmeta(lua_State *L)
+{
+    mo_tensor *t = mo__totensor(L, 1);
+    if (t == NULL) {
+        lua_pushnil(L);
+        lua_pushboolean(L, 0);
+        return 2;
+    }
+    lua_Integer v = (lua_Integer)mo_tensor_version(t);
+    f_bshape(L);
+    lua_pushinteger(L, v);
+    return 2;
+}
+
+/* version(t) -> the storage's write count (false for a non-tensor) */
 static int f_version(lua_State *L)
 {
-    lua_pushinteger(L, (lua_Integer)mo_tensor_version(check_any(L, 1, "version")));
+    mo_tensor *t = mo__totensor(L, 1);
+    if (t == NULL)
+        lua_pushboolean(L, 0); /* a saved non-tensor (a number): nothing to check */
+    else
+        lua_pushinteger(L, (lua_Integer)mo_tensor_version(t));
     return 1;
 }
 
@@ -517,7 +775,9 @@ static int m_detach(lua_State *L)
 static const luaL_Reg ag_functions[] = {
     {"install", f_install},   {"grad_mode", f_grad_mode}, {"info", f_info},
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
-    {"version", f_version},   {"live", f_live},           {NULL, NULL},
+    {"version", f_version},   {"live", f_live},           {"bshape", f_bshape},
+    {"bmeta", f_bmeta},
+    {NULL, NULL},
 };
 
 static const luaL_Reg ag_methods[] = {

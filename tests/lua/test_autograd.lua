@@ -23,9 +23,15 @@ local function P23() return T({0.3, 1.2, 0.7, 1.9, 0.4, 1.1}, {2, 3}) end -- pos
 local function V3() return T({0.5, -1.5, 2.0}) end
 local function IDX(data) return mo.tensor(data, D) end
 
+-- name -> {f, inputs} of the gc cases, for the double-backward checks below
+local SECOND = {}
+local gc_of = {}
+
 local function gc(f, ...)
   local inputs = {...}
-  return function() lu.assertTrue(gradcheck(f, inputs)) end
+  local case = function() lu.assertTrue(gradcheck(f, inputs)) end
+  gc_of[case] = {f = f, inputs = inputs}
+  return case
 end
 
 -- name (as in E.DEFS) -> a test function; every differentiable op must appear here.
@@ -161,10 +167,50 @@ function TestAutogradOps.test_every_registered_op_has_a_gradcheck_case()
   lu.assertEquals(missing, {}, "differentiable ops without a gradcheck case in CASES")
 end
 
+function TestAutogradOps.test_every_registered_op_is_listed_in_autograd_md()
+  local f = assert(io.open("docs/autograd.md", "r"))
+  local doc = f:read("a")
+  f:close()
+  local section = doc:match("## What is differentiable(.-)\n## ")
+  local missing = {}
+  for name in pairs(E.DEFS) do
+    local word = ({__add = "+", __sub = "-", __mul = "*", __div = "/", __pow = "^",
+      __unm = "unary `-`", __index = "t[i]"})[name] or name
+    if not section:find(word, 1, true) then missing[#missing + 1] = name end
+  end
+  table.sort(missing)
+  lu.assertEquals(missing, {}, "ops missing from docs/autograd.md 'What is differentiable'")
+end
+
 for name, case in pairs(CASES) do
   TestAutogradOps["test_" .. name] = function()
     lu.assertNotNil(E.DEFS[name], name .. " is not in the registry")
     case()
+  end
+  if gc_of[case] then SECOND[name] = gc_of[case] end
+end
+
+-- Double backward: the gradient of <grad f(x), c> (a Hessian-vector product) checked by
+-- central differences, for every op with a plain gc case: backward formulas record.
+local TestDoubleBackward = {}
+for name, spec in pairs(SECOND) do
+  TestDoubleBackward["test_" .. name] = function()
+    local function first(...)
+      -- gradcheck's numerical pass runs this under no_grad: the inner gradient needs a graph
+      local before = mo.autograd.set_grad_enabled(true)
+      local xs = {}
+      for k, x in ipairs{...} do xs[k] = x:requires_grad_() end
+      local y = spec.f(table.unpack(xs))
+      local w = mo.arange(y:numel(), D):reshape(y:shape()) * 0.3 + 0.2
+      local gs = mo.autograd.grad((y * w):sum(), xs, {create_graph = true, allow_unused = true})
+      local s = mo.zeros({}, D)
+      for k, g in pairs(gs) do s = s + (g * (mo.arange(g:numel(), D):reshape(g:shape()) - k)):sum() end
+      mo.autograd.set_grad_enabled(before)
+      return s
+    end
+    local inputs = {}
+    for k, x in ipairs(spec.inputs) do inputs[k] = x:detach() end
+    lu.assertTrue(gradcheck(first, inputs))
   end
 end
 
@@ -397,6 +443,39 @@ function TestFunctional.test_hvp()
   fails("hvp: v[1] has shape {2}, inputs[1] {3}", mo.autograd.hvp, print, x, mo.ones(2, D))
 end
 
+function TestFunctional.test_fused_op_with_E_record()
+  -- the pattern docs/autograd.md gives for a fused kernel (mo.nn.functional builds on it):
+  -- the forward runs unrecorded, one node carries a hand-written backward
+  local function linear(x, w, b)
+    local y = mo.no_grad(function() return mo.matmul(x, w, {trans_b = true}) + b end)
+    if E.needs_grad(x, w, b) then
+      local node = E.record("linear", {x, w, b}, {y}, function(node, gy)
+        local xs, ws = node.saved[1], node.saved[2]
+        return mo.matmul(gy, ws), mo.matmul(gy, xs, {trans_a = true}), gy:sum(1)
+      end)
+      E.save(node, x, w)
+    end
+    return y
+  end
+  local x = T({1, 2, 3, 4, 5, 6}, {2, 3})
+  local w, b = B23():t():contiguous():t(), V3():narrow(1, 1, 2)
+  lu.assertTrue(gradcheck(function(xx, ww, bb) return linear(xx, ww, bb):tanh() end, {x, w, b}))
+  local wr = w:clone():requires_grad_()
+  local y = linear(x, wr, b)
+  lu.assertEquals(y.grad_fn.name, "linear")
+  lu.assertNil(linear(x, w, b).grad_fn)
+  wr:mul_(2)
+  fails("backward: a tensor that linear saved for backward", function() y:sum():backward() end)
+end
+
+function TestFunctional.test_newton_example_beats_lbfgs()
+  -- examples/newton.lua, small: Newton-CG on autograd's Hessian-vector products takes
+  -- fewer iterations than L-BFGS on the 20-d Rosenbrock function
+  local newton, lbfgs = assert(loadfile("examples/newton.lua"))(20, "quiet")
+  lu.assertTrue(newton > 0 and newton < lbfgs, string.format("Newton-CG %d, L-BFGS %d", newton,
+    lbfgs))
+end
+
 function TestFunctional.test_gradcheck_reports_the_element()
   local Bad = mo.autograd.Function{
     forward = function(_, a) return a * 2 end,
@@ -543,9 +622,13 @@ function TestErrors.test_in_place_on_a_recorded_result()
     .. "recorded op (it has a grad_fn); use the out-of-place form add", function() y:add_(1) end)
   fails("__newindex: in-place operations are not recorded", function() y[1] = 5 end)
   local t = mo.zeros(2)
-  fails("copy_: argument #1 requires grad, but in-place operations are not recorded by autograd; "
-    .. "use the out-of-place form copy", function() t:copy_(x) end)
-  fails("__newindex: argument #2 requires grad", function() t[1] = x[1] end)
+  fails("copy_: argument #1 was made by a recorded op (it has a grad_fn), but in-place operations "
+    .. "are not recorded by autograd; use the out-of-place form copy", function() t:copy_(y) end)
+  fails("__newindex: argument #2 was made by a recorded op", function() t[1] = x[1] end)
+  x:copy_(y * 0 + 1) -- into a leaf: a parameter update (optimizers restore backups so)
+  t:copy_(x) -- a leaf's values are read as a constant (optimizers back parameters up so)
+  lu.assertEquals(t:totable(), {1, 1})
+  lu.assertFalse(t.requires_grad)
   -- allowed: on leaves, and anything under no_grad
   x:add_(1)
   lu.assertEquals(x:totable(), {2, 2})
@@ -561,5 +644,5 @@ function TestErrors.test_argument_errors_keep_their_numbers()
     function() return x:add({}) end)
 end
 
-return {TestAutogradOps = TestAutogradOps, TestTape = TestTape, TestFunctional = TestFunctional,
-  TestErrors = TestErrors}
+return {TestAutogradOps = TestAutogradOps, TestDoubleBackward = TestDoubleBackward,
+  TestTape = TestTape, TestFunctional = TestFunctional, TestErrors = TestErrors}

@@ -579,6 +579,31 @@ case("mo.randint", "randint", function() return {{2, 3}} end, function(a) return
 case("tostring 3-d", "tostring", function() return {M(6, 2):view(3, 2, 2)} end,
   function(a) return tostring(a[1]) end)
 
+-- autograd (issue 12): the recording path of the dispatcher (argument snapshot, recorder),
+-- the flags and backward
+local function RG(t) return t:requires_grad_() end
+case("recorded __mul", "__mul", function() return {RG(M(2, 3)), M(2, 3, 1)} end,
+  function(a) return a[1] * a[2] end)
+case("recorded sum dim", "sum", function() return {RG(M(2, 3))} end,
+  function(a) return a[1]:sum(2, true) end)
+case("recorded cat", "cat", function() return {{RG(M(2, 3)), M(2, 3, 1)}} end,
+  function(a) return mo.cat(a[1], 1) end, {picks = 2})
+case("recorded t[i]", "__index", function() return {RG(M(3, 4))} end,
+  function(a) return a[1][2] end)
+case("recorded matmul", "matmul", function() return {RG(M(2, 3)), RG(M(3, 4))} end,
+  function(a) return mo.matmul(a[1], a[2]) end)
+case("requires_grad_", "requires_grad_", function() return {M(2, 3)} end,
+  function(a) return a[1]:requires_grad_().requires_grad end)
+case("detach", "detach", function() return {RG(M(2, 3))} end,
+  function(a) return a[1]:detach() end)
+-- (the constant is made inside: nn_flatten, a hostile action, gives a tensor a zero .grad)
+case("backward", {"backward", "tensor has been freed"}, function() return {RG(M(2, 3))} end,
+  function(a)
+    local y = (a[1] * M(2, 3, 1)):exp():sum()
+    y:backward()
+    return a[1].grad
+  end, {inplace = true, grads = true})
+
 -- ---- the tests -------------------------------------------------------------------------
 
 local TestGcHostile = {}

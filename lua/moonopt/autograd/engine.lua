@@ -6,8 +6,9 @@
 --     needing grad (bit k-1 of `req`) or carrying a non-differentiable mark (`mark`);
 --   * the recorder finds the op's definition (M.defop) and builds a node:
 --       node = {name, backward = fn(node, grad_1, ..., grad_nout) -> one grad per input,
---               next = {edge per differentiable input or false}, nidx = {output index
---               of that edge's node; 0 for a leaf}, saved = {...}, versions = {...}, ...}
+--               nin = number of differentiable inputs, [2k-1] = the edge of input k (or
+--               false), [2k] = the output index of that edge's node (0 for a leaf),
+--               saved = {values..., versions..., n = count}, ...}
 --     an edge is the input's own node (a recorded result) or the leaf tensor itself;
 --     the result's user value 3 gets the node (core._autograd.set_node);
 --   * backward walks the nodes reachable from the root in topological order (Kahn),
@@ -57,27 +58,42 @@ end
 
 --- Saves tensors (or other values) for backward in node.saved, with the storage version
 -- of each tensor, which backward checks (an in-place change in between is an error).
-function M.save(node, ...)
+function M.save(node, a, b, c, ...)
+  -- node.saved = {values..., their versions (false for a non-tensor)...}, node.nsaved =
+  -- the count; one constructor for up to three values (no rehash while filling)
   local n = select("#", ...)
-  local saved, versions = {...}, {}
-  for k = 1, n do
-    local v = saved[k]
-    versions[k] = is_tensor(v) and version_of(v) or false
+  if n == 0 then
+    if c ~= nil then
+      node.saved, node.nsaved = {a, b, c, version_of(a), version_of(b), version_of(c)}, 3
+    elseif b ~= nil then
+      node.saved, node.nsaved = {a, b, version_of(a), version_of(b)}, 2
+    else
+      node.saved, node.nsaved = {a, version_of(a)}, 1
+    end
+    return
   end
-  saved.n = n
-  node.saved, node.versions = saved, versions
+  local saved = table.pack(a, b, c, ...)
+  n = saved.n
+  saved.n = nil
+  for k = 1, n do saved[n + k] = version_of(saved[k]) end
+  node.saved, node.nsaved = saved, n
 end
 
 --- A new node for op `name` whose differentiable inputs are the values in `inputs`
 -- (an array of n values; non-tensors and tensors not needing grad get no edge).
 function M.new_node(name, backward, inputs, n)
-  local nxt, nidx = {}, {}
+  local node = {name = name, backward = backward, nin = n}
   for k = 1, n do
     local e, i = edge_of(inputs[k])
-    nxt[k] = e or false
-    nidx[k] = i or 0
+    node[2 * k - 1], node[2 * k] = e or false, i or 0
   end
-  return {name = name, backward = backward, next = nxt, nidx = nidx}
+  return node
+end
+
+--- Whether input k of a node has an edge (it needed grad when the node was recorded): a
+-- fused backward computes only the gradients some input will receive.
+function M.wants(node, k)
+  return node[2 * k - 1] ~= false
 end
 
 -- The mark carried by the first marked value among the args.
@@ -115,19 +131,29 @@ local mark = M.mark
 -- The generic record of a definition with `inputs` positions and a `save` function.
 local function record_generic(def, args, nargs, req, out, ...)
   local ins = def.inputs
-  local nxt, nidx = {}, {}
-  for k = 1, #ins do
+  local nin = #ins
+  local node
+  -- sized by the constructor (no rehash as the edges go in): most ops have 1 or 2 inputs
+  -- (saved and nsaved are set here so the hash part is sized for them and three fields of
+  -- the definition's own at once: no rehash while save fills it)
+  if nin == 1 then
+    node = {false, 0, name = def.name, backward = def.backward, nin = 1, saved = false,
+            nsaved = 0}
+  elseif nin == 2 then
+    node = {false, 0, false, 0, name = def.name, backward = def.backward, nin = 2,
+            saved = false, nsaved = 0}
+  else
+    node = {name = def.name, backward = def.backward, nin = nin, saved = false, nsaved = 0}
+  end
+  for k = 1, nin do
     local p = ins[k]
     if req & (1 << (p - 1)) ~= 0 then
       local e, i = edge_of(args[p])
-      nxt[k] = e or false
-      nidx[k] = i or 0
+      node[2 * k - 1], node[2 * k] = e or false, i or 0
     else
-      nxt[k] = false
-      nidx[k] = 0
+      node[2 * k - 1], node[2 * k] = false, 0
     end
   end
-  local node = {name = def.name, backward = def.backward, next = nxt, nidx = nidx}
   if def.save then def.save(node, args, nargs, out, ...) end
   set_node(out, node, 1)
   return node
@@ -136,7 +162,8 @@ end
 --- The recorder the C dispatcher calls (see the top of this file).
 function M.recorder(name, args, nargs, req, mk, out, ...)
   local def = DEFS[name]
-  if not is_tensor(out) and type(out) ~= "table" then return end -- a number, a string
+  local to = type(out)
+  if to ~= "userdata" and to ~= "table" then return end -- a number, a string
   for k = 1, nargs do
     if rawequal(args[k], out) then return end -- `to` or `contiguous` returning self
   end
@@ -162,6 +189,8 @@ module function registered in C). `spec`:
             written with ordinary tensor ops so it records under create_graph
   record    optional: function(def, args, nargs, req, out, ...) replacing the generic
             record (list arguments, several outputs, checks of options)
+`args` (the argument snapshot) is reused for the next call once record returns: keep
+values from it, never the table itself.
   check     optional: true when a gradcheck case exists in tests (the registry walk)
 Returns the definition.
 --]]
@@ -204,7 +233,7 @@ forward ran with grad mode off. Returns the node (for M.save and extra fields).
 --]]
 function M.record(name, inputs, outputs, backward, ninputs)
   local node = M.new_node(name, backward, inputs, ninputs or #inputs)
-  node.nout = #outputs
+  if #outputs > 1 then node.nout = #outputs end -- nil: one output (the engine's fast case)
   for k = 1, #outputs do set_node(outputs[k], node, k) end
   return node
 end
@@ -220,10 +249,11 @@ M.shape_str = shape_str
 
 -- Raises when a saved tensor changed in place after it was saved.
 local function check_versions(node)
-  local saved, versions = node.saved, node.versions
+  local saved = node.saved
   if not saved then return end
-  for k = 1, saved.n do
-    local v = versions[k]
+  local n = node.nsaved
+  for k = 1, n do
+    local v = saved[n + k]
     if v and version_of(saved[k]) ~= v then
       error(fmt("backward: a tensor that %s saved for backward (saved value #%d, of shape %s)"
         .. " was changed in place afterwards (version %d, expected %d); clone it before "
@@ -254,9 +284,8 @@ local function count_deps(roots)
       error(fmt("backward: the graph through %s was already freed by an earlier backward; "
         .. "pass {retain_graph = true} to the first backward to run backward twice", n.name), 0)
     end
-    local nxt = n.next
-    for k = 1, #nxt do
-      local e = nxt[k]
+    for k = 1, 2 * n.nin, 2 do
+      local e = n[k]
       if type(e) == "table" then
         local d = deps[e]
         if d == nil then
@@ -284,67 +313,104 @@ local function accumulate(leaf, g, create_graph)
   end
 end
 
+-- Adds g to what is pending for output i of node e: the gradient itself for a node with
+-- one output (no table), a table by output index for a node with several (e.nout).
+local function push(pending, e, i, g)
+  if e.nout then
+    local slot = pending[e]
+    if slot == nil then
+      slot = {}
+      pending[e] = slot
+    end
+    slot[i] = add_grad(slot[i], g)
+  else
+    pending[e] = add_grad(pending[e], g)
+  end
+end
+
+-- Sends the gradient g of an input along its edge e (node, leaf or false).
+local function send(pending, e, i, g, capture, create_graph)
+  if type(e) == "table" then
+    push(pending, e, i, g)
+  elseif capture then
+    if capture[e] then capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g) end
+  else
+    accumulate(e, g, create_graph)
+  end
+end
+
+-- Records the gradients reaching a node's outputs that autograd.grad asked for.
+local function capture_at(capture, node, p)
+  local want = capture.nodes[node]
+  if not want or p == nil then return end
+  if node.nout then
+    for i, g in pairs(p) do
+      if want[i] then capture[want[i]] = g end
+    end
+  elseif want[1] then
+    capture[want[1]] = p
+  end
+end
+
 local function run(roots, root_grads, retain, create_graph, capture)
   local root_nodes, pending = {}, {}
   for k, r in ipairs(roots) do
     local e, i = edge_of(r)
-    local g = root_grads[k]
-    if type(e) == "table" then
-      root_nodes[#root_nodes + 1] = e
-      local slot = pending[e] or {}
-      pending[e] = slot
-      slot[i] = add_grad(slot[i], g)
-    elseif capture and capture[e] then
-      capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g)
-    elseif e ~= nil and not capture then
-      accumulate(e, g, create_graph)
-    end
+    if type(e) == "table" then root_nodes[#root_nodes + 1] = e end
+    if e ~= nil then send(pending, e, i, root_grads[k], capture, create_graph) end
   end
   local deps = count_deps(root_nodes)
-  local ready = {}
+  local ready, queued = {}, {}
   for _, n in ipairs(root_nodes) do
-    if deps[n] == 0 and not ready[n] then
+    if deps[n] == 0 and not queued[n] then
       ready[#ready + 1] = n
-      ready[n] = true
+      queued[n] = true
     end
   end
-  while #ready > 0 do
-    local node = ready[#ready]
-    ready[#ready] = nil
-    local gs = pending[node] or {} -- empty: no gradient reached it (all were nil)
+  local nready = #ready
+  while nready > 0 do
+    local node = ready[nready]
+    ready[nready] = nil
+    nready = nready - 1
+    local p = pending[node] -- nil: no gradient reached it (all were nil)
     pending[node] = nil
-    if capture then
-      for i, g in pairs(gs) do
-        local key = capture.nodes[node] and capture.nodes[node][i]
-        if key then capture[key] = g end
-      end
-    end
+    if capture then capture_at(capture, node, p) end
     check_versions(node)
-    local nout = node.nout or 1
-    local grads = next(gs) == nil and {} or table.pack(node.backward(node, table.unpack(gs, 1, nout)))
-    local nxt, nidx = node.next, node.nidx
-    if not retain then
-      node.saved, node.versions, node.freed = nil, nil, true
+    local nin = node.nin
+    local g1, g2, g3, rest
+    if p ~= nil then
+      if node.nout then
+        rest = table.pack(node.backward(node, table.unpack(p, 1, node.nout)))
+      elseif nin <= 3 then
+        g1, g2, g3 = node.backward(node, p)
+      else
+        rest = table.pack(node.backward(node, p))
+      end
+      if rest then g1, g2, g3 = rest[1], rest[2], rest[3] end
     end
-    for k = 1, #nxt do
-      local e, g = nxt[k], grads[k]
-      if e and g ~= nil then
+    if not retain then
+      node.saved, node.freed = nil, true
+    end
+    for k = 1, nin do
+      local e = node[2 * k - 1]
+      if e then
+        local g
+        if k == 1 then g = g1 elseif k == 2 then g = g2 elseif k == 3 then g = g3
+        else g = rest and rest[k] end
+        if g then send(pending, e, node[2 * k], g, capture, create_graph) end
         if type(e) == "table" then
-          local slot = pending[e] or {}
-          pending[e] = slot
-          slot[nidx[k]] = add_grad(slot[nidx[k]], g)
-        elseif capture then
-          if capture[e] then capture[e] = add_grad(capture[e] ~= true and capture[e] or nil, g) end
-        else
-          accumulate(e, g, create_graph)
+          local d = deps[e] - 1
+          deps[e] = d
+          if d == 0 then
+            nready = nready + 1
+            ready[nready] = e
+          end
         end
       end
-      if e and type(e) == "table" then
-        deps[e] = deps[e] - 1
-        if deps[e] == 0 then ready[#ready + 1] = e end
-      end
     end
-    if not retain then node.next, node.nidx = {}, {} end
+    if not retain then
+      for k = 1, 2 * nin do node[k] = false end
+    end
   end
 end
 

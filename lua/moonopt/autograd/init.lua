@@ -19,7 +19,7 @@ local pack, unpack = table.pack, table.unpack
 
 local M = {}
 
-core._autograd.install(E.recorder)
+core._autograd.install(E.recorder, E.DEFS) -- DEFS: the C side records generic ops itself
 
 -- ---------------------------------------------------------------------------------------
 -- Grad mode
@@ -155,7 +155,7 @@ M.grad = api(grad)
 -- needs grad, under an outer transform) a recorded alias, so the outer one can go on
 -- differentiating through the inner gradient.
 local function make_input(t)
-  if grad_mode() and t.requires_grad then return t:view(t:shape()), true end
+  if grad_mode() and t.requires_grad then return t:reshape(t:shape()), true end
   return t:detach():requires_grad_(), false
 end
 
@@ -324,6 +324,31 @@ local function flat_values(t)
   return v
 end
 
+-- The numerical Jacobian by central differences, compared element by element with the
+-- analytical one; returns the first mismatch as a message (nil when all agree).
+local function numerical(plain, eval, analytic, ny, eps, atol, rtol)
+  for k, x in ipairs(plain) do
+    local flat = x:reshape{-1}
+    local shape = x:shape()
+    for i = 1, x:numel() do
+      local v0 = flat:get(i)
+      flat:set(i, v0 + eps)
+      local yp = eval()
+      flat:set(i, v0 - eps)
+      local ym = eval()
+      flat:set(i, v0)
+      for j = 1, ny do
+        local num = (yp[j] - ym[j]) / (2 * eps)
+        local ana = analytic[k][j][i]
+        if not (math.abs(ana - num) <= atol + rtol * math.abs(num)) then -- luacheck: ignore 581 (NaN fails)
+          return string.format("inputs[%d] element %s (output element %d): analytical gradient "
+            .. "%.10g, numerical %.10g", k, index_str(shape, i), j, ana, num)
+        end
+      end
+    end
+  end
+end
+
 local function gradcheck(f, inputs, opts)
   local fname = "gradcheck"
   if type(f) ~= "function" then fail("%s: bad argument #1 (function expected, got %s)", fname,
@@ -356,35 +381,20 @@ local function gradcheck(f, inputs, opts)
       analytic[k][j] = gs[k] and flat_values(gs[k]) or flat_values(core.zeros_like(x))
     end
   end
-  -- numerical: central differences on plain copies
+  -- numerical: central differences on plain copies, with recording off throughout
   local plain = {}
   for k, x in ipairs(xs) do plain[k] = x:detach():clone() end
   local function eval()
-    return flat_values(M.no_grad(f, unpack(plain)))
+    return flat_values(f(unpack(plain)))
   end
-  for k, x in ipairs(plain) do
-    local flat = x:reshape{-1}
-    local shape = x:shape()
-    for i = 1, x:numel() do
-      local v0 = flat:get(i)
-      flat:set(i, v0 + eps)
-      local yp = eval()
-      flat:set(i, v0 - eps)
-      local ym = eval()
-      flat:set(i, v0)
-      for j = 1, ny do
-        local num = (yp[j] - ym[j]) / (2 * eps)
-        local ana = analytic[k][j][i]
-        if not (math.abs(ana - num) <= atol + rtol * math.abs(num)) then -- luacheck: ignore 581 (NaN fails)
-          fail("%s: inputs[%d] element %s (output element %d): analytical gradient %.10g, "
-            .. "numerical %.10g", fname, k, index_str(shape, i), j, ana, num)
-        end
-      end
-    end
-  end
+  local failure = finish(grad_mode(false), pcall(numerical, plain, eval, analytic, ny, eps, atol,
+    rtol))
+  if failure then fail("%s: %s", fname, failure) end
   return true
 end
 M.gradcheck = api(gradcheck)
+
+
 
 -- ---------------------------------------------------------------------------------------
 -- Custom functions
@@ -401,14 +411,15 @@ end
 local function function_backward(node, ...)
   local spec, ctx = node.spec, node.ctx
   local gs = pack(...)
-  for k = 1, node.nout do
+  local nout = #node.outs
+  for k = 1, nout do
     if gs[k] == nil then gs[k] = core.zeros_like(node.outs[k]) end
   end
-  ctx.saved_tensors = node.saved
-  local r = pack(spec.backward(ctx, unpack(gs, 1, node.nout)))
+  ctx.saved_tensors = node.saved and {unpack(node.saved, 1, node.nsaved)} or {}
+  local r = pack(spec.backward(ctx, unpack(gs, 1, nout)))
   for k = 1, node.nin do
     local g, shape = r[k], node.in_shapes[k]
-    if node.next[k] and g ~= nil then
+    if node[2 * k - 1] and g ~= nil then
       if not is_tensor(g) then
         error(string.format("backward: Function backward returned %s for input #%d, expected a "
           .. "tensor or nil", show(g), k), 0)

@@ -37,11 +37,6 @@ local function sum_to(g, shape)
 end
 M.sum_to = sum_to
 
--- The shape of a value (a tensor) or nil (a number).
-local function shape_or_nil(v)
-  if is_tensor(v) then return v:shape() end
-end
-
 -- A 1-based dimension (negative counts from the end) of an n-d tensor.
 local function norm_dim(d, n)
   if d < 0 then return d + n + 1 end
@@ -62,65 +57,83 @@ M.unreduce = unreduce
 -- Elementwise binary ops (either side may be a number; tensors broadcast)
 -- ---------------------------------------------------------------------------------------
 
-local function save_shapes(node, args)
-  node.sa, node.sb = shape_or_nil(args[1]), shape_or_nil(args[2])
+-- For a binary op's operand: its shape when it differs from the result's (broadcast: the
+-- gradient is summed back to it), false when equal (no table made), nil for a number.
+local bshape = core._autograd.bshape
+
+local function save_shapes(node, args, _, out)
+  node.sa, node.sb = bshape(args[1], out), bshape(args[2], out)
 end
+
+-- g summed back to an operand's saved shape (see save_shapes)
+local function back(g, s)
+  if s then return sum_to(g, s) end
+  return g
+end
+M.back = back
+
+-- Whether differentiable input k of the node has an edge (needs a gradient): backward
+-- formulas skip the work for inputs that need none.
+local function wants(node, k) return node[2 * k - 1] ~= false end
+M.wants = wants
 
 defop{name = "add", names = {"add", "__add"}, inputs = {1, 2}, save = save_shapes,
   backward = function(node, g)
-    return node.sa and sum_to(g, node.sa), node.sb and sum_to(g, node.sb)
+    return wants(node, 1) and back(g, node.sa), wants(node, 2) and back(g, node.sb)
   end}
 
 defop{name = "sub", names = {"sub", "__sub"}, inputs = {1, 2}, save = save_shapes,
   backward = function(node, g)
-    return node.sa and sum_to(g, node.sa), node.sb and sum_to(-g, node.sb)
+    return wants(node, 1) and back(g, node.sa), wants(node, 2) and back(-g, node.sb)
   end}
 
-defop{name = "mul", names = {"mul", "__mul"}, inputs = {1, 2},
-  save = function(node, args)
-    save_shapes(node, args)
-    save(node, args[1], args[2])
-  end,
+-- saves both operands with their versions and shapes: two C calls (the hot path of mul)
+local bmeta = core._autograd.bmeta
+local function save_operands(node, args, _, out)
+  local a, b = args[1], args[2]
+  local sa, va = bmeta(a, out)
+  local sb, vb = bmeta(b, out)
+  node.sa, node.sb = sa, sb
+  node.saved, node.nsaved = {a, b, va, vb}, 2
+end
+
+defop{name = "mul", names = {"mul", "__mul"}, inputs = {1, 2}, save = save_operands,
   backward = function(node, g)
     local a, b = node.saved[1], node.saved[2]
-    return node.sa and sum_to(g * b, node.sa), node.sb and sum_to(g * a, node.sb)
+    return wants(node, 1) and back(g * b, node.sa), wants(node, 2) and back(g * a, node.sb)
   end}
 
-defop{name = "div", names = {"div", "__div"}, inputs = {1, 2},
-  save = function(node, args)
-    save_shapes(node, args)
-    save(node, args[1], args[2])
-  end,
+defop{name = "div", names = {"div", "__div"}, inputs = {1, 2}, save = save_operands,
   backward = function(node, g)
     local a, b = node.saved[1], node.saved[2]
-    local ga = node.sa and sum_to(g / b, node.sa)
-    local gb = node.sb and sum_to(-g * a / (b * b), node.sb)
+    local ga = wants(node, 1) and back(g / b, node.sa)
+    local gb = wants(node, 2) and back(-g * a / (b * b), node.sb)
     return ga, gb
   end}
 
 defop{name = "pow", names = {"pow", "__pow"}, inputs = {1, 2},
-  save = function(node, args, _, out)
-    save_shapes(node, args)
+  save = function(node, args, nargs, out)
+    save_shapes(node, args, nargs, out)
     save(node, args[1], args[2], out)
   end,
   backward = function(node, g)
     local a, p, out = node.saved[1], node.saved[2], node.saved[3]
     local ga, gp
-    if node.sa then
+    if wants(node, 1) then
       if is_tensor(p) then
-        ga = sum_to(g * p * a ^ (p - 1), node.sa)
+        ga = back(g * p * a ^ (p - 1), node.sa)
       elseif p == 0 then
         ga = g * 0
       else
         ga = g * (p * a ^ (p - 1))
       end
     end
-    if node.sb then
+    if wants(node, 2) then
       -- d(a^p)/dp = a^p log a; 0 where a == 0 and p >= 0 (PyTorch's convention)
       local loga = is_tensor(a) and a:log() or math.log(a)
       local t = g * out * loga
       if is_tensor(a) then t = core.where(a:eq(0):mul(p:ge(0)), 0, t) end
-      gp = sum_to(t, node.sb)
+      gp = back(t, node.sb)
     end
     return ga, gp
   end}
@@ -140,27 +153,27 @@ end
 
 for _, spec in ipairs{{"maximum", true}, {"minimum", false}} do
   defop{name = spec[1], inputs = {1, 2},
-    save = function(node, args)
-      save_shapes(node, args)
+    save = function(node, args, nargs, out)
+      save_shapes(node, args, nargs, out)
       save(node, args[1], args[2])
     end,
     backward = function(node, g)
       local a, b = node.saved[1], node.saved[2]
       local w = maxmin_weight(a, b, spec[2])
-      return node.sa and sum_to(g * w, node.sa), node.sb and sum_to(g * (1 - w), node.sb)
+      return wants(node, 1) and back(g * w, node.sa), wants(node, 2) and back(g * (1 - w), node.sb)
     end}
 end
 
 -- where(mask, a, b): a and b tensors or numbers
 defop{name = "where", inputs = {2, 3},
-  save = function(node, args)
-    node.sa, node.sb = shape_or_nil(args[2]), shape_or_nil(args[3])
+  save = function(node, args, _, out)
+    node.sa, node.sb = bshape(args[2], out), bshape(args[3], out)
     save(node, args[1])
   end,
   backward = function(node, g)
     local m = node.saved[1]:ne(0)
-    local ga = node.sa and sum_to(core.where(m, g, 0), node.sa)
-    local gb = node.sb and sum_to(core.where(m, 0, g), node.sb)
+    local ga = wants(node, 1) and back(core.where(m, g, 0), node.sa)
+    local gb = wants(node, 2) and back(core.where(m, 0, g), node.sb)
     return ga, gb
   end}
 
@@ -694,17 +707,22 @@ defop{name = "matmul", inputs = {1, 2},
     if node.tb then b = b:t() end
     if node.alpha and node.alpha ~= 1 then g = g * node.alpha end
     local da, db = a:dim(), b:dim()
-    if da == 1 and db == 1 then return g * b, g * a end
+    if da == 1 and db == 1 then return wants(node, 1) and g * b, wants(node, 2) and g * a end
     -- promote 1-d operands: a {n} -> {1, n}, b {n} -> {n, 1}; g gets the dims back
     local a2 = da == 1 and a:unsqueeze(1) or a
     local b2 = db == 1 and b:unsqueeze(2) or b
     local g2 = g
     if da == 1 then g2 = g2:unsqueeze(-2) end
     if db == 1 then g2 = g2:unsqueeze(-1) end
-    local ga = sum_to(core.matmul(g2, tr(b2)), a2:shape()):reshape(a:shape())
-    local gb = sum_to(core.matmul(tr(a2), g2), b2:shape()):reshape(b:shape())
-    if node.ta then ga = ga:t() end
-    if node.tb then gb = gb:t() end
+    local ga, gb
+    if wants(node, 1) then
+      ga = sum_to(core.matmul(g2, tr(b2)), a2:shape()):reshape(a:shape())
+      if node.ta then ga = ga:t() end
+    end
+    if wants(node, 2) then
+      gb = sum_to(core.matmul(tr(a2), g2), b2:shape()):reshape(b:shape())
+      if node.tb then gb = gb:t() end
+    end
     return ga, gb
   end}
 

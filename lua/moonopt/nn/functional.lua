@@ -38,7 +38,7 @@ local E = require "moonopt.autograd.engine"
 
 local api, fail, show = apierror.api, apierror.fail, apierror.show
 local is_tensor, grad_mode = core.is_tensor, E.grad_mode
-local needs_grad, record, save = E.needs_grad, E.record, E.save
+local needs_grad, record, save, wants = E.needs_grad, E.record, E.save, E.wants
 
 local linear_forward = core.nn_linear_forward
 local act_forward, act_backward = core.nn_act_forward, core.nn_act_backward
@@ -174,9 +174,8 @@ function F.linear(x, w, b)
     -- create_graph: linear differentiates twice
     local node = record("linear", {x, w, b}, {y}, function(node, g)
       local sx, sw = node.saved[1], node.saved[2]
-      local nx = node.next
-      return nx[1] and g:matmul(sw) or nil, nx[2] and g:t():matmul(sx) or nil,
-             nx[3] and g:sum(1) or nil
+      return wants(node, 1) and g:matmul(sw) or nil, wants(node, 2) and g:t():matmul(sx) or nil,
+             wants(node, 3) and g:sum(1) or nil
     end, 3)
     save(node, x, w)
   end
@@ -384,7 +383,7 @@ local function fused_loss(name, x, t, value, gin, grads)
   if gin then
     local node = record(name, {x, t}, {y}, function(node, g)
       local s = node.saved
-      if grad_mode() or node.next[2] then return grads(s[1], s[2], g) end
+      if grad_mode() or wants(node, 2) then return grads(s[1], s[2], g) end
       return gin * g, nil
     end, 2)
     save(node, x, t)
@@ -565,10 +564,10 @@ function F.conv2d(x, w, b, opts)
   if needs_grad(x, w, b) then
     local node = record("conv2d", {x, w, b}, {y}, function(node, g)
       no_double("conv2d")
-      local s, nx = node.saved, node.next
-      local gw, gb = zero_if(nx[2], s[2]), zero_if(nx[3], s[3])
+      local s = node.saved
+      local gw, gb = zero_if(wants(node, 2), s[2]), zero_if(wants(node, 3), s[3])
       local gx = raw(core.conv2d_backward, s[1], s[2], g:contiguous(), sh, sw, ph, pw, dh, dw,
-                     groups, gw, gb, nx[1] and true or false)
+                     groups, gw, gb, wants(node, 1) and true or false)
       return gx, gw, gb
     end, 3)
     save(node, x, w, b)
@@ -651,10 +650,10 @@ function F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
   if needs_grad(x, w, b) then
     local node = record("batch_norm", {x, w, b}, {y}, function(node, g)
       no_double("batch_norm")
-      local s, nx = node.saved, node.next
-      local gw, gb = zero_if(nx[2], s[2]), zero_if(nx[3], s[3])
+      local s = node.saved
+      local gw, gb = zero_if(wants(node, 2), s[2]), zero_if(wants(node, 3), s[3])
       local gx = raw(core.batch_norm_backward, s[1], g:contiguous(), s[2], s[4], s[5], training,
-                     gw, gb, nx[1] and true or false)
+                     gw, gb, wants(node, 1) and true or false)
       return gx, gw, gb
     end, 3)
     save(node, x, w, b, smean, sinv)

@@ -699,11 +699,11 @@ local function call_backward(node, g)
   end
   local ok, gi = pcall(function()
     if node.loss then return self:backward(x, target) * g end
-    return self:backward(x, g, node.next[1] ~= false)
+    return self:backward(x, g, E.wants(node, 1))
   end)
   local grads = {}
   for i, p in ipairs(params) do
-    grads[i] = node.next[i + 1] and p.grad or nil
+    grads[i] = E.wants(node, i + 1) and p.grad or nil
     p.grad = old[i]
   end
   put(mods, now)
