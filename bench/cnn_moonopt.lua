@@ -9,7 +9,6 @@
 local mo = require "moonopt"
 local nn = mo.nn
 
-collectgarbage("incremental")   -- see examples/fashion_cnn.lua: the layers' outputs age in generational mode
 local batches = math.tointeger(tonumber(arg[1] or "40"))
 local reps = math.tointeger(tonumber(arg[2] or "3"))
 

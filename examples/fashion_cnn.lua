@@ -92,11 +92,6 @@ end
 
 local opts = parse_args(arg)
 
--- The stand-alone lua5.4 runs its collector in generational mode, where the binding's report
--- of tensor memory (collector debt per 16 MB) triggers only minor collections; the layers'
--- outputs, kept in the modules until the next batch, then age into the old generation and
--- pile up (gigabytes per epoch). The incremental mode collects them every cycle.
-collectgarbage("incremental")
 
 if opts.threads then
   if opts.threads < 1 then die("--threads must be at least 1") end
