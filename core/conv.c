@@ -47,10 +47,18 @@ static void win_range(size_t n, size_t stride, ptrdiff_t off, size_t in, size_t 
     *hi = (size_t)b;
 }
 
+/* GCC turns a loop of zero stores into a memset call, which for the one- or two-element
+ * runs of TN(zero_few) costs more than the stores themselves. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CONV_INLINE_STORES __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define CONV_INLINE_STORES
+#endif
+
 /* One dtype's loops (conv_t.h), picked once per call. */
 typedef struct conv_ops {
     void (*im2col)(const void *x, const conv_geom *g, size_t C, void *col);
-    void (*col2im)(const void *col, const conv_geom *g, size_t C, void *gx);
+    void (*col2im)(void *col, const conv_geom *g, size_t C, void *gx);
     void (*add_bias)(void *y, const void *b, ptrdiff_t bstride, size_t rows, size_t n);
     void (*row_sums)(double *acc, const void *g, size_t rows, size_t n);
     void (*add_acc)(void *gb, ptrdiff_t stride, const double *acc, size_t n);
@@ -231,13 +239,15 @@ mo_status mo_conv2d_forward(mo_tensor *y, const mo_tensor *x, const mo_tensor *w
 /* ---- backward ---- */
 
 /* gw {O, K} (contiguous) += gy[n] @ col^T and gx = col2im(w^T @ gy[n]) per image and
- * group (gx zeroed by the caller; either may be NULL). */
+ * group (either may be NULL). */
 static mo_status backward_gemm(mo_tensor *gx, mo_tensor *gw, const mo_tensor *gy,
                                const mo_tensor *x, const mo_tensor *w, const conv_dims *d,
                                mo_tensor *col)
 {
     const size_t xplane = d->g.h * d->g.w, xs = d->c * xplane, ys = d->o * d->p;
     for (size_t n = 0; n < d->n; n++) {
+        /* col2im adds: zero this image's gx now, while it is about to be in cache */
+        if (gx && !d->pointwise) memset(elem(gx, n * xs), 0, xs * mo_dtype_size(gx->dtype));
         for (size_t grp = 0; grp < d->groups; grp++) {
             const size_t xo = n * xs + grp * d->cg * xplane;
             mo_tensor gyv = mat(gy, n * ys + grp * d->og * d->p, d->og, d->p);
@@ -294,7 +304,6 @@ static mo_status backward_run(mo_tensor *gx, mo_tensor *gw, mo_tensor *gb, const
                               mo_tensor *col, double *acc)
 {
     const size_t ys = d->o * d->p;
-    if (gx) memset(mo_tensor_ptr(gx), 0, gx->numel * mo_dtype_size(gx->dtype));
     if (gb) {
         for (size_t n = 0; n < d->n; n++) d->ops->row_sums(acc, elem(gy, n * ys), d->o, d->p);
         d->ops->add_acc(mo_tensor_ptr(gb), gb->stride[0], acc, d->o);
