@@ -197,6 +197,21 @@ static void TN(add_bias)(void *yv, const void *bv, ptrdiff_t bstride, size_t row
     }
 }
 
+/* y {rows, n}: y[r][k] = b[r * bstride] (the bias of the row's output channel). */
+static void TN(fill_bias)(void *yv, const void *bv, ptrdiff_t bstride, size_t rows, size_t n)
+{
+    T *y = yv;
+    const T *b = bv;
+    for (size_t r = 0; r < rows; r++) {
+        const T br = b[(ptrdiff_t)r * bstride];
+        T *yr = y + r * n;
+        size_t k = 0;
+        for (; k + 8 <= n; k += 8) /* a fixed-size block: vectorized at -O2, see add_run */
+            for (size_t j = 0; j < 8; j++) yr[k + j] = br;
+        for (; k < n; k++) yr[k] = br;
+    }
+}
+
 /* acc[r] += sum of row r of g {rows, n} (double accumulation; summed over the batch).
  * Eight partial sums: one chain of dependent adds would wait on the add latency. */
 static void TN(row_sums)(double *acc, const void *gv, size_t rows, size_t n)
@@ -264,7 +279,8 @@ static void TN(dw_forward)(const void *xv, const void *wv, void *yv, const conv_
 }
 
 static const conv_ops TN(conv_ops) = {
-    TN(im2col), TN(col2im), TN(add_bias), TN(row_sums), TN(add_acc), TN(dw_forward),
+    TN(im2col), TN(col2im),  TN(add_bias),   TN(fill_bias),
+    TN(row_sums), TN(add_acc), TN(dw_forward),
 };
 
 #undef T
