@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """bench/conv_torch.py - the PyTorch 1.13 reference of bench/conv_bench.sh: the same
 Conv2d(32, 64, 3, padding 1) on x {128, 32, 14, 14}, forward and backward (grad of x,
-weight and bias), one thread. Prints "torch_conv_s <median seconds of forward+backward>
-fwd_s F bwd_s B". usage: conv_torch.py [reps]"""
+weight and bias), one thread; with layer 1, Conv2d(1, 32, 3, padding 1) on
+{128, 1, 28, 28} with no grad of x (the CNN's input). Prints "torch_conv_s <median
+seconds of forward+backward> fwd_s F bwd_s B". usage: conv_torch.py [reps [layer]]"""
 import sys
 import time
 
@@ -12,10 +13,12 @@ import torch.nn.functional as F
 torch.set_num_threads(1)
 reps = int(sys.argv[1]) if len(sys.argv) > 1 else 7
 torch.manual_seed(1)
-x = torch.randn(128, 32, 14, 14, requires_grad=True)
-w = torch.randn(64, 32, 3, 3, requires_grad=True)
-b = torch.randn(64, requires_grad=True)
-gy = torch.randn(128, 64, 14, 14)
+layer = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+c, o, hw = (1, 32, 28) if layer == 1 else (32, 64, 14)
+x = torch.randn(128, c, hw, hw, requires_grad=layer != 1)
+w = torch.randn(o, c, 3, 3, requires_grad=True)
+b = torch.randn(o, requires_grad=True)
+gy = torch.randn(128, o, hw, hw)
 tf, tb = [], []
 for i in range(reps + 1):
     x.grad = w.grad = b.grad = None
