@@ -6,8 +6,11 @@
  * group to one matrix product:
  *   col {K, P} = im2col(x[n, group])          K = C/G * kH * kW, P = OH * OW
  *   y[n, group] {O/G, P} = w[group] {O/G, K} @ col
- * and the backward reuses the same col:
+ * and the backward rebuilds the same col per image (the call is stateless):
  *   gw[group] += gy[n, group] @ col^T,   col = w[group]^T @ gy[n, group] -> col2im -> gx.
+ * One image per gemm: those shapes already run near the large-gemm rate, and batching
+ * images would need gy / y copied between {N, O, P} and {O, B*P} (docs/design.md
+ * "Convolutions" has the measurements).
  * The products go through mo_matmul (CBLAS sgemm/dgemm, or the portable loop) on
  * handles that borrow the tensors' storage (no copies). Two special cases skip
  * im2col: a 1x1 kernel with stride 1 and no padding, where x[n, group] viewed
