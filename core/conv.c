@@ -50,14 +50,6 @@ static void win_range(size_t n, size_t stride, ptrdiff_t off, size_t in, size_t 
     *hi = (size_t)b;
 }
 
-/* GCC turns a loop of zero stores into a memset call, which for the one- or two-element
- * runs of TN(zero_few) costs more than the stores themselves. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define CONV_INLINE_STORES __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define CONV_INLINE_STORES
-#endif
-
 /* One dtype's loops (conv_t.h), picked once per call. */
 typedef struct conv_ops {
     void (*im2col)(const void *x, const conv_geom *g, size_t C, void *col);

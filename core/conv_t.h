@@ -12,27 +12,17 @@
 #error "define T and TN before including conv_t.h"
 #endif
 
-/* p[0..n) = 0, longer runs (TN(zero_few) handles the usual one or two elements inline).
- * A memset call costs more than a few stores; CONV_INLINE_STORES keeps GCC from turning
- * the loop back into a call. */
-static CONV_INLINE_STORES void TN(zero_run)(T *p, size_t n)
-{
-    if (n >= 64) {
-        memset(p, 0, n * sizeof(T));
-        return;
-    }
-    for (size_t k = 0; k < n; k++) p[k] = 0;
-}
-
 /* p[0..n) = 0. The zero runs of im2col / col2im are mostly the padding columns of a tap:
- * one element (3x3, padding 1) or none, stored here without a call. */
+ * one element (3x3, padding 1) or none, stored here inline (a plain loop would be turned
+ * into a memset call by GCC, which costs more than one or two stores); longer runs (the
+ * padding rows) go to memset. */
 static inline void TN(zero_few)(T *p, size_t n)
 {
     if (n == 0) return;
     p[0] = 0;
     if (n == 1) return;
     p[1] = 0;
-    if (n > 2) TN(zero_run)(p + 2, n - 2);
+    if (n > 2) memset(p + 2, 0, (n - 2) * sizeof(T));
 }
 
 /*
