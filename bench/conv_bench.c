@@ -5,8 +5,10 @@
  * FLOP rate against the sgemm FLOP rate of mo_matmul on 512x512x512 float32 measured in
  * the same process. FLOPs: forward 2 * N * O * OH * OW * C * kH * kW, backward twice
  * that (gw and gx); the bias and im2col work is not counted.
- * Prints one line: "sgemm_gflops A conv_gflops B ratio R fwd_s F bwd_s G" (medians; R is
- * the median over the rounds of each round's conv rate / sgemm rate).
+ * Prints one line: "sgemm_gflops A conv_gflops B ratio R fwd_s F bwd_s G min_s M" (medians;
+ * R is the median over the rounds of each round's conv rate / sgemm rate; M is the fastest
+ * round's forward + backward, the figure least disturbed by other jobs, which
+ * conv_bench.sh compares with PyTorch's fastest).
  * With layer 1, the CNN's first conv layer instead: Conv2d(1, 32, 3, padding 1) on
  * {128, 1, 28, 28}, backward without gx (the input needs no gradient), so its FLOPs are
  * forward + gw only.
@@ -100,10 +102,13 @@ int main(int argc, char **argv)
         tg[i] = median(g3, 3);
         ratio[i] = (conv_flops / (t2 - t0)) / (gemm_flops / tg[i]);
     }
+    double best = tf[0] + tb[0];
+    for (int i = 1; i < reps; i++)
+        if (tf[i] + tb[i] < best) best = tf[i] + tb[i];
     const double fwd = median(tf, reps), bwd = median(tb, reps), gemm = median(tg, reps);
-    printf("sgemm_gflops %.3f conv_gflops %.3f ratio %.4f fwd_s %.5f bwd_s %.5f\n",
+    printf("sgemm_gflops %.3f conv_gflops %.3f ratio %.4f fwd_s %.5f bwd_s %.5f min_s %.5f\n",
            gemm_flops / gemm * 1e-9, conv_flops / (fwd + bwd) * 1e-9, median(ratio, reps), fwd,
-           bwd);
+           bwd, best);
     mo_tensor *all[] = {&a, &b, &c, &x, &w, &bias, &y, &gy, &gx, &gw, &gb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mo_tensor_release(all[i]);
     free(tf);
