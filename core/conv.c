@@ -6,8 +6,11 @@
  * group to one matrix product:
  *   col {K, P} = im2col(x[n, group])          K = C/G * kH * kW, P = OH * OW
  *   y[n, group] {O/G, P} = w[group] {O/G, K} @ col
- * and the backward reuses the same col:
+ * and the backward rebuilds the same col per image (the call is stateless):
  *   gw[group] += gy[n, group] @ col^T,   col = w[group]^T @ gy[n, group] -> col2im -> gx.
+ * One image per gemm: those shapes already run near the large-gemm rate, and batching
+ * images would need gy / y copied between {N, O, P} and {O, B*P} (docs/design.md
+ * "Convolutions" has the measurements).
  * The products go through mo_matmul (CBLAS sgemm/dgemm, or the portable loop) on
  * handles that borrow the tensors' storage (no copies). Two special cases skip
  * im2col: a 1x1 kernel with stride 1 and no padding, where x[n, group] viewed
@@ -50,8 +53,9 @@ static void win_range(size_t n, size_t stride, ptrdiff_t off, size_t in, size_t 
 /* One dtype's loops (conv_t.h), picked once per call. */
 typedef struct conv_ops {
     void (*im2col)(const void *x, const conv_geom *g, size_t C, void *col);
-    void (*col2im)(const void *col, const conv_geom *g, size_t C, void *gx);
+    void (*col2im)(void *col, const conv_geom *g, size_t C, void *gx);
     void (*add_bias)(void *y, const void *b, ptrdiff_t bstride, size_t rows, size_t n);
+    void (*fill_bias)(void *y, const void *b, ptrdiff_t bstride, size_t rows, size_t n);
     void (*row_sums)(double *acc, const void *g, size_t rows, size_t n);
     void (*add_acc)(void *gb, ptrdiff_t stride, const double *acc, size_t n);
     void (*dw_forward)(const void *x, const void *w, void *y, const conv_geom *g, size_t C,
@@ -172,12 +176,16 @@ static mo_status scratch(mo_tensor *t, const mo_tensor *x, size_t rows, size_t c
     return mo_tensor_empty_dtype(t, 2, shape, x->dtype, NULL);
 }
 
-/* y[n] for every image: gemm per group (im2col unless pointwise), then the bias. */
+/* y[n] for every image: gemm per group (im2col unless pointwise). With a bias, y[n] is
+ * first filled with it and the gemm adds (beta = 1): one pass over y[n] instead of the
+ * gemm's zeroing (beta = 0) and then a bias pass. */
 static mo_status forward_gemm(mo_tensor *y, const mo_tensor *x, const mo_tensor *w,
                               const mo_tensor *b, const conv_dims *d, mo_tensor *col)
 {
     const size_t xplane = d->g.h * d->g.w, xs = d->c * xplane, ys = d->o * d->p;
+    const double beta = b ? 1.0 : 0.0;
     for (size_t n = 0; n < d->n; n++) {
+        if (b) d->ops->fill_bias(elem(y, n * ys), mo_tensor_ptr(b), b->stride[0], d->o, d->p);
         for (size_t grp = 0; grp < d->groups; grp++) {
             const size_t xo = n * xs + grp * d->cg * xplane;
             mo_tensor cv;
@@ -189,10 +197,8 @@ static mo_status forward_gemm(mo_tensor *y, const mo_tensor *x, const mo_tensor 
             }
             mo_tensor yv = mat(y, n * ys + grp * d->og * d->p, d->og, d->p);
             mo_tensor wv = mat(w, grp * d->og * d->k, d->og, d->k);
-            MO_TRY(mo_matmul(&yv, &wv, 0, &cv, 0, 1.0, 0.0));
+            MO_TRY(mo_matmul(&yv, &wv, 0, &cv, 0, 1.0, beta));
         }
-        if (b)
-            d->ops->add_bias(elem(y, n * ys), mo_tensor_ptr(b), b->stride[0], d->o, d->p);
     }
     return MO_OK;
 }
@@ -231,13 +237,17 @@ mo_status mo_conv2d_forward(mo_tensor *y, const mo_tensor *x, const mo_tensor *w
 /* ---- backward ---- */
 
 /* gw {O, K} (contiguous) += gy[n] @ col^T and gx = col2im(w^T @ gy[n]) per image and
- * group (gx zeroed by the caller; either may be NULL). */
+ * group (either may be NULL), and acc (O doubles, or NULL) += gy[n]'s row sums for the
+ * bias while gy[n] passes through the cache anyway. */
 static mo_status backward_gemm(mo_tensor *gx, mo_tensor *gw, const mo_tensor *gy,
                                const mo_tensor *x, const mo_tensor *w, const conv_dims *d,
-                               mo_tensor *col)
+                               mo_tensor *col, double *acc)
 {
     const size_t xplane = d->g.h * d->g.w, xs = d->c * xplane, ys = d->o * d->p;
     for (size_t n = 0; n < d->n; n++) {
+        if (acc) d->ops->row_sums(acc, elem(gy, n * ys), d->o, d->p);
+        /* col2im adds: zero this image's gx now, while it is about to be in cache */
+        if (gx && !d->pointwise) memset(elem(gx, n * xs), 0, xs * mo_dtype_size(gx->dtype));
         for (size_t grp = 0; grp < d->groups; grp++) {
             const size_t xo = n * xs + grp * d->cg * xplane;
             mo_tensor gyv = mat(gy, n * ys + grp * d->og * d->p, d->og, d->p);
@@ -294,13 +304,13 @@ static mo_status backward_run(mo_tensor *gx, mo_tensor *gw, mo_tensor *gb, const
                               mo_tensor *col, double *acc)
 {
     const size_t ys = d->o * d->p;
-    if (gx) memset(mo_tensor_ptr(gx), 0, gx->numel * mo_dtype_size(gx->dtype));
-    if (gb) {
+    if (gx || gw) {
+        MO_TRY(backward_gemm(gx, gw, gy, x, w, d, col, gb ? acc : NULL));
+    } else if (gb) {
         for (size_t n = 0; n < d->n; n++) d->ops->row_sums(acc, elem(gy, n * ys), d->o, d->p);
-        d->ops->add_acc(mo_tensor_ptr(gb), gb->stride[0], acc, d->o);
     }
-    if (!gx && !gw) return MO_OK;
-    return backward_gemm(gx, gw, gy, x, w, d, col);
+    if (gb) d->ops->add_acc(mo_tensor_ptr(gb), gb->stride[0], acc, d->o);
+    return MO_OK;
 }
 
 mo_status mo_conv2d_backward(mo_tensor *gx, mo_tensor *gw, mo_tensor *gb, const mo_tensor *gy,

@@ -12,6 +12,19 @@
 #error "define T and TN before including conv_t.h"
 #endif
 
+/* p[0..n) = 0. The zero runs of im2col / col2im are mostly the padding columns of a tap:
+ * one element (3x3, padding 1) or none, stored here inline (a plain loop would be turned
+ * into a memset call by GCC, which costs more than one or two stores); longer runs (the
+ * padding rows) go to memset. */
+static inline void TN(zero_few)(T *p, size_t n)
+{
+    if (n == 0) return;
+    p[0] = 0;
+    if (n == 1) return;
+    p[1] = 0;
+    if (n > 2) memset(p + 2, 0, (n - 2) * sizeof(T));
+}
+
 /*
  * One row of col for a stride-1 tap whose output rows are as long as the input's (OW ==
  * W, the usual "same" convolution): output rows h0..h1-1 read ONE contiguous run of the
@@ -25,11 +38,10 @@ static void TN(im2col_rows_same)(T *row, const T *xc, size_t OW, size_t h0, size
     const size_t from = (size_t)(((ptrdiff_t)h0 + offh) * (ptrdiff_t)OW + offw + (ptrdiff_t)w0);
     const size_t n = (h1 - h0 - 1) * OW + w1 - w0;
     memcpy(row + h0 * OW + w0, xc + from, n * sizeof(T));
-    for (size_t oh = h0; oh < h1; oh++) {
-        T *r = row + oh * OW;
-        for (size_t ow = 0; ow < w0; ow++) r[ow] = 0;
-        for (size_t ow = w1; ow < OW; ow++) r[ow] = 0;
-    }
+    TN(zero_few)(row + h0 * OW, w0);
+    for (size_t oh = h0; oh + 1 < h1; oh++) /* row oh's tail and row oh+1's head: one run */
+        TN(zero_few)(row + oh * OW + w1, OW - w1 + w0);
+    TN(zero_few)(row + (h1 - 1) * OW + w1, OW - w1);
 }
 
 /* The general row: output rows h0..h1-1, columns w0..w1-1 read from the plane. */
@@ -41,13 +53,13 @@ static void TN(im2col_rows)(T *row, const T *xc, const conv_geom *g, size_t h0, 
     for (size_t oh = h0; oh < h1; oh++) {
         T *r = row + oh * OW;
         const T *src = xc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
-        for (size_t ow = 0; ow < w0; ow++) r[ow] = 0;
+        TN(zero_few)(r, w0);
         if (sw == 1) {
             for (size_t ow = w0; ow < w1; ow++) r[ow] = src[(ptrdiff_t)ow + offw];
         } else {
             for (size_t ow = w0; ow < w1; ow++) r[ow] = src[(ptrdiff_t)ow * sw + offw];
         }
-        for (size_t ow = w1; ow < OW; ow++) r[ow] = 0;
+        TN(zero_few)(r + w1, OW - w1);
     }
 }
 
@@ -74,23 +86,71 @@ static void TN(im2col)(const void *xv, const conv_geom *g, size_t C, void *colv)
                 const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
                 size_t w0, w1;
                 win_range(OW, g->sw, offw, g->w, &w0, &w1);
-                memset(row, 0, h0 * OW * sizeof(T));
+                TN(zero_few)(row, h0 * OW);
                 if (same && h1 > h0 && w1 > w0)
                     TN(im2col_rows_same)(row, xc, OW, h0, h1, offh, offw, w0, w1);
                 else
                     TN(im2col_rows)(row, xc, g, h0, h1, offh, offw, w0, w1);
-                memset(row + h1 * OW, 0, (OH - h1) * OW * sizeof(T));
+                TN(zero_few)(row + h1 * OW, (OH - h1) * OW);
             }
         }
     }
 }
 
-/* The adjoint of im2col: gx {C, H, W} += col {C*kH*kW, OH*OW} scattered back. */
-static void TN(col2im)(const void *colv, const conv_geom *g, size_t C, void *gxv)
+/* d[k] += s[k] for k < n. Blocks of eight: GCC's -O2 vectorizes such a fixed-size block
+ * (SLP) but not a loop whose count is known only at run time. */
+static void TN(add_run)(T *restrict d, const T *restrict s, size_t n)
 {
-    const T *col = colv;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (size_t j = 0; j < 8; j++) d[k + j] += s[k + j];
+    for (; k < n; k++) d[k] += s[k];
+}
+
+/*
+ * The adjoint of TN(im2col_rows_same): one row of col (output rows h0..h1-1 valid,
+ * columns w0..w1-1) added into the plane gc as ONE contiguous run. The run also covers
+ * the columns outside [w0, w1) of its inner rows, which belong to no input pixel of this
+ * row: they are zeroed in col first (col is scratch), so they add +0 (exact: gc was
+ * zeroed and a sum of floats starting at +0 is never -0). Each pixel of gc thus gets
+ * the same contributions in the same order as with the row-by-row loop.
+ */
+static void TN(col2im_rows_same)(T *row, T *gc, size_t OW, size_t h0, size_t h1,
+                                 ptrdiff_t offh, ptrdiff_t offw, size_t w0, size_t w1)
+{
+    for (size_t oh = h0; oh + 1 < h1; oh++) /* row oh's tail and row oh+1's head: one run */
+        TN(zero_few)(row + oh * OW + w1, OW - w1 + w0);
+    const size_t to = (size_t)(((ptrdiff_t)h0 + offh) * (ptrdiff_t)OW + offw + (ptrdiff_t)w0);
+    TN(add_run)(gc + to, row + h0 * OW + w0, (h1 - h0 - 1) * OW + w1 - w0);
+}
+
+/* The general row: output rows h0..h1-1, columns w0..w1-1 added into the plane. */
+static void TN(col2im_rows)(const T *row, T *gc, const conv_geom *g, size_t h0, size_t h1,
+                            ptrdiff_t offh, ptrdiff_t offw, size_t w0, size_t w1)
+{
+    const size_t OW = g->ow;
+    const ptrdiff_t sw = (ptrdiff_t)g->sw;
+    for (size_t oh = h0; oh < h1; oh++) {
+        const T *r = row + oh * OW;
+        T *dst = gc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
+        if (sw == 1) {
+            TN(add_run)(dst + (ptrdiff_t)w0 + offw, r + w0, w1 - w0);
+        } else {
+            for (size_t ow = w0; ow < w1; ow++) dst[(ptrdiff_t)ow * sw + offw] += r[ow];
+        }
+    }
+}
+
+/*
+ * The adjoint of im2col: gx {C, H, W} += col {C*kH*kW, OH*OW} scattered back. col is
+ * scratch: the "same" case zeroes some of its padding entries (TN(col2im_rows_same)).
+ */
+static void TN(col2im)(void *colv, const conv_geom *g, size_t C, void *gxv)
+{
+    T *col = colv;
     T *gx = gxv;
     const size_t OW = g->ow, P = g->oh * OW, plane = g->h * g->w;
+    const int same = g->sh == 1 && g->sw == 1 && OW == g->w;
     for (size_t c = 0; c < C; c++) {
         T *gc = gx + c * plane;
         for (size_t i = 0; i < g->kh; i++) {
@@ -98,20 +158,15 @@ static void TN(col2im)(const void *colv, const conv_geom *g, size_t C, void *gxv
             size_t h0, h1;
             win_range(g->oh, g->sh, offh, g->h, &h0, &h1);
             for (size_t j = 0; j < g->kw; j++) {
-                const T *row = col + ((c * g->kh + i) * g->kw + j) * P;
+                T *row = col + ((c * g->kh + i) * g->kw + j) * P;
                 const ptrdiff_t offw = (ptrdiff_t)(j * g->dw) - (ptrdiff_t)g->pw;
                 size_t w0, w1;
                 win_range(OW, g->sw, offw, g->w, &w0, &w1);
-                const ptrdiff_t sw = (ptrdiff_t)g->sw;
-                for (size_t oh = h0; oh < h1; oh++) {
-                    const T *r = row + oh * OW;
-                    T *dst = gc + (size_t)((ptrdiff_t)(oh * g->sh) + offh) * g->w;
-                    if (sw == 1) {
-                        for (size_t ow = w0; ow < w1; ow++) dst[(ptrdiff_t)ow + offw] += r[ow];
-                    } else {
-                        for (size_t ow = w0; ow < w1; ow++) dst[(ptrdiff_t)ow * sw + offw] += r[ow];
-                    }
-                }
+                if (h1 <= h0 || w1 <= w0) continue;
+                if (same)
+                    TN(col2im_rows_same)(row, gc, OW, h0, h1, offh, offw, w0, w1);
+                else
+                    TN(col2im_rows)(row, gc, g, h0, h1, offh, offw, w0, w1);
             }
         }
     }
@@ -125,7 +180,25 @@ static void TN(add_bias)(void *yv, const void *bv, ptrdiff_t bstride, size_t row
     for (size_t r = 0; r < rows; r++) {
         const T br = b[(ptrdiff_t)r * bstride];
         T *yr = y + r * n;
-        for (size_t k = 0; k < n; k++) yr[k] += br;
+        size_t k = 0;
+        for (; k + 8 <= n; k += 8) /* a fixed-size block: vectorized at -O2, see add_run */
+            for (size_t j = 0; j < 8; j++) yr[k + j] += br;
+        for (; k < n; k++) yr[k] += br;
+    }
+}
+
+/* y {rows, n}: y[r][k] = b[r * bstride] (the bias of the row's output channel). */
+static void TN(fill_bias)(void *yv, const void *bv, ptrdiff_t bstride, size_t rows, size_t n)
+{
+    T *y = yv;
+    const T *b = bv;
+    for (size_t r = 0; r < rows; r++) {
+        const T br = b[(ptrdiff_t)r * bstride];
+        T *yr = y + r * n;
+        size_t k = 0;
+        for (; k + 8 <= n; k += 8) /* a fixed-size block: vectorized at -O2, see add_run */
+            for (size_t j = 0; j < 8; j++) yr[k + j] = br;
+        for (; k < n; k++) yr[k] = br;
     }
 }
 
@@ -196,7 +269,8 @@ static void TN(dw_forward)(const void *xv, const void *wv, void *yv, const conv_
 }
 
 static const conv_ops TN(conv_ops) = {
-    TN(im2col), TN(col2im), TN(add_bias), TN(row_sums), TN(add_acc), TN(dw_forward),
+    TN(im2col), TN(col2im),  TN(add_bias),   TN(fill_bias),
+    TN(row_sums), TN(add_acc), TN(dw_forward),
 };
 
 #undef T
