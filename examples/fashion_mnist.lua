@@ -31,7 +31,7 @@ usage: lua5.4 examples/fashion_mnist.lua [options]
   --lr X        peak learning rate of AdamW (default 2e-3)
   --wd X        AdamW weight decay (default 1e-2)
   --warmup N    warmup steps of the schedule (default: one epoch)
-  --threads N   OpenBLAS threads (default: OpenBLAS's own choice)
+  --threads N   threads of moonopt's pool and of OpenBLAS (default: the cores)
   --seed N      seed of initialization and shuffling (default 42)
   --data DIR    Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
   --out DIR     where the SVG curves go (default out)
@@ -39,65 +39,14 @@ usage: lua5.4 examples/fashion_mnist.lua [options]
   --autograd    the same MLP written with mo.nn.functional, gradients by autograd
 ]]
 
-local function die(msg)
-  io.stderr:write("fashion_mnist: ", msg, "\n")
-  os.exit(1)
-end
+local cli = dofile((arg[0]:match("^(.*[/\\])") or "") .. "cli.lua")
 
--- --name value pairs into a table, with a type check per option.
-local function parse_args(argv)
-  local spec = {epochs = "int", batch = "int", lr = "number", wd = "number", warmup = "int", threads = "int",
-                seed = "int", data = "string", out = "string", quiet = "flag", help = "flag",
-                autograd = "flag"}
-  local o = {epochs = 10, batch = 128, lr = 2e-3, wd = 1e-2, seed = 42, out = "out"}
-  local i = 1
-  while i <= #argv do
-    local name = argv[i]:match("^%-%-([%w_]+)$")
-    local kind = name and spec[name]
-    if not kind then die("unknown argument '" .. argv[i] .. "'\n" .. usage) end
-    if kind == "flag" then
-      o[name] = true
-      i = i + 1
-    else
-      local v = argv[i + 1]
-      if v == nil then die("--" .. name .. " needs a value") end
-      if kind ~= "string" then
-        local num = tonumber(v)
-        if not num or (kind == "int" and (num ~= math.floor(num) or num < 0)) or num ~= num then
-          die(("--%s must be %s, got '%s'"):format(name, kind == "int" and "a non-negative integer" or "a number", v))
-        end
-        v = kind == "int" and math.tointeger(num) or num
-      end
-      o[name] = v
-      i = i + 2
-    end
-  end
-  if o.help then io.stdout:write(usage) os.exit(0) end
-  if o.epochs < 1 then die("--epochs must be at least 1") end
-  if o.batch < 1 then die("--batch must be at least 1") end
-  if o.lr <= 0 then die("--lr must be positive") end
-  return o
-end
-
-local function median(list)
-  local s = {}
-  for i, v in ipairs(list) do s[i] = v end
-  table.sort(s)
-  local n = #s
-  if n == 0 then return 0 / 0 end
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return (s[n // 2] + s[n // 2 + 1]) / 2
-end
-
-local opts = parse_args(arg)
-
-if opts.threads then
-  if opts.threads < 1 then die("--threads must be at least 1") end
-  if not mo.blas_set_threads(opts.threads) then
-    io.stderr:write("fashion_mnist: --threads ignored: moonopt is not linked with OpenBLAS ",
-                    "(BLAS backend: ", mo.blas_backend, "); set your BLAS library's thread variable instead\n")
-  end
-end
+local spec = {epochs = "int", batch = "int", lr = "number", wd = "number", warmup = "int", threads = "int",
+              seed = "int", data = "string", out = "string", quiet = "flag", help = "flag",
+              autograd = "flag"}
+local defaults = {epochs = 10, batch = 128, lr = 2e-3, wd = 1e-2, seed = 42, out = "out"}
+local opts = cli.parse("fashion_mnist", arg, spec, defaults, usage)
+local function die(msg) cli.die("fashion_mnist", msg) end
 
 -- the data: images flattened to 784 floats, standardized with the training set's mean and std
 local ok, train_set, test_set = pcall(mo.data.fashion_mnist, {dir = opts.data, normalize = true})
@@ -186,4 +135,4 @@ else
   io.stderr:write("fashion_mnist: could not write the figures: ", tostring(err), "\n")
 end
 
-print(("final test_acc=%.4f median_epoch_s=%.3f"):format(history.eval_acc[#history], median(history.seconds)))
+print(("final test_acc=%.4f median_epoch_s=%.3f"):format(history.eval_acc[#history], cli.median(history.seconds)))
