@@ -267,17 +267,22 @@ __attribute__((target("avx512f"))) static inline void bf16_store16(uint16_t *p, 
  * integer work fills the cycles the divisions leave idle). First moments use the signed map,
  * second moments (v, vmax) the unsigned one. mo__q8_io is passed by value: its fields stay
  * in registers across the vector stores. */
-__attribute__((target("avx512f"))) static inline void q8_keep16(float *out, __m512 x, __m512 *mx,
-                                                                __mmask16 *nf)
+__attribute__((target("avx512f"))) static inline void q8_keep16(float *out, __m512 x, __m512i *mx)
 {
     _mm512_storeu_ps(out, x);
-    mo__q8_absmax16(x, mx, nf);
+    *mx = mo__q8_absmax16(x, *mx);
 }
 
-__attribute__((target("avx2"))) static inline void q8_keep8(float *out, __m256 x, __m256 *mx, __m256i *nf)
+__attribute__((target("avx2"))) static inline void q8_keep8(float *out, __m256 x, __m256i *mx)
 {
     _mm256_storeu_ps(out, x);
-    mo__q8_absmax8(x, mx, nf);
+    *mx = mo__q8_absmax8(x, *mx);
+}
+
+/* A buffer's absmax bits into its io's outputs. */
+static inline void q8_result(const mo__q8_io *p, uint32_t bits)
+{
+    mo__q8_absmax_result(bits, p->amax, p->bad);
 }
 
 #define SIMD_T float
@@ -300,27 +305,21 @@ __attribute__((target("avx2"))) static inline void q8_keep8(float *out, __m256 x
     const __m512 q8am = _mm512_set1_ps(m.a), q8av = _mm512_set1_ps(v.a);               \
     const __m512 q8ax = _mm512_set1_ps(vmax.a), q8pm = _mm512_set1_ps(m.pinv);         \
     const __m512 q8pv = _mm512_set1_ps(v.pinv), q8px = _mm512_set1_ps(vmax.pinv);      \
-    __m512 q8mm = _mm512_setzero_ps(), q8mv = q8mm, q8mx = q8mm;                       \
-    __mmask16 q8nm = 0, q8nv = 0, q8nx = 0;
+    __m512i q8mm = _mm512_setzero_si512(), q8mv = q8mm, q8mx = q8mm;
 #define SIMD_LOAD_M(p, i) mo__q8_decode16((p).c + (i), q8am, 1)
 #define SIMD_LOAD_S(p, i) mo__q8_decode16((p).c + (i), q8av, 0)
 #define SIMD_LOAD_X(p, i) mo__q8_decode16((p).c + (i), q8ax, 0)
-#define SIMD_STORE_M(p, i, x) q8_keep16((p).out + (i), x, &q8mm, &q8nm)
-#define SIMD_STORE_S(p, i, x) q8_keep16((p).out + (i), x, &q8mv, &q8nv)
-#define SIMD_STORE_X(p, i, x) q8_keep16((p).out + (i), x, &q8mx, &q8nx)
+#define SIMD_STORE_M(p, i, x) q8_keep16((p).out + (i), x, &q8mm)
+#define SIMD_STORE_S(p, i, x) q8_keep16((p).out + (i), x, &q8mv)
+#define SIMD_STORE_X(p, i, x) q8_keep16((p).out + (i), x, &q8mx)
 #define SIMD_EACH(i)                                                                   \
     if (m.px) mo__q8_encode16(m.px + (i), m.pc + (i), q8pm, 1);                        \
     if (v.px) mo__q8_encode16(v.px + (i), v.pc + (i), q8pv, 0);                        \
     if (ams && vmax.px) mo__q8_encode16(vmax.px + (i), vmax.pc + (i), q8px, 0);
 #define SIMD_END                                                                       \
-    *m.amax = mo__q8_hmax16(q8mm);                                                     \
-    *m.bad = q8nm != 0;                                                                \
-    *v.amax = mo__q8_hmax16(q8mv);                                                     \
-    *v.bad = q8nv != 0;                                                                \
-    if (ams) {                                                                         \
-        *vmax.amax = mo__q8_hmax16(q8mx);                                              \
-        *vmax.bad = q8nx != 0;                                                         \
-    }
+    q8_result(&m, mo__q8_absmax_end16(q8mm));                                          \
+    q8_result(&v, mo__q8_absmax_end16(q8mv));                                          \
+    if (ams) q8_result(&vmax, mo__q8_absmax_end16(q8mx));
 #include "optim_adam_simd_t.h"
 
 /* The same in 8 lanes; AVX2 for the codecs' integer work (the arithmetic is AVX's). */
@@ -344,27 +343,21 @@ __attribute__((target("avx2"))) static inline void q8_keep8(float *out, __m256 x
     const __m256 q8am = _mm256_set1_ps(m.a), q8av = _mm256_set1_ps(v.a);               \
     const __m256 q8ax = _mm256_set1_ps(vmax.a), q8pm = _mm256_set1_ps(m.pinv);         \
     const __m256 q8pv = _mm256_set1_ps(v.pinv), q8px = _mm256_set1_ps(vmax.pinv);      \
-    __m256 q8mm = _mm256_setzero_ps(), q8mv = q8mm, q8mx = q8mm;                       \
-    __m256i q8nm = _mm256_setzero_si256(), q8nv = q8nm, q8nx = q8nm;
+    __m256i q8mm = _mm256_setzero_si256(), q8mv = q8mm, q8mx = q8mm;
 #define SIMD_LOAD_M(p, i) mo__q8_decode8((p).c + (i), q8am, 1)
 #define SIMD_LOAD_S(p, i) mo__q8_decode8((p).c + (i), q8av, 0)
 #define SIMD_LOAD_X(p, i) mo__q8_decode8((p).c + (i), q8ax, 0)
-#define SIMD_STORE_M(p, i, x) q8_keep8((p).out + (i), x, &q8mm, &q8nm)
-#define SIMD_STORE_S(p, i, x) q8_keep8((p).out + (i), x, &q8mv, &q8nv)
-#define SIMD_STORE_X(p, i, x) q8_keep8((p).out + (i), x, &q8mx, &q8nx)
+#define SIMD_STORE_M(p, i, x) q8_keep8((p).out + (i), x, &q8mm)
+#define SIMD_STORE_S(p, i, x) q8_keep8((p).out + (i), x, &q8mv)
+#define SIMD_STORE_X(p, i, x) q8_keep8((p).out + (i), x, &q8mx)
 #define SIMD_EACH(i)                                                                   \
     if (m.px) mo__q8_encode8(m.px + (i), m.pc + (i), q8pm, 1);                         \
     if (v.px) mo__q8_encode8(v.px + (i), v.pc + (i), q8pv, 0);                         \
     if (ams && vmax.px) mo__q8_encode8(vmax.px + (i), vmax.pc + (i), q8px, 0);
 #define SIMD_END                                                                       \
-    *m.amax = mo__q8_hmax8(q8mm);                                                      \
-    *m.bad = !_mm256_testz_si256(q8nm, q8nm);                                          \
-    *v.amax = mo__q8_hmax8(q8mv);                                                      \
-    *v.bad = !_mm256_testz_si256(q8nv, q8nv);                                          \
-    if (ams) {                                                                         \
-        *vmax.amax = mo__q8_hmax8(q8mx);                                               \
-        *vmax.bad = !_mm256_testz_si256(q8nx, q8nx);                                   \
-    }
+    q8_result(&m, mo__q8_absmax_end8(q8mm));                                           \
+    q8_result(&v, mo__q8_absmax_end8(q8mv));                                           \
+    if (ams) q8_result(&vmax, mo__q8_absmax_end8(q8mx));
 #include "optim_adam_simd_t.h"
 
 #define SIMD_T double

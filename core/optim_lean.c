@@ -240,13 +240,10 @@ __attribute__((target("avx2"))) static size_t q8_decode_avx2(const uint8_t *c, f
 /* The block's largest |x| (*a) and whether some x is NaN or +-inf. */
 __attribute__((target("avx2"))) static size_t q8_absmax_avx2(const float *x, size_t n, float *a, int *bad)
 {
-    __m256 mx = _mm256_setzero_ps();
-    __m256i nf = _mm256_setzero_si256();
+    __m256i mx = _mm256_setzero_si256();
     const size_t end = n - n % 8;
-    for (size_t i = 0; i < end; i += 8) mo__q8_absmax8(_mm256_loadu_ps(x + i), &mx, &nf);
-    float m = mo__q8_hmax8(mx);
-    *a = m > *a ? m : *a;
-    *bad |= !_mm256_testz_si256(nf, nf);
+    for (size_t i = 0; i < end; i += 8) mx = mo__q8_absmax8(_mm256_loadu_ps(x + i), mx);
+    mo__q8_absmax_result(mo__q8_absmax_end8(mx), a, bad);
     return end;
 }
 
@@ -277,13 +274,10 @@ __attribute__((target("avx512f"))) static size_t q8_encode_avx512(const float *x
 
 __attribute__((target("avx512f"))) static size_t q8_absmax_avx512(const float *x, size_t n, float *a, int *bad)
 {
-    __m512 mx = _mm512_setzero_ps();
-    __mmask16 nf = 0;
+    __m512i mx = _mm512_setzero_si512();
     const size_t end = n - n % 16;
-    for (size_t i = 0; i < end; i += 16) mo__q8_absmax16(_mm512_loadu_ps(x + i), &mx, &nf);
-    float m = mo__q8_hmax16(mx);
-    *a = m > *a ? m : *a;
-    *bad |= nf != 0;
+    for (size_t i = 0; i < end; i += 16) mx = mo__q8_absmax16(_mm512_loadu_ps(x + i), mx);
+    mo__q8_absmax_result(mo__q8_absmax_end16(mx), a, bad);
     return end;
 }
 #endif

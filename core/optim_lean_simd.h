@@ -15,11 +15,15 @@
  * subnormal absmax, whose reciprocal overflows): u = min(|x| * inv, 1) (unsigned map:
  * min(max(x * inv, 0), 1)), to nearest even on the float's bits (u >= 2^(1 - bias)) or by a
  * rounding conversion of u * 2^(bias + 2) below that; the sign applied to the integer code.
+ * The scalar codec clamps the code to 1.0's; here u <= 1 already, and the largest u below 1
+ * rounds up to exactly 1.0's code, so that clamp never acts and is left out.
  */
 #ifndef MO_OPTIM_LEAN_SIMD_H
 #define MO_OPTIM_LEAN_SIMD_H
 
 #include "optim_internal.h"
+
+#include <string.h>   /* memcpy */
 
 /* The int8 maps' format (shared with the scalar codecs): mantissa bits and bias. */
 #define MO__Q8_M 3
@@ -83,7 +87,6 @@ __attribute__((target("avx2"))) static inline void mo__q8_encode8(const float *x
     const __m256 scale = _mm256_castsi256_ps(_mm256_set1_epi32((127 + bias - 1 + MO__Q8_M) << 23));
     const __m256i rnd = _mm256_set1_epi32((1 << (22 - MO__Q8_M)) - 1), lsb = _mm256_set1_epi32(1);
     const __m256i off = _mm256_set1_epi32((127 - bias) << MO__Q8_M);
-    const __m256i top = _mm256_set1_epi32(bias << MO__Q8_M);
     const __m256i pick = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
     __m256 xi = _mm256_loadu_ps(x);
     __m256 u = sgn ? _mm256_mul_ps(_mm256_and_ps(xi, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))), vinv)
@@ -91,7 +94,7 @@ __attribute__((target("avx2"))) static inline void mo__q8_encode8(const float *x
     u = _mm256_min_ps(u, one);
     __m256i b = _mm256_castps_si256(u);
     b = _mm256_add_epi32(b, _mm256_add_epi32(rnd, _mm256_and_si256(_mm256_srli_epi32(b, 23 - MO__Q8_M), lsb)));
-    __m256i normal = _mm256_min_epi32(_mm256_sub_epi32(_mm256_srli_epi32(b, 23 - MO__Q8_M), off), top);
+    __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(b, 23 - MO__Q8_M), off);
     __m256i tiny = _mm256_cvtps_epi32(_mm256_mul_ps(u, scale));
     __m256i q = _mm256_blendv_epi8(normal, tiny, _mm256_castps_si256(_mm256_cmp_ps(u, thresh, _CMP_LT_OQ)));
     __m256i p;
@@ -119,13 +122,12 @@ __attribute__((target("avx512f"))) static inline void mo__q8_encode16(const floa
     const __m512 scale = _mm512_castsi512_ps(_mm512_set1_epi32((127 + bias - 1 + MO__Q8_M) << 23));
     const __m512i rnd = _mm512_set1_epi32((1 << (22 - MO__Q8_M)) - 1), lsb = _mm512_set1_epi32(1);
     const __m512i off = _mm512_set1_epi32((127 - bias) << MO__Q8_M);
-    const __m512i top = _mm512_set1_epi32(bias << MO__Q8_M);
     __m512 xi = _mm512_loadu_ps(x);
     __m512 u = sgn ? _mm512_mul_ps(_mm512_abs_ps(xi), vinv) : _mm512_max_ps(_mm512_mul_ps(xi, vinv), zero);
     u = _mm512_min_ps(u, one);
     __m512i b = _mm512_castps_si512(u);
     b = _mm512_add_epi32(b, _mm512_add_epi32(rnd, _mm512_and_si512(_mm512_srli_epi32(b, 23 - MO__Q8_M), lsb)));
-    __m512i q = _mm512_min_epi32(_mm512_sub_epi32(_mm512_srli_epi32(b, 23 - MO__Q8_M), off), top);
+    __m512i q = _mm512_sub_epi32(_mm512_srli_epi32(b, 23 - MO__Q8_M), off);
     __mmask16 tiny = _mm512_cmp_ps_mask(u, thresh, _CMP_LT_OQ);
     q = _mm512_mask_mov_epi32(q, tiny, _mm512_cvtps_epi32(_mm512_mul_ps(u, scale)));
     if (sgn) {
@@ -136,39 +138,42 @@ __attribute__((target("avx512f"))) static inline void mo__q8_encode16(const floa
     _mm_storeu_si128((__m128i *)(void *)c, _mm512_cvtepi32_epi8(q));
 }
 
-/* A block's absmax as its new values are produced: *mx = max(|x|, *mx) lane by lane and *nf
- * gathers "|x| is NaN or inf" (its bits above FLT_MAX's); mo__q8_absmax_end reduces. The max
- * of a NaN-free set is exact in any order, so this equals the scalar loop's absmax. */
-__attribute__((target("avx2"))) static inline void mo__q8_absmax8(__m256 x, __m256 *mx, __m256i *nf)
+/* A block's absmax as its new values are produced, from the bits of |x| as unsigned integers:
+ * for non-negative floats their order is the floats' order, and NaN and inf have the largest
+ * bits, so a lane-wise integer max finds both the absmax and whether the block holds NaN or
+ * inf (the result's bits above FLT_MAX's). The max of a set is exact in any order, so this
+ * equals the scalar loop's absmax. mx: the running max (start from zero); the _end forms
+ * reduce the lanes, then mo__q8_absmax_result splits the bits. */
+__attribute__((target("avx2"))) static inline __m256i mo__q8_absmax8(__m256 x, __m256i mx)
 {
-    __m256 m = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-    *nf = _mm256_or_si256(*nf, _mm256_cmpgt_epi32(_mm256_castps_si256(m), _mm256_set1_epi32(0x7f7fffff)));
-    *mx = _mm256_max_ps(m, *mx);
+    return _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fffffff)), mx);
 }
 
-__attribute__((target("avx512f"))) static inline void mo__q8_absmax16(__m512 x, __m512 *mx, __mmask16 *nf)
+__attribute__((target("avx512f"))) static inline __m512i mo__q8_absmax16(__m512 x, __m512i mx)
 {
-    __m512 m = _mm512_abs_ps(x);
-    *nf |= _mm512_cmpgt_epi32_mask(_mm512_castps_si512(m), _mm512_set1_epi32(0x7f7fffff));
-    *mx = _mm512_max_ps(m, *mx);
+    return _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)), mx);
 }
 
-/* The lanes' maximum (lanes are NaN-free or the block is bad, its absmax unused). */
-__attribute__((target("avx2"))) static inline float mo__q8_hmax8(__m256 mx)
+__attribute__((target("avx2"))) static inline uint32_t mo__q8_absmax_end8(__m256i mx)
 {
-    float lanes[8], a = 0.0f;
-    _mm256_storeu_ps(lanes, mx);
-    for (int k = 0; k < 8; k++) a = lanes[k] > a ? lanes[k] : a;
-    return a;
+    uint32_t lanes[8], m = 0;
+    _mm256_storeu_si256((__m256i *)(void *)lanes, mx);
+    for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
+    return m;
 }
 
-__attribute__((target("avx512f"))) static inline float mo__q8_hmax16(__m512 mx)
+__attribute__((target("avx512f"))) static inline uint32_t mo__q8_absmax_end16(__m512i mx)
 {
-    float lanes[16], a = 0.0f;
-    _mm512_storeu_ps(lanes, mx);
-    for (int k = 0; k < 16; k++) a = lanes[k] > a ? lanes[k] : a;
-    return a;
+    return (uint32_t)_mm512_reduce_max_epu32(mx);
 }
 #endif /* MO__HAVE_AVX_DISPATCH */
+
+/* The absmax bits into the absmax (*a) and the NaN/inf flag (*bad: then *a is meaningless). */
+static inline void mo__q8_absmax_result(uint32_t bits, float *a, int *bad)
+{
+    *bad = bits > 0x7f7fffffu;
+    memcpy(a, &bits, sizeof *a);
+}
+
 
 #endif /* MO_OPTIM_LEAN_SIMD_H */
