@@ -260,6 +260,70 @@ __attribute__((target("avx512f"))) static inline void bf16_store16(uint16_t *p, 
 #define SIMD_STORE_S(p, i, x) bf16_store16((p) + (i), x)
 #include "optim_adam_simd_t.h"
 
+/* Stochastic rounding to bfloat16 (docs/design.md "Lean optimizer state"), 16 lanes: the bits
+ * added are optim_lean.c's sr_bits(seed, i, x) for the element's index i in its buffer, as
+ * two halves of 8 64-bit lanes (AVX-512DQ's 64-bit products); each 64-bit operation wraps as
+ * the scalar uint64_t one does, so the bits are the scalar codec's. */
+typedef struct bf16_sr_io {
+    uint16_t *c;     /* the chunk's codes */
+    uint64_t seed;   /* the buffer's stream this step */
+    size_t off;      /* the index in the buffer of c[0] */
+} bf16_sr_io;
+
+__attribute__((target("avx512f,avx512dq"))) static inline __m512i sr_hash8(__m512i seed, __m512i idx,
+                                                                           __m512i xbits)
+{
+    __m512i h = _mm512_mullo_epi64(idx, _mm512_set1_epi64((long long)0x9e3779b97f4a7c15u));
+    h = _mm512_xor_si512(seed, _mm512_xor_si512(h, _mm512_slli_epi64(xbits, 29)));
+    h = _mm512_xor_si512(h, _mm512_srli_epi64(h, 33));
+    h = _mm512_mullo_epi64(h, _mm512_set1_epi64((long long)0xff51afd7ed558ccdu));
+    h = _mm512_xor_si512(h, _mm512_srli_epi64(h, 33));
+    h = _mm512_mullo_epi64(h, _mm512_set1_epi64((long long)0xc4ceb9fe1a85ec53u));
+    return _mm512_xor_si512(h, _mm512_srli_epi64(h, 33));
+}
+
+/* x into p[0..16) rounded stochastically (mo_bf16_from_float_sr); i0: the index of p[0]. */
+__attribute__((target("avx512f,avx512dq"))) static inline void bf16_store16_sr(uint16_t *p, __m512 x,
+                                                                               size_t i0, uint64_t seed)
+{
+    __m512i b = _mm512_castps_si512(x);
+    const __m512i s = _mm512_set1_epi64((long long)seed), base = _mm512_set1_epi64((long long)i0);
+    __m512i ilo = _mm512_add_epi64(base, _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    __m512i ihi = _mm512_add_epi64(base, _mm512_setr_epi64(8, 9, 10, 11, 12, 13, 14, 15));
+    __m512i xlo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(b));
+    __m512i xhi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(b, 1));
+    __m256i rlo = _mm512_cvtepi64_epi32(sr_hash8(s, ilo, xlo));   /* the low 32 bits */
+    __m256i rhi = _mm512_cvtepi64_epi32(sr_hash8(s, ihi, xhi));
+    __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(rlo), rhi, 1);
+    r = _mm512_and_si512(r, _mm512_set1_epi32(0xffff));
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i hi = _mm512_srli_epi32(b, 16);
+    r = _mm512_srli_epi32(_mm512_add_epi32(b, r), 16);
+    r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256((__m256i *)(void *)p, _mm512_cvtepi32_epi16(r));
+}
+
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx512f,avx512dq"
+#define SIMD_NAME adam_avx512_bf16_sr
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_LOAD _mm512_loadu_ps
+#define SIMD_STORE _mm512_storeu_ps
+#define SIMD_SET1 _mm512_set1_ps
+#define SIMD_ADD _mm512_add_ps
+#define SIMD_MUL _mm512_mul_ps
+#define SIMD_DIV _mm512_div_ps
+#define SIMD_SQRT _mm512_sqrt_ps
+#define SIMD_MIN _mm512_min_ps
+#define SIMD_MAX _mm512_max_ps
+#define SIMD_S bf16_sr_io
+#define SIMD_LOAD_S(p, i) bf16_load16((p).c + (i))
+#define SIMD_STORE_S(p, i, x) bf16_store16_sr((p).c + (i), x, (p).off + (i), (p).seed)
+#include "optim_adam_simd_t.h"
+
 /* int8 moments (lean state), one block at a time (mo__lean_q8_fn, optim_internal.h): the codes
  * decoded in registers by optim_lean_simd.h's decoder (the bulk decoder's own code), the
  * stepped moments stored to the driver's scratch with their absmax kept on the way, and the
@@ -462,11 +526,23 @@ static void adam_lean_block(const void *ctx, float *w, const float *g, float *co
 }
 
 #ifdef MO__HAVE_AVX_DISPATCH
-/* mo__lean_fused_fn: bfloat16 moments read and written by the AVX-512 loop itself. */
+/* mo__lean_fused_fn: bfloat16 moments read and written by the AVX-512 loop itself, rounded to
+ * nearest (off and seed unused) or stochastically. */
 static size_t adam_lean_bf16_avx512(const void *ctx, float *w, const float *g, void *const *codes,
-                                    size_t n)
+                                    size_t n, size_t off, const uint64_t *seed)
 {
+    (void)off;
+    (void)seed;
     return adam_avx512_bf16(ctx, w, g, codes[0], codes[1], codes[2], n);
+}
+
+/* The same rounding stochastically (codes[2] NULL without amsgrad: never read). */
+static size_t adam_lean_bf16_sr_avx512(const void *ctx, float *w, const float *g, void *const *codes,
+                                       size_t n, size_t off, const uint64_t *seed)
+{
+    bf16_sr_io io[3];
+    for (int k = 0; k < 3; k++) io[k] = (bf16_sr_io){codes[k], seed[k], off};
+    return adam_avx512_bf16_sr(ctx, w, g, io[0], io[1], io[2], n);
 }
 
 /* mo__lean_q8_fn: one int8 block (io[2] all zero without amsgrad: the loop never reads it). */
@@ -486,7 +562,7 @@ mo_status mo__adam_step_lean_level(mo_tensor *w, const mo_tensor *g, mo_lean *m,
 {
     if (!k || !m || !v || (k->ams && !vmax)) return MO_ERR_ARG;
     mo_lean *st[3] = {m, v, k->ams ? vmax : NULL};
-    mo__lean_fused fused = {NULL, NULL};
+    mo__lean_fused fused = {NULL, NULL, NULL};
 #ifdef MO__HAVE_AVX_DISPATCH
     if (level > mo__simd_level()) level = mo__simd_level();
     /* the int8 loop decodes m with the signed map, v and vmax with the unsigned one */
@@ -494,6 +570,8 @@ mo_status mo__adam_step_lean_level(mo_tensor *w, const mo_tensor *g, mo_lean *m,
                (!k->ams || vmax->sign == MO_LEAN_UNSIGNED);
     if (level >= MO__SIMD_AVX512) {
         fused.bf16 = adam_lean_bf16_avx512;
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512dq")) fused.bf16_sr = adam_lean_bf16_sr_avx512;
         if (maps) fused.q8 = adam_lean_q8_avx512;
     } else if (level >= MO__SIMD_AVX && maps && mo__cpu_has_avx2()) {
         fused.q8 = adam_lean_q8_avx2;

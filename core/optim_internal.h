@@ -100,9 +100,11 @@ void mo__opt_parallel(const mo__opt_args *a, mo__opt_body body, const void *ctx)
 typedef void (*mo__lean_fn)(const void *ctx, float *w, const float *g, float *const *st, size_t n);
 /* Optional fused loops (docs/design.md "Lean optimizer state"), each with the same bits as
  * decode + fn + encode:
- * - bf16: reads and writes bfloat16 moments itself (codes[k]: uint16_t * at the chunk's first
- *   element, NULL where st[k] is); returns how many leading elements it did. Used only when
- *   every buffer is bfloat16 and rounding is to nearest.
+ * - bf16, bf16_sr: read and write bfloat16 moments themselves (codes[k]: uint16_t * at the
+ *   chunk's first element, NULL where st[k] is; off: that element's index in the buffers;
+ *   seed[k]: buffer k's stochastic-rounding stream this step); return how many leading
+ *   elements they did. Used only when every buffer is bfloat16, bf16 when rounding is to
+ *   nearest, bf16_sr when it is stochastic.
  * - q8: one whole block of int8 moments, io[k] per buffer (io[k].c NULL where st[k] is NULL):
  *   decodes io[k].c {len} with the block's absmax io[k].a in registers, steps, writes the new
  *   float32 moments to io[k].out {len} (the driver's scratch, in L1) and their absmax and
@@ -111,7 +113,7 @@ typedef void (*mo__lean_fn)(const void *ctx, float *w, const float *g, float *co
  *   1 / its absmax io[k].pinv, so that integer work overlaps this block's divisions. Used
  *   only when every buffer is int8; len is MO_LEAN_BLOCK. */
 typedef size_t (*mo__lean_fused_fn)(const void *ctx, float *w, const float *g, void *const *codes,
-                                    size_t n);
+                                    size_t n, size_t off, const uint64_t *seed);
 typedef struct mo__q8_io {
     const uint8_t *c;   /* this block's codes {len}; NULL: no such buffer */
     float a;            /* this block's absmax */
@@ -126,6 +128,7 @@ typedef void (*mo__lean_q8_fn)(const void *ctx, float *w, const float *g, const 
                                size_t len);
 typedef struct mo__lean_fused {
     mo__lean_fused_fn bf16;   /* NULL: none */
+    mo__lean_fused_fn bf16_sr;
     mo__lean_q8_fn q8;        /* NULL: none */
 } mo__lean_fused;
 mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,

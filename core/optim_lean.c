@@ -448,7 +448,7 @@ typedef struct lean_job {
     mo_lean *const *st;
     int nst;
     mo__lean_fn fn;
-    mo__lean_fused_fn bf16;   /* NULL: not this call */
+    mo__lean_fused_fn bf16;   /* NULL: not this call (nearest or stochastic, as r) */
     mo__lean_q8_fn q8;        /* NULL: not this call */
     const void *ctx;
     mo_state_rounding r;
@@ -514,9 +514,12 @@ static void lean_body(const void *ctx, void *const *p, size_t n, size_t off)
     size_t b = 0;
     if (j->bf16) {
         void *codes[MO__LEAN_MAX] = {NULL};
-        for (int k = 0; k < j->nst; k++)
+        uint64_t seed[MO__LEAN_MAX] = {0};
+        for (int k = 0; k < j->nst; k++) {
             if (j->st[k]) codes[k] = (uint16_t *)j->st[k]->codes + off;
-        b = j->bf16(j->ctx, w, g, codes, n);   /* bfloat16: the rest may start anywhere */
+            seed[k] = slot_seed(j->step, k);
+        }
+        b = j->bf16(j->ctx, w, g, codes, n, off, seed);   /* bfloat16: the rest may start anywhere */
     } else if (j->q8) {
         b = lean_q8_blocks(j, w, g, n, off);
     }
@@ -558,13 +561,13 @@ mo_status mo__lean_run_fused(mo_tensor *w, const mo_tensor *g, mo_lean *const *s
     }
     /* every block is decoded, stepped and encoded by one chunk alone: chunks are whole blocks
        (mo__opt_parallel_arrays), and a block's absmax slot is its own */
-    int all_bf16 = r == MO_ROUND_NEAREST, all_q8 = 1;
+    int all_bf16 = 1, all_q8 = 1;
     for (int k = 0; k < nst; k++) {
         if (st[k] && st[k]->dtype != MO_STATE_BFLOAT16) all_bf16 = 0;
         if (st[k] && st[k]->dtype != MO_STATE_INT8) all_q8 = 0;
     }
     lean_job j = {st, nst, fn, NULL, NULL, ctx, r, step, codec_vec()};
-    if (fused && all_bf16) j.bf16 = fused->bf16;
+    if (fused && all_bf16) j.bf16 = r == MO_ROUND_STOCHASTIC ? fused->bf16_sr : fused->bf16;
     if (fused && all_q8) j.q8 = fused->q8;
     mo__opt_parallel(&a, lean_body, &j);
     mo__opt_finish(&a, 1);

@@ -1157,8 +1157,8 @@ TEST(lean_adam_step_is_the_float_step_on_decoded_state)
     }
 }
 
-/* The fused lean loops (int8 at AVX2 and AVX-512, bfloat16 at AVX-512) against the block
- * path (decode, the float32 loop, encode), bit for bit: random data over three pool chunks
+/* The fused lean loops (int8 at AVX2 and AVX-512, bfloat16 at AVX-512 rounded to nearest and
+ * stochastically) against the block path (decode, the float32 loop, encode), bit for bit: random data over three pool chunks
  * and a partial last block, with blocks whose moments turn NaN (a NaN gradient), inf (an
  * overflowing square), stay zero, or stay subnormal (a subnormal absmax: the dividing
  * encoder); amsgrad off and on, clipping and L2 switches, 4 steps, 1 and 3 threads. Paths
@@ -1235,7 +1235,10 @@ TEST(lean_adam_fused_equals_block_path)
     static fz_run runs[FZ_PATHS];
     fz_data(w0, m0, v0, g, STEPS);
     size_t shape[1] = {FZ_N};
-    for (int dt = 1; dt <= 2; dt++) {
+    /* dt 0: bfloat16 rounded stochastically; 1: bfloat16 to nearest; 2: int8 */
+    for (int dti = 0; dti <= 2; dti++) {
+        const int dt = dti == 0 ? MO_STATE_BFLOAT16 : dti;
+        const mo_state_rounding rnd = dti == 0 ? MO_ROUND_STOCHASTIC : MO_ROUND_NEAREST;
         for (int cfg = 0; cfg < 3; cfg++) {
             for (int threads = 1; threads <= 3; threads += 2) {
                 mo_adam_config c;
@@ -1262,14 +1265,14 @@ TEST(lean_adam_fused_equals_block_path)
                         CHECK_OK(mo_tensor_wrap(&tg, g[t - 1], 1, shape, NULL, NULL));
                         /* path p: MO__SIMD_SCALAR (blocks), _AVX (int8 AVX2), _AVX512 */
                         CHECK_OK(mo__adam_step_lean_level(&tw, &tg, &r->m, &r->v, c.amsgrad ? &r->x : NULL,
-                                                          &k, MO_ROUND_NEAREST, t, p));
+                                                          &k, rnd, t, p));
                         mo_tensor_release(&tg);
                     }
                     mo_tensor_release(&tw);
                 }
                 for (int p = 1; p < FZ_PATHS; p++) {
                     int same = fz_same(&runs[p], &runs[0], c.amsgrad);
-                    if (!same) printf("#   dtype %d config %d threads %d: path %d differs\n", dt, cfg, threads, p);
+                    if (!same) printf("#   dtype %d rounding %d config %d threads %d: path %d differs\n", dt, (int)rnd, cfg, threads, p);
                     CHECK(same);
                 }
                 /* the special blocks did what they are for (int8, without the clipping and L2
