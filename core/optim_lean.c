@@ -8,9 +8,12 @@
  * L1), runs the float32 kernel of the algorithm on that block (the very loop float32 state
  * runs, AVX included), and encodes the block back. So one pass reads and writes each byte of
  * state once, and a lean step is the float32 step applied to the decoded state. The blocks
- * are shared out over the thread pool in fixed chunks of whole blocks (mo__opt_parallel); a
- * caller may pass a fused loop that reads and writes bfloat16 itself (Adam's AVX-512 one).
- * The codecs have AVX2 forms, chosen once per call, with the scalar codecs' bits.
+ * are shared out over the thread pool in fixed chunks of whole blocks (mo__opt_parallel). A
+ * caller may pass fused loops (mo__lean_fused; Adam's): one that reads and writes bfloat16
+ * itself, and one that steps a whole int8 block from its codes, in registers, into scratch,
+ * whose codes this driver then has written during the next block's loop (lean_q8_blocks).
+ * The codecs have AVX2 and AVX-512 forms (optim_lean_simd.h), chosen once per call, with the
+ * scalar codecs' bits.
  *
  * The int8 map (why not a linear one): a block of 256 second moments spans many orders of
  * magnitude, and a linear map sends everything below absmax/255 to 0, where Adam's
@@ -57,7 +60,8 @@ uint16_t mo_bf16_from_float(float x)
     return (uint16_t)(b >> 16);
 }
 
-uint16_t mo_bf16_from_float_sr(float x, uint32_t r)
+/* mo_bf16_from_float_sr, inlined into the block encoder's loop. */
+MO__INLINE uint16_t bf16_sr(float x, uint32_t r)
 {
     uint32_t b = f32_bits(x);
     if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x0040u);
@@ -66,6 +70,8 @@ uint16_t mo_bf16_from_float_sr(float x, uint32_t r)
     b += r & 0xffffu;
     return (uint16_t)(b >> 16);
 }
+
+uint16_t mo_bf16_from_float_sr(float x, uint32_t r) { return bf16_sr(x, r); }
 
 float mo_bf16_to_float(uint16_t h) { return f32_of((uint32_t)h << 16); }
 
@@ -376,7 +382,7 @@ static void encode_block(mo_lean *s, size_t off, size_t len, const float *x, mo_
     if (s->dtype == MO_STATE_BFLOAT16) {
         uint16_t *c = (uint16_t *)s->codes + off;
         if (r == MO_ROUND_STOCHASTIC) {
-            for (; i < len; i++) c[i] = mo_bf16_from_float_sr(x[i], sr_bits(seed, off + i, x[i]));
+            for (; i < len; i++) c[i] = bf16_sr(x[i], sr_bits(seed, off + i, x[i]));
             return;
         }
 #ifdef MO__HAVE_AVX_DISPATCH
