@@ -1,13 +1,14 @@
 /*
  * bench/optim_lean_prof.c - one kind of AdamW step (PyTorch flavour), repeated, for a profiler:
- * instruction counts under callgrind or `perf stat` are reproducible on a shared machine where
- * times are not (docs/performance.md "Optimizers", where the lean steps' time goes).
+ * instruction counts under callgrind (or perf's, where the CPU exposes counters) are
+ * reproducible on a shared machine where times are not (docs/performance.md "Optimizers",
+ * where the lean steps' time goes).
  *
  *   optim_lean_prof KIND [n] [reps]     KIND: f32 (float32 state), bf16, int8, bf16sr
  *                                       (bfloat16, stochastic rounding), int8ams (int8 with
  *                                       amsgrad); n default 1M, reps default 10.
- * Prints the fastest step's time (after the first). Runs on 1 thread; build it as
- * bench/optim_threads_bench.sh builds optim_threads.c.
+ * Prints the fastest step's time (after the first). Runs on 1 thread; bench/optim_threads_bench.sh
+ * builds it as build/bench/optim_lean_prof.
  * e.g. valgrind --tool=callgrind build/bench/optim_lean_prof int8 1048576 3
  */
 #include <stdio.h>
@@ -66,8 +67,8 @@ int main(int argc, char **argv)
         mo_status st = f32 ? mo_adam_step_prepared(&tw, &tg, &tm, &tv, NULL, &k)
                            : mo_adam_step_lean(&tw, &tg, &lm, &lv, ams ? &lx : NULL, &k, r, t);
         if (st != MO_OK) return 1;
-        double dt = now() - t0;
-        if (t > 1 && dt < best) best = dt;   /* the first step faults the pages in */
+        double took = now() - t0;
+        if (t > 1 && took < best) best = took;   /* the first step faults the pages in */
     }
     printf("%s n=%zu reps=%d best %.2f ms w[n/2]=%.9g\n", kind, n, reps, best * 1e3, (double)w[n / 2]);
     mo_lean_free(&lm);

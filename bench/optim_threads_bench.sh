@@ -24,6 +24,9 @@ BLAS=$(pkg-config --libs openblas 2>/dev/null || pkg-config --libs blas 2>/dev/n
 $CC -std=c11 -O3 -march=native -fno-math-errno -fopenmp -pthread -g -D_POSIX_C_SOURCE=200809L \
     -Icore bench/optim_threads.c -o "$BUILD/bench/optim_threads" "$BUILD/libmoonopt.a" \
     $BLAS -lz -lm
+# the one-kind driver for profilers (docs/performance.md "Optimizers": where the time goes)
+$CC -std=c11 -O2 -g -D_POSIX_C_SOURCE=200809L -Icore bench/optim_lean_prof.c \
+    -o "$BUILD/bench/optim_lean_prof" "$BUILD/libmoonopt.a" $BLAS -lz -lm -pthread
 
 # OpenMP's threads would otherwise spin for a while after each parallel loop, on the core
 # the next (1-thread) measurement runs on
