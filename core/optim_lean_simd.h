@@ -77,6 +77,13 @@ __attribute__((target("avx512f"))) static inline __m512 mo__q8_decode16(const ui
     return v;
 }
 
+/* The encoder's rounding constant with the exponent offset folded in: code = (bits(u) +
+ * 2^19 - 1 + lsb - ((127 - bias) << 23)) >> 20 equals ((bits(u) + 2^19 - 1 + lsb) >> 20) -
+ * ((127 - bias) << 3) for every u >= 2^(1 - bias), the only u whose code comes from here (no
+ * borrow: such bits exceed (127 - bias) << 23); smaller u take the subnormal codes. */
+#define MO__Q8_RND_OFF(bias) \
+    ((int)(uint32_t)((1u << (22 - MO__Q8_M)) - 1u - ((uint32_t)(127 - (bias)) << 23)))
+
 /* 8 floats at x into 8 codes at c (8 bytes written), inv = 1 / the block's absmax. */
 __attribute__((target("avx2"))) static inline void mo__q8_encode8(const float *x, uint8_t *c, __m256 vinv,
                                                                   int sgn)
@@ -85,8 +92,7 @@ __attribute__((target("avx2"))) static inline void mo__q8_encode8(const float *x
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     const __m256 thresh = _mm256_castsi256_ps(_mm256_set1_epi32((128 - bias) << 23));
     const __m256 scale = _mm256_castsi256_ps(_mm256_set1_epi32((127 + bias - 1 + MO__Q8_M) << 23));
-    const __m256i rnd = _mm256_set1_epi32((1 << (22 - MO__Q8_M)) - 1), lsb = _mm256_set1_epi32(1);
-    const __m256i off = _mm256_set1_epi32((127 - bias) << MO__Q8_M);
+    const __m256i rnd = _mm256_set1_epi32(MO__Q8_RND_OFF(bias)), lsb = _mm256_set1_epi32(1);
     const __m256i pick = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
     __m256 xi = _mm256_loadu_ps(x);
     __m256 u = sgn ? _mm256_mul_ps(_mm256_and_ps(xi, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))), vinv)
@@ -94,7 +100,7 @@ __attribute__((target("avx2"))) static inline void mo__q8_encode8(const float *x
     u = _mm256_min_ps(u, one);
     __m256i b = _mm256_castps_si256(u);
     b = _mm256_add_epi32(b, _mm256_add_epi32(rnd, _mm256_and_si256(_mm256_srli_epi32(b, 23 - MO__Q8_M), lsb)));
-    __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(b, 23 - MO__Q8_M), off);
+    __m256i normal = _mm256_srli_epi32(b, 23 - MO__Q8_M);
     __m256i tiny = _mm256_cvtps_epi32(_mm256_mul_ps(u, scale));
     __m256i q = _mm256_blendv_epi8(normal, tiny, _mm256_castps_si256(_mm256_cmp_ps(u, thresh, _CMP_LT_OQ)));
     __m256i p;
@@ -120,14 +126,16 @@ __attribute__((target("avx512f"))) static inline void mo__q8_encode16(const floa
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     const __m512 thresh = _mm512_castsi512_ps(_mm512_set1_epi32((128 - bias) << 23));
     const __m512 scale = _mm512_castsi512_ps(_mm512_set1_epi32((127 + bias - 1 + MO__Q8_M) << 23));
-    const __m512i rnd = _mm512_set1_epi32((1 << (22 - MO__Q8_M)) - 1), lsb = _mm512_set1_epi32(1);
-    const __m512i off = _mm512_set1_epi32((127 - bias) << MO__Q8_M);
+    const __m512i rnd = _mm512_set1_epi32(MO__Q8_RND_OFF(bias)), one_i = _mm512_set1_epi32(1);
+    const __m512i lsb = _mm512_set1_epi32(1 << (23 - MO__Q8_M));
     __m512 xi = _mm512_loadu_ps(x);
     __m512 u = sgn ? _mm512_mul_ps(_mm512_abs_ps(xi), vinv) : _mm512_max_ps(_mm512_mul_ps(xi, vinv), zero);
     u = _mm512_min_ps(u, one);
     __m512i b = _mm512_castps_si512(u);
-    b = _mm512_add_epi32(b, _mm512_add_epi32(rnd, _mm512_and_si512(_mm512_srli_epi32(b, 23 - MO__Q8_M), lsb)));
-    __m512i q = _mm512_sub_epi32(_mm512_srli_epi32(b, 23 - MO__Q8_M), off);
+    __mmask16 odd = _mm512_test_epi32_mask(b, lsb);   /* ties go to the even code */
+    b = _mm512_add_epi32(b, rnd);
+    b = _mm512_mask_add_epi32(b, odd, b, one_i);
+    __m512i q = _mm512_srli_epi32(b, 23 - MO__Q8_M);
     __mmask16 tiny = _mm512_cmp_ps_mask(u, thresh, _CMP_LT_OQ);
     q = _mm512_mask_mov_epi32(q, tiny, _mm512_cvtps_epi32(_mm512_mul_ps(u, scale)));
     if (sgn) {

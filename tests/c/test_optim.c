@@ -1060,9 +1060,10 @@ TEST(lean_q8_codec)
 }
 
 
-/* The AVX2 codecs against the scalar ones: the same codes, scales and decoded values for data
- * spanning 40 octaves, both signs, zeros, -0, a block with a subnormal absmax, a block holding
- * NaN, a partial last block; the same at every length 0..40 (vector body + tails). */
+/* The AVX2 and AVX-512 codecs against the scalar ones: the same codes, scales and decoded
+ * values for data spanning 40 octaves, both signs, zeros, -0, a block with a subnormal absmax,
+ * a block holding NaN, a block of exact rounding ties, a partial last block; the same at every
+ * length 0..40 (vector body + tails). */
 TEST(lean_vector_codecs_match_scalar)
 {
     enum { LN = 256 * 5 + 77 };
@@ -1075,6 +1076,15 @@ TEST(lean_vector_codecs_match_scalar)
     x[6] = -0.0f;
     for (int i = 256; i < 512; i++) x[i] = (float)(i - 300) * 1e-42f;   /* subnormal absmax */
     x[600] = NAN;
+    /* block 3: absmax 1 and exact ties of the map's 3 mantissa bits (odd and even codes, both
+       signs), down into its subnormal codes, and values just below 1 */
+    x[768] = 1.0f;
+    for (int i = 769; i < 1024; i++) {
+        float tie = (16.0f + (float)(2 * (i % 8) + 1)) / 32.0f;   /* (8 + k + 1/2) / 16 */
+        x[i] = ldexpf(tie, -(i / 8 % 40)) * (i % 3 == 0 ? -1.0f : 1.0f);
+    }
+    x[1020] = 1.0f - 0x1p-24f;
+    x[1021] = 1.0f - 0x1p-5f;
     for (int dt = 1; dt <= 2; dt++) {
         for (int sg = 1; sg <= 2; sg++) {
             for (int len = 0; len <= LN; len += len < 40 ? 1 : LN - 40) {
