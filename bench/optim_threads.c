@@ -8,6 +8,7 @@
  *                                 (the script builds it -O3 -march=native -fno-math-errno)
  *   adamw_omp_2t                  that loop under `#pragma omp parallel for` at 2 threads
  *   adamw_bf16_1t / adamw_int8_1t moonopt with bfloat16 / int8 moments (mo_adam_step_lean), 1 thread
+ *   adamw_bf16sr_1t               bfloat16 moments rounded stochastically, 1 thread
  *   adamw_f32state_1t             the float32-state step through the tensor API, 1 thread
  *                                 (the same path as the lean steps but for the state)
  *   adamw_path_scalar / _avx / _avx512   the kernel's three loops, 1 thread (mo__adam_run_level)
@@ -67,10 +68,11 @@ static void ref_adamw(float *restrict w, const float *restrict g, float *restric
 /* in this order within a round: the 1-thread kernel and loop first, the three state dtypes
  * next to each other, then the 2-thread runs (the script runs OpenMP with
  * OMP_WAIT_POLICY=PASSIVE, so no team spins on the core a later measurement uses) */
-enum { K_MO1, K_REF1, K_F32T, K_BF16, K_INT8, K_MO2, K_OMP2, K_SCALAR, K_AVX, K_AVX512, K_COUNT };
+enum { K_MO1, K_REF1, K_F32T, K_BF16, K_INT8, K_BF16SR, K_MO2, K_OMP2, K_SCALAR, K_AVX, K_AVX512, K_COUNT };
 static const char *const names[K_COUNT] = {
     "adamw_mo_1t", "adamw_ref_1t", "adamw_f32state_1t", "adamw_bf16_1t", "adamw_int8_1t",
-    "adamw_mo_2t", "adamw_omp_2t", "adamw_path_scalar", "adamw_path_avx", "adamw_path_avx512",
+    "adamw_bf16sr_1t", "adamw_mo_2t", "adamw_omp_2t", "adamw_path_scalar", "adamw_path_avx",
+    "adamw_path_avx512",
 };
 
 typedef struct arrays {
@@ -124,6 +126,7 @@ static double run(int k, arrays *a, size_t n, const mo_adam_config *c, long t)
     case K_OMP2: ref_adamw(a->w, a->g, a->m, a->v, n, t, 1); break;
     case K_BF16: st = mo_adam_step_lean(&a->tw, &a->tg, &a->bm, &a->bv, NULL, &s, MO_ROUND_NEAREST, t); break;
     case K_INT8: st = mo_adam_step_lean(&a->tw, &a->tg, &a->qm, &a->qv, NULL, &s, MO_ROUND_NEAREST, t); break;
+    case K_BF16SR: st = mo_adam_step_lean(&a->tw, &a->tg, &a->bm, &a->bv, NULL, &s, MO_ROUND_STOCHASTIC, t); break;
     case K_F32T: st = mo_adam_step_prepared(&a->tw, &a->tg, &a->tm, &a->tv, NULL, &s); break;
     default: mo__adam_run_level(&s, a->w, a->g, a->m, a->v, NULL, n, k - K_SCALAR); break;
     }

@@ -23,9 +23,7 @@
 #include <float.h>
 #include <tgmath.h> /* sqrt, fabs, pow pick float or double by argument (optim_adam_t.h) */
 
-#ifdef MO__HAVE_AVX_DISPATCH
-#include <immintrin.h>
-#endif
+#include "optim_lean_simd.h"   /* the int8 decoder in registers (immintrin.h) */
 
 /* TN(adam_k) of optim_adam_t.h: the Adam scalars rounded to each dtype */
 typedef mo_adam_scalars adam_k_f32;
@@ -257,9 +255,173 @@ __attribute__((target("avx512f"))) static inline void bf16_store16(uint16_t *p, 
 #define SIMD_SQRT _mm512_sqrt_ps
 #define SIMD_MIN _mm512_min_ps
 #define SIMD_MAX _mm512_max_ps
-#define SIMD_S uint16_t
-#define SIMD_LOAD_S bf16_load16
-#define SIMD_STORE_S bf16_store16
+#define SIMD_S uint16_t *
+#define SIMD_LOAD_S(p, i) bf16_load16((p) + (i))
+#define SIMD_STORE_S(p, i, x) bf16_store16((p) + (i), x)
+#include "optim_adam_simd_t.h"
+
+/* Stochastic rounding to bfloat16 (docs/design.md "Lean optimizer state"), 16 lanes: the bits
+ * added are optim_lean.c's sr_bits(seed, i, x) for the element's index i in its buffer, as
+ * two halves of 8 64-bit lanes (AVX-512DQ's 64-bit products); each 64-bit operation wraps as
+ * the scalar uint64_t one does, so the bits are the scalar codec's. */
+typedef struct bf16_sr_io {
+    uint16_t *c;     /* the chunk's codes */
+    uint64_t seed;   /* the buffer's stream this step */
+    size_t off;      /* the index in the buffer of c[0] */
+} bf16_sr_io;
+
+__attribute__((target("avx512f,avx512dq"))) static inline __m512i sr_hash8(__m512i seed, __m512i idx,
+                                                                           __m512i xbits)
+{
+    __m512i h = _mm512_mullo_epi64(idx, _mm512_set1_epi64((long long)0x9e3779b97f4a7c15u));
+    h = _mm512_xor_si512(seed, _mm512_xor_si512(h, _mm512_slli_epi64(xbits, 29)));
+    h = _mm512_xor_si512(h, _mm512_srli_epi64(h, 33));
+    h = _mm512_mullo_epi64(h, _mm512_set1_epi64((long long)0xff51afd7ed558ccdu));
+    h = _mm512_xor_si512(h, _mm512_srli_epi64(h, 33));
+    h = _mm512_mullo_epi64(h, _mm512_set1_epi64((long long)0xc4ceb9fe1a85ec53u));
+    return _mm512_xor_si512(h, _mm512_srli_epi64(h, 33));
+}
+
+/* x into p[0..16) rounded stochastically (mo_bf16_from_float_sr); i0: the index of p[0]. */
+__attribute__((target("avx512f,avx512dq"))) static inline void bf16_store16_sr(uint16_t *p, __m512 x,
+                                                                               size_t i0, uint64_t seed)
+{
+    __m512i b = _mm512_castps_si512(x);
+    const __m512i s = _mm512_set1_epi64((long long)seed), base = _mm512_set1_epi64((long long)i0);
+    __m512i ilo = _mm512_add_epi64(base, _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    __m512i ihi = _mm512_add_epi64(base, _mm512_setr_epi64(8, 9, 10, 11, 12, 13, 14, 15));
+    __m512i xlo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(b));
+    __m512i xhi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(b, 1));
+    __m256i rlo = _mm512_cvtepi64_epi32(sr_hash8(s, ilo, xlo));   /* the low 32 bits */
+    __m256i rhi = _mm512_cvtepi64_epi32(sr_hash8(s, ihi, xhi));
+    __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(rlo), rhi, 1);
+    r = _mm512_and_si512(r, _mm512_set1_epi32(0xffff));
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i hi = _mm512_srli_epi32(b, 16);
+    r = _mm512_srli_epi32(_mm512_add_epi32(b, r), 16);
+    r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256((__m256i *)(void *)p, _mm512_cvtepi32_epi16(r));
+}
+
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx512f,avx512dq"
+#define SIMD_NAME adam_avx512_bf16_sr
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_LOAD _mm512_loadu_ps
+#define SIMD_STORE _mm512_storeu_ps
+#define SIMD_SET1 _mm512_set1_ps
+#define SIMD_ADD _mm512_add_ps
+#define SIMD_MUL _mm512_mul_ps
+#define SIMD_DIV _mm512_div_ps
+#define SIMD_SQRT _mm512_sqrt_ps
+#define SIMD_MIN _mm512_min_ps
+#define SIMD_MAX _mm512_max_ps
+#define SIMD_S bf16_sr_io
+#define SIMD_LOAD_S(p, i) bf16_load16((p).c + (i))
+#define SIMD_STORE_S(p, i, x) bf16_store16_sr((p).c + (i), x, (p).off + (i), (p).seed)
+#include "optim_adam_simd_t.h"
+
+/* int8 moments (lean state), one block at a time (mo__lean_q8_fn, optim_internal.h): the codes
+ * decoded in registers by optim_lean_simd.h's decoder (the bulk decoder's own code), the
+ * stepped moments stored to the driver's scratch with their absmax kept on the way, and the
+ * previous block's moments encoded by the bulk encoder's code in the same iterations (its
+ * integer work fills the cycles the divisions leave idle). First moments use the signed map,
+ * second moments (v, vmax) the unsigned one. mo__q8_io is passed by value: its fields stay
+ * in registers across the vector stores. */
+__attribute__((target("avx512f"))) static inline void q8_keep16(float *out, __m512 x, __m512i *mx)
+{
+    _mm512_storeu_ps(out, x);
+    *mx = mo__q8_absmax16(x, *mx);
+}
+
+__attribute__((target("avx2"))) static inline void q8_keep8(float *out, __m256 x, __m256i *mx)
+{
+    _mm256_storeu_ps(out, x);
+    *mx = mo__q8_absmax8(x, *mx);
+}
+
+/* A buffer's absmax bits into its io's outputs. */
+static inline void q8_result(const mo__q8_io *p, uint32_t bits)
+{
+    mo__q8_absmax_result(bits, p->amax, p->bad);
+}
+
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx512f"
+#define SIMD_NAME adam_avx512_q8
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_LOAD _mm512_loadu_ps
+#define SIMD_STORE _mm512_storeu_ps
+#define SIMD_SET1 _mm512_set1_ps
+#define SIMD_ADD _mm512_add_ps
+#define SIMD_MUL _mm512_mul_ps
+#define SIMD_DIV _mm512_div_ps
+#define SIMD_SQRT _mm512_sqrt_ps
+#define SIMD_MIN _mm512_min_ps
+#define SIMD_MAX _mm512_max_ps
+#define SIMD_S mo__q8_io
+#define SIMD_BEGIN                                                                     \
+    const __m512 q8am = _mm512_set1_ps(m.a), q8av = _mm512_set1_ps(v.a);               \
+    const __m512 q8ax = _mm512_set1_ps(vmax.a), q8pm = _mm512_set1_ps(m.pinv);         \
+    const __m512 q8pv = _mm512_set1_ps(v.pinv), q8px = _mm512_set1_ps(vmax.pinv);      \
+    __m512i q8mm = _mm512_setzero_si512(), q8mv = q8mm, q8mx = q8mm;
+#define SIMD_LOAD_M(p, i) mo__q8_decode16((p).c + (i), q8am, 1)
+#define SIMD_LOAD_S(p, i) mo__q8_decode16((p).c + (i), q8av, 0)
+#define SIMD_LOAD_X(p, i) mo__q8_decode16((p).c + (i), q8ax, 0)
+#define SIMD_STORE_M(p, i, x) q8_keep16((p).out + (i), x, &q8mm)
+#define SIMD_STORE_S(p, i, x) q8_keep16((p).out + (i), x, &q8mv)
+#define SIMD_STORE_X(p, i, x) q8_keep16((p).out + (i), x, &q8mx)
+#define SIMD_EACH(i)                                                                   \
+    if (m.px) mo__q8_encode16(m.px + (i), m.pc + (i), q8pm, 1);                        \
+    if (v.px) mo__q8_encode16(v.px + (i), v.pc + (i), q8pv, 0);                        \
+    if (ams && vmax.px) mo__q8_encode16(vmax.px + (i), vmax.pc + (i), q8px, 0);
+#define SIMD_END                                                                       \
+    q8_result(&m, mo__q8_absmax_end16(q8mm));                                          \
+    q8_result(&v, mo__q8_absmax_end16(q8mv));                                          \
+    if (ams) q8_result(&vmax, mo__q8_absmax_end16(q8mx));
+#include "optim_adam_simd_t.h"
+
+/* The same in 8 lanes; AVX2 for the codecs' integer work (the arithmetic is AVX's). */
+#define SIMD_T float
+#define SIMD_K adam_k
+#define SIMD_TARGET "avx2"
+#define SIMD_NAME adam_avx2_q8
+#define SIMD_V __m256
+#define SIMD_W 8
+#define SIMD_LOAD _mm256_loadu_ps
+#define SIMD_STORE _mm256_storeu_ps
+#define SIMD_SET1 _mm256_set1_ps
+#define SIMD_ADD _mm256_add_ps
+#define SIMD_MUL _mm256_mul_ps
+#define SIMD_DIV _mm256_div_ps
+#define SIMD_SQRT _mm256_sqrt_ps
+#define SIMD_MIN _mm256_min_ps
+#define SIMD_MAX _mm256_max_ps
+#define SIMD_S mo__q8_io
+#define SIMD_BEGIN                                                                     \
+    const __m256 q8am = _mm256_set1_ps(m.a), q8av = _mm256_set1_ps(v.a);               \
+    const __m256 q8ax = _mm256_set1_ps(vmax.a), q8pm = _mm256_set1_ps(m.pinv);         \
+    const __m256 q8pv = _mm256_set1_ps(v.pinv), q8px = _mm256_set1_ps(vmax.pinv);      \
+    __m256i q8mm = _mm256_setzero_si256(), q8mv = q8mm, q8mx = q8mm;
+#define SIMD_LOAD_M(p, i) mo__q8_decode8((p).c + (i), q8am, 1)
+#define SIMD_LOAD_S(p, i) mo__q8_decode8((p).c + (i), q8av, 0)
+#define SIMD_LOAD_X(p, i) mo__q8_decode8((p).c + (i), q8ax, 0)
+#define SIMD_STORE_M(p, i, x) q8_keep8((p).out + (i), x, &q8mm)
+#define SIMD_STORE_S(p, i, x) q8_keep8((p).out + (i), x, &q8mv)
+#define SIMD_STORE_X(p, i, x) q8_keep8((p).out + (i), x, &q8mx)
+#define SIMD_EACH(i)                                                                   \
+    if (m.px) mo__q8_encode8(m.px + (i), m.pc + (i), q8pm, 1);                         \
+    if (v.px) mo__q8_encode8(v.px + (i), v.pc + (i), q8pv, 0);                         \
+    if (ams && vmax.px) mo__q8_encode8(vmax.px + (i), vmax.pc + (i), q8px, 0);
+#define SIMD_END                                                                       \
+    q8_result(&m, mo__q8_absmax_end8(q8mm));                                           \
+    q8_result(&v, mo__q8_absmax_end8(q8mv));                                           \
+    if (ams) q8_result(&vmax, mo__q8_absmax_end8(q8mx));
 #include "optim_adam_simd_t.h"
 
 #define SIMD_T double
@@ -364,25 +526,68 @@ static void adam_lean_block(const void *ctx, float *w, const float *g, float *co
 }
 
 #ifdef MO__HAVE_AVX_DISPATCH
-/* mo__lean_fused_fn: bfloat16 moments read and written by the AVX-512 loop itself. */
-static size_t adam_lean_fused(const void *ctx, float *w, const float *g, void *const *codes, size_t n)
+/* mo__lean_fused_fn: bfloat16 moments read and written by the AVX-512 loop itself, rounded to
+ * nearest (off and seed unused) or stochastically. */
+static size_t adam_lean_bf16_avx512(const void *ctx, float *w, const float *g, void *const *codes,
+                                    size_t n, size_t off, const uint64_t *seed)
 {
+    (void)off;
+    (void)seed;
     return adam_avx512_bf16(ctx, w, g, codes[0], codes[1], codes[2], n);
 }
+
+/* The same rounding stochastically (codes[2] NULL without amsgrad: never read). */
+static size_t adam_lean_bf16_sr_avx512(const void *ctx, float *w, const float *g, void *const *codes,
+                                       size_t n, size_t off, const uint64_t *seed)
+{
+    bf16_sr_io io[3];
+    for (int k = 0; k < 3; k++) io[k] = (bf16_sr_io){codes[k], seed[k], off};
+    return adam_avx512_bf16_sr(ctx, w, g, io[0], io[1], io[2], n);
+}
+
+/* mo__lean_q8_fn: one int8 block (io[2] all zero without amsgrad: the loop never reads it). */
+#define ADAM_LEAN_Q8(name, loop)                                                              \
+    static void name(const void *ctx, float *w, const float *g, const mo__q8_io *io,         \
+                     size_t len)                                                              \
+    {                                                                                         \
+        loop(ctx, w, g, io[0], io[1], io[2], len);                                            \
+    }
+ADAM_LEAN_Q8(adam_lean_q8_avx512, adam_avx512_q8)
+ADAM_LEAN_Q8(adam_lean_q8_avx2, adam_avx2_q8)
 #endif
+
+mo_status mo__adam_step_lean_level(mo_tensor *w, const mo_tensor *g, mo_lean *m, mo_lean *v,
+                                   mo_lean *vmax, const mo_adam_scalars *k, mo_state_rounding r,
+                                   int64_t step, int level)
+{
+    if (!k || !m || !v || (k->ams && !vmax)) return MO_ERR_ARG;
+    mo_lean *st[3] = {m, v, k->ams ? vmax : NULL};
+    mo__lean_fused fused = {NULL, NULL, NULL};
+#ifdef MO__HAVE_AVX_DISPATCH
+    if (level > mo__simd_level()) level = mo__simd_level();
+    /* the int8 loop decodes m with the signed map, v and vmax with the unsigned one */
+    int maps = m->sign == MO_LEAN_SIGNED && v->sign == MO_LEAN_UNSIGNED &&
+               (!k->ams || vmax->sign == MO_LEAN_UNSIGNED);
+    if (level >= MO__SIMD_AVX512) {
+        fused.bf16 = adam_lean_bf16_avx512;
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512dq")) fused.bf16_sr = adam_lean_bf16_sr_avx512;
+        if (maps) fused.q8 = adam_lean_q8_avx512;
+    } else if (level >= MO__SIMD_AVX && maps && mo__cpu_has_avx2()) {
+        fused.q8 = adam_lean_q8_avx2;
+    }
+#else
+    (void)level;
+#endif
+    /* a skipped step (MXNet AdamW's signal) checks its arguments and changes nothing */
+    return mo__lean_run_fused(w, g, st, 3, k->skip ? NULL : adam_lean_block, &fused, k, r, step);
+}
 
 mo_status mo_adam_step_lean(mo_tensor *w, const mo_tensor *g, mo_lean *m, mo_lean *v,
                             mo_lean *vmax, const mo_adam_scalars *k, mo_state_rounding r,
                             int64_t step)
 {
-    if (!k || !m || !v || (k->ams && !vmax)) return MO_ERR_ARG;
-    mo_lean *st[3] = {m, v, k->ams ? vmax : NULL};
-    mo__lean_fused_fn fused = NULL;
-#ifdef MO__HAVE_AVX_DISPATCH
-    if (mo__simd_level() >= MO__SIMD_AVX512) fused = adam_lean_fused;
-#endif
-    /* a skipped step (MXNet AdamW's signal) checks its arguments and changes nothing */
-    return mo__lean_run_fused(w, g, st, 3, k->skip ? NULL : adam_lean_block, fused, k, r, step);
+    return mo__adam_step_lean_level(w, g, m, v, vmax, k, r, step, mo__simd_level());
 }
 
 mo_status mo_adam_prepare(const mo_adam_config *c, int64_t step, mo_adam_scalars *k)

@@ -33,6 +33,12 @@ int mo__simd_level(void);
  * can run and compare each path (no global switch: the core keeps no writable state). */
 void mo__adam_run_level(const mo_adam_scalars *k, float *w, const float *g, float *m, float *v,
                         float *vmax, size_t n, int level);
+/* mo_adam_step_lean with its fused loops at most at `level` (MO__SIMD_SCALAR: none, the
+ * block path alone; MO__SIMD_AVX: the AVX2 int8 loop; MO__SIMD_AVX512: the AVX-512 int8 and
+ * bfloat16 loops), for tests and benchmarks: every level gives the same bits. */
+mo_status mo__adam_step_lean_level(mo_tensor *w, const mo_tensor *g, mo_lean *m, mo_lean *v,
+                                   mo_lean *vmax, const mo_adam_scalars *k, mo_state_rounding r,
+                                   int64_t step, int level);
 void mo__adam_run64_level(const mo_adam_scalars64 *k, double *w, const double *g, double *m,
                           double *v, double *vmax, size_t n, int level);
 
@@ -92,16 +98,44 @@ void mo__opt_parallel(const mo__opt_args *a, mo__opt_body body, const void *ctx)
  */
 #define MO__LEAN_MAX 3
 typedef void (*mo__lean_fn)(const void *ctx, float *w, const float *g, float *const *st, size_t n);
-/* Optional: a loop that reads and writes bfloat16 moments itself (codes[k]: uint16_t * at the
- * chunk's first element, NULL where st[k] is), with the same bits as decode + fn + encode;
- * returns how many leading elements it did. Used only when every buffer is bfloat16 and
- * rounding is to nearest. */
+/* Optional fused loops (docs/design.md "Lean optimizer state"), each with the same bits as
+ * decode + fn + encode:
+ * - bf16, bf16_sr: read and write bfloat16 moments themselves (codes[k]: uint16_t * at the
+ *   chunk's first element, NULL where st[k] is; off: that element's index in the buffers;
+ *   seed[k]: buffer k's stochastic-rounding stream this step); return how many leading
+ *   elements they did. Used only when every buffer is bfloat16, bf16 when rounding is to
+ *   nearest, bf16_sr when it is stochastic.
+ * - q8: one whole block of int8 moments, io[k] per buffer (io[k].c NULL where st[k] is NULL):
+ *   decodes io[k].c {len} with the block's absmax io[k].a in registers, steps, writes the new
+ *   float32 moments to io[k].out {len} (the driver's scratch, in L1) and their absmax and
+ *   NaN/inf flag to *io[k].amax, *io[k].bad, all in one pass; meanwhile it encodes the
+ *   previous block's moments io[k].px {len} (when not NULL) into its codes io[k].pc with
+ *   1 / its absmax io[k].pinv, so that integer work overlaps this block's divisions. Used
+ *   only when every buffer is int8; len is MO_LEAN_BLOCK. */
 typedef size_t (*mo__lean_fused_fn)(const void *ctx, float *w, const float *g, void *const *codes,
-                                    size_t n);
+                                    size_t n, size_t off, const uint64_t *seed);
+typedef struct mo__q8_io {
+    const uint8_t *c;   /* this block's codes {len}; NULL: no such buffer */
+    float a;            /* this block's absmax */
+    float *out;         /* {len}: the stepped moments */
+    float *amax;        /* out: their largest |x| (meaningless when *bad) */
+    int *bad;           /* out: nonzero when one of them is NaN or +-inf */
+    const float *px;    /* the previous block's stepped moments {len}, or NULL */
+    uint8_t *pc;        /* where their codes go {len} */
+    float pinv;         /* 1 / their absmax (finite) */
+} mo__q8_io;
+typedef void (*mo__lean_q8_fn)(const void *ctx, float *w, const float *g, const mo__q8_io *io,
+                               size_t len);
+typedef struct mo__lean_fused {
+    mo__lean_fused_fn bf16;   /* NULL: none */
+    mo__lean_fused_fn bf16_sr;
+    mo__lean_q8_fn q8;        /* NULL: none */
+} mo__lean_fused;
 mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
                        mo__lean_fn fn, const void *ctx, mo_state_rounding r, int64_t step);
+/* fused NULL: as mo__lean_run */
 mo_status mo__lean_run_fused(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
-                             mo__lean_fn fn, mo__lean_fused_fn fused, const void *ctx,
+                             mo__lean_fn fn, const mo__lean_fused *fused, const void *ctx,
                              mo_state_rounding r, int64_t step);
 
 /* mo_lean_encode / mo_lean_decode with the vector codecs allowed (vec 1, where the CPU has

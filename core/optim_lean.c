@@ -8,9 +8,12 @@
  * L1), runs the float32 kernel of the algorithm on that block (the very loop float32 state
  * runs, AVX included), and encodes the block back. So one pass reads and writes each byte of
  * state once, and a lean step is the float32 step applied to the decoded state. The blocks
- * are shared out over the thread pool in fixed chunks of whole blocks (mo__opt_parallel); a
- * caller may pass a fused loop that reads and writes bfloat16 itself (Adam's AVX-512 one).
- * The codecs have AVX2 forms, chosen once per call, with the scalar codecs' bits.
+ * are shared out over the thread pool in fixed chunks of whole blocks (mo__opt_parallel). A
+ * caller may pass fused loops (mo__lean_fused; Adam's): one that reads and writes bfloat16
+ * itself, and one that steps a whole int8 block from its codes, in registers, into scratch,
+ * whose codes this driver then has written during the next block's loop (lean_q8_blocks).
+ * The codecs have AVX2 and AVX-512 forms (optim_lean_simd.h), chosen once per call, with the
+ * scalar codecs' bits.
  *
  * The int8 map (why not a linear one): a block of 256 second moments spans many orders of
  * magnitude, and a linear map sends everything below absmax/255 to 0, where Adam's
@@ -22,10 +25,7 @@
  * rounding add and a shift, no search over 256 values) and decoded by the reverse shift.
  */
 #include "optim_internal.h"
-
-#ifdef MO__HAVE_AVX_DISPATCH
-#include <immintrin.h>
-#endif
+#include "optim_lean_simd.h"   /* the int8 decoder in registers (immintrin.h) */
 
 #include <float.h>
 #include <math.h>
@@ -60,7 +60,8 @@ uint16_t mo_bf16_from_float(float x)
     return (uint16_t)(b >> 16);
 }
 
-uint16_t mo_bf16_from_float_sr(float x, uint32_t r)
+/* mo_bf16_from_float_sr, inlined into the block encoder's loop. */
+MO__INLINE uint16_t bf16_sr(float x, uint32_t r)
 {
     uint32_t b = f32_bits(x);
     if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x0040u);
@@ -70,14 +71,16 @@ uint16_t mo_bf16_from_float_sr(float x, uint32_t r)
     return (uint16_t)(b >> 16);
 }
 
+uint16_t mo_bf16_from_float_sr(float x, uint32_t r) { return bf16_sr(x, r); }
+
 float mo_bf16_to_float(uint16_t h) { return f32_of((uint32_t)h << 16); }
 
 /* ---- the 8-bit map ---- */
 
 /* The format of each map: EB exponent bits, 3 mantissa bits, bias so that the largest
  * exponent's first code is exactly 1.0. */
-#define Q8_M 3
-#define Q8_BIAS(sign) ((sign) == MO_LEAN_SIGNED ? 15 : 31)
+#define Q8_M MO__Q8_M
+#define Q8_BIAS(sign) MO__Q8_BIAS(sign)
 #define Q8_MAX(sign) (Q8_BIAS(sign) << Q8_M)   /* the code of 1.0: 120 or 248 */
 
 /* u in [0, 1] (not NaN) -> magnitude code (0 .. Q8_MAX), to nearest (ties to even). */
@@ -125,6 +128,10 @@ float mo_q8_to_unit(uint8_t code, mo_lean_sign sign)
     if (code > Q8_MAX(sign)) return NAN;
     return q8_mag_value(code, bias);
 }
+
+/* The encoders' multiplier for absmax a: 1 / a, 0 for a zero block (every code 0); inf for a
+ * subnormal a (the caller then divides). */
+static float q8_inverse(float a) { return a > 0.0f ? 1.0f / a : 0.0f; }
 
 /* ---- buffers ---- */
 
@@ -227,133 +234,56 @@ __attribute__((target("avx2"))) static size_t bf16_encode_avx2(const float *x, u
 __attribute__((target("avx2"))) static size_t q8_decode_avx2(const uint8_t *c, float *x, size_t n,
                                                             float a, mo_lean_sign sign)
 {
-    const int bias = Q8_BIAS(sign);
-    const __m256i off = _mm256_set1_epi32((127 - bias) << Q8_M), small = _mm256_set1_epi32(1 << Q8_M);
-    const __m256i sbit = _mm256_set1_epi32((int)0x80000000u);
-    const __m256 step = _mm256_set1_ps(f32_of((uint32_t)(127 - (bias - 1 + Q8_M)) << 23));
     const __m256 va = _mm256_set1_ps(a);
     const size_t end = n - n % 8;
-    for (size_t i = 0; i < end; i += 8) {
-        __m128i raw = _mm_loadl_epi64((const __m128i *)(const void *)(c + i));
-        __m256i q = sign == MO_LEAN_SIGNED ? _mm256_cvtepi8_epi32(raw) : _mm256_cvtepu8_epi32(raw);
-        __m256i m = _mm256_abs_epi32(q);
-        __m256 normal = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(m, off), 23 - Q8_M));
-        __m256 tiny = _mm256_mul_ps(_mm256_cvtepi32_ps(m), step);
-        __m256 v = _mm256_blendv_ps(normal, tiny, _mm256_castsi256_ps(_mm256_cmpgt_epi32(small, m)));
-        v = _mm256_mul_ps(v, va);
-        /* the code's sign, after the product (negation is exact), as the scalar loop */
-        v = _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_and_si256(q, sbit)));
-        _mm256_storeu_ps(x + i, v);
-    }
+    if (sign == MO_LEAN_SIGNED)
+        for (size_t i = 0; i < end; i += 8) _mm256_storeu_ps(x + i, mo__q8_decode8(c + i, va, 1));
+    else
+        for (size_t i = 0; i < end; i += 8) _mm256_storeu_ps(x + i, mo__q8_decode8(c + i, va, 0));
     return end;
 }
 
 /* The block's largest |x| (*a) and whether some x is NaN or +-inf. */
 __attribute__((target("avx2"))) static size_t q8_absmax_avx2(const float *x, size_t n, float *a, int *bad)
 {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256i big = _mm256_set1_epi32(0x7f7fffff);
-    __m256 mx = _mm256_setzero_ps();
-    __m256i nf = _mm256_setzero_si256();
+    __m256i mx = _mm256_setzero_si256();
     const size_t end = n - n % 8;
-    for (size_t i = 0; i < end; i += 8) {
-        __m256 m = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
-        nf = _mm256_or_si256(nf, _mm256_cmpgt_epi32(_mm256_castps_si256(m), big));
-        mx = _mm256_max_ps(m, mx);
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, mx);
-    for (int k = 0; k < 8; k++) *a = lanes[k] > *a ? lanes[k] : *a;
-    *bad |= !_mm256_testz_si256(nf, nf);
+    for (size_t i = 0; i < end; i += 8) mx = mo__q8_absmax8(_mm256_loadu_ps(x + i), mx);
+    mo__q8_absmax_result(mo__q8_absmax_end8(mx), a, bad);
     return end;
 }
 
 __attribute__((target("avx2"))) static size_t q8_encode_avx2(const float *x, uint8_t *c, size_t n,
                                                             float inv, mo_lean_sign sign)
 {
-    const int bias = Q8_BIAS(sign);
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256 vinv = _mm256_set1_ps(inv), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    const __m256 thresh = _mm256_set1_ps(f32_of((uint32_t)(128 - bias) << 23));
-    const __m256 scale = _mm256_set1_ps(f32_of((uint32_t)(127 + bias - 1 + Q8_M) << 23));
-    const __m256i rnd = _mm256_set1_epi32((1 << (22 - Q8_M)) - 1), lsb = _mm256_set1_epi32(1);
-    const __m256i off = _mm256_set1_epi32((127 - bias) << Q8_M), top = _mm256_set1_epi32(bias << Q8_M);
-    const __m256i pick = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+    const __m256 vinv = _mm256_set1_ps(inv);
     const size_t end = n - n % 8;
-    for (size_t i = 0; i < end; i += 8) {
-        __m256 xi = _mm256_loadu_ps(x + i);
-        __m256 u = sign == MO_LEAN_SIGNED ? _mm256_mul_ps(_mm256_and_ps(xi, absmask), vinv)
-                                          : _mm256_max_ps(_mm256_mul_ps(xi, vinv), zero);
-        u = _mm256_min_ps(u, one);
-        __m256i b = _mm256_castps_si256(u);
-        b = _mm256_add_epi32(b, _mm256_add_epi32(rnd, _mm256_and_si256(_mm256_srli_epi32(b, 23 - Q8_M), lsb)));
-        __m256i normal = _mm256_min_epi32(_mm256_sub_epi32(_mm256_srli_epi32(b, 23 - Q8_M), off), top);
-        __m256i tiny = _mm256_cvtps_epi32(_mm256_mul_ps(u, scale));
-        __m256i q = _mm256_blendv_epi8(normal, tiny, _mm256_castps_si256(_mm256_cmp_ps(u, thresh, _CMP_LT_OQ)));
-        __m256i p;
-        if (sign == MO_LEAN_SIGNED) {
-            __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_LT_OQ));
-            q = _mm256_blendv_epi8(q, _mm256_sub_epi32(_mm256_setzero_si256(), q), neg);
-            p = _mm256_packs_epi32(q, q);
-            p = _mm256_packs_epi16(p, p);
-        } else {
-            p = _mm256_packus_epi32(q, q);
-            p = _mm256_packus_epi16(p, p);
-        }
-        /* bytes 0-3 of each 128-bit lane hold the lane's four codes */
-        p = _mm256_permutevar8x32_epi32(p, pick);
-        _mm_storel_epi64((__m128i *)(void *)(c + i), _mm256_castsi256_si128(p));
-    }
+    if (sign == MO_LEAN_SIGNED)
+        for (size_t i = 0; i < end; i += 8) mo__q8_encode8(x + i, c + i, vinv, 1);
+    else
+        for (size_t i = 0; i < end; i += 8) mo__q8_encode8(x + i, c + i, vinv, 0);
     return end;
 }
 
-/* The int8 encoder and the block's absmax 16 at a time (AVX-512F): the same operations as the
- * AVX2 forms, with masks in place of blends and one narrowing store. */
+/* The same 16 at a time (AVX-512F). */
 __attribute__((target("avx512f"))) static size_t q8_encode_avx512(const float *x, uint8_t *c, size_t n,
                                                                  float inv, mo_lean_sign sign)
 {
-    const int bias = Q8_BIAS(sign);
-    const __m512 vinv = _mm512_set1_ps(inv), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    const __m512 thresh = _mm512_set1_ps(f32_of((uint32_t)(128 - bias) << 23));
-    const __m512 scale = _mm512_set1_ps(f32_of((uint32_t)(127 + bias - 1 + Q8_M) << 23));
-    const __m512i rnd = _mm512_set1_epi32((1 << (22 - Q8_M)) - 1), lsb = _mm512_set1_epi32(1);
-    const __m512i off = _mm512_set1_epi32((127 - bias) << Q8_M), top = _mm512_set1_epi32(bias << Q8_M);
+    const __m512 vinv = _mm512_set1_ps(inv);
     const size_t end = n - n % 16;
-    for (size_t i = 0; i < end; i += 16) {
-        __m512 xi = _mm512_loadu_ps(x + i);
-        __m512 u = sign == MO_LEAN_SIGNED ? _mm512_mul_ps(_mm512_abs_ps(xi), vinv)
-                                          : _mm512_max_ps(_mm512_mul_ps(xi, vinv), zero);
-        u = _mm512_min_ps(u, one);
-        __m512i b = _mm512_castps_si512(u);
-        b = _mm512_add_epi32(b, _mm512_add_epi32(rnd, _mm512_and_si512(_mm512_srli_epi32(b, 23 - Q8_M), lsb)));
-        __m512i q = _mm512_min_epi32(_mm512_sub_epi32(_mm512_srli_epi32(b, 23 - Q8_M), off), top);
-        __mmask16 tiny = _mm512_cmp_ps_mask(u, thresh, _CMP_LT_OQ);
-        q = _mm512_mask_mov_epi32(q, tiny, _mm512_cvtps_epi32(_mm512_mul_ps(u, scale)));
-        if (sign == MO_LEAN_SIGNED) {
-            __mmask16 neg = _mm512_cmp_ps_mask(xi, zero, _CMP_LT_OQ);
-            q = _mm512_mask_sub_epi32(q, neg, _mm512_setzero_si512(), q);
-        }
-        /* codes are in [-120, 248]: the low byte of each is the code */
-        _mm_storeu_si128((__m128i *)(void *)(c + i), _mm512_cvtepi32_epi8(q));
-    }
+    if (sign == MO_LEAN_SIGNED)
+        for (size_t i = 0; i < end; i += 16) mo__q8_encode16(x + i, c + i, vinv, 1);
+    else
+        for (size_t i = 0; i < end; i += 16) mo__q8_encode16(x + i, c + i, vinv, 0);
     return end;
 }
 
 __attribute__((target("avx512f"))) static size_t q8_absmax_avx512(const float *x, size_t n, float *a, int *bad)
 {
-    const __m512i big = _mm512_set1_epi32(0x7f7fffff);
-    __m512 mx = _mm512_setzero_ps();
-    __mmask16 nf = 0;
+    __m512i mx = _mm512_setzero_si512();
     const size_t end = n - n % 16;
-    for (size_t i = 0; i < end; i += 16) {
-        __m512 m = _mm512_abs_ps(_mm512_loadu_ps(x + i));
-        nf |= _mm512_cmpgt_epi32_mask(_mm512_castps_si512(m), big);
-        mx = _mm512_max_ps(m, mx);
-    }
-    float lanes[16];
-    _mm512_storeu_ps(lanes, mx);
-    for (int k = 0; k < 16; k++) *a = lanes[k] > *a ? lanes[k] : *a;
-    *bad |= nf != 0;
+    for (size_t i = 0; i < end; i += 16) mx = mo__q8_absmax16(_mm512_loadu_ps(x + i), mx);
+    mo__q8_absmax_result(mo__q8_absmax_end16(mx), a, bad);
     return end;
 }
 #endif
@@ -407,26 +337,13 @@ static float block_absmax(const float *x, size_t len, int *bad, int vec)
     return a;
 }
 
-/* x {len} into elements [off, off + len) of s (off a multiple of MO_LEAN_BLOCK for int8). */
-static void encode_block(mo_lean *s, size_t off, size_t len, const float *x, mo_state_rounding r,
-                         uint64_t seed, int vec)
+/* The int8 block at off (a multiple of MO_LEAN_BLOCK) from x {len}, whose absmax is a and
+ * which holds a NaN or inf when bad: stores the scale and the codes. */
+static void q8_store_block(mo_lean *s, size_t off, size_t len, const float *x, float a, int bad,
+                           int vec)
 {
-    size_t i = 0;
-    if (s->dtype == MO_STATE_BFLOAT16) {
-        uint16_t *c = (uint16_t *)s->codes + off;
-        if (r == MO_ROUND_STOCHASTIC) {
-            for (; i < len; i++) c[i] = mo_bf16_from_float_sr(x[i], sr_bits(seed, off + i, x[i]));
-            return;
-        }
-#ifdef MO__HAVE_AVX_DISPATCH
-        if (vec) i = bf16_encode_avx2(x, c, len);
-#endif
-        for (; i < len; i++) c[i] = mo_bf16_from_float(x[i]);
-        return;
-    }
     uint8_t *c = (uint8_t *)s->codes + off;
-    int bad;
-    const float a = block_absmax(x, len, &bad, vec);
+    size_t i = 0;
     if (bad) {
         s->absmax[off / MO_LEAN_BLOCK] = NAN;
         memset(c, 0, len);
@@ -435,9 +352,10 @@ static void encode_block(mo_lean *s, size_t off, size_t len, const float *x, mo_
     s->absmax[off / MO_LEAN_BLOCK] = a;
     /* x / a through one reciprocal: |x| * inv may exceed 1 by an ulp; the codec clamps. For a
        subnormal absmax the reciprocal overflows: those blocks divide, element by element */
-    const float inv = a > 0.0f ? 1.0f / a : 0.0f;
+    const float inv = q8_inverse(a);
     const int divide = !(inv <= FLT_MAX);
     const int bias = Q8_BIAS(s->sign);
+    (void)vec;
 #ifdef MO__HAVE_AVX_DISPATCH
     if (vec >= 2 && !divide) i = q8_encode_avx512(x, c, len, inv, s->sign);
     else if (vec && !divide) i = q8_encode_avx2(x, c, len, inv, s->sign);
@@ -454,6 +372,28 @@ static void encode_block(mo_lean *s, size_t off, size_t len, const float *x, mo_
             c[i] = (uint8_t)q8_mag(u < 0.0f ? 0.0f : (u > 1.0f ? 1.0f : u), bias);
         }
     }
+}
+
+/* x {len} into elements [off, off + len) of s (off a multiple of MO_LEAN_BLOCK for int8). */
+static void encode_block(mo_lean *s, size_t off, size_t len, const float *x, mo_state_rounding r,
+                         uint64_t seed, int vec)
+{
+    size_t i = 0;
+    if (s->dtype == MO_STATE_BFLOAT16) {
+        uint16_t *c = (uint16_t *)s->codes + off;
+        if (r == MO_ROUND_STOCHASTIC) {
+            for (; i < len; i++) c[i] = bf16_sr(x[i], sr_bits(seed, off + i, x[i]));
+            return;
+        }
+#ifdef MO__HAVE_AVX_DISPATCH
+        if (vec) i = bf16_encode_avx2(x, c, len);
+#endif
+        for (; i < len; i++) c[i] = mo_bf16_from_float(x[i]);
+        return;
+    }
+    int bad;
+    const float a = block_absmax(x, len, &bad, vec);
+    q8_store_block(s, off, len, x, a, bad, vec);
 }
 
 /* Which vector codecs may run on this CPU: 0 none, 1 AVX2, 2 AVX2 and the AVX-512 int8
@@ -514,12 +454,59 @@ typedef struct lean_job {
     mo_lean *const *st;
     int nst;
     mo__lean_fn fn;
-    mo__lean_fused_fn fused;   /* NULL: blocks only */
+    mo__lean_fused_fn bf16;   /* NULL: not this call (nearest or stochastic, as r) */
+    mo__lean_q8_fn q8;        /* NULL: not this call */
     const void *ctx;
     mo_state_rounding r;
     int64_t step;
     int vec;             /* codec_vec(), asked once */
 } lean_job;
+
+/* The whole int8 blocks of a chunk through the fused loop (mo__lean_q8_fn), software-
+ * pipelined: block i's moments are stepped into one half of a double scratch
+ * {2, MO__LEAN_MAX, MO_LEAN_BLOCK} (6 KiB, L1) with their absmax found on the way, and are
+ * encoded during block i + 1's loop; the last block's after it. A block whose absmax has no
+ * finite reciprocal (NaN/inf inside, or subnormal) or is bad is stored at once by the
+ * general path. Returns the elements done (whole blocks). */
+static size_t lean_q8_blocks(const lean_job *j, float *w, const float *g, size_t n, size_t off)
+{
+    float scratch[2][MO__LEAN_MAX][MO_LEAN_BLOCK];
+    float amax[MO__LEAN_MAX] = {0.0f};
+    int bad[MO__LEAN_MAX] = {0};
+    mo__q8_io io[MO__LEAN_MAX];
+    memset(io, 0, sizeof io);
+    size_t b = 0;
+    for (; n - b >= MO_LEAN_BLOCK; b += MO_LEAN_BLOCK) {
+        const size_t blk = (off + b) / MO_LEAN_BLOCK;
+        float (*cur)[MO_LEAN_BLOCK] = scratch[b / MO_LEAN_BLOCK % 2];
+        for (int k = 0; k < j->nst; k++) {
+            if (!j->st[k]) continue;
+            io[k].c = (const uint8_t *)j->st[k]->codes + off + b;
+            io[k].a = j->st[k]->absmax[blk];
+            io[k].out = cur[k];
+            io[k].amax = &amax[k];
+            io[k].bad = &bad[k];
+        }
+        j->q8(j->ctx, w + b, g + b, io, MO_LEAN_BLOCK);
+        for (int k = 0; k < j->nst; k++) {
+            if (!j->st[k]) continue;
+            const float inv = q8_inverse(amax[k]);
+            io[k].px = NULL;
+            if (bad[k] || !(inv <= FLT_MAX)) {
+                q8_store_block(j->st[k], off + b, MO_LEAN_BLOCK, cur[k], amax[k], bad[k], j->vec);
+                continue;
+            }
+            j->st[k]->absmax[blk] = amax[k];   /* its codes follow in the next loop */
+            io[k].px = cur[k];
+            io[k].pc = (uint8_t *)j->st[k]->codes + off + b;
+            io[k].pinv = inv;
+        }
+    }
+    for (int k = 0; k < j->nst; k++)
+        if (j->st[k] && io[k].px)
+            q8_store_block(j->st[k], off + b - MO_LEAN_BLOCK, MO_LEAN_BLOCK, io[k].px, amax[k], 0, j->vec);
+    return b;
+}
 
 /* mo__opt_body: the blocks of one chunk of the pool (p: w, g at element off; off and the
  * chunk's length are whole blocks but for the last). The scratch is this thread's stack. */
@@ -531,11 +518,16 @@ static void lean_body(const void *ctx, void *const *p, size_t n, size_t off)
     float *w = p[0];
     const float *g = p[1];
     size_t b = 0;
-    if (j->fused) {
+    if (j->bf16) {
         void *codes[MO__LEAN_MAX] = {NULL};
-        for (int k = 0; k < j->nst; k++)
+        uint64_t seed[MO__LEAN_MAX] = {0};
+        for (int k = 0; k < j->nst; k++) {
             if (j->st[k]) codes[k] = (uint16_t *)j->st[k]->codes + off;
-        b = j->fused(j->ctx, w, g, codes, n);   /* bfloat16: the rest may start anywhere */
+            seed[k] = slot_seed(j->step, k);
+        }
+        b = j->bf16(j->ctx, w, g, codes, n, off, seed);   /* bfloat16: the rest may start anywhere */
+    } else if (j->q8) {
+        b = lean_q8_blocks(j, w, g, n, off);
     }
     for (; b < n; b += MO_LEAN_BLOCK) {
         size_t len = n - b < MO_LEAN_BLOCK ? n - b : MO_LEAN_BLOCK;
@@ -556,7 +548,7 @@ mo_status mo__lean_run(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int
 }
 
 mo_status mo__lean_run_fused(mo_tensor *w, const mo_tensor *g, mo_lean *const *st, int nst,
-                             mo__lean_fn fn, mo__lean_fused_fn fused, const void *ctx,
+                             mo__lean_fn fn, const mo__lean_fused *fused, const void *ctx,
                              mo_state_rounding r, int64_t step)
 {
     if (!w || !g || nst < 1 || nst > MO__LEAN_MAX) return MO_ERR_ARG;
@@ -575,10 +567,14 @@ mo_status mo__lean_run_fused(mo_tensor *w, const mo_tensor *g, mo_lean *const *s
     }
     /* every block is decoded, stepped and encoded by one chunk alone: chunks are whole blocks
        (mo__opt_parallel_arrays), and a block's absmax slot is its own */
-    int all_bf16 = r == MO_ROUND_NEAREST;
-    for (int k = 0; k < nst; k++)
+    int all_bf16 = 1, all_q8 = 1;
+    for (int k = 0; k < nst; k++) {
         if (st[k] && st[k]->dtype != MO_STATE_BFLOAT16) all_bf16 = 0;
-    lean_job j = {st, nst, fn, all_bf16 ? fused : NULL, ctx, r, step, codec_vec()};
+        if (st[k] && st[k]->dtype != MO_STATE_INT8) all_q8 = 0;
+    }
+    lean_job j = {st, nst, fn, NULL, NULL, ctx, r, step, codec_vec()};
+    if (fused && all_bf16) j.bf16 = r == MO_ROUND_STOCHASTIC ? fused->bf16_sr : fused->bf16;
+    if (fused && all_q8) j.q8 = fused->q8;
     mo__opt_parallel(&a, lean_body, &j);
     mo__opt_finish(&a, 1);
     return MO_OK;

@@ -3,6 +3,7 @@
  * transcriptions of their formulas (a few steps each), hand-computed values,
  * the strided path against the contiguous one, and bad input.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -1059,9 +1060,10 @@ TEST(lean_q8_codec)
 }
 
 
-/* The AVX2 codecs against the scalar ones: the same codes, scales and decoded values for data
- * spanning 40 octaves, both signs, zeros, -0, a block with a subnormal absmax, a block holding
- * NaN, a partial last block; the same at every length 0..40 (vector body + tails). */
+/* The AVX2 and AVX-512 codecs against the scalar ones: the same codes, scales and decoded
+ * values for data spanning 40 octaves, both signs, zeros, -0, a block with a subnormal absmax,
+ * a block holding NaN, a block of exact rounding ties, a partial last block; the same at every
+ * length 0..40 (vector body + tails). */
 TEST(lean_vector_codecs_match_scalar)
 {
     enum { LN = 256 * 5 + 77 };
@@ -1074,6 +1076,15 @@ TEST(lean_vector_codecs_match_scalar)
     x[6] = -0.0f;
     for (int i = 256; i < 512; i++) x[i] = (float)(i - 300) * 1e-42f;   /* subnormal absmax */
     x[600] = NAN;
+    /* block 3: absmax 1 and exact ties of the map's 3 mantissa bits (odd and even codes, both
+       signs), down into its subnormal codes, and values just below 1 */
+    x[768] = 1.0f;
+    for (int i = 769; i < 1024; i++) {
+        float tie = (16.0f + (float)(2 * (i % 8) + 1)) / 32.0f;   /* (8 + k + 1/2) / 16 */
+        x[i] = ldexpf(tie, -(i / 8 % 40)) * (i % 3 == 0 ? -1.0f : 1.0f);
+    }
+    x[1020] = 1.0f - 0x1p-24f;
+    x[1021] = 1.0f - 0x1p-5f;
     for (int dt = 1; dt <= 2; dt++) {
         for (int sg = 1; sg <= 2; sg++) {
             for (int len = 0; len <= LN; len += len < 40 ? 1 : LN - 40) {
@@ -1156,6 +1167,144 @@ TEST(lean_adam_step_is_the_float_step_on_decoded_state)
     }
 }
 
+/* The fused lean loops (int8 at AVX2 and AVX-512, bfloat16 at AVX-512 rounded to nearest and
+ * stochastically) against the block path (decode, the float32 loop, encode), bit for bit: random data over three pool chunks
+ * and a partial last block, with blocks whose moments turn NaN (a NaN gradient), inf (an
+ * overflowing square), stay zero, or stay subnormal (a subnormal absmax: the dividing
+ * encoder); amsgrad off and on, clipping and L2 switches, 4 steps, 1 and 3 threads. Paths
+ * the CPU lacks fall back to the block path (and then compare trivially). */
+static uint32_t lcg_next(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+static float lcg_unit(uint32_t *s) { return (float)lcg_next(s) / 16777216.0f * 2.0f - 1.0f; }
+
+enum { FZ_N = 32768 * 2 + 256 * 3 + 37, FZ_PATHS = 3 };
+
+/* What one path owns: the param, its moments, their codes after the steps. */
+typedef struct fz_run {
+    float w[FZ_N];
+    mo_lean m, v, x;
+} fz_run;
+
+static void fz_state_init(fz_run *r, int dt, const float *m0, const float *v0)
+{
+    size_t n = FZ_N;
+    CHECK_OK(mo_lean_init(&r->m, (mo_state_dtype)dt, MO_LEAN_SIGNED, n));
+    CHECK_OK(mo_lean_init(&r->v, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, n));
+    CHECK_OK(mo_lean_init(&r->x, (mo_state_dtype)dt, MO_LEAN_UNSIGNED, n));
+    CHECK_OK(mo_lean_encode(&r->m, m0, n, MO_ROUND_NEAREST, 0));
+    CHECK_OK(mo_lean_encode(&r->v, v0, n, MO_ROUND_NEAREST, 0));
+    CHECK_OK(mo_lean_encode(&r->x, v0, n, MO_ROUND_NEAREST, 0));
+}
+
+static int fz_same(const fz_run *a, const fz_run *b, int ams)
+{
+    size_t es = a->m.dtype == MO_STATE_BFLOAT16 ? 2 : 1;
+    int ok = memcmp(a->w, b->w, sizeof a->w) == 0 && memcmp(a->m.codes, b->m.codes, FZ_N * es) == 0 &&
+             memcmp(a->v.codes, b->v.codes, FZ_N * es) == 0 &&
+             (!ams || memcmp(a->x.codes, b->x.codes, FZ_N * es) == 0);
+    if (ok && a->m.nblocks)
+        ok = memcmp(a->m.absmax, b->m.absmax, a->m.nblocks * sizeof(float)) == 0 &&
+             memcmp(a->v.absmax, b->v.absmax, a->v.nblocks * sizeof(float)) == 0 &&
+             (!ams || memcmp(a->x.absmax, b->x.absmax, a->x.nblocks * sizeof(float)) == 0);
+    return ok;
+}
+
+/* The data: block 3 gets a NaN gradient, block 5 an overflowing one, block 7 zero gradients
+ * and zero state, block 9 zero gradients and subnormal state; the rest random over 12 octaves. */
+static void fz_data(float *w, float *m0, float *v0, float (*g)[FZ_N], int steps)
+{
+    uint32_t seed = 12345u;
+    for (int i = 0; i < FZ_N; i++) {
+        w[i] = lcg_unit(&seed);
+        m0[i] = lcg_unit(&seed) * powf(2.0f, (float)(lcg_next(&seed) % 12) - 10.0f);
+        v0[i] = fabsf(lcg_unit(&seed)) * powf(2.0f, (float)(lcg_next(&seed) % 12) - 20.0f);
+    }
+    for (int t = 0; t < steps; t++)
+        for (int i = 0; i < FZ_N; i++) g[t][i] = lcg_unit(&seed) * powf(2.0f, (float)(lcg_next(&seed) % 12) - 6.0f);
+    for (int i = 256 * 7; i < 256 * 8; i++) m0[i] = v0[i] = 0.0f;
+    for (int i = 256 * 9; i < 256 * 10; i++) {
+        m0[i] = (float)(i % 7 - 3) * 1e-41f;
+        v0[i] = (float)(i % 5) * 1e-41f;
+    }
+    for (int t = 0; t < steps; t++) {
+        g[t][256 * 3 + 17] = NAN;
+        g[t][256 * 5 + 200] = 1e30f;
+        for (int i = 256 * 7; i < 256 * 8; i++) g[t][i] = 0.0f;
+        for (int i = 256 * 9; i < 256 * 10; i++) g[t][i] = 0.0f;
+    }
+}
+
+TEST(lean_adam_fused_equals_block_path)
+{
+    enum { STEPS = 4 };
+    static float w0[FZ_N], m0[FZ_N], v0[FZ_N], g[STEPS][FZ_N];
+    static fz_run runs[FZ_PATHS];
+    fz_data(w0, m0, v0, g, STEPS);
+    size_t shape[1] = {FZ_N};
+    /* dt 0: bfloat16 rounded stochastically; 1: bfloat16 to nearest; 2: int8 */
+    for (int dti = 0; dti <= 2; dti++) {
+        const int dt = dti == 0 ? MO_STATE_BFLOAT16 : dti;
+        const mo_state_rounding rnd = dti == 0 ? MO_ROUND_STOCHASTIC : MO_ROUND_NEAREST;
+        for (int cfg = 0; cfg < 3; cfg++) {
+            for (int threads = 1; threads <= 3; threads += 2) {
+                mo_adam_config c;
+                mo_adamw_defaults(&c);
+                c.lr = 1e-2;
+                c.amsgrad = cfg >= 1;
+                if (cfg == 2) {
+                    c.clip_gradient = 0.5;
+                    c.weight_decay_mode = MO_WD_L2;
+                    c.maximize = 1;
+                }
+                CHECK_OK(mo_set_num_threads(threads));
+                for (int p = 0; p < FZ_PATHS; p++) {
+                    fz_run *r = &runs[p];
+                    memcpy(r->w, w0, sizeof w0);
+                    fz_state_init(r, dt, m0, v0);
+                    mo_tensor tw, tg;
+                    mo_tensor_init(&tw);
+                    mo_tensor_init(&tg);
+                    CHECK_OK(mo_tensor_wrap(&tw, r->w, 1, shape, NULL, NULL));
+                    for (int t = 1; t <= STEPS; t++) {
+                        mo_adam_scalars k;
+                        CHECK_OK(mo_adam_prepare(&c, t, &k));
+                        CHECK_OK(mo_tensor_wrap(&tg, g[t - 1], 1, shape, NULL, NULL));
+                        /* path p: MO__SIMD_SCALAR (blocks), _AVX (int8 AVX2), _AVX512 */
+                        CHECK_OK(mo__adam_step_lean_level(&tw, &tg, &r->m, &r->v, c.amsgrad ? &r->x : NULL,
+                                                          &k, rnd, t, p));
+                        mo_tensor_release(&tg);
+                    }
+                    mo_tensor_release(&tw);
+                }
+                for (int p = 1; p < FZ_PATHS; p++) {
+                    int same = fz_same(&runs[p], &runs[0], c.amsgrad);
+                    if (!same) printf("#   dtype %d rounding %d config %d threads %d: path %d differs\n", dt, (int)rnd, cfg, threads, p);
+                    CHECK(same);
+                }
+                /* the special blocks did what they are for (int8, without the clipping and L2
+                   decay that would tame them): NaN, inf, zero, subnormal */
+                if (dt == MO_STATE_INT8 && cfg < 2) {
+                    const mo_lean *v = &runs[0].v;
+                    CHECK(isnan(v->absmax[3]) && isnan(v->absmax[5]));
+                    CHECK(v->absmax[7] == 0.0f);
+                    CHECK(v->absmax[9] > 0.0f && v->absmax[9] < FLT_MIN);
+                    CHECK(runs[0].m.absmax[9] > 0.0f && runs[0].m.absmax[9] < FLT_MIN);
+                }
+                for (int p = 0; p < FZ_PATHS; p++) {
+                    mo_lean_free(&runs[p].m);
+                    mo_lean_free(&runs[p].v);
+                    mo_lean_free(&runs[p].x);
+                }
+            }
+        }
+    }
+    CHECK_OK(mo_set_num_threads(1));
+}
+
 int main(void)
 {
     RUN(adam_first_step_by_hand);
@@ -1187,5 +1336,6 @@ int main(void)
     RUN(lean_q8_codec);
     RUN(lean_vector_codecs_match_scalar);
     RUN(lean_adam_step_is_the_float_step_on_decoded_state);
+    RUN(lean_adam_fused_equals_block_path);
     return ctest_summary();
 }
