@@ -333,6 +333,21 @@ static void TN(ew_row)(const ew_op *e, const mo__iter *it)
     }
 }
 
+/*
+ * `rows` rows of a 2-D iteration: *piece holds the first row (p, n, inner);
+ * row r of operand j starts step[j] bytes after row r - 1. Loops over ew_row
+ * directly, without the general iterator's per-row odometer (~100
+ * instructions a row: 10% of a {1024, 1024} + {1024} add).
+ */
+static void TN(ew_rows)(const ew_op *e, mo__iter *piece, size_t rows, const ptrdiff_t *step)
+{
+    const int nops = piece->nops;
+    for (size_t r = 0; r < rows; r++) {
+        TN(ew_row)(e, piece);
+        for (int j = 0; j < nops; j++) piece->p[j] = (char *)piece->p[j] + step[j];
+    }
+}
+
 /* m[i][j] += bias[j] for the rows of m: {rows, cols} with strides rs, cs; bias stride bs. */
 static void TN(add_rows)(T *m0, size_t rows, size_t cols, ptrdiff_t rs, ptrdiff_t cs,
                          const T *b, ptrdiff_t bs)
