@@ -55,6 +55,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -247,11 +248,43 @@ static mo__alloc_anchor *get_anchor(lua_State *L)
     return new_anchor(L);
 }
 
+/*
+ * Small blocks (under MO__CACHE_MIN_BYTES): malloc with the alignment done by
+ * hand, the pointer malloc returned stored just below the block:
+ *   raw ... [raw pointer][block: size bytes, `align`-aligned]
+ * Why not aligned_alloc (the core's default): glibc serves it through
+ * memalign, which bypasses malloc's per-thread cache and splits and merges
+ * chunks on every call; for a 16-element `a + b` that was 40% of the call
+ * (0.6 us). No state: the allocator is a constant, no registry lookup.
+ */
+static void *small_alloc(void *ud, size_t size, size_t align)
+{
+    (void)ud;
+    const size_t extra = align + sizeof(void *); /* align >= sizeof(void *): MO_ALIGN */
+    if (size > SIZE_MAX - extra) return NULL;
+    char *raw = malloc(size + extra);
+    if (raw == NULL) return NULL;
+    const uintptr_t at = ((uintptr_t)raw + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
+    char *p = raw + (at - (uintptr_t)raw);
+    memcpy(p - sizeof(void *), &raw, sizeof raw);
+    return p;
+}
+
+static void small_free(void *ud, void *ptr, size_t size)
+{
+    (void)ud, (void)size;
+    void *raw;
+    memcpy(&raw, (char *)ptr - sizeof raw, sizeof raw);
+    free(raw);
+}
+
+static const mo_allocator small_allocator = {small_alloc, small_free, NULL};
+
 const mo_allocator *mo__allocator(lua_State *L, size_t bytes)
 {
-    /* Small blocks are never cached: the core's default allocator spares them the
-     * registry lookup and the two atomic counts (a 16-element `a + b` is ~1 us). */
-    if (bytes < MO__CACHE_MIN_BYTES) return NULL;
+    /* Small blocks are never cached: they skip the registry lookup and the two
+     * atomic counts (a 16-element `a + b` is ~0.5 us). */
+    if (bytes < MO__CACHE_MIN_BYTES) return &small_allocator;
     mo__alloc_anchor *a = get_anchor(L);
     /* NULL (the core's default) once the state is closing */
     return a->cache ? &a->alloc : NULL;
