@@ -6,6 +6,11 @@
 #      in alternating rounds, each ratio the median over the rounds (the machine is shared);
 #      targets: moonopt within 1.3x of the vectorized C loop, and at least as fast as PyTorch;
 #   2. `a + b` on 16-element tensors: microseconds per call (target <= 1 us).
+# Memory on each side: moonopt's tensors come from its Lua allocator (lua/binding/alloc.c:
+# blocks of 2 MB and up are 2 MB-aligned with MADV_HUGEPAGE on Linux, freed blocks are
+# reused); the C loop runs once on malloc'd buffers and once on 2 MB-aligned MADV_HUGEPAGE
+# ones (`huge`), each round taking the faster; PyTorch uses its own CPU allocator
+# (posix_memalign, 64-byte aligned; 1.13 gives no huge-page advice).
 # Environment as bench/run.sh sets it (BUILD, LUA, CC, LUA_PATH, LUA_CPATH).
 set -e
 BUILD=${BUILD:-build}
@@ -25,8 +30,11 @@ echo "== broadcasting add {1024, 1024} + {1024}, float32, 1 thread ($ROUNDS roun
 res=$(mktemp)
 trap 'rm -f "$res"' EXIT
 for round in $(seq "$ROUNDS"); do
-    r2=$("$BUILD/bench/elementwise_ref-O2" 11 2>/dev/null | awk '{print $2}')
-    r3=$("$BUILD/bench/elementwise_ref-O3" 11 2>/dev/null | awk '{print $2}')
+    # each C loop: the faster of malloc'd and huge-page buffers
+    r2=$( ("$BUILD/bench/elementwise_ref-O2" 11; "$BUILD/bench/elementwise_ref-O2" 11 huge) 2>/dev/null |
+        awk '{if (best == "" || $2 < best) best = $2} END {print best}')
+    r3=$( ("$BUILD/bench/elementwise_ref-O3" 11; "$BUILD/bench/elementwise_ref-O3" 11 huge) 2>/dev/null |
+        awk '{if (best == "" || $2 < best) best = $2} END {print best}')
     mo=$("$LUA" bench/tensor_ops.lua bcast 11)
     new=$(echo "$mo" | awk '$1 == "mo_bcast_add" {print $2}')
     inp=$(echo "$mo" | awk '$1 == "mo_bcast_add_inplace" {print $2}')

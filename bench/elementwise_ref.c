@@ -5,11 +5,23 @@
  * in C: two loops, `restrict`, a preallocated output. bench/elementwise_bench.sh
  * builds it with -O2 and -O3 (vectorized) and divides moonopt's time by it.
  *
- *   elementwise_ref [reps]  ->  "ref_bcast_add <median seconds>"
+ * Memory: `a` and `out` (4 MB each) come from malloc; with "huge" they come
+ * from aligned_alloc(2 MB) with madvise(MADV_HUGEPAGE), as moonopt's Lua
+ * allocator gives every block of 2 MB and up on Linux (lua/binding/alloc.c),
+ * so the bench can take the faster of the two setups for the reference.
+ *
+ *   elementwise_ref [reps [huge]]  ->  "ref_bcast_add <median seconds>"
  */
+#if defined(__linux__)
+#define _DEFAULT_SOURCE /* madvise */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 enum { R = 1024, C = 1024 };
 
@@ -26,6 +38,18 @@ static int cmp(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+/* A buffer of `bytes`: malloc, or 2 MB-aligned with huge pages advised (Linux). */
+static float *buffer(size_t bytes, int huge)
+{
+    if (!huge) return malloc(bytes);
+    const size_t two_mb = (size_t)2 << 20;
+    float *p = aligned_alloc(two_mb, (bytes + two_mb - 1) / two_mb * two_mb);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p) (void)madvise(p, bytes / two_mb * two_mb, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 /* out[i][j] = a[i][j] + b[j] */
 static void bcast_add(float *restrict out, const float *restrict a, const float *restrict b)
 {
@@ -37,7 +61,8 @@ int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 21;
     if (reps < 1 || reps > 1000) reps = 21;
-    float *a = malloc(sizeof(float) * R * C), *out = malloc(sizeof(float) * R * C);
+    const int huge = argc > 2 && strcmp(argv[2], "huge") == 0;
+    float *a = buffer(sizeof(float) * R * C, huge), *out = buffer(sizeof(float) * R * C, huge);
     float *b = malloc(sizeof(float) * C);
     double *ts = malloc(sizeof(double) * (size_t)reps);
     if (!a || !b || !out || !ts) return 1;

@@ -6,11 +6,22 @@
  *   double: s += (double)a[j] (moonopt's arithmetic: sums accumulate in double)
  * Prints "<name> <median seconds>" for each, over `reps` runs.
  *
- * usage: reduce_sum [reps]
+ * Memory: the 16 MB matrix comes from malloc; with "huge" from aligned_alloc(2 MB) with
+ * madvise(MADV_HUGEPAGE), as moonopt's Lua allocator gives every block of 2 MB and up on
+ * Linux (lua/binding/alloc.c); bench/reduce_bench.sh takes the faster setup.
+ *
+ * usage: reduce_sum [reps [huge]]
  */
+#if defined(__linux__)
+#define _DEFAULT_SOURCE /* madvise */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #define ROWS 4096
 #define COLS 1024
@@ -42,6 +53,18 @@ static void sum_double(const float *a, float *out)
     }
 }
 
+/* A buffer of `bytes`: malloc, or 2 MB-aligned with huge pages advised (Linux). */
+static float *buffer(size_t bytes, int huge)
+{
+    if (!huge) return malloc(bytes);
+    const size_t two_mb = (size_t)2 << 20;
+    float *p = aligned_alloc(two_mb, (bytes + two_mb - 1) / two_mb * two_mb);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p) (void)madvise(p, bytes / two_mb * two_mb, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 static int cmp(const void *x, const void *y)
 {
     double a = *(const double *)x, b = *(const double *)y;
@@ -68,7 +91,8 @@ int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 21;
     if (reps < 1) reps = 1;
-    float *a = malloc((size_t)ROWS * COLS * sizeof *a), *out = malloc(ROWS * sizeof *out);
+    const int huge = argc > 2 && strcmp(argv[2], "huge") == 0;
+    float *a = buffer((size_t)ROWS * COLS * sizeof *a, huge), *out = malloc(ROWS * sizeof *out);
     if (!a || !out) return 1;
     /* the same values as bench/reduce_bench.lua: (i % 101) * 0.01 - 0.5 over the flat index */
     for (size_t i = 0; i < (size_t)ROWS * COLS; i++) a[i] = (float)(i % 101) * 0.01f - 0.5f;
