@@ -11,14 +11,18 @@
 # 2 MB-aligned MADV_HUGEPAGE memory (`huge`), the fastest of the four builds x setups
 # counting; PyTorch uses its own CPU allocator (posix_memalign; 1.13 gives no huge-page advice).
 # Five rounds, interleaved; each ratio is the median over the rounds of that round's ratio.
+# CLOCK=cpu times every side in its own process's CPU time (MO_BENCH_CLOCK=cpu) instead of
+# wall time: on a machine shared by many jobs wall-time medians measure the scheduler.
 # Environment as bench/run.sh sets it (BUILD, LUA, CC, LUA_PATH, LUA_CPATH).
 set -e
 BUILD=${BUILD:-build}
 LUA=${LUA:-lua5.4}
 CC=${CC:-cc}
+CLOCK=${CLOCK:-wall}
+if [ "$CLOCK" = cpu ]; then MO_BENCH_CLOCK=cpu; export MO_BENCH_CLOCK; fi
 mkdir -p "$BUILD/bench"
 
-echo "== x:sum(2) on {4096, 1024} float32, 1 thread: moonopt vs plain C loop vs PyTorch"
+echo "== x:sum(2) on {4096, 1024} float32, 1 thread: moonopt vs plain C loop vs PyTorch ($CLOCK time)"
 $CC -std=c11 -O3 -ffast-math -D_POSIX_C_SOURCE=200809L bench/reduce_sum.c -o "$BUILD/bench/reduce_sum"
 avx2=""
 if $CC -std=c11 -O3 -ffast-math -mavx2 -D_POSIX_C_SOURCE=200809L bench/reduce_sum.c \
