@@ -5,18 +5,35 @@
  * in C: two loops, `restrict`, a preallocated output. bench/elementwise_bench.sh
  * builds it with -O2 and -O3 (vectorized) and divides moonopt's time by it.
  *
- *   elementwise_ref [reps]  ->  "ref_bcast_add <median seconds>"
+ * Memory: `a` and `out` (4 MB each) come from malloc; with "huge" they come
+ * from aligned_alloc(2 MB) with madvise(MADV_HUGEPAGE), as moonopt's Lua
+ * allocator gives every block of 2 MB and up on Linux (lua/binding/alloc.c),
+ * so the bench can take the faster of the two setups for the reference.
+ *
+ * With MO_BENCH_CLOCK=cpu in the environment it times CPU time, not wall time.
+ *
+ *   elementwise_ref [reps [huge]]  ->  "ref_bcast_add <median seconds>"
  */
+#if defined(__linux__)
+#define _DEFAULT_SOURCE /* madvise */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 enum { R = 1024, C = 1024 };
+
+/* wall time, or with MO_BENCH_CLOCK=cpu this process's CPU time (a loaded machine) */
+static clockid_t clock_id = CLOCK_MONOTONIC;
 
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock_id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -24,6 +41,18 @@ static int cmp(const void *x, const void *y)
 {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
+}
+
+/* A buffer of `bytes`: malloc, or 2 MB-aligned with huge pages advised (Linux). */
+static float *buffer(size_t bytes, int huge)
+{
+    if (!huge) return malloc(bytes);
+    const size_t two_mb = (size_t)2 << 20;
+    float *p = aligned_alloc(two_mb, (bytes + two_mb - 1) / two_mb * two_mb);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p) (void)madvise(p, bytes / two_mb * two_mb, MADV_HUGEPAGE);
+#endif
+    return p;
 }
 
 /* out[i][j] = a[i][j] + b[j] */
@@ -37,7 +66,10 @@ int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 21;
     if (reps < 1 || reps > 1000) reps = 21;
-    float *a = malloc(sizeof(float) * R * C), *out = malloc(sizeof(float) * R * C);
+    const int huge = argc > 2 && strcmp(argv[2], "huge") == 0;
+    const char *clk = getenv("MO_BENCH_CLOCK");
+    if (clk && strcmp(clk, "cpu") == 0) clock_id = CLOCK_PROCESS_CPUTIME_ID;
+    float *a = buffer(sizeof(float) * R * C, huge), *out = buffer(sizeof(float) * R * C, huge);
     float *b = malloc(sizeof(float) * C);
     double *ts = malloc(sizeof(double) * (size_t)reps);
     if (!a || !b || !out || !ts) return 1;

@@ -27,24 +27,46 @@
  * - a host may release storage from any thread (storage reference counts are
  *   atomic): the cache's counts are atomic too and its list takes a spin lock.
  *
+ * Huge pages (Linux): a fresh block of at least MO__HUGE_BYTES (2 MB) is
+ * allocated 2 MB-aligned and its whole 2 MB regions are given
+ * madvise(MADV_HUGEPAGE), so the kernel backs them with transparent huge
+ * pages where it can ("enabled" set to always or madvise). A 4 MB tensor then
+ * needs 2 TLB entries instead of 1024: `c = a + b` on {1024, 1024} float32
+ * walks three such blocks (a, the new c, and the previous result the Lua
+ * variable still held), ~3000 4 KB pages, about what the core's second-level
+ * TLB holds, and ran 1.3-1.8x slower than on huge pages; x:sum(2) over 16 MB
+ * gained ~20%. The tail of a block past its last whole 2 MB region keeps
+ * ordinary pages (a 4 MB + 128 byte block does not pin a third huge page);
+ * the alignment costs address space only. Blocks still come from and go back
+ * to aligned_alloc/free, so ASan and valgrind see them as any heap block.
+ *
  * The collector (mo__gc_account, below) is told about every new tensor's
  * bytes, from the cache or not (a reused block is as live as a fresh one),
  * before the tensor is made; the live bytes counted here drive a full
  * collection when they double. The cached bytes are idle memory outside the
  * collector's view, bounded by the budget.
  */
+#if defined(__linux__)
+#define _DEFAULT_SOURCE /* madvise; before any system header */
+#endif
 #include "binding.h"
 
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 enum {
     MO__CACHE_MIN_BYTES = 64 * 1024,
     MO__CACHE_SLOTS = 64,
 };
 #define MO__CACHE_BUDGET ((size_t)64 * 1024 * 1024)
+/* the x86-64 and AArch64 (4 KB base pages) huge page; blocks of this size and up get them */
+#define MO__HUGE_BYTES ((size_t)2 * 1024 * 1024)
 /* how many tensor bytes to gather before one report to the collector */
 #define MO__GC_BATCH_BYTES ((size_t)4 * 1024 * 1024)
 
@@ -101,6 +123,25 @@ static void *take_block(mo__cache *c, int i)
     return p;
 }
 
+/* A new block, as the core's default allocator makes it (aligned_alloc wants a
+ * multiple of the alignment), 2 MB-aligned with huge pages advised when it is
+ * that big (see the top of the file). */
+static void *fresh_block(size_t size, size_t align)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const int huge = size >= MO__HUGE_BYTES;
+    if (huge && align < MO__HUGE_BYTES) align = MO__HUGE_BYTES;
+#endif
+    if (size > SIZE_MAX - (align - 1)) return NULL;
+    const size_t bytes = (size + align - 1) & ~(align - 1);
+    void *p = aligned_alloc(align, bytes == 0 ? align : bytes);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    /* advice only: a kernel without THP says EINVAL and the block keeps small pages */
+    if (p != NULL && huge) (void)madvise(p, size & ~(MO__HUGE_BYTES - 1), MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 static void *cache_alloc(void *ud, size_t size, size_t align)
 {
     mo__cache *c = ud;
@@ -117,10 +158,7 @@ static void *cache_alloc(void *ud, size_t size, size_t align)
         cache_unlock(c);
     }
     if (p == NULL) {
-        /* as the core's default allocator: aligned_alloc wants a multiple of the alignment */
-        if (size > SIZE_MAX - (align - 1)) return NULL;
-        size_t bytes = (size + align - 1) & ~(align - 1);
-        p = aligned_alloc(align, bytes == 0 ? align : bytes);
+        p = fresh_block(size, align);
         if (p == NULL) return NULL;
     }
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
@@ -210,11 +248,43 @@ static mo__alloc_anchor *get_anchor(lua_State *L)
     return new_anchor(L);
 }
 
+/*
+ * Small blocks (under MO__CACHE_MIN_BYTES): malloc with the alignment done by
+ * hand, the pointer malloc returned stored just below the block:
+ *   raw ... [raw pointer][block: size bytes, `align`-aligned]
+ * Why not aligned_alloc (the core's default): glibc serves it through
+ * memalign, which bypasses malloc's per-thread cache and splits and merges
+ * chunks on every call; for a 16-element `a + b` that was 40% of the call
+ * (0.6 us). No state: the allocator is a constant, no registry lookup.
+ */
+static void *small_alloc(void *ud, size_t size, size_t align)
+{
+    (void)ud;
+    const size_t extra = align + sizeof(void *); /* align >= sizeof(void *): MO_ALIGN */
+    if (size > SIZE_MAX - extra) return NULL;
+    char *raw = malloc(size + extra);
+    if (raw == NULL) return NULL;
+    const uintptr_t at = ((uintptr_t)raw + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
+    char *p = raw + (at - (uintptr_t)raw);
+    memcpy(p - sizeof(void *), &raw, sizeof raw);
+    return p;
+}
+
+static void small_free(void *ud, void *ptr, size_t size)
+{
+    (void)ud, (void)size;
+    void *raw;
+    memcpy(&raw, (char *)ptr - sizeof raw, sizeof raw);
+    free(raw);
+}
+
+static const mo_allocator small_allocator = {small_alloc, small_free, NULL};
+
 const mo_allocator *mo__allocator(lua_State *L, size_t bytes)
 {
-    /* Small blocks are never cached: the core's default allocator spares them the
-     * registry lookup and the two atomic counts (a 16-element `a + b` is ~1 us). */
-    if (bytes < MO__CACHE_MIN_BYTES) return NULL;
+    /* Small blocks are never cached: they skip the registry lookup and the two
+     * atomic counts (a 16-element `a + b` is ~0.5 us). */
+    if (bytes < MO__CACHE_MIN_BYTES) return &small_allocator;
     mo__alloc_anchor *a = get_anchor(L);
     /* NULL (the core's default) once the state is closing */
     return a->cache ? &a->alloc : NULL;
