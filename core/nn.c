@@ -167,6 +167,7 @@ typedef struct ln_job {
     const void *x, *g, *gamma, *beta;
     size_t rows, d;
     double eps;
+    int fused; /* backward: the parameter gradients in the dx pass (rows run serially, in order) */
 } ln_job;
 
 /* An elementwise loss: a = the output, b = the target, grad (or NULL) = k * dloss. */
@@ -184,6 +185,11 @@ typedef struct ce_job {
     double lo_class, inv, eps;
     size_t nc;
 } ce_job;
+
+/* The narrowest chunk of a column partition (colsum, layer norm's parameter gradients):
+ * such a chunk walks every row, and narrow pieces of rows d apart (a power of two maps
+ * them all to a few cache sets) are slow to read. */
+#define NN_MIN_COLS ((size_t)512)
 
 /* A grain in rows of `per_row` elements worth about `elems` elements (at least one row):
  * a function of the sizes alone, as the partition must be. */
@@ -301,6 +307,7 @@ static void colsum(mo_tensor *acc, const mo_tensor *g)
 {
     colsum_job j = {mo_tensor_ptr(acc), g};
     size_t grain = rows_grain(g->shape[0], MO__GRAIN_STREAM);
+    if (grain < NN_MIN_COLS) grain = NN_MIN_COLS;
     grain = (grain + NN_BLOCK - 1) / NN_BLOCK * NN_BLOCK;
     mo__parallel_for(g->shape[1], grain,
                      acc->dtype == MO_FLOAT64 ? colsum_chunk_f64 : colsum_chunk_f32, &j);
@@ -523,15 +530,24 @@ mo_status mo_nn_layernorm_backward(mo_tensor *dx, mo_tensor *dgamma, mo_tensor *
     ln_job j = {.y = mo_tensor_ptr(dx), .mean = mo_tensor_ptr(mean), .rstd = mo_tensor_ptr(rstd),
                 .dgamma = NN_PTR(dgamma), .dbeta = NN_PTR(dbeta), .x = mo_tensor_ptr(x),
                 .g = mo_tensor_ptr(g), .gamma = NN_PTR(gamma), .rows = rows, .d = d};
-    /* the parameter gradients first, by columns (each over every row in row order), while
-     * g is intact: dx may be g */
+    /* One thread (or one chunk of rows): one fused pass over the rows in order, called
+     * directly, as before threads. Otherwise the parameter gradients first, by columns (each
+     * over every row in row order: the same sums, so the same bits), while g is intact (dx
+     * may be g), then dx by rows. */
+    const size_t dx_grain = rows_grain(d, MO__GRAIN_STREAM / 4);
+    mo__chunk_fn dx_fn = f64 ? ln_bwd_dx_chunk_f64 : ln_bwd_dx_chunk_f32;
+    if (mo__pool_threads() == 1 || mo__parallel_chunks(rows, dx_grain) == 1) {
+        j.fused = 1;
+        dx_fn(&j, 0, 0, rows);
+        return MO_OK;
+    }
     if (dgamma || dbeta) {
         size_t grain = rows_grain(rows, MO__GRAIN_STREAM);
+        if (grain < NN_MIN_COLS) grain = NN_MIN_COLS;
         grain = (grain + NN_BLOCK - 1) / NN_BLOCK * NN_BLOCK;
         mo__parallel_for(d, grain, f64 ? ln_bwd_param_chunk_f64 : ln_bwd_param_chunk_f32, &j);
     }
-    mo__parallel_for(rows, rows_grain(d, MO__GRAIN_STREAM / 4),
-                     f64 ? ln_bwd_dx_chunk_f64 : ln_bwd_dx_chunk_f32, &j);
+    mo__parallel_for(rows, dx_grain, dx_fn, &j);
     return MO_OK;
 }
 

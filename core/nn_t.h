@@ -264,19 +264,28 @@ static void TN(ln_bwd_param_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi
     for (size_t r = 0; r < j->rows; r++) {
         const T *xr = xp + r * d, *gr = gp + r * d;
         const T mu = mp[r], rs = rp[r];
-        if (dgp)
+        if (dgp && dbp) {
+            for (size_t k = lo; k < hi; k++) {
+                dgp[k] += gr[k] * ((xr[k] - mu) * rs);
+                dbp[k] += gr[k];
+            }
+        } else if (dgp) {
             for (size_t k = lo; k < hi; k++) dgp[k] += gr[k] * ((xr[k] - mu) * rs);
-        if (dbp)
+        } else {
             for (size_t k = lo; k < hi; k++) dbp[k] += gr[k];
+        }
     }
 }
 
-/* Layer norm backward, dx of the rows [lo, hi) (dx may be g; gamma may be NULL). */
+/* Layer norm backward, dx of the rows [lo, hi) (dx may be g; gamma may be NULL). With
+ * j->fused (one thread, rows in order) the parameter gradients are added in the same pass,
+ * row by row: ln_bwd_param_chunk's sums in the same order, without a second read of x, g. */
 static void TN(ln_bwd_dx_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
     const ln_job *j = ctx;
     const size_t d = j->d;
     const T *wp = j->gamma;
+    T *dgp = j->fused ? (T *)j->dgamma : NULL, *dbp = j->fused ? (T *)j->dbeta : NULL;
     const double inv_d = 1.0 / (double)d;
     (void)chunk;
     for (size_t r = lo; r < hi; r++) {
@@ -290,6 +299,8 @@ static void TN(ln_bwd_dx_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
             T dxhat = wp ? gr[k] * wp[k] : gr[k];
             a += dxhat;
             b += (double)dxhat * xhat;
+            if (dgp) dgp[k] += gr[k] * xhat;
+            if (dbp) dbp[k] += gr[k];
         }
         T fa = (T)(a * inv_d), fb = (T)(b * inv_d);
         /* pass 2: dx */

@@ -138,9 +138,10 @@ function TestThreadsNn.test_float64_kernels()
     mo.manual_seed(4)
     local f64 = {dtype = "float64"}
     local out = {}
-    local h = mo.randn(512, 256, f64):mul(3):add(1)
-    local g = mo.randn(512, 256, f64)
-    local ln = nn.LayerNorm(256)
+    -- {256, 1536}: 52 row chunks for dx, 3 column chunks of 512 for the parameter gradients
+    local h = mo.randn(256, 1536, f64):mul(3):add(1)
+    local g = mo.randn(256, 1536, f64)
+    local ln = nn.LayerNorm(1536)
     ln:double()
     out.ln = ln:forward(h):clone()
     out.ln_dx = ln:backward(h, g):clone()
@@ -202,6 +203,14 @@ function TestThreadsNn.test_activations_softmax_losses()
       local l1, g1 = mse:forward_backward(a, t)
       local l2, g2 = bce:forward_backward(a, p)
       out.mse, out.mse_grad, out.bce, out.bce_grad = num(l1), g1:clone(), num(l2), g2:clone()
+      -- the bias gradient's column sums: 3 chunks of 512 columns (only db is compared: the
+      -- rest is BLAS, see above)
+      local lin = nn.Linear(32, 1536)
+      if dtype == "float64" then lin:double() end
+      local xin = mo.randn(64, 32, opts)
+      lin:forward(xin)
+      lin:backward(xin, mo.randn(64, 1536, opts), false)
+      out.linear_db = lin.bias.grad:clone()
       local logits = mo.randn(20000, 10, opts)
       local target = mo.randint(1, 10, {20000}):to(dtype)
       local ce = nn.CrossEntropyLoss({label_smoothing = 0.1})
