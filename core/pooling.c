@@ -1,6 +1,6 @@
 /*
  * pooling.c - max, average and adaptive-average 2-d pooling, forward and backward
- * (moonopt_conv.h); docs/design.md "Convolutions". (core/pool.c is the thread
+ * (moonopt_conv.h); docs/design.md "Convolutions". (core/threadpool.c is the thread
  * pool; this file is the pooling layers.)
  *
  * x is any contiguous tensor of ndim >= 3 whose last two dims are the plane {H, W};

@@ -234,4 +234,61 @@ function TestThreadsNn.test_data_helpers()
   end)
 end
 
-return {TestThreadsNn = TestThreadsNn}
+-- max_pool2d's branch-free blocks (core/pooling_t.h) against the plain rule, element by
+-- element: each window visited row by row, left to right, `v > best or v ~= v` takes v (the
+-- first maximum wins, the last NaN wins, a window of -inf gives its first element). Values
+-- from a small set so that ties, -0 against +0, NaN and -inf all occur; widths that use the
+-- blocks (and a redone last block), overlapping windows and padding.
+local TestMaxPoolBlocks = {}
+
+local function reference_max_pool(vals, planes, H, W, k, s, p)
+  local oh, ow = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+  local y, idx = {}, {}
+  for pl = 0, planes - 1 do
+    for i = 0, oh - 1 do
+      local h0, h1 = math.max(i * s - p, 0), math.min(i * s - p + k, H)
+      for j = 0, ow - 1 do
+        local w0, w1 = math.max(j * s - p, 0), math.min(j * s - p + k, W)
+        local best, at = -math.huge, h0 * W + w0
+        for h = h0, h1 - 1 do
+          for w = w0, w1 - 1 do
+            local v = vals[pl * H * W + h * W + w + 1]
+            if v > best or v ~= v then best, at = v, h * W + w end
+          end
+        end
+        y[#y + 1] = vals[pl * H * W + at + 1]
+        idx[#idx + 1] = at + 1
+      end
+    end
+  end
+  return y, idx
+end
+
+function TestMaxPoolBlocks.test_ties_nan_inf_signed_zero()
+  local pool = {-math.huge, -1, -0.0, 0.0, 1, 2, 0 / 0, 2, 1}
+  local cases = {{6, 20, 2, 2, 0}, {7, 21, 3, 2, 1}, {5, 19, 2, 1, 0}, {4, 35, 3, 3, 1}}
+  for _, dtype in ipairs{"float32", "float64"} do
+    local fmt = dtype == "float32" and "<f" or "<d"
+    for _, c in ipairs(cases) do
+      local H, W, k, s, p = c[1], c[2], c[3], c[4], c[5]
+      mo.manual_seed(H * 100 + W)
+      local picks = mo.randint(1, #pool, {2 * 3 * H * W})
+      local vals = {}
+      for i = 1, 2 * 3 * H * W do vals[i] = pool[math.tointeger(picks:get(i))] end
+      local x = mo.tensor(vals, {dtype = dtype}):view(2, 3, H, W)
+      local xv = {} -- the values as stored (float32 rounding changes nothing in this set)
+      for i = 1, #vals do xv[i] = x:view(-1):get(i) end
+      local y, idx = require("moonopt.core").max_pool2d_forward(x, k, k, s, s, p, p)
+      local ry, ridx = reference_max_pool(xv, 6, H, W, k, s, p)
+      local yf, idf = y:contiguous():view(-1), idx:contiguous():view(-1)
+      lu.assertEquals(yf:size(1), #ry)
+      for i = 1, #ry do
+        local what = ("%s %dx%d k%d s%d p%d output %d"):format(dtype, H, W, k, s, p, i)
+        lu.assertEquals(idf:get(i), ridx[i], what .. ": index")
+        lu.assertEquals(string.pack(fmt, yf:get(i)), string.pack(fmt, ry[i]), what .. ": value bits")
+      end
+    end
+  end
+end
+
+return {TestThreadsNn = TestThreadsNn, TestMaxPoolBlocks = TestMaxPoolBlocks}
