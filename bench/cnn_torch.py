@@ -9,6 +9,7 @@ Prints "cnn_batch_torch <median seconds per batch over reps>"; without torch it 
 
 usage: /usr/bin/python3 bench/cnn_torch.py [batches = 40] [reps = 3]
 """
+import os
 import sys
 import time
 
@@ -20,7 +21,8 @@ except ImportError:
 
 
 def main(batches, reps):
-    torch.set_num_threads(1)
+    # BENCH_THREADS (default 1): the intra-op thread count (bench/nn_threads_bench.sh)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     torch.manual_seed(1)
     batch = 128
     n = batches * batch

@@ -15,6 +15,7 @@ prints "<name> unavailable" and exits 0.
 
 usage: /usr/bin/python3 bench/nn_torch.py fashion [epochs = 3] | small [steps = 2000] [reps = 7]
 """
+import os
 import sys
 import time
 
@@ -95,7 +96,8 @@ def small(steps, reps):
 
 
 def main():
-    torch.set_num_threads(1)
+    # BENCH_THREADS (default 1): the intra-op thread count (bench/nn_threads_bench.sh)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     print("torch %s" % torch.__version__, file=sys.stderr)
     if WHAT == "fashion":
         fashion(int(sys.argv[2]) if len(sys.argv) > 2 else 3)

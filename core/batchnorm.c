@@ -7,8 +7,15 @@
  * shift) and its loops (batchnorm_t.h). The {C} tensors (weight, bias, running
  * statistics, saved statistics, their gradients) may have any stride: they are
  * read or written once per channel.
+ *
+ * Threads (docs/design.md "Threads"): the channels are cut into fixed chunks (the
+ * grain a function of the sizes alone) and run on the pool; a channel's statistics
+ * and gradient sums are still one serial loop over its values in the same order, so
+ * the results are bit-identical at any thread count. Chunks write disjoint channels
+ * (distinct elements of the {C} tensors, and of y / gx).
  */
 #include "moonopt_internal.h"
+#include "threadpool.h"
 
 #include <math.h>
 
@@ -88,6 +95,98 @@ static int any_overlap(int n, const mo_tensor *const *outs, int nin, const mo_te
     return 0;
 }
 
+/* Channels per chunk: about MO__GRAIN_STREAM values (at least one channel). */
+static size_t channel_grain(const bn_dims *d)
+{
+    const size_t g = d->m ? MO__GRAIN_STREAM / d->m : MO__GRAIN_STREAM;
+    return g ? g : 1;
+}
+
+/* Element c of an optional {C} tensor of ops' dtype (def when t is NULL). */
+static double vec_get(const bn_ops *ops, const mo_tensor *t, size_t c, double def)
+{
+    return t ? ops->get(mo_tensor_ptr(t), t->stride[0], c, def) : def;
+}
+
+static void vec_set(const bn_ops *ops, mo_tensor *t, size_t c, double v)
+{
+    ops->set(mo_tensor_ptr(t), t->stride[0], c, v);
+}
+
+/* The forward's operands (checked); a chunk normalizes the channels [lo, hi). */
+typedef struct bn_fwd_job {
+    const bn_ops *ops;
+    const bn_dims *d;
+    const void *x;
+    void *y;
+    mo_tensor *sm, *si, *rm, *rv;
+    const mo_tensor *w, *b;
+    int training;
+    double momentum, eps;
+} bn_fwd_job;
+
+static void bn_fwd_chunk(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const bn_fwd_job *j = ctx;
+    const bn_ops *ops = j->ops;
+    (void)chunk;
+    for (size_t c = lo; c < hi; c++) {
+        double mean, var;
+        if (j->training) {
+            ops->stats(j->x, j->d, c, &mean, &var);
+            if (j->rm) {
+                /* PyTorch's running variance is the unbiased one */
+                const double m = (double)j->d->m, unbiased = var * m / (m - 1.0);
+                vec_set(ops, j->rm, c,
+                        (1.0 - j->momentum) * vec_get(ops, j->rm, c, 0.0) + j->momentum * mean);
+                vec_set(ops, j->rv, c,
+                        (1.0 - j->momentum) * vec_get(ops, j->rv, c, 0.0) +
+                            j->momentum * unbiased);
+            }
+        } else {
+            mean = vec_get(ops, j->rm, c, 0.0);
+            var = vec_get(ops, j->rv, c, 1.0);
+        }
+        const double invstd = 1.0 / sqrt(var + j->eps);
+        const double scale = invstd * vec_get(ops, j->w, c, 1.0);
+        vec_set(ops, j->sm, c, mean);
+        vec_set(ops, j->si, c, invstd);
+        ops->affine(j->x, j->y, j->d, c, mean, scale, vec_get(ops, j->b, c, 0.0));
+    }
+}
+
+/* The backward's operands (checked); a chunk does the channels [lo, hi). */
+typedef struct bn_bwd_job {
+    const bn_ops *ops;
+    const bn_dims *d;
+    const void *x, *gy;
+    void *gx; /* NULL: no input gradient */
+    mo_tensor *dw, *db;
+    const mo_tensor *w, *sm, *si;
+    int training;
+} bn_bwd_job;
+
+static void bn_bwd_chunk(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const bn_bwd_job *j = ctx;
+    const bn_ops *ops = j->ops;
+    const double m = (double)j->d->m;
+    (void)chunk;
+    for (size_t c = lo; c < hi; c++) {
+        const double mean = vec_get(ops, j->sm, c, 0.0), invstd = vec_get(ops, j->si, c, 0.0);
+        double sg, sgx;
+        ops->grad_sums(j->x, j->gy, j->d, c, mean, &sg, &sgx);
+        if (j->dw) vec_set(ops, j->dw, c, vec_get(ops, j->dw, c, 0.0) + sgx * invstd);
+        if (j->db) vec_set(ops, j->db, c, vec_get(ops, j->db, c, 0.0) + sg);
+        if (!j->gx) continue;
+        const double scale = invstd * vec_get(ops, j->w, c, 1.0);
+        /* training: the batch statistics depend on x too (mean and variance terms) */
+        const double mg = j->training ? sg / m : 0.0;
+        const double k = j->training ? sgx * invstd * invstd / m : 0.0;
+        ops->gx(j->x, j->gy, j->gx, j->d, c, mean, mg, k, scale);
+    }
+}
+
 /* Checks everything the forward touches (see moonopt_conv.h). */
 static mo_status forward_check(mo_tensor *y, mo_tensor *sm, mo_tensor *si, const mo_tensor *x,
                                const mo_tensor *w, const mo_tensor *b, mo_tensor *rm,
@@ -121,35 +220,11 @@ mo_status mo_batch_norm_forward(mo_tensor *y, mo_tensor *save_mean, mo_tensor *s
     bn_dims d;
     MO_TRY(forward_check(y, save_mean, save_invstd, x, weight, bias, running_mean, running_var,
                          training, momentum, eps, &d));
-    const bn_ops *ops = x->dtype == MO_FLOAT64 ? &bn_ops_f64 : &bn_ops_f32;
-    const void *wp = weight ? mo_tensor_ptr(weight) : NULL, *bp = bias ? mo_tensor_ptr(bias) : NULL;
-    void *rmp = running_mean ? mo_tensor_ptr(running_mean) : NULL;
-    void *rvp = running_var ? mo_tensor_ptr(running_var) : NULL;
-    const ptrdiff_t ws = weight ? weight->stride[0] : 0, bs = bias ? bias->stride[0] : 0;
-    const ptrdiff_t rms = rmp ? running_mean->stride[0] : 0, rvs = rvp ? running_var->stride[0] : 0;
-    for (size_t c = 0; c < d.c; c++) {
-        double mean, var;
-        if (training) {
-            ops->stats(mo_tensor_ptr(x), &d, c, &mean, &var);
-            if (rmp) {
-                /* PyTorch's running variance is the unbiased one */
-                const double unbiased = var * (double)d.m / (double)(d.m - 1);
-                ops->set(rmp, rms, c,
-                         (1.0 - momentum) * ops->get(rmp, rms, c, 0.0) + momentum * mean);
-                ops->set(rvp, rvs, c,
-                         (1.0 - momentum) * ops->get(rvp, rvs, c, 0.0) + momentum * unbiased);
-            }
-        } else {
-            mean = ops->get(rmp, rms, c, 0.0);
-            var = ops->get(rvp, rvs, c, 1.0);
-        }
-        const double invstd = 1.0 / sqrt(var + eps);
-        const double scale = invstd * ops->get(wp, ws, c, 1.0);
-        ops->set(mo_tensor_ptr(save_mean), save_mean->stride[0], c, mean);
-        ops->set(mo_tensor_ptr(save_invstd), save_invstd->stride[0], c, invstd);
-        ops->affine(mo_tensor_ptr(x), mo_tensor_ptr(y), &d, c, mean, scale,
-                    ops->get(bp, bs, c, 0.0));
-    }
+    bn_fwd_job j = {.ops = x->dtype == MO_FLOAT64 ? &bn_ops_f64 : &bn_ops_f32, .d = &d,
+                    .x = mo_tensor_ptr(x), .y = mo_tensor_ptr(y), .sm = save_mean,
+                    .si = save_invstd, .w = weight, .b = bias, .rm = running_mean,
+                    .rv = running_var, .training = training, .momentum = momentum, .eps = eps};
+    mo__parallel_for(d.c, channel_grain(&d), bn_fwd_chunk, &j);
     return MO_OK;
 }
 
@@ -180,29 +255,10 @@ mo_status mo_batch_norm_backward(mo_tensor *gx, mo_tensor *dweight, mo_tensor *d
     if (any_overlap(3, outs, 5, ins)) return MO_ERR_ARG;
     if (training && d.m == 0) return MO_ERR_SHAPE;
 
-    const bn_ops *ops = x->dtype == MO_FLOAT64 ? &bn_ops_f64 : &bn_ops_f32;
-    const void *wp = weight ? mo_tensor_ptr(weight) : NULL;
-    const ptrdiff_t ws = weight ? weight->stride[0] : 0;
-    for (size_t c = 0; c < d.c; c++) {
-        const double mean = ops->get(mo_tensor_ptr(save_mean), save_mean->stride[0], c, 0.0);
-        const double invstd = ops->get(mo_tensor_ptr(save_invstd), save_invstd->stride[0], c, 0.0);
-        double sg, sgx;
-        ops->grad_sums(mo_tensor_ptr(x), mo_tensor_ptr(gy), &d, c, mean, &sg, &sgx);
-        if (dweight) {
-            void *p = mo_tensor_ptr(dweight);
-            const ptrdiff_t s = dweight->stride[0];
-            ops->set(p, s, c, ops->get(p, s, c, 0.0) + sgx * invstd);
-        }
-        if (dbias) {
-            void *p = mo_tensor_ptr(dbias);
-            ops->set(p, dbias->stride[0], c, ops->get(p, dbias->stride[0], c, 0.0) + sg);
-        }
-        if (!gx) continue;
-        const double scale = invstd * ops->get(wp, ws, c, 1.0);
-        /* training: the batch statistics depend on x too (mean and variance terms) */
-        const double mg = training ? sg / (double)d.m : 0.0;
-        const double k = training ? sgx * invstd * invstd / (double)d.m : 0.0;
-        ops->gx(mo_tensor_ptr(x), mo_tensor_ptr(gy), mo_tensor_ptr(gx), &d, c, mean, mg, k, scale);
-    }
+    bn_bwd_job j = {.ops = x->dtype == MO_FLOAT64 ? &bn_ops_f64 : &bn_ops_f32, .d = &d,
+                    .x = mo_tensor_ptr(x), .gy = mo_tensor_ptr(gy),
+                    .gx = gx ? mo_tensor_ptr(gx) : NULL, .dw = dweight, .db = dbias,
+                    .w = weight, .sm = save_mean, .si = save_invstd, .training = training};
+    mo__parallel_for(d.c, channel_grain(&d), bn_bwd_chunk, &j);
     return MO_OK;
 }

@@ -4,8 +4,15 @@
  * dtypes: the loops are data_t.h, included once per dtype and picked once per
  * call (docs/design.md "Two dtypes"); the operands of one call share a dtype,
  * except mo_count_correct's labels (an index tensor: either).
+ *
+ * Threads (docs/design.md "Threads"): mo_normalize on a contiguous tensor runs
+ * on the pool in fixed chunks of elements, and mo_augment_crop_flip crops its
+ * examples there once the serial generator has drawn every example's offsets;
+ * both are elementwise, so bit-identical at any thread count. The statistics
+ * (mean_std) stay serial: their sums' order is their result.
  */
 #include "moonopt_internal.h"
+#include "threadpool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +45,21 @@ static double label_at(const mo_tensor *labels, size_t i)
     return labels->dtype == MO_FLOAT64 ? ((const double *)mo_tensor_ptr(labels))[off]
                                        : (double)((const float *)mo_tensor_ptr(labels))[off];
 }
+
+/* mo_normalize's job: x = (x - m) * inv over contiguous elements (x of the call's dtype). */
+typedef struct norm_job {
+    void *x;
+    double m, inv;
+} norm_job;
+
+/* One augmentation call: dst, src {B, C, H, W} contiguous; off[3 b .. 3 b + 2] the
+ * example's row offset, column offset (both minus pad) and flip. */
+typedef struct crop_job {
+    void *dst;
+    const void *src;
+    const ptrdiff_t *off;
+    size_t c, h, w, per;
+} crop_job;
 
 #define T float
 #define TN(name) name##_f32
@@ -154,10 +176,9 @@ mo_status mo_normalize(mo_tensor *t, double mean, double std)
     const double inv = f64 ? 1.0 / std : (double)(float)(1.0 / std);
     if (!isfinite(inv) || !isfinite(m)) return MO_ERR_ARG;
     if (mo_tensor_is_contiguous(t)) {
-        if (f64)
-            normalize_run_f64(mo_tensor_ptr(t), t->numel, m, inv);
-        else
-            normalize_run_f32(mo_tensor_ptr(t), t->numel, (float)m, (float)inv);
+        norm_job j = {mo_tensor_ptr(t), m, inv}; /* float32: m and inv are floats already */
+        mo__parallel_for(t->numel, MO__GRAIN_STREAM, f64 ? normalize_chunk_f64 : normalize_chunk_f32,
+                         &j);
         return MO_OK;
     }
     /* Strided: the elementwise kernels walk any layout (both calls validated the same way). */
@@ -232,21 +253,26 @@ mo_status mo_augment_crop_flip(mo_tensor *dst, const mo_tensor *src, size_t pad,
     if (pad > (size_t)PTRDIFF_MAX / 4 || src->shape[3] > (size_t)PTRDIFF_MAX / 4) return MO_ERR_RANGE;
     const size_t B = src->shape[0], C = src->shape[1], H = src->shape[2], W = src->shape[3];
     if (src->numel == 0) return MO_OK;
-    const size_t per = C * H * W;          /* elements per example (numel checked at creation) */
-    const int f64 = src->dtype == MO_FLOAT64;
+    /* every example's draws first, in the generator's order (as the serial loop drew them),
+     * then the copies on the pool. off {B, 3}: row offset, column offset, flip. */
+    size_t noff;
+    MO_TRY(mo_size_mul(B, 3 * sizeof(ptrdiff_t), &noff));
+    ptrdiff_t *off = malloc(noff);
+    if (!off) return MO_ERR_NOMEM;
     mo_rng r;
     mo_rng_seed(&r, seed);
     for (size_t b = 0; b < B; b++) {
         ptrdiff_t dy = (ptrdiff_t)mo_rng_below(&r, 2 * (uint64_t)pad + 1);
         ptrdiff_t dx = (ptrdiff_t)mo_rng_below(&r, 2 * (uint64_t)pad + 1);
-        int f = flip ? (int)mo_rng_below(&r, 2) : 0;
-        const ptrdiff_t oy = dy - (ptrdiff_t)pad, ox = dx - (ptrdiff_t)pad;
-        if (f64)
-            crop_flip_one_f64((double *)mo_tensor_ptr(dst) + b * per,
-                              (const double *)mo_tensor_ptr(src) + b * per, C, H, W, oy, ox, f);
-        else
-            crop_flip_one_f32((float *)mo_tensor_ptr(dst) + b * per,
-                              (const float *)mo_tensor_ptr(src) + b * per, C, H, W, oy, ox, f);
+        off[3 * b] = dy - (ptrdiff_t)pad;
+        off[3 * b + 1] = dx - (ptrdiff_t)pad;
+        off[3 * b + 2] = flip ? (ptrdiff_t)mo_rng_below(&r, 2) : 0;
     }
+    const size_t per = C * H * W; /* elements per example (numel checked at creation) */
+    crop_job j = {mo_tensor_ptr(dst), mo_tensor_ptr(src), off, C, H, W, per};
+    const size_t grain = per ? MO__GRAIN_STREAM / per : 1;
+    mo__parallel_for(B, grain ? grain : 1,
+                     src->dtype == MO_FLOAT64 ? crop_chunk_f64 : crop_chunk_f32, &j);
+    free(off);
     return MO_OK;
 }

@@ -50,10 +50,18 @@ static void TN(col_mean_std_run)(const mo_tensor *m, mo_tensor *mean, mo_tensor 
     }
 }
 
-/* x[i] = (x[i] - m) * inv over n contiguous values. */
-static void TN(normalize_run)(T *x, size_t n, T m, T inv)
+/* x[i] = (x[i] - m) * inv over the elements [lo, hi) of a norm_job (m, inv as T). */
+static void TN(normalize_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
-    for (size_t i = 0; i < n; i++) x[i] = (x[i] - m) * inv;
+    const norm_job *j = ctx;
+    T *x = j->x;
+    const T m = (T)j->m, inv = (T)j->inv;
+    (void)chunk;
+    /* blocks of a known trip count: GCC's -O2 cost model vectorizes only those */
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8)
+        for (size_t k = 0; k < 8; k++) x[i + k] = (x[i + k] - m) * inv;
+    for (; i < hi; i++) x[i] = (x[i] - m) * inv;
 }
 
 /* Per-column scalars of mean, std {d}: cols[0..d) the means, cols[d..2d) 1/std, in T;
@@ -147,6 +155,16 @@ static void TN(crop_flip_one)(T *d, const T *s, size_t C, size_t H, size_t W, pt
             memset(drow + x1, 0, (size_t)(w - x1) * sizeof *drow);
         }
     }
+}
+
+/* The examples [lo, hi) of a crop_job, each cropped with its drawn offsets. */
+static void TN(crop_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const crop_job *j = ctx;
+    (void)chunk;
+    for (size_t b = lo; b < hi; b++)
+        TN(crop_flip_one)((T *)j->dst + b * j->per, (const T *)j->src + b * j->per, j->c, j->h,
+                          j->w, j->off[3 * b], j->off[3 * b + 1], (int)j->off[3 * b + 2]);
 }
 
 #undef T

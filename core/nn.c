@@ -8,8 +8,17 @@
  * call (docs/design.md "Two dtypes"). Where an activation or loss has several
  * variants, the switch sits outside the loops: one simple loop per variant, so
  * the compiler can vectorize each.
+ *
+ * Threads (docs/design.md "Threads"): every kernel runs on the pool over a fixed
+ * partition of its own items (elements, rows, lines or columns) whose grain depends
+ * on the sizes alone. No chunk reads what another writes, and every value a chunk
+ * computes is computed in the order it was computed before threads (a row's sums
+ * within the row, a column's sums over the rows in row order); the losses' totals
+ * are per-chunk partials added in chunk order, so a call with one chunk gives the
+ * bits it always gave. The results are bit-identical at any thread count.
  */
 #include "moonopt_internal.h"
+#include "threadpool.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -128,6 +137,68 @@ static int act_valid(mo_nn_act act, double slope)
     return act != MO_ACT_LEAKY_RELU || (isfinite(slope) && isfinite((float)slope));
 }
 
+/* The jobs handed to the chunk functions of nn_t.h (pointers to the dtype's arrays). */
+
+/* Elementwise: out = f(a[, b]); n the row length for bias_act. */
+typedef struct nn_ew {
+    void *out;
+    const void *a, *b;
+    size_t n;
+    mo_nn_act act;
+    double slope;
+} nn_ew;
+
+/* db += column sums of g {rows, cols}, chunked over the columns. */
+typedef struct colsum_job {
+    void *acc;
+    const mo_tensor *g;
+} colsum_job;
+
+/* Softmax over lines of n elements `inner` apart (out = y or dx; a = x or g; b = y). */
+typedef struct softmax_job {
+    void *out;
+    const void *a, *b;
+    size_t n, inner;
+} softmax_job;
+
+/* Layer norm of x {rows, d}: y is the forward's output or the backward's dx. */
+typedef struct ln_job {
+    void *y, *mean, *rstd, *dgamma, *dbeta;
+    const void *x, *g, *gamma, *beta;
+    size_t rows, d;
+    double eps;
+    int fused; /* backward: the parameter gradients in the dx pass (rows run serially, in order) */
+} ln_job;
+
+/* An elementwise loss: a = the output, b = the target, grad (or NULL) = k * dloss. */
+typedef struct loss_job {
+    void *grad;
+    const void *a, *b;
+    double k;
+} loss_job;
+
+/* Cross entropy of logits {batch, nc}. */
+typedef struct ce_job {
+    void *grad;
+    const void *logits;
+    const mo_tensor *target;
+    double lo_class, inv, eps;
+    size_t nc;
+} ce_job;
+
+/* The narrowest chunk of a column partition (colsum, layer norm's parameter gradients):
+ * such a chunk walks every row, and narrow pieces of rows d apart (a power of two maps
+ * them all to a few cache sets) are slow to read. */
+#define NN_MIN_COLS ((size_t)512)
+
+/* A grain in rows of `per_row` elements worth about `elems` elements (at least one row):
+ * a function of the sizes alone, as the partition must be. */
+static size_t rows_grain(size_t per_row, size_t elems)
+{
+    const size_t g = per_row ? elems / per_row : elems;
+    return g ? g : 1;
+}
+
 #define T float
 #define TN(name) name##_f32
 #include "nn_t.h"
@@ -160,6 +231,20 @@ int mo_nn_act_uses_output(mo_nn_act act)
 /* The data pointer of an optional operand. */
 #define NN_PTR(t) ((t) ? mo_tensor_ptr(t) : NULL)
 
+/* The element grain of an activation: a libm call per element (tanh, erf, exp) or not. */
+static size_t act_grain(mo_nn_act act, int backward)
+{
+    switch (act) {
+    case MO_ACT_NONE: case MO_ACT_RELU: case MO_ACT_LEAKY_RELU:
+        return MO__GRAIN_STREAM;
+    case MO_ACT_TANH: case MO_ACT_SIGMOID:
+        /* the backward uses the saved output: a multiply, no libm */
+        return backward ? MO__GRAIN_STREAM : MO__GRAIN_HEAVY;
+    default:
+        return MO__GRAIN_HEAVY;
+    }
+}
+
 mo_status mo_nn_act_forward(mo_tensor *y, const mo_tensor *x, mo_nn_act act, double slope)
 {
     MO_TRY(first(y));
@@ -168,10 +253,10 @@ mo_status mo_nn_act_forward(mo_tensor *y, const mo_tensor *x, mo_nn_act act, dou
     if (!mo_tensor_same_shape(y, x)) return MO_ERR_SHAPE;
     if (!mo_tensor_is_contiguous(y) || !mo_tensor_is_contiguous(x)) return MO_ERR_LAYOUT;
     if (!alias_ok(y, x)) return MO_ERR_ARG;
-    if (y->dtype == MO_FLOAT64)
-        act_forward_run_f64(mo_tensor_ptr(y), mo_tensor_ptr(x), x->numel, act, slope);
-    else
-        act_forward_run_f32(mo_tensor_ptr(y), mo_tensor_ptr(x), x->numel, act, slope);
+    /* float32: the slope rounded to float once, as act_forward_run_f32 always took it */
+    nn_ew j = {mo_tensor_ptr(y), mo_tensor_ptr(x), NULL, 0, act, slope};
+    mo__parallel_for(x->numel, act_grain(act, 0),
+                     y->dtype == MO_FLOAT64 ? act_forward_chunk_f64 : act_forward_chunk_f32, &j);
     return MO_OK;
 }
 
@@ -187,22 +272,20 @@ mo_status mo_nn_act_backward(mo_tensor *dx, const mo_tensor *g, const mo_tensor 
         !mo_tensor_is_contiguous(saved))
         return MO_ERR_LAYOUT;
     if (!alias_ok(dx, g) || !alias_ok(dx, saved)) return MO_ERR_ARG;
-    if (dx->dtype == MO_FLOAT64)
-        act_backward_run_f64(mo_tensor_ptr(dx), mo_tensor_ptr(g), mo_tensor_ptr(saved), dx->numel,
-                             act, slope);
-    else
-        act_backward_run_f32(mo_tensor_ptr(dx), mo_tensor_ptr(g), mo_tensor_ptr(saved), dx->numel,
-                             act, slope);
+    nn_ew j = {mo_tensor_ptr(dx), mo_tensor_ptr(g), mo_tensor_ptr(saved), 0, act, slope};
+    mo__parallel_for(dx->numel, act_grain(act, 1),
+                     dx->dtype == MO_FLOAT64 ? act_backward_chunk_f64 : act_backward_chunk_f32,
+                     &j);
     return MO_OK;
 }
 
-/* y {rows, cols} += b, then act, in place (checked by the caller). */
+/* y {rows, cols} += b, then act, in place (checked by the caller); chunks of whole rows. */
 static void bias_act(mo_tensor *y, const mo_tensor *b, mo_nn_act act, double slope)
 {
-    if (y->dtype == MO_FLOAT64)
-        bias_act_run_f64(mo_tensor_ptr(y), NN_PTR(b), y->shape[0], y->shape[1], act, slope);
-    else
-        bias_act_run_f32(mo_tensor_ptr(y), NN_PTR(b), y->shape[0], y->shape[1], act, slope);
+    const size_t cols = y->shape[1];
+    nn_ew j = {mo_tensor_ptr(y), NULL, NN_PTR(b), cols, act, slope};
+    mo__parallel_for(y->shape[0], rows_grain(cols, act_grain(act, 0)),
+                     y->dtype == MO_FLOAT64 ? bias_act_chunk_f64 : bias_act_chunk_f32, &j);
 }
 
 mo_status mo_nn_bias_act(mo_tensor *y, const mo_tensor *b, mo_nn_act act, double slope)
@@ -217,12 +300,17 @@ mo_status mo_nn_bias_act(mo_tensor *y, const mo_tensor *b, mo_nn_act act, double
     return MO_OK;
 }
 
+/* acc {cols} += the column sums of g {rows, cols}: chunks of columns (a multiple of
+ * NN_BLOCK wide), each summed over every row in row order, so the bits are those of the
+ * serial loop. */
 static void colsum(mo_tensor *acc, const mo_tensor *g)
 {
-    if (acc->dtype == MO_FLOAT64)
-        colsum_run_f64(mo_tensor_ptr(acc), g);
-    else
-        colsum_run_f32(mo_tensor_ptr(acc), g);
+    colsum_job j = {mo_tensor_ptr(acc), g};
+    size_t grain = rows_grain(g->shape[0], MO__GRAIN_STREAM);
+    if (grain < NN_MIN_COLS) grain = NN_MIN_COLS;
+    grain = (grain + NN_BLOCK - 1) / NN_BLOCK * NN_BLOCK;
+    mo__parallel_for(g->shape[1], grain,
+                     acc->dtype == MO_FLOAT64 ? colsum_chunk_f64 : colsum_chunk_f32, &j);
 }
 
 mo_status mo_nn_colsum_acc(mo_tensor *acc, const mo_tensor *g)
@@ -332,10 +420,9 @@ mo_status mo_nn_softmax_forward(mo_tensor *y, const mo_tensor *x, int dim)
     size_t outer, n, inner;
     split_dim(x, dim, &outer, &n, &inner);
     if (n == 0) return MO_OK;
-    if (y->dtype == MO_FLOAT64)
-        softmax_fwd_f64(mo_tensor_ptr(y), mo_tensor_ptr(x), outer, n, inner);
-    else
-        softmax_fwd_f32(mo_tensor_ptr(y), mo_tensor_ptr(x), outer, n, inner);
+    softmax_job j = {mo_tensor_ptr(y), mo_tensor_ptr(x), NULL, n, inner};
+    mo__parallel_for(outer * inner, rows_grain(n, MO__GRAIN_HEAVY),
+                     y->dtype == MO_FLOAT64 ? softmax_fwd_chunk_f64 : softmax_fwd_chunk_f32, &j);
     return MO_OK;
 }
 
@@ -344,10 +431,10 @@ mo_status mo_nn_softmax_backward(mo_tensor *dx, const mo_tensor *g, const mo_ten
     MO_TRY(softmax_check(dx, g, y, dim));
     size_t outer, n, inner;
     split_dim(y, dim, &outer, &n, &inner);
-    if (dx->dtype == MO_FLOAT64)
-        softmax_bwd_f64(mo_tensor_ptr(dx), mo_tensor_ptr(g), mo_tensor_ptr(y), outer, n, inner);
-    else
-        softmax_bwd_f32(mo_tensor_ptr(dx), mo_tensor_ptr(g), mo_tensor_ptr(y), outer, n, inner);
+    if (n == 0) return MO_OK;
+    softmax_job j = {mo_tensor_ptr(dx), mo_tensor_ptr(g), mo_tensor_ptr(y), n, inner};
+    mo__parallel_for(outer * inner, rows_grain(n, MO__GRAIN_STREAM),
+                     dx->dtype == MO_FLOAT64 ? softmax_bwd_chunk_f64 : softmax_bwd_chunk_f32, &j);
     return MO_OK;
 }
 
@@ -396,12 +483,13 @@ mo_status mo_nn_layernorm_forward(mo_tensor *y, mo_tensor *mean, mo_tensor *rstd
         if (ro[i] && (overlap(mean, ro[i]) || overlap(rstd, ro[i]))) return MO_ERR_ARG;
     if ((gamma && overlap(y, gamma)) || (beta && overlap(y, beta))) return MO_ERR_ARG;
 
-    if (x->dtype == MO_FLOAT64)
-        ln_fwd_f64(mo_tensor_ptr(y), mo_tensor_ptr(mean), mo_tensor_ptr(rstd), mo_tensor_ptr(x),
-                   NN_PTR(gamma), NN_PTR(beta), rows, d, eps);
-    else
-        ln_fwd_f32(mo_tensor_ptr(y), mo_tensor_ptr(mean), mo_tensor_ptr(rstd), mo_tensor_ptr(x),
-                   NN_PTR(gamma), NN_PTR(beta), rows, d, (double)(float)eps);
+    const int f64 = x->dtype == MO_FLOAT64;
+    ln_job j = {.y = mo_tensor_ptr(y), .mean = mo_tensor_ptr(mean), .rstd = mo_tensor_ptr(rstd),
+                .x = mo_tensor_ptr(x), .gamma = NN_PTR(gamma), .beta = NN_PTR(beta),
+                .rows = rows, .d = d, .eps = f64 ? eps : (double)(float)eps};
+    /* a row is two passes and a store: about four streaming passes over its d elements */
+    mo__parallel_for(rows, rows_grain(d, MO__GRAIN_STREAM / 4),
+                     f64 ? ln_fwd_chunk_f64 : ln_fwd_chunk_f32, &j);
     return MO_OK;
 }
 
@@ -438,14 +526,28 @@ mo_status mo_nn_layernorm_backward(mo_tensor *dx, mo_tensor *dgamma, mo_tensor *
             if (outs[p] && overlap(outs[o], outs[p])) return MO_ERR_ARG;
     }
 
-    if (x->dtype == MO_FLOAT64)
-        ln_bwd_f64(mo_tensor_ptr(dx), NN_PTR(dgamma), NN_PTR(dbeta), mo_tensor_ptr(g),
-                   mo_tensor_ptr(x), mo_tensor_ptr(mean), mo_tensor_ptr(rstd), NN_PTR(gamma), rows,
-                   d);
-    else
-        ln_bwd_f32(mo_tensor_ptr(dx), NN_PTR(dgamma), NN_PTR(dbeta), mo_tensor_ptr(g),
-                   mo_tensor_ptr(x), mo_tensor_ptr(mean), mo_tensor_ptr(rstd), NN_PTR(gamma), rows,
-                   d);
+    const int f64 = x->dtype == MO_FLOAT64;
+    ln_job j = {.y = mo_tensor_ptr(dx), .mean = mo_tensor_ptr(mean), .rstd = mo_tensor_ptr(rstd),
+                .dgamma = NN_PTR(dgamma), .dbeta = NN_PTR(dbeta), .x = mo_tensor_ptr(x),
+                .g = mo_tensor_ptr(g), .gamma = NN_PTR(gamma), .rows = rows, .d = d};
+    /* One thread (or one chunk of rows): one fused pass over the rows in order, called
+     * directly, as before threads. Otherwise the parameter gradients first, by columns (each
+     * over every row in row order: the same sums, so the same bits), while g is intact (dx
+     * may be g), then dx by rows. */
+    const size_t dx_grain = rows_grain(d, MO__GRAIN_STREAM / 4);
+    mo__chunk_fn dx_fn = f64 ? ln_bwd_dx_chunk_f64 : ln_bwd_dx_chunk_f32;
+    if (mo__pool_threads() == 1 || mo__parallel_chunks(rows, dx_grain) == 1) {
+        j.fused = 1;
+        dx_fn(&j, 0, 0, rows);
+        return MO_OK;
+    }
+    if (dgamma || dbeta) {
+        size_t grain = rows_grain(rows, MO__GRAIN_STREAM);
+        if (grain < NN_MIN_COLS) grain = NN_MIN_COLS;
+        grain = (grain + NN_BLOCK - 1) / NN_BLOCK * NN_BLOCK;
+        mo__parallel_for(d, grain, f64 ? ln_bwd_param_chunk_f64 : ln_bwd_param_chunk_f32, &j);
+    }
+    mo__parallel_for(rows, dx_grain, dx_fn, &j);
     return MO_OK;
 }
 
@@ -455,10 +557,9 @@ mo_status mo_nn_layernorm_backward(mo_tensor *dx, mo_tensor *dgamma, mo_tensor *
 
 static void mul(mo_tensor *out, const mo_tensor *a, const mo_tensor *b)
 {
-    if (out->dtype == MO_FLOAT64)
-        mul_run_f64(mo_tensor_ptr(out), mo_tensor_ptr(a), mo_tensor_ptr(b), out->numel);
-    else
-        mul_run_f32(mo_tensor_ptr(out), mo_tensor_ptr(a), mo_tensor_ptr(b), out->numel);
+    nn_ew j = {mo_tensor_ptr(out), mo_tensor_ptr(a), mo_tensor_ptr(b), 0, MO_ACT_NONE, 0.0};
+    mo__parallel_for(out->numel, MO__GRAIN_STREAM,
+                     out->dtype == MO_FLOAT64 ? mul_chunk_f64 : mul_chunk_f32, &j);
 }
 
 mo_status mo_nn_dropout_forward(mo_tensor *y, mo_tensor *mask, const mo_tensor *x, double p,
@@ -527,10 +628,9 @@ mo_status mo_nn_mse(double *loss, mo_tensor *grad, const mo_tensor *out, const m
         return MO_OK;
     }
     double inv = red == MO_NN_MEAN ? 1.0 / (double)n : 1.0;
-    if (out->dtype == MO_FLOAT64)
-        *loss = mse_run_f64(NN_PTR(grad), mo_tensor_ptr(out), mo_tensor_ptr(target), n, inv);
-    else
-        *loss = mse_run_f32(NN_PTR(grad), mo_tensor_ptr(out), mo_tensor_ptr(target), n, inv);
+    loss_job j = {NN_PTR(grad), mo_tensor_ptr(out), mo_tensor_ptr(target), 2.0 * inv};
+    *loss = mo__parallel_sum(n, MO__GRAIN_STREAM,
+                             out->dtype == MO_FLOAT64 ? mse_part_f64 : mse_part_f32, &j) * inv;
     return MO_OK;
 }
 
@@ -544,10 +644,9 @@ mo_status mo_nn_bce_logits(double *loss, mo_tensor *grad, const mo_tensor *x,
         return MO_OK;
     }
     double inv = red == MO_NN_MEAN ? 1.0 / (double)n : 1.0;
-    if (x->dtype == MO_FLOAT64)
-        *loss = bce_run_f64(NN_PTR(grad), mo_tensor_ptr(x), mo_tensor_ptr(target), n, inv);
-    else
-        *loss = bce_run_f32(NN_PTR(grad), mo_tensor_ptr(x), mo_tensor_ptr(target), n, inv);
+    loss_job j = {NN_PTR(grad), mo_tensor_ptr(x), mo_tensor_ptr(target), inv};
+    *loss = mo__parallel_sum(n, MO__GRAIN_HEAVY,
+                             x->dtype == MO_FLOAT64 ? bce_part_f64 : bce_part_f32, &j) * inv;
     return MO_OK;
 }
 
@@ -584,11 +683,12 @@ mo_status mo_nn_cross_entropy(double *loss, mo_tensor *grad, const mo_tensor *lo
         return MO_OK;
     }
     double inv = red == MO_NN_MEAN ? 1.0 / (double)batch : 1.0;
-    if (logits->dtype == MO_FLOAT64)
-        *loss = ce_run_f64(NN_PTR(grad), mo_tensor_ptr(logits), target, lo, batch, nc, inv,
-                           label_smoothing);
-    else /* the float32 path as it always was: the scalar rounded to float once */
-        *loss = ce_run_f32(NN_PTR(grad), mo_tensor_ptr(logits), target, lo, batch, nc, inv,
-                           (double)(float)label_smoothing);
+    const int f64 = logits->dtype == MO_FLOAT64;
+    /* float32 as it always was: the smoothing rounded to float once */
+    ce_job j = {NN_PTR(grad), mo_tensor_ptr(logits), target, lo, inv,
+                f64 ? label_smoothing : (double)(float)label_smoothing, nc};
+    /* chunks of rows: a row is an exp per class */
+    *loss = mo__parallel_sum(batch, rows_grain(nc, MO__GRAIN_HEAVY),
+                             f64 ? ce_part_f64 : ce_part_f32, &j) * inv;
     return MO_OK;
 }

@@ -57,6 +57,14 @@ static void TN(act_forward_run)(T *y, const T *x, size_t n, mo_nn_act act, T slo
     }
 }
 
+/* A chunk of act_forward_run over elements [lo, hi) of an nn_ew job (nn.c). */
+static void TN(act_forward_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const nn_ew *j = ctx;
+    (void)chunk;
+    TN(act_forward_run)((T *)j->out + lo, (const T *)j->a + lo, hi - lo, j->act, (T)j->slope);
+}
+
 /* c ? a : b with both operands loaded first, so the compiler may use a
  * vector blend (it does not if-convert a load that only one branch makes). */
 static inline T TN(pick)(int c, T a, T b)
@@ -107,24 +115,45 @@ static void TN(act_backward_run)(T *dx, const T *g, const T *s, size_t n, mo_nn_
     }
 }
 
-/* The pass after the matrix product: y {rows, cols} in place, b {cols} or NULL. */
-static void TN(bias_act_run)(T *y, const T *b, size_t rows, size_t cols, mo_nn_act act, T slope)
+/* A chunk of act_backward_run: out = dx, a = g, b = the saved tensor. */
+static void TN(act_backward_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
+    const nn_ew *j = ctx;
+    (void)chunk;
+    TN(act_backward_run)((T *)j->out + lo, (const T *)j->a + lo, (const T *)j->b + lo, hi - lo,
+                         j->act, (T)j->slope);
+}
+
+/* The pass after the matrix product over rows [lo, hi) of y {rows, cols} in place (an nn_ew
+ * job: out = y, b = the bias {cols} or NULL, n = cols). */
+static void TN(bias_act_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const nn_ew *j = ctx;
+    const size_t cols = j->n;
+    const T *b = j->b;
+    const T slope = (T)j->slope;
+    const mo_nn_act act = j->act;
+    (void)chunk;
     /* Row by row, so the activation reads a row the bias loop has just left in L1. */
-    for (size_t r = 0; r < rows; r++) {
-        T *row = y + r * cols;
+    for (size_t r = lo; r < hi; r++) {
+        T *row = (T *)j->out + r * cols;
         if (b)
             NN_EACH(cols, row, row[i] + b[i]);
         if (act != MO_ACT_NONE) TN(act_forward_run)(row, row, cols, act, slope);
     }
 }
 
-/* acc[j] += sum_i g[i][j] with g's strides; the caller has checked everything. */
-static void TN(colsum_run)(T *acc, const mo_tensor *g)
+/* acc[j] += sum_i g[i][j] for the columns j in [lo, hi) (a colsum_job: g's strides, checked
+ * by the caller). Every column is summed over the rows in row order, whoever runs it. */
+static void TN(colsum_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
-    const T *p = mo_tensor_ptr(g);
-    size_t rows = g->shape[0], cols = g->shape[1];
-    ptrdiff_t s0 = g->stride[0], s1 = g->stride[1];
+    const colsum_job *cj = ctx;
+    const mo_tensor *g = cj->g;
+    T *acc = (T *)cj->acc + lo;
+    const T *p = (const T *)mo_tensor_ptr(g) + (ptrdiff_t)lo * g->stride[1];
+    const size_t rows = g->shape[0], cols = hi - lo;
+    const ptrdiff_t s0 = g->stride[0], s1 = g->stride[1];
+    (void)chunk;
     if (s1 == 1) {
         /* row-major: a vectorizable inner loop over the columns */
         for (size_t r = 0; r < rows; r++) {
@@ -140,61 +169,71 @@ static void TN(colsum_run)(T *acc, const mo_tensor *g)
     }
 }
 
-/* Softmax of x {outer, n, inner} along n (n > 0) into y; y may be x. */
-static void TN(softmax_fwd)(T *yp, const T *xp, size_t outer, size_t n, size_t inner)
+/* Softmax along n of the lines [lo, hi) of x {outer, n, inner} (n > 0; a softmax_job: out = y,
+ * a = x, y may be x). Line l is (o, k) = (l / inner, l % inner): n elements `inner` apart. */
+static void TN(softmax_fwd_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
-    for (size_t o = 0; o < outer; o++) {
-        for (size_t k = 0; k < inner; k++) {
-            /* one line of n elements, `inner` apart */
-            const T *xl = xp + o * n * inner + k;
-            T *yl = yp + o * n * inner + k;
-            T m = xl[0];
-            for (size_t i = 1; i < n; i++)
-                if (xl[i * inner] > m) m = xl[i * inner];
-            double s = 0.0;
-            for (size_t i = 0; i < n; i++) {
-                T e = exp(xl[i * inner] - m);
-                yl[i * inner] = e;
-                s += e;
-            }
-            T r = (T)(1.0 / s);
-            for (size_t i = 0; i < n; i++) yl[i * inner] *= r;
+    const softmax_job *j = ctx;
+    const size_t n = j->n, inner = j->inner;
+    (void)chunk;
+    for (size_t l = lo; l < hi; l++) {
+        const size_t base = (l / inner) * n * inner + l % inner;
+        const T *xl = (const T *)j->a + base;
+        T *yl = (T *)j->out + base;
+        T m = xl[0];
+        for (size_t i = 1; i < n; i++)
+            if (xl[i * inner] > m) m = xl[i * inner];
+        double s = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            T e = exp(xl[i * inner] - m);
+            yl[i * inner] = e;
+            s += e;
+        }
+        T r = (T)(1.0 / s);
+        for (size_t i = 0; i < n; i++) yl[i * inner] *= r;
+    }
+}
+
+/* dx = y * (g - sum(g * y)) along n of the lines [lo, hi) (out = dx, a = g, b = y; dx may be g). */
+static void TN(softmax_bwd_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const softmax_job *j = ctx;
+    const size_t n = j->n, inner = j->inner;
+    const T *gp = j->a, *yp = j->b;
+    T *dp = j->out;
+    (void)chunk;
+    for (size_t l = lo; l < hi; l++) {
+        const size_t base = (l / inner) * n * inner + l % inner;
+        double dot = 0.0;
+        for (size_t i = 0; i < n; i++) dot += (double)gp[base + i * inner] * yp[base + i * inner];
+        T fd = (T)dot;
+        for (size_t i = 0; i < n; i++) {
+            size_t e = base + i * inner;
+            dp[e] = yp[e] * (gp[e] - fd);
         }
     }
 }
 
-/* dx = y * (g - sum(g * y)) along n of {outer, n, inner}; dx may be g. */
-static void TN(softmax_bwd)(T *dp, const T *gp, const T *yp, size_t outer, size_t n, size_t inner)
+/* Layer norm of the rows [lo, hi) of x {rows, d} (d > 0) into y; mean, rstd {rows};
+ * gamma, beta {d} or NULL (an ln_job). */
+static void TN(ln_fwd_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
-    for (size_t o = 0; o < outer; o++) {
-        for (size_t k = 0; k < inner; k++) {
-            size_t base = o * n * inner + k;
-            double dot = 0.0;
-            for (size_t i = 0; i < n; i++) dot += (double)gp[base + i * inner] * yp[base + i * inner];
-            T fd = (T)dot;
-            for (size_t i = 0; i < n; i++) {
-                size_t j = base + i * inner;
-                dp[j] = yp[j] * (gp[j] - fd);
-            }
-        }
-    }
-}
-
-/* Layer norm of x {rows, d} (d > 0) into y; mean, rstd {rows}; gp, bp {d} or NULL. */
-static void TN(ln_fwd)(T *yp, T *mp, T *rp, const T *xp, const T *gp, const T *bp, size_t rows,
-                       size_t d, double eps)
-{
-    double inv_d = 1.0 / (double)d;
-    for (size_t r = 0; r < rows; r++) {
-        const T *xr = xp + r * d;
-        T *yr = yp + r * d;
+    const ln_job *j = ctx;
+    const size_t d = j->d;
+    const T *gp = j->gamma, *bp = j->beta;
+    T *mp = j->mean, *rp = j->rstd;
+    const double inv_d = 1.0 / (double)d, eps = j->eps;
+    (void)chunk;
+    for (size_t r = lo; r < hi; r++) {
+        const T *xr = (const T *)j->x + r * d;
+        T *yr = (T *)j->y + r * d;
         /* two passes in double: no cancellation when the mean is large */
         double s = 0.0;
-        for (size_t j = 0; j < d; j++) s += xr[j];
+        for (size_t k = 0; k < d; k++) s += xr[k];
         double mu = s * inv_d;
         double v = 0.0;
-        for (size_t j = 0; j < d; j++) {
-            double c = xr[j] - mu;
+        for (size_t k = 0; k < d; k++) {
+            double c = xr[k] - mu;
             v += c * c;
         }
         T fmu = (T)mu;
@@ -202,52 +241,90 @@ static void TN(ln_fwd)(T *yp, T *mp, T *rp, const T *xp, const T *gp, const T *b
         mp[r] = fmu;
         rp[r] = fr;
         if (gp && bp)
-            for (size_t j = 0; j < d; j++) yr[j] = (xr[j] - fmu) * fr * gp[j] + bp[j];
+            for (size_t k = 0; k < d; k++) yr[k] = (xr[k] - fmu) * fr * gp[k] + bp[k];
         else if (gp)
-            for (size_t j = 0; j < d; j++) yr[j] = (xr[j] - fmu) * fr * gp[j];
+            for (size_t k = 0; k < d; k++) yr[k] = (xr[k] - fmu) * fr * gp[k];
         else if (bp)
-            for (size_t j = 0; j < d; j++) yr[j] = (xr[j] - fmu) * fr + bp[j];
+            for (size_t k = 0; k < d; k++) yr[k] = (xr[k] - fmu) * fr + bp[k];
         else
-            for (size_t j = 0; j < d; j++) yr[j] = (xr[j] - fmu) * fr;
+            for (size_t k = 0; k < d; k++) yr[k] = (xr[k] - fmu) * fr;
     }
 }
 
-/* Layer norm backward over rows of d; dgp, dbp += (NULL to skip); dxp may be gp. */
-static void TN(ln_bwd)(T *dxp, T *dgp, T *dbp, const T *gp, const T *xp, const T *mp,
-                       const T *rp, const T *wp, size_t rows, size_t d)
+/* Layer norm backward, the parameter gradients of the columns [lo, hi): dgamma, dbeta (either
+ * may be NULL) += over every row, in row order, g * xhat and g. Runs before ln_bwd_dx_chunk,
+ * which may overwrite g (dx == g). */
+static void TN(ln_bwd_param_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
-    double inv_d = 1.0 / (double)d;
-    for (size_t r = 0; r < rows; r++) {
+    const ln_job *j = ctx;
+    const size_t d = j->d;
+    const T *xp = j->x, *gp = j->g, *mp = j->mean, *rp = j->rstd;
+    T *dgp = j->dgamma, *dbp = j->dbeta;
+    (void)chunk;
+    for (size_t r = 0; r < j->rows; r++) {
         const T *xr = xp + r * d, *gr = gp + r * d;
-        T *dxr = dxp + r * d;
-        T mu = mp[r], rs = rp[r];
-        /* pass 1: the two row means, and the parameter gradients (reads g before dx may overwrite it) */
+        const T mu = mp[r], rs = rp[r];
+        if (dgp && dbp) {
+            for (size_t k = lo; k < hi; k++) {
+                dgp[k] += gr[k] * ((xr[k] - mu) * rs);
+                dbp[k] += gr[k];
+            }
+        } else if (dgp) {
+            for (size_t k = lo; k < hi; k++) dgp[k] += gr[k] * ((xr[k] - mu) * rs);
+        } else {
+            for (size_t k = lo; k < hi; k++) dbp[k] += gr[k];
+        }
+    }
+}
+
+/* Layer norm backward, dx of the rows [lo, hi) (dx may be g; gamma may be NULL). With
+ * j->fused (one thread, rows in order) the parameter gradients are added in the same pass,
+ * row by row: ln_bwd_param_chunk's sums in the same order, without a second read of x, g. */
+static void TN(ln_bwd_dx_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const ln_job *j = ctx;
+    const size_t d = j->d;
+    const T *wp = j->gamma;
+    T *dgp = j->fused ? (T *)j->dgamma : NULL, *dbp = j->fused ? (T *)j->dbeta : NULL;
+    const double inv_d = 1.0 / (double)d;
+    (void)chunk;
+    for (size_t r = lo; r < hi; r++) {
+        const T *xr = (const T *)j->x + r * d, *gr = (const T *)j->g + r * d;
+        T *dxr = (T *)j->y + r * d;
+        const T mu = ((const T *)j->mean)[r], rs = ((const T *)j->rstd)[r];
+        /* pass 1: the two row means (read g before dx may overwrite it) */
         double a = 0.0, b = 0.0;
-        for (size_t j = 0; j < d; j++) {
-            T xhat = (xr[j] - mu) * rs;
-            T dxhat = wp ? gr[j] * wp[j] : gr[j];
+        for (size_t k = 0; k < d; k++) {
+            T xhat = (xr[k] - mu) * rs;
+            T dxhat = wp ? gr[k] * wp[k] : gr[k];
             a += dxhat;
             b += (double)dxhat * xhat;
-            if (dgp) dgp[j] += gr[j] * xhat;
-            if (dbp) dbp[j] += gr[j];
+            if (dgp) dgp[k] += gr[k] * xhat;
+            if (dbp) dbp[k] += gr[k];
         }
         T fa = (T)(a * inv_d), fb = (T)(b * inv_d);
         /* pass 2: dx */
-        for (size_t j = 0; j < d; j++) {
-            T xhat = (xr[j] - mu) * rs;
-            T dxhat = wp ? gr[j] * wp[j] : gr[j];
-            dxr[j] = rs * (dxhat - fa - xhat * fb);
+        for (size_t k = 0; k < d; k++) {
+            T xhat = (xr[k] - mu) * rs;
+            T dxhat = wp ? gr[k] * wp[k] : gr[k];
+            dxr[k] = rs * (dxhat - fa - xhat * fb);
         }
     }
 }
 
-static void TN(mul_run)(T *out, const T *a, const T *b, size_t n)
+/* out = a * b over the elements [lo, hi) of an nn_ew job (dropout's mask products). */
+static void TN(mul_chunk)(void *ctx, size_t chunk, size_t lo, size_t hi)
 {
-    NN_EACH(n, out, a[i] * b[i]);
+    const nn_ew *j = ctx;
+    const T *a = (const T *)j->a + lo, *b = (const T *)j->b + lo;
+    T *out = (T *)j->out + lo;
+    (void)chunk;
+    NN_EACH(hi - lo, out, a[i] * b[i]);
 }
 
 /* The dropout mask {n}: 0 or 1 / (1 - p), from the generator; the same stream
- * (two 24-bit uniforms per draw) and so the same pattern for both dtypes. */
+ * (two 24-bit uniforms per draw) and so the same pattern for both dtypes. Serial on
+ * purpose: the generator is one stream, so the mask is the same at any thread count. */
 static void TN(dropout_mask)(T *mp, size_t n, double p, mo_rng *rng)
 {
     if (p == 0.0 || p == 1.0) {
@@ -272,53 +349,65 @@ static void TN(dropout_mask)(T *mp, size_t n, double p, mo_rng *rng)
     }
 }
 
-/* sum (o - t)^2 over n > 0 elements, times inv; grad (or NULL) = 2 inv (o - t). */
-static double TN(mse_run)(T *gp, const T *o, const T *t, size_t n, double inv)
+/* sum (o - t)^2 over the elements [lo, hi) of a loss_job (out = o, a = t); grad (or NULL)
+ * = k (o - t). The caller adds the chunks' sums in chunk order and scales by inv. */
+static double TN(mse_part)(void *ctx, size_t lo, size_t hi)
 {
+    const loss_job *j = ctx;
+    const T *o = j->a, *t = j->b;
+    T *gp = j->grad;
     double s = 0.0;
     if (gp) {
-        T k = (T)(2.0 * inv);
-        for (size_t i = 0; i < n; i++) {
+        T k = (T)j->k;
+        for (size_t i = lo; i < hi; i++) {
             T d = o[i] - t[i];
             s += (double)d * d;
             gp[i] = k * d;
         }
     } else {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             T d = o[i] - t[i];
             s += (double)d * d;
         }
     }
-    return s * inv;
+    return s;
 }
 
-/* BCE with logits over n > 0 elements, times inv; grad (or NULL) = inv (sigmoid(x) - y). */
-static double TN(bce_run)(T *gp, const T *xp, const T *yp, size_t n, double inv)
+/* BCE with logits summed over the elements [lo, hi) (a = x, b = y); grad (or NULL)
+ * = k (sigmoid(x) - y). */
+static double TN(bce_part)(void *ctx, size_t lo, size_t hi)
 {
-    T k = (T)inv;
+    const loss_job *j = ctx;
+    const T *xp = j->a, *yp = j->b;
+    T *gp = j->grad;
+    T k = (T)j->k;
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         T v = xp[i], y = yp[i];
         /* log(1 + exp(-|x|)) never overflows; max(x, 0) - x y carries the rest */
         T l = (v > (T)0 ? v : (T)0) - v * y + log1p(exp(-fabs(v)));
         s += l;
         if (gp) gp[i] = k * (TN(sigmoid)(v) - y);
     }
-    return s * inv;
+    return s;
 }
 
-/* Cross entropy of logits {batch, nc} against the classes in target (checked,
- * `lo` the first one); returns the summed loss times inv; grad (or NULL) {batch, nc}. */
-static double TN(ce_run)(T *gp, const T *xp, const mo_tensor *target, double lo, size_t batch,
-                         size_t nc, double inv, double eps)
+/* Cross entropy of the rows [lo, hi) of logits {batch, nc} against the classes in target
+ * (checked, `lo_class` the first one), summed (a ce_job); grad (or NULL) {batch, nc} gets
+ * inv (softmax - (1-e) onehot - e/C). */
+static double TN(ce_part)(void *ctx, size_t lo, size_t hi)
 {
-    double on = 1.0 - eps, off = eps / (double)nc;  /* weights of x[y] and of every x[c] */
-    T ginv = (T)inv;
-    T goff = (T)(off * inv), gon = (T)(on * inv);
+    const ce_job *j = ctx;
+    const size_t nc = j->nc;
+    const double eps = j->eps, inv = j->inv;
+    const double on = 1.0 - eps, off = eps / (double)nc;  /* weights of x[y] and of every x[c] */
+    const T ginv = (T)inv, goff = (T)(off * inv), gon = (T)(on * inv);
+    T *gp = j->grad;
     double total = 0.0;
-    for (size_t i = 0; i < batch; i++) {
-        const T *xr = xp + i * nc;
-        size_t y = (size_t)(nn_target(target, i) - lo); /* a dtype branch per row, not per element */
+    for (size_t i = lo; i < hi; i++) {
+        const T *xr = (const T *)j->logits + i * nc;
+        /* a dtype branch per row, not per element */
+        size_t y = (size_t)(nn_target(j->target, i) - j->lo_class);
         T m = xr[0];
         for (size_t c = 1; c < nc; c++)
             if (xr[c] > m) m = xr[c];
@@ -339,14 +428,13 @@ static double TN(ce_run)(T *gp, const T *xp, const mo_tensor *target, double lo,
         double lse = (double)m + log(s);
         total += lse - on * xr[y] - off * sx;
         if (gp) {
-            /* grad = (softmax - (1-e) onehot - e/C) / B */
             T *gr = gp + i * nc;
             T r = (T)(1.0 / s) * ginv;
             for (size_t c = 0; c < nc; c++) gr[c] = gr[c] * r - goff;
             gr[y] -= gon;
         }
     }
-    return total * inv;
+    return total;
 }
 
 #undef T

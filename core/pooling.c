@@ -1,15 +1,22 @@
 /*
  * pooling.c - max, average and adaptive-average 2-d pooling, forward and backward
- * (moonopt_conv.h); docs/design.md "Convolutions". (core/pool.c is the thread
+ * (moonopt_conv.h); docs/design.md "Convolutions". (core/threadpool.c is the thread
  * pool; this file is the pooling layers.)
  *
  * x is any contiguous tensor of ndim >= 3 whose last two dims are the plane {H, W};
  * the leading dims (N, C) are walked as `planes` independent planes. The loops
  * live in pooling_t.h, one table of them per dtype picked once per call.
+ *
+ * Threads (docs/design.md "Threads"): the planes are cut into fixed chunks of
+ * whole planes (the grain a function of the plane's size alone) and run on the
+ * pool; a backward zeroes its own planes of gx in its chunk. A plane is computed
+ * exactly as before, so the results are bit-identical at any thread count.
  */
 #include "moonopt_internal.h"
+#include "threadpool.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* The window geometry over one plane. */
@@ -38,22 +45,60 @@ static void pool_clip(size_t o, size_t stride, size_t pad, size_t k, size_t in, 
 static size_t adapt_lo(size_t i, size_t in, size_t out) { return i * in / out; }
 static size_t adapt_hi(size_t i, size_t in, size_t out) { return ((i + 1) * in + out - 1) / out; }
 
+/*
+ * Outputs [*a, *b) of a row have windows wholly inside the plane's columns: start
+ * ow * sw - pw >= 0 and end ow * sw - pw + kw <= W (so no column clipping).
+ */
+static void pool_interior(const pool_geom *g, size_t *a, size_t *b)
+{
+    const size_t lo = (g->pw + g->sw - 1) / g->sw;
+    size_t hi = 0;
+    if (g->w + g->pw >= g->kw) hi = (g->w + g->pw - g->kw) / g->sw + 1;
+    if (hi > g->ow) hi = g->ow;
+    *a = lo;
+    *b = hi > lo ? hi : lo;
+}
+
+/* Outputs per branch-free block of max pooling (pooling_t.h's max_block). */
+#define POOL_BLOCK 8
+
+/* One pooling call: in -> out (x -> y forward, gy -> gx backward), idx the max positions. */
+typedef struct pool_job {
+    const void *in;
+    void *out, *idx;
+    const pool_geom *g;
+    double base;
+    size_t n, op; /* max backward and idx_bad: the input plane's size, the output plane's */
+    int cip, backward;
+} pool_job;
+
 typedef struct pool_ops {
-    void (*max_fwd)(const void *x, void *y, void *idx, size_t planes, const pool_geom *g,
-                    double base);
-    int (*idx_ok)(const void *idx, size_t n, size_t plane, double base);
-    void (*max_bwd)(void *gx, const void *gy, const void *idx, size_t planes, size_t plane,
-                    size_t op, double base);
-    void (*avg_fwd)(const void *x, void *y, size_t planes, const pool_geom *g, int cip);
-    void (*avg_bwd)(void *gx, const void *gy, size_t planes, const pool_geom *g, int cip);
-    void (*adaptive)(const void *in, void *out, size_t planes, const pool_geom *g, int backward);
+    mo__chunk_fn max_fwd;
+    double (*idx_bad)(void *ctx, size_t lo, size_t hi);
+    mo__chunk_fn max_bwd, avg_fwd, avg_bwd, adaptive;
 } pool_ops;
 
+/* Runs fn over the planes of job in fixed chunks of whole planes: about MO__GRAIN_STREAM
+ * input and output elements per chunk (plane_elems = both planes' sizes). */
+static void run_planes(size_t planes, size_t plane_elems, mo__chunk_fn fn, pool_job *job)
+{
+    size_t grain = plane_elems ? MO__GRAIN_STREAM / plane_elems : 1;
+    mo__parallel_for(planes, grain ? grain : 1, fn, job);
+}
+
+/* T's bits as a signed integer TK for max_block's keys: TK_MAG clears the sign bit,
+ * TK_INF is +inf's bits (a larger magnitude is a NaN). */
 #define T float
 #define TN(name) name##_f32
+#define TK int32_t
+#define TK_MAG INT32_MAX
+#define TK_INF ((int32_t)0x7F800000)
 #include "pooling_t.h"
 #define T double
 #define TN(name) name##_f64
+#define TK int64_t
+#define TK_MAG INT64_MAX
+#define TK_INF ((int64_t)0x7FF0000000000000)
 #include "pooling_t.h"
 
 static const pool_ops *ops_of(const mo_tensor *t)
@@ -113,11 +158,6 @@ static size_t planes_of(const mo_tensor *t)
     return plane == 0 ? 0 : t->numel / plane;
 }
 
-static void zero(mo_tensor *t)
-{
-    memset(mo_tensor_ptr(t), 0, t->numel * mo_dtype_size(t->dtype));
-}
-
 mo_status mo_max_pool2d_forward(mo_tensor *y, mo_tensor *idx, const mo_tensor *x,
                                 const mo_pool2d_args *a, size_t index_base)
 {
@@ -129,8 +169,9 @@ mo_status mo_max_pool2d_forward(mo_tensor *y, mo_tensor *idx, const mo_tensor *x
     /* float32 holds every integer up to 2^24 exactly; past that positions would round */
     if (x->dtype == MO_FLOAT32 && (double)(g.h * g.w) + (double)index_base > 16777216.0)
         return MO_ERR_RANGE;
-    ops_of(x)->max_fwd(mo_tensor_ptr(x), mo_tensor_ptr(y), mo_tensor_ptr(idx), planes_of(x), &g,
-                       (double)index_base);
+    pool_job j = {.in = mo_tensor_ptr(x), .out = mo_tensor_ptr(y), .idx = mo_tensor_ptr(idx),
+                  .g = &g, .base = (double)index_base};
+    run_planes(planes_of(x), g.h * g.w + 2 * g.oh * g.ow, ops_of(x)->max_fwd, &j);
     return MO_OK;
 }
 
@@ -143,11 +184,13 @@ mo_status mo_max_pool2d_backward(mo_tensor *gx, const mo_tensor *gy, const mo_te
     const size_t plane = gx->shape[gx->ndim - 2] * gx->shape[gx->ndim - 1];
     const size_t op = gy->shape[gy->ndim - 2] * gy->shape[gy->ndim - 1];
     const pool_ops *ops = ops_of(gx);
-    if (idx->numel > 0 && !ops->idx_ok(mo_tensor_ptr(idx), idx->numel, plane, (double)index_base))
+    pool_job j = {.in = mo_tensor_ptr(gy), .out = mo_tensor_ptr(gx), .idx = mo_tensor_ptr(idx),
+                  .base = (double)index_base, .n = plane, .op = op};
+    /* every index first (a count of the bad ones, in any order: a whole number), so a bad
+     * one leaves gx untouched */
+    if (idx->numel > 0 && mo__parallel_sum(idx->numel, MO__GRAIN_STREAM, ops->idx_bad, &j) != 0.0)
         return MO_ERR_RANGE;
-    zero(gx);
-    ops->max_bwd(mo_tensor_ptr(gx), mo_tensor_ptr(gy), mo_tensor_ptr(idx), planes_of(gx), plane,
-                 op, (double)index_base);
+    run_planes(planes_of(gx), plane + 2 * op, ops->max_bwd, &j);
     return MO_OK;
 }
 
@@ -157,8 +200,9 @@ mo_status mo_avg_pool2d_forward(mo_tensor *y, const mo_tensor *x, const mo_pool2
     MO_TRY(check_tensors(2, 1, ts));
     pool_geom g;
     MO_TRY(pool_geometry(x, y, a, &g));
-    ops_of(x)->avg_fwd(mo_tensor_ptr(x), mo_tensor_ptr(y), planes_of(x), &g,
-                       a->count_include_pad);
+    pool_job j = {.in = mo_tensor_ptr(x), .out = mo_tensor_ptr(y), .g = &g,
+                  .cip = a->count_include_pad};
+    run_planes(planes_of(x), g.h * g.w + g.oh * g.ow, ops_of(x)->avg_fwd, &j);
     return MO_OK;
 }
 
@@ -168,9 +212,9 @@ mo_status mo_avg_pool2d_backward(mo_tensor *gx, const mo_tensor *gy, const mo_po
     MO_TRY(check_tensors(2, 1, ts));
     pool_geom g;
     MO_TRY(pool_geometry(gx, gy, a, &g));
-    zero(gx);
-    ops_of(gx)->avg_bwd(mo_tensor_ptr(gx), mo_tensor_ptr(gy), planes_of(gx), &g,
-                        a->count_include_pad);
+    pool_job j = {.in = mo_tensor_ptr(gy), .out = mo_tensor_ptr(gx), .g = &g,
+                  .cip = a->count_include_pad};
+    run_planes(planes_of(gx), g.h * g.w + g.oh * g.ow, ops_of(gx)->avg_bwd, &j);
     return MO_OK;
 }
 
@@ -193,7 +237,8 @@ mo_status mo_adaptive_avg_pool2d_forward(mo_tensor *y, const mo_tensor *x)
     MO_TRY(adaptive_geometry(x, y, &g));
     /* an empty plane has nothing to average (every bin would divide by 0) */
     if ((g.h == 0 || g.w == 0) && y->numel > 0) return MO_ERR_SHAPE;
-    ops_of(x)->adaptive(mo_tensor_ptr(x), mo_tensor_ptr(y), planes_of(y), &g, 0);
+    pool_job j = {.in = mo_tensor_ptr(x), .out = mo_tensor_ptr(y), .g = &g};
+    run_planes(planes_of(y), g.h * g.w + g.oh * g.ow, ops_of(x)->adaptive, &j);
     return MO_OK;
 }
 
@@ -204,7 +249,8 @@ mo_status mo_adaptive_avg_pool2d_backward(mo_tensor *gx, const mo_tensor *gy)
     pool_geom g;
     MO_TRY(adaptive_geometry(gx, gy, &g));
     if ((g.h == 0 || g.w == 0) && gy->numel > 0) return MO_ERR_SHAPE;
-    zero(gx);
-    ops_of(gx)->adaptive(mo_tensor_ptr(gy), mo_tensor_ptr(gx), planes_of(gy), &g, 1);
+    pool_job j = {.in = mo_tensor_ptr(gy), .out = mo_tensor_ptr(gx), .g = &g, .backward = 1};
+    if (g.h == 0 || g.w == 0) return MO_OK; /* gx is empty */
+    run_planes(planes_of(gy), g.h * g.w + g.oh * g.ow, ops_of(gx)->adaptive, &j);
     return MO_OK;
 }
