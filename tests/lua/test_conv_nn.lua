@@ -333,4 +333,30 @@ function TestConvModules.test_errors_name_the_module_and_shapes()
   fails("Dropout2d: p (the dropout probability) must be a number in [0, 1], got 1.5", nn.Dropout2d, 1.5)
 end
 
+-- model:double() converts BatchNorm's running statistics with the parameters (they were
+-- left float32 once, and the float64 model's forward failed with a dtype mismatch); the
+-- float64 model then computes what the float32 one does, to float32's precision.
+function TestConvModules.test_double_converts_batchnorm_buffers()
+  mo.manual_seed(3)
+  local bn2, bn1 = nn.BatchNorm2d(3), nn.BatchNorm1d(2)
+  local model = nn.Sequential(nn.Conv2d(2, 3, 3, {padding = 1}), bn2, nn.ReLU(),
+                              nn.Flatten(), nn.Linear(3 * 4 * 4, 2), bn1)
+  local x = mo.randn(4, 2, 4, 4)
+  model:train()
+  model:forward(x)                               -- running statistics away from 0 and 1
+  model:evaluate()
+  local y32 = model:forward(x)
+  model:double()
+  for _, nb in ipairs(model:named_buffers()) do lu.assertEquals(nb[2].dtype, "float64", nb[1]) end
+  lu.assertEquals(#model:named_buffers(), 6)
+  local y64 = model:forward(x:double())
+  lu.assertEquals(y64.dtype, "float64")
+  lu.assertTrue((y64:float() - y32):abs():max():item() < 1e-5)
+  model:float()
+  lu.assertEquals(bn2.running_mean.dtype, "float32")
+  lu.assertEquals(bn1.running_var.dtype, "float32")
+  lu.assertEquals(bn2.num_batches_tracked.dtype, "float64")   -- a count stays float64
+  lu.assertEquals(bn2.num_batches_tracked:item(), 1)
+end
+
 return {TestCnnFixture = TestCnnFixture, TestConvModules = TestConvModules}

@@ -103,6 +103,17 @@ local function extra_repr(self)
                        self.momentum, tostring(self.affine), tostring(self.track_running_stats))
 end
 
+-- model:to(dtype) / double() / float() (Module.to calls it): the running statistics follow
+-- the parameters' dtype; num_batches_tracked stays a float64 count (exact past 2^24).
+local function to_dtype(self, dtype)
+  for _, nb in ipairs(self._buffers) do
+    if nb[1] ~= "num_batches_tracked" and nb[2].dtype ~= dtype then
+      nb[2] = nb[2]:to(dtype)
+      self[nb[1]] = nb[2]
+    end
+  end
+end
+
 local function make(name, dims, desc)
   local cls = base.class(name)
   function cls:_init(n, opts, ...)
@@ -110,7 +121,7 @@ local function make(name, dims, desc)
     self._dims = dims
     self._input_desc = desc:format(n, n)
   end
-  cls.forward, cls.backward, cls.extra_repr = forward, backward, extra_repr
+  cls.forward, cls.backward, cls.extra_repr, cls._to_dtype = forward, backward, extra_repr, to_dtype
   return cls
 end
 
