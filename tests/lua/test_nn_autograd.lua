@@ -140,15 +140,39 @@ function T.test_called_twice_before_backward()
   lu.assertEquals(maxdiff(y3, y3v), 0)
 end
 
+function T.test_parameters_require_grad_by_default()
+  local m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+  for _, p in ipairs(m:parameters()) do
+    lu.assertTrue(p.requires_grad)
+    lu.assertTrue(p.is_leaf)
+  end
+  -- the snippet of docs/autograd.md works as written: no opt-in
+  local opt = mo.optim.SGD(m:parameters(), {lr = 0.1})
+  local w0 = m:parameters()[1]:clone()
+  local loss = F.cross_entropy(m(mo.randn(5, 3)), {1, 2, 1, 2, 2})
+  lu.assertNotNil(loss.grad_fn)
+  loss:backward()
+  lu.assertTrue(m:parameters()[1].grad:abs():sum():item() > 0)
+  opt:step()
+  lu.assertTrue(maxdiff(m:parameters()[1], w0) > 0)
+  -- the flag survives a conversion and a container's re-flattening
+  local l = nn.Linear(2, 2):double()
+  lu.assertTrue(l.weight.requires_grad)
+  nn.Sequential(l)
+  lu.assertTrue(l:parameters()[1].requires_grad)
+end
+
 function T.test_no_record_without_grad()
   local m = nn.Linear(3, 2)
-  local y = m(mo.randn(2, 3))
-  lu.assertNil(y.grad_fn)          -- parameters do not require grad by default
-  m:requires_grad_()
-  lu.assertNotNil(m(mo.randn(2, 3)).grad_fn)
+  lu.assertNotNil(m(mo.randn(2, 3)).grad_fn)   -- parameters require grad by default
   lu.assertNil(mo.no_grad(function() return m(mo.randn(2, 3)) end).grad_fn)
-  m:requires_grad_(false)
+  m:requires_grad_(false)                       -- frozen: nothing records
   lu.assertFalse(m.weight.requires_grad)
+  lu.assertNil(m(mo.randn(2, 3)).grad_fn)
+  lu.assertNotNil(m(mo.randn(2, 3):requires_grad_()).grad_fn)   -- unless the input needs grad
+  -- the torch7 path never records, with or without the flag
+  m:requires_grad_()
+  lu.assertNil(m:forward(mo.randn(2, 3)).grad_fn)
   H.fails("Linear:requires_grad_: flag must be a boolean, got 1", function() m:requires_grad_(1) end)
 end
 

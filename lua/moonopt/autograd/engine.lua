@@ -52,6 +52,20 @@ function M.fail(...)
   error(fmt(...), user_level())
 end
 
+local function restore(before, ok, ...)
+  grad_mode(before)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+--- Runs fn(...) with grad mode off (restored even when fn raises) and returns its results:
+-- library code that writes into parameters (optimizer-style updates, ZeRO's gathers, the
+-- schedule-free eval/train swap) runs under it, as PyTorch's optimizers run under no_grad.
+-- (mo.no_grad is the public form, with its argument checked.)
+function M.no_grad(fn, ...)
+  return restore(grad_mode(false), pcall(fn, ...))
+end
+
 -- ---------------------------------------------------------------------------------------
 -- Recording
 -- ---------------------------------------------------------------------------------------

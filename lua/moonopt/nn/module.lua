@@ -142,6 +142,9 @@ local function register_parameter(self, name, t)
   local ps = self._params
   ps[#ps + 1] = {name, t}
   self[name] = t
+  -- parameters require grad (as PyTorch's), so model(x) records on the autograd tape
+  -- without an opt-in; model:requires_grad_(false) freezes them
+  if not t.requires_grad then t:requires_grad_(true) end
   invalidate(self)
   return t
 end
