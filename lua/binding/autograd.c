@@ -44,6 +44,7 @@ static const char recorder_key = 'r'; /* the Lua recorder function (absent: no r
 static const char defs_key = 'd';     /* engine.DEFS: name -> definition (the fast path) */
 static const char snap_key = 'n';     /* weak-keyed table: first argument -> argument snapshot */
 static const char pool_key = 'p';     /* snapshot tables for reuse (saves an allocation per op) */
+static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -> its kind */
 #define POOL_MAX 16
 
 /* Function kinds, from the registered name (upvalue 4 of a dispatcher). */
@@ -137,37 +138,45 @@ static unsigned list_flags(lua_State *L, int idx, int upv)
 
 /* ---- in-place functions ---- */
 
-/* Raises when an in-place call must not run under grad mode (see the file comment). */
-static void inplace_check(lua_State *L, int top, const char *name, int upv)
+/* The suggestion of an in-place error: add_ -> " add"; set, copy, __newindex -> the
+ * out-of-place tools. Built only when raising (inplace_check runs on every in-place call
+ * while some tensor has autograd state: optimizers' fill_ and zero_ among them). */
+static const char *inplace_alt(char *alt, size_t cap, const char *name)
 {
-    /* the suggestion: add_ -> "add"; set, copy, __newindex -> the out-of-place tools */
-    char alt[64] = " (mo.where, mo.cat, ...)";
     size_t len = strlen(name);
-    if (len > 1 && len < sizeof alt - 1 && name[len - 1] == '_' && name[0] != '_') {
+    if (len > 1 && len < cap - 1 && name[len - 1] == '_' && name[0] != '_') {
         alt[0] = ' ';
         memcpy(alt + 1, name, len - 1);
         alt[len] = '\0';
+        return alt;
     }
+    return " (mo.where, mo.cat, ...)";
+}
+
+/* Raises when an in-place call must not run under grad mode (see the file comment). */
+static void inplace_check(lua_State *L, int top, const char *name, int upv)
+{
+    char alt[64];
     unsigned self = arg_flags(L, 1, upv);
+    /* a leaf needing grad is a parameter: writing into it is an update (an optimizer
+     * restoring a backup it cloned), whatever the source */
+    if ((self & (MO__AG_REQ | MO__AG_NONLEAF)) == MO__AG_REQ) return;
     if (self & MO__AG_NONLEAF)
         luaL_error(L, "%s: in-place operations are not recorded by autograd, and self was made "
                    "by a recorded op (it has a grad_fn); use the out-of-place form%s (or run "
-                   "it under mo.no_grad)", name, alt);
-    /* a leaf needing grad is a parameter: writing into it is an update (an optimizer
-     * restoring a backup it cloned), whatever the source */
-    if (self & MO__AG_REQ) return;
+                   "it under mo.no_grad)", name, inplace_alt(alt, sizeof alt, name));
     for (int i = 2; i <= top; i++) {
         unsigned f = lua_istable(L, i) ? list_flags(L, i, upv) : arg_flags(L, i, upv);
         if (f & MO__AG_NONLEAF)
             luaL_error(L, "%s: argument #%d was made by a recorded op (it has a grad_fn), but "
                        "in-place operations are not recorded by autograd; use the out-of-place "
-                       "form%s", name, i - 1, alt);
+                       "form%s", name, i - 1, inplace_alt(alt, sizeof alt, name));
     }
 }
 
-static void bump_arg(lua_State *L, int idx)
+static void bump_arg(lua_State *L, int idx, int upv)
 {
-    mo_tensor *t = mo__totensor(L, idx);
+    mo_tensor *t = upv ? mo__toarg(L, idx) : mo__totensor(L, idx);
     if (t != NULL) mo_tensor_bump_version(t);
 }
 
@@ -183,7 +192,7 @@ static void bump_params(lua_State *L)
                 lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer i = 1; i <= n; i++) {
                     lua_rawgeti(L, -1, i);
-                    bump_arg(L, -1);
+                    bump_arg(L, -1, 1);
                     lua_pop(L, 1);
                 }
             }
@@ -467,24 +476,25 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     return n;
 }
 
-static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind,
-                   int upv);
+static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
+                   int kind, int upv);
 
 /* Everything but the fast path of ag_dispatch; also t[k] and t[k] = v (tensor.c). */
 int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv)
 {
-    return ag_call(L, f, name, 0, kind, upv);
+    return ag_call(L, get_state(L), f, name, 0, kind, upv);
 }
 
-static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind, int upv)
+/* s: the lua_State's ag_state (a dispatcher's upvalue 3: no registry look-up per call). */
+static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
+                   int kind, int upv)
 {
-    ag_state *s = get_state(L);
     int top = lua_gettop(L);
     int recording = s != NULL && s->enabled && s->live > 0;
     if (kind & F_INPLACE) {
         if (recording) inplace_check(L, top, name, upv);
         int n = f(L);
-        bump_arg(L, 1);
+        bump_arg(L, 1, upv);
         return n;
     }
     if (kind & F_FACTORY) {
@@ -515,17 +525,17 @@ static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx,
 static int ag_dispatch(lua_State *L)
 {
     lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(2));
-    const ag_state *s = (const ag_state *)lua_touserdata(L, lua_upvalueindex(3));
+    ag_state *s = (ag_state *)lua_touserdata(L, lua_upvalueindex(3));
     lua_Integer kind = lua_tointeger(L, lua_upvalueindex(4));
     if (kind == 0 && (s->live == 0 || !s->enabled)) return f(L);
-    return ag_call(L, f, lua_tostring(L, lua_upvalueindex(5)), lua_upvalueindex(5), (int)kind, 1);
+    return ag_call(L, s, f, lua_tostring(L, lua_upvalueindex(5)), lua_upvalueindex(5), (int)kind, 1);
 }
 
 /* Functions whose results are never tensors made from their arguments (numbers, tables
  * of sizes, strings): registered without the dispatcher, nothing to record. */
 static const char *const plain_names[] = {
     "shape", "size", "stride", "numel", "dim", "is_contiguous", "same_storage", "get", "item",
-    "totable", "any", "all", "dot", "norm_many", "is_tensor", "__gc", "__close", "__len",
+    "totable", "any", "all", "norm_many", "is_tensor", "__gc", "__close", "__len",
     "__tostring", "blas_set_threads", "blas_get_threads", "manual_seed", "clock", NULL};
 
 static int kind_of(const char *name)
@@ -550,8 +560,21 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
 {
     /* stack: ..., target table, metatable */
     int mt = lua_gettop(L);
+    /* the names registered here, with their kinds (core._autograd.registered: the test
+     * that every dispatched function is defined, non-differentiable or listed) */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
+    }
+    int names = lua_gettop(L);
     for (; l->name != NULL; l++) {
         int kind = l->func ? kind_of(l->name) : 0;
+        if (l->func != NULL) {
+            lua_pushinteger(L, kind);
+            lua_setfield(L, names, l->name);
+        }
         if (l->func == NULL) {
             lua_pushboolean(L, 0);
         } else if (kind == F_PLAIN) {
@@ -567,6 +590,7 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
         }
         lua_setfield(L, mt - 1, l->name);
     }
+    lua_pop(L, 1);
 }
 
 /* ======================================================================== */
@@ -728,6 +752,27 @@ static int f_version(lua_State *L)
     return 1;
 }
 
+/* registered() -> {name = kind}: every function registered through mo__setfuncs /
+ * mo__add_methods, kind "op" (dispatched: recorded when defined, else marked), "inplace",
+ * "factory", "step" or "plain" (not dispatched: returns no tensor made from its arguments). */
+static int f_registered(lua_State *L)
+{
+    static const char *const kinds[] = {"op", "inplace", "factory", "step", "plain"};
+    lua_newtable(L);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) != LUA_TTABLE) return 1;
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_Integer k = lua_tointeger(L, -1);
+        int i = k == F_INPLACE ? 1 : k == F_FACTORY ? 2 : k == F_STEP ? 3 : k == F_PLAIN ? 4 : 0;
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushstring(L, kinds[i]);
+        lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
 /* live() -> tensors with autograd state (tests and benches) */
 static int f_live(lua_State *L)
 {
@@ -776,7 +821,7 @@ static const luaL_Reg ag_functions[] = {
     {"install", f_install},   {"grad_mode", f_grad_mode}, {"info", f_info},
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
     {"version", f_version},   {"live", f_live},           {"bshape", f_bshape},
-    {"bmeta", f_bmeta},
+    {"bmeta", f_bmeta},       {"registered", f_registered},
     {NULL, NULL},
 };
 

@@ -103,6 +103,14 @@ defop{name = "mul", names = {"mul", "__mul"}, inputs = {1, 2}, save = save_opera
     return wants(node, 1) and back(g * b, node.sa), wants(node, 2) and back(g * a, node.sb)
   end}
 
+-- t:dot(u) = sum(t * u) over same-shaped tensors, a 0-d tensor: d/dt = g u, d/du = g t
+defop{name = "dot", inputs = {1, 2},
+  save = function(node, args) E.save(node, args[1], args[2]) end,
+  backward = function(node, g)
+    local a, b = node.saved[1], node.saved[2]
+    return wants(node, 1) and g * b, wants(node, 2) and g * a
+  end}
+
 defop{name = "div", names = {"div", "__div"}, inputs = {1, 2}, save = save_operands,
   backward = function(node, g)
     local a, b = node.saved[1], node.saved[2]
@@ -487,6 +495,9 @@ end
 
 E.nondiff("argmax", "argmin", "any", "all", "eq", "ne", "lt", "le", "gt", "ge",
   "zeros_like", "ones_like", "rand_like", "randn_like")
+-- codecs of optimizer state (bfloat16 / int8) and checkpoints: tensors that never carry a
+-- gradient (declared so the registry test sees a decision, not an omission)
+E.nondiff("lean_encode", "lean_from_codes", "ckpt_decode")
 
 -- ---------------------------------------------------------------------------------------
 -- Shapes and views
