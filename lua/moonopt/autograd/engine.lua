@@ -111,6 +111,28 @@ function M.wants(node, k)
   return node[2 * k - 1] ~= false
 end
 
+-- True while a backward runs that accumulates into leaves' .grad without create_graph
+-- (set by M.backward; false for mo.autograd.grad, which returns gradients instead).
+local sinks_on = false
+
+--[[--
+The .grad of input k of `node`, when the node's backward may add its gradient for that
+input straight into it instead of returning it: input k is a leaf (a parameter) whose .grad
+exists and carries no graph, and the running backward accumulates into .grad (not
+mo.autograd.grad's capture) without create_graph. The backward then returns nil for input k,
+and the engine adds nothing. nil otherwise: return the gradient as usual.
+For fused nodes whose C kernels accumulate (nn_linear_backward adds g^T x into weight.grad):
+no fresh gradient tensor per step, no separate add (docs/autograd.md "Accumulating in place").
+--]]
+function M.grad_sink(node, k)
+  if not sinks_on then return nil end
+  local e = node[2 * k - 1]
+  if type(e) ~= "userdata" then return nil end
+  local g = e.grad
+  if g == nil or g.requires_grad then return nil end
+  return g
+end
+
 -- The mark carried by the first marked value among the args.
 local function first_mark(args, nargs, mark)
   for k = 1, nargs do
@@ -493,9 +515,11 @@ function M.backward(roots, grads, opts, capture_list)
       capture[t] = true
     end
   end
-  local before = grad_mode(create_graph)
+  local before, sinks_before = grad_mode(create_graph), sinks_on
+  sinks_on = capture == nil and not create_graph
   local ok, err = pcall(run, roots, grads, retain, create_graph, capture)
   grad_mode(before)
+  sinks_on = sinks_before
   if not ok then error(err, 0) end
   if capture_list then
     local out = {}
