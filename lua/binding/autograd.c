@@ -401,12 +401,9 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
     mo_tensor *out = tensor_at(L, last, upv);
     if (out == NULL) return 0;
     at[0] = out;
-    for (int i = 1; i <= top; i++) {
-        lua_rawgeti(L, args, i);
-        int same = lua_rawequal(L, -1, last);
-        lua_pop(L, 1);
-        if (same) return 0; /* `to` or `contiguous` returning self: nothing to record */
-    }
+    for (int i = 1; i <= top && i <= 30; i++)
+        if (at[i] == out) return 0; /* `to` or `contiguous` returning self: nothing to record */
+    if (top > 30) return 0;        /* (arguments past 30 were not scanned: the Lua recorder) */
     push_defs(L, upv);
     if (nameidx != 0)
         lua_pushvalue(L, nameidx);
