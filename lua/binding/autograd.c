@@ -19,7 +19,7 @@
  * lua_call, so f keeps the caller's frame: error positions and argument numbers are
  * unchanged). Only when grad mode is on and some argument (or a tensor in a list
  * argument) has a flag, it snapshots the arguments, runs f, and hands the Lua
- * recorder (lua/moonopt/autograd/record.lua, installed with core._autograd.install) the op's
+ * recorder (lua/moonopt/autograd/engine.lua, installed with core._autograd.install) the op's
  * name, the arguments and the results; the recorder attaches a node to the results.
  * In-place functions (a name ending in "_", set, fill, copy, t[k] = v) are never
  * recorded: under grad mode they raise when self has a grad_fn, or when another argument
@@ -41,10 +41,27 @@ typedef struct ag_state {
 /* Registry keys (their addresses are the keys; never written). */
 static const char state_key = 's';    /* the ag_state userdata */
 static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
-static const char defs_key = 'd';     /* engine.DEFS: name -> definition (the fast path) */
+static const char defs_key = 'd';     /* engine.DEFS: name -> definition (core._autograd.defs()) */
 static const char snap_key = 'n';     /* weak-keyed table: first argument -> argument snapshot */
 static const char pool_key = 'p';     /* snapshot tables for reuse (saves an allocation per op) */
+static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -> its kind */
 #define POOL_MAX 16
+
+/* The registry tables of the recording path: a dispatcher holds them as upvalues 6 to 8
+ * (a pseudo-index read is much cheaper than a registry look-up per op); t[k] and t[k] = v
+ * (mo__ag_call) read them from the registry. */
+enum { UV_SNAPS = 6, UV_POOL = 7, UV_DEFS = 8 };
+
+static void push_table(lua_State *L, int upv, int uv, const char *key)
+{
+    if (upv)
+        lua_pushvalue(L, lua_upvalueindex(uv));
+    else
+        lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+}
+#define push_snaps(L, upv) push_table(L, upv, UV_SNAPS, &snap_key)
+#define push_pool(L, upv) push_table(L, upv, UV_POOL, &pool_key)
+#define push_defs(L, upv) push_table(L, upv, UV_DEFS, &defs_key)
 
 /* Function kinds, from the registered name (upvalue 4 of a dispatcher). */
 enum { F_INPLACE = MO__AG_INPLACE, F_FACTORY = 2, F_STEP = 4, F_PLAIN = 8 };
@@ -71,6 +88,8 @@ void mo__ag_open(lua_State *L)
         s->npool = 0;
         lua_newtable(L);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);
+        lua_newtable(L); /* engine.DEFS: made here so dispatchers hold it as an upvalue */
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &defs_key);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
         lua_newtable(L);
         lua_createtable(L, 0, 1);
@@ -95,6 +114,14 @@ static mo__tblock *block_of(mo_tensor *t) { return (mo__tblock *)(void *)t; }
 
 unsigned mo__ag_flags(const mo_tensor *t) { return ((const mo__tblock *)(const void *)t)->ag; }
 
+/* The tensor at idx or NULL. upv: the running C function has the tensor metatable as
+ * upvalue 1 (dispatchers and core._autograd's functions do; t[k] and t[k] = v do not), so
+ * mo__toarg's test applies, a pointer compare instead of a registry look-up by name. */
+static mo_tensor *tensor_at(lua_State *L, int idx, int upv)
+{
+    return upv ? mo__toarg(L, idx) : mo__totensor(L, idx);
+}
+
 /* Sets the flags of the tensor at idx (its user values are the caller's business),
  * keeping the live count. */
 static void set_flags(ag_state *s, mo_tensor *t, unsigned flags)
@@ -118,7 +145,7 @@ void mo__ag_forget(lua_State *L, mo_tensor *t)
  * t[k] and t[k] = v do not), so mo__toarg's fast test applies. */
 static unsigned arg_flags(lua_State *L, int idx, int upv)
 {
-    mo_tensor *t = upv ? mo__toarg(L, idx) : mo__totensor(L, idx);
+    mo_tensor *t = tensor_at(L, idx, upv);
     return t ? block_of(t)->ag : 0;
 }
 
@@ -137,37 +164,45 @@ static unsigned list_flags(lua_State *L, int idx, int upv)
 
 /* ---- in-place functions ---- */
 
-/* Raises when an in-place call must not run under grad mode (see the file comment). */
-static void inplace_check(lua_State *L, int top, const char *name, int upv)
+/* The suggestion of an in-place error: add_ -> " add"; set, copy, __newindex -> the
+ * out-of-place tools. Built only when raising (inplace_check runs on every in-place call
+ * while some tensor has autograd state: optimizers' fill_ and zero_ among them). */
+static const char *inplace_alt(char *alt, size_t cap, const char *name)
 {
-    /* the suggestion: add_ -> "add"; set, copy, __newindex -> the out-of-place tools */
-    char alt[64] = " (mo.where, mo.cat, ...)";
     size_t len = strlen(name);
-    if (len > 1 && len < sizeof alt - 1 && name[len - 1] == '_' && name[0] != '_') {
+    if (len > 1 && len < cap - 1 && name[len - 1] == '_' && name[0] != '_') {
         alt[0] = ' ';
         memcpy(alt + 1, name, len - 1);
         alt[len] = '\0';
+        return alt;
     }
+    return " (mo.where, mo.cat, ...)";
+}
+
+/* Raises when an in-place call must not run under grad mode (see the file comment). */
+static void inplace_check(lua_State *L, int top, const char *name, int upv)
+{
+    char alt[64];
     unsigned self = arg_flags(L, 1, upv);
+    /* a leaf needing grad is a parameter: writing into it is an update (an optimizer
+     * restoring a backup it cloned), whatever the source */
+    if ((self & (MO__AG_REQ | MO__AG_NONLEAF)) == MO__AG_REQ) return;
     if (self & MO__AG_NONLEAF)
         luaL_error(L, "%s: in-place operations are not recorded by autograd, and self was made "
                    "by a recorded op (it has a grad_fn); use the out-of-place form%s (or run "
-                   "it under mo.no_grad)", name, alt);
-    /* a leaf needing grad is a parameter: writing into it is an update (an optimizer
-     * restoring a backup it cloned), whatever the source */
-    if (self & MO__AG_REQ) return;
+                   "it under mo.no_grad)", name, inplace_alt(alt, sizeof alt, name));
     for (int i = 2; i <= top; i++) {
         unsigned f = lua_istable(L, i) ? list_flags(L, i, upv) : arg_flags(L, i, upv);
         if (f & MO__AG_NONLEAF)
             luaL_error(L, "%s: argument #%d was made by a recorded op (it has a grad_fn), but "
                        "in-place operations are not recorded by autograd; use the out-of-place "
-                       "form%s", name, i - 1, alt);
+                       "form%s", name, i - 1, inplace_alt(alt, sizeof alt, name));
     }
 }
 
-static void bump_arg(lua_State *L, int idx)
+static void bump_arg(lua_State *L, int idx, int upv)
 {
-    mo_tensor *t = mo__totensor(L, idx);
+    mo_tensor *t = tensor_at(L, idx, upv);
     if (t != NULL) mo_tensor_bump_version(t);
 }
 
@@ -183,7 +218,7 @@ static void bump_params(lua_State *L)
                 lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer i = 1; i <= n; i++) {
                     lua_rawgeti(L, -1, i);
-                    bump_arg(L, -1);
+                    bump_arg(L, -1, 1);
                     lua_pop(L, 1);
                 }
             }
@@ -233,10 +268,9 @@ static void record_error(lua_State *L, const char *name)
 
 /* Pushes the edge of the tensor at idx (its node and output index, the leaf itself and
  * 0, or false and 0). */
-static void push_edge(lua_State *L, int idx)
+static void push_edge(lua_State *L, int idx, const mo_tensor *t)
 {
-    mo_tensor *t = mo__totensor(L, idx);
-    unsigned fl = t ? block_of(t)->ag : 0;
+    unsigned fl = t ? mo__ag_flags(t) : 0;
     if (fl & MO__AG_NONLEAF) {
         lua_getiuservalue(L, idx, 3);
         if (lua_getiuservalue(L, idx, 4) == LUA_TNIL) {
@@ -254,7 +288,8 @@ static void push_edge(lua_State *L, int idx)
 
 /* node[2k-1], node[2k] = the edge of differentiable input k (argument ins[k] of the
  * snapshot at `args`), for k = 1..nin. */
-static void fill_edges(lua_State *L, int node, int ins, int nin, int args, unsigned req)
+static void fill_edges(lua_State *L, int node, int ins, int nin, int args, unsigned req,
+                       mo_tensor *const *at)
 {
     for (int k = 1; k <= nin; k++) {
         lua_rawgeti(L, ins, k);
@@ -262,7 +297,7 @@ static void fill_edges(lua_State *L, int node, int ins, int nin, int args, unsig
         lua_pop(L, 1);
         if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) {
             lua_rawgeti(L, args, p);
-            push_edge(L, lua_gettop(L));
+            push_edge(L, lua_gettop(L), at[p]);
             lua_remove(L, -3);
         } else {
             lua_pushboolean(L, 0);
@@ -273,70 +308,136 @@ static void fill_edges(lua_State *L, int node, int ins, int nin, int args, unsig
     }
 }
 
+/* Pushes the sizes of tensor t (a table) when they differ from those of o (NULL: always),
+ * else false; nil for a non-tensor t (NULL: a number operand). The sizes are copied before
+ * the table is made (making it can run a finalizer). */
+static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
+{
+    if (t == NULL) {
+        lua_pushnil(L);
+        return;
+    }
+    if (o != NULL && mo_tensor_same_shape(t, o)) {
+        lua_pushboolean(L, 0);
+        return;
+    }
+    lua_Integer v[MO_MAX_DIMS];
+    int nd = t->ndim;
+    for (int d = 0; d < nd; d++) v[d] = (lua_Integer)t->shape[d];
+    lua_createtable(L, nd, 0);
+    for (int d = 0; d < nd; d++) {
+        lua_pushinteger(L, v[d]);
+        lua_rawseti(L, -2, d + 1);
+    }
+}
+
 /*
- * The recorder's generic case done here (engine.lua's record_generic, the same node):
- * a definition with `inputs` and no `record` of its own, one tensor result that is not
- * one of the arguments. Builds the node, lets the definition's `save` run, attaches the
- * node to the result. Returns 0 (nothing done) for every other case, which the Lua
- * recorder takes. The stack is left with extra values; the caller resets it.
+ * A definition's declarative save (engine.defop's `saves`, `shapes`, `shape`), done here
+ * instead of calling a Lua `save`: the hot path of recording. spec (def.fast[3]) is an
+ * array: [1] flags (1: shapes, 2: shape), [2..n+1] the positions of the values to save
+ * (0: the result).
+ *   saves   node.saved = {values..., their storage versions (false for a non-tensor)...}
+ *           (node.nsaved = n comes from the node's metatable)
+ *   shapes  node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting changed
+ *           them (left nil otherwise: backward reads nil as "the result's shape")
+ *   shape   node.shape = the sizes of argument 1
+ * engine.lua's make_save is the same in Lua (the recorder's slow path runs it).
+ */
+static void c_save(lua_State *L, int node, int spec, int args, int out, mo_tensor *const *at)
+{
+    int n = (int)lua_rawlen(L, spec) - 1;
+    lua_rawgeti(L, spec, 1);
+    lua_Integer flags = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (n > 0 && n <= 8) {
+        lua_createtable(L, 2 * n, 0);
+        int saved = lua_gettop(L);
+        for (int k = 1; k <= n; k++) {
+            lua_rawgeti(L, spec, k + 1);
+            lua_Integer p = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (p == 0)
+                lua_pushvalue(L, out);
+            else
+                lua_rawgeti(L, args, p);
+            const mo_tensor *t = p >= 0 && p <= 30 ? at[p] : NULL;
+            if (t != NULL)
+                lua_pushinteger(L, (lua_Integer)mo_tensor_version(t));
+            else
+                lua_pushboolean(L, 0);
+            lua_rawseti(L, saved, n + k); /* presized: no allocation */
+            lua_rawseti(L, saved, k);
+        }
+        lua_setfield(L, node, "saved");
+    }
+    if (flags & 1) {
+        for (int i = 1; i <= 2; i++) {
+            push_bshape(L, at[i], at[0]);
+            if (lua_istable(L, -1))
+                lua_setfield(L, node, i == 1 ? "sa" : "sb");
+            else
+                lua_pop(L, 1);
+        }
+    }
+    if (flags & 2) {
+        push_bshape(L, at[1], NULL); /* no result to compare with: the sizes */
+        lua_setfield(L, node, "shape");
+    }
+}
+
+/*
+ * The recorder's generic case done here (engine.lua's record_generic makes the same node):
+ * a definition with `inputs` and no `record` of its own (engine.defop gives it `fast` =
+ * {the nodes' metatable, inputs, the declarative save spec or false, save or false}), one
+ * tensor result that is not one of the arguments. The node gets its edges, the metatable
+ * (name, backward, nin, and nsaved of a declarative save, shared by every node of the op:
+ * four fewer fields to insert per node) and what the save stores; then it is attached to
+ * the result. Returns 0 (nothing done) for every other case, which the Lua recorder takes.
+ * The stack is left with extra values; the caller resets it.
  */
 static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx, int args,
-                       int top, unsigned req, int last)
+                       int top, unsigned req, int last, int upv, mo_tensor **at)
 {
-    mo_tensor *out = mo__totensor(L, last);
+    mo_tensor *out = tensor_at(L, last, upv);
     if (out == NULL) return 0;
-    for (int i = 1; i <= top; i++) {
-        lua_rawgeti(L, args, i);
-        int same = lua_rawequal(L, -1, last);
-        lua_pop(L, 1);
-        if (same) return 0; /* `to` or `contiguous` returning self: nothing to record */
-    }
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key) != LUA_TTABLE) return 0;
+    at[0] = out;
+    for (int i = 1; i <= top && i <= 30; i++)
+        if (at[i] == out) return 0; /* `to` or `contiguous` returning self: nothing to record */
+    if (top > 30) return 0;        /* (arguments past 30 were not scanned: the Lua recorder) */
+    push_defs(L, upv);
     if (nameidx != 0)
         lua_pushvalue(L, nameidx);
     else
         lua_pushstring(L, name);
     if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
-    int def = lua_gettop(L);
-    lua_pushliteral(L, "record");
-    if (lua_rawget(L, def) != LUA_TNIL) return 0;
-    lua_pushliteral(L, "inputs");
-    if (lua_rawget(L, def) != LUA_TTABLE) return 0;
-    int ins = lua_gettop(L);
+    lua_pushliteral(L, "fast");
+    if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
+    int fast = lua_gettop(L);
+    lua_rawgeti(L, fast, 1); /* fast + 1: the metatable */
+    lua_rawgeti(L, fast, 2); /* fast + 2: inputs */
+    lua_rawgeti(L, fast, 3); /* fast + 3: the declarative save or false */
+    lua_rawgeti(L, fast, 4); /* fast + 4: save or false */
+    int ins = fast + 2;
+    if (!lua_istable(L, fast + 1) || !lua_istable(L, ins)) return 0;
     int nin = (int)lua_rawlen(L, ins);
     if (nin < 1 || nin > 30) return 0;
 
-    lua_createtable(L, 2 * nin, 8); /* the node; as engine.lua's record_generic */
+    lua_createtable(L, 2 * nin, 2); /* the node: saved, and sa/sb or shape */
     int node = lua_gettop(L);
-    fill_edges(L, node, ins, nin, args, req);
-    lua_pushliteral(L, "name");
-    lua_pushliteral(L, "name");
-    lua_rawget(L, def);
-    lua_rawset(L, node);
-    lua_pushliteral(L, "backward");
-    lua_pushliteral(L, "backward");
-    lua_rawget(L, def);
-    lua_rawset(L, node);
-    lua_pushinteger(L, nin);
-    lua_setfield(L, node, "nin");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, node, "saved");
-    lua_pushinteger(L, 0);
-    lua_setfield(L, node, "nsaved");
-
-    lua_pushliteral(L, "save");
-    if (lua_rawget(L, def) != LUA_TNIL) {
+    fill_edges(L, node, ins, nin, args, req, at);
+    lua_pushvalue(L, fast + 1);
+    lua_setmetatable(L, node);
+    if (lua_istable(L, fast + 3)) {
+        c_save(L, node, fast + 3, args, last, at);
+    } else if (lua_isfunction(L, fast + 4)) {
+        lua_pushvalue(L, fast + 4);
         lua_pushvalue(L, node);
         lua_pushvalue(L, args);
         lua_pushinteger(L, top);
         lua_pushvalue(L, last);
         if (lua_pcall(L, 4, 0, 0) != LUA_OK) record_error(L, name);
-    } else {
-        lua_pop(L, 1);
     }
     /* the result is output 1 of the node (as _autograd.set_node) */
-    out = mo__totensor(L, last);
-    if (out == NULL) return luaL_error(L, "%s: tensor has been freed", name);
     lua_pushvalue(L, node);
     lua_setiuservalue(L, last, 3);
     lua_pushnil(L);
@@ -346,14 +447,14 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
 }
 
 /* Empties the snapshot at `args` (its top arguments) and puts it in the pool. */
-static void give_back(lua_State *L, ag_state *s, int args, int top)
+static void give_back(lua_State *L, ag_state *s, int args, int top, int upv)
 {
     if (s->npool >= POOL_MAX) return;
     for (int i = 1; i <= top; i++) {
         lua_pushnil(L);
         lua_rawseti(L, args, i);
     }
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+    push_pool(L, upv);
     lua_pushvalue(L, args);
     lua_rawseti(L, -2, ++s->npool);
     lua_pop(L, 1);
@@ -371,13 +472,13 @@ static void give_back(lua_State *L, ag_state *s, int args, int top)
 /* Before f: a snapshot of arguments 1..top (a pooled table or a new one) goes into the
  * weak table under the argument at `key`, linking the one it displaces; the stack is
  * left as it was. */
-static void stash_args(lua_State *L, ag_state *s, int key, int top, lua_Integer serial)
+static void stash_args(lua_State *L, ag_state *s, int key, int top, lua_Integer serial, int upv)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
+    push_snaps(L, upv);
     int snaps = lua_gettop(L);
     if (s->npool > 0) {
         /* a table a finished call gave back (empty); one an error skipped is garbage */
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+        push_pool(L, upv);
         lua_rawgeti(L, -1, s->npool);
         lua_pushnil(L);
         lua_rawseti(L, -3, s->npool);
@@ -403,9 +504,9 @@ static void stash_args(lua_State *L, ag_state *s, int key, int top, lua_Integer 
 
 /* After f: pushes this call's snapshot (skipping ones an error left behind), puts back
  * the one it displaced, and returns its stack index. */
-static int take_args(lua_State *L, int key, lua_Integer serial, const char *name)
+static int take_args(lua_State *L, int key, lua_Integer serial, const char *name, int upv)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
+    push_snaps(L, upv);
     int snaps = lua_gettop(L);
     lua_pushvalue(L, key);
     lua_rawget(L, snaps);
@@ -431,23 +532,23 @@ static int take_args(lua_State *L, int key, lua_Integer serial, const char *name
 }
 
 static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
-                       int top, unsigned req, unsigned mark)
+                       int top, unsigned req, unsigned mark, int upv, mo_tensor **at)
 {
     int key = snapshot_key(L, top);
     lua_Integer serial = ++s->serial;
-    stash_args(L, s, key, top, serial);
+    stash_args(L, s, key, top, serial, upv);
     int n = f(L);
     int last = lua_gettop(L);
-    int args = take_args(L, key, serial, name);
+    int args = take_args(L, key, serial, name, upv);
 
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
-        give_back(L, s, args, top);
+        give_back(L, s, args, top, upv);
         lua_settop(L, last);
         return n;
     }
     int base = lua_gettop(L); /* the recorder function on top */
-    if (n == 1 && req != 0 && fast_record(L, s, name, nameidx, args, top, req, last)) {
-        give_back(L, s, args, top);
+    if (n == 1 && req != 0 && fast_record(L, s, name, nameidx, args, top, req, last, upv, at)) {
+        give_back(L, s, args, top, upv);
         lua_settop(L, last);
         return n;
     }
@@ -462,35 +563,36 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     lua_pushinteger(L, (lua_Integer)mark);
     for (int i = last - n + 1; i <= last; i++) lua_pushvalue(L, i);
     if (lua_pcall(L, 5 + n, 0, 0) != LUA_OK) record_error(L, name);
-    give_back(L, s, args, top); /* the recorder keeps no reference to the snapshot */
+    give_back(L, s, args, top, upv); /* the recorder keeps no reference to the snapshot */
     lua_settop(L, last);
     return n;
 }
 
-static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind,
-                   int upv);
+static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
+                   int kind, int upv);
 
 /* Everything but the fast path of ag_dispatch; also t[k] and t[k] = v (tensor.c). */
 int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv)
 {
-    return ag_call(L, f, name, 0, kind, upv);
+    return ag_call(L, get_state(L), f, name, 0, kind, upv);
 }
 
-static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx, int kind, int upv)
+/* s: the lua_State's ag_state (a dispatcher's upvalue 3: no registry look-up per call). */
+static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
+                   int kind, int upv)
 {
-    ag_state *s = get_state(L);
     int top = lua_gettop(L);
     int recording = s != NULL && s->enabled && s->live > 0;
     if (kind & F_INPLACE) {
         if (recording) inplace_check(L, top, name, upv);
         int n = f(L);
-        bump_arg(L, 1);
+        bump_arg(L, 1, upv);
         return n;
     }
     if (kind & F_FACTORY) {
         int want = wants_grad(L, top);
         int n = f(L);
-        mo_tensor *t = n == 1 ? mo__totensor(L, -1) : NULL;
+        mo_tensor *t = n == 1 ? tensor_at(L, -1, upv) : NULL;
         if (want && t != NULL && s != NULL) set_flags(s, t, block_of(t)->ag | MO__AG_REQ);
         return n;
     }
@@ -500,32 +602,45 @@ static int ag_call(lua_State *L, lua_CFunction f, const char *name, int nameidx,
         return n;
     }
     if (!recording) return f(L);
+    /* at[i]: argument i's tensor (NULL for another value), found once here and used by the
+     * record after f ran: the snapshot of the arguments anchors these userdata blocks, so
+     * the pointers stay valid memory (a finalizer may release a tensor's contents in
+     * between, which leaves an empty tensor: versions and shapes read then are harmless,
+     * and backward reports the freed tensor); at[0] is the result */
+    mo_tensor *at[32] = {NULL};
     unsigned req = 0, mark = 0;
     for (int i = 1; i <= top && i <= 30; i++) {
-        unsigned fl = lua_type(L, i) == LUA_TTABLE ? list_flags(L, i, upv) : arg_flags(L, i, upv);
+        unsigned fl;
+        if (lua_type(L, i) == LUA_TTABLE) {
+            fl = list_flags(L, i, upv);
+        } else {
+            at[i] = tensor_at(L, i, upv);
+            fl = at[i] ? block_of(at[i])->ag : 0;
+        }
         if (fl & MO__AG_REQ) req |= 1u << (i - 1);
         if (fl & MO__AG_MARK) mark |= 1u << (i - 1);
     }
     if (req == 0 && mark == 0) return f(L);
-    return record_call(L, s, f, name, nameidx, top, req, mark);
+    return record_call(L, s, f, name, nameidx, top, req, mark, upv, at);
 }
 
 /* The wrapper of every dispatched function. Upvalues: 1 the tensor metatable (for
- * mo__toarg), 2 f, 3 the ag_state, 4 the kind, 5 the name. */
+ * mo__toarg), 2 f, 3 the ag_state, 4 the kind, 5 the name, 6 to 8 the snapshot table, the
+ * snapshot pool and engine.DEFS (UV_SNAPS...). */
 static int ag_dispatch(lua_State *L)
 {
     lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(2));
-    const ag_state *s = (const ag_state *)lua_touserdata(L, lua_upvalueindex(3));
+    ag_state *s = (ag_state *)lua_touserdata(L, lua_upvalueindex(3));
     lua_Integer kind = lua_tointeger(L, lua_upvalueindex(4));
     if (kind == 0 && (s->live == 0 || !s->enabled)) return f(L);
-    return ag_call(L, f, lua_tostring(L, lua_upvalueindex(5)), lua_upvalueindex(5), (int)kind, 1);
+    return ag_call(L, s, f, lua_tostring(L, lua_upvalueindex(5)), lua_upvalueindex(5), (int)kind, 1);
 }
 
 /* Functions whose results are never tensors made from their arguments (numbers, tables
  * of sizes, strings): registered without the dispatcher, nothing to record. */
 static const char *const plain_names[] = {
     "shape", "size", "stride", "numel", "dim", "is_contiguous", "same_storage", "get", "item",
-    "totable", "any", "all", "dot", "norm_many", "is_tensor", "__gc", "__close", "__len",
+    "totable", "any", "all", "norm_many", "is_tensor", "__gc", "__close", "__len",
     "__tostring", "blas_set_threads", "blas_get_threads", "manual_seed", "clock", NULL};
 
 static int kind_of(const char *name)
@@ -550,8 +665,21 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
 {
     /* stack: ..., target table, metatable */
     int mt = lua_gettop(L);
+    /* the names registered here, with their kinds (core._autograd.registered: the test
+     * that every dispatched function is defined, non-differentiable or listed) */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
+    }
+    int names = lua_gettop(L);
     for (; l->name != NULL; l++) {
         int kind = l->func ? kind_of(l->name) : 0;
+        if (l->func != NULL) {
+            lua_pushinteger(L, kind);
+            lua_setfield(L, names, l->name);
+        }
         if (l->func == NULL) {
             lua_pushboolean(L, 0);
         } else if (kind == F_PLAIN) {
@@ -563,32 +691,43 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
             mo__ag_push_state(L);
             lua_pushinteger(L, kind);
             lua_pushstring(L, l->name);
-            lua_pushcclosure(L, ag_dispatch, 5);
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key);
+            lua_pushcclosure(L, ag_dispatch, 8);
         }
         lua_setfield(L, mt - 1, l->name);
     }
+    lua_pop(L, 1);
 }
 
 /* ======================================================================== */
 /* Functions for the Lua half (moonopt.core._autograd; docs/autograd.md)     */
 /* ======================================================================== */
 
+/* (the functions below have the tensor metatable as upvalue 1: tensor_at(L, idx, 1)) */
 static mo_tensor *check_any(lua_State *L, int idx, const char *fname)
 {
-    mo_tensor *t = mo__totensor(L, idx);
+    mo_tensor *t = tensor_at(L, idx, 1);
     if (t == NULL) mo__typeerror(L, idx, fname, MO_TENSOR_MT);
     return t;
 }
 
-/* install(recorder | nil [, defs]): the Lua recorder and engine.DEFS (for the C fast path) */
+/* install(recorder | nil): the Lua recorder */
 static int f_install(lua_State *L)
 {
     if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &defs_key);
+    lua_settop(L, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &recorder_key);
     return 0;
+}
+
+/* defs() -> the table engine.DEFS is (name -> definition): made with the lua_State's
+ * autograd state, so every dispatcher holds it (the C fast path reads it per record). */
+static int f_defs(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key);
+    return 1;
 }
 
 /* grad_mode([flag]) -> the mode before the call; sets it when flag is given. */
@@ -630,7 +769,7 @@ static int f_info(lua_State *L)
  * leaf requiring grad, or nothing. The recorder's per-input call. */
 static int f_edge(lua_State *L)
 {
-    mo_tensor *t = mo__totensor(L, 1);
+    mo_tensor *t = tensor_at(L, 1, 1);
     unsigned fl = t ? block_of(t)->ag : 0;
     if (fl & MO__AG_NONLEAF) {
         lua_getiuservalue(L, 1, 3);
@@ -683,8 +822,8 @@ static int f_set_mark(lua_State *L)
  * non-tensor t gives nil. */
 static int f_bshape(lua_State *L)
 {
-    mo_tensor *t = mo__totensor(L, 1);
-    mo_tensor *o = mo__totensor(L, 2);
+    mo_tensor *t = tensor_at(L, 1, 1);
+    mo_tensor *o = tensor_at(L, 2, 1);
     if (t == NULL) return 0;
     if (o != NULL && mo_tensor_same_shape(t, o)) {
         lua_pushboolean(L, 0);
@@ -705,7 +844,7 @@ static int f_bshape(lua_State *L)
  * in one call. */
 static int f_bmeta(lua_State *L)
 {
-    mo_tensor *t = mo__totensor(L, 1);
+    mo_tensor *t = tensor_at(L, 1, 1);
     if (t == NULL) {
         lua_pushnil(L);
         lua_pushboolean(L, 0);
@@ -720,11 +859,32 @@ static int f_bmeta(lua_State *L)
 /* version(t) -> the storage's write count (false for a non-tensor) */
 static int f_version(lua_State *L)
 {
-    mo_tensor *t = mo__totensor(L, 1);
+    mo_tensor *t = tensor_at(L, 1, 1);
     if (t == NULL)
         lua_pushboolean(L, 0); /* a saved non-tensor (a number): nothing to check */
     else
         lua_pushinteger(L, (lua_Integer)mo_tensor_version(t));
+    return 1;
+}
+
+/* registered() -> {name = kind}: every function registered through mo__setfuncs /
+ * mo__add_methods, kind "op" (dispatched: recorded when defined, else marked), "inplace",
+ * "factory", "step" or "plain" (not dispatched: returns no tensor made from its arguments). */
+static int f_registered(lua_State *L)
+{
+    static const char *const kinds[] = {"op", "inplace", "factory", "step", "plain"};
+    lua_newtable(L);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) != LUA_TTABLE) return 1;
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_Integer k = lua_tointeger(L, -1);
+        int i = k == F_INPLACE ? 1 : k == F_FACTORY ? 2 : k == F_STEP ? 3 : k == F_PLAIN ? 4 : 0;
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushstring(L, kinds[i]);
+        lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
     return 1;
 }
 
@@ -776,7 +936,7 @@ static const luaL_Reg ag_functions[] = {
     {"install", f_install},   {"grad_mode", f_grad_mode}, {"info", f_info},
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
     {"version", f_version},   {"live", f_live},           {"bshape", f_bshape},
-    {"bmeta", f_bmeta},
+    {"bmeta", f_bmeta},       {"registered", f_registered}, {"defs", f_defs},
     {NULL, NULL},
 };
 

@@ -51,6 +51,7 @@ local CASES = {
   where = gc(function(a, b) return mo.where(a:gt(0), a, b) + mo.where(b:gt(0), 2, b) end,
     A23(), B23()),
   masked_fill = gc(function(a) return a:masked_fill(T({1, 0, 1}), 5) end, A23()),
+  dot = gc(function(a, b) return a:dot(b) + a:reshape(6):dot(b:reshape(6)) * 2 end, A23(), B23()),
   addcmul = gc(function(a, b, c) return a:addcmul(b, c, 0.5) + a:addcmul(2, b, c) end,
     A23(), B23(), P23()),
   addcdiv = gc(function(a, b, c) return a:addcdiv(b, c, 0.5) end, A23(), B23(), P23()),
@@ -165,6 +166,87 @@ function TestAutogradOps.test_every_registered_op_has_a_gradcheck_case()
   end
   table.sort(missing)
   lu.assertEquals(missing, {}, "differentiable ops without a gradcheck case in CASES")
+end
+
+-- Every function of the binding that the registry test below does not find in E.DEFS or
+-- E.NONDIFF, with the reason it needs neither. A new function must be defined, declared
+-- non-differentiable, or added here with its reason: it can never silently be neither.
+local NOT_AN_OP = {
+  -- kernels whose gradient is a fused node of moonopt.nn.functional (F.conv2d,
+  -- F.max_pool2d, F.avg_pool2d, F.batch_norm call them with grad mode off and record their
+  -- own node) or of a module call (nn.Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+  -- BatchNorm1d/2d: model(x) records one node whose backward is the module's). Dispatched
+  -- (their results are marked when called directly on tensors needing grad).
+  conv2d_forward = "fused", conv2d_backward = "fused", max_pool2d_forward = "fused",
+  max_pool2d_backward = "fused", avg_pool2d_forward = "fused", avg_pool2d_backward = "fused",
+  batch_norm_forward = "fused", batch_norm_backward = "fused",
+  adaptive_avg_pool2d_forward = "fused", adaptive_avg_pool2d_backward = "fused",
+  -- the nn kernels of the torch7 path (lua/binding/nn.c, registered without the
+  -- dispatcher): F.linear, F.relu, F.gelu, F.dropout, F.layer_norm and the fused losses
+  -- record a node around them; module calls record one around the module's backward
+  nn_linear_forward = "fused", nn_linear_backward = "fused", nn_act_forward = "fused",
+  nn_act_backward = "fused", nn_dropout_forward = "fused", nn_dropout_backward = "fused",
+  nn_layernorm_forward = "fused", nn_layernorm_backward = "fused", nn_softmax_forward = "fused",
+  nn_softmax_backward = "fused", nn_mse = "fused", nn_bce_logits = "fused",
+  nn_cross_entropy = "fused", nn_flatten = "fused",
+  -- return no tensor made from their arguments (numbers, booleans, strings, tables of
+  -- sizes, or nothing): registered without the dispatcher ("plain") or with nothing to record
+  shape = "plain", size = "plain", stride = "plain", numel = "plain", dim = "plain",
+  is_contiguous = "plain", same_storage = "plain", get = "plain", item = "plain",
+  totable = "plain", any = "plain", all = "plain", norm_many = "plain", __gc = "plain",
+  __close = "plain", all_finite = "none", crc32 = "none", file_kind = "none", is_lean = "none",
+  optim_check = "none", optim_info = "none", write_file = "none", ckpt_write = "none",
+  ckpt_encode = "none", rng_get_state = "none", rng_set_state = "none",
+  -- make tensors from no tensor argument (a file, a count)
+  ckpt_read = "none", randperm = "none",
+  -- write .grad in place (gradient utilities run between backward and step)
+  clip_grad_norm = "none", clip_grad_value = "none",
+  -- not dispatched, no tensor math: data helpers and the process
+  augment_crop_flip = "none", augment_seed = "none", blas_get_threads = "none",
+  blas_set_threads = "none", clock = "none", column_mean_std = "none", count_correct = "none",
+  decode_idx = "none", gather_rows = "none", get_num_threads = "none", is_tensor = "none",
+  isatty = "none", manual_seed = "none", mean_std = "none", normalize_ = "none",
+  normalize_columns_ = "none", read_idx = "none", set_num_threads = "none", write_idx = "none",
+}
+
+-- Every function the dispatcher wraps (core._autograd.registered(): tensor methods,
+-- metamethods, module functions) and every other function of moonopt.core is defined,
+-- non-differentiable, in-place / a factory / the optimizer step (kinds the dispatcher
+-- itself handles: never recorded), or in NOT_AN_OP; and NOT_AN_OP lists nothing stale.
+function TestAutogradOps.test_every_binding_function_is_classified()
+  local core = require "moonopt.core"
+  local reg = core._autograd.registered()
+  local names = {}
+  for name, kind in pairs(reg) do names[name] = kind end
+  for name, v in pairs(core) do
+    if type(v) == "function" and names[name] == nil then names[name] = "undispatched" end
+  end
+  local handled = {inplace = true, factory = true, step = true}
+  local missing, stale, wrong = {}, {}, {}
+  for name, kind in pairs(names) do
+    if not (E.DEFS[name] or E.NONDIFF[name] or handled[kind] or NOT_AN_OP[name]) then
+      missing[#missing + 1] = name
+    end
+    -- a "plain" entry must really be registered without the dispatcher (t:dot was once
+    -- plain while returning a tensor), and a plain function is never defined
+    if (NOT_AN_OP[name] == "plain") ~= (kind == "plain") then wrong[#wrong + 1] = name end
+    if kind == "plain" and E.DEFS[name] then wrong[#wrong + 1] = name end
+  end
+  for name in pairs(NOT_AN_OP) do
+    if names[name] == nil then stale[#stale + 1] = name end
+  end
+  table.sort(missing)
+  table.sort(stale)
+  table.sort(wrong)
+  lu.assertEquals(missing, {}, "binding functions neither defined, non-differentiable nor listed")
+  lu.assertEquals(stale, {}, "NOT_AN_OP names no binding function")
+  lu.assertEquals(wrong, {}, "plain (undispatched) functions and NOT_AN_OP disagree")
+  -- the known kinds, spot-checked
+  lu.assertEquals(reg.add_, "inplace")
+  lu.assertEquals(reg.zeros, "factory")
+  lu.assertEquals(reg.optim_step, "step")
+  lu.assertEquals(reg.dot, "op")
+  lu.assertEquals(reg.item, "plain")
 end
 
 function TestAutogradOps.test_every_registered_op_is_listed_in_autograd_md()

@@ -218,5 +218,80 @@ function TestFunctionalErrors.test_error_position()
   lu.assertNotStrContains(err, "functional.lua")
 end
 
+-- Fused nodes add a parameter's gradient straight into its existing .grad (E.grad_sink):
+-- the same .grad tensor afterwards, holding old + gradient, the gradient as
+-- mo.autograd.grad returns it (which leaves .grad alone), and double backward unaffected.
+local TestFunctionalSinks = {}
+
+local function check_sink(name, f, params, inputs)
+  local olds = {}
+  for i, p in ipairs(params) do
+    local g0 = mo.randn(table.unpack(p:shape()))
+    if p.grad then p.grad:copy_(g0) else p.grad = g0 end   -- (a module's: in its flat buffer)
+    olds[i] = p.grad:clone()
+  end
+  local handles = {}
+  for i, p in ipairs(params) do handles[i] = p.grad end
+  local all = {}
+  for _, t in ipairs(inputs) do all[#all + 1] = t end
+  for _, p in ipairs(params) do all[#all + 1] = p end
+  local refs = mo.autograd.grad(f(), all)
+  for i, p in ipairs(params) do
+    lu.assertEquals((p.grad - olds[i]):abs():max():item(), 0, name .. ": autograd.grad touched .grad")
+  end
+  f():backward()
+  for i, p in ipairs(params) do
+    lu.assertTrue(rawequal(p.grad, handles[i]), name .. ": .grad replaced")
+    local want = olds[i] + refs[#inputs + i]
+    lu.assertTrue((p.grad - want):abs():max():item() <= 1e-5 * (1 + want:abs():max():item()),
+      name .. ": parameter " .. i)
+  end
+  for i, t in ipairs(inputs) do
+    lu.assertTrue((t.grad - refs[i]):abs():max():item() <= 1e-6, name .. ": input " .. i)
+  end
+end
+
+function TestFunctionalSinks.test_fused_nodes_accumulate_into_existing_grad()
+  mo.manual_seed(3)
+  local x = mo.randn(4, 5):requires_grad_()
+  local w, b = mo.randn(3, 5):requires_grad_(), mo.randn(3):requires_grad_()
+  local r = mo.randn(4, 3)
+  check_sink("linear", function() return (F.linear(x, w, b) * r):sum() end, {w, b}, {x})
+  x.grad = nil
+  check_sink("linear no bias", function() return (F.linear(x, w) * r):sum() end, {w}, {x})
+  local xc = mo.randn(2, 2, 5, 5):requires_grad_()
+  local wc, bc = mo.randn(3, 2, 3, 3):requires_grad_(), mo.randn(3):requires_grad_()
+  local rc = mo.randn(2, 3, 5, 5)
+  check_sink("conv2d", function() return (F.conv2d(xc, wc, bc, {padding = 1}) * rc):sum() end,
+    {wc, bc}, {xc})
+  local xb = mo.randn(6, 3):requires_grad_()
+  local gb, bb = mo.randn(3):requires_grad_(), mo.randn(3):requires_grad_()
+  local rb = mo.randn(6, 3)
+  check_sink("batch_norm", function()
+    return (F.batch_norm(xb, nil, nil, {weight = gb, bias = bb, training = true}) * rb):sum()
+  end, {gb, bb}, {xb})
+  -- a module call: the module's kernels add into the parameters' .grad (their flat buffer)
+  local m = mo.nn.Linear(5, 3)
+  local fg = select(2, m:flat_parameters())
+  x.grad = nil
+  check_sink("Linear call", function() return (m(x) * r):sum() end, m:parameters(), {x})
+  lu.assertTrue(m:parameters()[1].grad:same_storage(fg), "Linear call: .grad left the flat buffer")
+end
+
+function TestFunctionalSinks.test_no_sink_for_a_frozen_bias_or_a_missing_grad()
+  local x = mo.randn(4, 5)
+  local w, b = mo.randn(3, 5):requires_grad_(), mo.randn(3)   -- b needs no gradient
+  w.grad = mo.zeros(3, 5)
+  local h = w.grad
+  F.linear(x, w, b):sum():backward()
+  lu.assertTrue(rawequal(w.grad, h))
+  lu.assertTrue((w.grad - mo.ones(4, 3):t():matmul(x)):abs():max():item() < 1e-5)
+  lu.assertNil(b.grad)
+  local w2 = mo.randn(3, 5):requires_grad_()                  -- no .grad yet: set, not added
+  F.linear(x, w2):sum():backward()
+  lu.assertTrue((w2.grad - mo.ones(4, 3):t():matmul(x)):abs():max():item() < 1e-5)
+end
+
 return {TestFunctionalGolden = TestFunctionalGolden, TestFunctionalGradcheck = TestFunctionalGradcheck,
-        TestFunctionalDropout = TestFunctionalDropout, TestFunctionalErrors = TestFunctionalErrors}
+        TestFunctionalDropout = TestFunctionalDropout, TestFunctionalErrors = TestFunctionalErrors,
+        TestFunctionalSinks = TestFunctionalSinks}

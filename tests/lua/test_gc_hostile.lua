@@ -592,6 +592,14 @@ case("recorded t[i]", "__index", function() return {RG(M(3, 4))} end,
   function(a) return a[1][2] end)
 case("recorded matmul", "matmul", function() return {RG(M(2, 3)), RG(M(3, 4))} end,
   function(a) return mo.matmul(a[1], a[2]) end)
+case("recorded dot", "dot", function() return {RG(M(2, 3)), M(2, 3, 1)} end,
+  function(a) return a[1]:dot(a[2]) end)
+case("_autograd.registered", "registered", function() return {} end,
+  function() return require("moonopt.core")._autograd.registered().dot end)
+case("_autograd.defs", "defs", function() return {} end,
+  function() return require("moonopt.core")._autograd.defs().mul ~= nil end)
+case("recorded view (a declarative save in C)", "view", function() return {RG(M(2, 3))} end,
+  function(a) return a[1]:view(3, 2) end)
 case("requires_grad_", "requires_grad_", function() return {M(2, 3)} end,
   function(a) return a[1]:requires_grad_().requires_grad end)
 case("detach", "detach", function() return {RG(M(2, 3))} end,

@@ -67,6 +67,70 @@ function T.test_every_layer()
   end, {4, 5})
 end
 
+-- The convolutional modules: model(x) + backward equals the torch7 path for each (training
+-- mode: batch statistics, Dropout2d's channel mask drawn from the same seed), evaluation
+-- mode for BatchNorm (running statistics), and a small CNN.
+function T.test_every_conv_layer()
+  same_as_torch7("Conv2d", function() return nn.Conv2d(3, 4, 3, {padding = 1}) end, {2, 3, 6, 5})
+  same_as_torch7("Conv2d strided, grouped, no bias", function()
+    return nn.Conv2d(4, 6, {3, 2}, {stride = 2, padding = {1, 0}, dilation = {1, 2}, groups = 2,
+                                   bias = false})
+  end, {2, 4, 7, 8})
+  same_as_torch7("MaxPool2d", function() return nn.MaxPool2d(2) end, {2, 3, 6, 6})
+  same_as_torch7("MaxPool2d padded", function() return nn.MaxPool2d(3, {stride = 2, padding = 1}) end,
+                 {2, 3, 7, 6})
+  same_as_torch7("AvgPool2d", function() return nn.AvgPool2d(2) end, {2, 3, 6, 6})
+  same_as_torch7("AvgPool2d padded", function()
+    return nn.AvgPool2d(3, {stride = 2, padding = 1, count_include_pad = false})
+  end, {2, 3, 7, 6})
+  same_as_torch7("AdaptiveAvgPool2d", function() return nn.AdaptiveAvgPool2d({2, 3}) end, {2, 3, 7, 8})
+  same_as_torch7("BatchNorm2d", function() return nn.BatchNorm2d(3) end, {4, 3, 5, 5})
+  same_as_torch7("BatchNorm2d eval", function() return nn.BatchNorm2d(3):evaluate() end, {4, 3, 5, 5})
+  same_as_torch7("BatchNorm1d", function() return nn.BatchNorm1d(5) end, {8, 5})
+  same_as_torch7("BatchNorm1d {N, C, L}", function() return nn.BatchNorm1d(3) end, {4, 3, 6})
+  same_as_torch7("Flatten", function() return nn.Flatten() end, {2, 3, 4, 5})
+  same_as_torch7("Dropout2d", function() return nn.Dropout2d(0.4) end, {3, 5, 4, 4})
+  same_as_torch7("CNN", function()
+    return nn.Sequential(nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(4, 6, 3), nn.Dropout2d(0.2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+  end, {3, 2, 8, 8})
+end
+
+-- fit with an autograd loss on a small CNN: the same run as the torch7 path.
+function T.test_fit_autograd_path_cnn()
+  local function run(autograd)
+    mo.manual_seed(12)
+    local X = mo.randn(24, 1, 6, 6)
+    local Y = {}
+    for i = 1, 24 do Y[i] = (i % 2) + 1 end
+    local ds = mo.data.dataset(X, mo.tensor(Y))
+    local m = nn.Sequential(nn.Conv2d(1, 3, 3, {padding = 1}), nn.BatchNorm2d(3), nn.ReLU(),
+                            nn.AvgPool2d(2), nn.Flatten(), nn.Linear(27, 2))
+    local opt = mo.optim.SGD(m:parameters(), {lr = 0.05, momentum = 0.9})
+    local loss = nn.CrossEntropyLoss()
+    if autograd then
+      loss = function(model, xb, yb)
+        local out = model(xb)
+        return F.cross_entropy(out, yb), out
+      end
+    end
+    mo.manual_seed(13)
+    local h = mo.train.fit{model = m, loss = loss, optimizer = opt, data = ds, eval = ds, epochs = 2,
+                           batch_size = 8, progress = false}
+    return h, m
+  end
+  local h0, m0 = run(false)
+  local h1, m1 = run(true)
+  for e = 1, 2 do
+    lu.assertAlmostEquals(h1.train_loss[e], h0.train_loss[e], 1e-6)
+    lu.assertAlmostEquals(h1.eval_loss[e], h0.eval_loss[e], 1e-6)
+  end
+  for i, p in ipairs(m1:parameters()) do lu.assertTrue(maxdiff(p, m0:parameters()[i]) < 1e-6) end
+  -- the running statistics moved the same way (they are buffers, not parameters)
+  lu.assertTrue(maxdiff(m1.modules[2].running_mean, m0.modules[2].running_mean) < 1e-6)
+end
+
 -- A loss module called on a recorded output returns a 0-d tensor recorded with one node.
 function T.test_every_loss()
   local cases = {
@@ -140,15 +204,39 @@ function T.test_called_twice_before_backward()
   lu.assertEquals(maxdiff(y3, y3v), 0)
 end
 
+function T.test_parameters_require_grad_by_default()
+  local m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+  for _, p in ipairs(m:parameters()) do
+    lu.assertTrue(p.requires_grad)
+    lu.assertTrue(p.is_leaf)
+  end
+  -- the snippet of docs/autograd.md works as written: no opt-in
+  local opt = mo.optim.SGD(m:parameters(), {lr = 0.1})
+  local w0 = m:parameters()[1]:clone()
+  local loss = F.cross_entropy(m(mo.randn(5, 3)), {1, 2, 1, 2, 2})
+  lu.assertNotNil(loss.grad_fn)
+  loss:backward()
+  lu.assertTrue(m:parameters()[1].grad:abs():sum():item() > 0)
+  opt:step()
+  lu.assertTrue(maxdiff(m:parameters()[1], w0) > 0)
+  -- the flag survives a conversion and a container's re-flattening
+  local l = nn.Linear(2, 2):double()
+  lu.assertTrue(l.weight.requires_grad)
+  nn.Sequential(l)
+  lu.assertTrue(l:parameters()[1].requires_grad)
+end
+
 function T.test_no_record_without_grad()
   local m = nn.Linear(3, 2)
-  local y = m(mo.randn(2, 3))
-  lu.assertNil(y.grad_fn)          -- parameters do not require grad by default
-  m:requires_grad_()
-  lu.assertNotNil(m(mo.randn(2, 3)).grad_fn)
+  lu.assertNotNil(m(mo.randn(2, 3)).grad_fn)   -- parameters require grad by default
   lu.assertNil(mo.no_grad(function() return m(mo.randn(2, 3)) end).grad_fn)
-  m:requires_grad_(false)
+  m:requires_grad_(false)                       -- frozen: nothing records
   lu.assertFalse(m.weight.requires_grad)
+  lu.assertNil(m(mo.randn(2, 3)).grad_fn)
+  lu.assertNotNil(m(mo.randn(2, 3):requires_grad_()).grad_fn)   -- unless the input needs grad
+  -- the torch7 path never records, with or without the flag
+  m:requires_grad_()
+  lu.assertNil(m:forward(mo.randn(2, 3)).grad_fn)
   H.fails("Linear:requires_grad_: flag must be a boolean, got 1", function() m:requires_grad_(1) end)
 end
 

@@ -13,8 +13,9 @@ local nn = mo.nn
 
 local STEP = 1e-2
 
--- d f / d t by central differences, as a flat Lua list (t contiguous).
-local function numeric_grad(f, t)
+-- d f / d t by central differences, as a flat Lua list (t contiguous). Under no_grad:
+-- parameters require grad, and the view written into would otherwise be recorded.
+local function numeric_grad_(f, t)
   local flat = t:view(-1)
   local g = {}
   for k = 1, flat:numel() do
@@ -30,6 +31,7 @@ local function numeric_grad(f, t)
   end
   return g
 end
+local function numeric_grad(f, t) return mo.no_grad(numeric_grad_, f, t) end
 
 -- Compares an analytic gradient tensor with a numeric one; returns ok, message.
 local function compare(ana, num, what)

@@ -26,8 +26,9 @@ local select, type, fmt = select, type, string.format
 
 M.grad_mode = grad_mode
 
---- binding name -> definition (see M.defop)
-M.DEFS = {}
+--- binding name -> definition (see M.defop): the C side's table, which the dispatcher's
+-- fast path reads (lua/binding/autograd.c fast_record)
+M.DEFS = AG.defs()
 --- names of functions whose tensor results never carry a gradient (comparisons, argmax, ...)
 M.NONDIFF = {}
 
@@ -50,6 +51,20 @@ end
 --- Raises `fmt(...)` at the user's line (for errors found while recording).
 function M.fail(...)
   error(fmt(...), user_level())
+end
+
+local function restore(before, ok, ...)
+  grad_mode(before)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+--- Runs fn(...) with grad mode off (restored even when fn raises) and returns its results:
+-- library code that writes into parameters (optimizer-style updates, ZeRO's gathers, the
+-- schedule-free eval/train swap) runs under it, as PyTorch's optimizers run under no_grad.
+-- (mo.no_grad is the public form, with its argument checked.)
+function M.no_grad(fn, ...)
+  return restore(grad_mode(false), pcall(fn, ...))
 end
 
 -- ---------------------------------------------------------------------------------------
@@ -94,6 +109,28 @@ end
 -- fused backward computes only the gradients some input will receive.
 function M.wants(node, k)
   return node[2 * k - 1] ~= false
+end
+
+-- True while a backward runs that accumulates into leaves' .grad without create_graph
+-- (set by M.backward; false for mo.autograd.grad, which returns gradients instead).
+local sinks_on = false
+
+--[[--
+The .grad of input k of `node`, when the node's backward may add its gradient for that
+input straight into it instead of returning it: input k is a leaf (a parameter) whose .grad
+exists and carries no graph, and the running backward accumulates into .grad (not
+mo.autograd.grad's capture) without create_graph. The backward then returns nil for input k,
+and the engine adds nothing. nil otherwise: return the gradient as usual.
+For fused nodes whose C kernels accumulate (nn_linear_backward adds g^T x into weight.grad):
+no fresh gradient tensor per step, no separate add (docs/autograd.md "Accumulating in place").
+--]]
+function M.grad_sink(node, k)
+  if not sinks_on then return nil end
+  local e = node[2 * k - 1]
+  if type(e) ~= "userdata" then return nil end
+  local g = e.grad
+  if g == nil or g.requires_grad then return nil end
+  return g
 end
 
 -- The mark carried by the first marked value among the args.
@@ -192,12 +229,54 @@ module function registered in C). `spec`:
 `args` (the argument snapshot) is reused for the next call once record returns: keep
 values from it, never the table itself.
   check     optional: true when a gradcheck case exists in tests (the registry walk)
+Instead of `save`, the common saves can be declared; the C dispatcher then does them
+itself, with no call into Lua (the hot path of recording: docs/autograd.md "Recording"):
+  saves     a list of argument positions to save (0: the result), as M.save(node, ...)
+  shapes    true: node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting
+            changed them, else false (nil for a number): core._autograd.bshape
+  shape     true: node.shape = the sizes of argument 1
 Returns the definition.
 --]]
+local bshape = AG.bshape
+local function make_save(spec)
+  local saves, shapes, shape = spec.saves or {}, spec.shapes, spec.shape
+  local n = #saves
+  -- the C side's array form: [1] flags (1: shapes, 2: shape), then the positions
+  local csave = table.move(saves, 1, n, 2, {(shapes and 1 or 0) + (shape and 2 or 0)})
+  -- the same node fields the C side's c_save sets (the recorder's slow path runs this)
+  local function save_fn(node, args, _, out)
+    if n > 0 then
+      local saved = {}
+      for k = 1, n do
+        local v = saves[k] == 0 and out or args[saves[k]]
+        saved[k], saved[n + k] = v, version_of(v)
+      end
+      node.saved, node.nsaved = saved, n
+    end
+    if shapes then node.sa, node.sb = bshape(args[1], out), bshape(args[2], out) end
+    if shape then node.shape = args[1]:shape() end
+  end
+  return csave, save_fn, n
+end
+
 function M.defop(spec)
   assert(type(spec.name) == "string", "defop: name must be a string")
   assert(spec.record or (type(spec.backward) == "function" and type(spec.inputs) == "table"),
     "defop: backward and inputs are required")
+  local csave, nsaved = false, nil
+  if spec.saves or spec.shapes or spec.shape then
+    assert(spec.save == nil and spec.record == nil, "defop: saves/shapes/shape replace save")
+    csave, spec.save, nsaved = make_save(spec)
+    spec.saves, spec.shapes, spec.shape = nil, nil, nil
+  end
+  if not spec.record then
+    -- what the C fast path needs in one table: the metatable its nodes share (the fields
+    -- every node of the op has: name, backward, nin, and nsaved for a declarative save),
+    -- the input positions, the declarative save (or false) and the Lua save (or false)
+    local proto = {name = spec.name, backward = spec.backward, nin = #spec.inputs,
+                   nsaved = nsaved}
+    spec.fast = {{__index = proto}, spec.inputs, csave, csave == false and spec.save or false}
+  end
   for _, n in ipairs(spec.names or {spec.name}) do DEFS[n] = spec end
   return spec
 end
@@ -436,9 +515,11 @@ function M.backward(roots, grads, opts, capture_list)
       capture[t] = true
     end
   end
-  local before = grad_mode(create_graph)
+  local before, sinks_before = grad_mode(create_graph), sinks_on
+  sinks_on = capture == nil and not create_graph
   local ok, err = pcall(run, roots, grads, retain, create_graph, capture)
   grad_mode(before)
+  sinks_on = sinks_before
   if not ok then error(err, 0) end
   if capture_list then
     local out = {}

@@ -77,33 +77,30 @@ M.back = back
 local function wants(node, k) return node[2 * k - 1] ~= false end
 M.wants = wants
 
-defop{name = "add", names = {"add", "__add"}, inputs = {1, 2}, save = save_shapes,
+defop{name = "add", names = {"add", "__add"}, inputs = {1, 2}, shapes = true,
   backward = function(node, g)
     return wants(node, 1) and back(g, node.sa), wants(node, 2) and back(g, node.sb)
   end}
 
-defop{name = "sub", names = {"sub", "__sub"}, inputs = {1, 2}, save = save_shapes,
+defop{name = "sub", names = {"sub", "__sub"}, inputs = {1, 2}, shapes = true,
   backward = function(node, g)
     return wants(node, 1) and back(g, node.sa), wants(node, 2) and back(-g, node.sb)
   end}
 
--- saves both operands with their versions and shapes: two C calls (the hot path of mul)
-local bmeta = core._autograd.bmeta
-local function save_operands(node, args, _, out)
-  local a, b = args[1], args[2]
-  local sa, va = bmeta(a, out)
-  local sb, vb = bmeta(b, out)
-  node.sa, node.sb = sa, sb
-  node.saved, node.nsaved = {a, b, va, vb}, 2
-end
-
-defop{name = "mul", names = {"mul", "__mul"}, inputs = {1, 2}, save = save_operands,
+defop{name = "mul", names = {"mul", "__mul"}, inputs = {1, 2}, saves = {1, 2}, shapes = true,
   backward = function(node, g)
     local a, b = node.saved[1], node.saved[2]
     return wants(node, 1) and back(g * b, node.sa), wants(node, 2) and back(g * a, node.sb)
   end}
 
-defop{name = "div", names = {"div", "__div"}, inputs = {1, 2}, save = save_operands,
+-- t:dot(u) = sum(t * u) over same-shaped tensors, a 0-d tensor: d/dt = g u, d/du = g t
+defop{name = "dot", inputs = {1, 2}, saves = {1, 2},
+  backward = function(node, g)
+    local a, b = node.saved[1], node.saved[2]
+    return wants(node, 1) and g * b, wants(node, 2) and g * a
+  end}
+
+defop{name = "div", names = {"div", "__div"}, inputs = {1, 2}, saves = {1, 2}, shapes = true,
   backward = function(node, g)
     local a, b = node.saved[1], node.saved[2]
     local ga = wants(node, 1) and back(g / b, node.sa)
@@ -219,12 +216,12 @@ defop{name = "add_row_bias", inputs = {1, 2},
 -- Elementwise unary ops
 -- ---------------------------------------------------------------------------------------
 
-local function save_in(node, args) save(node, args[1]) end
-local function save_out(node, _, _, out) save(node, out) end
+-- what a unary op saves (declared: the C dispatcher saves it, see E.defop)
+local save_in, save_out = {1}, {0}
 
-local function unary(names, saver, backward)
+local function unary(names, saves, backward)
   if type(names) == "string" then names = {names} end
-  defop{name = names[1], names = names, inputs = {1}, save = saver, backward = backward}
+  defop{name = names[1], names = names, inputs = {1}, saves = saves, backward = backward}
 end
 
 unary({"neg", "__unm"}, nil, function(_, g) return -g end)
@@ -487,19 +484,21 @@ end
 
 E.nondiff("argmax", "argmin", "any", "all", "eq", "ne", "lt", "le", "gt", "ge",
   "zeros_like", "ones_like", "rand_like", "randn_like")
+-- codecs of optimizer state (bfloat16 / int8) and checkpoints: tensors that never carry a
+-- gradient (declared so the registry test sees a decision, not an omission)
+E.nondiff("lean_encode", "lean_from_codes", "ckpt_decode")
 
 -- ---------------------------------------------------------------------------------------
 -- Shapes and views
 -- ---------------------------------------------------------------------------------------
 
-local function save_shape(node, args) node.shape = args[1]:shape() end
 local function reshape_back(node, g) return g:reshape(node.shape) end
 
 for _, name in ipairs{"reshape", "view", "squeeze", "unsqueeze", "flatten"} do
-  defop{name = name, inputs = {1}, save = save_shape, backward = reshape_back}
+  defop{name = name, inputs = {1}, shape = true, backward = reshape_back}
 end
 
-defop{name = "expand", inputs = {1}, save = save_shape,
+defop{name = "expand", inputs = {1}, shape = true,
   backward = function(node, g) return sum_to(g, node.shape) end}
 
 for _, name in ipairs{"contiguous", "clone"} do

@@ -26,6 +26,9 @@
 -- (N-1)/N of the state (Adam: 2n floats).
 local core = require "moonopt.core"
 local apierror = require "moonopt.apierror"
+-- every function below writes into the params or reads them into buffers as an optimizer
+-- step does: under grad mode off (views of params would otherwise record)
+local no_grad = require("moonopt.autograd.engine").no_grad
 
 local fail = apierror.fail
 
@@ -210,7 +213,7 @@ end
 
 --- step(opt, masks) -> stepped: one sharded step (the top of this file). Raises (on every
 -- rank) a non-finite gradient unless opt.skip_nonfinite, which skips on every rank.
-function M.step(self, masks)
+local function step_(self, masks)
   local z = self._zero
   ensure(self, z)
   if not reduce(z) then
@@ -229,22 +232,25 @@ function M.step(self, masks)
   gather(z)
   return true
 end
+function M.step(self, masks) return no_grad(step_, self, masks) end
 
 --- shard_params(opt, gi) -> this rank's views of group gi's params (ScheduleFreeAdamW's
 -- eval()/train() move these with their state).
-function M.shard_params(self, gi)
+local function shard_params_(self, gi)
   local z = self._zero
   ensure(self, z)
   return z.shadow[gi].params
 end
+function M.shard_params(self, gi) return no_grad(shard_params_, self, gi) end
 
 --- gather_params(opt): every rank's parts of the params into every rank's params (a
 -- collective), after the shards moved.
-function M.gather_params(self)
+local function gather_params_(self)
   local z = self._zero
   ensure(self, z)
   gather(z)
 end
+function M.gather_params(self) return no_grad(gather_params_, self) end
 
 -- ---- checkpoints: the whole state gathered (save), this rank's part kept (load) ----------
 -- Why gathered: a checkpoint of a sharded run is then the same file as an unsharded run's,
@@ -274,7 +280,7 @@ end
 --- full_state(opt) -> {[param] = state}: every rank's parts joined (a collective: every
 -- rank calls it, in opt:state_dict()). Numbers go through one all-reduce of doubles (max;
 -- -inf for "not here"), each buffer through one in-place all-gather of the staging buffer.
-function M.full_state(self)
+local function full_state_(self)
   local z = self._zero
   ensure(self, z)
   local nums, bufs = state_names(self)
@@ -319,11 +325,12 @@ function M.full_state(self)
   end
   return full
 end
+function M.full_state(self) return no_grad(full_state_, self) end
 
 --- shard_state(opt, full) -> this rank's state: each param's state (checked by
 -- load_state_dict against the whole param) cut to this rank's parts. No communication, so
 -- a checkpoint loads at any world size.
-function M.shard_state(self, full)
+local function shard_state_(self, full)
   local z = self._zero
   ensure(self, z)
   local out = {}
@@ -346,5 +353,6 @@ function M.shard_state(self, full)
   end
   return out
 end
+function M.shard_state(self, full) return no_grad(shard_state_, self, full) end
 
 return M

@@ -39,8 +39,9 @@ local E = require "moonopt.autograd.engine"
 local api, fail, show = apierror.api, apierror.fail, apierror.show
 local is_tensor, grad_mode = core.is_tensor, E.grad_mode
 local needs_grad, record, save, wants = E.needs_grad, E.record, E.save, E.wants
+local grad_sink = E.grad_sink
 
-local linear_forward = core.nn_linear_forward
+local linear_forward, linear_backward = core.nn_linear_forward, core.nn_linear_backward
 local act_forward, act_backward = core.nn_act_forward, core.nn_act_backward
 local ln_forward, ln_backward = core.nn_layernorm_forward, core.nn_layernorm_backward
 local dropout_forward = core.nn_dropout_forward
@@ -170,10 +171,17 @@ function F.linear(x, w, b)
   -- the fused kernel: one gemm, then the bias in the same pass over y
   local y = linear_forward(x, w, b, core.NN_ACT_NONE, 0, nil)
   if needs_grad(x, w, b) then
-    -- backward as tensor ops (the same gemms the kernel would run), so it records under
-    -- create_graph: linear differentiates twice
+    -- backward: when the weight and the bias are parameters whose .grad the kernel can
+    -- add into (E.grad_sink: no create_graph, not mo.autograd.grad), the fused kernel
+    -- accumulates dw += g^T x, db += colsum g in place (no fresh gradient tensors per
+    -- step); otherwise tensor ops (the same gemms), which record under create_graph:
+    -- linear differentiates twice
     local node = record("linear", {x, w, b}, {y}, function(node, g)
       local sx, sw = node.saved[1], node.saved[2]
+      if grad_sink(node, 2) and (b == nil or grad_sink(node, 3)) then
+        local gi = linear_backward(sx:contiguous(), g:contiguous(), sw, b, nil, wants(node, 1))
+        return gi or nil, nil, nil
+      end
       return wants(node, 1) and g:matmul(sw) or nil, wants(node, 2) and g:t():matmul(sx) or nil,
              wants(node, 3) and g:sum(1) or nil
     end, 3)
@@ -540,9 +548,15 @@ local function check_4d(fname, x)
   end
 end
 
--- Fresh zero gradient buffers for the parameters that need one (nil otherwise).
-local function zero_if(need, p)
-  return need and p and core.zeros_like(p) or nil
+-- Where the conv kernels (which add into their gradient buffers) put input k's gradient:
+-- the parameter's own .grad when the engine allows it (E.grad_sink; the node then returns
+-- nil for it), else a fresh zero buffer that the node returns; nil when k needs none.
+-- Returns the buffer and whether the node returns it.
+local function grad_buf(node, k, p)
+  if p == nil or not wants(node, k) then return nil, false end
+  local sink = grad_sink(node, k)
+  if sink then return sink, false end
+  return core.zeros_like(p), true
 end
 
 --- conv2d(x, w [, b [, {stride = 1, padding = 0, dilation = 1, groups = 1}]]): x {N, C, H, W},
@@ -565,10 +579,11 @@ function F.conv2d(x, w, b, opts)
     local node = record("conv2d", {x, w, b}, {y}, function(node, g)
       no_double("conv2d")
       local s = node.saved
-      local gw, gb = zero_if(wants(node, 2), s[2]), zero_if(wants(node, 3), s[3])
+      local gw, rw = grad_buf(node, 2, s[2])
+      local gb, rb = grad_buf(node, 3, s[3])
       local gx = raw(core.conv2d_backward, s[1], s[2], g:contiguous(), sh, sw, ph, pw, dh, dw,
                      groups, gw, gb, wants(node, 1) and true or false)
-      return gx, gw, gb
+      return gx, rw and gw or nil, rb and gb or nil
     end, 3)
     save(node, x, w, b)
   end
@@ -651,10 +666,11 @@ function F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
     local node = record("batch_norm", {x, w, b}, {y}, function(node, g)
       no_double("batch_norm")
       local s = node.saved
-      local gw, gb = zero_if(wants(node, 2), s[2]), zero_if(wants(node, 3), s[3])
+      local gw, rw = grad_buf(node, 2, s[2])
+      local gb, rb = grad_buf(node, 3, s[3])
       local gx = raw(core.batch_norm_backward, s[1], g:contiguous(), s[2], s[4], s[5], training,
                      gw, gb, wants(node, 1) and true or false)
-      return gx, gw, gb
+      return gx, rw and gw or nil, rb and gb or nil
     end, 3)
     save(node, x, w, b, smean, sinv)
   end

@@ -142,6 +142,9 @@ local function register_parameter(self, name, t)
   local ps = self._params
   ps[#ps + 1] = {name, t}
   self[name] = t
+  -- parameters require grad (as PyTorch's), so model(x) records on the autograd tape
+  -- without an opt-in; model:requires_grad_(false) freezes them
+  if not t.requires_grad then t:requires_grad_(true) end
   invalidate(self)
   return t
 end
@@ -692,6 +695,24 @@ local function call_backward(node, g)
   local x, target = node.saved[1], node.target
   local now = snapshot(mods)
   put(mods, node.state)
+  -- every parameter a leaf whose .grad the module's kernels can add into (E.grad_sink):
+  -- run backward on the real .grad, no fresh zero tensors, nothing for the engine to add
+  local direct = true
+  for i = 1, #params do
+    if not E.grad_sink(node, i + 1) then
+      direct = false
+      break
+    end
+  end
+  if direct then
+    local ok, gi = pcall(function()
+      if node.loss then return self:backward(x, target) * g end
+      return self:backward(x, g, E.wants(node, 1))
+    end)
+    put(mods, now)
+    if not ok then error(gi, 0) end
+    return gi
+  end
   local old = {}
   for i, p in ipairs(params) do
     old[i] = p.grad

@@ -11,6 +11,7 @@
 local core = require "moonopt.core"
 local apierror = require "moonopt.apierror"
 local Optimizer = require "moonopt.optim.optimizer"
+local no_grad = require("moonopt.autograd.engine").no_grad
 
 local C = Optimizer.checks
 local show = Optimizer.show
@@ -81,9 +82,10 @@ local function swap(self, to_train)
   return self
 end
 
+-- (under grad mode off, as every optimizer-style write into the params)
 --- Puts the params at the average x (for evaluation and for the model you keep).
-SF.eval = apierror.api(function(self) return swap(self, false) end)
+SF.eval = apierror.api(function(self) return no_grad(swap, self, false) end)
 --- Puts the params back at y (where the gradients are taken).
-SF.train = apierror.api(function(self) return swap(self, true) end)
+SF.train = apierror.api(function(self) return no_grad(swap, self, true) end)
 
 return M
