@@ -63,7 +63,6 @@ if opts.autograd then
   -- fit sees a loss function of (model, xb, yb) and runs backward on its result
   local F = nn.functional
   local l1, l2, l3 = model.modules[1], model.modules[3], model.modules[5]
-  model:requires_grad_()   -- the parameters become leaves of the tape
   loss_fn = function(_, xb, yb)
     local h = F.relu(F.linear(xb, l1.weight, l1.bias))
     h = F.relu(F.linear(h, l2.weight, l2.bias))

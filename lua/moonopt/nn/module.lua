@@ -341,9 +341,9 @@ function Module:num_parameters()
   return n
 end
 
---- requires_grad_([flag = true]): sets requires_grad on every parameter of the tree, so
--- model(x) records on the autograd tape (docs/autograd.md "nn and autograd": parameters do
--- not require grad by default). Returns the module.
+--- requires_grad_([flag = true]): sets requires_grad on every parameter of the tree
+-- (parameters require grad from register_parameter on, as PyTorch's; requires_grad_(false)
+-- freezes them: model(x) then records nothing for them). Returns the module.
 local function requires_grad_(self, flag)
   if flag ~= nil and type(flag) ~= "boolean" then
     fail("%s:requires_grad_: flag must be a boolean, got %s", self._class_name, show(flag))
