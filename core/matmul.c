@@ -13,10 +13,17 @@
  * beta == 0 overwrites C without reading it (NaN in C does not leak).
  * C may not share memory with A or B in the kernels; when it does, the
  * product goes through a temporary.
+ *
+ * Threads: a large product is cut into fixed blocks of C's longer side, each
+ * one single-threaded BLAS (or portable) call on the pool (mm_parallel); the
+ * cut depends on m, n, k only, so the bits are the same at any thread count.
+ * OpenBLAS's own threading is kept off (threadpool.c, docs/design.md "Threads").
  */
 #include "moonopt_internal.h"
+#include "threadpool.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #ifdef MO_HAVE_CBLAS
@@ -149,6 +156,83 @@ static void run_cblas(mo_tensor *c, const mo_tensor *a, int ta, const mo_tensor 
 }
 #endif
 
+/* ---- the fixed partition of a product (docs/design.md "Threads") ---- */
+
+/* Products below this many multiply-adds run as one call: waking the pool costs
+ * tens of microseconds, about what a 2^21 multiply-add sgemm takes on one core. */
+#define MM_PAR_MACS ((size_t)1 << 21)
+/* Blocks of C's longer side: at least MM_MIN_BLOCK rows (or columns), so that the
+ * other operand's repacking in every call stays a small share of the work, and at
+ * most MM_MAX_BLOCKS of them; rounded up to a multiple of 16 (aligned SIMD rows). */
+#define MM_MIN_BLOCK ((size_t)128)
+#define MM_MAX_BLOCKS ((size_t)16)
+
+typedef struct mm_job {
+    mo_tensor *c;
+    const mo_tensor *a, *b;
+    int ta, tb, split_rows, blas;
+    double alpha, beta;
+    mm_dims d;
+} mm_job;
+
+/* x's view with dimension dim restricted to [lo, hi) (a handle taking no reference). */
+static mo_tensor mm_narrow(const mo_tensor *x, int dim, size_t lo, size_t hi)
+{
+    mo_tensor v = *x;
+    v.offset = (size_t)((ptrdiff_t)x->offset + (ptrdiff_t)lo * x->stride[dim]);
+    v.shape[dim] = hi - lo;
+    v.numel = v.shape[0] * v.shape[1];
+    return v;
+}
+
+/* One block: rows [lo, hi) of C and op(A) (split_rows), or columns of C and op(B). */
+static void mm_block(void *ctx, size_t chunk, size_t lo, size_t hi)
+{
+    const mm_job *j = ctx;
+    (void)chunk;
+    mm_dims d = j->d;
+    mo_tensor a = *j->a, b = *j->b, c;
+    if (j->split_rows) {
+        a = mm_narrow(j->a, j->ta ? 1 : 0, lo, hi);
+        c = mm_narrow(j->c, 0, lo, hi);
+        d.m = hi - lo;
+    } else {
+        b = mm_narrow(j->b, j->tb ? 0 : 1, lo, hi);
+        c = mm_narrow(j->c, 1, lo, hi);
+        d.n = hi - lo;
+    }
+#ifdef MO_HAVE_CBLAS
+    if (j->blas) {
+        run_cblas(&c, &a, j->ta, &b, j->tb, j->alpha, j->beta, &d);
+        return;
+    }
+#endif
+    run_portable(&c, &a, j->ta, &b, j->tb, j->alpha, &d);
+}
+
+/*
+ * C = alpha * op(A) @ op(B) (+ beta * C for BLAS; the portable kernel adds to C,
+ * already scaled by the caller) in blocks of the longer of m and n. The block
+ * size is a function of m, n, k alone; every block is the same call at any
+ * thread count. A sub-view of a BLAS-compatible operand stays BLAS-compatible.
+ */
+static void mm_parallel(mo_tensor *c, const mo_tensor *a, int ta, const mo_tensor *b, int tb,
+                        double alpha, double beta, const mm_dims *d, int blas)
+{
+    mm_job j = {c, a, b, ta, tb, d->m >= d->n, blas, alpha, beta, *d};
+    const size_t len = j.split_rows ? d->m : d->n;
+    size_t macs = 0;
+    if (mo_size_mul(d->m, d->n, &macs) != MO_OK || mo_size_mul(macs, d->k, &macs) != MO_OK)
+        macs = SIZE_MAX;
+    if (macs < MM_PAR_MACS || len < 2 * MM_MIN_BLOCK) {
+        mm_block(&j, 0, 0, len);
+        return;
+    }
+    size_t grain = mo__grain_for(len, MM_MIN_BLOCK, MM_MAX_BLOCKS);
+    grain = (grain + 15) & ~(size_t)15;
+    mo__parallel_for(len, grain, mm_block, &j);
+}
+
 static mo_status matmul(mo_tensor *c, const mo_tensor *a, int ta, const mo_tensor *b, int tb,
                         double alpha, double beta, int use_blas)
 {
@@ -204,10 +288,10 @@ static mo_status matmul(mo_tensor *c, const mo_tensor *a, int ta, const mo_tenso
         /* a clone's leading dimension is its column count, which fits in int
          * because the dims do; anything else falls back to the portable loop */
         if (st == MO_OK && blas_layout(pa, &fl, &ld) && blas_layout(pb, &fl, &ld)) {
-            run_cblas(c, pa, ta, pb, tb, alpha, beta, &d);
+            mm_parallel(c, pa, ta, pb, tb, alpha, beta, &d, 1);
         } else if (st == MO_OK) {
             st = mo__scale(c, beta);
-            if (st == MO_OK) run_portable(c, pa, ta, pb, tb, alpha, &d);
+            if (st == MO_OK) mm_parallel(c, pa, ta, pb, tb, alpha, 1.0, &d, 0);
         }
         mo_tensor_release(&ca);
         mo_tensor_release(&cb);
@@ -216,7 +300,7 @@ static mo_status matmul(mo_tensor *c, const mo_tensor *a, int ta, const mo_tenso
 #endif
 
     MO_TRY(mo__scale(c, beta));
-    run_portable(c, a, ta, b, tb, alpha, &d);
+    mm_parallel(c, a, ta, b, tb, alpha, 1.0, &d, 0);
     return MO_OK;
 }
 

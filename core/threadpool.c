@@ -83,31 +83,39 @@ static int online_cores(void)
     return c > MO_MAX_THREADS ? MO_MAX_THREADS : (int)c;
 }
 
-static void apply_blas(int n)
+/*
+ * OpenBLAS stays single-threaded for good: its own threading splits a product by
+ * the thread count, which changes the bits of some products (issue 14). matmul.c
+ * cuts large products into fixed chunks and runs them on this pool instead
+ * (docs/design.md "Threads"). Applied once, before the pool's size is first set
+ * or resolved, so no BLAS call made through moonopt sees OpenBLAS's default.
+ */
+static pthread_once_t P_blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single(void)
 {
 #ifdef MO_HAVE_OPENBLAS
-    openblas_set_num_threads(n);
-#else
-    (void)n; /* another BLAS sizes itself (its own environment variables) */
+    openblas_set_num_threads(1);
 #endif
+    /* another BLAS sizes itself (its own environment variables) */
 }
 
 static int pool_size(void)
 {
     int n = atomic_load_explicit(&P_size, memory_order_relaxed);
     if (n > 0) return n;
+    (void)pthread_once(&P_blas_once, blas_single);
     const int env = mo__parse_num_threads(getenv("MOONOPT_NUM_THREADS"));
     int expected = 0;
-    if (atomic_compare_exchange_strong(&P_size, &expected, env ? env : online_cores()) && env)
-        apply_blas(env); /* an explicit choice sizes BLAS too, as mo_set_num_threads does */
+    atomic_compare_exchange_strong(&P_size, &expected, env ? env : online_cores());
     return atomic_load(&P_size);
 }
 
 mo_status mo_set_num_threads(int n)
 {
     if (n < 1 || n > MO_MAX_THREADS) return MO_ERR_ARG;
+    (void)pthread_once(&P_blas_once, blas_single);
     atomic_store(&P_size, n);
-    apply_blas(n);
     return MO_OK;
 }
 

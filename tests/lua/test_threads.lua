@@ -145,6 +145,39 @@ function TestThreadsDeterminism.test_mlp_training()
   end
 end
 
+-- Products (issue 14): OpenBLAS's own threading cut some of these differently at 2 threads
+-- (128x784x256 in float32, several in float64); matmul.c now cuts them into fixed blocks of
+-- C's longer side, each one single-threaded BLAS call (docs/design.md "Threads").
+local PRODUCT_SHAPES = {{256, 4096, 256}, {128, 784, 256}, {1000, 256, 256}, {2000, 300, 200}}
+
+function TestThreadsDeterminism.test_matmul_shapes()
+  for _, dt in ipairs{"float32", "float64"} do
+    for _, s in ipairs(PRODUCT_SHAPES) do
+      same_bits_at_every_count(("matmul %s %s"):format(dt, table.concat(s, "x")), function()
+        mo.manual_seed(1)
+        local a = mo.randn({s[2], s[1]}, {dtype = dt})
+        local b = mo.randn({s[2], s[3]}, {dtype = dt})
+        -- a transposed operand, and a product whose longer side is the other one
+        return {c = mo.matmul(a:t(), b), d = mo.matmul(b:t():contiguous(), a)}
+      end)
+    end
+  end
+end
+
+function TestThreadsDeterminism.test_linear_forward_backward()
+  for _, dt in ipairs{"float32", "float64"} do
+    same_bits_at_every_count("Linear 784->256 " .. dt, function()
+      mo.manual_seed(5)
+      local layer = nn.Linear(784, 256)
+      if dt == "float64" then layer:double() end
+      local x = mo.randn({128, 784}, {dtype = dt})
+      local y = layer:forward(x)
+      local gi = layer:backward(x, mo.randn({128, 256}, {dtype = dt}))
+      return {y = y, gi = gi, gw = layer.weight.grad, gb = layer.bias.grad}
+    end)
+  end
+end
+
 local TestThreadsApi = {}
 
 function TestThreadsApi.test_get_after_set()
