@@ -29,7 +29,7 @@ end
 
 --- The options of argv (a table of strings), checked against spec; the options every main
 -- job shares (epochs >= 1, batch >= 1, lr > 0) are checked when present; --threads N sizes
--- both moonopt's thread pool and OpenBLAS's.
+-- moonopt's thread pool.
 function cli.parse(prog, argv, spec, defaults, usage)
   local o = {}
   for k, v in pairs(defaults) do o[k] = v end
@@ -53,14 +53,11 @@ function cli.parse(prog, argv, spec, defaults, usage)
   return o
 end
 
---- Sizes moonopt's thread pool and, when moonopt is linked with OpenBLAS, OpenBLAS's threads.
+--- Sizes moonopt's thread pool (the kernels and the matrix products, which it cuts into
+-- single-threaded BLAS calls: results are the same bits at any size).
 function cli.set_threads(prog, n)
   if n < 1 then die(prog, "--threads must be at least 1") end
   mo.set_num_threads(n)
-  if not mo.blas_set_threads(n) then
-    io.stderr:write(prog, ": --threads sets moonopt's threads only: moonopt is not linked with OpenBLAS ",
-                    "(BLAS backend: ", mo.blas_backend, "); set your BLAS library's thread variable too\n")
-  end
 end
 
 --- Median of a list of numbers (NaN for an empty list).

@@ -33,7 +33,7 @@ usage: lua5.4 examples/fashion_cnn.lua [options]
   --augment     random crop (padding 2) and horizontal flip of the training batches
   --bn          BatchNorm2d after each convolution
   --lr-find     run the learning-rate range test first and print its suggestion
-  --threads N   threads of moonopt's pool and of OpenBLAS (default: the cores)
+  --threads N   threads of moonopt's pool (default: the cores; same results at any N)
   --seed N      seed of initialization, shuffling and augmentation (default 42)
   --data DIR    Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
   --out DIR     where the SVG figures go (default out)
@@ -93,7 +93,7 @@ print(("Fashion-MNIST: %d training and %d test images; CNN%s, %d parameters"):fo
   mo.data.size(train_set), mo.data.size(test_set), opts.bn and " with BatchNorm" or "", model:num_parameters()))
 print(("AdamW max_lr=%g weight_decay=%g, OneCycle over %d steps, batch %d, %d epochs%s, BLAS %s%s"):format(
   opts.lr, opts.wd, total, opts.batch, opts.epochs, augment and ", augmentation: crop 2 + flip" or "",
-  mo.blas_backend, mo.blas_get_threads() and (" (" .. mo.blas_get_threads() .. " threads)") or ""))
+  mo.blas_backend, ", " .. mo.get_num_threads() .. " threads"))
 
 -- the per-batch loss too, for the loss figure (x in epochs)
 local step_x, step_loss = {}, {}

@@ -31,7 +31,7 @@ usage: lua5.4 examples/fashion_mnist.lua [options]
   --lr X        peak learning rate of AdamW (default 2e-3)
   --wd X        AdamW weight decay (default 1e-2)
   --warmup N    warmup steps of the schedule (default: one epoch)
-  --threads N   threads of moonopt's pool and of OpenBLAS (default: the cores)
+  --threads N   threads of moonopt's pool (default: the cores; same results at any N)
   --seed N      seed of initialization and shuffling (default 42)
   --data DIR    Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
   --out DIR     where the SVG curves go (default out)
@@ -79,7 +79,7 @@ print(("Fashion-MNIST: %d training and %d test images; MLP 784-256-128-10, %d pa
   mo.data.size(train_set), mo.data.size(test_set), model:num_parameters()))
 print(("AdamW lr=%g weight_decay=%g, WarmupCosine over %d steps, batch %d, %d epochs, BLAS %s%s"):format(
   opts.lr, opts.wd, total, opts.batch, opts.epochs, mo.blas_backend,
-  mo.blas_get_threads() and (" (" .. mo.blas_get_threads() .. " threads)") or ""))
+  ", " .. mo.get_num_threads() .. " threads"))
 
 -- the per-batch loss too, for the loss figure (x in epochs)
 local step_x, step_loss = {}, {}

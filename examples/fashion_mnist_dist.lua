@@ -29,8 +29,8 @@ for i = 1, #arg, 2 do
 end
 if opts.batch % size ~= 0 then die(("--batch %d must be a multiple of the %d ranks"):format(opts.batch, size)) end
 
--- one BLAS thread per rank: the ranks already share the cores
-mo.blas_set_threads(1)
+-- one thread per rank (moonopt's pool, which BLAS runs on): the ranks already share the cores
+mo.set_num_threads(1)
 
 local ok, train_set, test_set = pcall(mo.data.fashion_mnist, {normalize = true})
 if not ok then die(tostring(train_set)) end

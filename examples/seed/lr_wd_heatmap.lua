@@ -34,7 +34,7 @@ local o, given = common.args(NAME, arg, {
   batch = {"int", 128, "batch size"},
   slack = {"number", 0.005, "cells within this much test error of the best are 'good'"},
   seeds = {"int", 3, "seeds per cell (mean ± std)"},
-  threads = {"int", 1, "OpenBLAS threads"},
+  threads = {"int", 1, "threads of moonopt's pool (BLAS runs on it)"},
   data = {"string", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory"},
 })
 if o.quick then
@@ -45,7 +45,7 @@ if o.train < o.batch then common.die(NAME, "--train must be at least --batch") e
 if o.epochs < 1 or o.hidden < 1 or o.seeds < 1 then
   common.die(NAME, "--epochs, --hidden and --seeds must be at least 1")
 end
-mo.blas_set_threads(o.threads)
+mo.set_num_threads(o.threads)
 
 -- log10 of the axes: half decades, so lambda / lr falls on the same half-decade grid
 local LOG_LR = {-4, -3.5, -3, -2.5, -2}

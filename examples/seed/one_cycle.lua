@@ -37,7 +37,7 @@ local o, given = common.args(NAME, arg, {
   target = {"number", 0.85, "test accuracy whose first arrival is reported"},
   every = {"int", 40, "evaluate every N steps"},
   seeds = {"int", 3, "seeds per run (mean ± std)"},
-  threads = {"int", 1, "OpenBLAS threads"},
+  threads = {"int", 1, "threads of moonopt's pool (BLAS runs on it)"},
   data = {"string", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory"},
 })
 if o.quick then
@@ -48,7 +48,7 @@ if o.train < o.batch then common.die(NAME, "--train must be at least --batch") e
 if o.epochs < 1 or o.every < 1 or o.batch < 1 or o.seeds < 1 then
   common.die(NAME, "--epochs, --every, --batch and --seeds must be at least 1")
 end
-mo.blas_set_threads(o.threads)
+mo.set_num_threads(o.threads)
 
 local ok, train, test = pcall(mo.data.fashion_mnist, {dir = o.data, normalize = true,
                                                        n_train = o.train})
