@@ -4,7 +4,8 @@
 --      (the dispatcher then scans the arguments' flags);
 --   2. recording: the same small ops on a tensor that requires grad, minus the same ops
 --      unrecorded (target <= 1.5 us per op above the op itself); and backward per op;
---   3. memory: RSS after 1e3 and after 1e4 training steps through autograd (flat).
+--   3. memory: RSS after 1e3 and after 1e4 training steps through autograd (flat); run
+--      first (see its section).
 -- All figures are medians of `reps` runs measured in this one process, in CPU time
 -- (os.clock: steadier than wall time on a shared machine); run with
 -- OPENBLAS_NUM_THREADS=1 (bench/run.sh sets it).
@@ -33,6 +34,40 @@ local function per_call(body)
 end
 
 local us = function(s) return s * 1e6 end
+
+-- 3. memory (measured first: the timed sections below run a full collection between rounds,
+-- which lets Lua 5.4's generational collector age short-lived tensors and grows the heap to a
+-- plateau that says nothing about a training loop) ---------------------------------------
+do -- its tensors (two of them require grad) are gone before the timed sections
+  local function rss_kb()
+    local f = io.open("/proc/self/statm", "r")
+    if not f then return nil end
+    local _, res = f:read("n", "n")
+    f:close()
+    return res * 4
+  end
+
+  mo.manual_seed(3)
+  local X, Y = mo.randn(64, 8), mo.randn(64, 1)
+  local W = mo.zeros({8, 1}, {requires_grad = true})
+  local c = mo.zeros({1}, {requires_grad = true})
+  local opt = mo.optim.SGD({W, c}, {lr = 0.01})
+  local function train_step()
+    opt:zero_grad()
+    local loss = ((mo.matmul(X, W) + c - Y) ^ 2):mean()
+    loss:backward()
+    opt:step()
+    return loss
+  end
+  for _ = 1, 1000 do train_step() end
+  local rss1 = rss_kb()
+  for _ = 1, 9000 do train_step() end
+  local rss2 = rss_kb()
+  if rss1 then
+    print(string.format("RSS after 1e3 training steps %d KB, after 1e4 %d KB (%+d KB) %s", rss1, rss2,
+      rss2 - rss1, rss2 - rss1 <= 1024 and "(flat)" or "(GROWING)"))
+  end
+end
 
 -- 1. the fast path ---------------------------------------------------------------------
 collectgarbage()
@@ -79,32 +114,3 @@ local t_both = per_call(function() chain(xr):backward() end)
 print(string.format("10-op chain on 16 elements: forward %.2f us, backward %.2f us (%.2f us per op)",
   us(t_fwd), us(t_both - t_fwd), us(t_both - t_fwd) / 10))
 
--- 3. memory ------------------------------------------------------------------------------
-local function rss_kb()
-  local f = io.open("/proc/self/statm", "r")
-  if not f then return nil end
-  local _, res = f:read("n", "n")
-  f:close()
-  return res * 4
-end
-
-mo.manual_seed(3)
-local X, Y = mo.randn(64, 8), mo.randn(64, 1)
-local W = mo.zeros({8, 1}, {requires_grad = true})
-local c = mo.zeros({1}, {requires_grad = true})
-local opt = mo.optim.SGD({W, c}, {lr = 0.01})
-local function train_step()
-  opt:zero_grad()
-  local loss = ((mo.matmul(X, W) + c - Y) ^ 2):mean()
-  loss:backward()
-  opt:step()
-  return loss
-end
-for _ = 1, 1000 do train_step() end
-local rss1 = rss_kb()
-for _ = 1, 9000 do train_step() end
-local rss2 = rss_kb()
-if rss1 then
-  print(string.format("RSS after 1e3 training steps %d KB, after 1e4 %d KB (%+d KB) %s", rss1, rss2,
-    rss2 - rss1, rss2 - rss1 <= 1024 and "(flat)" or "(GROWING)"))
-end
