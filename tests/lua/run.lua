@@ -6,14 +6,17 @@
 -- passed to LuaUnit (tests/run.sh uses -o tap). Extra: a pattern after
 -- --files limits which files run; --file PATH runs that one file.
 --
--- The files in ISOLATED make the collector run a whole cycle at every allocation (hostile
--- finalizers). A cycle costs time in proportion to the heap, and the rest of the suite holds
--- tens of MB of golden vectors, so in a whole run each of them runs afterwards in an
--- interpreter of its own (a small heap: seconds instead of most of a minute); its output
--- joins this one's and its failures this run's exit status.
+-- The files in ISOLATED run, in a whole run, each in an interpreter of its own, beside this
+-- one; their output joins this one's and their failures this run's exit status:
+-- - test_gc_hostile and test_optim_contract make the collector run a whole cycle at every
+--   allocation (hostile finalizers). A cycle costs time in proportion to the heap, and the
+--   rest of the suite holds tens of MB of golden vectors: alone, seconds instead of most of
+--   a minute;
+-- - test_dist spends its time in the MPI jobs it starts (about 15 s), not in this process.
 local lu = require "luaunit"
 
-local ISOLATED = {["tests/lua/test_gc_hostile.lua"] = true, ["tests/lua/test_optim_contract.lua"] = true}
+local ISOLATED = {["tests/lua/test_gc_hostile.lua"] = true, ["tests/lua/test_optim_contract.lua"] = true,
+                  ["tests/lua/test_dist.lua"] = true}
 
 local dir = "tests/lua/"
 local files = {}
@@ -53,18 +56,30 @@ end
 for k = #arg, 1, -1 do arg[k] = nil end
 table.move(args, 1, #args, 1, arg)
 -- luacheck: pop
-local failed = lu.LuaUnit.run(table.unpack(args))
+-- In a whole run the isolated files start first, each in an interpreter of its own writing
+-- to a file, and run beside this one (they are single-threaded, as is this run); their output
+-- is printed after this run's, in order.
+local children = {}
 if not only and not exact then
   local interpreter = arg[-1] or "lua5.4"
   local quoted = {}
   for k, a in ipairs(args) do quoted[k] = "'" .. a:gsub("'", "'\\''") .. "'" end
   for _, f in ipairs(files) do
     if ISOLATED[f] then
-      local child = assert(io.popen(("%s tests/lua/run.lua --file %s %s 2>&1"):format(
-        interpreter, f, table.concat(quoted, " "))))
-      io.write(child:read("a"))
-      if not child:close() then failed = failed + 1 end
+      local out = os.tmpname()
+      local child = assert(io.popen(("%s tests/lua/run.lua --file %s %s > %s 2>&1"):format(
+        interpreter, f, table.concat(quoted, " "), out)))
+      children[#children + 1] = {child = child, out = out}
     end
   end
+end
+local failed = lu.LuaUnit.run(table.unpack(args))
+for _, c in ipairs(children) do
+  local ok = c.child:close()   -- waits for it
+  local fh = assert(io.open(c.out, "r"))
+  io.write(fh:read("a"))
+  fh:close()
+  os.remove(c.out)
+  if not ok then failed = failed + 1 end
 end
 os.exit(failed)
