@@ -39,6 +39,21 @@ const char *mo_blas_backend(void)
 #endif
 }
 
+/* OpenBLAS picks its kernels for the CPU when it loads, and kernels sum in
+ * different orders, so float32 training results depend on which one runs;
+ * naming it lets a printed result say what produced it. */
+const char *mo_blas_kernel(void)
+{
+#ifdef MO_HAVE_OPENBLAS
+    const char *name = openblas_get_corename();
+    return name ? name : "unknown";
+#elif defined(MO_HAVE_CBLAS)
+    return "unknown";
+#else
+    return "portable";
+#endif
+}
+
 /* ---- portable kernel ---- */
 
 /* Tile sizes: one packed KB x NB tile of op(B) is 16 KiB and stays in L1. */

@@ -316,6 +316,7 @@ typedef enum mo_unary_op {
     /* elementwise family (issue 11) */
     MO_LOG1P, MO_EXPM1, MO_RSQRT, MO_SIN, MO_COS, MO_TAN,
     MO_FLOOR, MO_CEIL, MO_ROUND, /* round: half to even, as PyTorch */
+    MO_ERF,                      /* the error function (gelu's, and its gradients') */
     MO_UNARY_COUNT_
 } mo_unary_op;
 
@@ -465,6 +466,9 @@ mo_status mo_matmul_portable(mo_tensor *c, const mo_tensor *a, int trans_a,
 
 /* Which backend mo_matmul uses: "cblas" or "portable". */
 const char *mo_blas_backend(void);
+/* The name of the BLAS kernel set in use: OpenBLAS's core name ("Haswell",
+ * "SkylakeX", ...), "portable" without CBLAS, "unknown" for another CBLAS. */
+const char *mo_blas_kernel(void);
 
 /* ------------------------------------------------------------------------ */
 /* Random numbers                                                           */

@@ -70,6 +70,7 @@ UNARY_FNS(un_floor, floor(x))
 UNARY_FNS(un_ceil, ceil(x))
 /* nearbyint in the default rounding mode: halves to even (2.5 -> 2), as torch.round */
 UNARY_FNS(un_round, nearbyint(x))
+UNARY_FNS(un_erf, erf(x))
 
 #define UNARY_ENTRY(name) {TN(name##_c), TN(name##_ip), TN(name##_s)}
 static const TN(unary_fns) TN(unary_tab)[MO_UNARY_COUNT_] = {
@@ -82,6 +83,7 @@ static const TN(unary_fns) TN(unary_tab)[MO_UNARY_COUNT_] = {
     [MO_SIN] = UNARY_ENTRY(un_sin),         [MO_COS] = UNARY_ENTRY(un_cos),
     [MO_TAN] = UNARY_ENTRY(un_tan),         [MO_FLOOR] = UNARY_ENTRY(un_floor),
     [MO_CEIL] = UNARY_ENTRY(un_ceil),       [MO_ROUND] = UNARY_ENTRY(un_round),
+    [MO_ERF] = UNARY_ENTRY(un_erf),
 };
 #undef UNARY_ENTRY
 

@@ -316,6 +316,28 @@ function M.mlp(sizes)
   return nn.Sequential(table.unpack(layers))
 end
 
+--- The CNN of the CNN main job (examples/fashion_cnn.lua), for 1x28x28 images:
+-- Conv2d(1,32,3,pad 1) ReLU MaxPool2d(2) Conv2d(32,64,3,pad 1) ReLU MaxPool2d(2) Flatten
+-- Linear(3136,128) ReLU Linear(128,10).
+function M.cnn()
+  local nn = mo.nn
+  return nn.Sequential(nn.Conv2d(1, 32, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(32, 64, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+end
+
+--- Makes a Fashion-MNIST set's rows {n, 784} into images {n, 1, 28, 28} (a view), for M.cnn.
+function M.as_images(ds)
+  ds.x = ds.x:view(ds.x:size(1), 1, 28, 28)
+  return ds
+end
+
+-- The model of a run: o.net() when given (e.g. M.cnn), else the MLP of o.sizes.
+local function build(o)
+  if o.net then return o.net() end
+  return M.mlp(o.sizes)
+end
+
 --- The optimizer of one heatmap cell.
 -- kind "l2": Adam (PyTorch flavor) with weight_decay = wd, an L2 term in the gradient.
 -- kind "adamw": AdamW decaying by lambda per step (times the schedule's factor), the AdamW
@@ -329,12 +351,13 @@ function M.make_optimizer(kind, params, lr, wd)
   error("make_optimizer: kind must be \"l2\" or \"adamw\", got " .. tostring(kind), 2)
 end
 
---- One training run. o: train, test (data sets), sizes (MLP), kind, lr, wd, epochs, batch,
--- seed, cosine (a CosineAnnealing schedule over the whole run; default true).
+--- One training run. o: train, test (data sets), sizes (MLP) or net (a function returning the
+-- model), kind, lr, wd, epochs, batch, seed, cosine (a CosineAnnealing schedule over the whole
+-- run; default true).
 -- Returns the final test error and the history of mo.train.fit.
 function M.fit_once(o)
   mo.manual_seed(o.seed or 1)
-  local model = M.mlp(o.sizes)
+  local model = build(o)
   local opt = M.make_optimizer(o.kind, model:parameters(), o.lr, o.wd)
   local steps = o.epochs * math.ceil(mo.data.size(o.train) / o.batch)
   local sched
@@ -393,12 +416,13 @@ function M.best_column_per_row(values_)
 end
 
 --- A training run with AdamW evaluated every `every` steps on the test set.
--- o: train, test, sizes, lr, weight_decay (PyTorch convention), epochs, batch, seed,
+-- o: train, test, sizes or net (as in fit_once), lr, weight_decay (PyTorch convention), epochs,
+-- batch, seed,
 -- schedule = function(opt, total_steps) -> a schedule or nil, every.
 -- Returns {step =, acc =, loss =} (lists) and the fit history.
 function M.train_curve(o)
   mo.manual_seed(o.seed or 1)
-  local model = M.mlp(o.sizes)
+  local model = build(o)
   local loss_fn = mo.nn.CrossEntropyLoss()
   local opt = mo.optim.AdamW(model:parameters(), {lr = o.lr, weight_decay = o.weight_decay})
   local total = o.epochs * math.ceil(mo.data.size(o.train) / o.batch)

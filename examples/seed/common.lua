@@ -157,6 +157,13 @@ function M.pm(list, fmt)
   return (fmt .. " ± " .. fmt):format(m, s)
 end
 
+--- "BLAS cblas, kernel Haswell, 1 thread(s)": what a training result's last bits depend on.
+function M.blas_line()
+  local mo = require "moonopt"
+  return ("BLAS %s, kernel %s, %d thread(s)"):format(mo.blas_backend, mo.blas_kernel,
+                                                     mo.get_num_threads())
+end
+
 --- Median of a list of numbers (NaN for an empty list).
 function M.median(list)
   local s = {}

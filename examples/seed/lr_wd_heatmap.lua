@@ -4,12 +4,15 @@
 --
 --   lua5.4 examples/seed/lr_wd_heatmap.lua [--out out/seed] [--train 5000] [--epochs 20]
 --                                          [--hidden 256] [--seeds 3] [--threads 1] [--quick]
+--                                          [--model mlp|cnn] [--test 10000]
 --
--- Fashion-MNIST: the first --train training images and the full 10,000-image test set; an MLP
--- 784-hidden-10 (ReLU); batch 128; a cosine schedule from lr to 0 over the run; the same
--- initialization and batch order in every cell for a given seed; every cell is run with --seeds
--- consecutive seeds from --seed on and reported as mean ± std. Few images and many epochs, so that the model
--- overfits and weight decay has something to do. Grids of half-decade steps, 5 lrs x 6 wds:
+-- Fashion-MNIST: the first --train training images and the first --test test images (all 10,000
+-- by default); an MLP 784-hidden-10 (ReLU), or with --model cnn the CNN of the CNN main job
+-- (claims.cnn; its own 4 x 5 grids, below, and its files named lr_wd_heatmap_cnn_*.svg); batch
+-- 128; a cosine schedule from lr to 0 over the run; the same initialization and batch order in
+-- every cell for a given seed; every cell is run with --seeds consecutive seeds from --seed on
+-- and reported as mean ± std. Few images and many epochs, so that the model overfits and weight
+-- decay has something to do. Grids of half-decade steps, 5 lrs x 6 wds for the MLP:
 --   Adam + L2:  lr x wd, g <- g + wd * w            (mo.optim.Adam, weight_decay = wd)
 --   AdamW:      lr x lambda, w <- w * (1 - eta_t lambda) with eta_t the schedule's factor,
 --               the paper's convention (mo.optim.AdamW, weight_decay = lambda / lr)
@@ -30,7 +33,9 @@ local NAME = "lr_wd_heatmap"
 local o, given = common.args(NAME, arg, {
   train = {"int", 5000, "training images used"},
   epochs = {"int", 20, "epochs per run"},
-  hidden = {"int", 256, "hidden units"},
+  hidden = {"int", 256, "hidden units (--model mlp)"},
+  model = {"string", "mlp", "mlp (784-hidden-10) or cnn (the CNN main job's network)"},
+  test = {"int", 10000, "test images used"},
   batch = {"int", 128, "batch size"},
   slack = {"number", 0.005, "cells within this much test error of the best are 'good'"},
   seeds = {"int", 3, "seeds per cell (mean ± std)"},
@@ -42,21 +47,35 @@ if o.quick then
   if not given.seeds then o.seeds = 1 end
 end
 if o.train < o.batch then common.die(NAME, "--train must be at least --batch") end
-if o.epochs < 1 or o.hidden < 1 or o.seeds < 1 then
-  common.die(NAME, "--epochs, --hidden and --seeds must be at least 1")
+if o.epochs < 1 or o.hidden < 1 or o.seeds < 1 or o.test < 1 then
+  common.die(NAME, "--epochs, --hidden, --seeds and --test must be at least 1")
 end
+if o.model ~= "mlp" and o.model ~= "cnn" then
+  common.die(NAME, "--model must be mlp or cnn, got '" .. o.model .. "'")
+end
+local CNN = o.model == "cnn"
 mo.set_num_threads(o.threads)
 
 -- log10 of the axes: half decades, so lambda / lr falls on the same half-decade grid
 local LOG_LR = {-4, -3.5, -3, -2.5, -2}
 local LOG_L2 = {-4.5, -4, -3.5, -3, -2.5, -2}
 local LOG_LAM = {-4.5, -4, -3.5, -3, -2.5, -2}
+if CNN then
+  -- 4 x 5 (a CNN run costs ~20 MLP runs): Adam's usual lrs for a CNN and the decays that
+  -- range from harmless to harmful within a run's ~240 steps
+  LOG_LR, LOG_L2, LOG_LAM = {-3.5, -3, -2.5, -2}, {-4, -3.5, -3, -2.5, -2}, {-4, -3.5, -3, -2.5, -2}
+end
 if o.quick then LOG_LR, LOG_L2, LOG_LAM = {-3, -2.5}, {-4, -3}, {-4, -3} end
 
 local ok, train, test = pcall(mo.data.fashion_mnist, {dir = o.data, normalize = true,
                                                        n_train = o.train})
 if not ok then common.die(NAME, tostring(train)) end
-if o.quick then test = mo.data.subset(test, 1, 1000) end
+if o.quick then o.test = math.min(o.test, 1000) end
+if o.test < mo.data.size(test) then test = mo.data.subset(test, 1, o.test) end
+if CNN then claims.as_images(train); claims.as_images(test) end
+local NET = CNN and claims.cnn or nil
+local MODEL = CNN and "CNN (claims.cnn)" or ("MLP 784-%d-10"):format(o.hidden)
+local FILE = CNN and "lr_wd_heatmap_cnn" or "lr_wd_heatmap"
 
 local function label(l)
   -- 10^-3.5 -> "3.2e-4", 10^-3 -> "1e-3"
@@ -79,7 +98,7 @@ local function grid(kind, log_wd)
       local errs = {}
       for k, seed in ipairs(SEEDS) do
         errs[k] = claims.fit_once{train = train, test = test, sizes = {784, o.hidden, 10},
-                                  kind = kind, lr = 10 ^ llr, wd = 10 ^ lwd, epochs = o.epochs,
+                                  net = NET, kind = kind, lr = 10 ^ llr, wd = 10 ^ lwd, epochs = o.epochs,
                                   batch = o.batch, seed = seed}
       end
       mean[i][j], std[i][j] = common.mean_std(errs)
@@ -88,9 +107,10 @@ local function grid(kind, log_wd)
   return mean, std
 end
 
-print(("Fashion-MNIST: %d training images, %d test; MLP 784-%d-10; %d epochs, batch %d, cosine"
-       .. " lr schedule; seeds %s"):format(mo.data.size(train), mo.data.size(test), o.hidden,
-                                          o.epochs, o.batch, table.concat(SEEDS, ", ")))
+print(("Fashion-MNIST: %d training images, %d test; %s; %d epochs, batch %d, cosine"
+       .. " lr schedule; seeds %s; %s"):format(mo.data.size(train), mo.data.size(test), MODEL,
+                                              o.epochs, o.batch, table.concat(SEEDS, ", "),
+                                              common.blas_line()))
 local t0 = mo.clock()
 local l2, l2_sd = grid("l2", LOG_L2)
 io.stderr:write(("  Adam+L2 grid done, %.0f s\n"):format(mo.clock() - t0))
@@ -226,14 +246,14 @@ end
 vmax = math.min(vmax, vmin + 0.05) -- resolve the good region; much worse cells saturate
 local function heat(title, values, col_logs, xlabel, file)
   common.save(mo.plot.heatmap{
-    title = title, xlabel = xlabel, ylabel = "learning rate (peak)",
+    title = (CNN and "CNN, " or "") .. title, xlabel = xlabel, ylabel = "learning rate (peak)",
     xticks = labels(col_logs), yticks = labels(LOG_LR), values = values, origin = "lower",
     annotate = true, fmt = "%.3f", vmin = vmin, vmax = vmax,
     colorbar_label = ("test error, mean of %d seeds"):format(#SEEDS),
     width = 120 + 72 * #col_logs + 120,
   }, o.out, file)
 end
-heat("Adam + L2: test error", l2, LOG_L2, "L2 factor wd", "lr_wd_heatmap_adam_l2.svg")
-heat("AdamW: test error", aw, LOG_LAM, "decay per step lambda (paper)", "lr_wd_heatmap_adamw.svg")
+heat("Adam + L2: test error", l2, LOG_L2, "L2 factor wd", FILE .. "_adam_l2.svg")
+heat("AdamW: test error", aw, LOG_LAM, "decay per step lambda (paper)", FILE .. "_adamw.svg")
 heat("AdamW, PyTorch convention: test error", awpt, log_pt, "weight_decay = lambda / lr",
-     "lr_wd_heatmap_adamw_pytorch.svg")
+     FILE .. "_adamw_pytorch.svg")

@@ -58,6 +58,7 @@ UNARY(tan, MO_TAN)
 UNARY(floor, MO_FLOOR)
 UNARY(ceil, MO_CEIL)
 UNARY(round, MO_ROUND)
+UNARY(erf, MO_ERF)
 
 static int clamp_tensors(lua_State *L, const char *fname, int inplace);
 
@@ -494,7 +495,7 @@ static const luaL_Reg math_methods[] = {
     BOTH(neg), BOTH(sqrt), BOTH(exp), BOTH(log), BOTH(tanh), BOTH(sigmoid), BOTH(relu),
     BOTH(abs), BOTH(sign), BOTH(pow), BOTH(clamp),
     BOTH(log1p), BOTH(expm1), BOTH(rsqrt), BOTH(sin), BOTH(cos), BOTH(tan),
-    BOTH(floor), BOTH(ceil), BOTH(round),
+    BOTH(floor), BOTH(ceil), BOTH(round), BOTH(erf),
     BOTH(add), BOTH(sub), BOTH(mul), BOTH(div),
     {"eq", m_eq}, {"ne", m_ne}, {"lt", m_lt}, {"le", m_le}, {"gt", m_gt}, {"ge", m_ge},
     {"eq_", m_eq_}, {"ne_", m_ne_}, {"lt_", m_lt_}, {"le_", m_le_}, {"gt_", m_gt_}, {"ge_", m_ge_},

@@ -6,6 +6,7 @@
  * data.c), and:
  *   _VERSION      "moonopt 0.1.0"
  *   blas_backend  "cblas" or "portable" (what mo.matmul uses)
+ *   blas_kernel   OpenBLAS's kernel set for this CPU ("Haswell", ...), "portable", "unknown"
  *   clock()       monotonic seconds (CLOCK_MONOTONIC), for timing loops
  *   manual_seed(n) reseeds this lua_State's default generator
  *
@@ -85,5 +86,7 @@ int luaopen_moonopt_core(lua_State *L)
     lua_setfield(L, -2, "_VERSION");
     lua_pushstring(L, mo_blas_backend());
     lua_setfield(L, -2, "blas_backend");
+    lua_pushstring(L, mo_blas_kernel());
+    lua_setfield(L, -2, "blas_kernel");
     return 1;
 }

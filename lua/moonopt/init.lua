@@ -20,7 +20,8 @@
 --   mo.blas_set_threads(n)   mo.blas_get_threads()
 --   mo.set_num_threads(n)   mo.get_num_threads()   (the kernels' thread pool)
 --   mo.Tensor: the methods table shared by every tensor (t:add, t:view, ...)
---   mo._VERSION = "moonopt 0.1.0"; mo.blas_backend = "cblas" | "portable"
+--   mo._VERSION = "moonopt 0.1.0"; mo.blas_backend = "cblas" | "portable";
+--   mo.blas_kernel = OpenBLAS's kernel set ("Haswell", ...)
 --   mo.nn  mo.optim  mo.sched  mo.train  mo.data  mo.plot  mo.progress: submodules,
 --   loaded on first use.
 --
@@ -53,7 +54,7 @@ local autograd = require "moonopt.autograd"
 
 -- The exported names of the C module (tests/lua/test_surface.lua checks the full list).
 local FROM_CORE = {
-  "Tensor", "_VERSION", "blas_backend",
+  "Tensor", "_VERSION", "blas_backend", "blas_kernel",
   "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "arange", "randperm",
   "manual_seed", "clock", "is_tensor", "matmul", "blas_set_threads", "blas_get_threads",
   "set_num_threads", "get_num_threads",   -- the thread pool (lua/binding/threads.c)

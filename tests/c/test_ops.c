@@ -182,6 +182,7 @@ static double unary_ref(mo_unary_op op, double x)
     case MO_FLOOR: return floor(x);
     case MO_CEIL: return ceil(x);
     case MO_ROUND: return nearbyint(x);
+    case MO_ERF: return erf(x);
     default: return NAN;
     }
 }

@@ -55,7 +55,7 @@ def cases(dt):
              "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "abs": torch.abs, "sign": torch.sign,
              "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
              "sigmoid": torch.sigmoid, "relu": torch.relu, "floor": torch.floor,
-             "ceil": torch.ceil, "round": torch.round, "neg": torch.neg}
+             "ceil": torch.ceil, "round": torch.round, "neg": torch.neg, "erf": torch.erf}
     for name, f in unary.items():
         src = pos if name in ("log", "sqrt", "rsqrt", "log1p") else (x * 3 if name in (
             "floor", "ceil", "round") else x)

@@ -71,6 +71,7 @@ local CASES = {
   relu = gc(function(a) return a:relu() end, A23()),
   log1p = gc(function(a) return a:log1p() end, P23()),
   expm1 = gc(function(a) return a:expm1() end, A23()),
+  erf = gc(function(a) return a:erf() end, A23()),
   sign = gc(function(a) return a:sign() + a end, A23()),
   floor = gc(function(a) return a:floor() + a end, A23()),
   ceil = gc(function(a) return a:ceil() + a end, A23()),

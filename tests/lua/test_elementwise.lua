@@ -42,7 +42,7 @@ local function check(t, g, dt, what)
 end
 
 local UNARY = {"exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "abs", "sign", "sin", "cos",
-               "tan", "tanh", "sigmoid", "relu", "floor", "ceil", "round", "neg"}
+               "tan", "tanh", "sigmoid", "relu", "floor", "ceil", "round", "neg", "erf"}
 local POSITIVE = {log = true, sqrt = true, rsqrt = true, log1p = true}
 local SCALED = {floor = true, ceil = true, round = true}
 

@@ -10,6 +10,10 @@ local G = dofile("tests/golden/functional_golden.lua")
 
 local F = mo.nn.functional
 local T5 = G.target5
+local T5I = G.target5i -- with an ignored row (-100)
+
+-- the per-class weights in x's dtype
+local function W4(x) return mo.tensor(G.weight4, {dtype = x.dtype}) end
 
 -- The same calls as the generator, keyed by case name.
 local CALLS = {
@@ -49,14 +53,29 @@ local CALLS = {
     local d = x.dtype
     return F.batch_norm(x, mo.zeros(3, {dtype = d}), mo.ones(3, {dtype = d}), {weight = w, bias = b, training = true})
   end,
+  cross_entropy_w = function(x) return F.cross_entropy(x, T5, {weight = W4(x)}) end,
+  cross_entropy_ignore_sum = function(x)
+    return F.cross_entropy(x, T5I, {reduction = "sum", ignore_index = -100})
+  end,
+  cross_entropy_w_ignore_ls = function(x)
+    return F.cross_entropy(x, mo.tensor(T5I), {weight = W4(x), ignore_index = -100, label_smoothing = 0.2})
+  end,
+  cross_entropy_ignore_ls = function(x)
+    return F.cross_entropy(x, T5I, {ignore_index = -100, label_smoothing = 0.2})
+  end,
+  cross_entropy_w_ignore_none = function(x)
+    return F.cross_entropy(x, T5I, {weight = W4(x), ignore_index = -100, reduction = "none", label_smoothing = 0.1})
+  end,
+  nll_loss_w_ignore = function(x) return F.nll_loss(x, T5I, {weight = W4(x), ignore_index = -100}) end,
+  nll_loss_ignore_sum = function(x) return F.nll_loss(x, T5I, {reduction = "sum", ignore_index = -100}) end,
   batch_norm_eval = function(x, w, b)
     local d = x.dtype
     return F.batch_norm(x, mo.tensor({0.1, -0.2, 0.3}, {dtype = d}), mo.tensor({1.5, 0.5, 2.0}, {dtype = d}), w, b)
   end,
 }
 
--- cases without a float64 path (erf has no float64 kernel)
-local F32_ONLY = {gelu = true}
+-- cases without a float64 path (none since gelu's kernel took float64)
+local F32_ONLY = {}
 
 local function make(spec, dtype, rg)
   local t = mo.tensor(H.nest(spec.data, spec.shape), {dtype = dtype})
@@ -157,8 +176,33 @@ end
 
 function TestFunctionalGradcheck.test_double_backward_through_a_kernel_is_an_error()
   local x = mo.randn(3, 4):requires_grad_()
-  local y = F.gelu(x):sum()
-  H.fails("gelu: double backward", function() mo.autograd.grad(y, {x}, {create_graph = true}) end)
+  local y = F.layer_norm(x, 4):sum()
+  H.fails("layer_norm: double backward", function() mo.autograd.grad(y, {x}, {create_graph = true}) end)
+end
+
+-- gelu (both forms) differentiates twice: under create_graph its gradient is tensor ops, equal
+-- to the kernel's; their derivative matches central differences of the kernel's gradient, and
+-- float32 agrees with float64
+function TestFunctionalGradcheck.test_gelu_double_backward()
+  for _, approx in ipairs{"none", "tanh"} do
+    local function kernel_grad(v) -- gelu'(v) by the kernel's backward (no create_graph)
+      local leaf = v:detach():clone():requires_grad_()
+      return mo.autograd.grad(F.gelu(leaf, approx):sum(), {leaf})[1]
+    end
+    local function second(v)
+      local leaf = v:detach():clone():requires_grad_()
+      local g1 = mo.autograd.grad(F.gelu(leaf, approx):sum(), {leaf}, {create_graph = true})[1]
+      return g1, mo.autograd.grad(g1:sum(), {leaf})[1]
+    end
+    local x = mo.tensor({-2.5, -0.7, 0.1, 0.9, 3}, {dtype = "float64"})
+    local g1, g2 = second(x)
+    lu.assertTrue((g1 - kernel_grad(x)):abs():max():item() < 1e-12, approx)
+    local h = 1e-5
+    local num = (kernel_grad(x + h) - kernel_grad(x - h)) / (2 * h)
+    lu.assertTrue((g2 - num):abs():max():item() < 1e-7, "gelu'' " .. approx)
+    local _, g2f = second(x:to("float32"))
+    lu.assertTrue((g2f:to("float64") - g2):abs():max():item() < 1e-5, approx)
+  end
 end
 
 local TestFunctionalDropout = {}
@@ -191,6 +235,59 @@ function TestFunctionalDropout.test_identity_when_not_training()
   lu.assertTrue(rawequal(F.dropout(x, 0), x))
 end
 
+local TestFunctionalClassOptions = {}
+
+-- ignore_index drops a row exactly: the loss equals the loss of the other rows alone, and the
+-- ignored row's gradient is 0; all rows ignored gives 0 / 0 (as PyTorch)
+function TestFunctionalClassOptions.test_ignored_rows_count_for_nothing()
+  for _, dtype in ipairs{"float32", "float64"} do
+    local x = mo.randn(4, 3, {dtype = dtype}):requires_grad_()
+    local w = mo.tensor({0.5, 2, 1}, {dtype = dtype})
+    for _, o in ipairs{{}, {weight = w}, {weight = w, label_smoothing = 0.3}} do
+      local full = {ignore_index = 0}
+      for k, v in pairs(o) do full[k] = v end
+      local l = F.cross_entropy(x, {2, 0, 3, 1}, full)
+      local gx = mo.autograd.grad(l, {x})[1]
+      local rows = x:index_select(1, mo.tensor{1, 3, 4})
+      local want = F.cross_entropy(rows, {2, 3, 1}, o)
+      lu.assertAlmostEquals(l:item(), want:item(), 1e-6)
+      lu.assertEquals(gx[2]:abs():sum():item(), 0)
+    end
+    local all = F.nll_loss(x, {7, 7, 7, 7}, {ignore_index = 7})
+    lu.assertTrue(all:item() ~= all:item(), "all rows ignored: NaN")
+  end
+end
+
+-- weights scale each row by its class's weight; the mean divides by the summed weights
+function TestFunctionalClassOptions.test_weighted_mean()
+  local x = mo.randn(3, 2, {dtype = "float64"})
+  local w = mo.tensor({1, 3}, {dtype = "float64"})
+  local per = F.cross_entropy(x, {1, 2, 2}, {reduction = "none"})
+  local want = (per[1]:item() + 3 * per[2]:item() + 3 * per[3]:item()) / 7
+  lu.assertAlmostEquals(F.cross_entropy(x, {1, 2, 2}, {weight = w}):item(), want, 1e-12)
+end
+
+-- nn.CrossEntropyLoss takes the same options; its torch7 path equals F's
+function TestFunctionalClassOptions.test_module_matches_functional()
+  local x = mo.randn(5, 4)
+  local w = mo.tensor{1, 2, 0.5, 3}
+  local t = {3, 1, -100, 4, 2}
+  local crit = mo.nn.CrossEntropyLoss{weight = w, ignore_index = -100, label_smoothing = 0.1}
+  local xr = x:clone():requires_grad_()
+  local l = F.cross_entropy(xr, t, {weight = w, ignore_index = -100, label_smoothing = 0.1})
+  l:backward()
+  lu.assertAlmostEquals(crit:forward(x, t), l:item(), 1e-6)
+  local loss, g = crit:forward_backward(x, t)
+  lu.assertAlmostEquals(loss, l:item(), 1e-6)
+  lu.assertTrue((g - xr.grad):abs():max():item() < 1e-6)
+  lu.assertTrue((crit:backward(x, t) - xr.grad):abs():max():item() < 1e-6)
+  -- and through autograd (model(x) path): the module call records like F
+  local xa = x:clone():requires_grad_()
+  crit(xa, t):backward()
+  lu.assertTrue((xa.grad - xr.grad):abs():max():item() < 1e-6)
+  lu.assertStrContains(tostring(crit), "ignore_index=-100")
+end
+
 local TestFunctionalErrors = {}
 
 function TestFunctionalErrors.test_named_errors()
@@ -201,10 +298,19 @@ function TestFunctionalErrors.test_named_errors()
           F.cross_entropy, x, {1, 1, 1, 1}, {reduction = "avg"})
   H.fails("F.cross_entropy: target holds 6, not a class index in 1..5", F.cross_entropy, x, {1, 6, 1, 1})
   H.fails("F.cross_entropy: target has 3 class indices for a batch of 4", F.cross_entropy, x, {1, 2, 3})
-  H.fails("F.cross_entropy: unknown option 'weight'", F.cross_entropy, x, {1, 1, 1, 1}, {weight = x})
+  H.fails("F.cross_entropy: unknown option 'weights'", F.cross_entropy, x, {1, 1, 1, 1}, {weights = x})
+  H.fails("F.cross_entropy: weight must be a 1-d tensor of 5 class weights, got {4, 5}",
+          F.cross_entropy, x, {1, 1, 1, 1}, {weight = x})
+  H.fails("F.nll_loss: weight is float64 but the input is float32 (one dtype per call)",
+          F.nll_loss, x, {1, 1, 1, 1}, {weight = mo.ones(5, {dtype = "float64"})})
+  H.fails("F.cross_entropy: ignore_index must be an integer, got 0.5", F.cross_entropy, x,
+          {1, 1, 1, 1}, {ignore_index = 0.5})
+  -- an ignored value passes; any other value outside 1..C still fails
+  H.fails("F.cross_entropy: target holds -1, not a class index in 1..5", F.cross_entropy, x,
+          {1, -100, -1, 1}, {ignore_index = -100})
   H.fails("F.mse_loss: input {4, 5} and target {3, 6} have different shapes", F.mse_loss, x, w)
   H.fails("F.dropout: p must be a number in [0, 1], got 2", F.dropout, x, 2)
-  H.fails("F.gelu: approximate = 'none' needs erf", F.gelu, mo.randn(2, {dtype = "float64"}))
+  H.fails("F.gelu: approximate must be 'none' or 'tanh', got string \"fast\"", F.gelu, x, "fast")
   H.fails("F.layer_norm: input {4, 5} does not end in the normalized size 4", F.layer_norm, x, 4)
   H.fails("F.conv2d: input must be 4-d {N, C, H, W}, got {4, 5}", F.conv2d, x, mo.randn(1, 1, 1, 1))
   H.fails("F.max_pool2d: kernel_size must be a positive integer, got 0", F.max_pool2d, mo.randn(1, 1, 4, 4), 0)
@@ -294,4 +400,4 @@ end
 
 return {TestFunctionalGolden = TestFunctionalGolden, TestFunctionalGradcheck = TestFunctionalGradcheck,
         TestFunctionalDropout = TestFunctionalDropout, TestFunctionalErrors = TestFunctionalErrors,
-        TestFunctionalSinks = TestFunctionalSinks}
+        TestFunctionalSinks = TestFunctionalSinks, TestFunctionalClassOptions = TestFunctionalClassOptions}

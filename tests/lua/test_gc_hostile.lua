@@ -323,7 +323,8 @@ case("t:reshape strided", "reshape", function() return {M(4, 3):t()} end,
   function(a) return a[1]:reshape(12) end)
 
 -- the elementwise family (issue 11): unary math, broadcasting, comparisons, where
-for _, name in ipairs{"log1p", "expm1", "rsqrt", "sin", "cos", "tan", "floor", "ceil", "round"} do
+for _, name in ipairs{"log1p", "expm1", "rsqrt", "sin", "cos", "tan", "floor", "ceil", "round",
+                      "erf"} do
   method(name, none)
   method(name .. "_", none, {inplace = true})
 end

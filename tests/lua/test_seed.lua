@@ -187,7 +187,26 @@ function TestSeedTraining.test_tiny_runs_learn()
   lu.assertNil(claims.steps_to_target(curve, 1.01))
 end
 
--- The two training scripts end to end at --quick sizes (a second or two each; they read the
+-- claims.cnn is the CNN main job's network, and the runs take it through `net`
+function TestSeedTraining.test_cnn_runs_take_the_main_jobs_network()
+  local m = claims.cnn()
+  lu.assertEquals(m:num_parameters(), 421642) -- 320 + 18496 + 401536 + 1290
+  lu.assertEquals(m:forward(mo.randn(2, 1, 28, 28)):shape(), {2, 10})
+  local data = {x = mo.randn(40, 784), y = mo.randint(1, 10, {40})}
+  lu.assertIs(claims.as_images(data), data)
+  lu.assertEquals(data.x:shape(), {40, 1, 28, 28})
+  local calls = 0
+  local net = function() calls = calls + 1; return claims.cnn() end
+  local err = claims.fit_once{train = data, test = data, net = net, kind = "l2", lr = 1e-3,
+                              wd = 1e-4, epochs = 1, batch = 20, seed = 1}
+  lu.assertTrue(err >= 0 and err <= 1)
+  local curve = claims.train_curve{train = data, test = data, net = net, lr = 1e-3,
+                                   weight_decay = 1e-2, epochs = 1, batch = 20, seed = 1, every = 1}
+  lu.assertEquals(curve.step, {0, 1, 2})
+  lu.assertEquals(calls, 2)
+end
+
+-- The training scripts end to end at --quick sizes (a second or two each; they read the
 -- real Fashion-MNIST, which `make deps` installs), with two seeds: the mean ± std path.
 local function run_script(name, extra)
   local exe, i = "lua5.4", -1
@@ -222,9 +241,32 @@ end
 function TestSeedTraining.test_lr_wd_heatmap_script_runs_one_seed_when_quick()
   local ok, text = run_script("lr_wd_heatmap", "")
   lu.assertTrue(ok, text)
-  lu.assertStrContains(text, "seeds 42\n")
+  lu.assertStrContains(text, "seeds 42; BLAS " .. mo.blas_backend .. ", kernel " .. mo.blas_kernel)
   lu.assertStrContains(text, "best mean error")
   lu.assertStrContains(text, "mean std of a cell over 1 seeds: 0.0000")
+end
+
+-- claim 6 on the CNN at a toy size: the range test, the constant lrs, c*, the cosine and
+-- OneCycle runs at the peaks, their table, and the figures
+function TestSeedTraining.test_one_cycle_cnn_script_runs()
+  local ok, text = run_script("one_cycle_cnn", "--train 128 --test 128 --lrs 1e-3,3e-3 --peaks 3"
+                                                .. " --seeds 2 --finder_steps 5")
+  lu.assertTrue(ok, text)
+  lu.assertStrContains(text, "seeds 42, 43; BLAS ")
+  lu.assertStrContains(text, "range test (5 steps from 1e-6 to 1)")
+  local cstar = tonumber(text:match("best constant lr c%* = ([%d%.e%-]+)"))
+  lu.assertTrue(cstar == 1e-3 or cstar == 3e-3, text)
+  lu.assertStrContains(text, ("OneCycle peak %g (3 c*)"):format(3 * cstar))
+  lu.assertStrContains(text, ("cosine from %g"):format(3 * cstar))
+  lu.assertStrContains(text, "best OneCycle - best cosine, paired by seed:")
+  lu.assertStrContains(text, "10 training runs") -- (2 constant + 2 cosine + 1 OneCycle) x 2 seeds
+  lu.assertStrContains(text, "one_cycle_cnn.svg")
+end
+
+function TestSeedTraining.test_one_cycle_cnn_rejects_a_bad_list()
+  local ok, text = run_script("one_cycle_cnn", "--lrs 1e-3,abc")
+  lu.assertFalse(ok)
+  lu.assertStrContains(text, "--lrs must be positive numbers separated by commas, got '1e-3,abc'")
 end
 
 -- ==========================================================================================

@@ -7,6 +7,7 @@ local core = require "moonopt.core"
 
 local EXPORTED = {
   "Tensor", "_VERSION", "arange", "autograd", "blas_backend", "blas_get_threads",
+  "blas_kernel",
   "blas_set_threads", "cat", "clock", "empty", "eye", "full", "get_num_threads", "grad",
   "is_tensor", "linspace", "load", "load_tensors", "manual_seed", "matmul", "maximum", "minimum",
   "no_grad", "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like",

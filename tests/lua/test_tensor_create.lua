@@ -15,6 +15,10 @@ local TestTensorCreate = {}
 function TestTensorCreate.test_module_fields()
   lu.assertEquals(mo._VERSION, "moonopt 0.1.0")
   lu.assertTrue(mo.blas_backend == "cblas" or mo.blas_backend == "portable")
+  -- OpenBLAS's kernel set (e.g. "Haswell"): a non-empty name; "portable" exactly without CBLAS
+  lu.assertEquals(type(mo.blas_kernel), "string")
+  lu.assertTrue(#mo.blas_kernel > 0)
+  lu.assertEquals(mo.blas_kernel == "portable", mo.blas_backend == "portable")
   lu.assertEquals(type(mo.clock), "function")
   -- mo.Tensor is the methods table every tensor reads
   lu.assertEquals(type(mo.Tensor.add_), "function")

@@ -250,6 +250,11 @@ end)
 unary("relu", save_out, function(n, g) return g * n.saved[1]:gt(0) end)
 unary("log1p", save_in, function(n, g) return g / (n.saved[1] + 1) end)
 unary("expm1", save_out, function(n, g) return g * (n.saved[1] + 1) end)
+local TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+unary("erf", save_in, function(n, g)
+  local x = n.saved[1]
+  return g * (-(x * x)):exp() * TWO_OVER_SQRT_PI
+end)
 for _, name in ipairs{"sign", "floor", "ceil", "round"} do
   -- piecewise constant: the gradient is 0 almost everywhere (as PyTorch)
   unary(name, nil, function(_, g) return g * 0 end)

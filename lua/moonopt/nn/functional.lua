@@ -5,8 +5,9 @@
 --   F.tanh(x)   F.softmax(x [, dim = -1])   F.log_softmax(x [, dim = -1])
 --   F.dropout(x [, p = 0.5 [, training = true]])   (or {p =, training =})
 --   F.layer_norm(x, normalized_shape [, weight [, bias [, eps = 1e-5]]])
---   F.cross_entropy(logits, target [, {reduction = "mean", label_smoothing = 0}])
---   F.nll_loss(log_probs, target [, {reduction}])   F.mse_loss(x, t [, {reduction}])
+--   F.cross_entropy(logits, target [, {reduction = "mean", label_smoothing = 0, weight,
+--                   ignore_index}])
+--   F.nll_loss(log_probs, target [, {reduction, weight, ignore_index}])   F.mse_loss(x, t [, {reduction}])
 --   F.l1_loss(x, t [, {reduction}])   F.smooth_l1_loss(x, t [, {reduction, beta = 1}])
 --   F.binary_cross_entropy_with_logits(x, t [, {reduction}])
 --   F.conv2d(x, w [, b [, {stride, padding, dilation, groups}]])
@@ -22,12 +23,13 @@
 -- How each is computed (docs/autograd.md "nn and autograd"):
 --   * sigmoid, tanh, softmax, log_softmax, nll_loss, l1_loss, smooth_l1_loss are tensor
 --     ops: differentiable twice, both dtypes.
---   * linear, relu, gelu, dropout, layer_norm and the fused losses run the float32 nn kernels
+--   * linear, relu, gelu, dropout, layer_norm and the fused losses run the nn kernels
 --     (lua/binding/nn.c) forward and record ONE node; their backward calls the kernels'
 --     backward (linear's and dropout's are tensor ops, and relu's and the losses' switch to
---     tensor ops under create_graph, so those differentiate twice).
---     float64 inputs (which the nn kernels do not take), and reduction = "none", go
---     through the same formulas written with tensor ops.
+--     tensor ops under create_graph, so those differentiate twice). gelu runs its kernel
+--     in both dtypes and also switches to tensor ops under create_graph. float64 inputs of
+--     the others, and reduction = "none", go through the same formulas written with tensor
+--     ops.
 --   * conv2d, max_pool2d, avg_pool2d, batch_norm run the conv kernels (both dtypes) and
 --     record one node whose backward calls their backward kernels.
 -- A backward that calls a C kernel is not differentiable again: under create_graph it
@@ -240,7 +242,20 @@ end
 
 local SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
---- gelu(x [, {approximate = "none" | "tanh"}]) (or the string itself).
+-- gelu'(x) in tensor ops (so that it differentiates again): Phi(x) + x phi(x) for the exact
+-- gelu; for the tanh form with u = c (x + 0.044715 x^3), c = sqrt(2/pi):
+-- 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 * 0.044715 x^2).
+local INV_SQRT_2, INV_SQRT_2PI = 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi)
+local function gelu_grad(x, approximate)
+  if approximate == "none" then
+    return ((x * INV_SQRT_2):erf() + 1) * 0.5 + x * (x * x * -0.5):exp() * INV_SQRT_2PI
+  end
+  local t = ((x + x ^ 3 * 0.044715) * SQRT_2_OVER_PI):tanh()
+  return (t + 1) * 0.5 + x * (1 - t * t) * (x * x * (3 * 0.044715) + 1) * (0.5 * SQRT_2_OVER_PI)
+end
+
+--- gelu(x [, {approximate = "none" | "tanh"}]) (or the string itself): the nn kernel (both
+-- dtypes); its backward is the kernel's, or gelu_grad's tensor ops under create_graph.
 function F.gelu(x, approximate)
   local fname = "F.gelu"
   check_tensor(fname, "input", x)
@@ -256,18 +271,12 @@ function F.gelu(x, approximate)
   else
     fail("%s: approximate must be 'none' or 'tanh', got %s", fname, show(approximate))
   end
-  if not is_f32(x) then
-    if approximate == "none" then
-      fail("%s: approximate = 'none' needs erf, which has no %s kernel; use float32 or "
-           .. "approximate = 'tanh'", fname, x.dtype)
-    end
-    return x * 0.5 * ((x + x ^ 3 * 0.044715) * SQRT_2_OVER_PI):tanh() + x * 0.5
-  end
   local y = act_forward(x:contiguous(), code, 0, nil)
   if needs_grad(x) then
     local node = record("gelu", {x}, {y}, function(node, g)
-      no_double("gelu")
-      return act_backward(node.saved[1]:contiguous(), g:contiguous(), code, 0, nil)
+      local sx = node.saved[1]
+      if grad_mode() then return g * gelu_grad(sx, approximate) end -- create_graph: tensor ops
+      return act_backward(sx:contiguous(), g:contiguous(), code, 0, nil)
     end)
     save(node, x)
   end
@@ -465,8 +474,11 @@ function F.binary_cross_entropy_with_logits(x, t, opts)
   end)
 end
 
--- Class indices 1..C (a Lua table or a tensor of B values) -> a {B, 1} index tensor.
-local function class_index(fname, target, B, C)
+-- Class indices 1..C (a Lua table or a tensor of B values) -> a {B, 1} index tensor; the
+-- entries equal to `ignore` (an integer or nil) are allowed and become class 1 (their rows are
+-- masked out by the caller). Also returns the {B} mask (1: counted, 0: ignored; of dtype
+-- `dtype`) when `ignore` is given.
+local function class_index(fname, target, B, C, ignore, dtype)
   local idx
   if is_tensor(target) then
     if target:numel() ~= B then
@@ -483,6 +495,12 @@ local function class_index(fname, target, B, C)
     fail("%s: target must be a table or a moonopt.Tensor of class indices, got %s", fname,
          show(target))
   end
+  local mask
+  if ignore ~= nil then
+    local ignored = idx:eq(ignore)
+    mask = (1 - ignored):reshape(B):to(dtype)
+    idx = core.where(ignored, 1, idx)
+  end
   if B > 0 then
     local lo, hi = idx:min():item(), idx:max():item()
     if not (lo >= 1 and hi <= C) then
@@ -490,7 +508,43 @@ local function class_index(fname, target, B, C)
       fail("%s: target holds %s, not a class index in 1..%d", fname, show(bad), C)
     end
   end
-  return idx
+  return idx, mask
+end
+
+-- The options weight (a {C} tensor of per-class weights, x's dtype) and ignore_index (a
+-- target value whose rows count for nothing) of nll_loss and cross_entropy.
+local function class_opts(fname, o, x, C)
+  local w = o.weight
+  if w ~= nil then
+    check_tensor(fname, "weight", w)
+    if w:dim() ~= 1 or w:numel() ~= C then
+      fail("%s: weight must be a 1-d tensor of %d class weights, got %s", fname, C,
+           apierror.shape_str(w))
+    end
+    same_dtype(fname, x, "weight", w)
+    w = w:detach() -- a constant, as in PyTorch
+  end
+  local ignore = o.ignore_index
+  if ignore ~= nil then ignore = apierror.check_int(fname, "ignore_index", ignore) end
+  return w, ignore
+end
+
+-- The weight of each row's class {B} (0 on ignored rows): PyTorch's weighted mean divides by
+-- its sum, so that the mean is over the rows that count, each counted by its class's weight.
+local function row_weights(w, idx, mask, B)
+  local wy = w and w:index_select(1, idx:reshape(B)) or nil
+  if wy and mask then return wy * mask end
+  return wy or mask
+end
+
+-- -log p of each row's class {B}, weighted by wy (nil: 1) and reduced; the mean divides by
+-- the sum of wy.
+local function class_nll(logp, idx, wy, B, red)
+  local l = -logp:gather(2, idx):reshape(B)
+  if wy == nil then return l, reduce(l, red) end
+  l = l * wy
+  if red == "mean" then return l, l:sum() / wy:sum() end
+  return l, reduce(l, red)
 end
 
 local function check_2d(fname, what, x)
@@ -500,28 +554,54 @@ local function check_2d(fname, what, x)
   return x:shape()[1], x:shape()[2]
 end
 
---- nll_loss(log_probs, target [, {reduction}]): -log_probs[i, target_i], reduced.
+-- cross_entropy with per-class weights w ({C} or nil) and/or a mask of the rows that count
+-- ({B} or nil), in tensor ops (differentiable twice, both dtypes).
+local function weighted_cross_entropy(x, idx, w, mask, ls, red)
+  local B, C = x:shape()[1], x:shape()[2]
+  local logp = x:log_softmax(2)
+  local wy = row_weights(w, idx, mask, B)
+  local rows, l = class_nll(logp, idx, wy, B, red)
+  if ls == 0 then return l end
+  local smooth = -(w and (logp * w) or logp):sum(2)
+  if mask then smooth = smooth * mask end
+  if red == "none" then return rows * (1 - ls) + smooth * (ls / C) end
+  local s = smooth:sum()
+  if red == "mean" then s = s / wy:sum() end
+  return l * (1 - ls) + s * (ls / C)
+end
+
+--- nll_loss(log_probs, target [, {reduction, weight, ignore_index}]): -log_probs[i, target_i]
+-- (times weight[target_i]), reduced; rows whose target is ignore_index count for nothing, and
+-- the mean divides by the summed weights of the rows that count (PyTorch's definition).
 function F.nll_loss(x, target, opts)
   local fname = "F.nll_loss"
   check_tensor(fname, "input", x)
-  local _, red = loss_opts(fname, opts)
+  local o, red = loss_opts(fname, opts, {weight = true, ignore_index = true})
   local B, C = check_2d(fname, "input", x)
-  local idx = class_index(fname, target, B, C)
-  return reduce(-x:gather(2, idx):reshape(B), red)
+  local w, ignore = class_opts(fname, o, x, C)
+  local idx, mask = class_index(fname, target, B, C, ignore, x.dtype)
+  local _, l = class_nll(x, idx, row_weights(w, idx, mask, B), B, red)
+  return l
 end
 
---- cross_entropy(logits, target [, {reduction = "mean", label_smoothing = 0}]):
--- log_softmax and nll_loss in one kernel (float32, mean or sum).
+--- cross_entropy(logits, target [, {reduction = "mean", label_smoothing = 0, weight,
+-- ignore_index}]): log_softmax and nll_loss in one kernel (float32, mean or sum, no weight or
+-- ignore_index); with label smoothing ls the loss of row i is
+-- (1 - ls) * nll_i + ls / C * sum_c w_c * (-log p_ic); the mean divides by the summed weights
+-- of the rows that count (PyTorch 2's definition).
 function F.cross_entropy(x, target, opts)
   local fname = "F.cross_entropy"
   check_tensor(fname, "input", x)
-  local o, red = loss_opts(fname, opts, {label_smoothing = true})
+  local o, red = loss_opts(fname, opts, {label_smoothing = true, weight = true,
+                                         ignore_index = true})
   local ls = o.label_smoothing or 0
   if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
     fail("%s: label_smoothing must be a number in [0, 1], got %s", fname, show(ls))
   end
   local B, C = check_2d(fname, "input", x)
-  local idx = class_index(fname, target, B, C)
+  local w, ignore = class_opts(fname, o, x, C)
+  local idx, mask = class_index(fname, target, B, C, ignore, x.dtype)
+  if w or mask then return weighted_cross_entropy(x, idx, w, mask, ls, red) end
   if red == "none" or not is_f32(x) then
     local logp = x:log_softmax(2)
     local l = -logp:gather(2, idx):reshape(B)
