@@ -529,8 +529,12 @@ static int t_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE)
-        return mo__ag_call(L, mo__index, "__index", 0, 0); /* a view: may be recorded */
+    /* a view: may be recorded. A number key's node saves the key as is (a declarative save,
+       done in C); a table key's is copied by a Lua save (the caller may change the table) */
+    if (lua_type(L, 2) == LUA_TNUMBER)
+        return mo__ag_call(L, mo__index, "__index", 0, 0);
+    if (lua_type(L, 2) == LUA_TTABLE)
+        return mo__ag_call(L, mo__index, "__index_t", 0, 0);
     if (lua_type(L, 2) == LUA_TSTRING) {
         const char *k = lua_tostring(L, 2);
         if (strcmp(k, "grad") == 0) {

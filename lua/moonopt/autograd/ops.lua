@@ -553,8 +553,8 @@ embed = function(g, shape, vf)
 end
 M.embed = embed
 
-local function view_op(name, make_vf)
-  defop{name = name, inputs = {1},
+local function view_op(name, make_vf, alias)
+  defop{name = name, names = alias and {alias}, inputs = {1},
     save = function(node, args, nargs)
       node.shape = args[1]:shape()
       node.vf = make_vf(args, nargs)
@@ -577,10 +577,18 @@ local function copy_key(k)
   return c
 end
 
+-- t[i] (tensor.c records it as "__index"): the key and the shape are saved in C; backward
+-- builds the view function. t[{...}] ("__index_t"): the key table is copied (the user's
+-- table may change later). Both nodes are named "__index".
+defop{name = "__index", inputs = {1}, saves = {2}, shape = true,
+  backward = function(node, g)
+    local i = node.saved[1]
+    return embed(g, node.shape, function(t) return t[i] end)
+  end}
 view_op("__index", function(args)
-  local key = copy_key(args[2]) -- the user's table may change later
+  local key = copy_key(args[2])
   return function(t) return t[key] end
-end)
+end, "__index_t")
 
 -- chunk / split: a table of views; each view gets its own node
 for _, name in ipairs{"chunk", "split"} do
