@@ -131,6 +131,55 @@ function TestThreadsNn.test_cnn_batchnorm_pooling_training()
   end
 end
 
+-- im2col and col2im on the pool: 16 input channels of 32x32 with a 3x3 kernel move 9216
+-- elements per channel, so they run in 6 chunks of 3 channels (4 of 4 at stride 2 with
+-- dilation); forward, gradients of input, weight and bias, both dtypes.
+function TestThreadsNn.test_conv_im2col_col2im_chunks()
+  same_bits_at_every_count("conv im2col/col2im", function()
+    mo.manual_seed(9)
+    local out = {}
+    for _, dtype in ipairs{"float32", "float64"} do
+      local x = mo.randn(2, 16, 32, 32, {dtype = dtype})
+      for _, o in ipairs{{padding = 1}, {stride = 2, padding = 2, dilation = 2}} do
+        local conv = nn.Conv2d(16, 8, 3, o)
+        if dtype == "float64" then conv:double() end
+        local y = conv:forward(x)
+        local gy = mo.randn(y:shape(), {dtype = dtype})
+        local key = dtype .. "." .. (o.stride or 1)
+        out[key .. ".y"] = y:clone()
+        out[key .. ".gx"] = conv:backward(x, gy):clone()
+        out[key .. ".gw"] = conv.weight.grad:clone()
+        out[key .. ".gb"] = conv.bias.grad:clone()
+      end
+    end
+    return out
+  end)
+end
+
+-- ... and the chunks are right: the 16-channel convolution equals the sum of 16 one-channel
+-- ones (one chunk each), and its input gradient is theirs side by side (float64).
+function TestThreadsNn.test_conv_chunks_match_one_channel_convs()
+  local F = nn.functional
+  mo.manual_seed(10)
+  local f64 = {dtype = "float64"}
+  local x = mo.randn(2, 16, 32, 32, f64):requires_grad_()
+  local w = mo.randn(8, 16, 3, 3, f64)
+  local o = {stride = 2, padding = 2, dilation = 2}
+  local y = F.conv2d(x, w, nil, o)
+  local gy = mo.randn(y:shape(), f64)
+  y:backward(gy)
+  local sum = mo.zeros(y:shape(), f64)
+  for c = 1, 16 do
+    local xc = x:detach():narrow(2, c, 1):contiguous():requires_grad_()
+    local yc = F.conv2d(xc, w:narrow(2, c, 1):contiguous(), nil, o)
+    yc:backward(gy)
+    sum:add_(yc:detach())
+    local d = (xc.grad - x.grad:narrow(2, c, 1)):abs():max():item()
+    lu.assertTrue(d < 1e-12, "input gradient of channel " .. c .. ": " .. d)
+  end
+  lu.assertTrue((sum - y:detach()):abs():max():item() < 1e-12)
+end
+
 -- LayerNorm, Dropout, BatchNorm2d and the poolings in float64, forward and backward, at the
 -- sizes of the float32 models above.
 function TestThreadsNn.test_float64_kernels()
