@@ -33,6 +33,7 @@
 
 typedef struct ag_state {
     int enabled;        /* grad mode */
+    int recorder;       /* a recorder is installed (the registry's recorder_key) */
     size_t live;        /* tensors with ag != 0 */
     lua_Integer serial; /* numbers the snapshots of recorded calls */
     lua_Integer npool;  /* snapshot tables waiting in the pool for reuse */
@@ -47,9 +48,10 @@ static const char pool_key = 'p';     /* snapshot tables for reuse (saves an all
 static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -> its kind */
 #define POOL_MAX 16
 
-/* The registry tables of the recording path: a dispatcher holds them as upvalues 6 to 8
- * (a pseudo-index read is much cheaper than a registry look-up per op); t[k] and t[k] = v
- * (mo__ag_call) read them from the registry. */
+/* The registry tables of the recording path: a dispatcher, and t[k] / t[k] = v
+ * (mo__ag_call_uv), hold them as upvalues 6 to 8 (a pseudo-index read is much cheaper than
+ * a registry look-up per op: light-userdata keys take the registry's generic look-up,
+ * about 100 instructions each); upv = 0 reads them from the registry. */
 enum { UV_SNAPS = 6, UV_POOL = 7, UV_DEFS = 8 };
 
 static void push_table(lua_State *L, int upv, int uv, const char *key)
@@ -83,6 +85,7 @@ void mo__ag_open(lua_State *L)
         lua_pop(L, 1);
         ag_state *s = (ag_state *)lua_newuserdatauv(L, sizeof *s, 0);
         s->enabled = 1;
+        s->recorder = 0;
         s->live = 0;
         s->serial = 0;
         s->npool = 0;
@@ -334,13 +337,14 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
 /*
  * A definition's declarative save (engine.defop's `saves`, `shapes`, `shape`), done here
  * instead of calling a Lua `save`: the hot path of recording. spec (def.fast[3]) is an
- * array: [1] flags (1: shapes, 2: shape), [2..n+1] the positions of the values to save
- * (0: the result).
+ * array: [1] flags (1: shapes, 2: shape, 4: arg2), [2..n+1] the positions of the values to
+ * save (0: the result).
  *   saves   node.saved = {values..., their storage versions (false for a non-tensor)...}
  *           (node.nsaved = n comes from the node's metatable)
  *   shapes  node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting changed
  *           them (left nil otherwise: backward reads nil as "the result's shape")
  *   shape   node.shape = the sizes of argument 1
+ *   arg2    node.arg2 = argument 2 as it is (a number: t[i]'s index), no version
  * engine.lua's make_save is the same in Lua (the recorder's slow path runs it).
  */
 static void c_save(lua_State *L, int node, int spec, int args, int out, mo_tensor *const *at)
@@ -382,6 +386,10 @@ static void c_save(lua_State *L, int node, int spec, int args, int out, mo_tenso
     if (flags & 2) {
         push_bshape(L, at[1], NULL); /* no result to compare with: the sizes */
         lua_setfield(L, node, "shape");
+    }
+    if (flags & 4) {
+        lua_rawgeti(L, args, 2);
+        lua_setfield(L, node, "arg2");
     }
 }
 
@@ -541,18 +549,19 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
     int last = lua_gettop(L);
     int args = take_args(L, key, serial, name, upv);
 
+    /* the C fast path first: it needs no recorder function (the flag says one is there) */
+    if (!s->recorder ||
+        (n == 1 && req != 0 && fast_record(L, s, name, nameidx, args, top, req, last, upv, at))) {
+        give_back(L, s, args, top, upv);
+        lua_settop(L, last);
+        return n;
+    }
+    lua_settop(L, args);
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
         give_back(L, s, args, top, upv);
         lua_settop(L, last);
         return n;
     }
-    int base = lua_gettop(L); /* the recorder function on top */
-    if (n == 1 && req != 0 && fast_record(L, s, name, nameidx, args, top, req, last, upv, at)) {
-        give_back(L, s, args, top, upv);
-        lua_settop(L, last);
-        return n;
-    }
-    lua_settop(L, base);
     if (nameidx != 0)
         lua_pushvalue(L, nameidx); /* the dispatcher's name upvalue: no string interning */
     else
@@ -571,10 +580,12 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
 static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
                    int kind, int upv);
 
-/* Everything but the fast path of ag_dispatch; also t[k] and t[k] = v (tensor.c). */
-int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv)
+/* ag_call from a C function with a dispatcher's upvalues (t[k] and t[k] = v, tensor.c):
+ * the state and the tables are upvalues, not registry look-ups. */
+int mo__ag_call_uv(lua_State *L, lua_CFunction f, int nameidx, int kind)
 {
-    return ag_call(L, get_state(L), f, name, 0, kind, upv);
+    ag_state *s = (ag_state *)lua_touserdata(L, lua_upvalueindex(3));
+    return ag_call(L, s, f, lua_tostring(L, nameidx), nameidx, kind, 1);
 }
 
 /* s: the lua_State's ag_state (a dispatcher's upvalue 3: no registry look-up per call). */
@@ -661,6 +672,18 @@ static int kind_of(const char *name)
     return 0;
 }
 
+void mo__ag_push_upvalues(lua_State *L, int mt, lua_CFunction f, int kind, const char *name)
+{
+    lua_pushvalue(L, mt);
+    lua_pushcfunction(L, f);
+    mo__ag_push_state(L);
+    lua_pushinteger(L, kind);
+    lua_pushstring(L, name);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key);
+}
+
 void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
 {
     /* stack: ..., target table, metatable */
@@ -686,14 +709,7 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
             lua_pushvalue(L, mt);
             lua_pushcclosure(L, l->func, 1);
         } else {
-            lua_pushvalue(L, mt);
-            lua_pushcfunction(L, l->func);
-            mo__ag_push_state(L);
-            lua_pushinteger(L, kind);
-            lua_pushstring(L, l->name);
-            lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
-            lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
-            lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key);
+            mo__ag_push_upvalues(L, mt, l->func, kind, l->name);
             lua_pushcclosure(L, ag_dispatch, 8);
         }
         lua_setfield(L, mt - 1, l->name);
@@ -718,6 +734,7 @@ static int f_install(lua_State *L)
 {
     if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 1);
+    get_state(L)->recorder = !lua_isnil(L, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &recorder_key);
     return 0;
 }

@@ -92,7 +92,7 @@ typedef struct mo__tblock {
 #define MO__AG_NONLEAF 2u /* made by a recorded op: user value 3 is its node */
 #define MO__AG_MARK 4u    /* made by a non-differentiable op: user value 3 is its name */
 #define MO__TENSOR_UVS 4
-/* kind argument of mo__ag_call: an in-place write of argument 1 */
+/* kind argument of mo__ag_call_uv: an in-place write of argument 1 */
 #define MO__AG_INPLACE 1
 /* Creates the per-lua_State autograd state (grad mode on) unless it exists. */
 void mo__ag_open(lua_State *L);
@@ -103,10 +103,15 @@ void mo__open_autograd(lua_State *L);
 unsigned mo__ag_flags(const mo_tensor *t);
 /* Clears a dying tensor's flags (from __gc); its user values are the caller's. */
 void mo__ag_forget(lua_State *L, mo_tensor *t);
-/* Runs the C function f on the current arguments as a dispatched function named `name`
- * would (recording, in-place checks and version bumps); kind 0 or MO__AG_INPLACE; upv:
- * the caller has the tensor metatable as upvalue 1. Returns f's result count. */
-int mo__ag_call(lua_State *L, lua_CFunction f, const char *name, int kind, int upv);
+/* Pushes the 8 upvalues of a dispatcher of f (its name and kind; the tensor metatable at
+ * index mt): 1 the metatable, 2 f, 3 the autograd state, 4 the kind, 5 the name, 6 to 8
+ * autograd's snapshot table, snapshot pool and definitions. */
+void mo__ag_push_upvalues(lua_State *L, int mt, lua_CFunction f, int kind, const char *name);
+/* Runs the C function f on the current arguments as a dispatched function would
+ * (recording, in-place checks and version bumps), from a C closure whose upvalues 1..8 are
+ * mo__ag_push_upvalues's; nameidx: the (pseudo-)index of the op's name; kind 0 or
+ * MO__AG_INPLACE. Returns f's result count. */
+int mo__ag_call_uv(lua_State *L, lua_CFunction f, int nameidx, int kind);
 /* luaL_setfuncs of `l` into the table below the tensor metatable at the top, each
  * function wrapped by the dispatcher (the metatable stays on the stack). */
 void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l);

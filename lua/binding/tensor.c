@@ -524,17 +524,20 @@ static int t_len(lua_State *L)
     return 1;
 }
 
-/* __index: methods first (upvalue 1), then .grad (user value 1) and .dtype. */
+/* Upvalues of t_index and t_newindex: 1..8 a dispatcher's (mo__ag_push_upvalues), then
+ * the methods table and the name "__index_t". */
+enum { UV_METHODS = 9, UV_INDEX_T = 10 };
+
+/* __index: methods first, then .grad (user value 1) and .dtype. */
 static int t_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_rawget(L, lua_upvalueindex(UV_METHODS)) != LUA_TNIL) return 1;
     /* a view: may be recorded. A number key's node saves the key as is (a declarative save,
        done in C); a table key's is copied by a Lua save (the caller may change the table) */
-    if (lua_type(L, 2) == LUA_TNUMBER)
-        return mo__ag_call(L, mo__index, "__index", 0, 0);
+    if (lua_type(L, 2) == LUA_TNUMBER) return mo__ag_call_uv(L, mo__index, lua_upvalueindex(5), 0);
     if (lua_type(L, 2) == LUA_TTABLE)
-        return mo__ag_call(L, mo__index, "__index_t", 0, 0);
+        return mo__ag_call_uv(L, mo__index, lua_upvalueindex(UV_INDEX_T), 0);
     if (lua_type(L, 2) == LUA_TSTRING) {
         const char *k = lua_tostring(L, 2);
         if (strcmp(k, "grad") == 0) {
@@ -564,7 +567,7 @@ static int t_newindex(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "__newindex");
     if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE)
-        return mo__ag_call(L, mo__newindex, "__newindex", MO__AG_INPLACE, 0);
+        return mo__ag_call_uv(L, mo__newindex, lua_upvalueindex(5), MO__AG_INPLACE);
     if (!(lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0)) {
         if (lua_type(L, 2) == LUA_TSTRING)
             return luaL_error(L, "%s: cannot set field '%s' (only .grad is assignable)",
@@ -963,10 +966,13 @@ void mo__open_tensor(lua_State *L)
     lua_setfield(L, mt, "__tostring");
     lua_pushcfunction(L, t_len);
     lua_setfield(L, mt, "__len");
+    mo__ag_push_upvalues(L, mt, mo__index, 0, "__index");
     lua_pushvalue(L, methods);
-    lua_pushcclosure(L, t_index, 1);
+    lua_pushliteral(L, "__index_t");
+    lua_pushcclosure(L, t_index, UV_INDEX_T);
     lua_setfield(L, mt, "__index");
-    lua_pushcfunction(L, t_newindex);
+    mo__ag_push_upvalues(L, mt, mo__newindex, MO__AG_INPLACE, "__newindex");
+    lua_pushcclosure(L, t_newindex, 8);
     lua_setfield(L, mt, "__newindex");
 
     /* module.Tensor: the methods table, for Lua code that adds methods */

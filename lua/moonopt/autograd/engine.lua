@@ -235,14 +235,16 @@ itself, with no call into Lua (the hot path of recording: docs/autograd.md "Reco
   shapes    true: node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting
             changed them, else false (nil for a number): core._autograd.bshape
   shape     true: node.shape = the sizes of argument 1
+  arg2      true: node.arg2 = argument 2 as it is (a number; no table, no version)
 Returns the definition.
 --]]
 local bshape = AG.bshape
 local function make_save(spec)
-  local saves, shapes, shape = spec.saves or {}, spec.shapes, spec.shape
+  local saves, shapes, shape, arg2 = spec.saves or {}, spec.shapes, spec.shape, spec.arg2
   local n = #saves
-  -- the C side's array form: [1] flags (1: shapes, 2: shape), then the positions
-  local csave = table.move(saves, 1, n, 2, {(shapes and 1 or 0) + (shape and 2 or 0)})
+  -- the C side's array form: [1] flags (1: shapes, 2: shape, 4: arg2), then the positions
+  local csave = table.move(saves, 1, n, 2, {(shapes and 1 or 0) + (shape and 2 or 0)
+                                            + (arg2 and 4 or 0)})
   -- the same node fields the C side's c_save sets (the recorder's slow path runs this)
   local function save_fn(node, args, _, out)
     if n > 0 then
@@ -255,6 +257,7 @@ local function make_save(spec)
     end
     if shapes then node.sa, node.sb = bshape(args[1], out), bshape(args[2], out) end
     if shape then node.shape = args[1]:shape() end
+    if arg2 then node.arg2 = args[2] end
   end
   return csave, save_fn, n
 end
@@ -264,10 +267,10 @@ function M.defop(spec)
   assert(spec.record or (type(spec.backward) == "function" and type(spec.inputs) == "table"),
     "defop: backward and inputs are required")
   local csave, nsaved = false, nil
-  if spec.saves or spec.shapes or spec.shape then
-    assert(spec.save == nil and spec.record == nil, "defop: saves/shapes/shape replace save")
+  if spec.saves or spec.shapes or spec.shape or spec.arg2 then
+    assert(spec.save == nil and spec.record == nil, "defop: saves/shapes/shape/arg2 replace save")
     csave, spec.save, nsaved = make_save(spec)
-    spec.saves, spec.shapes, spec.shape = nil, nil, nil
+    spec.saves, spec.shapes, spec.shape, spec.arg2 = nil, nil, nil, nil
   end
   if not spec.record then
     -- what the C fast path needs in one table: the metatable its nodes share (the fields

@@ -580,9 +580,9 @@ end
 -- t[i] (tensor.c records it as "__index"): the key and the shape are saved in C; backward
 -- builds the view function. t[{...}] ("__index_t"): the key table is copied (the user's
 -- table may change later). Both nodes are named "__index".
-defop{name = "__index", inputs = {1}, saves = {2}, shape = true,
+defop{name = "__index", inputs = {1}, arg2 = true, shape = true,
   backward = function(node, g)
-    local i = node.saved[1]
+    local i = node.arg2
     return embed(g, node.shape, function(t) return t[i] end)
   end}
 view_op("__index", function(args)
