@@ -91,8 +91,8 @@ function CrossEntropyLoss:_init(opts)
   end
 end
 
--- With weight or ignore_index: F.cross_entropy's tensor ops, forward and (through autograd)
--- backward; the fused kernel has neither.
+-- With weight or ignore_index (the fused kernel has neither): the loss is F.cross_entropy's
+-- tensor ops, the gradient its closed form below, both with grad mode off.
 local function weighted(self)
   return self.weight ~= nil or self.ignore_index ~= nil
 end
