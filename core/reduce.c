@@ -565,35 +565,75 @@ mo_status mo_scan(mo_tensor *out, const mo_tensor *src, int dim, mo_scan_op op,
 
 /* ---- sort / topk ---- */
 
-/* Sorts every lane of s1 along dim into v and ix (same rank, dim of size k). scratch holds
- * K values and 2K indices. */
-static void sort_lanes(mo_tensor *v, mo_tensor *ix, const mo_tensor *s1, int dim, size_t k,
-                       int desc, size_t base, void *scratch)
+/* Sorting on the pool: the lanes (every position of the other dims) are independent, so
+ * they are cut into fixed chunks of whole lanes, each chunk with its own scratch of K values
+ * and 2K indices (SORT_WORDS words per lane value). A chunk of about SORT_GRAIN values is
+ * worth a thread's wake-up; the chunks are capped so that their scratch stays within
+ * SORT_SCRATCH bytes (a single lane larger than that sorts alone, as the serial code did).
+ * The partition depends on the shape only, and each lane's result is that of the serial
+ * sort: the same bits at any thread count. */
+#define SORT_WORDS 3
+#define SORT_GRAIN ((size_t)8192)
+#define SORT_SCRATCH ((size_t)16 << 20)
+#define SORT_MAX_CHUNKS ((size_t)64)
+
+typedef struct sort_job {
+    ptrdiff_t sd, vd, id;   /* strides along dim of the source, values, indices */
+    size_t K, k, base;
+    int desc, f64;
+    char *scratch;          /* chunk c: scratch + c * lane_bytes */
+    size_t lane_bytes;      /* SORT_WORDS * K words */
+} sort_job;
+
+static void sort_piece(void *ctx, size_t chunk, size_t pos, const mo__iter *it)
 {
-    mo_tensor srest, vrest, irest;
+    const sort_job *j = ctx;
+    size_t *idx = (size_t *)(void *)(j->scratch + chunk * j->lane_bytes), *tmp = idx + j->K;
+    void *key = tmp + j->K;
+    (void)pos;
+    for (size_t l = 0; l < it->n; l++) {
+        if (j->f64)
+            lane_sort_f64((const double *)it->p[0] + (ptrdiff_t)l * it->inner[0], j->sd, j->K,
+                          (double *)it->p[1] + (ptrdiff_t)l * it->inner[1], j->vd,
+                          (double *)it->p[2] + (ptrdiff_t)l * it->inner[2], j->id, j->k,
+                          j->desc, j->base, key, idx, tmp);
+        else
+            lane_sort_f32((const float *)it->p[0] + (ptrdiff_t)l * it->inner[0], j->sd, j->K,
+                          (float *)it->p[1] + (ptrdiff_t)l * it->inner[1], j->vd,
+                          (float *)it->p[2] + (ptrdiff_t)l * it->inner[2], j->id, j->k,
+                          j->desc, j->base, key, idx, tmp);
+    }
+}
+
+/* Sorts every lane of s1 along dim into v and ix (same rank as s1 after as_1d, dim of size
+ * j->k), `grain` lanes per chunk; j has everything but the strides, set here. */
+static void sort_run(const mo_tensor *v, const mo_tensor *ix, const mo_tensor *s1, int dim,
+                     size_t grain, sort_job *j)
+{
+    mo_tensor v1, i1, srest, vrest, irest;
+    as_1d(&v1, v);
+    as_1d(&i1, ix);
     (void)drop_dim(&srest, s1, dim); /* numel > 0: no overflow */
-    (void)drop_dim(&vrest, v, dim);
-    (void)drop_dim(&irest, ix, dim);
-    const size_t K = s1->shape[dim];
-    const ptrdiff_t sd = s1->stride[dim], vd = v->stride[dim], id = ix->stride[dim];
-    size_t *idx = (size_t *)scratch, *tmp = idx + K;
-    void *key = tmp + K;
+    (void)drop_dim(&vrest, &v1, dim);
+    (void)drop_dim(&irest, &i1, dim);
+    j->sd = s1->stride[dim];
+    j->vd = v1.stride[dim];
+    j->id = i1.stride[dim];
     const mo_tensor *ops[3] = {&srest, &vrest, &irest};
     mo__iter it;
     mo__iter_init(&it, 3, ops);
-    for (size_t r = 0; r < it.rows; r++, mo__iter_next(&it))
-        for (size_t j = 0; j < it.n; j++) {
-            if (s1->dtype == MO_FLOAT64)
-                lane_sort_f64((const double *)it.p[0] + (ptrdiff_t)j * it.inner[0], sd, K,
-                              (double *)it.p[1] + (ptrdiff_t)j * it.inner[1], vd,
-                              (double *)it.p[2] + (ptrdiff_t)j * it.inner[2], id, k, desc, base,
-                              key, idx, tmp);
-            else
-                lane_sort_f32((const float *)it.p[0] + (ptrdiff_t)j * it.inner[0], sd, K,
-                              (float *)it.p[1] + (ptrdiff_t)j * it.inner[1], vd,
-                              (float *)it.p[2] + (ptrdiff_t)j * it.inner[2], id, k, desc, base,
-                              key, idx, tmp);
-        }
+    mo__iter_parallel(&it, grain, sort_piece, j);
+}
+
+/* Lanes per chunk for lanes of K values whose scratch is lane_bytes each (a function of the
+ * shape alone). */
+static size_t sort_grain(size_t lanes, size_t K, size_t lane_bytes)
+{
+    size_t max_chunks = lane_bytes > 0 ? SORT_SCRATCH / lane_bytes : SORT_MAX_CHUNKS;
+    if (max_chunks < 1) max_chunks = 1;
+    if (max_chunks > SORT_MAX_CHUNKS) max_chunks = SORT_MAX_CHUNKS;
+    const size_t grain = K >= SORT_GRAIN ? 1 : SORT_GRAIN / (K ? K : 1);
+    return mo__grain_for(lanes, grain, max_chunks);
 }
 
 mo_status mo_sort(mo_tensor *values, mo_tensor *indices, const mo_tensor *src, int dim,
@@ -613,12 +653,15 @@ mo_status mo_sort(mo_tensor *values, mo_tensor *indices, const mo_tensor *src, i
     shape[dim] = k;
     const int nd = src->ndim; /* a 0-d source gives 0-d results */
 
-    /* scratch: K indices twice, then K keys (8-byte aligned after the size_t arrays) */
-    size_t bytes = 0, two_k = 0;
-    MO_TRY(mo_size_mul(K, 2, &two_k));
-    MO_TRY(mo_size_add(two_k, K, &two_k));
-    MO_TRY(mo_size_mul(two_k, sizeof(size_t) > sizeof(double) ? sizeof(size_t) : sizeof(double),
-                       &bytes));
+    /* scratch per chunk: K indices twice, then K keys (8-byte aligned after the size_t
+       arrays); one lane's worth per chunk */
+    size_t lane_bytes = 0, words = 0, bytes = 0;
+    MO_TRY(mo_size_mul(K, SORT_WORDS, &words));
+    MO_TRY(mo_size_mul(words, sizeof(size_t) > sizeof(double) ? sizeof(size_t) : sizeof(double),
+                       &lane_bytes));
+    const size_t lanes = K > 0 ? s1.numel / K : 0;
+    const size_t grain = sort_grain(lanes, K, lane_bytes);
+    MO_TRY(mo_size_mul(lane_bytes, lanes > 0 ? mo__parallel_chunks(lanes, grain) : 1, &bytes));
     mo_tensor v, ix;
     mo_tensor_init(&v);
     mo_tensor_init(&ix);
@@ -635,10 +678,9 @@ mo_status mo_sort(mo_tensor *values, mo_tensor *indices, const mo_tensor *src, i
         return st;
     }
     if (v.numel > 0) {
-        mo_tensor v1, i1;
-        as_1d(&v1, &v);
-        as_1d(&i1, &ix);
-        sort_lanes(&v1, &i1, &s1, dim, k, descending, index_base, scratch);
+        sort_job j = {0, 0, 0, K, k, index_base, descending, s1.dtype == MO_FLOAT64,
+                      (char *)scratch, lane_bytes};
+        sort_run(&v, &ix, &s1, dim, grain, &j);
     }
     free(scratch);
     *values = v;

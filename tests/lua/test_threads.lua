@@ -127,6 +127,46 @@ local OPTIMIZERS = {
   {"LAMB", {lr = 1e-3}},
 }
 
+-- sort and topk cut the lanes into chunks (about 8192 values each, at most 64 chunks):
+-- {300, 100} along dim 2 is 4 chunks of 81 lanes; along dim 1 (strided lanes of 300) 4 chunks
+-- of 27; a {5, 40000} source is one lane per chunk; ties (rounded values) test stability
+function TestThreadsDeterminism.test_sort_topk()
+  same_bits_at_every_count("sort/topk", function()
+    local out = {}
+    for _, dtype in ipairs{"float32", "float64"} do
+      mo.manual_seed(11)
+      local x = (mo.randn(300, 100, {dtype = dtype}) * 4):round()
+      local wide = mo.randn(5, 40000, {dtype = dtype})
+      out[dtype .. ".v2"], out[dtype .. ".i2"] = x:sort(2)
+      out[dtype .. ".v1"], out[dtype .. ".i1"] = x:sort(1, true)
+      out[dtype .. ".tv"], out[dtype .. ".ti"] = x:t():topk(7, 2)
+      out[dtype .. ".wv"], out[dtype .. ".wi"] = wide:topk(3, 2)
+    end
+    return out
+  end)
+end
+
+-- ... and each lane is the serial sort: every row of the chunked sort against Lua's
+-- table.sort of that row (ties by index: a stable sort)
+function TestThreadsDeterminism.test_sort_lanes_are_right()
+  mo.manual_seed(12)
+  local x = (mo.randn(300, 100) * 4):round()
+  local v, i = x:sort(2)
+  local rows, vals, idx = x:totable(), v:totable(), i:totable()
+  for r = 1, 300, 37 do
+    local order = {}
+    for c = 1, 100 do order[c] = c end
+    table.sort(order, function(a, b)
+      if rows[r][a] ~= rows[r][b] then return rows[r][a] < rows[r][b] end
+      return a < b
+    end)
+    for c = 1, 100 do
+      lu.assertEquals(idx[r][c], order[c])
+      lu.assertEquals(vals[r][c], rows[r][order[c]])
+    end
+  end
+end
+
 function TestThreadsDeterminism.test_mlp_training()
   for _, case in ipairs(OPTIMIZERS) do
     same_bits_at_every_count("MLP with " .. case[1], function()
