@@ -445,6 +445,18 @@ function M.train_curve(o)
   return curve, h
 end
 
+--- The mean of curves (train_curve's) run with different seeds: they evaluate at the same
+-- steps. Returns {step =, lr =, acc =} (step and lr those of the first curve).
+function M.mean_curve(list)
+  local c = {step = list[1].step, lr = list[1].lr, acc = {}}
+  for i = 1, #c.step do
+    local s = 0
+    for _, one in ipairs(list) do s = s + one.acc[i] end
+    c.acc[i] = s / #list
+  end
+  return c
+end
+
 --- The first step at which a curve's accuracy reaches `target`, or nil.
 function M.steps_to_target(curve, target)
   for i, acc in ipairs(curve.acc) do

@@ -81,17 +81,6 @@ end
 
 local SEEDS = common.seed_list(o)
 
--- The mean of curves run with different seeds: they evaluate at the same steps.
-local function mean_curve(list)
-  local c = {step = list[1].step, lr = list[1].lr, acc = {}}
-  for i = 1, #c.step do
-    local s = 0
-    for _, one in ipairs(list) do s = s + one.acc[i] end
-    c.acc[i] = s / #list
-  end
-  return c
-end
-
 print(("Fashion-MNIST: %d training images, %d test; MLP 784-256-128-10; AdamW wd %g; batch %d"
        .. " (%d steps per epoch); seeds %s"):format(mo.data.size(train), mo.data.size(test), o.wd,
                                                    o.batch, steps_per_epoch,
@@ -109,7 +98,7 @@ for _, b in ipairs(budgets) do
                                    seed = seed, schedule = r.schedule, every = o.every}
       finals[k] = list[k].acc[#list[k].acc]
     end
-    curves[b][r.key] = mean_curve(list)
+    curves[b][r.key] = claims.mean_curve(list)
     final[b][r.key] = finals
   end
   io.stderr:write(("  budget %d epoch(s) done, %.0f s\n"):format(b, mo.clock() - t0))

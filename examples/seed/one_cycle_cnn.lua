@@ -145,18 +145,6 @@ for _, k in ipairs(PEAKS) do
     schedule = function(opt, n) return mo.sched.OneCycle(opt, {max_lr = peak, total_steps = n}) end}
 end
 
--- the mean curve of a run: all seeds evaluate at the same steps
-local function mean_curve(r)
-  local first = r.curves[1]
-  local c = {step = first.step, lr = first.lr, acc = {}}
-  for i = 1, #first.step do
-    local s = 0
-    for _, one in ipairs(r.curves) do s = s + one.acc[i] end
-    c.acc[i] = s / #r.curves
-  end
-  return c
-end
-
 print()
 print(("after %d epochs (%d steps), mean ± std over %d seed(s); steps to %.3f: the first"
        .. " evaluation (every %d steps) where the mean accuracy reaches it, and in how many seeds"
@@ -164,7 +152,7 @@ print(("after %d epochs (%d steps), mean ± std over %d seed(s); steps to %.3f: 
 local rows = {}
 local best = {}
 for _, r in ipairs(runs) do
-  r.mean = mean_curve(r)
+  r.mean = claims.mean_curve(r.curves)
   local reached = 0
   for _, c in ipairs(r.curves) do
     if claims.steps_to_target(c, o.target) then reached = reached + 1 end
