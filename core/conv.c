@@ -211,7 +211,7 @@ static void cols_run(const conv_dims *d, void *planes, void *col, int to_col)
     cols_job j = {d, planes, col, to_col};
     /* a channel moves kH*kW*P elements: chunks of about a streaming grain */
     const size_t per = d->g.kh * d->g.kw * d->p;
-    const size_t grain = per >= MO__GRAIN_STREAM ? 1 : MO__GRAIN_STREAM / per;
+    const size_t grain = per >= MO__GRAIN_STREAM ? 1 : MO__GRAIN_STREAM / (per ? per : 1);
     mo__parallel_for(d->cg, grain, cols_chunk, &j);
 }
 
