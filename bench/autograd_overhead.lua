@@ -3,7 +3,8 @@
 --      (target <= 1 us per op), next to the same op while other tensors do need grad
 --      (the dispatcher then scans the arguments' flags);
 --   2. recording: the same small ops on a tensor that requires grad, minus the same ops
---      unrecorded (target <= 1.5 us per op above the op itself); and backward per op;
+--      unrecorded, measured in pairs back to back (the median of the paired differences;
+--      target <= 1.5 us per op above the op itself); and backward per op;
 --   3. memory: RSS after 1e3 and after 1e4 training steps through autograd (flat); run
 --      first (see its section).
 -- All figures are medians of `reps` runs measured in this one process, in CPU time
@@ -19,6 +20,28 @@ local N = 20000
 local function median(xs)
   table.sort(xs)
   return xs[(#xs + 1) // 2]
+end
+
+-- seconds per call of body(i) in one loop of N
+local function one_rep(body)
+  collectgarbage()
+  local t0 = os.clock()
+  for i = 1, N do body(i) end
+  return (os.clock() - t0) / N
+end
+
+-- The extra seconds per call of `b` over `a`: reps pairs run back to back (a, b, a, b, ...)
+-- so that both sides of a difference share the machine's state of that moment (this host's
+-- speed drifts by 2x within minutes); the median of the paired differences, and the medians
+-- of each side for the record.
+local function paired_extra(a, b)
+  local da, db, dd = {}, {}, {}
+  for r = 1, reps do
+    da[r] = one_rep(a)
+    db[r] = one_rep(b)
+    dd[r] = db[r] - da[r]
+  end
+  return median(dd), median(da), median(db)
 end
 
 -- seconds per call of body(i) (a loop of N), the median over reps
@@ -97,9 +120,7 @@ local xr = mo.randn({16}, {requires_grad = true})
 local worst = 0
 for _, op in ipairs(ops) do
   local f = op[2]
-  local plain = per_call(function() return f(x) end)
-  local rec = per_call(function() return f(xr) end)
-  local extra = rec - plain
+  local extra, plain, rec = paired_extra(function() return f(x) end, function() return f(xr) end)
   worst = math.max(worst, extra)
   print(string.format("%-14s plain %.3f us, recorded %.3f us: recording costs %.3f us", op[1],
     us(plain), us(rec), us(extra)))
