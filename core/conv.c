@@ -215,6 +215,15 @@ static void cols_run(const conv_dims *d, void *planes, void *col, int to_col)
     mo__parallel_for(d->cg, grain, cols_chunk, &j);
 }
 
+/* col {K, P} of the image and group at element offset xo of x: x itself viewed {C/G, P}
+ * for a pointwise kernel, else im2col into the scratch col. */
+static mo_tensor col_of(const conv_dims *d, const mo_tensor *x, size_t xo, mo_tensor *col)
+{
+    if (d->pointwise) return mat(x, xo, d->cg, d->p);
+    cols_run(d, elem(x, xo), mo_tensor_ptr(col), 1);
+    return mat(col, 0, d->k, d->p);
+}
+
 /* y[n] for every image: gemm per group (im2col unless pointwise). With a bias, y[n] is
  * first filled with it and the gemm adds (beta = 1): one pass over y[n] instead of the
  * gemm's zeroing (beta = 0) and then a bias pass. */
@@ -227,13 +236,7 @@ static mo_status forward_gemm(mo_tensor *y, const mo_tensor *x, const mo_tensor 
         if (b) d->ops->fill_bias(elem(y, n * ys), mo_tensor_ptr(b), b->stride[0], d->o, d->p);
         for (size_t grp = 0; grp < d->groups; grp++) {
             const size_t xo = n * xs + grp * d->cg * xplane;
-            mo_tensor cv;
-            if (d->pointwise) {
-                cv = mat(x, xo, d->cg, d->p);
-            } else {
-                cols_run(d, elem(x, xo), mo_tensor_ptr(col), 1);
-                cv = mat(col, 0, d->k, d->p);
-            }
+            mo_tensor cv = col_of(d, x, xo, col);
             mo_tensor yv = mat(y, n * ys + grp * d->og * d->p, d->og, d->p);
             mo_tensor wv = mat(w, grp * d->og * d->k, d->og, d->k);
             MO_TRY(mo_matmul(&yv, &wv, 0, &cv, 0, 1.0, beta));
@@ -291,13 +294,7 @@ static mo_status backward_gemm(mo_tensor *gx, mo_tensor *gw, const mo_tensor *gy
             const size_t xo = n * xs + grp * d->cg * xplane;
             mo_tensor gyv = mat(gy, n * ys + grp * d->og * d->p, d->og, d->p);
             if (gw) {
-                mo_tensor cv;
-                if (d->pointwise) {
-                    cv = mat(x, xo, d->cg, d->p);
-                } else {
-                    cols_run(d, elem(x, xo), mo_tensor_ptr(col), 1);
-                    cv = mat(col, 0, d->k, d->p);
-                }
+                mo_tensor cv = col_of(d, x, xo, col);
                 mo_tensor gwv = mat(gw, grp * d->og * d->k, d->og, d->k);
                 MO_TRY(mo_matmul(&gwv, &gyv, 0, &cv, 1, 1.0, 1.0));
             }

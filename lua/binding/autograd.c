@@ -839,21 +839,7 @@ static int f_set_mark(lua_State *L)
  * non-tensor t gives nil. */
 static int f_bshape(lua_State *L)
 {
-    mo_tensor *t = tensor_at(L, 1, 1);
-    mo_tensor *o = tensor_at(L, 2, 1);
-    if (t == NULL) return 0;
-    if (o != NULL && mo_tensor_same_shape(t, o)) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    lua_Integer v[MO_MAX_DIMS];
-    int nd = t->ndim;
-    for (int d = 0; d < nd; d++) v[d] = (lua_Integer)t->shape[d];
-    lua_createtable(L, nd, 0);
-    for (int d = 0; d < nd; d++) {
-        lua_pushinteger(L, v[d]);
-        lua_rawseti(L, -2, d + 1);
-    }
+    push_bshape(L, tensor_at(L, 1, 1), tensor_at(L, 2, 1));
     return 1;
 }
 

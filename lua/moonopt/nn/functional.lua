@@ -81,18 +81,9 @@ local function same_dtype(fname, x, what, t)
   end
 end
 
--- The results of pcall, after grad mode is restored (a dispatched kernel run with grad
--- mode off records nothing and marks nothing; its error, positionless, passes on).
-local function restore(before, ok, ...)
-  grad_mode(before)
-  if not ok then error((...), 0) end
-  return ...
-end
-
---- Runs the (dispatched) C function f with grad mode off.
-local function raw(f, ...)
-  return restore(grad_mode(false), pcall(f, ...))
-end
+-- Runs the (dispatched) C function f with grad mode off: it records nothing and marks
+-- nothing; its error, positionless, passes on.
+local raw = E.no_grad
 
 -- Raised by a backward made of C kernel calls when create_graph asks for its graph.
 local function no_double(name)

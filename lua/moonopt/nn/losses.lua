@@ -110,9 +110,7 @@ end
 -- mask, W = sum_c w_c and D = sum_i wy_i for the mean (1 for the sum),
 --   dL/dx_ij = [(1 - ls) wy_i (p_ij - [j = y_i]) + ls / C m_i (W p_ij - w_j)] / D.
 local function f_forward_backward(self, out, target)
-  local E = require "moonopt.autograd.engine"
-  local before = E.grad_mode(false)
-  local ok, loss, g = pcall(function()
+  return require("moonopt.autograd.engine").no_grad(function()
     local x = out:detach()
     local B, C = x:size(1), x:size(2)
     local l = f_loss(self, x, target) -- checks the arguments
@@ -133,19 +131,11 @@ local function f_forward_backward(self, out, target)
     if self.reduction == "mean" then gx = gx / wy:sum():item() end
     return l:item(), gx
   end)
-  E.grad_mode(before)
-  if not ok then error(loss, 0) end
-  return loss, g
 end
 
 function CrossEntropyLoss:forward(out, target)
   if weighted(self) then
-    local E = require "moonopt.autograd.engine"
-    local before = E.grad_mode(false)
-    local ok, l = pcall(f_loss, self, out, target)
-    E.grad_mode(before)
-    if not ok then error(l, 0) end
-    return l:item()
+    return require("moonopt.autograd.engine").no_grad(f_loss, self, out, target):item()
   end
   return (nn_ce(out, target, self.label_smoothing, self._red, false))
 end
