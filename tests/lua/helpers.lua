@@ -16,6 +16,51 @@ function M.fails(text, f, ...)
   return msg
 end
 
+--- The bytes mo.save_tensors writes for a name -> tensor table: the raw little-endian
+-- values, so -0 versus 0 or two NaN payloads count as differences.
+function M.tensor_bytes(tensors)
+  local mo = require "moonopt"
+  local path = os.tmpname()
+  mo.save_tensors(path, tensors)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  os.remove(path)
+  return s
+end
+
+-- The names of the tensors whose bytes differ between two name -> tensor tables.
+local function differing(a, b)
+  local out = {}
+  for k, v in pairs(a) do
+    if M.tensor_bytes{t = v} ~= M.tensor_bytes{t = b[k]} then out[#out + 1] = k end
+  end
+  table.sort(out)
+  return table.concat(out, ", ")
+end
+
+--- Runs build() with moonopt's pool at 1, 2 and 3 threads (restoring the count after
+-- each); every run's name -> tensor table must have the first run's bytes, else the test
+-- fails naming the tensors that differ.
+function M.same_bits_at_every_count(label, build)
+  local mo = require "moonopt"
+  local saved = mo.get_num_threads()
+  local first, first_t
+  for _, n in ipairs{1, 2, 3} do
+    mo.set_num_threads(n)
+    local ok, res = pcall(build)
+    mo.set_num_threads(saved)
+    if not ok then error(res, 0) end
+    local b = M.tensor_bytes(res)
+    if first == nil then
+      first, first_t = b, res
+    elseif b ~= first then
+      lu.fail(("%s: at %d threads these differ from 1 thread: %s"):format(label, n,
+              differing(res, first_t)))
+    end
+  end
+end
+
 --- Row-major flat list + shape -> nested Lua tables (what mo.tensor takes).
 function M.nest(flat, shape)
   local function build(dim, offset)

@@ -11,40 +11,7 @@ local helpers = require "helpers"
 
 local nn, optim, train = mo.nn, mo.optim, mo.train
 
-local COUNTS = {1, 2, 3}
-
--- The bytes of a name -> tensor table as the checkpoint writer stores them.
-local function bytes_of(tensors)
-  local path = os.tmpname()
-  mo.save_tensors(path, tensors)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  os.remove(path)
-  return s
-end
-
--- Runs build() at each thread count and checks every run's bytes equal the first's.
-local function same_bits_at_every_count(label, build)
-  local saved = mo.get_num_threads()
-  local first
-  for _, n in ipairs(COUNTS) do
-    mo.set_num_threads(n)
-    local ok, res = pcall(build)
-    if not ok then
-      mo.set_num_threads(saved)
-      error(res, 0)
-    end
-    local b = bytes_of(res)
-    if first == nil then
-      first = b
-    elseif b ~= first then
-      mo.set_num_threads(saved)
-      lu.fail(("%s: the bytes at %d threads differ from those at 1 thread"):format(label, n))
-    end
-  end
-  mo.set_num_threads(saved)
-end
+local same_bits_at_every_count = helpers.same_bits_at_every_count
 
 -- A 0-d tensor holding a Lua number (reductions that return numbers), kept in float64.
 local function num(x) return mo.tensor(x, {dtype = "float64"}) end

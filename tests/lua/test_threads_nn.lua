@@ -11,48 +11,10 @@
 local lu = require "luaunit"
 local mo = require "moonopt"
 
+local helpers = require "helpers"
 local nn, optim = mo.nn, mo.optim
 
-local COUNTS = {1, 2, 3}
-
-local function bytes_of(tensors)
-  local path = os.tmpname()
-  mo.save_tensors(path, tensors)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  os.remove(path)
-  return s
-end
-
--- The names of the tensors whose bytes differ between two name -> tensor tables.
-local function differing(a, b)
-  local out = {}
-  for k, v in pairs(a) do
-    if bytes_of{t = v} ~= bytes_of{t = b[k]} then out[#out + 1] = k end
-  end
-  table.sort(out)
-  return table.concat(out, ", ")
-end
-
--- Runs build() at each thread count; every run's tensors must have the first run's bytes.
-local function same_bits_at_every_count(label, build)
-  local saved = mo.get_num_threads()
-  local first, first_t
-  for _, n in ipairs(COUNTS) do
-    mo.set_num_threads(n)
-    local ok, res = pcall(build)
-    mo.set_num_threads(saved)
-    if not ok then error(res, 0) end
-    local b = bytes_of(res)
-    if first == nil then
-      first, first_t = b, res
-    elseif b ~= first then
-      lu.fail(("%s: at %d threads these differ from 1 thread: %s"):format(label, n,
-              differing(res, first_t)))
-    end
-  end
-end
+local same_bits_at_every_count = helpers.same_bits_at_every_count
 
 local function num(x) return mo.tensor(x, {dtype = "float64"}) end
 
