@@ -12,7 +12,8 @@
 -- --seed on (initialization and batch order) and reported as mean ± std.
 --   1. the range test (mo.train.lr_find, 1e-6 to 1 over 100 steps) for each seed; its
 --      suggestions (steepest descent, and the min-loss lr / 10) are printed (--finder_steps);
---   2. a constant lr for each of --lrs; c* is the one with the best mean final accuracy;
+--   2. a constant lr for each of --lrs; c* is the one with the best mean final accuracy
+--      (--constants_only stops here);
 --   3. the tuned baseline: a cosine decay to 0 over the budget from c* and from each one-cycle
 --      peak (the best of these is "tuned cosine");
 --   4. OneCycle (cosine, pct_start 0.3, from peak/25) with the peak k * c* for each k of --peaks.
@@ -37,6 +38,7 @@ local o, given = common.args(NAME, arg, {
   target = {"number", 0.91, "test accuracy whose first arrival is reported"},
   every = {"int", 235, "evaluate every N steps"},
   finder_steps = {"int", 100, "steps of the range test"},
+  constants_only = {"flag", false, "stop after the constant lrs (each printed as mean ± std)"},
   seeds = {"int", 3, "seeds per run (mean ± std)"},
   threads = {"int", 1, "threads of moonopt's pool (BLAS runs on it)"},
   data = {"string", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory"},
@@ -129,7 +131,11 @@ for _, lr in ipairs(LRS) do
   end
 end
 local cstar = best_const.lr
+for _, r in ipairs(runs) do
+  print(("%s: final test accuracy %s"):format(r.name, common.pm(r.final)))
+end
 print(("best constant lr c* = %g"):format(cstar))
+if o.constants_only then return end
 
 -- 3 and 4: cosine from c* and from every peak; OneCycle at every peak
 local cosine_lrs = {cstar}

@@ -263,6 +263,15 @@ function TestSeedTraining.test_one_cycle_cnn_script_runs()
   lu.assertStrContains(text, "one_cycle_cnn.svg")
 end
 
+function TestSeedTraining.test_one_cycle_cnn_constants_only_stops_after_the_constants()
+  local ok, text = run_script("one_cycle_cnn", "--train 128 --test 128 --lrs 1e-3 --seeds 1"
+                                                .. " --finder_steps 2 --constants_only")
+  lu.assertTrue(ok, text)
+  lu.assertStrMatches(text, ".*constant 0%.001: final test accuracy 0%.%d%d%d%d ± 0%.0000\n.*")
+  lu.assertStrContains(text, "best constant lr c* = 0.001")
+  lu.assertNotStrContains(text, "OneCycle")
+end
+
 function TestSeedTraining.test_one_cycle_cnn_rejects_a_bad_list()
   local ok, text = run_script("one_cycle_cnn", "--lrs 1e-3,abc")
   lu.assertFalse(ok)
