@@ -18,7 +18,7 @@
  * The dispatcher (ag_dispatch) wraps each C function f, calling f itself (not through
  * lua_call, so f keeps the caller's frame: error positions and argument numbers are
  * unchanged). Only when grad mode is on and some argument (or a tensor in a list
- * argument) has a flag, it snapshots the arguments, runs f, and hands the Lua
+ * argument) has a flag, it anchors the arguments, runs f, and hands the Lua
  * recorder (lua/moonopt/autograd/engine.lua, installed with core._autograd.install) the op's
  * name, the arguments and the results; the recorder attaches a node to the results.
  * In-place functions (a name ending in "_", set, fill, copy, t[k] = v) are never
@@ -29,30 +29,45 @@
  */
 #include "binding.h"
 
+#include <stdint.h>
 #include <string.h>
+
+/* Recorded calls can nest (a finalizer run by an allocation inside f records its own op),
+ * and a call an error ended leaves its frame until a later call drops it (push_frame). The
+ * frames held are at distinct C stack depths, so fewer than Lua's limit of nested C calls
+ * (LUAI_MAXCCALLS, 200): this bound is not reached; a call past it is refused. */
+enum { FRAMES_MAX = 256 };
+
+/* A recorded call in progress (see "The recording path" below). */
+typedef struct ag_frame {
+    lua_Integer serial; /* numbers the call */
+    uintptr_t sp;       /* the address of the recording C function's frame */
+    int base;           /* the call's arguments are anchors[base + 1 .. base + top] */
+    int top;
+} ag_frame;
 
 typedef struct ag_state {
     int enabled;        /* grad mode */
     int recorder;       /* a recorder is installed (the registry's recorder_key) */
+    int down;           /* the C stack grows toward lower addresses */
+    int depth;          /* frames in use, innermost last */
     size_t live;        /* tensors with ag != 0 */
-    lua_Integer serial; /* numbers the snapshots of recorded calls */
-    lua_Integer npool;  /* snapshot tables waiting in the pool for reuse */
+    lua_Integer serial; /* numbers the recorded calls */
+    ag_frame frames[FRAMES_MAX];
 } ag_state;
 
 /* Registry keys (their addresses are the keys; never written). */
 static const char state_key = 's';    /* the ag_state userdata */
 static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
 static const char defs_key = 'd';     /* engine.DEFS: name -> definition (core._autograd.defs()) */
-static const char snap_key = 'n';     /* weak-keyed table: first argument -> argument snapshot */
-static const char pool_key = 'p';     /* snapshot tables for reuse (saves an allocation per op) */
+static const char anchors_key = 'a';  /* the arguments of the recorded calls in progress */
 static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -> its kind */
-#define POOL_MAX 16
 
 /* The registry tables of the recording path: a dispatcher, and t[k] / t[k] = v
- * (mo__ag_call_uv), hold them as upvalues 6 to 8 (a pseudo-index read is much cheaper than
+ * (mo__ag_call_uv), hold them as upvalues 6 and 7 (a pseudo-index read is much cheaper than
  * a registry look-up per op: light-userdata keys take the registry's generic look-up,
  * about 100 instructions each); upv = 0 reads them from the registry. */
-enum { UV_SNAPS = 6, UV_POOL = 7, UV_DEFS = 8 };
+enum { UV_ANCHORS = 6, UV_DEFS = MO__AG_NUPVALUES };
 
 static void push_table(lua_State *L, int upv, int uv, const char *key)
 {
@@ -61,8 +76,7 @@ static void push_table(lua_State *L, int upv, int uv, const char *key)
     else
         lua_rawgetp(L, LUA_REGISTRYINDEX, key);
 }
-#define push_snaps(L, upv) push_table(L, upv, UV_SNAPS, &snap_key)
-#define push_pool(L, upv) push_table(L, upv, UV_POOL, &pool_key)
+#define push_anchors(L, upv) push_table(L, upv, UV_ANCHORS, &anchors_key)
 #define push_defs(L, upv) push_table(L, upv, UV_DEFS, &defs_key)
 
 /* Function kinds, from the registered name (upvalue 4 of a dispatcher). */
@@ -79,6 +93,33 @@ static ag_state *get_state(lua_State *L)
     return s; /* the registry pins it */
 }
 
+/* The address of the calling function's C frame (of a local where the compiler has no
+ * builtin for it). Only compared with another such address: see push_frame. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FRAME_ADDR() ((uintptr_t)__builtin_frame_address(0))
+#else
+#define FRAME_ADDR() ((uintptr_t)(void *)&frame_mark)
+#define FRAME_MARK char frame_mark = 0
+#endif
+#ifndef FRAME_MARK
+#define FRAME_MARK (void)0
+#endif
+
+static uintptr_t callee_frame(void)
+{
+    FRAME_MARK;
+    return FRAME_ADDR();
+}
+
+/* Called through a volatile pointer, so that it cannot be inlined: its frame is a callee's. */
+static uintptr_t (*volatile callee_frame_fn)(void) = callee_frame;
+
+static int stack_grows_down(void)
+{
+    FRAME_MARK;
+    return callee_frame_fn() < FRAME_ADDR();
+}
+
 void mo__ag_open(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) != LUA_TUSERDATA) {
@@ -86,20 +127,15 @@ void mo__ag_open(lua_State *L)
         ag_state *s = (ag_state *)lua_newuserdatauv(L, sizeof *s, 0);
         s->enabled = 1;
         s->recorder = 0;
+        s->down = stack_grows_down();
+        s->depth = 0;
         s->live = 0;
         s->serial = 0;
-        s->npool = 0;
-        lua_newtable(L);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);
         lua_newtable(L); /* engine.DEFS: made here so dispatchers hold it as an upvalue */
         lua_rawsetp(L, LUA_REGISTRYINDEX, &defs_key);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &snap_key);
+        lua_createtable(L, 64, 0);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
     } else {
         lua_pop(L, 1);
     }
@@ -244,15 +280,6 @@ static int wants_grad(lua_State *L, int top)
     return want;
 }
 
-/* The first collectable argument (a tensor or a table: one exists, since some argument
- * has flags), which keys the snapshot while f runs: the stack pins it. */
-static int snapshot_key(lua_State *L, int top)
-{
-    for (int i = 1; i <= top; i++)
-        if (lua_type(L, i) == LUA_TUSERDATA || lua_type(L, i) == LUA_TTABLE) return i;
-    return 0;
-}
-
 /* Raises the recorder's error (at the top) as this call's: a message naming the op
  * passes (E.fail put the user's position there); another one (an argument a finalizer
  * freed while the node was built) gets the op's name, without the library position. */
@@ -289,19 +316,17 @@ static void push_edge(lua_State *L, int idx, const mo_tensor *t)
     }
 }
 
-/* node[2k-1], node[2k] = the edge of differentiable input k (argument ins[k] of the
- * snapshot at `args`), for k = 1..nin. */
-static void fill_edges(lua_State *L, int node, int ins, int nin, int args, unsigned req,
+/* node[2k-1], node[2k] = the edge of differentiable input k (argument ins[k]; the
+ * arguments are at stack indices a0, a0 + 1, ...), for k = 1..nin. */
+static void fill_edges(lua_State *L, int node, int ins, int nin, int a0, unsigned req,
                        mo_tensor *const *at)
 {
     for (int k = 1; k <= nin; k++) {
         lua_rawgeti(L, ins, k);
         lua_Integer p = lua_tointeger(L, -1);
         lua_pop(L, 1);
-        if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) {
-            lua_rawgeti(L, args, p);
-            push_edge(L, lua_gettop(L), at[p]);
-            lua_remove(L, -3);
+        if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) { /* so p <= the call's top */
+            push_edge(L, a0 + (int)p - 1, at[p]);
         } else {
             lua_pushboolean(L, 0);
             lua_pushinteger(L, 0);
@@ -337,17 +362,20 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
 /*
  * A definition's declarative save (engine.defop's `saves`, `shapes`, `shape`), done here
  * instead of calling a Lua `save`: the hot path of recording. spec (def.fast[3]) is an
- * array: [1] flags (1: shapes, 2: shape, 4: arg2), [2..n+1] the positions of the values to
- * save (0: the result).
+ * array: [1] flags (1: shapes, 2: shape, 4: arg2, 8: dims), [2..n+1] the positions of the
+ * values to save (0: the result).
  *   saves   node.saved = {values..., their storage versions (false for a non-tensor)...}
  *           (node.nsaved = n comes from the node's metatable)
  *   shapes  node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting changed
  *           them (left nil otherwise: backward reads nil as "the result's shape")
  *   shape   node.shape = the sizes of argument 1
  *   arg2    node.arg2 = argument 2 as it is (a number: t[i]'s index), no version
+ *   dims    a reduction's node.dim (argument 2 when a number, counted from 1: f accepted
+ *           it, so it is an integer in range) and node.keepdim (argument 3 is true)
  * engine.lua's make_save is the same in Lua (the recorder's slow path runs it).
  */
-static void c_save(lua_State *L, int node, int spec, int args, int out, mo_tensor *const *at)
+static void c_save(lua_State *L, int node, int spec, int a0, int top, int out,
+                   mo_tensor *const *at)
 {
     int n = (int)lua_rawlen(L, spec) - 1;
     lua_rawgeti(L, spec, 1);
@@ -362,8 +390,10 @@ static void c_save(lua_State *L, int node, int spec, int args, int out, mo_tenso
             lua_pop(L, 1);
             if (p == 0)
                 lua_pushvalue(L, out);
+            else if (p >= 1 && p <= top)
+                lua_pushvalue(L, a0 + (int)p - 1);
             else
-                lua_rawgeti(L, args, p);
+                lua_pushnil(L);
             const mo_tensor *t = p >= 0 && p <= 30 ? at[p] : NULL;
             if (t != NULL)
                 lua_pushinteger(L, (lua_Integer)mo_tensor_version(t));
@@ -388,8 +418,29 @@ static void c_save(lua_State *L, int node, int spec, int args, int out, mo_tenso
         lua_setfield(L, node, "shape");
     }
     if (flags & 4) {
-        lua_rawgeti(L, args, 2);
+        if (top >= 2)
+            lua_pushvalue(L, a0 + 1);
+        else
+            lua_pushnil(L);
         lua_setfield(L, node, "arg2");
+    }
+    if ((flags & 8) && top >= 2 && lua_type(L, a0 + 1) == LUA_TNUMBER && at[1] != NULL) {
+        lua_Integer d = lua_tointeger(L, a0 + 1);
+        lua_pushinteger(L, d < 0 ? d + (lua_Integer)at[1]->ndim + 1 : d);
+        lua_setfield(L, node, "dim");
+        lua_pushboolean(L, top >= 3 && lua_type(L, a0 + 2) == LUA_TBOOLEAN && lua_toboolean(L, a0 + 2));
+        lua_setfield(L, node, "keepdim");
+    }
+}
+
+/* Pushes a new table of the arguments at stack indices a0 .. a0 + top - 1 (what the Lua
+ * recorder and a definition's Lua `save` take). */
+static void push_args_table(lua_State *L, int a0, int top)
+{
+    lua_createtable(L, top, 0);
+    for (int i = 1; i <= top; i++) {
+        lua_pushvalue(L, a0 + i - 1);
+        lua_rawseti(L, -2, i); /* presized: no allocation */
     }
 }
 
@@ -400,10 +451,11 @@ static void c_save(lua_State *L, int node, int spec, int args, int out, mo_tenso
  * tensor result that is not one of the arguments. The node gets its edges, the metatable
  * (name, backward, nin, and nsaved of a declarative save, shared by every node of the op:
  * four fewer fields to insert per node) and what the save stores; then it is attached to
- * the result. Returns 0 (nothing done) for every other case, which the Lua recorder takes.
- * The stack is left with extra values; the caller resets it.
+ * the result. The call's arguments are at stack indices a0 .. a0 + top - 1. Returns 0
+ * (nothing done) for every other case, which the Lua recorder takes. The stack is left
+ * with extra values; the caller resets it.
  */
-static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx, int args,
+static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx, int a0,
                        int top, unsigned req, int last, int upv, mo_tensor **at)
 {
     mo_tensor *out = tensor_at(L, last, upv);
@@ -432,15 +484,15 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
 
     lua_createtable(L, 2 * nin, 2); /* the node: saved, and sa/sb or shape */
     int node = lua_gettop(L);
-    fill_edges(L, node, ins, nin, args, req, at);
+    fill_edges(L, node, ins, nin, a0, req, at);
     lua_pushvalue(L, fast + 1);
     lua_setmetatable(L, node);
     if (lua_istable(L, fast + 3)) {
-        c_save(L, node, fast + 3, args, last, at);
+        c_save(L, node, fast + 3, a0, top, last, at);
     } else if (lua_isfunction(L, fast + 4)) {
         lua_pushvalue(L, fast + 4);
         lua_pushvalue(L, node);
-        lua_pushvalue(L, args);
+        push_args_table(L, a0, top);
         lua_pushinteger(L, top);
         lua_pushvalue(L, last);
         if (lua_pcall(L, 4, 0, 0) != LUA_OK) record_error(L, name);
@@ -454,111 +506,98 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
     return 1;
 }
 
-/* Empties the snapshot at `args` (its top arguments) and puts it in the pool. */
-static void give_back(lua_State *L, ag_state *s, int args, int top, int upv)
+/*
+ * The recording path. f runs with the stack exactly as the caller left it (it counts its
+ * arguments with lua_gettop, and may overwrite them: conv replaces a strided input by a
+ * contiguous copy), so the arguments wait in the anchors table (a registry table, a
+ * dispatcher's upvalue) while f runs: the recorder needs the originals, and they may have
+ * no other reference. Calls in progress form a stack of frames, innermost last, each
+ * owning a run of the table's slots; recorded calls nest when a finalizer run by an
+ * allocation inside f records an op of its own.
+ *
+ * An error in f leaves its frame behind (the error unwinds past this code). Such a frame
+ * is recognized by its C stack address: a call in progress is a caller of every call
+ * that starts later, so its C frame lies farther from the stack's growth than the new
+ * call's, while an ended call's frame lies at the new call's depth or past it. push_frame
+ * drops every innermost frame that is not such a caller (a frame kept by that test is at
+ * worst dropped by a later call), and pop_frame drops frames an error left above its own
+ * (a nested call that failed inside f, its error caught by the finalizer's protected
+ * call). The slots are cleared when a frame goes, so nothing stays pinned.
+ */
+
+/* Drops the innermost frame, clearing its slots of the anchors table at `anchors`. */
+static void drop_frame(lua_State *L, ag_state *s, int anchors)
 {
-    if (s->npool >= POOL_MAX) return;
-    for (int i = 1; i <= top; i++) {
+    const ag_frame *fr = &s->frames[--s->depth];
+    for (int i = 1; i <= fr->top; i++) {
         lua_pushnil(L);
-        lua_rawseti(L, args, i);
+        lua_rawseti(L, anchors, fr->base + i);
     }
-    push_pool(L, upv);
-    lua_pushvalue(L, args);
-    lua_rawseti(L, -2, ++s->npool);
-    lua_pop(L, 1);
 }
 
-/*
- * The recording path. f runs with the stack exactly as the caller left it (it counts
- * its arguments with lua_gettop), so the snapshot of the arguments waits in the
- * weak-keyed registry table under the first collectable argument (which the stack
- * pins). A snapshot links the one it displaced ([-2]) and carries its call's serial
- * ([-1]): an op run by a finalizer inside f, with the same first argument, puts its
- * own on top and takes it off again, and one left behind by an error is skipped.
- * An error in f leaves the snapshot until that argument dies: nothing leaks.
- */
-/* Before f: a snapshot of arguments 1..top (a pooled table or a new one) goes into the
- * weak table under the argument at `key`, linking the one it displaces; the stack is
- * left as it was. */
-static void stash_args(lua_State *L, ag_state *s, int key, int top, lua_Integer serial, int upv)
+/* Whether frame fr is a call still in progress, seen from a call whose frame is `here`. */
+static int frame_running(const ag_state *s, const ag_frame *fr, uintptr_t here)
 {
-    push_snaps(L, upv);
-    int snaps = lua_gettop(L);
-    if (s->npool > 0) {
-        /* a table a finished call gave back (empty); one an error skipped is garbage */
-        push_pool(L, upv);
-        lua_rawgeti(L, -1, s->npool);
-        lua_pushnil(L);
-        lua_rawseti(L, -3, s->npool);
-        s->npool--;
-        lua_remove(L, -2);
-    } else {
-        lua_createtable(L, top, 2);
-    }
+    return s->down ? fr->sp > here : fr->sp < here;
+}
+
+/* Before f: anchors arguments 1..top in a new innermost frame; the stack is left as it
+ * was. Returns the frame's serial. */
+static lua_Integer push_frame(lua_State *L, ag_state *s, int top, uintptr_t here,
+                              const char *name, int upv)
+{
+    push_anchors(L, upv);
+    int anchors = lua_gettop(L);
+    while (s->depth > 0 && !frame_running(s, &s->frames[s->depth - 1], here))
+        drop_frame(L, s, anchors);
+    if (s->depth == FRAMES_MAX)
+        luaL_error(L, "%s: more than %d recorded calls nested (autograd)", name, FRAMES_MAX);
+    ag_frame *fr = &s->frames[s->depth];
+    fr->serial = ++s->serial;
+    fr->sp = here;
+    fr->base = s->depth > 0 ? fr[-1].base + fr[-1].top : 0;
+    fr->top = top;
+    s->depth++; /* before the writes: a call nested in them (a finalizer) stacks above */
     for (int i = 1; i <= top; i++) {
         lua_pushvalue(L, i);
-        lua_rawseti(L, -2, i);
+        lua_rawseti(L, anchors, fr->base + i);
     }
-    lua_pushinteger(L, serial);
-    lua_rawseti(L, -2, -1);
-    lua_pushvalue(L, key);
-    lua_rawget(L, snaps);
-    lua_rawseti(L, -2, -2);
-    lua_pushvalue(L, key);
-    lua_insert(L, -2);
-    lua_rawset(L, snaps);
     lua_settop(L, top);
+    return fr->serial;
 }
 
-/* After f: pushes this call's snapshot (skipping ones an error left behind), puts back
- * the one it displaced, and returns its stack index. */
-static int take_args(lua_State *L, int key, lua_Integer serial, const char *name, int upv)
+/* After f: pushes the arguments of the frame numbered `serial` (dropping frames that
+ * errors left above it), drops that frame, and returns the stack index of argument 1. */
+static int pop_frame(lua_State *L, ag_state *s, lua_Integer serial, const char *name, int upv)
 {
-    push_snaps(L, upv);
-    int snaps = lua_gettop(L);
-    lua_pushvalue(L, key);
-    lua_rawget(L, snaps);
-    while (lua_istable(L, -1)) {
-        lua_rawgeti(L, -1, -1);
-        int mine = lua_tointeger(L, -1) == serial;
-        lua_pop(L, 1);
-        if (mine) break;
-        lua_rawgeti(L, -1, -2);
-        lua_remove(L, -2);
-    }
-    if (!lua_istable(L, -1))
-        return luaL_error(L, "%s: autograd lost the arguments of this call", name);
-    int args = lua_gettop(L);
-    lua_pushvalue(L, key);
-    lua_rawgeti(L, args, -2);
-    lua_rawset(L, snaps);
-    lua_pushnil(L);
-    lua_rawseti(L, args, -1);
-    lua_pushnil(L);
-    lua_rawseti(L, args, -2);
-    return args;
+    push_anchors(L, upv);
+    int anchors = lua_gettop(L);
+    while (s->depth > 0 && s->frames[s->depth - 1].serial != serial) drop_frame(L, s, anchors);
+    if (s->depth == 0) return luaL_error(L, "%s: autograd lost the arguments of this call", name);
+    const ag_frame *fr = &s->frames[s->depth - 1];
+    luaL_checkstack(L, fr->top + 8, name);
+    int a0 = lua_gettop(L) + 1;
+    for (int i = 1; i <= fr->top; i++) lua_rawgeti(L, anchors, fr->base + i);
+    drop_frame(L, s, anchors);
+    return a0;
 }
 
 static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name, int nameidx,
                        int top, unsigned req, unsigned mark, int upv, mo_tensor **at)
 {
-    int key = snapshot_key(L, top);
-    lua_Integer serial = ++s->serial;
-    stash_args(L, s, key, top, serial, upv);
+    FRAME_MARK;
+    lua_Integer serial = push_frame(L, s, top, FRAME_ADDR(), name, upv);
     int n = f(L);
     int last = lua_gettop(L);
-    int args = take_args(L, key, serial, name, upv);
+    int a0 = pop_frame(L, s, serial, name, upv);
 
     /* the C fast path first: it needs no recorder function (the flag says one is there) */
     if (!s->recorder ||
-        (n == 1 && req != 0 && fast_record(L, s, name, nameidx, args, top, req, last, upv, at))) {
-        give_back(L, s, args, top, upv);
+        (n == 1 && req != 0 && fast_record(L, s, name, nameidx, a0, top, req, last, upv, at))) {
         lua_settop(L, last);
         return n;
     }
-    lua_settop(L, args);
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
-        give_back(L, s, args, top, upv);
         lua_settop(L, last);
         return n;
     }
@@ -566,13 +605,12 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
         lua_pushvalue(L, nameidx); /* the dispatcher's name upvalue: no string interning */
     else
         lua_pushstring(L, name);
-    lua_pushvalue(L, args);
+    push_args_table(L, a0, top);
     lua_pushinteger(L, top);
     lua_pushinteger(L, (lua_Integer)req);
     lua_pushinteger(L, (lua_Integer)mark);
     for (int i = last - n + 1; i <= last; i++) lua_pushvalue(L, i);
     if (lua_pcall(L, 5 + n, 0, 0) != LUA_OK) record_error(L, name);
-    give_back(L, s, args, top, upv); /* the recorder keeps no reference to the snapshot */
     lua_settop(L, last);
     return n;
 }
@@ -614,7 +652,7 @@ static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name,
     }
     if (!recording) return f(L);
     /* at[i]: argument i's tensor (NULL for another value), found once here and used by the
-     * record after f ran: the snapshot of the arguments anchors these userdata blocks, so
+     * record after f ran: the call's frame of anchors (push_frame) holds these userdata blocks, so
      * the pointers stay valid memory (a finalizer may release a tensor's contents in
      * between, which leaves an empty tensor: versions and shapes read then are harmless,
      * and backward reports the freed tensor); at[0] is the result */
@@ -636,8 +674,8 @@ static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name,
 }
 
 /* The wrapper of every dispatched function. Upvalues: 1 the tensor metatable (for
- * mo__toarg), 2 f, 3 the ag_state, 4 the kind, 5 the name, 6 to 8 the snapshot table, the
- * snapshot pool and engine.DEFS (UV_SNAPS...). */
+ * mo__toarg), 2 f, 3 the ag_state, 4 the kind, 5 the name, 6 and 7 the anchors table and
+ * engine.DEFS (UV_ANCHORS, UV_DEFS). */
 static int ag_dispatch(lua_State *L)
 {
     lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(2));
@@ -679,8 +717,7 @@ void mo__ag_push_upvalues(lua_State *L, int mt, lua_CFunction f, int kind, const
     mo__ag_push_state(L);
     lua_pushinteger(L, kind);
     lua_pushstring(L, name);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_key);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key);
 }
 
@@ -710,7 +747,7 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
             lua_pushcclosure(L, l->func, 1);
         } else {
             mo__ag_push_upvalues(L, mt, l->func, kind, l->name);
-            lua_pushcclosure(L, ag_dispatch, 8);
+            lua_pushcclosure(L, ag_dispatch, MO__AG_NUPVALUES);
         }
         lua_setfield(L, mt - 1, l->name);
     }
@@ -898,6 +935,14 @@ static int f_live(lua_State *L)
     return 1;
 }
 
+/* frames() -> the frames of recorded calls held (in progress, or left by an error until
+ * the next recorded call drops them; tests) */
+static int f_frames(lua_State *L)
+{
+    lua_pushinteger(L, get_state(L)->depth);
+    return 1;
+}
+
 /* t:requires_grad_([flag = true]) -> t */
 static int m_requires_grad_(lua_State *L)
 {
@@ -938,7 +983,8 @@ static int m_detach(lua_State *L)
 static const luaL_Reg ag_functions[] = {
     {"install", f_install},   {"grad_mode", f_grad_mode}, {"info", f_info},
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
-    {"version", f_version},   {"live", f_live},           {"bshape", f_bshape},
+    {"version", f_version},   {"live", f_live},           {"frames", f_frames},
+    {"bshape", f_bshape},
     {"bmeta", f_bmeta},       {"registered", f_registered}, {"defs", f_defs},
     {NULL, NULL},
 };

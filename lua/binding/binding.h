@@ -103,14 +103,17 @@ void mo__open_autograd(lua_State *L);
 unsigned mo__ag_flags(const mo_tensor *t);
 /* Clears a dying tensor's flags (from __gc); its user values are the caller's. */
 void mo__ag_forget(lua_State *L, mo_tensor *t);
-/* Pushes the 8 upvalues of a dispatcher of f (its name and kind; the tensor metatable at
- * index mt): 1 the metatable, 2 f, 3 the autograd state, 4 the kind, 5 the name, 6 to 8
- * autograd's snapshot table, snapshot pool and definitions. */
+/* How many upvalues a dispatcher has (mo__ag_push_upvalues pushes them). */
+#define MO__AG_NUPVALUES 7
+/* Pushes the MO__AG_NUPVALUES upvalues of a dispatcher of f (its name and kind; the tensor
+ * metatable at index mt): 1 the metatable, 2 f, 3 the autograd state, 4 the kind, 5 the
+ * name, 6 and 7 autograd's anchors table (the arguments of recorded calls in progress) and
+ * definitions. */
 void mo__ag_push_upvalues(lua_State *L, int mt, lua_CFunction f, int kind, const char *name);
 /* Runs the C function f on the current arguments as a dispatched function would
- * (recording, in-place checks and version bumps), from a C closure whose upvalues 1..8 are
- * mo__ag_push_upvalues's; nameidx: the (pseudo-)index of the op's name; kind 0 or
- * MO__AG_INPLACE. Returns f's result count. */
+ * (recording, in-place checks and version bumps), from a C closure whose upvalues
+ * 1..MO__AG_NUPVALUES are mo__ag_push_upvalues's; nameidx: the (pseudo-)index of the op's
+ * name; kind 0 or MO__AG_INPLACE. Returns f's result count. */
 int mo__ag_call_uv(lua_State *L, lua_CFunction f, int nameidx, int kind);
 /* luaL_setfuncs of `l` into the table below the tensor metatable at the top, each
  * function wrapped by the dispatcher (the metatable stays on the stack). */

@@ -524,9 +524,9 @@ static int t_len(lua_State *L)
     return 1;
 }
 
-/* Upvalues of t_index and t_newindex: 1..8 a dispatcher's (mo__ag_push_upvalues), then
- * the methods table and the name "__index_t". */
-enum { UV_METHODS = 9, UV_INDEX_T = 10 };
+/* Upvalues of t_index and t_newindex: 1..MO__AG_NUPVALUES a dispatcher's
+ * (mo__ag_push_upvalues), then the methods table and the name "__index_t". */
+enum { UV_METHODS = MO__AG_NUPVALUES + 1, UV_INDEX_T = MO__AG_NUPVALUES + 2 };
 
 /* __index: methods first, then .grad (user value 1) and .dtype. */
 static int t_index(lua_State *L)
@@ -972,7 +972,7 @@ void mo__open_tensor(lua_State *L)
     lua_pushcclosure(L, t_index, UV_INDEX_T);
     lua_setfield(L, mt, "__index");
     mo__ag_push_upvalues(L, mt, mo__newindex, MO__AG_INPLACE, "__newindex");
-    lua_pushcclosure(L, t_newindex, 8);
+    lua_pushcclosure(L, t_newindex, MO__AG_NUPVALUES);
     lua_setfield(L, mt, "__newindex");
 
     /* module.Tensor: the methods table, for Lua code that adds methods */

@@ -433,6 +433,116 @@ function TestTape.test_graph_is_collectable()
   lu.assertEquals(require("moonopt.core")._autograd.live(), live0)
 end
 
+-- Each recorded call's arguments wait in a frame while its C function runs
+-- (lua/binding/autograd.c, push_frame / pop_frame); core._autograd.frames() counts them.
+local AG = require("moonopt.core")._autograd
+
+function TestTape.test_a_failed_call_leaves_no_frame_pinning_its_arguments()
+  local x = mo.tensor({0.5, -1, 2}, D):requires_grad_()
+  local weak = setmetatable({}, {__mode = "v"})
+  for _ = 1, 300 do -- more failures than the frames could hold if they piled up
+    local arg = mo.randn({16}, {requires_grad = true})
+    weak[1] = arg
+    local ok, err = pcall(function() return arg:view{5} end)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, "view")
+  end
+  lu.assertEquals(AG.frames(), 1) -- the last failed call's, until the next recorded call
+  local y = (x:exp() * x):sum()
+  lu.assertEquals(AG.frames(), 0)
+  collectgarbage()
+  collectgarbage()
+  lu.assertNil(weak[1]) -- its frame no longer holds the argument
+  y:backward()
+  for i, v in ipairs({0.5, -1, 2}) do
+    lu.assertAlmostEquals(x.grad:get(i), (1 + v) * math.exp(v), 1e-12)
+  end
+end
+
+function TestTape.test_failures_at_growing_depths_are_dropped_by_a_shallower_call()
+  local x = mo.tensor({0.5, -1, 2}, D):requires_grad_()
+  -- each failure is one protected call deeper than the one before: a later call cannot
+  -- tell those frames from callers still running, so they stay until a shallower call
+  local function dive(d)
+    pcall(function() return x:view{5} end)
+    if d > 0 then pcall(dive, d - 1) end
+  end
+  dive(30)
+  lu.assertTrue(AG.frames() > 1)
+  local y = (x * 2):sum()
+  lu.assertEquals(AG.frames(), 0)
+  y:backward()
+  lu.assertEquals(x.grad:totable(), {2, 2, 2})
+end
+
+function TestTape.test_recorded_calls_nest_in_finalizers()
+  -- a finalizer that records (and fails to record) ops runs at nearly every allocation,
+  -- so inside recorded calls too: every node must still be right
+  local x = mo.tensor({0.5, -1, 2}, D):requires_grad_()
+  local inner, deepest, failed, chain = {}, 0, 0, true
+  local mt = {}
+  mt.__gc = function()
+    if chain then setmetatable({}, mt) end
+    deepest = math.max(deepest, AG.frames())
+    inner[#inner + 1] = (x * 3):sum()
+    if not pcall(function() return x:view{5} end) then failed = failed + 1 end
+  end
+  local saved_mode = collectgarbage("incremental", 10, 400, 63) -- a cycle per allocation
+  collectgarbage()
+  setmetatable({}, mt)
+  local outs = {}
+  for k = 1, 3 do outs[k] = (x:exp() * x):sum() end
+  chain = false
+  collectgarbage("incremental", 200, 100, 13)
+  if saved_mode == "generational" then collectgarbage("generational") end
+  collectgarbage()
+  collectgarbage()
+  local _ = x * 1 -- drops a frame a failure in a finalizer run outside any call left
+  lu.assertEquals(AG.frames(), 0)
+  lu.assertTrue(deepest >= 1, "no finalizer ran inside a recorded call")
+  lu.assertTrue(#inner > 0)
+  lu.assertEquals(failed, #inner)
+  for _, o in ipairs(outs) do o:backward() end
+  for _, v in ipairs(inner) do v:backward() end
+  for i, v in ipairs({0.5, -1, 2}) do
+    local want = 3 * (1 + v) * math.exp(v) + 3 * #inner
+    lu.assertAlmostEquals(x.grad:get(i), want, 1e-12 * math.abs(want))
+  end
+end
+
+function TestTape.test_declared_saves_are_the_same_from_c_and_from_lua()
+  -- a definition's declared saves run in C (the dispatcher's fast path) and, on the
+  -- recorder's Lua path, as engine.lua's make_save: both must give a node the same fields
+  local x = mo.tensor({0.5, -1, 2, 1.5, 0.25, -2}, D):reshape{2, 3}:requires_grad_()
+  local w = mo.tensor({1, 2, 3}, D)
+  local cases = {
+    {"sum", {x}}, {"sum", {x, 2}}, {"sum", {x, -1, true}}, {"sum", {x, -2, false}},
+    {"mean", {x, 1, true}}, {"mean", {x}}, {"view", {x, 3, 2}}, {"__index", {x, 2}},
+    {"mul", {x, w}}, {"add", {w, x}}, {"div", {x, 2}},
+  }
+  local fields = {"dim", "keepdim", "shape", "sa", "sb", "arg2", "nsaved"}
+  for _, c in ipairs(cases) do
+    local name, args = c[1], c[2]
+    local fn = name == "__index" and function(t, k) return t[k] end or x[name]
+    local viac = fn(table.unpack(args)) -- recorded by the C dispatcher
+    local out = mo.no_grad(function() return fn(table.unpack(args)) end)
+    local req = 0
+    for k, v in ipairs(args) do
+      if mo.is_tensor(v) and v.requires_grad then req = req | (1 << (k - 1)) end
+    end
+    E.recorder(name, args, #args, req, 0, out) -- the Lua path, on an unrecorded result
+    local a, b = viac.grad_fn, out.grad_fn
+    for _, f in ipairs(fields) do
+      lu.assertEquals(b[f], a[f], name .. " " .. f)
+    end
+    for k = 1, a.nsaved or 0 do
+      local va, vb = a.saved[k], b.saved[k]
+      if va == viac then va, vb = "result", vb == out and "result" or vb end
+      lu.assertTrue(rawequal(va, vb), name .. " saved " .. k)
+    end
+  end
+end
+
 local TestFunctional = {}
 
 function TestFunctional.test_grad_and_value_and_grad_with_structures()

@@ -580,7 +580,7 @@ case("mo.randint", "randint", function() return {{2, 3}} end, function(a) return
 case("tostring 3-d", "tostring", function() return {M(6, 2):view(3, 2, 2)} end,
   function(a) return tostring(a[1]) end)
 
--- autograd (issue 12): the recording path of the dispatcher (argument snapshot, recorder),
+-- autograd (issue 12): the recording path of the dispatcher (argument frames, recorder),
 -- the flags and backward
 local function RG(t) return t:requires_grad_() end
 case("recorded __mul", "__mul", function() return {RG(M(2, 3)), M(2, 3, 1)} end,

@@ -226,25 +226,30 @@ module function registered in C). `spec`:
             written with ordinary tensor ops so it records under create_graph
   record    optional: function(def, args, nargs, req, out, ...) replacing the generic
             record (list arguments, several outputs, checks of options)
-`args` (the argument snapshot) is reused for the next call once record returns: keep
-values from it, never the table itself.
+`args` is a table of the call's arguments as the caller passed them (made for this call:
+the C function may have overwritten its own stack slots).
   check     optional: true when a gradcheck case exists in tests (the registry walk)
 Instead of `save`, the common saves can be declared; the C dispatcher then does them
 itself, with no call into Lua (the hot path of recording: docs/autograd.md "Recording"):
   saves     a list of argument positions to save (0: the result), as M.save(node, ...)
   shapes    true: node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting
-            changed them, else false (nil for a number): core._autograd.bshape
+            changed them, else nil: core._autograd.bshape
   shape     true: node.shape = the sizes of argument 1
   arg2      true: node.arg2 = argument 2 as it is (a number; no table, no version)
+  dims      true: a reduction's dim = argument 2, keepdim = argument 3: when argument 2
+            is a number, node.dim = it counted from 1 (a negative one from the end of
+            argument 1's dims) and node.keepdim = (argument 3 == true); else neither
 Returns the definition.
 --]]
 local bshape = AG.bshape
 local function make_save(spec)
   local saves, shapes, shape, arg2 = spec.saves or {}, spec.shapes, spec.shape, spec.arg2
+  local dims = spec.dims
   local n = #saves
-  -- the C side's array form: [1] flags (1: shapes, 2: shape, 4: arg2), then the positions
+  -- the C side's array form: [1] flags (1: shapes, 2: shape, 4: arg2, 8: dims), then the
+  -- positions
   local csave = table.move(saves, 1, n, 2, {(shapes and 1 or 0) + (shape and 2 or 0)
-                                            + (arg2 and 4 or 0)})
+                                            + (arg2 and 4 or 0) + (dims and 8 or 0)})
   -- the same node fields the C side's c_save sets (the recorder's slow path runs this)
   local function save_fn(node, args, _, out)
     if n > 0 then
@@ -255,9 +260,15 @@ local function make_save(spec)
       end
       node.saved, node.nsaved = saved, n
     end
-    if shapes then node.sa, node.sb = bshape(args[1], out), bshape(args[2], out) end
+    if shapes then -- (nil, as the C side leaves them, unless broadcasting changed them)
+      node.sa, node.sb = bshape(args[1], out) or nil, bshape(args[2], out) or nil
+    end
     if shape then node.shape = args[1]:shape() end
     if arg2 then node.arg2 = args[2] end
+    if dims and type(args[2]) == "number" then
+      local d = args[2]
+      node.dim, node.keepdim = d < 0 and d + args[1]:dim() + 1 or d, args[3] == true
+    end
   end
   return csave, save_fn, n
 end
@@ -267,10 +278,11 @@ function M.defop(spec)
   assert(spec.record or (type(spec.backward) == "function" and type(spec.inputs) == "table"),
     "defop: backward and inputs are required")
   local csave, nsaved = false, nil
-  if spec.saves or spec.shapes or spec.shape or spec.arg2 then
-    assert(spec.save == nil and spec.record == nil, "defop: saves/shapes/shape/arg2 replace save")
+  if spec.saves or spec.shapes or spec.shape or spec.arg2 or spec.dims then
+    assert(spec.save == nil and spec.record == nil,
+      "defop: saves/shapes/shape/arg2/dims replace save")
     csave, spec.save, nsaved = make_save(spec)
-    spec.saves, spec.shapes, spec.shape, spec.arg2 = nil, nil, nil, nil
+    spec.saves, spec.shapes, spec.shape, spec.arg2, spec.dims = nil, nil, nil, nil, nil
   end
   if not spec.record then
     -- what the C fast path needs in one table: the metatable its nodes share (the fields

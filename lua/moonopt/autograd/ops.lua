@@ -290,7 +290,7 @@ local function dim_args(node, args)
   end
 end
 
-defop{name = "sum", inputs = {1}, save = dim_args,
+defop{name = "sum", inputs = {1}, shape = true, dims = true,
   backward = function(node, g) return unreduce(g, node.shape, node.dim, node.keepdim) end}
 
 local function count(shape, dim)
@@ -300,7 +300,7 @@ local function count(shape, dim)
   return n
 end
 
-defop{name = "mean", inputs = {1}, save = dim_args,
+defop{name = "mean", inputs = {1}, shape = true, dims = true,
   backward = function(node, g)
     return unreduce(g / count(node.shape, node.dim), node.shape, node.dim, node.keepdim)
   end}
