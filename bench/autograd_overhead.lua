@@ -3,8 +3,8 @@
 --      (target <= 1 us per op), next to the same op while other tensors do need grad
 --      (the dispatcher then scans the arguments' flags);
 --   2. recording: the same small ops on a tensor that requires grad, minus the same ops
---      unrecorded, measured in pairs back to back (the median of the paired differences;
---      target <= 1.5 us per op above the op itself); and backward per op;
+--      unrecorded, measured in short runs back to back (the median of the paired
+--      differences; target <= 1.5 us per op above the op itself); and backward per op;
 --   3. memory: RSS after 1e3 and after 1e4 training steps through autograd (flat); run
 --      first (see its section).
 -- All figures are medians of `reps` runs measured in this one process, in CPU time
@@ -22,23 +22,27 @@ local function median(xs)
   return xs[(#xs + 1) // 2]
 end
 
--- seconds per call of body(i) in one loop of N
-local function one_rep(body)
-  collectgarbage()
-  local t0 = os.clock()
-  for i = 1, N do body(i) end
-  return (os.clock() - t0) / N
-end
 
--- The extra seconds per call of `b` over `a`: reps pairs run back to back (a, b, a, b, ...)
--- so that both sides of a difference share the machine's state of that moment (this host's
--- speed drifts by 2x within minutes); the median of the paired differences, and the medians
--- of each side for the record.
+-- The extra seconds per call of `b` over `a`: short runs (PAIR_N calls, a few ms) back to
+-- back (a, b, a, b, ...; 10 reps pairs), so that both sides of a difference share the
+-- machine's state of that moment (this host's speed drifts by 2x within minutes, and runs
+-- of the same code a minute apart differ by more than what is measured); the median of
+-- the paired differences, and the medians of each side for the record. The runs follow
+-- each other with no collection in between: the collector's incremental steps, which
+-- allocation pays for (one every few KB), then fall in the run whose garbage called for
+-- them, at the collector's steady state (a full collection before each run would leave a
+-- run of a few ms with no collector work at all, and report the recording cost without it).
+local PAIR_N = 2000
 local function paired_extra(a, b)
   local da, db, dd = {}, {}, {}
-  for r = 1, reps do
-    da[r] = one_rep(a)
-    db[r] = one_rep(b)
+  local function run(body)
+    local t0 = os.clock()
+    for i = 1, PAIR_N do body(i) end
+    return (os.clock() - t0) / PAIR_N
+  end
+  for r = 1, 10 * reps + 1 do
+    da[r] = run(a)
+    db[r] = run(b)
     dd[r] = db[r] - da[r]
   end
   return median(dd), median(da), median(db)
