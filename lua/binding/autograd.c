@@ -522,7 +522,10 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
  * drops every innermost frame that is not such a caller (a frame kept by that test is at
  * worst dropped by a later call), and pop_frame drops frames an error left above its own
  * (a nested call that failed inside f, its error caught by the finalizer's protected
- * call). The slots are cleared when a frame goes, so nothing stays pinned.
+ * call). The slots are cleared when a frame goes, so nothing stays pinned. (A host that
+ * runs one lua_State from several OS threads in turn compares addresses of different
+ * stacks: a frame in progress is still always on the current thread's, so the test stays
+ * right, and an ended frame from another thread's stack may only wait longer.)
  */
 
 /* Drops the innermost frame, clearing its slots of the anchors table at `anchors`. */
