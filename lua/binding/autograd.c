@@ -428,7 +428,8 @@ static void c_save(lua_State *L, int node, int spec, int a0, int top, int out,
         lua_Integer d = lua_tointeger(L, a0 + 1);
         lua_pushinteger(L, d < 0 ? d + (lua_Integer)at[1]->ndim + 1 : d);
         lua_setfield(L, node, "dim");
-        lua_pushboolean(L, top >= 3 && lua_type(L, a0 + 2) == LUA_TBOOLEAN && lua_toboolean(L, a0 + 2));
+        int keep = top >= 3 && lua_type(L, a0 + 2) == LUA_TBOOLEAN && lua_toboolean(L, a0 + 2);
+        lua_pushboolean(L, keep);
         lua_setfield(L, node, "keepdim");
     }
 }
@@ -600,6 +601,8 @@ static int record_call(lua_State *L, ag_state *s, lua_CFunction f, const char *n
         lua_settop(L, last);
         return n;
     }
+    lua_settop(L, a0 + top - 1); /* what fast_record left goes */
+    luaL_checkstack(L, n + 8, name);
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &recorder_key) != LUA_TFUNCTION) {
         lua_settop(L, last);
         return n;
