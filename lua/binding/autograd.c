@@ -364,8 +364,9 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
  * instead of calling a Lua `save`: the hot path of recording. spec (def.fast[3]) is an
  * array: [1] flags (1: shapes, 2: shape, 4: arg2, 8: dims), [2..n+1] the positions of the
  * values to save (0: the result).
- *   saves   node.saved = {values..., their storage versions (false for a non-tensor)...}
- *           (node.nsaved = n comes from the node's metatable)
+ *   saves   node[base + k] = value k, node[base + n + k] = its storage version (false
+ *           for a non-tensor), base = 2 nin: after the edges, as engine.save (node.nsaved
+ *           = n comes from the node's metatable)
  *   shapes  node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting changed
  *           them (left nil otherwise: backward reads nil as "the result's shape")
  *   shape   node.shape = the sizes of argument 1
@@ -374,16 +375,14 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
  *           it, so it is an integer in range) and node.keepdim (argument 3 is true)
  * engine.lua's make_save is the same in Lua (the recorder's slow path runs it).
  */
-static void c_save(lua_State *L, int node, int spec, int a0, int top, int out,
+static void c_save(lua_State *L, int node, int base, int spec, int a0, int top, int out,
                    mo_tensor *const *at)
 {
     int n = (int)lua_rawlen(L, spec) - 1;
     lua_rawgeti(L, spec, 1);
     lua_Integer flags = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (n > 0 && n <= 8) {
-        lua_createtable(L, 2 * n, 0);
-        int saved = lua_gettop(L);
+    if (n > 0) {
         for (int k = 1; k <= n; k++) {
             lua_rawgeti(L, spec, k + 1);
             lua_Integer p = lua_tointeger(L, -1);
@@ -399,10 +398,9 @@ static void c_save(lua_State *L, int node, int spec, int a0, int top, int out,
                 lua_pushinteger(L, (lua_Integer)mo_tensor_version(t));
             else
                 lua_pushboolean(L, 0);
-            lua_rawseti(L, saved, n + k); /* presized: no allocation */
-            lua_rawseti(L, saved, k);
+            lua_rawseti(L, node, base + n + k); /* presized by fast_record: no allocation */
+            lua_rawseti(L, node, base + k);
         }
-        lua_setfield(L, node, "saved");
     }
     if (flags & 1) {
         for (int i = 1; i <= 2; i++) {
@@ -483,13 +481,17 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
     int nin = (int)lua_rawlen(L, ins);
     if (nin < 1 || nin > 30) return 0;
 
-    lua_createtable(L, 2 * nin, 2); /* the node: saved, and sa/sb or shape */
+    /* the node: its edges, then the saved values and their versions (a declared save's
+     * count, or room for a Lua save's first three); sa/sb or shape, dim/keepdim, nsaved */
+    int nsave = lua_istable(L, fast + 3) ? (int)lua_rawlen(L, fast + 3) - 1 : 3;
+    if (nsave < 0 || nsave > 30) return 0;
+    lua_createtable(L, 2 * nin + 2 * nsave, 2);
     int node = lua_gettop(L);
     fill_edges(L, node, ins, nin, a0, req, at);
     lua_pushvalue(L, fast + 1);
     lua_setmetatable(L, node);
     if (lua_istable(L, fast + 3)) {
-        c_save(L, node, fast + 3, a0, top, last, at);
+        c_save(L, node, 2 * nin, fast + 3, a0, top, last, at);
     } else if (lua_isfunction(L, fast + 4)) {
         lua_pushvalue(L, fast + 4);
         lua_pushvalue(L, node);

@@ -8,7 +8,8 @@
 --       node = {name, backward = fn(node, grad_1, ..., grad_nout) -> one grad per input,
 --               nin = number of differentiable inputs, [2k-1] = the edge of input k (or
 --               false), [2k] = the output index of that edge's node (0 for a leaf),
---               saved = {values..., versions..., n = count}, ...}
+--               [2 nin + k] = saved value k, [2 nin + nsaved + k] = its version,
+--               nsaved = count, ...}
 --     an edge is the input's own node (a recorded result) or the leaf tensor itself;
 --     the result's user value 3 gets the node (core._autograd.set_node);
 --   * backward walks the nodes reachable from the root in topological order (Kahn),
@@ -71,27 +72,31 @@ end
 -- Recording
 -- ---------------------------------------------------------------------------------------
 
---- Saves tensors (or other values) for backward in node.saved, with the storage version
--- of each tensor, which backward checks (an in-place change in between is an error).
-function M.save(node, a, b, c, ...)
-  -- node.saved = {values..., their versions (false for a non-tensor)...}, node.nsaved =
-  -- the count; one constructor for up to three values (no rehash while filling)
+--- Saves values (tensors or others) for backward, with the storage version of each
+-- tensor, which backward checks (an in-place change in between is an error). They sit in
+-- the node's array part after its edges: node[2 nin + k] value k, node[2 nin + n + k] its
+-- version (false for a non-tensor), node.nsaved = n (no table of their own: recording
+-- makes one allocation less per op). M.saved reads them back.
+function M.save(node, ...)
   local n = select("#", ...)
-  if n == 0 then
-    if c ~= nil then
-      node.saved, node.nsaved = {a, b, c, version_of(a), version_of(b), version_of(c)}, 3
-    elseif b ~= nil then
-      node.saved, node.nsaved = {a, b, version_of(a), version_of(b)}, 2
-    else
-      node.saved, node.nsaved = {a, version_of(a)}, 1
-    end
-    return
+  local b = 2 * node.nin
+  for k = 1, n do
+    local v = select(k, ...)
+    node[b + k], node[b + n + k] = v, version_of(v)
   end
-  local saved = table.pack(a, b, c, ...)
-  n = saved.n
-  saved.n = nil
-  for k = 1, n do saved[n + k] = version_of(saved[k]) end
-  node.saved, node.nsaved = saved, n
+  node.nsaved = n
+end
+
+--- The values saved in node (M.save, or a definition's declared saves), in order; none
+-- once backward freed the node.
+function M.saved(node)
+  local b = 2 * node.nin
+  return table.unpack(node, b + 1, b + (node.nsaved or 0))
+end
+
+--- The first value saved in node (M.saved's first, without the others).
+function M.saved1(node)
+  return node[2 * node.nin + 1]
 end
 
 --- A new node for op `name` whose differentiable inputs are the values in `inputs`
@@ -171,16 +176,14 @@ local function record_generic(def, args, nargs, req, out, ...)
   local nin = #ins
   local node
   -- sized by the constructor (no rehash as the edges go in): most ops have 1 or 2 inputs
-  -- (saved and nsaved are set here so the hash part is sized for them and three fields of
-  -- the definition's own at once: no rehash while save fills it)
+  -- (nsaved is set here so the hash part is sized for it and three fields of the
+  -- definition's own at once: no rehash of the hash part while save fills it)
   if nin == 1 then
-    node = {false, 0, name = def.name, backward = def.backward, nin = 1, saved = false,
-            nsaved = 0}
+    node = {false, 0, name = def.name, backward = def.backward, nin = 1, nsaved = 0}
   elseif nin == 2 then
-    node = {false, 0, false, 0, name = def.name, backward = def.backward, nin = 2,
-            saved = false, nsaved = 0}
+    node = {false, 0, false, 0, name = def.name, backward = def.backward, nin = 2, nsaved = 0}
   else
-    node = {name = def.name, backward = def.backward, nin = nin, saved = false, nsaved = 0}
+    node = {name = def.name, backward = def.backward, nin = nin, nsaved = 0}
   end
   for k = 1, nin do
     local p = ins[k]
@@ -253,12 +256,12 @@ local function make_save(spec)
   -- the same node fields the C side's c_save sets (the recorder's slow path runs this)
   local function save_fn(node, args, _, out)
     if n > 0 then
-      local saved = {}
+      local b = 2 * node.nin
       for k = 1, n do
         local v = saves[k] == 0 and out or args[saves[k]]
-        saved[k], saved[n + k] = v, version_of(v)
+        node[b + k], node[b + n + k] = v, version_of(v)
       end
-      node.saved, node.nsaved = saved, n
+      node.nsaved = n
     end
     if shapes then -- (nil, as the C side leaves them, unless broadcasting changed them)
       node.sa, node.sb = bshape(args[1], out) or nil, bshape(args[2], out) or nil
@@ -343,16 +346,16 @@ M.shape_str = shape_str
 
 -- Raises when a saved tensor changed in place after it was saved.
 local function check_versions(node)
-  local saved = node.saved
-  if not saved then return end
   local n = node.nsaved
+  if not n or n == 0 then return end
+  local b = 2 * node.nin
   for k = 1, n do
-    local v = saved[n + k]
-    if v and version_of(saved[k]) ~= v then
+    local t, v = node[b + k], node[b + n + k]
+    if v and version_of(t) ~= v then
       error(fmt("backward: a tensor that %s saved for backward (saved value #%d, of shape %s)"
         .. " was changed in place afterwards (version %d, expected %d); clone it before "
         .. "the in-place op, or use the out-of-place form", node.name, k,
-        shape_str(saved[k]), version_of(saved[k]), v), 0)
+        shape_str(t), version_of(t), v), 0)
     end
   end
 end
@@ -483,7 +486,9 @@ local function run(roots, root_grads, retain, create_graph, capture)
       if rest then g1, g2, g3 = rest[1], rest[2], rest[3] end
     end
     if not retain then
-      node.saved, node.freed = nil, true
+      local b, n = 2 * nin, node.nsaved or 0
+      for k = b + 1, b + 2 * n do node[k] = nil end
+      node.freed = true
     end
     for k = 1, nin do
       local e = node[2 * k - 1]

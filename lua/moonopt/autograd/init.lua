@@ -415,7 +415,7 @@ local function function_backward(node, ...)
   for k = 1, nout do
     if gs[k] == nil then gs[k] = core.zeros_like(node.outs[k]) end
   end
-  ctx.saved_tensors = node.saved and {unpack(node.saved, 1, node.nsaved)} or {}
+  ctx.saved_tensors = {E.saved(node)}
   local r = pack(spec.backward(ctx, unpack(gs, 1, nout)))
   for k = 1, node.nin do
     local g, shape = r[k], node.in_shapes[k]

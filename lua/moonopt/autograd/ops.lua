@@ -8,6 +8,7 @@ local core = require "moonopt.core"
 local E = require "moonopt.autograd.engine"
 
 local defop, save, fail = E.defop, E.save, E.fail
+local saved, saved1 = E.saved, E.saved1
 local is_tensor = core.is_tensor
 local unpack = table.unpack
 
@@ -89,20 +90,20 @@ defop{name = "sub", names = {"sub", "__sub"}, inputs = {1, 2}, shapes = true,
 
 defop{name = "mul", names = {"mul", "__mul"}, inputs = {1, 2}, saves = {1, 2}, shapes = true,
   backward = function(node, g)
-    local a, b = node.saved[1], node.saved[2]
+    local a, b = saved(node)
     return wants(node, 1) and back(g * b, node.sa), wants(node, 2) and back(g * a, node.sb)
   end}
 
 -- t:dot(u) = sum(t * u) over same-shaped tensors, a 0-d tensor: d/dt = g u, d/du = g t
 defop{name = "dot", inputs = {1, 2}, saves = {1, 2},
   backward = function(node, g)
-    local a, b = node.saved[1], node.saved[2]
+    local a, b = saved(node)
     return wants(node, 1) and g * b, wants(node, 2) and g * a
   end}
 
 defop{name = "div", names = {"div", "__div"}, inputs = {1, 2}, saves = {1, 2}, shapes = true,
   backward = function(node, g)
-    local a, b = node.saved[1], node.saved[2]
+    local a, b = saved(node)
     local ga = wants(node, 1) and back(g / b, node.sa)
     local gb = wants(node, 2) and back(-g * a / (b * b), node.sb)
     return ga, gb
@@ -114,7 +115,7 @@ defop{name = "pow", names = {"pow", "__pow"}, inputs = {1, 2},
     save(node, args[1], args[2], out)
   end,
   backward = function(node, g)
-    local a, p, out = node.saved[1], node.saved[2], node.saved[3]
+    local a, p, out = saved(node)
     local ga, gp
     if wants(node, 1) then
       if is_tensor(p) then
@@ -155,7 +156,7 @@ for _, spec in ipairs{{"maximum", true}, {"minimum", false}} do
       save(node, args[1], args[2])
     end,
     backward = function(node, g)
-      local a, b = node.saved[1], node.saved[2]
+      local a, b = saved(node)
       local w = maxmin_weight(a, b, spec[2])
       return wants(node, 1) and back(g * w, node.sa), wants(node, 2) and back(g * (1 - w), node.sb)
     end}
@@ -168,7 +169,7 @@ defop{name = "where", inputs = {2, 3},
     save(node, args[1])
   end,
   backward = function(node, g)
-    local m = node.saved[1]:ne(0)
+    local m = saved1(node):ne(0)
     local ga = wants(node, 1) and back(core.where(m, g, 0), node.sa)
     local gb = wants(node, 2) and back(core.where(m, 0, g), node.sb)
     return ga, gb
@@ -176,7 +177,7 @@ defop{name = "where", inputs = {2, 3},
 
 defop{name = "masked_fill", inputs = {1},
   save = function(node, args) save(node, args[2]) end,
-  backward = function(node, g) return g:masked_fill(node.saved[1], 0) end}
+  backward = function(node, g) return g:masked_fill(saved1(node), 0) end}
 
 -- t:dot(u) returns a Lua number: not differentiable (mo.matmul of two 1-d tensors is).
 
@@ -200,7 +201,8 @@ for _, div in ipairs{false, true} do
       return node
     end,
     backward = function(node, g)
-      local t1, t2, v = node.saved[1], node.saved[2], node.v
+      local t1, t2 = saved(node)
+      local v = node.v
       if div then
         local gv = g * v
         return sum_to(g, node.sa), gv / t2, -gv * t1 / (t2 * t2)
@@ -225,34 +227,34 @@ local function unary(names, saves, backward)
 end
 
 unary({"neg", "__unm"}, nil, function(_, g) return -g end)
-unary("exp", save_out, function(n, g) return g * n.saved[1] end)
-unary("log", save_in, function(n, g) return g / n.saved[1] end)
-unary("sqrt", save_out, function(n, g) return g / (n.saved[1] * 2) end)
+unary("exp", save_out, function(n, g) return g * saved1(n) end)
+unary("log", save_in, function(n, g) return g / saved1(n) end)
+unary("sqrt", save_out, function(n, g) return g / (saved1(n) * 2) end)
 unary("rsqrt", save_out, function(n, g)
-  local y = n.saved[1]
+  local y = saved1(n)
   return g * (y * y * y) * -0.5
 end)
-unary("abs", save_in, function(n, g) return g * n.saved[1]:sign() end)
-unary("sin", save_in, function(n, g) return g * n.saved[1]:cos() end)
-unary("cos", save_in, function(n, g) return -g * n.saved[1]:sin() end)
+unary("abs", save_in, function(n, g) return g * saved1(n):sign() end)
+unary("sin", save_in, function(n, g) return g * saved1(n):cos() end)
+unary("cos", save_in, function(n, g) return -g * saved1(n):sin() end)
 unary("tan", save_out, function(n, g)
-  local y = n.saved[1]
+  local y = saved1(n)
   return g * (y * y + 1)
 end)
 unary("tanh", save_out, function(n, g)
-  local y = n.saved[1]
+  local y = saved1(n)
   return g * (1 - y * y)
 end)
 unary("sigmoid", save_out, function(n, g)
-  local y = n.saved[1]
+  local y = saved1(n)
   return g * y * (1 - y)
 end)
-unary("relu", save_out, function(n, g) return g * n.saved[1]:gt(0) end)
-unary("log1p", save_in, function(n, g) return g / (n.saved[1] + 1) end)
-unary("expm1", save_out, function(n, g) return g * (n.saved[1] + 1) end)
+unary("relu", save_out, function(n, g) return g * saved1(n):gt(0) end)
+unary("log1p", save_in, function(n, g) return g / (saved1(n) + 1) end)
+unary("expm1", save_out, function(n, g) return g * (saved1(n) + 1) end)
 local TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 unary("erf", save_in, function(n, g)
-  local x = n.saved[1]
+  local x = saved1(n)
   return g * (-(x * x)):exp() * TWO_OVER_SQRT_PI
 end)
 for _, name in ipairs{"sign", "floor", "ceil", "round"} do
@@ -266,7 +268,7 @@ defop{name = "clamp", inputs = {1},
     save(node, args[1])
   end,
   backward = function(node, g)
-    local x = node.saved[1]
+    local x = saved1(node)
     local m
     if node.lo ~= nil then m = x:ge(node.lo) end
     if node.hi ~= nil then
@@ -311,7 +313,7 @@ defop{name = "prod", inputs = {1},
     save(node, args[1], out)
   end,
   backward = function(node, g)
-    local x, out = node.saved[1], node.saved[2]
+    local x, out = saved(node)
     local dim, kd = node.dim, node.keepdim
     local zero = x:eq(0)
     local nz = dim and zero:sum(dim, true) or zero:sum()
@@ -347,7 +349,7 @@ for _, name in ipairs{"var", "std"} do
       save(node, args[1], out)
     end,
     backward = function(node, g)
-      local x, out = node.saved[1], node.saved[2]
+      local x, out = saved(node)
       local dim = node.dim
       local n = count(node.shape, dim) - (node.unbiased and 1 or 0)
       local mean = dim and x:mean(dim, true) or x:mean()
@@ -380,14 +382,14 @@ for _, name in ipairs{"max", "min"} do
     end,
     backward = function(node, g)
       if node.dim then
-        local idx = node.saved[1]
+        local idx = saved1(node)
         local dim = node.dim
         local gk, ik = g, idx
         if not node.keepdim then gk, ik = g:unsqueeze(dim), idx:unsqueeze(dim) end
         local z = core.zeros(node.shape, {dtype = g.dtype})
         return z:scatter_add(dim, ik, gk)
       end
-      local x, out = node.saved[1], node.saved[2]
+      local x, out = saved(node)
       local m = x:eq(out)
       return g * m / m:sum()
     end}
@@ -404,7 +406,7 @@ defop{name = "norm", inputs = {1},
     save(node, x, out)
   end,
   backward = function(node, g)
-    local x, out = node.saved[1], node.saved[2]
+    local x, out = saved(node)
     local p, dim = node.p, node.dim
     local outk = (dim and not node.keepdim) and out:unsqueeze(dim) or out
     local gk = unreduce(g, node.shape, dim, node.keepdim)
@@ -428,7 +430,7 @@ defop{name = "logsumexp", inputs = {1},
     save(node, args[1], out)
   end,
   backward = function(node, g)
-    local x, out = node.saved[1], node.saved[2]
+    local x, out = saved(node)
     local dim = node.dim
     local outk = (dim and not node.keepdim) and out:unsqueeze(dim) or out
     return unreduce(g, node.shape, dim, node.keepdim) * (x - outk):exp()
@@ -440,7 +442,7 @@ defop{name = "softmax", inputs = {1},
     save(node, out)
   end,
   backward = function(node, g)
-    local y = node.saved[1]
+    local y = saved1(node)
     return y * (g - (g * y):sum(node.dim, true))
   end}
 
@@ -450,7 +452,7 @@ defop{name = "log_softmax", inputs = {1},
     save(node, out)
   end,
   backward = function(node, g)
-    local y = node.saved[1]
+    local y = saved1(node)
     return g - y:exp() * g:sum(node.dim, true)
   end}
 
@@ -483,7 +485,7 @@ for _, name in ipairs{"sort", "topk"} do
     backward = function(node, g)
       if #node.shape == 0 then return g end
       local z = core.zeros(node.shape, {dtype = g.dtype})
-      return z:scatter_add(node.dim, node.saved[1], g)
+      return z:scatter_add(node.dim, saved1(node), g)
     end}
 end
 
@@ -654,7 +656,7 @@ defop{name = "index_select", inputs = {1},
   end,
   backward = function(node, g)
     -- index_add as scatter_add with the index broadcast along the other dims
-    local idx, dim = node.saved[1], node.dim
+    local idx, dim = saved1(node), node.dim
     local gs = g:shape()
     local ishape = {}
     for k = 1, #gs do ishape[k] = k == dim and gs[k] or 1 end
@@ -671,7 +673,7 @@ defop{name = "gather", inputs = {1},
   end,
   backward = function(node, g)
     local z = core.zeros(node.shape, {dtype = g.dtype})
-    return z:scatter_add(node.dim, node.saved[1], g)
+    return z:scatter_add(node.dim, saved1(node), g)
   end}
 
 defop{name = "scatter_add", inputs = {1, 4},
@@ -681,7 +683,7 @@ defop{name = "scatter_add", inputs = {1, 4},
     save(node, args[3])
   end,
   backward = function(node, g)
-    local idx = node.saved[1]
+    local idx = saved1(node)
     local gs = g:gather(node.dim, idx)
     local ishape = idx:shape()
     local same = true
@@ -714,7 +716,7 @@ defop{name = "matmul", inputs = {1, 2},
     save(node, args[1], args[2])
   end,
   backward = function(node, g)
-    local a, b = node.saved[1], node.saved[2]
+    local a, b = saved(node)
     if node.ta then a = a:t() end
     if node.tb then b = b:t() end
     if node.alpha and node.alpha ~= 1 then g = g * node.alpha end

@@ -41,6 +41,7 @@ local E = require "moonopt.autograd.engine"
 local api, fail, show = apierror.api, apierror.fail, apierror.show
 local is_tensor, grad_mode = core.is_tensor, E.grad_mode
 local needs_grad, record, save, wants = E.needs_grad, E.record, E.save, E.wants
+local saved, saved1 = E.saved, E.saved1
 local grad_sink = E.grad_sink
 
 local linear_forward, linear_backward = core.nn_linear_forward, core.nn_linear_backward
@@ -170,7 +171,7 @@ function F.linear(x, w, b)
     -- step); otherwise tensor ops (the same gemms), which record under create_graph:
     -- linear differentiates twice
     local node = record("linear", {x, w, b}, {y}, function(node, g)
-      local sx, sw = node.saved[1], node.saved[2]
+      local sx, sw = saved(node)
       if grad_sink(node, 2) and (b == nil or grad_sink(node, 3)) then
         local gi = linear_backward(sx:contiguous(), g:contiguous(), sw, b, nil, wants(node, 1))
         return gi or nil, nil, nil
@@ -192,7 +193,7 @@ function F.relu(x)
   local y = act_forward(x:contiguous(), core.NN_ACT_RELU, 0, nil)
   if needs_grad(x) then
     local node = record("relu", {x}, {y}, function(node, g)
-      local sy = node.saved[1]
+      local sy = saved1(node)
       if grad_mode() then return g * sy:gt(0) end
       return act_backward(sy, g:contiguous(), core.NN_ACT_RELU, 0, nil)
     end)
@@ -265,7 +266,7 @@ function F.gelu(x, approximate)
   local y = act_forward(x:contiguous(), code, 0, nil)
   if needs_grad(x) then
     local node = record("gelu", {x}, {y}, function(node, g)
-      local sx = node.saved[1]
+      local sx = saved1(node)
       if grad_mode() then return g * gelu_grad(sx, approximate) end -- create_graph: tensor ops
       return act_backward(sx:contiguous(), g:contiguous(), code, 0, nil)
     end)
@@ -301,7 +302,7 @@ function F.dropout(x, p, training)
   end
   if needs_grad(x) then
     local node = record("dropout", {x}, {y}, function(node, g)
-      return g * node.saved[1]
+      return g * saved1(node)
     end)
     save(node, mask)
   end
@@ -369,7 +370,7 @@ function F.layer_norm(x, shape, w, b, eps)
   if needs_grad(x, w, b) then
     local node = record("layer_norm", {x, w, b}, {y}, function(node, g)
       no_double("layer_norm")
-      local s = node.saved
+      local s = {saved(node)}
       local wa, ba = grad_alias(s[2]), grad_alias(s[3])
       local gi = ln_backward(s[1], g:contiguous(), d, wa, ba, s[4], s[5], nil)
       return gi, wa and wa.grad, ba and ba.grad
@@ -390,7 +391,7 @@ local function fused_loss(name, x, t, value, gin, grads)
   local y = core.tensor(value)
   if gin then
     local node = record(name, {x, t}, {y}, function(node, g)
-      local s = node.saved
+      local s = {saved(node)}
       if grad_mode() or wants(node, 2) then return grads(s[1], s[2], g) end
       return gin * g, nil
     end, 2)
@@ -649,7 +650,7 @@ function F.conv2d(x, w, b, opts)
   if needs_grad(x, w, b) then
     local node = record("conv2d", {x, w, b}, {y}, function(node, g)
       no_double("conv2d")
-      local s = node.saved
+      local s = {saved(node)}
       local gw, rw = grad_buf(node, 2, s[2])
       local gb, rb = grad_buf(node, 3, s[3])
       local gx = raw(core.conv2d_backward, s[1], s[2], g:contiguous(), sh, sw, ph, pw, dh, dw,
@@ -681,7 +682,8 @@ function F.max_pool2d(x, k, opts)
   if needs_grad(x) then
     local node = record("max_pool2d", {x}, {y}, function(node, g)
       no_double("max_pool2d")
-      return raw(core.max_pool2d_backward, g:contiguous(), node.saved[1], node.saved[2])
+      local si, sx = saved(node)
+      return raw(core.max_pool2d_backward, g:contiguous(), si, sx)
     end)
     save(node, idx, x)
   end
@@ -701,7 +703,7 @@ function F.avg_pool2d(x, k, opts)
   if needs_grad(x) then
     local node = record("avg_pool2d", {x}, {y}, function(node, g)
       no_double("avg_pool2d")
-      return raw(core.avg_pool2d_backward, g:contiguous(), node.saved[1], kh, kw, sh, sw, ph, pw, cip)
+      return raw(core.avg_pool2d_backward, g:contiguous(), saved1(node), kh, kw, sh, sw, ph, pw, cip)
     end)
     save(node, x)
   end
@@ -736,7 +738,7 @@ function F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
   if needs_grad(x, w, b) then
     local node = record("batch_norm", {x, w, b}, {y}, function(node, g)
       no_double("batch_norm")
-      local s = node.saved
+      local s = {saved(node)}
       local gw, rw = grad_buf(node, 2, s[2])
       local gb, rb = grad_buf(node, 3, s[3])
       local gx = raw(core.batch_norm_backward, s[1], g:contiguous(), s[2], s[4], s[5], training,

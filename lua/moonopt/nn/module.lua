@@ -692,7 +692,7 @@ local function call_backward(node, g)
       .. "not supported (its backward is the module's C kernels); write the model with "
       .. "mo.nn.functional and tensor ops for that", 0)
   end
-  local x, target = node.saved[1], node.target
+  local x, target = E.saved1(node), node.target
   local now = snapshot(mods)
   put(mods, node.state)
   -- every parameter a leaf whose .grad the module's kernels can add into (E.grad_sink):
