@@ -10,7 +10,11 @@
 -- All figures are medians of `reps` runs measured in this one process, in CPU time
 -- (os.clock: steadier than wall time on a shared machine); run with
 -- OPENBLAS_NUM_THREADS=1 (bench/run.sh sets it).
--- usage: lua5.4 bench/autograd_overhead.lua [reps]
+-- `pad` bytes of a string allocated first shift the process's memory layout: on the
+-- development machine the recording figures moved by 2x with it (a 64-byte string did
+-- it), so bench/autograd_bench.sh runs this with several and reports their median.
+-- usage: lua5.4 bench/autograd_overhead.lua [reps [pad]]
+local pad = string.rep("x", tonumber(arg and arg[2]) or 0) -- alive to the end: a local
 local mo = require "moonopt"
 local core = require "moonopt.core"
 
@@ -139,3 +143,4 @@ local t_both = per_call(function() chain(xr):backward() end)
 print(string.format("10-op chain on 16 elements: forward %.2f us, backward %.2f us (%.2f us per op)",
   us(t_fwd), us(t_both - t_fwd), us(t_both - t_fwd) / 10))
 
+print(string.format("(memory layout shifted by a %d-byte string allocated first)", #pad))
