@@ -370,9 +370,9 @@ function F.layer_norm(x, shape, w, b, eps)
   if needs_grad(x, w, b) then
     local node = record("layer_norm", {x, w, b}, {y}, function(node, g)
       no_double("layer_norm")
-      local s = {saved(node)}
-      local wa, ba = grad_alias(s[2]), grad_alias(s[3])
-      local gi = ln_backward(s[1], g:contiguous(), d, wa, ba, s[4], s[5], nil)
+      local sx, sw, sb, smean, srstd = saved(node)
+      local wa, ba = grad_alias(sw), grad_alias(sb)
+      local gi = ln_backward(sx, g:contiguous(), d, wa, ba, smean, srstd, nil)
       return gi, wa and wa.grad, ba and ba.grad
     end, 3)
     save(node, x, w, b, mean, rstd)
@@ -391,8 +391,8 @@ local function fused_loss(name, x, t, value, gin, grads)
   local y = core.tensor(value)
   if gin then
     local node = record(name, {x, t}, {y}, function(node, g)
-      local s = {saved(node)}
-      if grad_mode() or wants(node, 2) then return grads(s[1], s[2], g) end
+      local sx, st = saved(node)
+      if grad_mode() or wants(node, 2) then return grads(sx, st, g) end
       return gin * g, nil
     end, 2)
     save(node, x, t)
@@ -650,10 +650,10 @@ function F.conv2d(x, w, b, opts)
   if needs_grad(x, w, b) then
     local node = record("conv2d", {x, w, b}, {y}, function(node, g)
       no_double("conv2d")
-      local s = {saved(node)}
-      local gw, rw = grad_buf(node, 2, s[2])
-      local gb, rb = grad_buf(node, 3, s[3])
-      local gx = raw(core.conv2d_backward, s[1], s[2], g:contiguous(), sh, sw, ph, pw, dh, dw,
+      local sx, sweight, sbias = saved(node)
+      local gw, rw = grad_buf(node, 2, sweight)
+      local gb, rb = grad_buf(node, 3, sbias)
+      local gx = raw(core.conv2d_backward, sx, sweight, g:contiguous(), sh, sw, ph, pw, dh, dw,
                      groups, gw, gb, wants(node, 1) and true or false)
       return gx, rw and gw or nil, rb and gb or nil
     end, 3)
@@ -738,10 +738,10 @@ function F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
   if needs_grad(x, w, b) then
     local node = record("batch_norm", {x, w, b}, {y}, function(node, g)
       no_double("batch_norm")
-      local s = {saved(node)}
-      local gw, rw = grad_buf(node, 2, s[2])
-      local gb, rb = grad_buf(node, 3, s[3])
-      local gx = raw(core.batch_norm_backward, s[1], g:contiguous(), s[2], s[4], s[5], training,
+      local sx, sw, sb, sm, si = saved(node)
+      local gw, rw = grad_buf(node, 2, sw)
+      local gb, rb = grad_buf(node, 3, sb)
+      local gx = raw(core.batch_norm_backward, sx, g:contiguous(), sw, sm, si, training,
                      gw, gb, wants(node, 1) and true or false)
       return gx, rw and gw or nil, rb and gb or nil
     end, 3)
