@@ -16,17 +16,22 @@ function M.fails(text, f, ...)
   return msg
 end
 
+--- The whole contents of the file at path, which is then removed.
+function M.file_bytes(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  os.remove(path)
+  return s
+end
+
 --- The bytes mo.save_tensors writes for a name -> tensor table: the raw little-endian
 -- values, so -0 versus 0 or two NaN payloads count as differences.
 function M.tensor_bytes(tensors)
   local mo = require "moonopt"
   local path = os.tmpname()
   mo.save_tensors(path, tensors)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  os.remove(path)
-  return s
+  return M.file_bytes(path)
 end
 
 -- The names of the tensors whose bytes differ between two name -> tensor tables.

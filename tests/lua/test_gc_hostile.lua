@@ -499,13 +499,7 @@ case("ckpt_decode", "ckpt_decode",
     return ts, meta, names, dtypes
   end)
 
-local function file_bytes(path)
-  local f = assert(io.open(path, "rb"))
-  local bytes = f:read("a")
-  f:close()
-  os.remove(path)
-  return bytes
-end
+local file_bytes = require("helpers").file_bytes
 local tmp = os.tmpname()
 case("ckpt_write", "ckpt_write",
   function() return {{"a", "b"}, {M(2, 2):t(), mo.tensor{1, 2, 3}}, {key = "value"}} end,
