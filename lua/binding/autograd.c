@@ -690,7 +690,8 @@ static int ag_dispatch(lua_State *L)
     ag_state *s = (ag_state *)lua_touserdata(L, lua_upvalueindex(3));
     lua_Integer kind = lua_tointeger(L, lua_upvalueindex(4));
     if (kind == 0 && (s->live == 0 || !s->enabled)) return f(L);
-    return ag_call(L, s, f, lua_tostring(L, lua_upvalueindex(5)), lua_upvalueindex(5), (int)kind, 1);
+    const int name = lua_upvalueindex(MO__AG_UV_NAME);
+    return ag_call(L, s, f, lua_tostring(L, name), name, (int)kind, 1);
 }
 
 /* Functions whose results are never tensors made from their arguments (numbers, tables

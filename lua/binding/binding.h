@@ -103,8 +103,10 @@ void mo__open_autograd(lua_State *L);
 unsigned mo__ag_flags(const mo_tensor *t);
 /* Clears a dying tensor's flags (from __gc); its user values are the caller's. */
 void mo__ag_forget(lua_State *L, mo_tensor *t);
-/* How many upvalues a dispatcher has (mo__ag_push_upvalues pushes them). */
+/* How many upvalues a dispatcher has (mo__ag_push_upvalues pushes them), and which one
+ * holds the op's registered name. */
 #define MO__AG_NUPVALUES 7
+#define MO__AG_UV_NAME 5
 /* Pushes the MO__AG_NUPVALUES upvalues of a dispatcher of f (its name and kind; the tensor
  * metatable at index mt): 1 the metatable, 2 f, 3 the autograd state, 4 the kind, 5 the
  * name, 6 and 7 autograd's anchors table (the arguments of recorded calls in progress) and

@@ -535,7 +535,8 @@ static int t_index(lua_State *L)
     if (lua_rawget(L, lua_upvalueindex(UV_METHODS)) != LUA_TNIL) return 1;
     /* a view: may be recorded. A number key's node saves the key as is (a declarative save,
        done in C); a table key's is copied by a Lua save (the caller may change the table) */
-    if (lua_type(L, 2) == LUA_TNUMBER) return mo__ag_call_uv(L, mo__index, lua_upvalueindex(5), 0);
+    if (lua_type(L, 2) == LUA_TNUMBER)
+        return mo__ag_call_uv(L, mo__index, lua_upvalueindex(MO__AG_UV_NAME), 0);
     if (lua_type(L, 2) == LUA_TTABLE)
         return mo__ag_call_uv(L, mo__index, lua_upvalueindex(UV_INDEX_T), 0);
     if (lua_type(L, 2) == LUA_TSTRING) {
@@ -567,7 +568,7 @@ static int t_newindex(lua_State *L)
 {
     mo_tensor *t = mo__checkarg(L, 1, "__newindex");
     if (lua_type(L, 2) == LUA_TNUMBER || lua_type(L, 2) == LUA_TTABLE)
-        return mo__ag_call_uv(L, mo__newindex, lua_upvalueindex(5), MO__AG_INPLACE);
+        return mo__ag_call_uv(L, mo__newindex, lua_upvalueindex(MO__AG_UV_NAME), MO__AG_INPLACE);
     if (!(lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "grad") == 0)) {
         if (lua_type(L, 2) == LUA_TSTRING)
             return luaL_error(L, "%s: cannot set field '%s' (only .grad is assignable)",
