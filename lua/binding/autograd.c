@@ -29,6 +29,7 @@
  */
 #include "binding.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -59,7 +60,7 @@ typedef struct ag_state {
 /* Registry keys (their addresses are the keys; never written). */
 static const char state_key = 's';    /* the ag_state userdata */
 static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
-static const char defs_key = 'd';     /* engine.DEFS: name -> definition (core._autograd.defs()) */
+static const char fast_key = 'd';     /* engine.FAST: name -> def.fast (core._autograd.fast()) */
 static const char anchors_key = 'a';  /* the arguments of the recorded calls in progress */
 static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -> its kind */
 
@@ -67,7 +68,7 @@ static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -
  * (mo__ag_call_uv), hold them as upvalues 6 and 7 (a pseudo-index read is much cheaper than
  * a registry look-up per op: light-userdata keys take the registry's generic look-up,
  * about 100 instructions each); upv = 0 reads them from the registry. */
-enum { UV_ANCHORS = 6, UV_DEFS = MO__AG_NUPVALUES };
+enum { UV_ANCHORS = 6, UV_FAST = MO__AG_NUPVALUES };
 
 static void push_table(lua_State *L, int upv, int uv, const char *key)
 {
@@ -77,7 +78,7 @@ static void push_table(lua_State *L, int upv, int uv, const char *key)
         lua_rawgetp(L, LUA_REGISTRYINDEX, key);
 }
 #define push_anchors(L, upv) push_table(L, upv, UV_ANCHORS, &anchors_key)
-#define push_defs(L, upv) push_table(L, upv, UV_DEFS, &defs_key)
+#define push_fast(L, upv) push_table(L, upv, UV_FAST, &fast_key)
 
 /* Function kinds, from the registered name (upvalue 4 of a dispatcher). */
 enum { F_INPLACE = MO__AG_INPLACE, F_FACTORY = 2, F_STEP = 4, F_PLAIN = 8 };
@@ -131,8 +132,8 @@ void mo__ag_open(lua_State *L)
         s->depth = 0;
         s->live = 0;
         s->serial = 0;
-        lua_newtable(L); /* engine.DEFS: made here so dispatchers hold it as an upvalue */
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &defs_key);
+        lua_newtable(L); /* engine.FAST: made here so dispatchers hold it as an upvalue */
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &fast_key);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
         lua_createtable(L, 64, 0);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
@@ -316,15 +317,24 @@ static void push_edge(lua_State *L, int idx, const mo_tensor *t)
     }
 }
 
-/* node[2k-1], node[2k] = the edge of differentiable input k (argument ins[k]; the
- * arguments are at stack indices a0, a0 + 1, ...), for k = 1..nin. */
-static void fill_edges(lua_State *L, int node, int ins, int nin, int a0, unsigned req,
+/* A list of at most PACKED_MAX argument positions (0 to 31) packed into one integer, as
+ * engine.lua's `pack` makes them for def.fast: the count in bits 0-3, position k in the 5
+ * bits from 4 + 5 (k - 1). The fast path reads them without a table look-up each. */
+enum { PACKED_MAX = 11 };
+static int packed_count(lua_Unsigned v) { return (int)(v & 15u); }
+static int packed_at(lua_Unsigned v, int k)
+{
+    int shift = 4 + 5 * (k - 1); /* past the integer's width (a 32-bit Lua): no position */
+    return shift < (int)(sizeof v * CHAR_BIT) ? (int)((v >> shift) & 31u) : 0;
+}
+
+/* node[2k-1], node[2k] = the edge of differentiable input k (argument position k of the
+ * packed list `ins`; the arguments are at stack indices a0, a0 + 1, ...), for k = 1..nin. */
+static void fill_edges(lua_State *L, int node, lua_Unsigned ins, int nin, int a0, unsigned req,
                        mo_tensor *const *at)
 {
     for (int k = 1; k <= nin; k++) {
-        lua_rawgeti(L, ins, k);
-        lua_Integer p = lua_tointeger(L, -1);
-        lua_pop(L, 1);
+        int p = packed_at(ins, k);
         if (p >= 1 && p <= 30 && (req & (1u << (p - 1))) != 0) { /* so p <= the call's top */
             push_edge(L, a0 + (int)p - 1, at[p]);
         } else {
@@ -361,9 +371,9 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
 
 /*
  * A definition's declarative save (engine.defop's `saves`, `shapes`, `shape`), done here
- * instead of calling a Lua `save`: the hot path of recording. spec (def.fast[3]) is an
- * array: [1] flags (1: shapes, 2: shape, 4: arg2, 8: dims), [2..n+1] the positions of the
- * values to save (0: the result).
+ * instead of calling a Lua `save`: the hot path of recording. def.fast[3] is one integer:
+ * flags in bits 0-3 (1: shapes, 2: shape, 4: arg2, 8: dims), then from bit 4 the packed
+ * list `saves` of the positions of the values to save (0: the result).
  *   saves   node[base + k] = value k, node[base + n + k] = its storage version (false
  *           for a non-tensor), base = 2 nin: after the edges, as engine.save (node.nsaved
  *           = n comes from the node's metatable)
@@ -375,25 +385,20 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
  *           it, so it is an integer in range) and node.keepdim (argument 3 is true)
  * engine.lua's make_save is the same in Lua (the recorder's slow path runs it).
  */
-static void c_save(lua_State *L, int node, int base, int spec, int a0, int top, int out,
-                   mo_tensor *const *at)
+static void c_save(lua_State *L, int node, int base, unsigned flags, lua_Unsigned saves,
+                   int a0, int top, int out, mo_tensor *const *at)
 {
-    int n = (int)lua_rawlen(L, spec) - 1;
-    lua_rawgeti(L, spec, 1);
-    lua_Integer flags = lua_tointeger(L, -1);
-    lua_pop(L, 1);
+    int n = packed_count(saves);
     if (n > 0) {
         for (int k = 1; k <= n; k++) {
-            lua_rawgeti(L, spec, k + 1);
-            lua_Integer p = lua_tointeger(L, -1);
-            lua_pop(L, 1);
+            int p = packed_at(saves, k);
             if (p == 0)
                 lua_pushvalue(L, out);
-            else if (p >= 1 && p <= top)
-                lua_pushvalue(L, a0 + (int)p - 1);
+            else if (p <= top)
+                lua_pushvalue(L, a0 + p - 1);
             else
                 lua_pushnil(L);
-            const mo_tensor *t = p >= 0 && p <= 30 ? at[p] : NULL;
+            const mo_tensor *t = p <= 30 ? at[p] : NULL;
             if (t != NULL)
                 lua_pushinteger(L, (lua_Integer)mo_tensor_version(t));
             else
@@ -432,6 +437,19 @@ static void c_save(lua_State *L, int node, int base, int spec, int a0, int top, 
     }
 }
 
+/* How many named fields c_save sets on a node for a declared save's flags (at: as c_save's):
+ * the node's hash part is made for exactly these. */
+static int save_fields(unsigned flags, mo_tensor *const *at)
+{
+    int n = 0;
+    if (flags & 1)
+        for (int i = 1; i <= 2; i++) n += at[i] != NULL && !mo_tensor_same_shape(at[i], at[0]);
+    if (flags & 2) n++;
+    if (flags & 4) n++;
+    if (flags & 8) n += 2;
+    return n;
+}
+
 /* Pushes a new table of the arguments at stack indices a0 .. a0 + top - 1 (what the Lua
  * recorder and a definition's Lua `save` take). */
 static void push_args_table(lua_State *L, int a0, int top)
@@ -463,35 +481,44 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
     for (int i = 1; i <= top && i <= 30; i++)
         if (at[i] == out) return 0; /* `to` or `contiguous` returning self: nothing to record */
     if (top > 30) return 0;        /* (arguments past 30 were not scanned: the Lua recorder) */
-    push_defs(L, upv);
+    push_fast(L, upv);
     if (nameidx != 0)
         lua_pushvalue(L, nameidx);
     else
         lua_pushstring(L, name);
     if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
-    lua_pushliteral(L, "fast");
-    if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
     int fast = lua_gettop(L);
     lua_rawgeti(L, fast, 1); /* fast + 1: the metatable */
-    lua_rawgeti(L, fast, 2); /* fast + 2: inputs */
-    lua_rawgeti(L, fast, 3); /* fast + 3: the declarative save or false */
+    lua_rawgeti(L, fast, 2); /* fast + 2: the input positions, packed */
+    lua_rawgeti(L, fast, 3); /* fast + 3: the declarative save, packed, or false */
     lua_rawgeti(L, fast, 4); /* fast + 4: save or false */
-    int ins = fast + 2;
-    if (!lua_istable(L, fast + 1) || !lua_istable(L, ins)) return 0;
-    int nin = (int)lua_rawlen(L, ins);
-    if (nin < 1 || nin > 30) return 0;
+    if (!lua_istable(L, fast + 1) || !lua_isinteger(L, fast + 2)) return 0;
+    lua_Unsigned ins = (lua_Unsigned)lua_tointeger(L, fast + 2);
+    int nin = packed_count(ins);
+    if (nin < 1 || nin > PACKED_MAX) return 0;
 
     /* the node: its edges, then the saved values and their versions (a declared save's
-     * count, or room for a Lua save's first three); sa/sb or shape, dim/keepdim, nsaved */
-    int nsave = lua_istable(L, fast + 3) ? (int)lua_rawlen(L, fast + 3) - 1 : 3;
-    if (nsave < 0 || nsave > 30) return 0;
-    lua_createtable(L, 2 * nin + 2 * nsave, 2);
+     * count, or room for a Lua save's first three); its hash part sized for the fields a
+     * declared save sets (none for most ops: one allocation less), or two for a Lua save */
+    unsigned flags = 0;
+    lua_Unsigned saves = 0;
+    int nsave = 3, nrec = 2;
+    const int declared = lua_isinteger(L, fast + 3);
+    if (declared) {
+        lua_Unsigned c = (lua_Unsigned)lua_tointeger(L, fast + 3);
+        flags = (unsigned)(c & 15u);
+        saves = c >> 4;
+        nsave = packed_count(saves);
+        nrec = save_fields(flags, at);
+    }
+    if (nsave > PACKED_MAX) return 0;
+    lua_createtable(L, 2 * nin + 2 * nsave, nrec);
     int node = lua_gettop(L);
     fill_edges(L, node, ins, nin, a0, req, at);
     lua_pushvalue(L, fast + 1);
     lua_setmetatable(L, node);
-    if (lua_istable(L, fast + 3)) {
-        c_save(L, node, 2 * nin, fast + 3, a0, top, last, at);
+    if (declared) {
+        c_save(L, node, 2 * nin, flags, saves, a0, top, last, at);
     } else if (lua_isfunction(L, fast + 4)) {
         lua_pushvalue(L, fast + 4);
         lua_pushvalue(L, node);
@@ -683,7 +710,7 @@ static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name,
 
 /* The wrapper of every dispatched function. Upvalues: 1 the tensor metatable (for
  * mo__toarg), 2 f, 3 the ag_state, 4 the kind, 5 the name, 6 and 7 the anchors table and
- * engine.DEFS (UV_ANCHORS, UV_DEFS). */
+ * engine.FAST (UV_ANCHORS, UV_FAST). */
 static int ag_dispatch(lua_State *L)
 {
     lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(2));
@@ -727,7 +754,7 @@ void mo__ag_push_upvalues(lua_State *L, int mt, lua_CFunction f, int kind, const
     lua_pushinteger(L, kind);
     lua_pushstring(L, name);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &fast_key);
 }
 
 void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
@@ -785,11 +812,12 @@ static int f_install(lua_State *L)
     return 0;
 }
 
-/* defs() -> the table engine.DEFS is (name -> definition): made with the lua_State's
- * autograd state, so every dispatcher holds it (the C fast path reads it per record). */
-static int f_defs(lua_State *L)
+/* fast() -> the table engine.FAST is (name -> the definition's `fast`): made with the
+ * lua_State's autograd state, so every dispatcher holds it (the C fast path reads it per
+ * record: one look-up by the name, the dispatcher's upvalue). */
+static int f_fast(lua_State *L)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &defs_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &fast_key);
     return 1;
 }
 
@@ -994,7 +1022,7 @@ static const luaL_Reg ag_functions[] = {
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
     {"version", f_version},   {"live", f_live},           {"frames", f_frames},
     {"bshape", f_bshape},
-    {"bmeta", f_bmeta},       {"registered", f_registered}, {"defs", f_defs},
+    {"bmeta", f_bmeta},       {"registered", f_registered}, {"fast", f_fast},
     {NULL, NULL},
 };
 

@@ -408,6 +408,10 @@ function TestTape.test_graph_is_freed_after_backward()
   lu.assertNil(E.saved(node))
   lu.assertNil(node[2 * node.nin + 2]) -- nor its version
   lu.assertTrue(node.freed)
+  -- (a node of the C fast path is marked by its metatable, not by a field of its own,
+  -- and keeps its name for the error of a second backward)
+  lu.assertNil(rawget(node, "freed"))
+  lu.assertEquals(node.name, "exp")
   local y2 = x:exp()
   y2:sum():backward{retain_graph = true}
   lu.assertTrue(rawequal(E.saved(y2.grad_fn), y2))
@@ -543,6 +547,49 @@ function TestTape.test_declared_saves_are_the_same_from_c_and_from_lua()
       lu.assertTrue(rawequal(va, vb), name .. " saved " .. k)
     end
   end
+end
+
+-- Runs f with the definition of the binding function `name` replaced by `spec` (through
+-- engine.defop), then puts the original back.
+local function with_def(name, spec, f)
+  local old, fast = E.DEFS[name], require("moonopt.core")._autograd.fast()
+  local old_fast = fast[name]
+  E.defop(spec)
+  local ok, err = pcall(f)
+  E.DEFS[name], fast[name] = old, old_fast
+  if not ok then error(err, 0) end
+end
+
+function TestTape.test_definitions_beyond_the_packed_form_take_the_lua_path()
+  -- the C fast path reads a definition's positions packed into one integer (at most 11, each
+  -- 0 to 31); one that does not fit records through the Lua save or the Lua recorder, with
+  -- the same node
+  local back = E.DEFS.exp.backward
+  local saves = {}
+  for k = 1, 12 do saves[k] = 0 end
+  local x = mo.tensor({0.5, -1, 2}, D):requires_grad_()
+  with_def("exp", {name = "exp", inputs = {1}, saves = saves, backward = back}, function()
+    lu.assertFalse(E.DEFS.exp.fast[3], "12 saves are not packed")
+    local y = x:exp()
+    lu.assertEquals(y.grad_fn.nsaved, 12)
+    for _, v in ipairs({E.saved(y.grad_fn)}) do lu.assertTrue(rawequal(v, y)) end
+    y:sum():backward()
+  end)
+  lu.assertAlmostEquals(x.grad:get(3), math.exp(2), 1e-12)
+  lu.assertNil(E.defop{name = "no_such_binding", inputs = {1, 32}, backward = back}.fast)
+  lu.assertNil(E.defop{name = "no_such_binding", inputs = {1.5}, backward = back}.fast)
+  E.DEFS.no_such_binding = nil
+  require("moonopt.core")._autograd.fast().no_such_binding = nil
+  -- a damaged entry of the C side's table is not read past its bounds: the Lua path records
+  x.grad = nil
+  with_def("exp", {name = "exp", inputs = {1}, saves = {0}, backward = back}, function()
+    local fast = require("moonopt.core")._autograd.fast()
+    fast.exp = {fast.exp[1], -1, -1, false} -- every count field 15
+    local y = x:exp()
+    lu.assertTrue(rawequal(E.saved1(y.grad_fn), y))
+    y:sum():backward()
+  end)
+  lu.assertAlmostEquals(x.grad:get(1), math.exp(0.5), 1e-12)
 end
 
 local TestFunctional = {}

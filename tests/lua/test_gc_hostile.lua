@@ -591,8 +591,8 @@ case("recorded dot", "dot", function() return {RG(M(2, 3)), M(2, 3, 1)} end,
   function(a) return a[1]:dot(a[2]) end)
 case("_autograd.registered", "registered", function() return {} end,
   function() return require("moonopt.core")._autograd.registered().dot end)
-case("_autograd.defs", "defs", function() return {} end,
-  function() return require("moonopt.core")._autograd.defs().mul ~= nil end)
+case("_autograd.fast", "fast", function() return {} end,
+  function() return require("moonopt.core")._autograd.fast().mul ~= nil end)
 case("recorded view (a declarative save in C)", "view", function() return {RG(M(2, 3))} end,
   function(a) return a[1]:view(3, 2) end)
 case("requires_grad_", "requires_grad_", function() return {M(2, 3)} end,

@@ -27,9 +27,11 @@ local select, type, fmt = select, type, string.format
 
 M.grad_mode = grad_mode
 
---- binding name -> definition (see M.defop): the C side's table, which the dispatcher's
--- fast path reads (lua/binding/autograd.c fast_record)
-M.DEFS = AG.defs()
+--- binding name -> definition (see M.defop)
+M.DEFS = {}
+-- binding name -> the definition's `fast` (M.defop), for definitions without a `record`: the
+-- C side's table, which the dispatcher's fast path reads (lua/binding/autograd.c fast_record)
+local FAST = AG.fast()
 --- names of functions whose tensor results never carry a gradient (comparisons, argmax, ...)
 M.NONDIFF = {}
 
@@ -245,14 +247,34 @@ itself, with no call into Lua (the hot path of recording: docs/autograd.md "Reco
 Returns the definition.
 --]]
 local bshape = AG.bshape
+local INT_BITS = math.maxinteger == 0x7fffffff and 31 or 63
+
+-- A list of argument positions (integers 0 to 31, at most 11) packed into one integer, as
+-- the C fast path reads it (lua/binding/autograd.c packed_at): the count in bits 0-3,
+-- position k in the 5 bits from 4 + 5 (k - 1); then shifted left by `shift` bits. nil when
+-- it does not fit (the definition then takes the Lua recorder's path).
+local function pack(list, shift)
+  local n = #list
+  if n > 11 or shift + 4 + 5 * n > INT_BITS then return nil end
+  local v = n
+  for k = 1, n do
+    local p = list[k]
+    if math.type(p) ~= "integer" or p < 0 or p > 31 then return nil end
+    v = v | (p << (4 + 5 * (k - 1)))
+  end
+  return v << shift
+end
+
 local function make_save(spec)
   local saves, shapes, shape, arg2 = spec.saves or {}, spec.shapes, spec.shape, spec.arg2
   local dims = spec.dims
   local n = #saves
-  -- the C side's array form: [1] flags (1: shapes, 2: shape, 4: arg2, 8: dims), then the
-  -- positions
-  local csave = table.move(saves, 1, n, 2, {(shapes and 1 or 0) + (shape and 2 or 0)
-                                            + (arg2 and 4 or 0) + (dims and 8 or 0)})
+  -- the C side's form, one integer: flags in bits 0-3 (1: shapes, 2: shape, 4: arg2,
+  -- 8: dims), then the positions packed; false when they do not fit (the C side then
+  -- calls save_fn)
+  local packed = pack(saves, 4)
+  local csave = packed and packed | (shapes and 1 or 0) | (shape and 2 or 0)
+                | (arg2 and 4 or 0) | (dims and 8 or 0) or false
   -- the same node fields the C side's c_save sets (the recorder's slow path runs this)
   local function save_fn(node, args, _, out)
     if n > 0 then
@@ -287,15 +309,21 @@ function M.defop(spec)
     csave, spec.save, nsaved = make_save(spec)
     spec.saves, spec.shapes, spec.shape, spec.arg2, spec.dims = nil, nil, nil, nil, nil
   end
-  if not spec.record then
+  local inputs = not spec.record and pack(spec.inputs, 0)
+  if inputs then
     -- what the C fast path needs in one table: the metatable its nodes share (the fields
     -- every node of the op has: name, backward, nin, and nsaved for a declarative save),
-    -- the input positions, the declarative save (or false) and the Lua save (or false)
+    -- the input positions (packed), the declarative save (packed, or false) and the Lua
+    -- save (or false)
     local proto = {name = spec.name, backward = spec.backward, nin = #spec.inputs,
                    nsaved = nsaved}
-    spec.fast = {{__index = proto}, spec.inputs, csave, csave == false and spec.save or false}
+    local mt = {__index = proto}
+    -- what a node of the op becomes when backward frees it (freed = true): a metatable,
+    -- not a field of its own (most of these nodes have no hash part to hold one)
+    mt.freed = {__index = setmetatable({freed = true}, mt)}
+    spec.fast = {mt, inputs, csave, csave == false and spec.save or false}
   end
-  for _, n in ipairs(spec.names or {spec.name}) do DEFS[n] = spec end
+  for _, n in ipairs(spec.names or {spec.name}) do DEFS[n], FAST[n] = spec, spec.fast end
   return spec
 end
 
@@ -488,7 +516,8 @@ local function run(roots, root_grads, retain, create_graph, capture)
     if not retain then
       local b, n = 2 * nin, node.nsaved or 0
       for k = b + 1, b + 2 * n do node[k] = nil end
-      node.freed = true
+      local mt = getmetatable(node)
+      if mt and mt.freed then setmetatable(node, mt.freed) else node.freed = true end
     end
     for k = 1, nin do
       local e = node[2 * k - 1]

@@ -19,7 +19,7 @@ local pack, unpack = table.pack, table.unpack
 
 local M = {}
 
-core._autograd.install(E.recorder) -- E.DEFS is the C side's table: it records generic ops itself
+core._autograd.install(E.recorder) -- the C side records generic ops itself (engine's FAST)
 
 -- ---------------------------------------------------------------------------------------
 -- Grad mode
