@@ -346,27 +346,29 @@ static void fill_edges(lua_State *L, int node, lua_Unsigned ins, int nin, int a0
     }
 }
 
-/* Pushes the sizes of tensor t (a table) when they differ from those of o (NULL: always),
- * else false; nil for a non-tensor t (NULL: a number operand). The sizes are copied before
- * the table is made (making it can run a finalizer). */
-static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
+/* Pushes the shape key of tensor t: its sizes as one Lua string, the bytes of their
+ * lua_Integer values in order. What a node saves of a shape: a string of up to 40 bytes
+ * (5 dims) is interned, so the key of a shape seen before allocates nothing (a table of
+ * sizes was two allocations and a collectable object per recorded op, which cost more
+ * time than their instruction counts tell). core._autograd.sizes(key) gives the table. */
+static void push_shape_key(lua_State *L, const mo_tensor *t)
 {
-    if (t == NULL) {
-        lua_pushnil(L);
-        return;
-    }
-    if (o != NULL && mo_tensor_same_shape(t, o)) {
-        lua_pushboolean(L, 0);
-        return;
-    }
     lua_Integer v[MO_MAX_DIMS];
     int nd = t->ndim;
     for (int d = 0; d < nd; d++) v[d] = (lua_Integer)t->shape[d];
-    lua_createtable(L, nd, 0);
-    for (int d = 0; d < nd; d++) {
-        lua_pushinteger(L, v[d]);
-        lua_rawseti(L, -2, d + 1);
-    }
+    lua_pushlstring(L, (const char *)v, (size_t)nd * sizeof v[0]);
+}
+
+/* Pushes the shape key of tensor t when its sizes differ from those of o (NULL: always),
+ * else false; nil for a non-tensor t (NULL: a number operand). */
+static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
+{
+    if (t == NULL)
+        lua_pushnil(L);
+    else if (o != NULL && mo_tensor_same_shape(t, o))
+        lua_pushboolean(L, 0);
+    else
+        push_shape_key(L, t);
 }
 
 /*
@@ -377,9 +379,9 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
  *   saves   node[base + k] = value k, node[base + n + k] = its storage version (false
  *           for a non-tensor), base = 2 nin: after the edges, as engine.save (node.nsaved
  *           = n comes from the node's metatable)
- *   shapes  node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting changed
- *           them (left nil otherwise: backward reads nil as "the result's shape")
- *   shape   node.shape = the sizes of argument 1
+ *   shapes  node.sa, node.sb = the shape keys of arguments 1 and 2 when broadcasting
+ *           changed them (left nil otherwise: backward reads nil as "the result's shape")
+ *   shape   node.shape = the shape key of argument 1
  *   arg2    node.arg2 = argument 2 as it is (a number: t[i]'s index), no version
  *   dims    a reduction's node.dim (argument 2 when a number, counted from 1: f accepted
  *           it, so it is an integer in range) and node.keepdim (argument 3 is true)
@@ -410,14 +412,14 @@ static void c_save(lua_State *L, int node, int base, unsigned flags, lua_Unsigne
     if (flags & 1) {
         for (int i = 1; i <= 2; i++) {
             push_bshape(L, at[i], at[0]);
-            if (lua_istable(L, -1))
+            if (lua_type(L, -1) == LUA_TSTRING) /* a key: the shapes differ */
                 lua_setfield(L, node, i == 1 ? "sa" : "sb");
             else
                 lua_pop(L, 1);
         }
     }
     if (flags & 2) {
-        push_bshape(L, at[1], NULL); /* no result to compare with: the sizes */
+        push_bshape(L, at[1], NULL); /* no result to compare with: the key */
         lua_setfield(L, node, "shape");
     }
     if (flags & 4) {
@@ -908,29 +910,40 @@ static int f_set_mark(lua_State *L)
     return 0;
 }
 
-/* bshape(t, out) -> t's sizes (a table) when they differ from out's, else false: what a
- * broadcasting op keeps to sum its gradient back (no table in the common case). A
- * non-tensor t gives nil. */
+/* bshape(t, out) -> t's shape key when its sizes differ from out's, else false (nil for a
+ * non-tensor t): what a binary op saves of an operand (push_bshape). */
 static int f_bshape(lua_State *L)
 {
     push_bshape(L, tensor_at(L, 1, 1), tensor_at(L, 2, 1));
     return 1;
 }
 
-/* bmeta(t, out) -> bshape(t, out), version(t): what a binary op saves of an operand,
- * in one call. */
-static int f_bmeta(lua_State *L)
+/* shape_key(t) -> t's shape key (push_shape_key): what a declared `shape` save stores. */
+static int f_shape_key(lua_State *L)
 {
-    mo_tensor *t = tensor_at(L, 1, 1);
-    if (t == NULL) {
-        lua_pushnil(L);
-        lua_pushboolean(L, 0);
-        return 2;
+    const mo_tensor *t = tensor_at(L, 1, 1);
+    if (t == NULL) return mo__typeerror(L, 1, "shape_key", MO_TENSOR_MT);
+    push_shape_key(L, t);
+    return 1;
+}
+
+/* sizes(key) -> a new table of the sizes a shape key holds. */
+static int f_sizes(lua_State *L)
+{
+    size_t len = 0;
+    const char *key = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+    lua_Integer v[MO_MAX_DIMS];
+    if (key == NULL || len % sizeof v[0] != 0 || len > sizeof v)
+        return mo__argerror(L, 1, "sizes", "a shape key expected, got %s",
+                            key ? "another string" : luaL_typename(L, 1));
+    int nd = (int)(len / sizeof v[0]);
+    memcpy(v, key, len);
+    lua_createtable(L, nd, 0);
+    for (int d = 0; d < nd; d++) {
+        lua_pushinteger(L, v[d]);
+        lua_rawseti(L, -2, d + 1);
     }
-    lua_Integer v = (lua_Integer)mo_tensor_version(t);
-    f_bshape(L);
-    lua_pushinteger(L, v);
-    return 2;
+    return 1;
 }
 
 /* version(t) -> the storage's write count (false for a non-tensor) */
@@ -1022,7 +1035,8 @@ static const luaL_Reg ag_functions[] = {
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
     {"version", f_version},   {"live", f_live},           {"frames", f_frames},
     {"bshape", f_bshape},
-    {"bmeta", f_bmeta},       {"registered", f_registered}, {"fast", f_fast},
+    {"shape_key", f_shape_key}, {"sizes", f_sizes}, {"registered", f_registered},
+    {"fast", f_fast},
     {NULL, NULL},
 };
 

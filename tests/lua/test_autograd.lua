@@ -592,6 +592,25 @@ function TestTape.test_definitions_beyond_the_packed_form_take_the_lua_path()
   lu.assertAlmostEquals(x.grad:get(1), math.exp(0.5), 1e-12)
 end
 
+function TestTape.test_shape_keys()
+  -- declared saves keep shapes as keys (interned strings, no table per recorded op)
+  local x = mo.zeros({2, 3, 4}, D)
+  local k = AG.shape_key(x)
+  lu.assertEquals(type(k), "string")
+  lu.assertTrue(rawequal(k, AG.shape_key(mo.ones({2, 3, 4}, D))), "equal shapes, one key")
+  lu.assertEquals(AG.sizes(k), {2, 3, 4})
+  lu.assertEquals(AG.sizes(AG.shape_key(mo.tensor(1.5, D))), {})
+  lu.assertEquals(AG.sizes(AG.shape_key(x:view(24):view(1, 2, 1, 3, 4))), {1, 2, 1, 3, 4})
+  lu.assertEquals(AG.bshape(mo.ones({3}, D), x), AG.shape_key(mo.ones({3}, D)))
+  lu.assertFalse(AG.bshape(x, x))
+  lu.assertNil(AG.bshape(2, x))
+  local r = x:requires_grad_():sum(2)
+  lu.assertEquals(AG.sizes(r.grad_fn.shape), {2, 3, 4})
+  fails("bad argument #1 to 'sizes' (a shape key expected, got another string)", AG.sizes, "abc")
+  fails("bad argument #1 to 'sizes' (a shape key expected, got table)", AG.sizes, {2, 3})
+  fails("bad argument #1 to 'shape_key' (moonopt.Tensor expected, got table)", AG.shape_key, {})
+end
+
 local TestFunctional = {}
 
 function TestFunctional.test_grad_and_value_and_grad_with_structures()

@@ -593,6 +593,11 @@ case("_autograd.registered", "registered", function() return {} end,
   function() return require("moonopt.core")._autograd.registered().dot end)
 case("_autograd.fast", "fast", function() return {} end,
   function() return require("moonopt.core")._autograd.fast().mul ~= nil end)
+case("_autograd.sizes of a shape key", "sizes", function() return {M(2, 3)} end,
+  function(a)
+    local AG = require("moonopt.core")._autograd
+    return AG.sizes(AG.shape_key(a[1]))[2]
+  end)
 case("recorded view (a declarative save in C)", "view", function() return {RG(M(2, 3))} end,
   function(a) return a[1]:view(3, 2) end)
 case("requires_grad_", "requires_grad_", function() return {M(2, 3)} end,

@@ -238,15 +238,17 @@ Instead of `save`, the common saves can be declared; the C dispatcher then does 
 itself, with no call into Lua (the hot path of recording: docs/autograd.md "Recording"):
   saves     a list of argument positions to save (0: the result), as M.save(node, ...)
   shapes    true: node.sa, node.sb = the shapes of arguments 1 and 2 when broadcasting
-            changed them, else nil: core._autograd.bshape
-  shape     true: node.shape = the sizes of argument 1
+            changed them, else nil: core._autograd.bshape; as shape keys (below)
+  shape     true: node.shape = the shape of argument 1, as a shape key: a string
+            (interned, so recording makes no table); core._autograd.sizes(key), or ops.lua's
+            dims_of, sum_to and unreduce, take it
   arg2      true: node.arg2 = argument 2 as it is (a number; no table, no version)
   dims      true: a reduction's dim = argument 2, keepdim = argument 3: when argument 2
             is a number, node.dim = it counted from 1 (a negative one from the end of
             argument 1's dims) and node.keepdim = (argument 3 == true); else neither
 Returns the definition.
 --]]
-local bshape = AG.bshape
+local bshape, shape_key = AG.bshape, AG.shape_key
 local INT_BITS = math.maxinteger == 0x7fffffff and 31 or 63
 
 -- A list of argument positions (integers 0 to 31, at most 11) packed into one integer, as
@@ -288,7 +290,7 @@ local function make_save(spec)
     if shapes then -- (nil, as the C side leaves them, unless broadcasting changed them)
       node.sa, node.sb = bshape(args[1], out) or nil, bshape(args[2], out) or nil
     end
-    if shape then node.shape = args[1]:shape() end
+    if shape then node.shape = shape_key(args[1]) end
     if arg2 then node.arg2 = args[2] end
     if dims and type(args[2]) == "number" then
       local d = args[2]

@@ -18,9 +18,21 @@ local M = {}
 -- Helpers
 -- ---------------------------------------------------------------------------------------
 
---- g summed down to `shape` (a table), undoing broadcasting: leading dims are summed
--- away, dims of size 1 in `shape` are summed with keepdim.
+local key_sizes = core._autograd.sizes
+
+--- A shape as a table of sizes, from either form a node holds: a shape key (the string a
+-- declared save stores: defop's `shape`, `shapes`; core._autograd.sizes) or a table (what
+-- Lua saves store).
+local function dims_of(shape)
+  if type(shape) == "string" then return key_sizes(shape) end
+  return shape
+end
+M.dims_of = dims_of
+
+--- g summed down to `shape` (a table or a shape key), undoing broadcasting: leading dims
+-- are summed away, dims of size 1 in `shape` are summed with keepdim.
 local function sum_to(g, shape)
+  shape = dims_of(shape)
   local gs = g:shape()
   local nd, td = #gs, #shape
   local same = nd == td
@@ -46,8 +58,10 @@ end
 M.norm_dim = norm_dim
 
 -- g (the gradient of a reduction over `dim`, or over everything when dim is nil) made
--- to broadcast against the input of shape `shape`, then expanded to it.
+-- to broadcast against the input of shape `shape` (a table or a shape key), then
+-- expanded to it.
 local function unreduce(g, shape, dim, keepdim)
+  shape = dims_of(shape)
   if #shape == 0 then return g end
   if dim ~= nil and not keepdim then g = g:unsqueeze(dim) end
   return g:expand(shape)
@@ -58,8 +72,8 @@ M.unreduce = unreduce
 -- Elementwise binary ops (either side may be a number; tensors broadcast)
 -- ---------------------------------------------------------------------------------------
 
--- For a binary op's operand: its shape when it differs from the result's (broadcast: the
--- gradient is summed back to it), false when equal (no table made), nil for a number.
+-- For a binary op's operand: its shape key when its shape differs from the result's
+-- (broadcast: the gradient is summed back to it), false when equal, nil for a number.
 local bshape = core._autograd.bshape
 
 local function save_shapes(node, args, _, out)
@@ -295,7 +309,7 @@ end
 defop{name = "sum", inputs = {1}, shape = true, dims = true,
   backward = function(node, g) return unreduce(g, node.shape, node.dim, node.keepdim) end}
 
-local function count(shape, dim)
+local function count(shape, dim) -- (shape: a table)
   if dim then return shape[dim] end
   local n = 1
   for _, s in ipairs(shape) do n = n * s end
@@ -304,7 +318,8 @@ end
 
 defop{name = "mean", inputs = {1}, shape = true, dims = true,
   backward = function(node, g)
-    return unreduce(g / count(node.shape, node.dim), node.shape, node.dim, node.keepdim)
+    local shape = dims_of(node.shape)
+    return unreduce(g / count(shape, node.dim), shape, node.dim, node.keepdim)
   end}
 
 defop{name = "prod", inputs = {1},
@@ -499,7 +514,7 @@ E.nondiff("lean_encode", "lean_from_codes", "ckpt_decode")
 -- Shapes and views
 -- ---------------------------------------------------------------------------------------
 
-local function reshape_back(node, g) return g:reshape(node.shape) end
+local function reshape_back(node, g) return g:reshape(dims_of(node.shape)) end
 
 for _, name in ipairs{"reshape", "view", "squeeze", "unsqueeze", "flatten"} do
   defop{name = name, inputs = {1}, shape = true, backward = reshape_back}
@@ -585,7 +600,7 @@ end
 defop{name = "__index", inputs = {1}, arg2 = true, shape = true,
   backward = function(node, g)
     local i = node.arg2
-    return embed(g, node.shape, function(t) return t[i] end)
+    return embed(g, dims_of(node.shape), function(t) return t[i] end)
   end}
 view_op("__index", function(args)
   local key = copy_key(args[2])
