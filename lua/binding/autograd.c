@@ -371,6 +371,12 @@ static void push_bshape(lua_State *L, const mo_tensor *t, const mo_tensor *o)
         push_shape_key(L, t);
 }
 
+/* Whether a declared `dims` save sets node.dim and node.keepdim: a reduction given a dim. */
+static int saves_dims(lua_State *L, int a0, int top, mo_tensor *const *at)
+{
+    return top >= 2 && lua_type(L, a0 + 1) == LUA_TNUMBER && at[1] != NULL;
+}
+
 /*
  * A definition's declarative save (engine.defop's `saves`, `shapes`, `shape`), done here
  * instead of calling a Lua `save`: the hot path of recording. def.fast[3] is one integer:
@@ -429,7 +435,7 @@ static void c_save(lua_State *L, int node, int base, unsigned flags, lua_Unsigne
             lua_pushnil(L);
         lua_setfield(L, node, "arg2");
     }
-    if ((flags & 8) && top >= 2 && lua_type(L, a0 + 1) == LUA_TNUMBER && at[1] != NULL) {
+    if ((flags & 8) && saves_dims(L, a0, top, at)) {
         lua_Integer d = lua_tointeger(L, a0 + 1);
         lua_pushinteger(L, d < 0 ? d + (lua_Integer)at[1]->ndim + 1 : d);
         lua_setfield(L, node, "dim");
@@ -441,14 +447,14 @@ static void c_save(lua_State *L, int node, int base, unsigned flags, lua_Unsigne
 
 /* How many named fields c_save sets on a node for a declared save's flags (at: as c_save's):
  * the node's hash part is made for exactly these. */
-static int save_fields(unsigned flags, mo_tensor *const *at)
+static int save_fields(lua_State *L, unsigned flags, int a0, int top, mo_tensor *const *at)
 {
     int n = 0;
     if (flags & 1)
         for (int i = 1; i <= 2; i++) n += at[i] != NULL && !mo_tensor_same_shape(at[i], at[0]);
     if (flags & 2) n++;
     if (flags & 4) n++;
-    if (flags & 8) n += 2;
+    if ((flags & 8) && saves_dims(L, a0, top, at)) n += 2;
     return n;
 }
 
@@ -511,7 +517,7 @@ static int fast_record(lua_State *L, ag_state *s, const char *name, int nameidx,
         flags = (unsigned)(c & 15u);
         saves = c >> 4;
         nsave = packed_count(saves);
-        nrec = save_fields(flags, at);
+        nrec = save_fields(L, flags, a0, top, at);
     }
     if (nsave > PACKED_MAX) return 0;
     lua_createtable(L, 2 * nin + 2 * nsave, nrec);
