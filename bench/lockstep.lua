@@ -1,0 +1,78 @@
+-- bench/lockstep.lua - issue 11's large ops against PyTorch 1.13 in lockstep (run by
+-- bench/lockstep_bench.sh, which starts bench/lockstep_torch.py on two FIFOs):
+--   add    `a + b`, a {1024, 1024} + b {1024} float32, the result dropped at once;
+--   add_   `c:add_(b)`, the same add in place;
+--   sum2   `x:sum(2)` on a {4096, 1024} float32 tensor.
+-- Each round times one batch of each op here, then asks PyTorch for a batch of the same op
+-- (the order of the two sides alternates from round to round), so the two batches of a
+-- pair run within milliseconds of each other. Why: on this shared machine the speed of a
+-- process moves by 3x for 0.1-1 s at a time (another tenant on the core), so two runs
+-- seconds apart, or in separate processes, compare the machine's moods; a pair in
+-- lockstep sees the same one. The ratio torch / moonopt of each pair, its median over the
+-- rounds (target: >= 1, moonopt at least as fast), and each side's median per call.
+-- CPU time on both sides (os.clock, time.process_time); one untimed call opens a batch.
+-- usage: lua5.4 bench/lockstep.lua CMD_FIFO RES_FIFO [rounds [batch]]
+local mo = require "moonopt"
+
+local cmd_path, res_path = arg[1], arg[2]
+local rounds, batch = tonumber(arg[3]) or 41, tonumber(arg[4]) or 10
+
+mo.manual_seed(1)
+local a, b = mo.rand({1024, 1024}), mo.rand({1024})
+local c = a:clone()
+local x = mo.rand({4096, 1024})
+local ops = {
+  {"add", function() local _ = a + b end},
+  {"add_", function() c:add_(b) end},
+  {"sum2", function() local _ = x:sum(2) end},
+}
+
+local function ours(f)
+  f()
+  local t0 = os.clock()
+  for _ = 1, batch do f() end
+  return (os.clock() - t0) / batch
+end
+
+local cmd = assert(io.open(cmd_path, "w")) -- (opened in this order on both sides)
+local res = assert(io.open(res_path, "r"))
+local function theirs(name)
+  cmd:write(name, "\n")
+  cmd:flush()
+  return assert(tonumber(res:read("l")), "lockstep: no answer from PyTorch")
+end
+
+local function median(xs)
+  local s = table.move(xs, 1, #xs, 1, {})
+  table.sort(s)
+  return s[(#s + 1) // 2]
+end
+
+local t_mo, t_torch, ratio = {}, {}, {}
+for _, op in ipairs(ops) do t_mo[op[1]], t_torch[op[1]], ratio[op[1]] = {}, {}, {} end
+for r = 1, rounds do
+  for _, op in ipairs(ops) do
+    local name, f = op[1], op[2]
+    local m, t
+    if r % 2 == 1 then
+      m = ours(f)
+      t = theirs(name)
+    else
+      t = theirs(name)
+      m = ours(f)
+    end
+    t_mo[name][r], t_torch[name][r], ratio[name][r] = m, t, t / m
+  end
+end
+cmd:write("quit\n")
+cmd:close()
+res:close()
+
+for _, op in ipairs(ops) do
+  local name = op[1]
+  local q = median(ratio[name])
+  print(string.format("%-5s moonopt %.1f us, torch %.1f us per call (medians); torch / moonopt "
+    .. "per pair: median %.2f over %d pairs%s", name, median(t_mo[name]) * 1e6,
+    median(t_torch[name]) * 1e6, q, rounds,
+    name == "add_" and "" or (q >= 1 and " (target >= 1: met)" or " (target >= 1: MISSED)")))
+end
