@@ -60,7 +60,7 @@ typedef struct ag_state {
 /* Registry keys (their addresses are the keys; never written). */
 static const char state_key = 's';    /* the ag_state userdata */
 static const char recorder_key = 'r'; /* the Lua recorder function (absent: no recording) */
-static const char fast_key = 'd';     /* engine.FAST: name -> def.fast (core._autograd.fast()) */
+static const char fast_key = 'c';     /* engine.FAST: name -> def.fast (core._autograd.fast()) */
 static const char anchors_key = 'a';  /* the arguments of the recorded calls in progress */
 static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -> its kind */
 
@@ -1040,9 +1040,8 @@ static const luaL_Reg ag_functions[] = {
     {"install", f_install},   {"grad_mode", f_grad_mode}, {"info", f_info},
     {"edge", f_edge},         {"set_node", f_set_node},   {"set_mark", f_set_mark},
     {"version", f_version},   {"live", f_live},           {"frames", f_frames},
-    {"bshape", f_bshape},
-    {"shape_key", f_shape_key}, {"sizes", f_sizes}, {"registered", f_registered},
-    {"fast", f_fast},
+    {"bshape", f_bshape},     {"shape_key", f_shape_key}, {"sizes", f_sizes},
+    {"fast", f_fast},         {"registered", f_registered},
     {NULL, NULL},
 };
 
