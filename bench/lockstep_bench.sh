@@ -18,6 +18,7 @@ trap 'rm -rf "$dir"' EXIT
 mkfifo "$dir/cmd" "$dir/res"
 OMP_NUM_THREADS=1 /usr/bin/python3 bench/lockstep_torch.py "$dir/cmd" "$dir/res" "${BATCH:-10}" &
 torch_pid=$!
-OPENBLAS_NUM_THREADS=1 MOONOPT_NUM_THREADS=1 "$LUA" bench/lockstep.lua "$dir/cmd" "$dir/res" \
+# (timeout: a side that dies before opening its FIFOs would leave the other waiting)
+OPENBLAS_NUM_THREADS=1 MOONOPT_NUM_THREADS=1 timeout 600 "$LUA" bench/lockstep.lua "$dir/cmd" "$dir/res" \
     "${ROUNDS:-41}" "${BATCH:-10}" || { kill "$torch_pid" 2>/dev/null; exit 1; }
 wait "$torch_pid"

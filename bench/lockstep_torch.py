@@ -14,17 +14,19 @@ import torch
 
 def main():
     cmd_path, res_path, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    torch.set_num_threads(1)
-    torch.manual_seed(1)
-    a, b = torch.rand(1024, 1024), torch.rand(1024)  # the broadcasting add
-    c = a.clone()
-    x = torch.rand(4096, 1024)  # the reduction
-    ops = {
-        "add": lambda: a + b,
-        "add_": lambda: c.add_(b),
-        "sum2": lambda: x.sum(1),
-    }
+    # the FIFOs first (the driver blocks until both ends are open): whatever fails later
+    # closes them, and the driver sees the end of its answers instead of waiting
     with open(cmd_path) as cmd, open(res_path, "w") as res:
+        torch.set_num_threads(1)
+        torch.manual_seed(1)
+        a, b = torch.rand(1024, 1024), torch.rand(1024)  # the broadcasting add
+        c = a.clone()
+        x = torch.rand(4096, 1024)  # the reduction
+        ops = {
+            "add": lambda: a + b,
+            "add_": lambda: c.add_(b),
+            "sum2": lambda: x.sum(1),
+        }
         for line in cmd:
             name = line.strip()
             if name == "quit":
