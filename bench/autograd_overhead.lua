@@ -26,7 +26,6 @@ local function median(xs)
   return xs[(#xs + 1) // 2]
 end
 
-
 -- The extra seconds per call of `b` over `a`: short runs (PAIR_N calls, a few ms) back to
 -- back (a, b, a, b, ...; 10 reps pairs), so that both sides of a difference share the
 -- machine's state of that moment (this host's speed drifts by 2x within minutes, and runs
