@@ -1,10 +1,10 @@
 """bench/lockstep_torch.py - PyTorch 1.13's side of bench/lockstep.lua: the same ops on the
 same shapes, one batch per request. Reads an op name per line from the FIFO argv[1] and
-answers on the FIFO argv[2] with the CPU seconds per call of one batch (one untimed call,
-then `batch` timed calls); "quit" ends it. One thread. A development tool (Debian's
+answers on the FIFO argv[2] with the CPU seconds per call of one batch (`warm` untimed
+calls, then `batch` timed calls); "quit" ends it. One thread. A development tool (Debian's
 python3-torch), never a dependency of the library.
 
-usage: /usr/bin/python3 bench/lockstep_torch.py CMD_FIFO RES_FIFO batch
+usage: /usr/bin/python3 bench/lockstep_torch.py CMD_FIFO RES_FIFO batch warm
 """
 import sys
 import time
@@ -14,6 +14,7 @@ import torch
 
 def main():
     cmd_path, res_path, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    warm = int(sys.argv[4])
     # the FIFOs first (the driver blocks until both ends are open): whatever fails later
     # closes them, and the driver sees the end of its answers instead of waiting
     with open(cmd_path) as cmd, open(res_path, "w") as res:
@@ -32,7 +33,8 @@ def main():
             if name == "quit":
                 break
             f = ops[name]
-            f()
+            for _ in range(warm):
+                f()
             t0 = time.process_time()
             for _ in range(batch):
                 f()
