@@ -17,6 +17,8 @@
 -- 364, 237, 125, 98, 95, 94 us here, 471, 229, 128, 102, 99, 95 us in PyTorch), so with
 -- one untimed call a batch timed mostly that recovery.
 -- usage: lua5.4 bench/lockstep.lua CMD_FIFO RES_FIFO [rounds [batch [warm]]]
+-- Environment: OPS (default "add,add_,sum2") the ops to time; LOCKSTEP_OTHER the other
+-- side's name in the report (bench/lockstep_bench.sh sets it for its A/A check).
 local mo = require "moonopt"
 
 local cmd_path, res_path = arg[1], arg[2]
@@ -33,7 +35,9 @@ for _, op in ipairs{
   {"add_", function() c:add_(b) end},
   {"sum2", function() local _ = x:sum(2) end},
 } do
-  if (os.getenv("OPS") or "add,add_,sum2"):find(op[1] .. "%f[,%z]") then ops[#ops + 1] = op end
+  if ("," .. (os.getenv("OPS") or "add,add_,sum2") .. ","):find("," .. op[1] .. ",", 1, true) then
+    ops[#ops + 1] = op
+  end
 end
 
 local function ours(f)
@@ -48,7 +52,7 @@ local res = assert(io.open(res_path, "r"))
 local function theirs(name)
   cmd:write(name, "\n")
   cmd:flush()
-  return assert(tonumber(res:read("l")), "lockstep: no answer from PyTorch")
+  return assert(tonumber(res:read("l")), "lockstep: no answer from the other side")
 end
 
 local function median(xs)
@@ -57,8 +61,8 @@ local function median(xs)
   return s[(#s + 1) // 2]
 end
 
-local t_mo, t_torch, ratio = {}, {}, {}
-for _, op in ipairs(ops) do t_mo[op[1]], t_torch[op[1]], ratio[op[1]] = {}, {}, {} end
+local t_mo, t_other, ratio = {}, {}, {}
+for _, op in ipairs(ops) do t_mo[op[1]], t_other[op[1]], ratio[op[1]] = {}, {}, {} end
 for r = 1, rounds do
   for _, op in ipairs(ops) do
     local name, f = op[1], op[2]
@@ -70,7 +74,7 @@ for r = 1, rounds do
       t = theirs(name)
       m = ours(f)
     end
-    t_mo[name][r], t_torch[name][r], ratio[name][r] = m, t, t / m
+    t_mo[name][r], t_other[name][r], ratio[name][r] = m, t, t / m
   end
 end
 cmd:write("quit\n")
@@ -104,8 +108,8 @@ for _, op in ipairs(ops) do
   print(string.format("%-5s moonopt %.1f us, %s %.1f us per call (medians); %s / moonopt "
     .. "per pair: median %.2f (95%% %.2f-%.2f) over %d pairs, moonopt faster in %d; "
     .. "best / best %.2f%s", name, median(t_mo[name]) * 1e6, other,
-    median(t_torch[name]) * 1e6, other, q, lo, hi, #ratio[name], wins,
-    minimum(t_torch[name]) / minimum(t_mo[name]),
+    median(t_other[name]) * 1e6, other, q, lo, hi, #ratio[name], wins,
+    minimum(t_other[name]) / minimum(t_mo[name]),
     (name == "add_" or other ~= "torch") and ""
       or (q >= 1 and " (target >= 1: met)" or " (target >= 1: MISSED)")))
 end
