@@ -50,29 +50,27 @@
  * least as fast as PyTorch). Built for x86-64 with GCC or Clang through the target
  * attribute and used only when the CPU has AVX2 (checked at run time), so the library
  * still runs on any x86-64; elsewhere simd_sum_* decline and the portable loop sums.
- * float32: per chunk of 512 values, 64 float lanes each add 8 values (7 float
- * roundings at most), then the partials go into 16 double lanes for the whole lane
- * (blocked, not pairwise: in double that is plenty); float64: one block in 16 double
- * lanes, blocks pairwise as in reduce_t.h. The order is fixed, so a result depends
- * only on the values, the layout and whether the CPU has AVX2.
+ * float32: per chunk of 512 values, 64 float lanes each add 8 values, the eight vector
+ * sums are added in a tree (each of the 8 partials: 64 values, 10 float roundings at
+ * most), and the 8 partials go into 8 double lanes for the whole lane (blocked, not
+ * pairwise: in double that is plenty); float64: one block in 16 double lanes, blocks
+ * pairwise as in reduce_t.h. The order is fixed, so a result depends only on the
+ * values, the layout and whether the CPU has AVX2.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
-/* Widens the 8 floats of v into d0 (low 4) and d1 (high 4). */
-#define MO__WIDEN_ADD(d0, d1, v)                                                  \
-    do {                                                                          \
-        d0 = _mm256_add_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));       \
-        d1 = _mm256_add_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));     \
-    } while (0)
-
 /*
- * Chunks of 512: 64 float lanes (eight independent vector sums, so the adds' latency
- * is hidden behind the loads) add 8 values each, then go into 16 double lanes.
+ * Chunks of 512: eight independent vector sums (the adds' latency hidden behind the
+ * loads), added in a tree, then widened into two double vectors. Why one widening per
+ * chunk and not one per vector sum: 8 widenings (16 conversions, 16 double adds) per
+ * chunk made a {4096, 1024} x:sum(2) 3-9 % slower from L3 and memory and 12-16 % slower
+ * with the rows in L1 or L2 (C harness, the two kernels alternated); the tree costs
+ * three float roundings per partial.
  */
 __attribute__((target("avx2"))) static double avx2_sum_f32(const float *a, size_t n)
 {
-    __m256d d0 = _mm256_setzero_pd(), d1 = d0, d2 = d0, d3 = d0;
+    __m256d d0 = _mm256_setzero_pd(), d1 = d0;
     size_t i = 0;
     while (i + 64 <= n) {
         __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0, f4 = f0, f5 = f0, f6 = f0,
@@ -89,17 +87,13 @@ __attribute__((target("avx2"))) static double avx2_sum_f32(const float *a, size_
             f7 = _mm256_add_ps(f7, _mm256_loadu_ps(a + i + 56));
         }
         /* the float partials leave for double before they grow */
-        MO__WIDEN_ADD(d0, d1, f0);
-        MO__WIDEN_ADD(d2, d3, f1);
-        MO__WIDEN_ADD(d0, d1, f2);
-        MO__WIDEN_ADD(d2, d3, f3);
-        MO__WIDEN_ADD(d0, d1, f4);
-        MO__WIDEN_ADD(d2, d3, f5);
-        MO__WIDEN_ADD(d0, d1, f6);
-        MO__WIDEN_ADD(d2, d3, f7);
+        const __m256 f = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(f0, f1), _mm256_add_ps(f2, f3)),
+                                       _mm256_add_ps(_mm256_add_ps(f4, f5), _mm256_add_ps(f6, f7)));
+        d0 = _mm256_add_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(f)));
+        d1 = _mm256_add_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)));
     }
     double t[4];
-    _mm256_storeu_pd(t, _mm256_add_pd(_mm256_add_pd(d0, d1), _mm256_add_pd(d2, d3)));
+    _mm256_storeu_pd(t, _mm256_add_pd(d0, d1));
     double s = (t[0] + t[1]) + (t[2] + t[3]);
     for (; i < n; i++) s += (double)a[i];
     return s;

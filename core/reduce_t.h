@@ -12,7 +12,7 @@
  * accumulators (float64 on an AVX2 CPU: sixteen, in reduce.c), and the block
  * sums are added pairwise, so the rounding error grows with log2(K / RED_BLOCK),
  * not with K. float32 lanes on an AVX2 CPU go to reduce.c's kernel whole (float
- * partials of 8 values, accumulated in double).
+ * partials of 64 values, accumulated in double).
  */
 #if !defined(T) || !defined(TN)
 #error "define T and TN before including reduce_t.h"
