@@ -323,7 +323,8 @@ static int f_linspace(lua_State *L)
     mo_dtype dt;
     trailing_dtype(L, 4, fname, &dt);
     mo_tensor *t = mo__newtensor_dtype(L, 1, &n, dt, 0, fname);
-    const size_t half = n / 2;
+    /* the first `half` from a, the rest from b; n == 1 is {a} (PyTorch's special case) */
+    const size_t half = n == 1 ? 1 : n / 2;
     if (dt == MO_FLOAT32) { /* in float, as PyTorch computes a float32 linspace */
         const float fa = (float)a, fb = (float)b;
         const float step = n > 1 ? (fb - fa) / (float)(n - 1) : 0.0f;

@@ -246,6 +246,9 @@ function TestCreateHelpers.test_linspace_golden()
     lu.assertEquals(mo.linspace(a, b, n, {dtype = "float64"}):get(n), b)   -- the end is exact
   end
   lu.assertEquals(mo.linspace(0, 1, 0):shape(), {0})
+  -- one point is the start, as torch.linspace(2, 5, 1) = [2.] (not the stop)
+  lu.assertEquals(mo.linspace(2, 5, 1):totable(), {2})
+  lu.assertEquals(mo.linspace(2, 5, 1, {dtype = "float64"}):totable(), {2})
   fails("bad argument #3 to 'linspace' (n must be an integer in 0..", mo.linspace, 0, 1, 2.5)
   fails("bad argument #2 to 'linspace' (stop must be finite, got inf)", mo.linspace, 0, math.huge, 3)
   fails("bad argument #4 to 'linspace' (options table expected, got number)", mo.linspace, 0, 1, 3, 4)
