@@ -431,6 +431,10 @@ static const mo_tensor **pin_list(lua_State *L, const char *fname, size_t *n)
                        luaL_typename(L, -1));
         if (!mo_tensor_alive(t))
             luaL_error(L, "%s: element #%I of the list: tensor has been freed", fname, k);
+        if (k > 1 && t->dtype != ts[0]->dtype)
+            luaL_error(L, "%s: dtype mismatch: element #1 is %s, element #%I is %s (convert one "
+                       "with :double() or :float())", fname, mo_dtype_name(ts[0]->dtype), k,
+                       mo_dtype_name(t->dtype));
         ts[k - 1] = t;
         lua_rawseti(L, 3, k); /* within the preallocated array part: no allocation */
     }
@@ -629,6 +633,7 @@ int mo__newindex(lua_State *L)
                           luaL_typename(L, 3));
     if (src != NULL && !mo_tensor_alive(src))
         return luaL_error(L, "%s: the value: tensor has been freed", fname);
+    if (src != NULL) mo__same_dtype(L, fname, t, src); /* converting is copy_'s job */
     /* Nothing below allocates from Lua: the handles live on the C stack. */
     mo_tensor dst, b;
     mo_tensor_init(&dst);

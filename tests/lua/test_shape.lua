@@ -205,6 +205,13 @@ function TestShape.test_errors()
         mo.cat, {a, a}, 3)
   fails("stack: tensors #1 {2, 3} and #2 {3, 2} differ in shape", mo.stack, {a, a:t()})
   fails("bad argument #2 to 'stack' (dimension 4 out of range", mo.stack, {a, a}, 4)
+  -- dtypes never mix implicitly (converting is copy_'s, to's, double's and float's job)
+  local a64 = a:double()
+  fails("cat: dtype mismatch: element #1 is float32, element #3 is float64 (convert one with "
+        .. ":double() or :float())", mo.cat, {a, a, a64})
+  fails("stack: dtype mismatch: element #1 is float64, element #2 is float32", mo.stack, {a64, a})
+  lu.assertEquals(mo.cat({a64, a64}).dtype, "float64")
+  lu.assertEquals(mo.stack({a64, a64}, 2).dtype, "float64")
   -- indexing
   fails("__index: index #1 = 3 out of range for dimension 1 of size 2 (shape {2, 3})",
         function() return a[3] end)
@@ -223,6 +230,8 @@ function TestShape.test_errors()
         function() a[1] = mo.zeros(2, 3) end)
   fails("__newindex: the value must be a number or a tensor, got string", function() a[1] = "x" end)
   fails("__newindex: index #1 = 5 out of range", function() a[5] = 1 end)
+  fails("__newindex: dtype mismatch: float32 vs float64 (convert one with :double() or :float())",
+        function() a[1] = mo.tensor({7, 8, 9}, {dtype = "float64"}) end)
   lu.assertEquals(a:totable(), {{1, 2, 3}, {4, 5, 6}})   -- nothing half-changed
   -- freed tensors
   local f = m23()
