@@ -242,8 +242,9 @@ static lua_Integer check_count(lua_State *L, int idx, const char *fname, lua_Int
 
 /*
  * arange(n) -> {1, 2, ..., n} (Lua's 1-based counting, not PyTorch's 0..n-1);
- * arange(a, b [, step]) -> the values a, a + step, ... up to and including b,
- * as `for i = a, b, step` visits them (computed as a + k*step). Float32 values.
+ * arange(a, b [, step]) -> the values a + k*step, k = 0, 1, ..., up to b (included
+ * when some a + k*step equals it, in double): as `for i = a, b, step` visits them when
+ * the arguments are integers (a float loop accumulates, so its values can differ).
  */
 static int f_arange(lua_State *L)
 {
@@ -261,7 +262,13 @@ static int f_arange(lua_State *L)
         lua_Number stop = check_finite(L, 2, fname, "stop");
         step = lua_isnoneornil(L, 3) ? 1.0 : check_finite(L, 3, fname, "step");
         if (step == 0) return mo__argerror(L, 3, fname, "step must not be 0");
+        /* the last k with start + k*step on this side of stop, as the values are
+         * computed: the quotient's rounding can be one off either way */
         lua_Number k = floor((stop - start) / step);
+        while (k >= 0 && (step > 0 ? start + k * step > stop : start + k * step < stop)) k--;
+        while (k + 1 <= (lua_Number)MO__MAX_SIZE &&
+               (step > 0 ? start + (k + 1) * step <= stop : start + (k + 1) * step >= stop))
+            k++;
         if (k < 0) {
             count = 0;
         } else if (k + 1 > (lua_Number)MO__MAX_SIZE) {

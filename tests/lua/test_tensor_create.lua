@@ -158,6 +158,18 @@ function TestTensorCreate.test_arange()
   lu.assertEquals(mo.arange(0, 1, 0.25):totable(), {0, 0.25, 0.5, 0.75, 1})
   lu.assertEquals(mo.arange(3, 1, -1):totable(), {3, 2, 1})
   lu.assertEquals(mo.arange(3, 1):totable(), {})
+  -- fractional steps: the values a + k*step up to b, counted as they are computed (the
+  -- quotient (b - a) / step rounds either way: 0.7 / 0.1 is 6.999..., 0.3 / 0.1 3.000...4)
+  local function ends(t) return {t:numel(), t:get(t:numel())} end
+  local D = {dtype = "float64"}
+  lu.assertEquals(ends(mo.arange(0, 0.7, 0.1, D)), {7, 6 * 0.1})   -- 7 * 0.1 > 0.7
+  lu.assertEquals(ends(mo.arange(0, 0.3, 0.1, D)), {3, 2 * 0.1})   -- 3 * 0.1 > 0.3
+  lu.assertEquals(ends(mo.arange(0, 1, 0.1, D)), {11, 1})          -- 10 * 0.1 == 1
+  lu.assertEquals(ends(mo.arange(1, 0, -0.1, D)), {11, 1 - 10 * 0.1})
+  -- where the quotient's rounding misled the count: 0.29 / 0.01 = 28.999... though
+  -- 29 * 0.01 == 0.29, and 0.35 / 0.01 = 35 though 35 * 0.01 > 0.35
+  lu.assertEquals(ends(mo.arange(0, 0.29, 0.01, D)), {30, 29 * 0.01})
+  lu.assertEquals(ends(mo.arange(0, 0.35, 0.01, D)), {35, 34 * 0.01})
 end
 
 function TestTensorCreate.test_randperm()
