@@ -156,6 +156,8 @@ static int clamp_tensors(lua_State *L, const char *fname, int inplace)
 {
     lua_settop(L, 3);
     mo_dtype dt = mo__checkarg(L, 1, fname)->dtype;
+    /* which bounds the caller gave as tensors: only those are named in shape errors */
+    const int given_lo = lua_type(L, 2) == LUA_TUSERDATA, given_hi = lua_type(L, 3) == LUA_TUSERDATA;
     clamp_bound(L, 2, dt, -HUGE_VAL, fname);
     clamp_bound(L, 3, dt, HUGE_VAL, fname);
     /* the allocations above may have run a finalizer: read the operands now */
@@ -164,16 +166,23 @@ static int clamp_tensors(lua_State *L, const char *fname, int inplace)
     const mo_tensor *hi = mo__checkarg(L, 3, fname);
     mo__same_dtype(L, fname, a, lo);
     mo__same_dtype(L, fname, a, hi);
-    const mo_tensor *ts[3] = {a, lo, hi};
+    /* a bound made here from a number or nil is 0-d: leaving it out changes no shape */
+    const mo_tensor *ts[3] = {a, given_lo ? lo : NULL, given_hi ? hi : NULL};
     int nd;
     size_t shape[MO_MAX_DIMS];
     broadcast_or_raise(L, fname, 3, ts, &nd, shape);
     mo_tensor *out = a;
     if (inplace) {
         if (!mo__shape_is(a, nd, shape)) {
-            char sa[MO__SHAPE_BUF], sl[MO__SHAPE_BUF], sh[MO__SHAPE_BUF];
-            return luaL_error(L, "%s: bounds %s and %s do not broadcast to self's shape %s", fname,
-                              mo__shapestr(lo, sl), mo__shapestr(hi, sh), mo__shapestr(a, sa));
+            /* the bound to name: lo when it alone widens self's shape, else hi */
+            const mo_tensor *pair[2] = {a, lo};
+            int nd2;
+            size_t s2[MO_MAX_DIMS];
+            const int lo_bad = given_lo && (mo_broadcast_shape(2, pair, &nd2, s2) != MO_OK ||
+                                            !mo__shape_is(a, nd2, s2));
+            char sa[MO__SHAPE_BUF], sb[MO__SHAPE_BUF];
+            return luaL_error(L, "%s: bound %s does not broadcast to self's shape %s", fname,
+                              mo__shapestr(lo_bad ? lo : hi, sb), mo__shapestr(a, sa));
         }
     } else {
         out = mo__newtensor_dtype(L, nd, shape, a->dtype, 0, fname);

@@ -286,6 +286,10 @@ function TestOptimF64.test_checkpoint_round_trip_bit_exact()
     local path2 = os.tmpname()
     mo.save(path2, {optimizer = opt})
     lu.assertErrorMsgContains("is float64, the param is float32", mo.load, path2, {optimizer = opt3})
+    if cls == "AdamW" then -- the state's keys are checked in order: the same message every run
+      lu.assertErrorMsgContains("state of param #1: exp_avg is float64", mo.load, path2,
+                                {optimizer = opt3})
+    end
     os.remove(path2)
   end
 end

@@ -107,9 +107,14 @@ function TestClampTensor.test_new_shape_errors_and_aliasing()
   local a = mo.tensor({1, 5, 9})
   -- a bound bigger than self: a new result of the broadcast shape, in place an error
   lu.assertEquals(a:clamp(mo.tensor({{2}, {6}}), 8):totable(), {{2, 5, 8}, {6, 6, 8}})
-  helpers.fails("clamp_: bounds {2, 1} and {} do not broadcast to self's shape {3}",
+  helpers.fails("clamp_: bound {2, 1} does not broadcast to self's shape {3}",
                 a.clamp_, a, mo.tensor({{2}, {6}}), 8)
-  helpers.fails("clamp: shapes {3}, {2} and {} cannot broadcast", a.clamp, a, mo.zeros(2), 1)
+  helpers.fails("clamp_: bound {2, 1} does not broadcast to self's shape {3}",
+                a.clamp_, a, 0, mo.tensor({{2}, {6}}))
+  -- only the bounds given as tensors are named (a number or nil is not a shape {})
+  helpers.fails("clamp: shapes {3} and {2} cannot broadcast", a.clamp, a, mo.zeros(2), 1)
+  helpers.fails("clamp: shapes {3} and {2} cannot broadcast", a.clamp, a, mo.zeros(2), nil)
+  helpers.fails("clamp: shapes {3}, {2} and {4} cannot broadcast", a.clamp, a, mo.zeros(2), mo.ones(4))
   helpers.fails("clamp: dtype mismatch: float32 vs float64", a.clamp, a,
                 mo.zeros(3, {dtype = "float64"}))
   -- a bound that is self (or a view of it) in place

@@ -504,10 +504,11 @@ local function check_state_shapes(s, want, dtype, idx, lfail)
         lfail("state of param #%d: %s is %s, the param is %s", idx, path, v.dtype, dtype)
       end
     elseif type(v) == "table" then
-      for k, x in pairs(v) do walk(x, path .. "." .. tostring(k)) end
+      for _, k in ipairs(sorted_keys(v)) do walk(v[k], path .. "." .. tostring(k)) end
     end
   end
-  for k, v in pairs(s) do walk(v, tostring(k)) end
+  -- in key order, so the first mismatch reported is the same on every run
+  for _, k in ipairs(sorted_keys(s)) do walk(s[k], tostring(k)) end
 end
 
 --- Restores a state_dict. Everything is checked before anything changes: the group count,
