@@ -68,7 +68,9 @@ static const char names_key = 'f';    /* every name mo__ag_setfuncs registered -
  * (mo__ag_call_uv), hold them as upvalues 6 and 7 (a pseudo-index read is much cheaper than
  * a registry look-up per op: light-userdata keys take the registry's generic look-up,
  * about 100 instructions each); upv = 0 reads them from the registry. */
-enum { UV_ANCHORS = 6, UV_FAST = MO__AG_NUPVALUES };
+/* UV_MAXARGS: ag_dispatch's closures have one upvalue more than mo__ag_push_upvalues
+ * pushes, the function's most arguments (mo__max_args; -1: not checked). */
+enum { UV_ANCHORS = 6, UV_FAST = MO__AG_NUPVALUES, UV_MAXARGS = MO__AG_NUPVALUES + 1 };
 
 static void push_table(lua_State *L, int upv, int uv, const char *key)
 {
@@ -721,6 +723,9 @@ static int ag_call(lua_State *L, ag_state *s, lua_CFunction f, const char *name,
  * engine.FAST (UV_ANCHORS, UV_FAST). */
 static int ag_dispatch(lua_State *L)
 {
+    const lua_Integer max = lua_tointeger(L, lua_upvalueindex(UV_MAXARGS));
+    if (max >= 0 && lua_gettop(L) > max)
+        mo__check_arity(L, (int)max, lua_tostring(L, lua_upvalueindex(MO__AG_UV_NAME)));
     lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(2));
     ag_state *s = (ag_state *)lua_touserdata(L, lua_upvalueindex(3));
     lua_Integer kind = lua_tointeger(L, lua_upvalueindex(4));
@@ -765,6 +770,16 @@ void mo__ag_push_upvalues(lua_State *L, int mt, lua_CFunction f, int kind, const
     lua_rawgetp(L, LUA_REGISTRYINDEX, &fast_key);
 }
 
+/* A function without the dispatcher whose argument count is checked: upvalues 1 the
+ * tensor metatable (f reads it as its own upvalue 1: f runs in this closure's frame),
+ * 2 f, 3 its most arguments, 4 its name. */
+static int plain_checked(lua_State *L)
+{
+    const int max = (int)lua_tointeger(L, lua_upvalueindex(3));
+    if (lua_gettop(L) > max) mo__check_arity(L, max, lua_tostring(L, lua_upvalueindex(4)));
+    return lua_tocfunction(L, lua_upvalueindex(2))(L);
+}
+
 void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
 {
     /* stack: ..., target table, metatable */
@@ -784,14 +799,22 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l)
             lua_pushinteger(L, kind);
             lua_setfield(L, names, l->name);
         }
+        const int max = l->func ? mo__max_args(l->name) : -1;
         if (l->func == NULL) {
             lua_pushboolean(L, 0);
-        } else if (kind == F_PLAIN) {
+        } else if (kind == F_PLAIN && max < 0) {
             lua_pushvalue(L, mt);
             lua_pushcclosure(L, l->func, 1);
+        } else if (kind == F_PLAIN) {
+            lua_pushvalue(L, mt);
+            lua_pushcfunction(L, l->func);
+            lua_pushinteger(L, max);
+            lua_pushstring(L, l->name);
+            lua_pushcclosure(L, plain_checked, 4);
         } else {
             mo__ag_push_upvalues(L, mt, l->func, kind, l->name);
-            lua_pushcclosure(L, ag_dispatch, MO__AG_NUPVALUES);
+            lua_pushinteger(L, max);
+            lua_pushcclosure(L, ag_dispatch, UV_MAXARGS);
         }
         lua_setfield(L, mt - 1, l->name);
     }

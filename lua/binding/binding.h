@@ -120,6 +120,12 @@ int mo__ag_call_uv(lua_State *L, lua_CFunction f, int nameidx, int kind);
 /* luaL_setfuncs of `l` into the table below the tensor metatable at the top, each
  * function wrapped by the dispatcher (the metatable stays on the stack). */
 void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l);
+/* The most arguments (self included) the public function `name` takes, or -1 when it is
+ * not checked (any number of sizes, or a kernel of the Lua modules); arity.c. */
+int mo__max_args(const char *name);
+/* Raises "bad argument #k to 'fname' (unexpected argument (type))" when an argument past
+ * the first max is not nil; returns 0 otherwise. */
+int mo__check_arity(lua_State *L, int max, const char *fname);
 /* Pushes the per-lua_State autograd state userdata. */
 void mo__ag_push_state(lua_State *L);
 /* Pushes the tensor methods table. */

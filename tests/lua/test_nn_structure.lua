@@ -181,7 +181,7 @@ function TestNnStructureLayout.test_register_parameter_after_build_is_seen_by_co
   s:register_parameter("alpha", mo.ones(2))
   lu.assertEquals(#model:parameters(), 3)
   lu.assertEquals(model:named_parameters()[3][1], "1.alpha")
-  lu.assertTrue(s.alpha:same_storage(model:flat_parameters()))
+  lu.assertTrue(s.alpha:same_storage((model:flat_parameters())))
 end
 
 return {TestNnStructureCost = TestNnStructureCost, TestNnStructureCycles = TestNnStructureCycles,

@@ -296,4 +296,36 @@ function TestTensorErrors.test_failed_in_place_calls_change_nothing()
   lu.assertEquals(a:totable(), before)
 end
 
+-- An argument past what a function takes is an error, not ignored (lua/binding/arity.c):
+-- torch7's t:add(2, u) means t + 2 * u and used to return t + 2.
+function TestTensorErrors.test_extra_arguments()
+  local a, u = m23(), mo.ones(2, 3)
+  local before = a:totable()
+  fails("bad argument #2 to 'add' (unexpected argument (moonopt.Tensor); torch7's t:add(v, u) "
+        .. "is t:add(u * v) here)", function() return a:add(2, u) end)
+  fails("bad argument #2 to 'add_' (unexpected argument (moonopt.Tensor)",
+        function() return a:add_(2, u) end)
+  lu.assertEquals(a:totable(), before)                               -- nothing changed
+  fails("bad argument #2 to 'mul' (unexpected argument (moonopt.Tensor))",
+        function() return a:mul(2, u) end)
+  fails("bad argument #1 to 'sin' (unexpected argument (number 1))", function() return a:sin(1) end)
+  fails("bad argument #3 to 'sum' (unexpected argument (number 5))",
+        function() return a:sum(1, true, 5) end)
+  fails("bad argument #2 to 'softmax' (unexpected argument (number 3))",
+        function() return a:softmax(2, 3) end)
+  fails("bad argument #3 to 'transpose' (unexpected argument (number 3))",
+        function() return a:transpose(1, 2, 3) end)
+  fails("bad argument #3 to 'any' (unexpected argument (string))",
+        function() return a:any(1, false, "x") end)                     -- a plain function
+  fails("bad argument #4 to 'where' (unexpected argument (number 1))", mo.where, a:gt(2), a, u, 1)
+  fails("bad argument #4 to 'matmul' (unexpected argument (number 1))", mo.matmul, a, a:t(), {}, 1)
+  fails("bad argument #5 to 'arange' (unexpected argument (number 3))", mo.arange, 1, 5, 1, {}, 3)
+  fails("bad argument #3 to 'cat' (unexpected argument (number 2))", mo.cat, {a, a}, 1, 2)
+  -- trailing nils are no arguments; functions of any number of sizes or dims are open
+  lu.assertEquals(a:sum(2, nil, nil):shape(), {2})
+  lu.assertEquals(a:add(u, nil):totable(), {{2, 3, 4}, {5, 6, 7}})
+  lu.assertEquals(a:permute(2, 1):shape(), {3, 2})
+  lu.assertEquals(mo.zeros(1, 2, 3, 4):shape(), {1, 2, 3, 4})
+end
+
 return {TestTensorErrors = TestTensorErrors}
