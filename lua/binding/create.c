@@ -263,19 +263,17 @@ static int f_arange(lua_State *L)
         step = lua_isnoneornil(L, 3) ? 1.0 : check_finite(L, 3, fname, "step");
         if (step == 0) return mo__argerror(L, 3, fname, "step must not be 0");
         /* the last k with start + k*step on this side of stop, as the values are
-         * computed: the quotient's rounding can be one off either way */
+         * computed: the quotient's rounding can be one off either way. The bounds come
+         * first, so k is a small exact integer when the loops step it (the quotient may
+         * be inf: 1e300 / 1e-300). */
         lua_Number k = floor((stop - start) / step);
+        if (k < -1) k = -1; /* an empty range */
+        if (!(k + 1 <= (lua_Number)MO__MAX_SIZE)) return luaL_error(L, "arange: more than 2^40 values");
         while (k >= 0 && (step > 0 ? start + k * step > stop : start + k * step < stop)) k--;
-        while (k + 1 <= (lua_Number)MO__MAX_SIZE &&
-               (step > 0 ? start + (k + 1) * step <= stop : start + (k + 1) * step >= stop))
-            k++;
-        if (k < 0) {
-            count = 0;
-        } else if (k + 1 > (lua_Number)MO__MAX_SIZE) {
-            return luaL_error(L, "arange: more than 2^40 values");
-        } else {
-            count = (size_t)k + 1;
-        }
+        while (step > 0 ? start + (k + 1) * step <= stop : start + (k + 1) * step >= stop)
+            if (++k + 1 > (lua_Number)MO__MAX_SIZE)
+                return luaL_error(L, "arange: more than 2^40 values");
+        count = (size_t)(k + 1);
     }
     mo_tensor *t = mo__newtensor_dtype(L, 1, &count, dt, 0, fname);
     for (size_t i = 0; i < count; i++) put_el(t, i, start + (lua_Number)i * step);

@@ -67,6 +67,11 @@ function TestTensorErrors.test_arange_randperm_seed()
   fails("bad argument #2 to 'arange' (stop must be finite", mo.arange, 1, 0 / 0)
   fails("bad argument #1 to 'arange' (start must be finite, got inf)", mo.arange, math.huge, 1)
   fails("arange: more than 2^40 values", mo.arange, 0, 2 ^ 50)
+  -- quotients that overflow or exceed every count: an error, never a loop
+  fails("arange: more than 2^40 values", mo.arange, -1e308, 1e308)
+  fails("arange: more than 2^40 values", mo.arange, 0, 1e300, 1e-300)
+  fails("arange: more than 2^40 values", mo.arange, 1e300, 0, -1e-300)
+  lu.assertEquals(mo.arange(0, -1e300, 1e-300):numel(), 0)
   fails("bad argument #1 to 'randperm' (n must be an integer in 0..2147483647, got -1)", mo.randperm, -1)
   fails("bad argument #1 to 'randperm' (n must be an integer in 0..2147483647, got 2147483648)",
         mo.randperm, 1 << 31)
