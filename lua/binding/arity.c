@@ -68,17 +68,20 @@ int mo__max_args(const char *name)
 
 int mo__check_arity(lua_State *L, int max, const char *fname)
 {
-    int last = lua_gettop(L);
-    while (last > max && lua_isnil(L, last)) last--;
-    if (last <= max) return 0;
-    const char *what = luaL_getmetafield(L, last, "__name") == LUA_TSTRING
+    const int top = lua_gettop(L);
+    int extra = max + 1; /* the first argument past max that is not nil, as create.c names it */
+    while (extra <= top && lua_isnil(L, extra)) extra++;
+    if (extra > top) return 0;
+    const char *what = luaL_getmetafield(L, extra, "__name") == LUA_TSTRING
                            ? lua_tostring(L, -1)
-                       : lua_type(L, last) == LUA_TNUMBER
-                           ? lua_pushfstring(L, "number %s", mo__describe(L, last))
-                           : luaL_typename(L, last);
-    /* torch7 spells t + v * u as t:add(v, u) */
+                       : lua_type(L, extra) == LUA_TNUMBER
+                           ? lua_pushfstring(L, "number %s", mo__describe(L, extra))
+                           : luaL_typename(L, extra);
+    /* torch7 spells t + v * u as t:add(v, u) (and t - v * u as t:sub(v, u)) */
     const int torch7 = strcmp(fname, "add") == 0 || strcmp(fname, "add_") == 0 ||
                        strcmp(fname, "sub") == 0 || strcmp(fname, "sub_") == 0;
-    return mo__argerror(L, last, fname, "unexpected argument (%s)%s", what,
-                        torch7 ? "; torch7's t:add(v, u) is t:add(u * v) here" : "");
+    if (torch7)
+        return mo__argerror(L, extra, fname, "unexpected argument (%s); torch7's t:%s(v, u) "
+                            "is t:%s(u * v) here", what, fname, fname);
+    return mo__argerror(L, extra, fname, "unexpected argument (%s)", what);
 }

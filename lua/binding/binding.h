@@ -123,8 +123,8 @@ void mo__ag_setfuncs(lua_State *L, const luaL_Reg *l);
 /* The most arguments (self included) the public function `name` takes, or -1 when it is
  * not checked (any number of sizes, or a kernel of the Lua modules); arity.c. */
 int mo__max_args(const char *name);
-/* Raises "bad argument #k to 'fname' (unexpected argument (type))" when an argument past
- * the first max is not nil; returns 0 otherwise. */
+/* Raises "bad argument #k to 'fname' (unexpected argument (type))", k the first argument
+ * past the first max that is not nil; returns 0 when there is none. */
 int mo__check_arity(lua_State *L, int max, const char *fname);
 /* Pushes the per-lua_State autograd state userdata. */
 void mo__ag_push_state(lua_State *L);

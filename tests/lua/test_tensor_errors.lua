@@ -308,8 +308,15 @@ function TestTensorErrors.test_extra_arguments()
   local before = a:totable()
   fails("bad argument #2 to 'add' (unexpected argument (moonopt.Tensor); torch7's t:add(v, u) "
         .. "is t:add(u * v) here)", function() return a:add(2, u) end)
-  fails("bad argument #2 to 'add_' (unexpected argument (moonopt.Tensor)",
-        function() return a:add_(2, u) end)
+  fails("bad argument #2 to 'add_' (unexpected argument (moonopt.Tensor); torch7's t:add_(v, u) "
+        .. "is t:add_(u * v) here)", function() return a:add_(2, u) end)
+  fails("bad argument #2 to 'sub' (unexpected argument (moonopt.Tensor); torch7's t:sub(v, u) "
+        .. "is t:sub(u * v) here)", function() return a:sub(2, u) end)
+  -- the first extra argument is named, past any nils
+  fails("bad argument #3 to 'sum' (unexpected argument (number 7))",
+        function() return a:sum(1, true, 7, 8) end)
+  fails("bad argument #4 to 'sum' (unexpected argument (number 8))",
+        function() return a:sum(1, true, nil, 8) end)
   lu.assertEquals(a:totable(), before)                               -- nothing changed
   fails("bad argument #2 to 'mul' (unexpected argument (moonopt.Tensor))",
         function() return a:mul(2, u) end)
