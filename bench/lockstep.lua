@@ -1,8 +1,6 @@
--- bench/lockstep.lua - issue 11's large ops against PyTorch 1.13 in lockstep (run by
--- bench/lockstep_bench.sh, which starts bench/lockstep_torch.py on two FIFOs):
---   add    `a + b`, a {1024, 1024} + b {1024} float32, the result dropped at once;
---   add_   `c:add_(b)`, the same add in place;
---   sum2   `x:sum(2)` on a {4096, 1024} float32 tensor.
+-- bench/lockstep.lua - issue 11's large ops (bench/lockstep_ops.lua: `a + b` broadcasting,
+-- `c:add_(b)`, `x:sum(2)`) against PyTorch 1.13 in lockstep (run by
+-- bench/lockstep_bench.sh, which starts bench/lockstep_torch.py on two FIFOs).
 -- Each round times one batch of each op here, then asks PyTorch for a batch of the same op
 -- (the order of the two sides alternates from round to round), so the two batches of a
 -- pair run within milliseconds of each other. Why: on this shared machine the speed of a
@@ -19,22 +17,12 @@
 -- usage: lua5.4 bench/lockstep.lua CMD_FIFO RES_FIFO [rounds [batch [warm]]]
 -- Environment: OPS (default "add,add_,sum2") the ops to time; LOCKSTEP_OTHER the other
 -- side's name in the report (bench/lockstep_bench.sh sets it for its A/A check).
-local mo = require "moonopt"
-
 local cmd_path, res_path = arg[1], arg[2]
 local rounds, batch = tonumber(arg[3]) or 201, tonumber(arg[4]) or 10
 local warm = tonumber(arg[5]) or 5
 
-mo.manual_seed(1)
-local a, b = mo.rand({1024, 1024}), mo.rand({1024})
-local c = a:clone()
-local x = mo.rand({4096, 1024})
 local ops = {}
-for _, op in ipairs{
-  {"add", function() local _ = a + b end},
-  {"add_", function() c:add_(b) end},
-  {"sum2", function() local _ = x:sum(2) end},
-} do
+for _, op in ipairs(dofile((arg[0]:match("^(.*)/") or ".") .. "/lockstep_ops.lua")) do
   if ("," .. (os.getenv("OPS") or "add,add_,sum2") .. ","):find("," .. op[1] .. ",", 1, true) then
     ops[#ops + 1] = op
   end

@@ -4,21 +4,14 @@
 -- call of one batch out, "quit" ends it). Both sides then run the same code, so every
 -- ratio should come out 1.00; how far a run strays is the method's own error.
 -- usage: lua5.4 bench/lockstep_partner.lua CMD_FIFO RES_FIFO batch warm
-local mo = require "moonopt"
-
 local cmd = assert(io.open(arg[1], "r")) -- (opened in this order on both sides)
 local res = assert(io.open(arg[2], "w"))
 local batch, warm = assert(tonumber(arg[3])), assert(tonumber(arg[4]))
 
-mo.manual_seed(1)
-local a, b = mo.rand({1024, 1024}), mo.rand({1024})
-local c = a:clone()
-local x = mo.rand({4096, 1024})
-local ops = {
-  add = function() local _ = a + b end,
-  add_ = function() c:add_(b) end,
-  sum2 = function() local _ = x:sum(2) end,
-}
+local ops = {}
+for _, op in ipairs(dofile((arg[0]:match("^(.*)/") or ".") .. "/lockstep_ops.lua")) do
+  ops[op[1]] = op[2]
+end
 
 for name in cmd:lines() do
   if name == "quit" then break end
